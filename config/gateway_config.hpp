@@ -1,0 +1,105 @@
+// The gateway's configuration as plain structs with defaults (design §4).
+// Filled by config/loader from JSON; every duration is in milliseconds, as its key says.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gw::config {
+
+struct server_config
+{
+    std::string listen = "0.0.0.0:8080";
+    int threads = 0; // 0 = one worker per core
+    std::int64_t max_request_body_bytes = 16 * 1024 * 1024;
+    std::int64_t max_header_bytes = 16 * 1024;
+    std::int64_t client_header_timeout_ms = 10'000;
+    std::int64_t client_idle_timeout_ms = 75'000;
+    std::int64_t drain_timeout_ms = 30'000;
+};
+
+struct admin_config
+{
+    std::string listen = "127.0.0.1:9901";
+};
+
+struct log_config
+{
+    std::string level = "info";  // trace, debug, info, warn, error, critical, off
+    std::string format = "json"; // json or text
+    bool access_log = true;
+};
+
+struct retry_config
+{
+    int max_attempts = 3;
+    std::int64_t base_delay_ms = 100;
+    std::int64_t max_delay_ms = 2'000;
+    int budget_percent = 20;
+};
+
+struct upstream_config
+{
+    std::string url;          // http:// or https:// (required)
+    std::string ca_file;      // "" = system trust store
+    bool verify_tls = true;
+    int max_connections = 256;
+    std::int64_t idle_timeout_ms = 50'000;
+    std::int64_t connect_timeout_ms = 3'000;
+    std::int64_t response_timeout_ms = 100'000;
+    std::int64_t stream_idle_timeout_ms = 60'000;
+    retry_config retry;
+
+    // Derived from `url` by validation.
+    bool tls = true;
+    std::string host;
+    std::uint16_t port = 443;
+    std::string base_path; // path prefix without trailing '/', usually ""
+};
+
+struct app_config
+{
+    std::string upstream = "dify";
+    std::vector<std::string> api_keys;
+    int max_concurrent = 0; // 0 = unlimited
+};
+
+struct rate_config
+{
+    double requests_per_second = 0;
+    double burst = 0; // 0 = max(1, requests_per_second)
+};
+
+struct tenant_config
+{
+    std::vector<std::string> keys; // plaintext or "sha256:<hex>"
+    std::vector<std::string> apps;
+    std::string default_app;       // "" = the only app, when there is exactly one
+    std::optional<rate_config> rate;
+    int max_concurrent = 0;        // 0 = unlimited
+    std::int64_t tokens_per_day = 0; // 0 = unlimited
+};
+
+struct quota_store_config
+{
+    std::string type = "memory"; // memory or redis
+    std::string url;             // redis://host:port/db
+    std::int64_t timeout_ms = 20;
+    std::string on_error = "allow"; // allow, deny, local
+};
+
+struct gateway_config
+{
+    server_config server;
+    admin_config admin;
+    log_config log;
+    std::map<std::string, upstream_config> upstreams;
+    std::map<std::string, app_config> apps;
+    std::map<std::string, tenant_config> tenants;
+    quota_store_config quota_store;
+};
+
+} // namespace gw::config

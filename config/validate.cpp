@@ -1,0 +1,177 @@
+#include "config/validate.hpp"
+
+#include "core/key_hash.hpp"
+#include "core/text.hpp"
+
+#include <boost/url/parse.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <set>
+
+namespace gw::config {
+
+namespace {
+
+std::string quoted(std::string_view s)
+{
+    return "\"" + std::string(s) + "\"";
+}
+
+bool valid_name(std::string_view name)
+{
+    if (name.empty() || name.size() > 64) return false;
+    return std::all_of(name.begin(), name.end(), [](char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+               ch == '_' || ch == '.';
+    });
+}
+
+bool one_of(std::string_view v, std::initializer_list<std::string_view> allowed)
+{
+    return std::find(allowed.begin(), allowed.end(), v) != allowed.end();
+}
+
+void check_listen(std::string_view path, const std::string& value, problems& out)
+{
+    if (!core::parse_host_port(value)) out.add(path, quoted(value) + " is not HOST:PORT");
+}
+
+void check_upstream(const std::string& path, upstream_config& u, problems& out)
+{
+    if (u.url.empty()) return; // reported as required by the reader
+    auto parsed = boost::urls::parse_absolute_uri(u.url);
+    if (!parsed) {
+        out.add(path + ".url", quoted(u.url) + " is not a valid URL");
+        return;
+    }
+    const auto& url = *parsed;
+    std::string scheme = core::to_lower(url.scheme());
+    if (scheme != "http" && scheme != "https") {
+        out.add(path + ".url", "scheme must be http or https (got " + quoted(url.scheme()) + ")");
+        return;
+    }
+    if (url.host().empty()) out.add(path + ".url", "has no host");
+    if (url.has_userinfo()) out.add(path + ".url", "must not contain credentials");
+    if (url.has_query() || url.has_fragment()) out.add(path + ".url", "must not have a query or fragment");
+    u.tls = scheme == "https";
+    u.host = std::string(url.encoded_host_address());
+    if (u.host.size() > 2 && u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
+    u.port = url.has_port() ? url.port_number() : (u.tls ? 443 : 80);
+    if (url.has_port() && u.port == 0) out.add(path + ".url", "port must be between 1 and 65535");
+    u.base_path = std::string(url.encoded_path());
+    while (!u.base_path.empty() && u.base_path.back() == '/') u.base_path.pop_back();
+    if (!u.ca_file.empty()) {
+        if (!u.tls) out.add(path + ".ca_file", "is only used with an https:// url");
+        std::ifstream f(u.ca_file);
+        if (!f) out.add(path + ".ca_file", "cannot read " + quoted(u.ca_file));
+    }
+    if (u.retry.base_delay_ms > u.retry.max_delay_ms)
+        out.add(path + ".retry.base_delay_ms", "must not exceed retry.max_delay_ms");
+    if (u.connect_timeout_ms > u.response_timeout_ms)
+        out.add(path + ".connect_timeout_ms", "must not exceed response_timeout_ms");
+}
+
+void check_tenant(
+    const std::string& path,
+    const std::string& name,
+    tenant_config& t,
+    const gateway_config& c,
+    std::map<std::string, std::string>& key_owner,
+    problems& out
+)
+{
+    for (std::size_t i = 0; i < t.keys.size(); ++i) {
+        const auto& key = t.keys[i];
+        auto key_path = index_path(path + ".keys", i);
+        std::string digest;
+        if (key.starts_with(core::sha256_prefix)) {
+            if (!core::is_hashed_key(key)) {
+                out.add(key_path, "must be sha256: followed by 64 hex digits");
+                continue;
+            }
+            digest = core::to_lower(key.substr(core::sha256_prefix.size()));
+        } else {
+            if (key.size() < 16) out.add(key_path, "plaintext keys must be at least 16 characters");
+            digest = core::sha256_hex(key);
+        }
+        auto [it, inserted] = key_owner.emplace(digest, name);
+        if (!inserted) out.add(key_path, "the same key is already used by tenant " + quoted(it->second));
+    }
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < t.apps.size(); ++i) {
+        const auto& app = t.apps[i];
+        if (!c.apps.contains(app)) out.add(index_path(path + ".apps", i), quoted(app) + " is not defined in apps");
+        if (!seen.insert(app).second) out.add(index_path(path + ".apps", i), quoted(app) + " is listed twice");
+    }
+    if (!t.default_app.empty()) {
+        if (!seen.contains(t.default_app))
+            out.add(path + ".default_app", quoted(t.default_app) + " is not in " + path + ".apps");
+    } else if (t.apps.size() == 1) {
+        t.default_app = t.apps.front();
+    } else if (t.apps.size() > 1) {
+        out.add(path + ".default_app", "is required when the tenant has more than one app");
+    }
+    if (t.rate) {
+        if (t.rate->requests_per_second <= 0)
+            out.add(path + ".rate.requests_per_second", "must be greater than 0");
+        if (t.rate->burst == 0) t.rate->burst = std::max(1.0, std::ceil(t.rate->requests_per_second));
+        if (t.rate->burst < 1) out.add(path + ".rate.burst", "must be at least 1");
+    }
+}
+
+void check_quota_store(quota_store_config& q, problems& out)
+{
+    if (!one_of(q.type, {"memory", "redis"})) {
+        out.add("quota_store.type", "must be \"memory\" or \"redis\" (got " + quoted(q.type) + ")");
+        return;
+    }
+    if (!one_of(q.on_error, {"allow", "deny", "local"}))
+        out.add("quota_store.on_error", "must be \"allow\", \"deny\" or \"local\" (got " + quoted(q.on_error) + ")");
+    if (q.type == "redis") {
+        if (q.url.empty()) {
+            out.add("quota_store.url", "is required when type is \"redis\"");
+            return;
+        }
+        auto parsed = boost::urls::parse_absolute_uri(q.url);
+        if (!parsed || (parsed->scheme() != "redis" && parsed->scheme() != "rediss") || parsed->host().empty())
+            out.add("quota_store.url", quoted(q.url) + " is not a redis://HOST[:PORT][/DB] URL");
+    } else if (!q.url.empty()) {
+        out.add("quota_store.url", "is only used when type is \"redis\"");
+    }
+}
+
+} // namespace
+
+void validate(gateway_config& c, problems& out)
+{
+    check_listen("server.listen", c.server.listen, out);
+    check_listen("admin.listen", c.admin.listen, out);
+    if (c.server.listen == c.admin.listen) out.add("admin.listen", "must differ from server.listen");
+    if (!one_of(c.log.level, {"trace", "debug", "info", "warn", "error", "critical", "off"}))
+        out.add("log.level", "must be one of trace, debug, info, warn, error, critical, off (got " + quoted(c.log.level) + ")");
+    if (!one_of(c.log.format, {"json", "text"}))
+        out.add("log.format", "must be \"json\" or \"text\" (got " + quoted(c.log.format) + ")");
+
+    for (auto& [name, u] : c.upstreams) {
+        if (!valid_name(name)) out.add("upstreams." + name, "name must be 1-64 characters of A-Z a-z 0-9 . _ -");
+        check_upstream("upstreams." + name, u, out);
+    }
+    for (auto& [name, a] : c.apps) {
+        auto path = "apps." + name;
+        if (!valid_name(name)) out.add(path, "name must be 1-64 characters of A-Z a-z 0-9 . _ -");
+        if (!c.upstreams.contains(a.upstream))
+            out.add(path + ".upstream", quoted(a.upstream) + " is not defined in upstreams");
+    }
+    if (c.tenants.empty()) out.add("tenants", "at least one tenant is required");
+    std::map<std::string, std::string> key_owner; // sha256 hex -> tenant
+    for (auto& [name, t] : c.tenants) {
+        auto path = "tenants." + name;
+        if (!valid_name(name)) out.add(path, "name must be 1-64 characters of A-Z a-z 0-9 . _ -");
+        check_tenant(path, name, t, c, key_owner, out);
+    }
+    check_quota_store(c.quota_store, out);
+}
+
+} // namespace gw::config

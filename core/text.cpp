@@ -1,0 +1,141 @@
+#include "core/text.hpp"
+
+namespace gw::core {
+
+namespace {
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+int hex_value(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+} // namespace
+
+bool iequals(std::string_view a, std::string_view b)
+{
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (lower(a[i]) != lower(b[i])) return false;
+    return true;
+}
+
+std::string to_lower(std::string_view s)
+{
+    std::string out(s);
+    for (char& c : out) c = lower(c);
+    return out;
+}
+
+std::string_view trim(std::string_view s)
+{
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+        s.remove_suffix(1);
+    return s;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep)
+{
+    std::vector<std::string_view> out;
+    for (;;) {
+        auto pos = s.find(sep);
+        out.push_back(s.substr(0, pos));
+        if (pos == std::string_view::npos) return out;
+        s.remove_prefix(pos + 1);
+    }
+}
+
+std::optional<std::string> header_param(std::string_view value, std::string_view name)
+{
+    // Walk `; key=value` pairs after the first token, honouring quoted strings.
+    std::size_t i = value.find(';');
+    while (i != std::string_view::npos && i < value.size()) {
+        ++i;
+        while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
+        std::size_t eq = i;
+        while (eq < value.size() && value[eq] != '=' && value[eq] != ';') ++eq;
+        std::string_view key = trim(value.substr(i, eq - i));
+        if (eq >= value.size() || value[eq] == ';') {
+            i = eq;
+            continue;
+        }
+        std::size_t j = eq + 1;
+        std::string val;
+        if (j < value.size() && value[j] == '"') {
+            ++j;
+            while (j < value.size() && value[j] != '"') {
+                if (value[j] == '\\' && j + 1 < value.size()) ++j;
+                val.push_back(value[j++]);
+            }
+            if (j < value.size()) ++j; // closing quote
+            while (j < value.size() && value[j] != ';') ++j;
+        } else {
+            std::size_t end = value.find(';', j);
+            val = std::string(trim(value.substr(j, end == std::string_view::npos ? end : end - j)));
+            j = end == std::string_view::npos ? value.size() : end;
+        }
+        if (iequals(key, name)) return val;
+        i = j;
+    }
+    return std::nullopt;
+}
+
+std::string media_type(std::string_view content_type)
+{
+    return to_lower(trim(content_type.substr(0, content_type.find(';'))));
+}
+
+std::optional<std::string> form_decode(std::string_view s)
+{
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '+') {
+            out.push_back(' ');
+        } else if (s[i] == '%') {
+            if (i + 2 >= s.size()) return std::nullopt;
+            int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+            if (hi < 0 || lo < 0) return std::nullopt;
+            out.push_back(static_cast<char>(hi * 16 + lo));
+            i += 2;
+        } else {
+            out.push_back(s[i]);
+        }
+    }
+    return out;
+}
+
+} // namespace gw::core
+
+namespace gw::core {
+
+std::optional<host_port> parse_host_port(std::string_view s)
+{
+    host_port out;
+    std::string_view port_text;
+    if (s.starts_with('[')) {
+        auto close = s.find(']');
+        if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':') return std::nullopt;
+        out.host = std::string(s.substr(1, close - 1));
+        port_text = s.substr(close + 2);
+    } else {
+        auto colon = s.rfind(':');
+        if (colon == std::string_view::npos || s.find(':') != colon) return std::nullopt;
+        out.host = std::string(s.substr(0, colon));
+        port_text = s.substr(colon + 1);
+    }
+    if (out.host.empty() || port_text.empty() || port_text.size() > 5) return std::nullopt;
+    unsigned value = 0;
+    for (char c : port_text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (value > 65535) return std::nullopt;
+    out.port = static_cast<std::uint16_t>(value);
+    return out;
+}
+
+} // namespace gw::core

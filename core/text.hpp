@@ -1,0 +1,43 @@
+// Small text helpers shared by config, emulator and gateway: ASCII case folding,
+// trimming, splitting and HTTP header parameter extraction.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gw::core {
+
+bool iequals(std::string_view a, std::string_view b);
+std::string to_lower(std::string_view s);
+std::string_view trim(std::string_view s);
+std::vector<std::string_view> split(std::string_view s, char sep);
+
+// Value of parameter `name` in a header value such as
+// `multipart/form-data; boundary="abc"` or `form-data; name="file"; filename="a.txt"`.
+// Quotes are removed; backslash escapes inside quotes are honoured.
+std::optional<std::string> header_param(std::string_view header_value, std::string_view name);
+
+// The media type of a Content-Type value, lowercased, without parameters.
+std::string media_type(std::string_view content_type);
+
+// Decodes %XX escapes and '+' (as a space) in an application/x-www-form-urlencoded component.
+// Returns nullopt on a malformed escape.
+std::optional<std::string> form_decode(std::string_view s);
+
+} // namespace gw::core
+
+namespace gw::core {
+
+struct host_port
+{
+    std::string host; // without brackets for IPv6
+    std::uint16_t port = 0;
+};
+
+// Parses "host:port", "[v6]:port". Port 0 is allowed (bind an ephemeral port).
+std::optional<host_port> parse_host_port(std::string_view s);
+
+} // namespace gw::core

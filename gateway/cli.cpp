@@ -1,0 +1,73 @@
+#include "gateway/cli.hpp"
+
+#include "config/loader.hpp"
+#include "core/key_hash.hpp"
+
+#include <ostream>
+
+namespace gw::gateway {
+
+namespace {
+
+constexpr const char* usage = R"(usage:
+  dify-gateway --check-config FILE   validate FILE; print every problem with its JSON path
+                                     (exit 0 = valid, 2 = invalid)
+  dify-gateway hash-key KEY          print sha256:<hex> of KEY, for tenants.<name>.keys
+  dify-gateway --version
+  dify-gateway --help
+
+A gateway in front of Dify's Service API: per-tenant keys, per-app Dify keys, pooled TLS
+upstream connections, SSE relay, quotas and retries. See README.md.
+)";
+
+int check_config(const std::string& path, std::ostream& out, std::ostream& err)
+{
+    auto result = config::load_config_file(path);
+    if (result.ok()) {
+        const auto& c = *result.config;
+        out << path << ": valid (" << c.tenants.size() << " tenants, " << c.apps.size() << " apps, "
+            << c.upstreams.size() << " upstreams)\n";
+        return exit_ok;
+    }
+    err << path << ": " << result.problems.size() << (result.problems.size() == 1 ? " problem" : " problems") << "\n";
+    for (const auto& p : result.problems) err << "  " << p << "\n";
+    return exit_bad_config;
+}
+
+} // namespace
+
+int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err)
+{
+    if (args.empty()) {
+        err << usage;
+        return exit_usage;
+    }
+    const auto& cmd = args[0];
+    if (cmd == "--help" || cmd == "-h") {
+        out << usage;
+        return exit_ok;
+    }
+    if (cmd == "--version") {
+        out << "dify-gateway " << GW_VERSION << "\n";
+        return exit_ok;
+    }
+    if (cmd == "--check-config") {
+        if (args.size() != 2) {
+            err << "--check-config takes exactly one FILE\n";
+            return exit_usage;
+        }
+        return check_config(args[1], out, err);
+    }
+    if (cmd == "hash-key") {
+        if (args.size() != 2 || args[1].empty()) {
+            err << "hash-key takes exactly one non-empty KEY\n";
+            return exit_usage;
+        }
+        out << core::hash_key(args[1]) << "\n";
+        return exit_ok;
+    }
+    err << "unknown command or option \"" << cmd << "\"\n" << usage;
+    return exit_usage;
+}
+
+} // namespace gw::gateway

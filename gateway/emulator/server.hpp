@@ -1,0 +1,46 @@
+// The emulator's network side: accepts HTTP/1.1 (plain or TLS) on one executor, runs a
+// keep-alive session coroutine per connection, writes replies and SSE streams (with
+// pings, token delays and injected faults) for `service`. Single-threaded by design:
+// the service and its state are touched only from the io_context that runs the server.
+#pragma once
+
+#include "gateway/emulator/service.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include <memory>
+#include <string>
+
+namespace gw::emulator {
+
+struct server_options
+{
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;                        // 0 = ephemeral
+    std::shared_ptr<boost::asio::ssl::context> tls; // null = plain HTTP
+};
+
+class server
+{
+public:
+    // Binds and listens immediately (throws on failure); `svc` must outlive the server
+    // and every session it started (i.e. the io_context's run).
+    server(boost::asio::io_context& io, service& svc, server_options opts);
+
+    boost::asio::ip::tcp::endpoint endpoint() const { return acceptor_.local_endpoint(); }
+    void start();
+    void stop();
+
+private:
+    boost::asio::io_context& io_;
+    service& svc_;
+    server_options opts_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+};
+
+// A TLS server context from PEM files (throws with a clear message on failure).
+std::shared_ptr<boost::asio::ssl::context> make_server_tls(const std::string& cert_file, const std::string& key_file);
+
+} // namespace gw::emulator

@@ -1,0 +1,52 @@
+#include "gateway/emulator/stats.hpp"
+
+#include "core/text.hpp"
+
+#include <boost/json.hpp>
+
+namespace gw::emulator {
+
+namespace json = boost::json;
+
+void stats::record(const request& req, const request_facts& facts, int status, const std::string& fault)
+{
+    ++requests_;
+    ++by_path_[req.path];
+    seen s{req.method, req.path, req.query, facts.app_key, facts.app_name, facts.user, facts.user_source, fault, status,
+           req.body.size(), {}};
+    static const char* kept[] = {"content-type", "x-request-id", "traceparent", "user-agent", "x-emulator-fault",
+                                 "connection", "transfer-encoding", "content-length", "x-forwarded-for", "host"};
+    for (const auto& [k, v] : req.headers) {
+        auto name = core::to_lower(k);
+        for (const char* keep : kept)
+            if (name == keep) s.headers[name] = v;
+    }
+    recent_.push_back(std::move(s));
+    if (recent_.size() > recent_limit) recent_.pop_front();
+}
+
+json::value stats::to_json() const
+{
+    json::object paths;
+    for (const auto& [p, n] : by_path_) paths[p] = n;
+    json::array recent;
+    for (const auto& s : recent_) {
+        json::object headers;
+        for (const auto& [k, v] : s.headers) headers[k] = v;
+        recent.push_back(json::object{{"method", s.method}, {"path", s.path}, {"query", s.query}, {"app_key", s.app_key},
+                                      {"app", s.app_name}, {"user", s.user}, {"user_source", s.user_source},
+                                      {"status", s.status}, {"body_bytes", s.body_bytes}, {"fault", s.fault},
+                                      {"headers", headers}});
+    }
+    return json::object{{"connections_accepted", connections_}, {"tls_handshakes", handshakes_},
+                        {"requests_total", requests_}, {"requests_by_path", paths}, {"recent_requests", recent}};
+}
+
+void stats::clear()
+{
+    connections_ = handshakes_ = requests_ = 0;
+    by_path_.clear();
+    recent_.clear();
+}
+
+} // namespace gw::emulator
