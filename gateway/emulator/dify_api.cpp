@@ -222,8 +222,8 @@ reply dify_api::handle(const request& req, request_facts& facts)
     }
     }
     if (found->place != user_place::none) {
-        if (!user && found->user_required) return invalid_param("Arg user must be provided.");
         if (!user) facts.user_source.clear();
+        if (!user && found->user_required) return invalid_param("Arg user must be provided.");
         facts.user = user.value_or("");
         c.user = &store_->end_user(*app, user.value_or("DEFAULT-USER"));
     }

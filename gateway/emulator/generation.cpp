@@ -271,6 +271,8 @@ public:
         if (!finished_) finish(in_.answer, false); // Dify keeps running after a disconnect
     }
 
+    bool finished() const override { return terminal_built_ && terminal_pos_ >= terminal_.size(); }
+
     bool initial_ping() const override { return in_.is_workflow_engine(); }
 
     std::optional<std::string> next() override

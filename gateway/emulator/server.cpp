@@ -192,6 +192,7 @@ private:
         int sent = 0;
         const int at = f.after.value_or(1);
         for (;;) {
+            if (s.finished()) break;
             if (svc_.options().token_delay.count() > 0 && sent > 0 && !co_await wait_between_frames(s, f.trickle_ms))
                 co_return false;
             if (f.stall_ms > 0 && f.after && sent == *f.after) co_await sleep_for(timer_, std::chrono::milliseconds(f.stall_ms));

@@ -198,7 +198,10 @@ std::shared_ptr<void> store::try_acquire_slot(const app_def& app)
     int& n = (*active_)[app.id];
     if (app.max_active_requests > 0 && n >= app.max_active_requests) return nullptr;
     ++n;
-    return std::make_shared<active_slot>(active_slot{active_, app.id});
+    auto slot = std::make_shared<active_slot>(); // built in place: a temporary would release on destruction
+    slot->counts = active_;
+    slot->app_id = app.id;
+    return slot;
 }
 
 int store::active_requests(const app_def& app) const

@@ -40,6 +40,8 @@ public:
     virtual ~event_stream() = default;
     // The next frame ("data: {...}\n\n"), or nullopt when the stream is finished.
     virtual std::optional<std::string> next() = 0;
+    // True once the last frame was handed out (next() would return nullopt).
+    virtual bool finished() const = 0;
     // Workflow and chatflow streams open with a bare ping (Dify 1.13).
     virtual bool initial_ping() const { return false; }
 

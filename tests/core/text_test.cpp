@@ -1,0 +1,73 @@
+#include "core/multipart.hpp"
+#include "core/text.hpp"
+
+#include <gtest/gtest.h>
+
+namespace gw::core {
+namespace {
+
+TEST(Text, HeaderParam)
+{
+    EXPECT_EQ(header_param("multipart/form-data; boundary=abc", "boundary"), "abc");
+    EXPECT_EQ(header_param("multipart/form-data; BOUNDARY=\"a;b\\\"c\"", "boundary"), "a;b\"c");
+    EXPECT_EQ(header_param("form-data; name=\"file\"; filename=\"a b.txt\"", "filename"), "a b.txt");
+    EXPECT_EQ(header_param("form-data; name=\"file\"", "filename"), std::nullopt);
+    EXPECT_EQ(header_param("text/plain", "charset"), std::nullopt);
+    EXPECT_EQ(media_type(" Application/JSON ; charset=utf-8"), "application/json");
+}
+
+TEST(Text, FormDecode)
+{
+    EXPECT_EQ(form_decode("a%20b+c%2Fd"), "a b c/d");
+    EXPECT_EQ(form_decode("%"), std::nullopt);
+    EXPECT_EQ(form_decode("%2"), std::nullopt);
+    EXPECT_EQ(form_decode("%zz"), std::nullopt);
+}
+
+TEST(Text, HostPort)
+{
+    auto hp = parse_host_port("127.0.0.1:8080");
+    ASSERT_TRUE(hp);
+    EXPECT_EQ(hp->host, "127.0.0.1");
+    EXPECT_EQ(hp->port, 8080);
+    hp = parse_host_port("[::1]:0");
+    ASSERT_TRUE(hp);
+    EXPECT_EQ(hp->host, "::1");
+    EXPECT_EQ(hp->port, 0);
+    for (const char* bad : {"", "host", ":80", "host:", "host:65536", "host:8x", "::1:80", "[::1]80"})
+        EXPECT_FALSE(parse_host_port(bad)) << bad;
+}
+
+TEST(Multipart, ParsesFieldsAndFiles)
+{
+    std::string body = "preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nalice\r\n"
+                       "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n"
+                       "Content-Type: text/plain\r\n\r\nline1\r\nline2\r\n--XyZ--\r\n";
+    auto r = parse_multipart(body, "XyZ");
+    ASSERT_EQ(r.error, "");
+    ASSERT_EQ(r.parts.size(), 2u);
+    EXPECT_EQ(r.parts[0].name, "user");
+    EXPECT_FALSE(r.parts[0].filename);
+    EXPECT_EQ(r.parts[0].data, "alice");
+    EXPECT_EQ(r.parts[1].filename, "a.txt");
+    EXPECT_EQ(r.parts[1].content_type, "text/plain");
+    EXPECT_EQ(r.parts[1].data, "line1\r\nline2");
+}
+
+TEST(Multipart, MalformedBodiesGetClearErrors)
+{
+    EXPECT_EQ(parse_multipart("anything", "").error, "invalid multipart boundary");
+    EXPECT_EQ(parse_multipart("no boundary here", "b").error, "multipart body has no boundary line");
+    EXPECT_EQ(parse_multipart("--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\ndata", "b").error,
+              "multipart body is missing its closing boundary");
+    EXPECT_EQ(parse_multipart("--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--", "b").error,
+              "part Content-Disposition has no name");
+    EXPECT_EQ(parse_multipart("--b\r\n\r\nx\r\n--b--", "b").error, "part without Content-Disposition");
+    EXPECT_EQ(parse_multipart("--b\r\nBroken header\r\n\r\nx\r\n--b--", "b").error, "part header line without ':'");
+    EXPECT_EQ(parse_multipart("--b\r\nContent-Disposition: form-data; name=\"x\"", "b").error,
+              "multipart part headers are not terminated");
+    EXPECT_EQ(parse_multipart("--b", "b").error, "multipart body ends inside a boundary line");
+}
+
+} // namespace
+} // namespace gw::core

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""Every flow of the Dify integration guide, run as a client developer writes it.
+
+The client code below is the guide's code: only BASE_URL and API_KEY differ between
+Dify and what we point it at. The target is started here:
+  --emulator BIN   run dify-emulator over HTTPS (throwaway CA) on a free loopback port.
+TLS is verified through REQUESTS_CA_BUNDLE, so the client code needs no change.
+Runs with Debian's python3 and python3-requests; exits non-zero on any failure.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import requests
+
+# ---- What a client developer configures: the only two lines that change. ----
+API_KEY = None
+BASE_URL = None
+CHAT_KEY = 'app-emuchat00000000000000001'
+WORKFLOW_KEY = 'app-emuworkflow0000000000001'
+CONTROL_URL = None  # the emulator's /_emulator routes (fault programming)
+DIRECT_TO_DIFY = True  # False once the target is the gateway in front of the emulator
+
+
+# ---- The guide's client code, unchanged but for the globals above. ----
+def chat(message: str, conversation_id: str = '') -> dict:
+    resp = requests.post(
+        f'{BASE_URL}/chat-messages',
+        headers={'Authorization': f'Bearer {API_KEY}'},
+        json={
+            'inputs': {},
+            'query': message,
+            'response_mode': 'blocking',
+            'conversation_id': conversation_id,
+            'user': 'user-123',
+        }
+    )
+    resp.raise_for_status()
+    data = resp.json()
+    return {
+        'answer': data['answer'],
+        'conversation_id': data['conversation_id'],
+    }
+
+
+def chat_stream(message: str, conversation_id: str = ''):
+    """Yields text chunks as they arrive."""
+    resp = requests.post(
+        f'{BASE_URL}/chat-messages',
+        headers={'Authorization': f'Bearer {API_KEY}'},
+        json={
+            'inputs': {},
+            'query': message,
+            'response_mode': 'streaming',
+            'conversation_id': conversation_id,
+            'user': 'user-123',
+        },
+        stream=True
+    )
+    resp.raise_for_status()
+    for line in resp.iter_lines():
+        if line and line.startswith(b'data: '):
+            payload = json.loads(line[6:])
+            event = payload.get('event')
+            if event == 'message':
+                yield payload.get('answer', '')
+            elif event == 'message_end':
+                return
+
+
+def run_workflow(inputs: dict) -> dict:
+    resp = requests.post(
+        f'{BASE_URL}/workflows/run',
+        headers={'Authorization': f'Bearer {API_KEY}'},
+        json={
+            'inputs': inputs,
+            'response_mode': 'blocking',
+            'user': 'user-123',
+        }
+    )
+    resp.raise_for_status()
+    return resp.json()['data']['outputs']
+
+
+class DifyChat:
+    def __init__(self, user_id: str):
+        self.user_id = user_id
+        self.conversation_id = ''
+
+    def send(self, message: str) -> str:
+        result = chat(message, self.conversation_id)
+        self.conversation_id = result['conversation_id']  # persist
+        return result['answer']
+
+
+def chat_with_retry(message: str, conversation_id: str = '', max_retries: int = 3) -> dict:
+    for attempt in range(max_retries):
+        try:
+            return chat(message, conversation_id)
+        except requests.HTTPError as e:
+            if e.response.status_code == 429:
+                wait = 2 ** attempt
+                print(f'Rate limited, waiting {wait}s...')
+                time.sleep(wait)
+            elif e.response.status_code >= 500:
+                time.sleep(1)
+            else:
+                raise  # 400/401/404 are not retryable
+    raise RuntimeError('Max retries exceeded')
+
+
+def upload_file(path: str) -> str:
+    with open(path, 'rb') as f:
+        resp = requests.post(
+            f'{BASE_URL}/files/upload',
+            headers={'Authorization': f'Bearer {API_KEY}'},
+            files={'file': f},
+            data={'user': 'user-123'}
+        )
+    resp.raise_for_status()
+    return resp.json()['id']
+
+
+# ---- The tests. ----
+def program_fault(fault: str, count: int, path: str = '/v1/chat-messages'):
+    r = requests.post(f'{CONTROL_URL}/_emulator/faults', json={'fault': fault, 'count': count, 'path': path})
+    r.raise_for_status()
+
+
+class SeedFlows(unittest.TestCase):
+    def setUp(self):
+        global API_KEY
+        API_KEY = CHAT_KEY
+
+    def test_blocking_chat_and_continued_conversation(self):
+        result = chat('What is the refund policy?')
+        self.assertIn('What is the refund policy?', result['answer'])
+        result2 = chat('What about international orders?', result['conversation_id'])
+        self.assertEqual(result2['conversation_id'], result['conversation_id'])
+        self.assertIn('Turn 2', result2['answer'])
+        self.assertIn('What is the refund policy?', result2['answer'])  # context preserved
+
+    def test_streaming_chat(self):
+        chunks = list(chat_stream('Explain quantum entanglement simply.'))
+        self.assertGreater(len(chunks), 1)
+        self.assertEqual(''.join(chunks), 'Turn 1. You said: "Explain quantum entanglement simply.".')
+
+    def test_workflow_run(self):
+        global API_KEY
+        API_KEY = WORKFLOW_KEY
+        result = run_workflow({'document_url': 'https://example.com/contract.pdf'})
+        self.assertIn('document_url=https://example.com/contract.pdf', result['summary'])
+
+    def test_conversation_persistence_class(self):
+        session = DifyChat('user-456')
+        first = session.send('Hi, I need help with my order')
+        second = session.send('Order number is 12345')
+        self.assertIn('Turn 1', first)
+        self.assertIn('Turn 2', second)
+        self.assertIn('Hi, I need help with my order', second)
+
+    def test_upload_file_then_chat_with_it(self):
+        with tempfile.NamedTemporaryFile(suffix='.pdf', delete=False) as tmp:
+            tmp.write(b'%PDF-1.4 a contract')
+            path = tmp.name
+        try:
+            if DIRECT_TO_DIFY:
+                # Dify quirk (reference §3.6): requests sends the file part without a
+                # Content-Type, and Dify answers 415 unsupported_file_type. Straight to
+                # Dify the guide's upload_file() fails; the gateway repairs the part.
+                with self.assertRaises(requests.HTTPError) as ctx:
+                    upload_file(path)
+                self.assertEqual(ctx.exception.response.status_code, 415)
+                self.assertEqual(ctx.exception.response.json()['code'], 'unsupported_file_type')
+                with open(path, 'rb') as f:
+                    resp = requests.post(f'{BASE_URL}/files/upload', headers={'Authorization': f'Bearer {API_KEY}'},
+                                         files={'file': (os.path.basename(path), f, 'application/pdf')},
+                                         data={'user': 'user-123'})
+                resp.raise_for_status()
+                file_id = resp.json()['id']
+            else:
+                file_id = upload_file(path)
+        finally:
+            os.unlink(path)
+        chat_with_file = {
+            'inputs': {},
+            'query': 'Summarise this contract',
+            'files': [{'type': 'document', 'transfer_method': 'local_file', 'upload_file_id': file_id}],
+            'response_mode': 'blocking',
+            'user': 'user-123',
+        }
+        resp = requests.post(f'{BASE_URL}/chat-messages', headers={'Authorization': f'Bearer {API_KEY}'},
+                             json=chat_with_file)
+        resp.raise_for_status()
+        self.assertIn(os.path.basename(path), resp.json()['answer'])
+
+    def test_retry_loop_on_429_and_500(self):
+        waits = []
+        real_sleep = time.sleep
+        time.sleep = waits.append  # record the guide's back-off instead of sleeping
+        try:
+            program_fault('status=429', 2)
+            result = chat_with_retry('Are you there?')
+            self.assertIn('Are you there?', result['answer'])
+            self.assertEqual(waits, [1, 2])
+            waits.clear()
+            program_fault('status=500', 1)
+            chat_with_retry('And now?')
+            self.assertEqual(waits, [1])
+            program_fault('status=429', 3)
+            with self.assertRaises(RuntimeError):
+                chat_with_retry('Give up')
+        finally:
+            time.sleep = real_sleep
+
+    def test_bad_key_is_not_retried(self):
+        global API_KEY
+        API_KEY = 'app-000000000000000000000000'
+        with self.assertRaises(requests.HTTPError) as ctx:
+            chat_with_retry('hello')
+        self.assertEqual(ctx.exception.response.status_code, 401)
+
+
+def start_emulator(binary: str, workdir: str):
+    subprocess.run([os.path.join(os.path.dirname(__file__), '..', '..', 'deploy', 'make_certs.sh'), workdir], check=True)
+    proc = subprocess.Popen(
+        [binary, '--listen', '127.0.0.1:0', '--tls-cert', os.path.join(workdir, 'server.pem'),
+         '--tls-key', os.path.join(workdir, 'server.key')],
+        stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()  # "dify-emulator listening on https://127.0.0.1:PORT (5 apps)"
+    if 'listening on' not in line:
+        proc.kill()
+        raise RuntimeError(f'dify-emulator did not start: {line!r}')
+    origin = line.split()[3].replace('127.0.0.1', 'localhost')
+    return proc, origin
+
+
+def main():
+    global BASE_URL, CONTROL_URL
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--emulator', required=True, help='path to the dify-emulator binary')
+    args, rest = parser.parse_known_args()
+    with tempfile.TemporaryDirectory() as workdir:
+        proc, origin = start_emulator(args.emulator, workdir)
+        os.environ['REQUESTS_CA_BUNDLE'] = os.path.join(workdir, 'ca.pem')
+        os.environ['NO_PROXY'] = '*'
+        BASE_URL = f'{origin}/v1'
+        CONTROL_URL = origin
+        try:
+            result = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2).result
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    sys.exit(0 if result.wasSuccessful() else 1)
+
+
+if __name__ == '__main__':
+    main()
