@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages dify-gateway needs, only those missing (idempotent,
+# non-interactive). Usage: install_deps.sh [build|test]
+#   build: toolchain and libraries (quickstart); test: also the test tools.
+set -euo pipefail
+profile=${1:-build}
+
+build_pkgs=(cmake ninja-build g++ ccache pkg-config openssl ca-certificates
+    libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+    libssl-dev libspdlog-dev libhiredis-dev libgtest-dev libgmock-dev libbenchmark-dev)
+test_pkgs=(python3 python3-requests)
+
+pkgs=("${build_pkgs[@]}")
+[ "$profile" = test ] && pkgs+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install_deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+fi
+echo "install_deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
