@@ -64,28 +64,25 @@ std::string describe_inputs(const json::object& inputs)
 
 reply dify_api::chat_messages(call& c)
 {
-    if (!c.app.is_chat()) return not_chat_app();
+    if (auto wrong = mode_mismatch(c.app, "chat")) return *wrong;
     return generate(c, "chat");
 }
 
 reply dify_api::completion_messages(call& c)
 {
-    if (c.app.mode != "completion")
-        return error_reply(400, "app_unavailable", "App unavailable, please check your app configurations.");
+    if (auto wrong = mode_mismatch(c.app, "completion")) return *wrong;
     return generate(c, "completion");
 }
 
 reply dify_api::workflows_run(call& c)
 {
-    if (c.app.mode != "workflow")
-        return error_reply(400, "not_workflow_app", "Please check if your app mode matches the right API route.");
+    if (auto wrong = mode_mismatch(c.app, "workflow")) return *wrong;
     return generate(c, "workflow");
 }
 
 reply dify_api::workflows_run_version(call& c)
 {
-    if (c.app.mode != "workflow")
-        return error_reply(400, "not_workflow_app", "Please check if your app mode matches the right API route.");
+    if (auto wrong = mode_mismatch(c.app, "workflow")) return *wrong;
     const auto& id = c.params[0];
     if (!is_uuid(id)) return error_reply(400, "bad_request", "Invalid workflow_id format: '" + id + "'. ");
     if (id != c.app.workflow_id) return not_found("Workflow not found with id: " + id);
@@ -285,6 +282,7 @@ reply dify_api::generate(call& c, const std::string& kind)
 
 reply dify_api::stop_task(call& c, const std::string& kind)
 {
+    if (auto wrong = mode_mismatch(c.app, kind)) return *wrong;
     // Always success, whatever the task (reference §3.3); only matching tasks stop.
     if (auto* t = store_->find_task(c.params[0]); t && t->app_id == c.app.id) {
         bool user_ok = kind == "workflow" || t->user == c.user->session_id;
@@ -297,21 +295,16 @@ reply dify_api::stop_task(call& c, const std::string& kind)
 
 reply dify_api::stop_chat(call& c)
 {
-    if (!c.app.is_chat()) return not_chat_app();
     return stop_task(c, "chat");
 }
 
 reply dify_api::stop_completion(call& c)
 {
-    if (c.app.mode != "completion")
-        return error_reply(400, "app_unavailable", "App unavailable, please check your app configurations.");
     return stop_task(c, "completion");
 }
 
 reply dify_api::stop_workflow(call& c)
 {
-    if (c.app.mode != "workflow")
-        return error_reply(400, "not_workflow_app", "Please check if your app mode matches the right API route.");
     return stop_task(c, "workflow");
 }
 

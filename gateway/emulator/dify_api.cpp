@@ -49,6 +49,16 @@ reply not_chat_app()
     return error_reply(400, "not_chat_app", "Please check if your app mode matches the right API route.");
 }
 
+std::optional<reply> mode_mismatch(const app_def& app, std::string_view kind)
+{
+    if (kind == "chat" && !app.is_chat()) return not_chat_app();
+    if (kind == "completion" && app.mode != "completion")
+        return error_reply(400, "app_unavailable", "App unavailable, please check your app configurations.");
+    if (kind == "workflow" && app.mode != "workflow")
+        return error_reply(400, "not_workflow_app", "Please check if your app mode matches the right API route.");
+    return std::nullopt;
+}
+
 reply pydantic_error(std::string_view model, std::string_view field, std::string_view text, std::string_view type)
 {
     return invalid_param(

@@ -111,6 +111,9 @@ std::string iso_time(std::int64_t unix_seconds);
 reply invalid_param(std::string_view message);
 reply not_found(std::string_view message);
 reply not_chat_app();
+// The error Dify gives when the app's mode does not fit a route of `kind`
+// ("chat": chat-like apps, "completion", "workflow"); nullopt when it fits.
+std::optional<reply> mode_mismatch(const app_def& app, std::string_view kind);
 reply pydantic_missing(std::string_view model, std::string_view field);
 reply pydantic_error(std::string_view model, std::string_view field, std::string_view text, std::string_view type);
 

@@ -139,28 +139,41 @@ message_rec* store::find_message_any_user(const app_def& app, std::string_view i
     return nullptr;
 }
 
+namespace {
+// Records are keyed by their `id`.
+template <typename Map, typename Rec>
+Rec& insert_by_id(Map& map, Rec rec)
+{
+    auto id = rec.id;
+    return map.insert_or_assign(std::move(id), std::move(rec)).first->second;
+}
+
+template <typename Map>
+auto* find_by_id(Map& map, std::string_view id)
+{
+    auto it = map.find(std::string(id));
+    return it == map.end() ? nullptr : &it->second;
+}
+} // namespace
+
 file_rec& store::add_file(file_rec f)
 {
-    auto id = f.id;
-    return files_.insert_or_assign(id, std::move(f)).first->second;
+    return insert_by_id(files_, std::move(f));
 }
 
 file_rec* store::find_file(std::string_view id)
 {
-    auto it = files_.find(std::string(id));
-    return it == files_.end() ? nullptr : &it->second;
+    return find_by_id(files_, id);
 }
 
 workflow_run_rec& store::add_run(workflow_run_rec r)
 {
-    auto id = r.id;
-    return runs_.insert_or_assign(id, std::move(r)).first->second;
+    return insert_by_id(runs_, std::move(r));
 }
 
 workflow_run_rec* store::find_run(std::string_view id)
 {
-    auto it = runs_.find(std::string(id));
-    return it == runs_.end() ? nullptr : &it->second;
+    return find_by_id(runs_, id);
 }
 
 std::vector<const workflow_run_rec*> store::runs_of(const app_def& app) const
@@ -176,8 +189,7 @@ std::vector<const workflow_run_rec*> store::runs_of(const app_def& app) const
 
 task_rec* store::find_task(std::string_view task_id)
 {
-    auto it = tasks_.find(std::string(task_id));
-    return it == tasks_.end() ? nullptr : &it->second;
+    return find_by_id(tasks_, task_id);
 }
 
 namespace {
