@@ -89,181 +89,231 @@ reply dify_api::workflows_run_version(call& c)
     return generate(c, "workflow");
 }
 
-reply dify_api::generate(call& c, const std::string& kind)
+// A generate call after validation (reference §3.1-3.4): what to run and for whom.
+struct generate_request
 {
-    const bool chat = kind == "chat";
-    const char* model = chat ? "ChatRequestPayload" : kind == "completion" ? "CompletionRequestPayload" : "WorkflowRunPayload";
-    auto& body = c.body;
-
-    // Schema (pydantic in Dify 1.13).
+    std::string kind; // "chat", "completion", "workflow"
+    bool streaming = false;
     std::string query;
+    json::object inputs;
+    conversation_rec* conversation = nullptr; // chat: the one being continued
+    std::vector<file_rec*> files;
+    bool auto_name = true;
+};
+
+namespace {
+
+// Schema checks in the order Dify 1.13's pydantic models apply them.
+std::optional<reply> parse_schema(const json::object& body, generate_request& g)
+{
+    const bool chat = g.kind == "chat";
+    const char* model = chat ? "ChatRequestPayload" : g.kind == "completion" ? "CompletionRequestPayload" : "WorkflowRunPayload";
     if (auto* q = body.if_contains("query")) {
         if (!q->is_string()) return pydantic_error(model, "query", "Input should be a valid string", "string_type");
-        query = std::string(q->get_string());
+        g.query = std::string(q->get_string());
     } else if (chat) {
         return pydantic_missing(model, "query");
     }
-    auto* inputs_v = body.if_contains("inputs");
-    if (!inputs_v) return pydantic_missing(model, "inputs");
-    if (!inputs_v->is_object()) return pydantic_error(model, "inputs", "Input should be a valid dictionary", "dict_type");
-    bool streaming = false;
+    auto* inputs = body.if_contains("inputs");
+    if (!inputs) return pydantic_missing(model, "inputs");
+    if (!inputs->is_object()) return pydantic_error(model, "inputs", "Input should be a valid dictionary", "dict_type");
+    g.inputs = inputs->get_object();
     if (auto* m = body.if_contains("response_mode"); m && !m->is_null()) {
         if (!m->is_string() || (m->get_string() != "blocking" && m->get_string() != "streaming"))
             return pydantic_error(model, "response_mode", "Input should be 'blocking' or 'streaming'", "literal_error");
-        streaming = m->get_string() == "streaming";
+        g.streaming = m->get_string() == "streaming";
     }
+    if (auto* a = body.if_contains("auto_generate_name"); a && a->is_bool()) g.auto_name = a->get_bool();
+    return std::nullopt;
+}
+
+// The chat `conversation_id` ("" = a new conversation).
+std::optional<reply> parse_conversation_id(const json::object& body, std::string& out)
+{
+    auto* v = body.if_contains("conversation_id");
+    if (!v || v->is_null()) return std::nullopt;
+    if (!v->is_string())
+        return pydantic_error("ChatRequestPayload", "conversation_id", "Input should be a valid string", "string_type");
+    out = std::string(core::trim(v->get_string()));
+    if (!out.empty() && !is_uuid(out))
+        return pydantic_error("ChatRequestPayload", "conversation_id", "Value error, conversation_id must be a valid UUID", "value_error");
+    return std::nullopt;
+}
+
+// `local_file` references must name uploaded files (reference §7); other items pass.
+std::optional<reply> resolve_files(const json::value* files, store& st, std::vector<file_rec*>& out)
+{
+    if (!files || !files->is_array()) return std::nullopt;
+    for (const auto& item : files->get_array()) {
+        if (!item.is_object()) return invalid_param("Invalid file reference");
+        const auto& o = item.get_object();
+        auto* tm = o.if_contains("transfer_method");
+        if (!tm || !tm->is_string() || tm->get_string() != "local_file") continue; // remote or silently dropped
+        auto* id = o.if_contains("upload_file_id");
+        if (!id || !id->is_string()) return invalid_param("Invalid upload file id");
+        if (!is_uuid(id->get_string())) return invalid_param("Invalid upload file id format");
+        auto* rec = st.find_file(id->get_string());
+        if (!rec) return invalid_param("Invalid upload file");
+        out.push_back(rec);
+    }
+    return std::nullopt;
+}
+
+reply too_many_requests(const app_def& app)
+{
+    return invalid_param(
+        "Too many requests. Please try again later. The current maximum concurrent requests allowed for `" + app.id +
+        "` is `" + std::to_string(app.max_active_requests) + "`."
+    );
+}
+
+// The deterministic answer: it reveals the turn, the previous query, inputs and files.
+std::string compose_answer(const generate_request& g)
+{
+    std::string answer;
+    if (g.kind == "chat") {
+        const auto& history = g.conversation->messages;
+        answer = "Turn " + std::to_string(history.size() + 1) + ". You said: \"" + g.query + "\".";
+        if (!history.empty()) answer += " Earlier you said: \"" + history.back().query + "\".";
+        if (!g.conversation->inputs.empty()) answer += " Inputs: " + describe_inputs(g.conversation->inputs) + ".";
+    } else if (g.kind == "completion") {
+        answer = "Completion for \"" + g.query + "\".";
+        if (!g.inputs.empty()) answer += " Inputs: " + describe_inputs(g.inputs) + ".";
+    } else {
+        answer = "Workflow summary of " + (g.inputs.empty() ? std::string("no inputs") : describe_inputs(g.inputs)) + ".";
+    }
+    if (!g.files.empty()) {
+        answer += " Files:";
+        for (const auto* f : g.files) answer += " " + f->name + " (" + std::to_string(f->data.size()) + " bytes)";
+        answer += ".";
+    }
+    return answer;
+}
+
+std::int64_t prompt_tokens(const generate_request& g)
+{
+    std::string history;
+    if (g.conversation)
+        for (const auto& m : g.conversation->messages) history += m.query + m.answer;
+    return 8 + count_tokens(g.query) + count_tokens(describe_inputs(g.inputs)) + count_tokens(history);
+}
+
+} // namespace
+
+reply dify_api::generate(call& c, const std::string& kind)
+{
+    generate_request g;
+    g.kind = kind;
+    if (auto err = parse_schema(c.body, g)) return *err;
     std::string conversation_id;
-    if (chat) {
-        if (auto* v = body.if_contains("conversation_id"); v && !v->is_null()) {
-            if (!v->is_string()) return pydantic_error(model, "conversation_id", "Input should be a valid string", "string_type");
-            conversation_id = std::string(core::trim(v->get_string()));
-            if (!conversation_id.empty() && !is_uuid(conversation_id))
-                return pydantic_error(model, "conversation_id", "Value error, conversation_id must be a valid UUID", "value_error");
-        }
+    if (kind == "chat") {
+        if (auto err = parse_conversation_id(c.body, conversation_id)) return *err;
+        if (g.query.empty()) return invalid_param("query is required");
     }
-    // Handler checks.
-    if (chat && query.empty()) return invalid_param("query is required");
-    if (c.app.mode == "agent-chat" && !streaming) return invalid_param("Agent Chat App does not support blocking mode");
-    json::object inputs = inputs_v->get_object();
-    if (auto err = validate_inputs(c.app, inputs)) return *err;
-
-    conversation_rec* conv = nullptr;
-    if (chat && !conversation_id.empty()) {
-        conv = store_->find_conversation(c.app, *c.user, conversation_id);
-        if (!conv || conv->hidden) return not_found("Conversation Not Exists.");
+    if (c.app.mode == "agent-chat" && !g.streaming) return invalid_param("Agent Chat App does not support blocking mode");
+    if (auto err = validate_inputs(c.app, g.inputs)) return *err;
+    if (!conversation_id.empty()) {
+        g.conversation = store_->find_conversation(c.app, *c.user, conversation_id);
+        if (!g.conversation || g.conversation->hidden) return not_found("Conversation Not Exists.");
     }
-
-    // Files: local_file references must exist (reference §7).
-    std::vector<file_rec*> files;
-    if (auto* f = body.if_contains("files"); f && f->is_array() && (c.app.file_upload || kind == "workflow")) {
-        for (const auto& item : f->get_array()) {
-            if (!item.is_object()) return invalid_param("Invalid file reference");
-            const auto& o = item.get_object();
-            auto* tm = o.if_contains("transfer_method");
-            if (!tm || !tm->is_string()) continue; // silently dropped
-            if (tm->get_string() != "local_file") continue;
-            auto* id = o.if_contains("upload_file_id");
-            if (!id || !id->is_string()) return invalid_param("Invalid upload file id");
-            if (!is_uuid(id->get_string())) return invalid_param("Invalid upload file id format");
-            auto* rec = store_->find_file(id->get_string());
-            if (!rec) return invalid_param("Invalid upload file");
-            files.push_back(rec);
-        }
-    }
+    if (c.app.file_upload || kind == "workflow") // other app types ignore `files` when uploads are off
+        if (auto err = resolve_files(c.body.if_contains("files"), *store_, g.files)) return *err;
 
     // App concurrency limit (reference §5.3): a 400 invalid_param, not a 429.
-    auto too_many = [&] {
-        return invalid_param(
-            "Too many requests. Please try again later. The current maximum concurrent requests allowed for `" +
-            c.app.id + "` is `" + std::to_string(c.app.max_active_requests) + "`."
-        );
-    };
     auto slot = store_->try_acquire_slot(c.app);
-    if (!slot) return too_many();
-    if (streaming && c.app.is_workflow_engine()) {
+    if (!slot) return too_many_requests(c.app);
+    if (g.streaming && c.app.is_workflow_engine()) {
         // Dify 1.13 enters the slot a second time inside a context that releases it right
         // after enqueueing: a limit of 1 fails every such request; others barely count.
-        auto second = store_->try_acquire_slot(c.app);
-        if (!second) return too_many();
+        if (!store_->try_acquire_slot(c.app)) return too_many_requests(c.app);
         slot.reset();
     }
 
-    generation_input in;
-    in.mode = c.app.mode;
-    in.task_id = store_->new_uuid();
-    in.created_at = store_->now();
-    in.inputs = inputs;
-    in.user_session = c.user->session_id;
-    in.end_user_id = c.user->id;
-    in.app_id = c.app.id;
-    in.query = query;
-    in.workflow_id = c.app.workflow_id;
-
-    std::string answer;
-    std::string history_text;
-    if (chat) {
-        if (!conv) {
-            conv = &store_->create_conversation(c.app, *c.user, inputs, false);
-            bool auto_name = true;
-            if (auto* a = body.if_contains("auto_generate_name"); a && a->is_bool()) auto_name = a->get_bool();
-            if (auto_name) conv->name = query.substr(0, 40);
-        }
-        std::size_t turn = conv->messages.size() + 1;
-        answer = "Turn " + std::to_string(turn) + ". You said: \"" + query + "\".";
-        if (turn > 1) answer += " Earlier you said: \"" + conv->messages.back().query + "\".";
-        for (const auto& m : conv->messages) history_text += m.query + m.answer;
-        if (!conv->inputs.empty()) answer += " Inputs: " + describe_inputs(conv->inputs) + ".";
-        in.conversation_id = conv->id;
-    } else if (kind == "completion") {
-        answer = "Completion for \"" + query + "\".";
-        if (!inputs.empty()) answer += " Inputs: " + describe_inputs(inputs) + ".";
-        conv = &store_->create_conversation(c.app, *c.user, inputs, true);
-    } else {
-        answer = "Workflow summary of " + (inputs.empty() ? std::string("no inputs") : describe_inputs(inputs)) + ".";
+    if (kind == "chat" && !g.conversation) {
+        g.conversation = &store_->create_conversation(c.app, *c.user, g.inputs, false);
+        if (g.auto_name) g.conversation->name = g.query.substr(0, 40);
     }
-    if (!files.empty()) {
-        answer += " Files:";
-        for (auto* f : files) {
-            answer += " " + f->name + " (" + std::to_string(f->data.size()) + " bytes)";
-            f->referenced = true;
-        }
-        answer += ".";
-    }
-    in.answer = answer;
-    in.use.prompt_tokens = 8 + count_tokens(query) + count_tokens(describe_inputs(inputs)) + count_tokens(history_text);
-    in.use.completion_tokens = count_tokens(answer);
-
-    if (conv) {
-        message_rec m;
-        m.id = store_->new_uuid();
-        m.conversation_id = conv->id;
-        m.query = query;
-        m.inputs = inputs;
-        m.created_at = in.created_at;
-        m.answer = streaming ? "" : answer;
-        for (auto* f : files) m.file_ids.push_back(f->id);
-        conv->messages.push_back(std::move(m));
-        conv->updated_at = in.created_at;
-        in.message_id = conv->messages.back().id;
-    }
-    if (c.app.is_workflow_engine()) {
-        workflow_run_rec run;
-        run.id = store_->new_uuid();
-        run.app_id = c.app.id;
-        run.workflow_id = c.app.workflow_id;
-        run.inputs = inputs;
-        run.created_at = in.created_at;
-        run.end_user_id = c.user->id;
-        run.end_user_session = c.user->session_id;
-        run.total_tokens = in.use.total();
-        run.total_steps = 3;
-        if (!streaming) {
-            run.status = "succeeded";
-            run.outputs = json::object{{kind == "workflow" ? "summary" : "answer", answer}};
-            run.finished_at = in.created_at;
-            run.elapsed_time = 0.5;
-        }
-        in.workflow_run_id = store_->add_run(std::move(run)).id;
-    }
-
-    if (!streaming) {
+    auto in = start_generation(c, g);
+    if (!g.streaming) {
         reply r = kind == "workflow" ? generate_reply(blocking_workflow_body(in, in.created_at))
                                      : generate_reply(blocking_message_body(in));
         r.delay = opts_.token_delay * static_cast<long>(generation_event_count(in));
         r.hold = std::move(slot);
         return r;
     }
+    reply r;
+    r.content_type = "text/event-stream; charset=utf-8";
+    r.stream = stream_generation(c, kind, in);
+    r.hold = std::move(slot);
+    return r;
+}
 
-    // Streaming: record the outcome in the store when the generation ends.
+// Records the message (chat, completion) and workflow run the generation produces, and
+// returns what the event builders need. Blocking calls are recorded as finished.
+generation_input dify_api::start_generation(call& c, generate_request& g)
+{
+    generation_input in;
+    in.mode = c.app.mode;
+    in.task_id = store_->new_uuid();
+    in.created_at = store_->now();
+    in.inputs = g.inputs;
+    in.user_session = c.user->session_id;
+    in.end_user_id = c.user->id;
+    in.app_id = c.app.id;
+    in.query = g.query;
+    in.workflow_id = c.app.workflow_id;
+    in.answer = compose_answer(g);
+    in.use.prompt_tokens = prompt_tokens(g);
+    in.use.completion_tokens = count_tokens(in.answer);
+    for (auto* f : g.files) f->referenced = true;
+
+    if (g.kind == "completion") g.conversation = &store_->create_conversation(c.app, *c.user, g.inputs, true);
+    if (g.conversation) {
+        message_rec m;
+        m.id = store_->new_uuid();
+        m.conversation_id = g.conversation->id;
+        m.query = g.query;
+        m.inputs = g.inputs;
+        m.created_at = in.created_at;
+        m.answer = g.streaming ? "" : in.answer;
+        for (auto* f : g.files) m.file_ids.push_back(f->id);
+        in.message_id = store_->add_message(*g.conversation, std::move(m)).id;
+        if (g.kind == "chat") in.conversation_id = g.conversation->id;
+    }
+    if (c.app.is_workflow_engine()) {
+        workflow_run_rec run;
+        run.id = store_->new_uuid();
+        run.app_id = c.app.id;
+        run.workflow_id = c.app.workflow_id;
+        run.inputs = g.inputs;
+        run.created_at = in.created_at;
+        run.end_user_id = c.user->id;
+        run.end_user_session = c.user->session_id;
+        run.total_tokens = in.use.total();
+        run.total_steps = 3;
+        if (!g.streaming) {
+            run.status = "succeeded";
+            run.outputs = json::object{{g.kind == "workflow" ? "summary" : "answer", in.answer}};
+            run.finished_at = in.created_at;
+            run.elapsed_time = 0.5;
+        }
+        in.workflow_run_id = store_->add_run(std::move(run)).id;
+    }
+    return in;
+}
+
+// The SSE source for `in`; when it ends (or the client leaves), the store gets the outcome.
+std::shared_ptr<event_stream> dify_api::stream_generation(call& c, const std::string& kind, const generation_input& in)
+{
     std::weak_ptr<store> weak = store_;
-    auto finish = [weak, msg_id = in.message_id, run_id = in.workflow_run_id, task_id = in.task_id,
-                   out_key = std::string(kind == "workflow" ? "summary" : "answer"),
-                   app = &c.app](const std::string& text, bool stopped) {
+    auto finish = [weak, conversation_id = in.conversation_id, msg_id = in.message_id, run_id = in.workflow_run_id,
+                   task_id = in.task_id, out_key = std::string(kind == "workflow" ? "summary" : "answer")](
+                      const std::string& text, bool stopped
+                  ) {
         auto st = weak.lock();
         if (!st) return;
         st->remove_task(task_id);
-        if (!msg_id.empty())
-            if (auto* m = st->find_message_any_user(*app, msg_id)) m->answer = text;
+        if (auto* m = st->find_message_by_id(msg_id)) m->answer = text;
         if (auto* run = st->find_run(run_id)) {
             run->status = stopped ? "stopped" : "succeeded";
             run->outputs = stopped ? json::object() : json::object{{out_key, text}};
@@ -273,11 +323,7 @@ reply dify_api::generate(call& c, const std::string& kind)
     };
     auto stream = make_generation_stream(in, [this] { return store_->new_uuid(); }, std::move(finish));
     store_->add_task(in.task_id, task_rec{c.app.id, c.user->session_id, kind, stream});
-    reply r;
-    r.content_type = "text/event-stream; charset=utf-8";
-    r.stream = std::move(stream);
-    r.hold = std::move(slot);
-    return r;
+    return stream;
 }
 
 reply dify_api::stop_task(call& c, const std::string& kind)

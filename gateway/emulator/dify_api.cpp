@@ -111,6 +111,13 @@ std::string_view bearer_token(std::string_view header, std::optional<reply>& err
 
 } // namespace
 
+std::string_view bearer_key(const request& req)
+{
+    std::optional<reply> error;
+    auto token = bearer_token(req.header("Authorization"), error);
+    return error ? std::string_view{} : token;
+}
+
 dify_api::dify_api(std::shared_ptr<store> st, api_options opts) : store_(std::move(st)), opts_(opts)
 {
     using u = user_place;
@@ -148,9 +155,7 @@ dify_api::dify_api(std::shared_ptr<store> st, api_options opts) : store_(std::mo
 
 const app_def* dify_api::app_for(const request& req) const
 {
-    std::optional<reply> error;
-    auto token = bearer_token(req.header("Authorization"), error);
-    return error ? nullptr : store_->app_by_key(token);
+    return store_->app_by_key(bearer_key(req));
 }
 
 reply dify_api::handle(const request& req, request_facts& facts)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "core/multipart.hpp"
+#include "gateway/emulator/generation.hpp"
 #include "gateway/emulator/store.hpp"
 #include "gateway/emulator/wire.hpp"
 
@@ -29,6 +30,8 @@ struct api_options
 {
     std::chrono::milliseconds token_delay{0}; // between streamed events; blocking waits the sum
 };
+
+struct generate_request; // api_generate.cpp
 
 class dify_api
 {
@@ -98,12 +101,17 @@ private:
     reply end_user_detail(call& c);
 
     reply generate(call& c, const std::string& kind);
+    generation_input start_generation(call& c, generate_request& g);
+    std::shared_ptr<event_stream> stream_generation(call& c, const std::string& kind, const generation_input& in);
     reply stop_task(call& c, const std::string& kind);
 
     std::shared_ptr<store> store_;
     api_options opts_;
     std::vector<route> routes_;
 };
+
+// The key of an `Authorization: Bearer <key>` header; "" when absent or malformed.
+std::string_view bearer_key(const request& req);
 
 // Helpers shared by the handler files.
 bool is_uuid(std::string_view s);

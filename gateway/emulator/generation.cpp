@@ -290,12 +290,6 @@ public:
         return std::nullopt;
     }
 
-    std::size_t full_length() const
-    {
-        std::size_t tail = in_.mode == "agent-chat" ? 2 : in_.mode == "workflow" ? 4 : in_.mode == "advanced-chat" ? 5 : 1;
-        return prefix_.size() + pieces_.size() + tail;
-    }
-
 private:
     void build_terminal(bool stopped)
     {
@@ -345,9 +339,9 @@ std::shared_ptr<event_stream> make_generation_stream(generation_input in, const 
 
 std::size_t generation_event_count(const generation_input& in)
 {
-    auto counter = [] { return std::string("00000000-0000-4000-8000-000000000000"); };
-    generation_stream s(in, counter, nullptr);
-    return s.full_length();
+    std::size_t before = in.mode == "agent-chat" ? 1 : in.is_workflow_engine() ? 4 : 0;
+    std::size_t after = in.mode == "agent-chat" ? 2 : in.mode == "workflow" ? 4 : in.mode == "advanced-chat" ? 5 : 1;
+    return before + split_answer(in.answer).size() + after;
 }
 
 json::object blocking_message_body(const generation_input& in)

@@ -56,7 +56,7 @@ dispatch service::handle(const request& req)
 
     if (d.fault.replaces_reply()) {
         d.rep = fault_reply(d.fault, api_.app_for(req));
-        facts.app_key = std::string(req.header("Authorization"));
+        facts.app_key = std::string(bearer_key(req));
     } else if (d.fault.close || d.fault.reset_after == 0) {
         d.rep.status = 0; // nothing is sent; Dify never saw the request
     } else {

@@ -115,28 +115,44 @@ bool store::delete_conversation(const app_def& app, const end_user_rec& user, st
 {
     auto* c = find_conversation(app, user, id);
     if (!c || c->hidden) return false;
+    for (const auto& m : c->messages) message_conversation_.erase(m.id);
     conversations_.erase(std::string(id));
     return true;
 }
 
+message_rec& store::add_message(conversation_rec& c, message_rec m)
+{
+    message_conversation_[m.id] = c.id;
+    c.updated_at = m.created_at;
+    c.messages.push_back(std::move(m));
+    return c.messages.back();
+}
+
+message_rec* store::find_message_by_id(std::string_view id)
+{
+    auto link = message_conversation_.find(std::string(id));
+    if (link == message_conversation_.end()) return nullptr;
+    auto conv = conversations_.find(link->second);
+    if (conv == conversations_.end()) return nullptr;
+    auto& msgs = conv->second.messages;
+    for (auto it = msgs.rbegin(); it != msgs.rend(); ++it)
+        if (it->id == id) return &*it;
+    return nullptr;
+}
+
 message_rec* store::find_message(const app_def& app, const end_user_rec& user, std::string_view id)
 {
-    for (auto& [cid, c] : conversations_) {
-        if (c.app_id != app.id || c.end_user_id != user.id) continue;
-        for (auto& m : c.messages)
-            if (m.id == id) return &m;
-    }
-    return nullptr;
+    auto* m = find_message_any_user(app, id);
+    if (!m) return nullptr;
+    const auto& conv = conversations_.at(m->conversation_id);
+    return conv.end_user_id == user.id ? m : nullptr;
 }
 
 message_rec* store::find_message_any_user(const app_def& app, std::string_view id)
 {
-    for (auto& [cid, c] : conversations_) {
-        if (c.app_id != app.id) continue;
-        for (auto& m : c.messages)
-            if (m.id == id) return &m;
-    }
-    return nullptr;
+    auto* m = find_message_by_id(id);
+    if (!m || conversations_.at(m->conversation_id).app_id != app.id) return nullptr;
+    return m;
 }
 
 namespace {
@@ -226,6 +242,7 @@ void store::clear()
 {
     end_users_.clear();
     conversations_.clear();
+    message_conversation_.clear();
     files_.clear();
     runs_.clear();
     tasks_.clear();

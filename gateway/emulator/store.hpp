@@ -130,6 +130,9 @@ public:
     std::vector<const conversation_rec*> conversations_of_app(const app_def& app) const;
     std::vector<const end_user_rec*> end_users_of(const app_def& app) const;
     bool delete_conversation(const app_def& app, const end_user_rec& user, std::string_view id);
+    // Appends a message to a conversation (and indexes it by id).
+    message_rec& add_message(conversation_rec& c, message_rec m);
+    message_rec* find_message_by_id(std::string_view id);
     // A message owned by that user in that app.
     message_rec* find_message(const app_def& app, const end_user_rec& user, std::string_view id);
     message_rec* find_message_any_user(const app_def& app, std::string_view id);
@@ -159,6 +162,7 @@ private:
     std::shared_ptr<std::map<std::string, int>> active_; // shared with slot handles
     std::map<std::string, end_user_rec> end_users_;       // key: app_id + '\n' + session
     std::unordered_map<std::string, conversation_rec> conversations_;
+    std::unordered_map<std::string, std::string> message_conversation_; // message id -> conversation id
     std::unordered_map<std::string, file_rec> files_;
     std::unordered_map<std::string, workflow_run_rec> runs_;
     std::unordered_map<std::string, task_rec> tasks_;
