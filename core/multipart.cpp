@@ -78,6 +78,7 @@ multipart_result parse_multipart(std::string_view body, std::string_view boundar
             return out;
         }
         multipart_part part;
+        part.headers = body.substr(headers_begin, headers_end - headers_begin);
         if (!parse_part_headers(body.substr(headers_begin, headers_end - headers_begin), part, out.error))
             return out;
         std::size_t data_begin = headers_end + 4;

@@ -14,6 +14,7 @@ struct multipart_part
     std::string name;                    // Content-Disposition name="..."
     std::optional<std::string> filename; // present for file parts (may be empty)
     std::optional<std::string> content_type;
+    std::string_view headers; // the raw header block (without the blank line)
     std::string_view data;
 };
 

@@ -1,0 +1,160 @@
+#include "core/user_rewrite.hpp"
+
+#include "core/multipart.hpp"
+#include "core/text.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+
+namespace gw::core {
+
+namespace json = boost::json;
+
+std::string namespaced_user(std::string_view tenant, std::string_view user)
+{
+    return std::string(tenant) + ":" + std::string(user.empty() ? default_user : user);
+}
+
+std::optional<std::string> rewrite_json_user(std::string_view body, std::string_view tenant)
+{
+    json::error_code ec;
+    auto doc = json::parse(body, ec);
+    if (ec || !doc.is_object()) return std::nullopt;
+    auto& o = doc.get_object();
+    std::string user;
+    if (auto* v = o.if_contains("user")) {
+        if (v->is_string())
+            user = std::string(v->get_string());
+        else if (!v->is_null())
+            user = json::serialize(*v); // Dify would use str(value)
+    }
+    o["user"] = namespaced_user(tenant, user);
+    return json::serialize(doc);
+}
+
+std::string form_encode(std::string_view s)
+{
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : s) {
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+            c == '.' || c == '~') {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out.push_back('%');
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 0xF]);
+        }
+    }
+    return out;
+}
+
+std::string rewrite_query_user(std::string_view query, std::string_view tenant)
+{
+    std::string out;
+    bool found = false;
+    for (auto part : split(query, '&')) {
+        if (part.empty()) continue;
+        auto eq = part.find('=');
+        auto key = form_decode(part.substr(0, eq)).value_or(std::string(part.substr(0, eq)));
+        if (!out.empty()) out.push_back('&');
+        if (key == "user") {
+            found = true;
+            std::string value;
+            if (eq != std::string_view::npos)
+                value = form_decode(part.substr(eq + 1)).value_or(std::string(part.substr(eq + 1)));
+            out += "user=" + form_encode(namespaced_user(tenant, value));
+        } else {
+            out.append(part);
+        }
+    }
+    if (!found) out += (out.empty() ? "" : "&") + std::string("user=") + form_encode(namespaced_user(tenant, ""));
+    return out;
+}
+
+std::size_t body_splice::size() const
+{
+    std::size_t n = 0;
+    for (const auto& p : pieces) n += p.text.empty() ? p.length : p.text.size();
+    return n;
+}
+
+std::string body_splice::flatten(std::string_view original) const
+{
+    std::string out;
+    out.reserve(size());
+    for (const auto& p : pieces) {
+        if (p.text.empty())
+            out.append(original.substr(p.offset, p.length));
+        else
+            out += p.text;
+    }
+    return out;
+}
+
+std::string guess_mime_type(std::string_view filename)
+{
+    static const std::vector<std::pair<std::string_view, std::string_view>> types{
+        {"pdf", "application/pdf"}, {"txt", "text/plain"}, {"md", "text/markdown"}, {"markdown", "text/markdown"},
+        {"html", "text/html"}, {"htm", "text/html"}, {"csv", "text/csv"}, {"json", "application/json"},
+        {"xml", "application/xml"}, {"doc", "application/msword"},
+        {"docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"},
+        {"xls", "application/vnd.ms-excel"},
+        {"xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
+        {"ppt", "application/vnd.ms-powerpoint"},
+        {"pptx", "application/vnd.openxmlformats-officedocument.presentationml.presentation"},
+        {"eml", "message/rfc822"}, {"epub", "application/epub+zip"}, {"png", "image/png"}, {"jpg", "image/jpeg"},
+        {"jpeg", "image/jpeg"}, {"gif", "image/gif"}, {"webp", "image/webp"}, {"svg", "image/svg+xml"},
+        {"mp3", "audio/mpeg"}, {"m4a", "audio/mp4"}, {"wav", "audio/wav"}, {"amr", "audio/amr"},
+        {"mpga", "audio/mpeg"}, {"mp4", "video/mp4"}, {"mov", "video/quicktime"}, {"mpeg", "video/mpeg"},
+        {"webm", "video/webm"}};
+    auto dot = filename.rfind('.');
+    if (dot == std::string_view::npos) return "application/octet-stream";
+    auto ext = to_lower(filename.substr(dot + 1));
+    auto it = std::find_if(types.begin(), types.end(), [&](const auto& t) { return t.first == ext; });
+    return it == types.end() ? "application/octet-stream" : std::string(it->second);
+}
+
+std::optional<body_splice> rewrite_multipart_user(std::string_view body, std::string_view boundary, std::string_view tenant)
+{
+    auto form = parse_multipart(body, boundary);
+    if (!form.error.empty()) return std::nullopt;
+
+    // Edits, as (offset in body, bytes removed, text inserted), in body order.
+    struct edit
+    {
+        std::size_t at, remove;
+        std::string insert;
+    };
+    std::vector<edit> edits;
+    bool has_user = false;
+    for (const auto& part : form.parts) {
+        auto data_at = static_cast<std::size_t>(part.data.data() - body.data());
+        if (part.name == "user" && !part.filename) {
+            has_user = true;
+            edits.push_back({data_at, part.data.size(), namespaced_user(tenant, part.data)});
+        } else if (part.filename && !part.content_type) {
+            auto headers_end = static_cast<std::size_t>(part.headers.data() - body.data()) + part.headers.size();
+            edits.push_back({headers_end, 0, "\r\nContent-Type: " + guess_mime_type(*part.filename)});
+        }
+    }
+    if (!has_user) {
+        auto first = body.find("--" + std::string(boundary));
+        edits.insert(edits.begin(), {first, 0,
+                                     "--" + std::string(boundary) +
+                                         "\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\n" +
+                                         namespaced_user(tenant, "") + "\r\n"});
+    }
+    body_splice out;
+    std::size_t pos = 0;
+    for (auto& e : edits) {
+        if (e.at > pos) out.pieces.push_back({pos, e.at - pos, {}});
+        if (!e.insert.empty()) out.pieces.push_back({0, 0, std::move(e.insert)});
+        pos = e.at + e.remove;
+    }
+    if (pos < body.size()) out.pieces.push_back({pos, body.size() - pos, {}});
+    return out;
+}
+
+} // namespace gw::core

@@ -1,0 +1,53 @@
+// Tenant isolation of Dify end users (design §5): every `user` value becomes
+// "<tenant>:<user>", and "<tenant>:default" where the client sent none, in the JSON body,
+// the query string or the multipart form — wherever Dify reads it for that endpoint.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gw::core {
+
+inline constexpr std::string_view default_user = "default";
+
+// "<tenant>:<user>", or "<tenant>:default" for an absent or empty user.
+std::string namespaced_user(std::string_view tenant, std::string_view user);
+
+// A JSON object body with `user` namespaced (compact JSON). nullopt when the body is not
+// a JSON object: it is then forwarded unchanged and Dify answers its own 400.
+std::optional<std::string> rewrite_json_user(std::string_view body, std::string_view tenant);
+
+// The query string with every `user` parameter namespaced (one added when absent).
+std::string rewrite_query_user(std::string_view query, std::string_view tenant);
+
+// application/x-www-form-urlencoded encoding of one component.
+std::string form_encode(std::string_view s);
+
+// A body described as pieces: ranges of the original body and inserted text, so that a
+// large multipart upload is rewritten without copying the file.
+struct body_splice
+{
+    struct piece
+    {
+        std::size_t offset = 0; // into the original body, when `text` is empty
+        std::size_t length = 0;
+        std::string text;       // inserted bytes (used when non-empty)
+    };
+    std::vector<piece> pieces;
+
+    std::size_t size() const;
+    std::string flatten(std::string_view original) const; // for tests and small bodies
+};
+
+// The multipart body with the `user` field namespaced (or added first), and a
+// Content-Type guessed from the filename added to file parts that lack one (Dify answers
+// 415 to those; Python requests sends them). nullopt when the body does not parse.
+std::optional<body_splice> rewrite_multipart_user(std::string_view body, std::string_view boundary, std::string_view tenant);
+
+// A MIME type for a filename's extension; application/octet-stream when unknown.
+std::string guess_mime_type(std::string_view filename);
+
+} // namespace gw::core

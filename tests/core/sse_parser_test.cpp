@@ -1,0 +1,138 @@
+// The incremental SSE parser and stream facts: byte-by-byte feeding, every line ending,
+// pings, comments, large events and malformed JSON.
+#include "core/sse_parser.hpp"
+#include "core/stream_facts.hpp"
+
+#include <gtest/gtest.h>
+
+namespace gw::core {
+namespace {
+
+struct framed
+{
+    std::vector<sse_event> events;
+    std::vector<std::size_t> ends; // absolute offsets in the whole stream
+};
+
+// Feeds `stream` in pieces of `piece` bytes and records events with absolute end offsets.
+framed feed_in_pieces(const std::string& stream, std::size_t piece)
+{
+    sse_parser p;
+    framed out;
+    for (std::size_t at = 0; at < stream.size(); at += piece) {
+        p.feed(std::string_view(stream).substr(at, piece), [&](const sse_event& e, std::size_t end) {
+            out.events.push_back(e);
+            out.ends.push_back(at + end);
+        });
+    }
+    return out;
+}
+
+const std::string dify_stream = "event: ping\n\n"
+                                "data: {\"event\":\"message\",\"task_id\":\"t1\",\"conversation_id\":\"c1\",\"answer\":\"Hi\"}\n\n"
+                                ": a comment frame\n\n"
+                                "data: {\"event\":\"message_end\",\"metadata\":{\"usage\":{\"total_tokens\":51}}}\n\n";
+
+TEST(SseParser, EveryPieceSizeGivesTheSameEventsAndBoundaries)
+{
+    auto whole = feed_in_pieces(dify_stream, dify_stream.size());
+    ASSERT_EQ(whole.events.size(), 4u);
+    EXPECT_EQ(whole.events[0].event, "ping");
+    EXPECT_EQ(whole.events[0].data, "");
+    EXPECT_EQ(whole.events[1].data.substr(0, 18), "{\"event\":\"message\"");
+    EXPECT_EQ(whole.ends[0], 13u);
+    EXPECT_EQ(whole.ends.back(), dify_stream.size());
+    for (std::size_t piece : {1, 2, 3, 7, 13, 64}) {
+        auto split = feed_in_pieces(dify_stream, piece);
+        ASSERT_EQ(split.events.size(), whole.events.size()) << piece;
+        EXPECT_EQ(split.ends, whole.ends) << piece;
+        for (std::size_t i = 0; i < split.events.size(); ++i) EXPECT_EQ(split.events[i].data, whole.events[i].data);
+    }
+}
+
+TEST(SseParser, LineEndingsLfCrlfCr)
+{
+    for (std::string eol : {"\n", "\r\n", "\r"}) {
+        std::string s = "event: update" + eol + "data: line1" + eol + "data: line2" + eol + "id: 7" + eol + eol;
+        for (std::size_t piece : {1, 3, 100}) {
+            auto f = feed_in_pieces(s, piece);
+            ASSERT_EQ(f.events.size(), 1u) << "eol " << eol.size() << " piece " << piece;
+            EXPECT_EQ(f.events[0].event, "update");
+            EXPECT_EQ(f.events[0].data, "line1\nline2");
+            EXPECT_EQ(f.events[0].id, "7");
+        }
+    }
+}
+
+TEST(SseParser, PendingBytesTrackTheUnfinishedTail)
+{
+    sse_parser p;
+    int n = 0;
+    p.feed("data: {\"a\":1}\n\ndata: {\"b\"", [&](const sse_event&, std::size_t) { ++n; });
+    EXPECT_EQ(n, 1);
+    EXPECT_EQ(p.pending_bytes(), 10u);
+    p.feed(":2}\n\n", [&](const sse_event&, std::size_t end) {
+        ++n;
+        EXPECT_EQ(end, 5u);
+    });
+    EXPECT_EQ(n, 2);
+    EXPECT_EQ(p.pending_bytes(), 0u);
+}
+
+TEST(SseParser, LargeEventsAreFramedButTheirDataIsBounded)
+{
+    sse_parser p(64);
+    std::string big = "data: " + std::string(1000, 'x') + "\n\n";
+    std::size_t end = 0;
+    std::size_t data_size = 0;
+    p.feed(big, [&](const sse_event& e, std::size_t e_end) {
+        end = e_end;
+        data_size = e.data.size();
+    });
+    EXPECT_EQ(end, big.size());
+    EXPECT_LT(data_size, 64u);
+}
+
+TEST(StreamFacts, LearnsTaskConversationUsageAndErrors)
+{
+    stream_facts facts;
+    sse_parser p;
+    p.feed(dify_stream, [&](const sse_event& e, std::size_t) { facts.observe(e); });
+    EXPECT_EQ(facts.task_id(), "t1");
+    EXPECT_EQ(facts.conversation_id(), "c1");
+    EXPECT_EQ(facts.total_tokens(), 51);
+    EXPECT_TRUE(facts.finished());
+    EXPECT_FALSE(facts.error());
+
+    stream_facts wf;
+    p.feed("data: {\"event\":\"workflow_finished\",\"workflow_run_id\":\"w\",\"data\":{\"total_tokens\":512}}\n\n",
+           [&](const sse_event& e, std::size_t) { wf.observe(e); });
+    EXPECT_EQ(wf.total_tokens(), 512);
+    EXPECT_EQ(wf.workflow_run_id(), "w");
+
+    stream_facts err;
+    p.feed("data: {\"event\": \"message\", broken\n\ndata: {\"event\":\"error\",\"code\":\"completion_request_error\","
+           "\"status\":400,\"message\":\"boom\"}\n\n",
+           [&](const sse_event& e, std::size_t) { err.observe(e); });
+    EXPECT_EQ(err.malformed(), 1u) << "malformed JSON is counted, never fatal";
+    ASSERT_TRUE(err.error());
+    EXPECT_EQ(err.error()->code, "completion_request_error");
+    EXPECT_EQ(err.error()->status, 400);
+}
+
+TEST(StreamFacts, BlockingBodies)
+{
+    stream_facts chat;
+    chat.observe_json_body(R"({"task_id": "t", "conversation_id": "c", "metadata": {"usage": {"total_tokens": 23}}})");
+    EXPECT_EQ(chat.task_id(), "t");
+    EXPECT_EQ(chat.total_tokens(), 23);
+    stream_facts wf;
+    wf.observe_json_body(R"({"task_id": "t", "workflow_run_id": "w", "data": {"total_tokens": 9}})");
+    EXPECT_EQ(wf.total_tokens(), 9);
+    stream_facts bad;
+    bad.observe_json_body("<html>");
+    EXPECT_FALSE(bad.total_tokens());
+}
+
+} // namespace
+} // namespace gw::core
