@@ -16,7 +16,7 @@ std::string namespaced_user(std::string_view tenant, std::string_view user)
     return std::string(tenant) + ":" + std::string(user.empty() ? default_user : user);
 }
 
-std::optional<std::string> rewrite_json_user(std::string_view body, std::string_view tenant)
+std::optional<std::string> rewrite_json_user(std::string_view body, std::string_view tenant, std::string* namespaced)
 {
     json::error_code ec;
     auto doc = json::parse(body, ec);
@@ -29,7 +29,9 @@ std::optional<std::string> rewrite_json_user(std::string_view body, std::string_
         else if (!v->is_null())
             user = json::serialize(*v); // Dify would use str(value)
     }
-    o["user"] = namespaced_user(tenant, user);
+    auto value = namespaced_user(tenant, user);
+    if (namespaced) *namespaced = value;
+    o["user"] = value;
     return json::serialize(doc);
 }
 

@@ -18,7 +18,8 @@ std::string namespaced_user(std::string_view tenant, std::string_view user);
 
 // A JSON object body with `user` namespaced (compact JSON). nullopt when the body is not
 // a JSON object: it is then forwarded unchanged and Dify answers its own 400.
-std::optional<std::string> rewrite_json_user(std::string_view body, std::string_view tenant);
+// `namespaced`, when given, receives the new `user` value.
+std::optional<std::string> rewrite_json_user(std::string_view body, std::string_view tenant, std::string* namespaced = nullptr);
 
 // The query string with every `user` parameter namespaced (one added when absent).
 std::string rewrite_query_user(std::string_view query, std::string_view tenant);

@@ -2,6 +2,7 @@
 
 #include "config/loader.hpp"
 #include "core/key_hash.hpp"
+#include "gateway/server.hpp"
 
 #include <ostream>
 
@@ -10,6 +11,7 @@ namespace gw::gateway {
 namespace {
 
 constexpr const char* usage = R"(usage:
+  dify-gateway --config FILE         run the gateway (SIGTERM/SIGINT drain; a second signal stops at once)
   dify-gateway --check-config FILE   validate FILE; print every problem with its JSON path
                                      (exit 0 = valid, 2 = invalid)
   dify-gateway hash-key KEY          print sha256:<hex> of KEY, for tenants.<name>.keys
@@ -57,6 +59,13 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
             return exit_usage;
         }
         return check_config(args[1], out, err);
+    }
+    if (cmd == "--config") {
+        if (args.size() != 2) {
+            err << "--config takes exactly one FILE\n";
+            return exit_usage;
+        }
+        return run_gateway(args[1]);
     }
     if (cmd == "hash-key") {
         if (args.size() != 2 || args[1].empty()) {

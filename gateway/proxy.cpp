@@ -1,0 +1,468 @@
+#include "gateway/proxy.hpp"
+
+#include "core/dify_routes.hpp"
+#include "core/multipart.hpp"
+#include "core/sse_parser.hpp"
+#include "core/stream_facts.hpp"
+#include "core/text.hpp"
+#include "core/user_rewrite.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+namespace gw::gateway {
+
+namespace http = beast::http;
+namespace json = boost::json;
+using tls_stream = net::ssl::stream<beast::tcp_stream>;
+
+namespace {
+
+constexpr std::size_t piece_size = 8 * 1024;
+constexpr std::size_t max_held_tail = 64 * 1024; // larger unfinished events pass through as they arrive
+
+// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus those the
+// gateway sets itself.
+bool is_hop_by_hop(std::string_view name)
+{
+    static constexpr std::string_view names[] = {"connection", "keep-alive", "proxy-connection", "proxy-authorization",
+                                                 "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade"};
+    for (auto n : names)
+        if (core::iequals(name, n)) return true;
+    return false;
+}
+
+bool valid_request_id(std::string_view id)
+{
+    if (id.empty() || id.size() > 128) return false;
+    for (char c : id)
+        if (c <= 0x20 || c >= 0x7F) return false;
+    return true;
+}
+
+// The request as it goes to Dify.
+struct upstream_request
+{
+    http::request<http::empty_body> head;
+    std::string owned_body;      // rewritten JSON, or the original body
+    core::body_splice splice;    // multipart: pieces of the original body and inserted text
+    bool spliced = false;
+    std::string namespaced_user; // for the stop call
+};
+
+// Everything one exchange needs.
+struct exchange
+{
+    worker& w;
+    beast::tcp_stream& down;
+    tenant_request& req;
+    const tenant& who;
+    app_target target;
+    std::string request_id;
+    upstream_request up;
+    std::string api_key;
+    bool client_keep_alive;
+};
+
+net::awaitable<bool> write_error(exchange& x, const gateway_error& e)
+{
+    co_return co_await write_gateway_error(x.down, e, x.request_id, x.client_keep_alive && !x.w.draining());
+}
+
+// Applies the tenant's namespace to `user` where this endpoint reads it (reference §2).
+void rewrite_user(exchange& x, std::string& query)
+{
+    const auto& tenant = x.who.name;
+    auto& body = x.req.body();
+    switch (core::user_place_for(std::string_view(x.req.method_string()), x.target.dify_path)) {
+    case core::user_place::none: x.up.owned_body = std::move(body); break;
+    case core::user_place::query: {
+        query = core::rewrite_query_user(query, tenant);
+        x.up.owned_body = std::move(body);
+        break;
+    }
+    case core::user_place::json_body: {
+        auto rewritten = core::media_type(x.req[http::field::content_type]) == "application/json"
+                             ? core::rewrite_json_user(body, tenant, &x.up.namespaced_user)
+                             : std::nullopt;
+        if (rewritten) {
+            x.up.owned_body = std::move(*rewritten);
+        } else {
+            x.up.owned_body = std::move(body); // Dify answers 415/400 itself
+        }
+        break;
+    }
+    case core::user_place::form: {
+        auto ct = x.req[http::field::content_type];
+        auto boundary = core::header_param(ct, "boundary");
+        std::optional<core::body_splice> splice;
+        if (core::media_type(ct) == "multipart/form-data" && boundary)
+            splice = core::rewrite_multipart_user(body, *boundary, tenant);
+        if (splice) {
+            x.up.splice = std::move(*splice);
+            x.up.spliced = true;
+        } else {
+            x.up.owned_body = std::move(body);
+        }
+        break;
+    }
+    }
+}
+
+void build_upstream_request(exchange& x)
+{
+    const auto& upstream = x.w.tenants().config().upstreams.at(x.w.tenants().config().apps.at(x.target.app).upstream);
+    std::string_view target = x.req.target();
+    auto q = target.find('?');
+    std::string query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
+    rewrite_user(x, query);
+
+    auto& h = x.up.head;
+    h.method_string(x.req.method_string());
+    h.target(upstream.base_path + "/v1" + x.target.dify_path + (query.empty() ? "" : "?" + query));
+    h.version(11);
+    // End-to-end headers pass; hop-by-hop ones, the tenant's credentials and what the
+    // gateway recomputes do not. Headers named by Connection are hop-by-hop too.
+    auto connection_tokens = core::to_lower(x.req[http::field::connection]);
+    for (const auto& f : x.req) {
+        auto name = f.name_string();
+        if (is_hop_by_hop(name) || core::iequals(name, "host") || core::iequals(name, "authorization") ||
+            core::iequals(name, "content-length") || core::iequals(name, "x-request-id") || core::iequals(name, "expect"))
+            continue;
+        if (!connection_tokens.empty() && connection_tokens.find(core::to_lower(name)) != std::string::npos) continue;
+        h.insert(name, f.value());
+    }
+    bool default_port = upstream.port == (upstream.tls ? 443 : 80);
+    h.set(http::field::host, default_port ? upstream.host : upstream.host + ":" + std::to_string(upstream.port));
+    x.api_key = x.w.next_api_key(x.target.app);
+    h.set(http::field::authorization, "Bearer " + x.api_key);
+    h.set("X-Request-Id", x.request_id);
+    std::size_t length = x.up.spliced ? x.up.splice.size() : x.up.owned_body.size();
+    if (length > 0 || x.req.method() == http::verb::post || x.req.method() == http::verb::put ||
+        x.req.method() == http::verb::patch)
+        h.set(http::field::content_length, std::to_string(length));
+    h.keep_alive(true);
+}
+
+// The body as buffers: the owned string, or the splice's pieces over the original body.
+std::vector<net::const_buffer> body_buffers(exchange& x, const std::string& original)
+{
+    std::vector<net::const_buffer> out;
+    if (!x.up.spliced) {
+        if (!x.up.owned_body.empty()) out.push_back(net::buffer(x.up.owned_body));
+        return out;
+    }
+    for (const auto& p : x.up.splice.pieces)
+        out.push_back(p.text.empty() ? net::buffer(original.data() + p.offset, p.length) : net::buffer(p.text));
+    return out;
+}
+
+template <typename S>
+S& stream_of(upstream_connection& c);
+template <>
+beast::tcp_stream& stream_of<beast::tcp_stream>(upstream_connection& c)
+{
+    return c.plain();
+}
+template <>
+tls_stream& stream_of<tls_stream>(upstream_connection& c)
+{
+    return c.tls();
+}
+
+bool is_timeout(const error_code& ec)
+{
+    return ec == beast::error::timeout;
+}
+
+gateway_error upstream_failure(const error_code& ec, std::string_view phase)
+{
+    if (is_timeout(ec)) return {504, "gateway_timeout", "The upstream did not answer in time (" + std::string(phase) + ")."};
+    return {502, "bad_gateway", "The upstream connection failed (" + std::string(phase) + ")."};
+}
+
+// Writes the response head downstream: Dify's status and end-to-end headers, plus ours.
+template <typename Parser>
+net::awaitable<error_code> write_response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
+{
+    const auto& up = p.get();
+    http::response<http::empty_body> res{up.result(), 11};
+    for (const auto& f : up)
+        if (!is_hop_by_hop(f.name_string()) && !core::iequals(f.name_string(), "content-length"))
+            res.insert(f.name_string(), f.value());
+    res.set("X-Request-Id", x.request_id);
+    if (sse) {
+        res.set(http::field::cache_control, "no-cache");
+        res.set("X-Accel-Buffering", "no");
+        res.chunked(true);
+    } else if (auto len = p.content_length()) {
+        res.content_length(*len);
+    } else if (!p.is_done()) {
+        res.chunked(true);
+    } else if (up.result_int() != 204 && up.result_int() != 304) {
+        res.content_length(0);
+    }
+    res.keep_alive(keep_alive);
+    http::response_serializer<http::empty_body> sr{res};
+    auto [ec, n] = co_await http::async_write_header(x.down, sr, use_nothrow);
+    co_return ec;
+}
+
+// Calls Dify's stop endpoint for a task whose client went away (design §6). Detached;
+// takes everything by value.
+net::awaitable<void> call_stop(worker* w, std::string upstream_name, std::string target, std::string api_key,
+                               std::string user, std::string request_id)
+{
+    auto& pool = w->pool(upstream_name);
+    const auto& u = pool.config();
+    auto deadline = clock::now() + std::chrono::milliseconds(u.response_timeout_ms);
+    auto [ec, lease] = co_await pool.acquire(deadline);
+    if (ec) {
+        spdlog::warn("stop call for request {} failed: {}", request_id, ec.message());
+        co_return;
+    }
+    http::request<http::string_body> req{http::verb::post, u.base_path + "/v1" + target, 11};
+    bool default_port = u.port == (u.tls ? 443 : 80);
+    req.set(http::field::host, default_port ? u.host : u.host + ":" + std::to_string(u.port));
+    req.set(http::field::authorization, "Bearer " + api_key);
+    req.set(http::field::content_type, "application/json");
+    req.set("X-Request-Id", request_id);
+    req.body() = json::serialize(json::object{{"user", user}});
+    req.prepare_payload();
+    auto& conn = *lease.conn;
+    conn.tcp().expires_after(std::chrono::milliseconds(u.response_timeout_ms));
+    http::response<http::string_body> res;
+    error_code io_ec;
+    if (conn.is_tls()) {
+        std::tie(io_ec, std::ignore) = co_await http::async_write(conn.tls(), req, use_nothrow);
+        if (!io_ec) std::tie(io_ec, std::ignore) = co_await http::async_read(conn.tls(), conn.buffer(), res, use_nothrow);
+    } else {
+        std::tie(io_ec, std::ignore) = co_await http::async_write(conn.plain(), req, use_nothrow);
+        if (!io_ec) std::tie(io_ec, std::ignore) = co_await http::async_read(conn.plain(), conn.buffer(), res, use_nothrow);
+    }
+    conn.tcp().expires_never();
+    pool.release(std::move(lease.conn), !io_ec && res.keep_alive());
+    if (io_ec)
+        spdlog::warn("stop call for request {} failed: {}", request_id, io_ec.message());
+    else
+        spdlog::debug("stop call for request {}: {}", request_id, res.result_int());
+}
+
+void spawn_stop_call(exchange& x, const std::string& upstream_name, const std::string& task_id)
+{
+    auto target = core::stop_path_for(std::string_view(x.req.method_string()), x.target.dify_path, task_id);
+    if (target.empty() || x.up.namespaced_user.empty()) return;
+    net::co_spawn(x.w.context(), call_stop(&x.w, upstream_name, target, x.api_key, x.up.namespaced_user, x.request_id),
+                  net::detached);
+}
+
+// Relays a text/event-stream body: only whole events go downstream, as soon as each one
+// is complete; an upstream failure ends the stream with an error event (design §6).
+// Returns {downstream reusable, upstream reusable}.
+template <typename S, typename Parser>
+net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection& conn, Parser& p,
+                                                const std::string& upstream_name)
+{
+    auto& up = stream_of<S>(conn);
+    const auto idle = std::chrono::milliseconds(x.w.tenants().config().upstreams.at(upstream_name).stream_idle_timeout_ms);
+    core::sse_parser events;
+    core::stream_facts facts;
+    std::string tail; // the unfinished event, held back
+    bool partial_sent = false;
+    std::array<char, piece_size> piece;
+    auto write_chunk = [&](std::string_view a, std::string_view b) {
+        std::array<net::const_buffer, 2> bufs{net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())};
+        return net::async_write(x.down, http::make_chunk(bufs), use_nothrow);
+    };
+    while (!p.is_done()) {
+        p.get().body().data = piece.data();
+        p.get().body().size = piece.size();
+        conn.tcp().expires_after(idle);
+        auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) {
+            // Upstream broke or went silent: drop the partial event, end with an error event.
+            std::string msg = is_timeout(ec) ? "The upstream stream was idle for too long." : "The upstream stream broke.";
+            std::string frame = std::string(partial_sent ? "\n\n" : "") +
+                                "data: " + json::serialize(json::object{{"event", "error"}, {"code", "upstream_stream_broken"},
+                                                                        {"status", 502}, {"message", msg}}) + "\n\n";
+            spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
+            auto [wec, wn] = co_await write_chunk(frame, {});
+            if (wec) co_return std::pair{false, false};
+            auto [lec, ln] = co_await net::async_write(x.down, http::make_chunk_last(), use_nothrow);
+            co_return std::pair{!lec, false};
+        }
+        std::string_view got(piece.data(), piece.size() - p.get().body().size);
+        std::size_t complete = 0;
+        events.feed(got, [&](const core::sse_event& e, std::size_t end) {
+            facts.observe(e);
+            complete = end;
+        });
+        if (complete > 0) {
+            auto [wec, wn] = co_await write_chunk(tail, got.substr(0, complete));
+            tail.assign(got.substr(complete));
+            partial_sent = false;
+            if (wec) {
+                spawn_stop_call(x, upstream_name, facts.task_id());
+                co_return std::pair{false, false};
+            }
+        } else {
+            tail.append(got);
+        }
+        if (tail.size() > max_held_tail) { // an oversized event passes through as it arrives
+            auto [wec, wn] = co_await write_chunk(tail, {});
+            tail.clear();
+            partial_sent = true;
+            if (wec) {
+                spawn_stop_call(x, upstream_name, facts.task_id());
+                co_return std::pair{false, false};
+            }
+        }
+    }
+    conn.tcp().expires_never();
+    if (!tail.empty()) { // Dify ended without a final blank line: pass the bytes on
+        auto [wec, wn] = co_await write_chunk(tail, {});
+        if (wec) co_return std::pair{false, false};
+    }
+    auto [lec, ln] = co_await net::async_write(x.down, http::make_chunk_last(), use_nothrow);
+    co_return std::pair{!lec, p.get().keep_alive()};
+}
+
+// Relays any other body piece by piece (JSON, audio, file bytes), chunked or sized as
+// the downstream head says.
+template <typename S, typename Parser>
+net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connection& conn, Parser& p)
+{
+    auto& up = stream_of<S>(conn);
+    const bool chunked = !p.content_length() && !p.is_done();
+    std::array<char, piece_size> piece;
+    while (!p.is_done()) {
+        p.get().body().data = piece.data();
+        p.get().body().size = piece.size();
+        auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) {
+            spdlog::warn("request {}: upstream body ended early: {}", x.request_id, ec.message());
+            co_return std::pair{false, false}; // the client sees a truncated body; never reuse either side
+        }
+        std::size_t got = piece.size() - p.get().body().size;
+        if (got == 0) continue;
+        auto bytes = net::buffer(piece.data(), got);
+        auto [wec, wn] = chunked ? co_await net::async_write(x.down, http::make_chunk(bytes), use_nothrow)
+                                 : co_await net::async_write(x.down, bytes, use_nothrow);
+        if (wec) co_return std::pair{false, false};
+    }
+    conn.tcp().expires_never();
+    if (chunked) {
+        auto [lec, ln] = co_await net::async_write(x.down, http::make_chunk_last(), use_nothrow);
+        if (lec) co_return std::pair{false, false};
+    }
+    co_return std::pair{true, p.get().keep_alive()};
+}
+
+// Sends the request on `conn` and reads the response head within the response deadline.
+template <typename S>
+net::awaitable<error_code> send_and_read_head(exchange& x, upstream_connection& conn,
+                                              http::response_parser<http::buffer_body>& p)
+{
+    auto& up = stream_of<S>(conn);
+    http::request_serializer<http::empty_body> sr{x.up.head};
+    auto [hec, hn] = co_await http::async_write_header(up, sr, use_nothrow);
+    if (hec) co_return hec;
+    auto body = body_buffers(x, x.req.body());
+    if (!body.empty()) {
+        auto [bec, bn] = co_await net::async_write(up, body, use_nothrow);
+        if (bec) co_return bec;
+    }
+    auto [rec, rn] = co_await http::async_read_header(up, conn.buffer(), p, use_nothrow);
+    co_return rec;
+}
+
+template <typename S>
+net::awaitable<bool> forward(exchange& x)
+{
+    const auto& cfg = x.w.tenants().config();
+    const auto& upstream_name = cfg.apps.at(x.target.app).upstream;
+    auto& pool = x.w.pool(upstream_name);
+    const auto& u = pool.config();
+    const auto deadline = clock::now() + std::chrono::milliseconds(u.response_timeout_ms);
+
+    std::optional<http::response_parser<http::buffer_body>> parser;
+    upstream_pool::lease lease;
+    for (int attempt = 0;; ++attempt) {
+        auto [aec, acquired] = co_await pool.acquire(deadline);
+        if (aec) co_return co_await write_error(x, upstream_failure(aec, "connect"));
+        lease = std::move(acquired);
+        parser.emplace();
+        parser->body_limit(boost::none);
+        if (x.req.method() == http::verb::head) parser->skip(true);
+        lease.conn->tcp().expires_at(deadline);
+        auto ec = co_await send_and_read_head<S>(x, *lease.conn, *parser);
+        if (!ec) break;
+        pool.release(std::move(lease.conn), false);
+        // A pooled connection the server had already closed: nothing reached Dify, so
+        // one more try on a fresh connection is safe.
+        bool stale = lease.reused && !parser->got_some() && !is_timeout(ec);
+        if (stale && attempt == 0) continue;
+        co_return co_await write_error(x, upstream_failure(ec, "response"));
+    }
+
+    const auto& head = parser->get();
+    bool sse = core::media_type(head[http::field::content_type]) == "text/event-stream";
+    bool keep_alive = x.client_keep_alive && !x.w.draining();
+    if (auto ec = co_await write_response_head(x, *parser, sse, keep_alive)) {
+        pool.release(std::move(lease.conn), false);
+        co_return false;
+    }
+    auto [down_ok, up_ok] = sse ? co_await relay_sse<S>(x, *lease.conn, *parser, upstream_name)
+                                : co_await relay_body<S>(x, *lease.conn, *parser);
+    ++lease.conn->requests;
+    pool.release(std::move(lease.conn), up_ok);
+    co_return down_ok && keep_alive;
+}
+
+} // namespace
+
+net::awaitable<bool> write_gateway_error(beast::tcp_stream& down, const gateway_error& e, const std::string& request_id,
+                                         bool keep_alive)
+{
+    http::response<http::string_body> res{static_cast<http::status>(e.status), 11};
+    res.set(http::field::content_type, "application/json");
+    res.set("X-Request-Id", request_id);
+    if (e.status == 401) res.set(http::field::www_authenticate, "Bearer realm=\"api\"");
+    res.body() = json::serialize(json::object{{"code", e.code}, {"message", e.message}, {"status", e.status}}) + "\n";
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    auto [ec, n] = co_await http::async_write(down, res, use_nothrow);
+    co_return !ec && keep_alive;
+}
+
+net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, tenant_request& req)
+{
+    std::string request_id(req["X-Request-Id"]);
+    if (!valid_request_id(request_id)) request_id = w.new_request_id();
+    bool keep_alive = req.keep_alive() && !w.draining();
+
+    gateway_error err;
+    const tenant* who = w.tenants().authenticate(req[http::field::authorization], err);
+    if (!who) co_return co_await write_gateway_error(down, err, request_id, keep_alive);
+    std::string_view target = req.target();
+    auto target_path = target.substr(0, target.find('?'));
+    auto app = w.tenants().route(*who, target_path, err);
+    if (!app) co_return co_await write_gateway_error(down, err, request_id, keep_alive);
+
+    exchange x{w, down, req, *who, std::move(*app), request_id, {}, {}, req.keep_alive()};
+    build_upstream_request(x);
+    const auto& upstream = w.tenants().config().upstreams.at(w.tenants().config().apps.at(x.target.app).upstream);
+    if (upstream.tls) co_return co_await forward<tls_stream>(x);
+    co_return co_await forward<beast::tcp_stream>(x);
+}
+
+} // namespace gw::gateway

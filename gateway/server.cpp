@@ -1,0 +1,277 @@
+#include "gateway/server.hpp"
+
+#include "config/loader.hpp"
+#include "core/text.hpp"
+#include "gateway/proxy.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/beast/http.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+#include <random>
+
+namespace gw::gateway {
+
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+// Reads the next request's first bytes, waiting at most the keep-alive idle time.
+net::awaitable<error_code> wait_for_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, session_entry& entry,
+                                            const config::server_config& cfg)
+{
+    if (buffer.size() > 0) co_return error_code{}; // pipelined bytes already here
+    entry.idle = true;
+    stream.expires_after(std::chrono::milliseconds(cfg.client_idle_timeout_ms));
+    auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
+    buffer.commit(n);
+    entry.idle = false;
+    co_return ec;
+}
+
+// A plain-text error for requests the gateway cannot even parse; the connection closes.
+net::awaitable<void> reject(beast::tcp_stream& stream, int status, std::string_view code, std::string_view message)
+{
+    gateway_error e{status, std::string(code), std::string(message)};
+    co_await write_gateway_error(stream, e, "", false);
+}
+
+net::awaitable<void> session(tcp::socket socket, worker* w)
+{
+    ++w->active_sessions;
+    beast::tcp_stream stream(std::move(socket));
+    auto& entry = w->sessions().emplace_back(session_entry{&stream, true});
+    auto registration = std::prev(w->sessions().end());
+    const auto& cfg = w->tenants().config().server;
+    beast::flat_buffer buffer;
+    for (;;) {
+        if (w->draining() && buffer.size() == 0) break;
+        if (auto ec = co_await wait_for_request(stream, buffer, entry, cfg)) break;
+        http::request_parser<http::string_body> parser; // a new parser per request
+        parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
+        parser.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
+        stream.expires_after(std::chrono::milliseconds(cfg.client_header_timeout_ms));
+        auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+        if (hec == http::error::header_limit) {
+            co_await reject(stream, 431, "request_header_too_large", "Request headers are too large.");
+            break;
+        }
+        if (hec == beast::error::timeout || hec == http::error::end_of_stream || hec == net::error::eof) break;
+        if (hec) {
+            co_await reject(stream, 400, "bad_request", "Malformed HTTP request.");
+            break;
+        }
+        if (auto len = parser.content_length(); len && *len > static_cast<std::uint64_t>(cfg.max_request_body_bytes)) {
+            co_await reject(stream, 413, "request_too_large", "The request body is larger than the gateway accepts.");
+            break;
+        }
+        if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+            http::response<http::empty_body> cont{http::status::continue_, 11};
+            auto [cec, cn] = co_await http::async_write(stream, cont, use_nothrow);
+            if (cec) break;
+        }
+        stream.expires_after(std::chrono::milliseconds(cfg.client_idle_timeout_ms));
+        auto [bec, bn] = co_await http::async_read(stream, buffer, parser, use_nothrow);
+        if (bec == http::error::body_limit) {
+            co_await reject(stream, 413, "request_too_large", "The request body is larger than the gateway accepts.");
+            break;
+        }
+        if (bec) {
+            if (bec != beast::error::timeout && bec != net::error::eof && bec != http::error::partial_message)
+                co_await reject(stream, 400, "bad_request", "Malformed HTTP request body.");
+            break;
+        }
+        stream.expires_never();
+        auto req = parser.release();
+        bool keep = co_await serve_request(*w, stream, req);
+        if (!keep) break;
+    }
+    w->sessions().erase(registration);
+    error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream.socket().close(ignored);
+    --w->active_sessions;
+}
+
+std::map<std::string, std::shared_ptr<net::ssl::context>> upstream_tls_contexts(const config::gateway_config& cfg)
+{
+    std::map<std::string, std::shared_ptr<net::ssl::context>> out;
+    for (const auto& [name, u] : cfg.upstreams) {
+        try {
+            out[name] = make_upstream_tls(u);
+        } catch (const std::exception& e) {
+            throw std::runtime_error("upstreams." + name + ": cannot set up TLS: " + e.what());
+        }
+    }
+    return out;
+}
+
+} // namespace
+
+server::server(std::shared_ptr<const config::gateway_config> cfg) : cfg_(std::move(cfg))
+{
+    int n = cfg_->server.threads > 0 ? cfg_->server.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    auto tenants = std::make_shared<const tenant_directory>(cfg_);
+    auto tls = upstream_tls_contexts(*cfg_);
+    std::random_device rd;
+    for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(tenants, tls, (std::uint64_t(rd()) << 32) ^ rd()));
+
+    auto hp = core::parse_host_port(cfg_->server.listen);
+    if (!hp) throw std::runtime_error("server.listen: not HOST:PORT");
+    error_code ec;
+    auto address = net::ip::make_address(hp->host, ec);
+    if (ec) throw std::runtime_error("server.listen: \"" + hp->host + "\" is not an IP address");
+    tcp::endpoint ep(address, hp->port);
+    acceptor_ = std::make_unique<tcp::acceptor>(workers_[0]->context());
+    acceptor_->open(ep.protocol());
+    acceptor_->set_option(tcp::acceptor::reuse_address(true));
+    acceptor_->bind(ep, ec);
+    if (ec) throw std::runtime_error("server.listen: cannot bind " + cfg_->server.listen + ": " + ec.message());
+    acceptor_->listen(net::socket_base::max_listen_connections);
+    endpoint_ = acceptor_->local_endpoint();
+}
+
+server::~server()
+{
+    if (!threads_.empty()) {
+        stop_workers();
+        wait();
+    }
+}
+
+void server::start()
+{
+    for (auto& w : workers_) guards_.push_back(net::make_work_guard(w->context()));
+    net::co_spawn(workers_[0]->context(), accept_loop(), net::detached);
+    for (auto& w : workers_) threads_.emplace_back([ctx = &w->context()] { ctx->run(); });
+}
+
+net::awaitable<void> server::accept_loop()
+{
+    net::steady_timer backoff(acceptor_->get_executor());
+    for (;;) {
+        auto& w = *workers_[next_worker_++ % workers_.size()];
+        auto [ec, socket] = co_await acceptor_->async_accept(w.context(), use_nothrow);
+        if (!acceptor_->is_open()) co_return;
+        if (ec) {
+            spdlog::warn("accept failed: {}", ec.message());
+            backoff.expires_after(std::chrono::milliseconds(100)); // e.g. out of file descriptors: do not spin
+            co_await backoff.async_wait(use_nothrow);
+            continue;
+        }
+        error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        net::co_spawn(w.context(), session(std::move(socket), &w), net::detached);
+    }
+}
+
+void server::drain()
+{
+    if (draining_.exchange(true)) return;
+    net::post(workers_[0]->context(), [this] {
+        error_code ignored;
+        acceptor_->close(ignored);
+        for (auto& w : workers_) net::post(w->context(), [wp = w.get()] { wp->begin_drain(); });
+        net::co_spawn(workers_[0]->context(), finish_drain(), net::detached);
+    });
+}
+
+net::awaitable<void> server::finish_drain()
+{
+    const auto deadline = clock::now() + std::chrono::milliseconds(cfg_->server.drain_timeout_ms);
+    net::steady_timer tick(workers_[0]->context());
+    for (;;) {
+        int active = 0;
+        for (auto& w : workers_) active += w->active_sessions.load();
+        if (active == 0 || clock::now() >= deadline) {
+            if (active > 0) spdlog::warn("drain timeout: closing {} connections still open", active);
+            break;
+        }
+        tick.expires_after(std::chrono::milliseconds(20));
+        co_await tick.async_wait(use_nothrow);
+    }
+    stop_workers();
+}
+
+void server::stop_workers()
+{
+    for (auto& w : workers_)
+        net::post(w->context(), [wp = w.get()] {
+            wp->stop_pools();
+            wp->context().stop();
+        });
+    for (auto& g : guards_) g.reset();
+}
+
+void server::wait()
+{
+    for (auto& t : threads_)
+        if (t.joinable()) t.join();
+    threads_.clear();
+}
+
+std::uint64_t server::upstream_connects()
+{
+    std::uint64_t total = 0;
+    for (auto& w : workers_) {
+        auto f = net::post(w->context(), net::use_future([wp = w.get()] {
+            std::uint64_t n = 0;
+            for (const auto& [name, p] : wp->pools()) n += p->connects_total();
+            return n;
+        }));
+        total += f.get();
+    }
+    return total;
+}
+
+int run_gateway(const std::string& config_path)
+{
+    auto loaded = config::load_config_file(config_path);
+    if (!loaded.ok()) {
+        std::cerr << config_path << ": " << loaded.problems.size() << " problem(s)\n";
+        for (const auto& p : loaded.problems) std::cerr << "  " << p << "\n";
+        return 2;
+    }
+    auto cfg = std::make_shared<const config::gateway_config>(std::move(*loaded.config));
+    spdlog::set_level(spdlog::level::from_str(cfg->log.level));
+    try {
+        server srv(cfg);
+        srv.start();
+        std::cout << "dify-gateway listening on http://" << srv.endpoint() << " (" << srv.worker_count() << " workers)"
+                  << std::endl;
+        net::io_context signals_ctx;
+        net::signal_set signals(signals_ctx, SIGINT, SIGTERM);
+        int received = 0;
+        std::function<void(const error_code&, int)> on_signal = [&](const error_code& ec, int sig) {
+            if (ec) return;
+            if (++received == 1) {
+                spdlog::info("signal {}: draining (up to {} ms)", sig, cfg->server.drain_timeout_ms);
+                srv.drain();
+                signals.async_wait(on_signal);
+            } else {
+                spdlog::warn("second signal: stopping now");
+                std::_Exit(1);
+            }
+        };
+        signals.async_wait(on_signal);
+        std::thread signal_thread([&] { signals_ctx.run(); });
+        srv.wait();
+        signals_ctx.stop();
+        signal_thread.join();
+        spdlog::info("stopped");
+        return 0;
+    } catch (const std::exception& e) {
+        std::cerr << "dify-gateway: " << e.what() << "\n";
+        return 1;
+    }
+}
+
+} // namespace gw::gateway

@@ -1,0 +1,58 @@
+// The gateway process: N workers (each one thread, one io_context, its own pools), one
+// listener accepting onto the workers in turn, a keep-alive session coroutine per
+// connection, and a graceful drain (stop accepting, let in-flight requests and streams
+// finish up to server.drain_timeout_ms, then close).
+#pragma once
+
+#include "config/gateway_config.hpp"
+#include "gateway/worker.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace gw::gateway {
+
+class server
+{
+public:
+    // Binds server.listen (throws std::runtime_error with a clear message on failure).
+    explicit server(std::shared_ptr<const config::gateway_config> cfg);
+    ~server();
+
+    boost::asio::ip::tcp::endpoint endpoint() const { return endpoint_; }
+    std::size_t worker_count() const { return workers_.size(); }
+
+    // Starts the worker threads and the accept loop.
+    void start();
+    // Begins the drain; safe from any thread and from signal handlers' completion.
+    void drain();
+    // Blocks until every worker has stopped (after a drain).
+    void wait();
+
+    // New upstream connections opened so far, over all workers (reads worker counters
+    // by posting to each worker; call from a thread that is not a worker).
+    std::uint64_t upstream_connects();
+
+private:
+    net::awaitable<void> accept_loop();
+    net::awaitable<void> finish_drain();
+    void stop_workers();
+
+    std::shared_ptr<const config::gateway_config> cfg_;
+    std::vector<std::unique_ptr<worker>> workers_;
+    std::vector<std::thread> threads_;
+    std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
+    std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+    boost::asio::ip::tcp::endpoint endpoint_;
+    std::size_t next_worker_ = 0;
+    std::atomic<bool> draining_{false};
+};
+
+// Runs the gateway for `config_path` until SIGTERM/SIGINT (drain; a second signal stops
+// at once). Returns the process exit code.
+int run_gateway(const std::string& config_path);
+
+} // namespace gw::gateway

@@ -1,0 +1,183 @@
+#include "gateway/upstream/pool.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/beast/core/error.hpp>
+
+#include <openssl/err.h>
+#include <sys/socket.h>
+
+namespace gw::gateway {
+
+namespace ssl = net::ssl;
+using tcp = net::ip::tcp;
+
+upstream_connection::upstream_connection(net::any_io_executor ex, ssl::context* tls)
+{
+    if (tls)
+        tls_ = std::make_unique<ssl::stream<beast::tcp_stream>>(ex, *tls);
+    else
+        plain_ = std::make_unique<beast::tcp_stream>(ex);
+}
+
+net::awaitable<error_code> upstream_connection::connect(const config::upstream_config& u, std::chrono::milliseconds timeout)
+{
+    auto& stream = tcp();
+    tcp::resolver resolver(stream.get_executor());
+    auto [rec, endpoints] = co_await resolver.async_resolve(u.host, std::to_string(u.port), use_nothrow);
+    if (rec) co_return rec;
+    stream.expires_after(timeout);
+    auto [cec, ep] = co_await stream.async_connect(endpoints, use_nothrow);
+    if (cec) co_return cec;
+    error_code ignored;
+    stream.socket().set_option(tcp::no_delay(true), ignored);
+    if (tls_) {
+        if (!SSL_set_tlsext_host_name(tls_->native_handle(), u.host.c_str()))
+            co_return error_code(static_cast<int>(::ERR_get_error()), net::error::get_ssl_category());
+        if (u.verify_tls) tls_->set_verify_callback(ssl::host_name_verification(u.host));
+        auto [hec] = co_await tls_->async_handshake(ssl::stream_base::client, use_nothrow);
+        if (hec) co_return hec;
+    }
+    stream.expires_never();
+    co_return error_code{};
+}
+
+bool upstream_connection::looks_alive()
+{
+    auto& sock = tcp().socket();
+    if (!sock.is_open()) return false;
+    char byte;
+    auto n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    // 0: the peer closed; >0: bytes nobody asked for (a stray response or TLS alert).
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+void upstream_connection::close()
+{
+    error_code ignored;
+    tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp().socket().close(ignored);
+}
+
+std::shared_ptr<ssl::context> make_upstream_tls(const config::upstream_config& u)
+{
+    if (!u.tls) return nullptr;
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                     ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    if (u.verify_tls) {
+        ctx->set_verify_mode(ssl::verify_peer);
+        if (u.ca_file.empty())
+            ctx->set_default_verify_paths();
+        else
+            ctx->load_verify_file(u.ca_file);
+    } else {
+        ctx->set_verify_mode(ssl::verify_none);
+    }
+    return ctx;
+}
+
+upstream_pool::upstream_pool(net::any_io_executor ex, const config::upstream_config& cfg, std::shared_ptr<ssl::context> tls)
+    : ex_(ex), cfg_(cfg), tls_(std::move(tls)), reaper_(ex)
+{
+    net::co_spawn(ex_, reap_idle(), net::detached);
+}
+
+upstream_pool::~upstream_pool()
+{
+    *alive_ = false;
+}
+
+net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acquire(clock::time_point deadline)
+{
+    for (;;) {
+        if (stopped_) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
+        while (!idle_.empty()) {
+            auto conn = std::move(idle_.back());
+            idle_.pop_back();
+            bool expired = clock::now() - conn->idle_since >= std::chrono::milliseconds(cfg_.idle_timeout_ms);
+            if (!expired && conn->looks_alive()) co_return std::tuple{error_code{}, lease{std::move(conn), true}};
+            conn->close();
+            --open_;
+        }
+        if (open_ < cfg_.max_connections) {
+            ++open_;
+            auto conn = std::make_unique<upstream_connection>(ex_, tls_.get());
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+            auto timeout = std::min(std::chrono::milliseconds(cfg_.connect_timeout_ms), std::max(left, std::chrono::milliseconds(1)));
+            auto alive = alive_;
+            auto ec = co_await conn->connect(cfg_, timeout);
+            if (!*alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
+            if (ec) {
+                --open_;
+                wake_one_waiter();
+                co_return std::tuple{ec, lease{}};
+            }
+            ++connects_;
+            co_return std::tuple{error_code{}, lease{std::move(conn), false}};
+        }
+        net::steady_timer waiter(ex_);
+        waiter.expires_at(deadline);
+        waiters_.push_back(&waiter);
+        auto alive = alive_;
+        auto [ec] = co_await waiter.async_wait(use_nothrow);
+        if (!*alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
+        waiters_.remove(&waiter);
+        if (!ec) co_return std::tuple{error_code(beast::error::timeout), lease{}}; // deadline passed
+    }
+}
+
+void upstream_pool::release(std::unique_ptr<upstream_connection> conn, bool reusable)
+{
+    if (!conn) return;
+    if (reusable && !stopped_ && conn->tcp().socket().is_open()) {
+        conn->idle_since = clock::now();
+        conn->buffer().clear();
+        idle_.push_back(std::move(conn));
+    } else {
+        conn->close();
+        --open_;
+    }
+    wake_one_waiter();
+}
+
+void upstream_pool::wake_one_waiter()
+{
+    if (waiters_.empty()) return;
+    auto* t = waiters_.front();
+    waiters_.pop_front();
+    t->cancel();
+}
+
+void upstream_pool::stop()
+{
+    stopped_ = true;
+    reaper_.cancel();
+    for (auto& c : idle_) c->close();
+    open_ -= static_cast<int>(idle_.size());
+    idle_.clear();
+    while (!waiters_.empty()) wake_one_waiter();
+}
+
+net::awaitable<void> upstream_pool::reap_idle()
+{
+    auto alive = alive_;
+    const auto idle_timeout = std::chrono::milliseconds(cfg_.idle_timeout_ms);
+    auto period = std::max(std::chrono::milliseconds(100), idle_timeout / 4);
+    while (*alive && !stopped_) {
+        reaper_.expires_after(period);
+        auto [ec] = co_await reaper_.async_wait(use_nothrow);
+        if (!*alive || stopped_) co_return;
+        auto now = clock::now();
+        // Oldest first: close those idle too long or closed by the peer.
+        while (!idle_.empty() && (now - idle_.front()->idle_since >= idle_timeout || !idle_.front()->looks_alive())) {
+            idle_.front()->close();
+            idle_.pop_front();
+            --open_;
+        }
+    }
+}
+
+} // namespace gw::gateway

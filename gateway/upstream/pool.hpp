@@ -1,0 +1,99 @@
+// Per-worker pool of keep-alive HTTP/1.1 connections to one upstream (plain or TLS with
+// SNI and peer + host-name verification). No pipelining: one request per connection at a
+// time. A connection goes back to the pool only when its exchange ended cleanly and the
+// caller says so; otherwise it is closed. Not thread-safe: used on its worker's executor.
+#pragma once
+
+#include "config/gateway_config.hpp"
+#include "gateway/net.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+
+namespace gw::gateway {
+
+using clock = std::chrono::steady_clock;
+
+// One upstream connection. Exactly one of plain()/tls() is in use.
+class upstream_connection
+{
+public:
+    upstream_connection(net::any_io_executor ex, net::ssl::context* tls);
+
+    bool is_tls() const { return tls_ != nullptr; }
+    beast::tcp_stream& tcp() { return tls_ ? tls_->next_layer() : *plain_; }
+    beast::tcp_stream& plain() { return *plain_; }
+    net::ssl::stream<beast::tcp_stream>& tls() { return *tls_; }
+    beast::flat_buffer& buffer() { return buffer_; }
+
+    // Resolves, connects and (TLS) handshakes within `timeout`.
+    net::awaitable<error_code> connect(const config::upstream_config& u, std::chrono::milliseconds timeout);
+    // False when the peer has closed or sent unexpected bytes while the connection was idle.
+    bool looks_alive();
+    void close();
+
+    clock::time_point idle_since{};
+    std::uint64_t requests = 0;
+
+private:
+    std::unique_ptr<beast::tcp_stream> plain_;
+    std::unique_ptr<net::ssl::stream<beast::tcp_stream>> tls_;
+    beast::flat_buffer buffer_;
+};
+
+// A TLS client context for an upstream's settings (CA file or system store, verification).
+std::shared_ptr<net::ssl::context> make_upstream_tls(const config::upstream_config& u);
+
+class upstream_pool
+{
+public:
+    upstream_pool(net::any_io_executor ex, const config::upstream_config& cfg, std::shared_ptr<net::ssl::context> tls);
+    ~upstream_pool();
+
+    struct lease
+    {
+        std::unique_ptr<upstream_connection> conn;
+        bool reused = false; // came from the idle list (may turn out dead)
+    };
+
+    // An idle connection, or a new one while fewer than max_connections are open, or the
+    // first one released before `deadline` (then error::timeout).
+    net::awaitable<std::tuple<error_code, lease>> acquire(clock::time_point deadline);
+    // Returns a connection: kept for reuse when `reusable`, else closed.
+    void release(std::unique_ptr<upstream_connection> conn, bool reusable);
+
+    // Closes idle connections and stops the reaper (shutdown).
+    void stop();
+
+    std::uint64_t connects_total() const { return connects_; }
+    int open() const { return open_; }
+    std::size_t idle() const { return idle_.size(); }
+    const config::upstream_config& config() const { return cfg_; }
+
+private:
+    net::awaitable<void> reap_idle();
+    void wake_one_waiter();
+
+    net::any_io_executor ex_;
+    config::upstream_config cfg_;
+    std::shared_ptr<net::ssl::context> tls_;
+    std::deque<std::unique_ptr<upstream_connection>> idle_; // back = most recently used
+    std::list<net::steady_timer*> waiters_;
+    net::steady_timer reaper_;
+    int open_ = 0; // idle + leased + connecting
+    std::uint64_t connects_ = 0;
+    bool stopped_ = false;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+} // namespace gw::gateway

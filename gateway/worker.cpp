@@ -1,0 +1,42 @@
+#include "gateway/worker.hpp"
+
+#include <cstdio>
+
+namespace gw::gateway {
+
+worker::worker(std::shared_ptr<const tenant_directory> tenants,
+               const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls, std::uint64_t seed)
+    : tenants_(std::move(tenants)), rng_(seed)
+{
+    for (const auto& [name, u] : tenants_->config().upstreams)
+        pools_.emplace(name, std::make_unique<upstream_pool>(ctx_.get_executor(), u, upstream_tls.at(name)));
+}
+
+const std::string& worker::next_api_key(const std::string& app)
+{
+    const auto& keys = tenants_->config().apps.at(app).api_keys;
+    auto& cursor = key_cursor_[app];
+    return keys[cursor++ % keys.size()];
+}
+
+std::string worker::new_request_id()
+{
+    char buf[33];
+    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng_()),
+                  static_cast<unsigned long long>(rng_()));
+    return buf;
+}
+
+void worker::begin_drain()
+{
+    draining_ = true;
+    for (auto& s : sessions_)
+        if (s.idle && s.stream) s.stream->cancel();
+}
+
+void worker::stop_pools()
+{
+    for (auto& [name, p] : pools_) p->stop();
+}
+
+} // namespace gw::gateway

@@ -1,0 +1,64 @@
+// One worker thread's world: its io_context, its upstream pools and per-worker state.
+// Sessions accepted onto a worker run only on its io_context, so nothing here is locked.
+#pragma once
+
+#include "gateway/tenants.hpp"
+#include "gateway/upstream/pool.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include <atomic>
+#include <list>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+
+namespace gw::gateway {
+
+// A connection's registration with its worker, so a drain can close idle keep-alive
+// connections at once and tell busy ones to close after their response.
+struct session_entry
+{
+    beast::tcp_stream* stream = nullptr;
+    bool idle = true; // waiting for the next request
+};
+
+class worker
+{
+public:
+    worker(std::shared_ptr<const tenant_directory> tenants,
+           const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls, std::uint64_t seed);
+
+    net::io_context& context() { return ctx_; }
+    const tenant_directory& tenants() const { return *tenants_; }
+    upstream_pool& pool(const std::string& upstream) { return *pools_.at(upstream); }
+    const std::map<std::string, std::unique_ptr<upstream_pool>>& pools() const { return pools_; }
+
+    // The app's next Dify key (round-robin per worker).
+    const std::string& next_api_key(const std::string& app);
+    // A new request id: 32 hex digits.
+    std::string new_request_id();
+
+    bool draining() const { return draining_; }
+    // Stop taking requests: idle connections close now, busy ones after their response.
+    void begin_drain();
+    // Closes every upstream pool's idle connections.
+    void stop_pools();
+
+    std::list<session_entry>& sessions() { return sessions_; }
+    std::atomic<int> active_sessions{0};
+
+private:
+    net::io_context ctx_{1};
+    std::shared_ptr<const tenant_directory> tenants_;
+    std::map<std::string, std::unique_ptr<upstream_pool>> pools_;
+    std::unordered_map<std::string, std::size_t> key_cursor_;
+    std::mt19937_64 rng_;
+    std::list<session_entry> sessions_;
+    bool draining_ = false;
+};
+
+} // namespace gw::gateway
