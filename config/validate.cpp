@@ -148,7 +148,9 @@ void validate(gateway_config& c, problems& out)
 {
     check_listen("server.listen", c.server.listen, out);
     check_listen("admin.listen", c.admin.listen, out);
-    if (c.server.listen == c.admin.listen) out.add("admin.listen", "must differ from server.listen");
+    auto server_ep = core::parse_host_port(c.server.listen);
+    if (c.server.listen == c.admin.listen && server_ep && server_ep->port != 0)
+        out.add("admin.listen", "must differ from server.listen");
     if (!one_of(c.log.level, {"trace", "debug", "info", "warn", "error", "critical", "off"}))
         out.add("log.level", "must be one of trace, debug, info, warn, error, critical, off (got " + quoted(c.log.level) + ")");
     if (!one_of(c.log.format, {"json", "text"}))

@@ -64,13 +64,13 @@ net::awaitable<void> session(tcp::socket socket, worker* w)
             co_await reject(stream, 431, "request_header_too_large", "Request headers are too large.");
             break;
         }
+        if (hec == http::error::body_limit) { // Content-Length above the limit
+            co_await reject(stream, 413, "request_too_large", "The request body is larger than the gateway accepts.");
+            break;
+        }
         if (hec == beast::error::timeout || hec == http::error::end_of_stream || hec == net::error::eof) break;
         if (hec) {
             co_await reject(stream, 400, "bad_request", "Malformed HTTP request.");
-            break;
-        }
-        if (auto len = parser.content_length(); len && *len > static_cast<std::uint64_t>(cfg.max_request_body_bytes)) {
-            co_await reject(stream, 413, "request_too_large", "The request body is larger than the gateway accepts.");
             break;
         }
         if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {

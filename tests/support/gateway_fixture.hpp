@@ -1,0 +1,44 @@
+// Runs dify-gateway in-process on loopback (ephemeral port) in front of a running
+// emulator over TLS verified with the test CA. Tenants: "alpha" (every app, default
+// chat) and "beta" (chat and workflow, default chat).
+#pragma once
+
+#include "config/gateway_config.hpp"
+#include "gateway/server.hpp"
+#include "tests/support/emulator_fixture.hpp"
+
+#include <functional>
+#include <memory>
+
+namespace gw::test {
+
+namespace tenant_keys {
+inline const std::string alpha = "alpha-key-0123456789abcdef";
+inline const std::string beta = "beta-key-0123456789abcdef";
+} // namespace tenant_keys
+
+// The config the fixture uses; tests adjust it before starting a gateway.
+config::gateway_config gateway_config_for(const running_emulator& emu);
+
+class running_gateway
+{
+public:
+    explicit running_gateway(const running_emulator& emu, const std::function<void(config::gateway_config&)>& adjust = {});
+    explicit running_gateway(config::gateway_config cfg);
+    ~running_gateway();
+
+    boost::asio::ip::tcp::endpoint endpoint() const { return server_->endpoint(); }
+    std::unique_ptr<http_client> client() const { return std::make_unique<http_client>(endpoint(), false); }
+    gateway::server& server() { return *server_; }
+    // Drains and waits for the workers to stop (the destructor does it too).
+    void drain_and_wait();
+
+private:
+    std::unique_ptr<gateway::server> server_;
+    bool stopped_ = false;
+};
+
+// The test CA as a file (written once per process), for upstreams.*.ca_file.
+const std::string& test_ca_file();
+
+} // namespace gw::test
