@@ -1,0 +1,247 @@
+// dify-gateway streaming and upstream behaviour against dify-emulator (TLS): byte-exact
+// SSE relay, stop on client disconnect, mid-stream failures, timeouts, pooling, drain.
+#include "tests/emulator/emulator_test_util.hpp"
+#include "tests/support/gateway_fixture.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+namespace gw::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+emulator::service_options deterministic(std::chrono::milliseconds token_delay = 0ms)
+{
+    emulator::service_options o;
+    o.seed = 42;
+    o.clock = [] { return std::int64_t{1'750'000'000}; };
+    o.token_delay = token_delay;
+    return o;
+}
+
+// Polls the emulator's recent requests until `pred` holds for one (bounded: 10 s).
+std::optional<json::value> wait_for_request(running_emulator& emu, const std::function<bool(const json::value&)>& pred)
+{
+    for (int i = 0; i < 1000; ++i) {
+        auto stats = emu.stats();
+        for (const auto& r : stats.at("recent_requests").as_array())
+            if (pred(r)) return r;
+        std::this_thread::sleep_for(10ms);
+    }
+    return std::nullopt;
+}
+
+TEST(GatewayStream, ClientReceivesExactlyTheBytesDifySent)
+{
+    struct tc
+    {
+        std::string path, key_app, body, fault;
+    };
+    std::vector<tc> cases{
+        {"/v1/chat-messages", "chat", json::serialize(chat_body("Explain entanglement in simple words please", "u", "streaming")), ""},
+        {"/v1/chat-messages", "chat", json::serialize(chat_body("Split me at odd places", "u", "streaming")), "trickle_ms=0"},
+        {"/v1/chat-messages", "agent", json::serialize(chat_body("use a tool", "u", "streaming")), ""},
+        {"/v1/chat-messages", "chatflow", json::serialize(chat_body("flow", "u", "streaming")), ""},
+        {"/v1/workflows/run", "workflow", R"({"inputs": {"topic": "heat pumps"}, "response_mode": "streaming", "user": "u"})", ""},
+        {"/v1/completion-messages", "completion", R"({"inputs": {}, "query": "q", "response_mode": "streaming", "user": "u"})", ""},
+    };
+    const std::map<std::string, std::string> app_keys{{"chat", keys::chat}, {"agent", keys::agent}, {"chatflow", keys::chatflow},
+                                                      {"workflow", keys::workflow}, {"completion", keys::completion}};
+    for (bool trickle : {false, true}) {
+        for (const auto& t : cases) {
+            running_emulator direct_emu(deterministic()), proxied_emu(deterministic());
+            running_gateway gw(proxied_emu);
+            std::string fault = trickle ? "trickle_ms=1" : "";
+            // Direct, the request carries the user the gateway would send.
+            auto direct_body = json::parse(t.body).as_object();
+            direct_body["user"] = "alpha:u";
+            auto dc = direct_emu.client();
+            header_list dh = bearer(app_keys.at(t.key_app));
+            header_list gh = bearer(tenant_keys::alpha);
+            if (!fault.empty()) {
+                dh.emplace_back("X-Emulator-Fault", fault);
+                gh.emplace_back("X-Emulator-Fault", fault);
+            }
+            auto direct = dc->request("POST", t.path, dh, json::serialize(direct_body));
+            auto gc = gw.client();
+            auto via = gc->request("POST", "/apps/" + t.key_app + t.path, gh, t.body);
+            ASSERT_EQ(direct.status, 200) << direct.body;
+            ASSERT_EQ(via.status, 200) << via.body;
+            EXPECT_EQ(via.body, direct.body) << t.key_app << (trickle ? " trickled" : "");
+            EXPECT_EQ(via.header("content-type"), "text/event-stream; charset=utf-8");
+            EXPECT_EQ(via.header("cache-control"), "no-cache");
+            EXPECT_EQ(via.header("x-accel-buffering"), "no");
+            EXPECT_TRUE(via.chunked);
+        }
+    }
+}
+
+TEST(GatewayStream, EventsArriveAsTheyAreProducedWithPings)
+{
+    emulator::service_options o;
+    o.token_delay = 40ms;
+    o.ping_interval = 15ms;
+    running_emulator emu(o);
+    running_gateway gw(emu);
+    auto c = gw.client();
+    c->send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha), json::serialize(chat_body("one two three four five six", "u", "streaming")));
+    ASSERT_EQ(c->read_head().status, 200);
+    // The first event is readable long before the stream ends (no buffering).
+    auto first = c->read_until("\n\n");
+    EXPECT_EQ(sse_events(first).size(), 1u);
+    auto rest = c->read_rest();
+    auto names = event_names(first + rest);
+    EXPECT_GE(std::count(names.begin(), names.end(), "ping"), 1);
+    EXPECT_EQ(names.back(), "message_end");
+    for (const auto& f : sse_frames(first + rest)) EXPECT_TRUE(f == "event: ping" || f.rfind("data: {", 0) == 0) << f;
+}
+
+TEST(GatewayStream, ClientDisconnectClosesUpstreamAndStopsTheTask)
+{
+    running_emulator emu(deterministic(30ms));
+    running_gateway gw(emu);
+    {
+        auto c = gw.client();
+        c->send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha),
+                json::serialize(chat_body("a question long enough to stream for a while", "erin", "streaming")));
+        ASSERT_EQ(c->read_head().status, 200);
+        auto first = c->read_until("\n\n");
+        auto task_id = std::string(sse_events(first).at(0).at("task_id").as_string());
+        c->close(); // the client goes away mid-stream
+        auto stop = wait_for_request(emu, [&](const json::value& r) {
+            return r.at("path") == json::value("/v1/chat-messages/" + task_id + "/stop");
+        });
+        ASSERT_TRUE(stop) << "the gateway called Dify's stop endpoint";
+        EXPECT_EQ(stop->at("user"), "alpha:erin");
+        EXPECT_EQ(stop->at("app_key"), json::value(keys::chat));
+        EXPECT_EQ(stop->at("method"), "POST");
+    }
+    // The stopped message is stored with a partial answer.
+    auto c = gw.client();
+    auto convs = get(*c, "/v1/conversations?user=erin", tenant_keys::alpha).json().at("data").as_array();
+    ASSERT_EQ(convs.size(), 1u);
+}
+
+TEST(GatewayStream, UpstreamResetMidStreamEndsWithAnErrorEvent)
+{
+    running_emulator emu;
+    running_gateway gw(emu);
+    auto c = gw.client();
+    auto h = bearer(tenant_keys::alpha);
+    h.emplace_back("X-Emulator-Fault", "reset_after=2");
+    auto r = c->request("POST", "/v1/chat-messages", h, json::serialize(chat_body("one two three four five six seven", "u", "streaming")));
+    ASSERT_EQ(r.status, 200);
+    auto events = sse_events(r.body); // parsing every frame proves no half event reached the client
+    ASSERT_EQ(events.size(), 3u) << r.body;
+    EXPECT_EQ(events[0].at("event"), "message");
+    EXPECT_EQ(events[1].at("event"), "message");
+    EXPECT_EQ(events[2], json::parse(R"({"event":"error","code":"upstream_stream_broken","status":502,"message":"The upstream stream broke."})"));
+    EXPECT_EQ(get(*c, "/v1/info", tenant_keys::alpha).status, 200) << "the chunked body ended properly: the connection is reusable";
+}
+
+TEST(GatewayStream, SilentUpstreamHitsTheStreamIdleTimeout)
+{
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& c) { c.upstreams["dify"].stream_idle_timeout_ms = 100; });
+    auto c = gw.client();
+    auto h = bearer(tenant_keys::alpha);
+    h.emplace_back("X-Emulator-Fault", "stall_ms=1000; after=1");
+    auto r = c->request("POST", "/v1/chat-messages", h, json::serialize(chat_body("one two three four", "u", "streaming")));
+    auto events = sse_events(r.body);
+    ASSERT_EQ(events.size(), 2u) << r.body;
+    EXPECT_EQ(events.back().at("code"), "upstream_stream_broken");
+    EXPECT_EQ(events.back().at("message"), "The upstream stream was idle for too long.");
+}
+
+TEST(GatewayUpstream, TimeoutsAndConnectFailuresBeforeAnyByte)
+{
+    running_emulator emu;
+    {
+        running_gateway gw(emu, [](config::gateway_config& c) {
+            c.upstreams["dify"].response_timeout_ms = 150;
+            c.upstreams["dify"].connect_timeout_ms = 100;
+        });
+        auto c = gw.client();
+        auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("x", "u"), {{"X-Emulator-Fault", "stall_ms=1000"}});
+        EXPECT_EQ(r.status, 504);
+        EXPECT_EQ(r.json().at("code"), "gateway_timeout");
+        EXPECT_EQ(r.body.find("127.0.0.1"), std::string::npos) << "no internal address in errors";
+    }
+    // Nothing listens on the upstream port.
+    auto cfg = gateway_config_for(emu);
+    {
+        boost::asio::io_context io;
+        boost::asio::ip::tcp::acceptor probe(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+        cfg.upstreams["dify"].url = "https://localhost:" + std::to_string(probe.local_endpoint().port());
+    } // closed again: connections are refused
+    running_gateway gw(cfg);
+    auto c = gw.client();
+    auto r = get(*c, "/v1/info", tenant_keys::alpha);
+    EXPECT_EQ(r.status, 502);
+    EXPECT_EQ(r.json().at("code"), "bad_gateway");
+}
+
+TEST(GatewayUpstream, PoolingBoundsUpstreamConnections)
+{
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& c) {
+        c.server.threads = 2;
+        c.upstreams["dify"].max_connections = 3;
+    });
+    {
+        auto c = gw.client();
+        for (int i = 0; i < 1000; ++i) ASSERT_EQ(get(*c, "/v1/parameters", tenant_keys::alpha).status, 200);
+    }
+    std::vector<std::thread> clients;
+    std::atomic<int> ok{0};
+    for (int t = 0; t < 8; ++t)
+        clients.emplace_back([&] {
+            auto c = gw.client();
+            for (int i = 0; i < 250; ++i)
+                if (post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("hi", "u")).status == 200) ++ok;
+        });
+    for (auto& t : clients) t.join();
+    EXPECT_EQ(ok.load(), 2000);
+    auto connects = gw.server().upstream_connects();
+    EXPECT_LE(connects, 2u * 3u) << "max_connections per worker";
+    EXPECT_GE(connects, 1u);
+    auto stats = emu.stats();
+    EXPECT_EQ(stats.at("requests_by_path").at("/v1/chat-messages"), 2000);
+    EXPECT_EQ(stats.at("tls_handshakes").as_int64(), static_cast<std::int64_t>(connects) + 1) << "+1: this stats call";
+}
+
+TEST(GatewayUpstream, ADeadPooledConnectionIsReplaced)
+{
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& c) { c.server.threads = 1; });
+    auto c = gw.client();
+    ASSERT_EQ(get(*c, "/v1/info", tenant_keys::alpha).status, 200); // one pooled connection now
+    auto ctl = emu.client();
+    ctl->request("POST", "/_emulator/faults", {}, R"({"fault": "close", "count": 1, "path": "/v1/info"})");
+    auto r = get(*c, "/v1/info", tenant_keys::alpha);
+    EXPECT_EQ(r.status, 200) << "retried once on a fresh connection";
+    EXPECT_EQ(gw.server().upstream_connects(), 2u);
+    EXPECT_EQ(emu.stats().at("requests_by_path").at("/v1/info"), 3);
+}
+
+TEST(GatewayServer, DrainLetsStreamsFinishAndStopsAccepting)
+{
+    running_emulator emu(deterministic(20ms));
+    running_gateway gw(emu);
+    auto c = gw.client();
+    c->send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha), json::serialize(chat_body("finish me please even while draining", "u", "streaming")));
+    ASSERT_EQ(c->read_head().status, 200);
+    auto first = c->read_until("\n\n");
+    std::thread drainer([&] { gw.drain_and_wait(); });
+    auto rest = c->read_rest();
+    EXPECT_EQ(sse_events(first + rest).back().at("event"), "message_end") << "the in-flight stream completed";
+    drainer.join();
+    auto late = gw.client();
+    EXPECT_ANY_THROW(late->request("GET", "/v1/info", bearer(tenant_keys::alpha, ""))) << "no longer accepting";
+}
+
+} // namespace
+} // namespace gw::test
