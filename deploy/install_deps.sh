@@ -13,6 +13,11 @@ test_pkgs=(python3 python3-requests)
 pkgs=("${build_pkgs[@]}")
 [ "$profile" = test ] && pkgs+=("${test_pkgs[@]}")
 
+# Node.js and npm (the Node SDK test) may come from Debian or be preinstalled otherwise.
+if [ "$profile" = test ] && ! { command -v node >/dev/null && command -v npm >/dev/null; }; then
+    pkgs+=(nodejs npm)
+fi
+
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

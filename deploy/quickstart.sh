@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Quickstart on a fresh Debian 12 machine: installs missing packages, builds, generates a
-# throwaway CA + server certificate, starts dify-emulator over HTTPS on 127.0.0.1:5001,
-# and prints ready-to-paste curl calls. Ctrl-C stops everything.
-# Environment: EMULATOR_PORT (default 5001), TOKEN_DELAY_MS (default 40).
+# throwaway CA + server certificate, starts dify-emulator over HTTPS on localhost:5001 and
+# dify-gateway with config/quickstart.json on 127.0.0.1:8080, and prints ready-to-paste
+# curl calls. Ctrl-C stops both.
+# Environment: TOKEN_DELAY_MS (delay between streamed events, default 40).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -15,7 +16,6 @@ cmake --build build -j "$(nproc)" --target dify-emulator dify-gateway
 state="$root/.quickstart"
 [ -f "$state/server.pem" ] || deploy/make_certs.sh "$state"
 export QUICKSTART_CA_FILE="$state/ca.pem"
-port=${EMULATOR_PORT:-5001}
 
 pids=()
 stop() {
@@ -28,36 +28,43 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-build/gateway/dify-emulator --listen "127.0.0.1:$port" --tls-cert "$state/server.pem" --tls-key "$state/server.key" \
-    --token-delay-ms "${TOKEN_DELAY_MS:-40}" > "$state/emulator.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do
-    grep -q "listening on" "$state/emulator.log" 2>/dev/null && break
-    kill -0 "${pids[0]}" 2>/dev/null || { cat "$state/emulator.log"; exit 1; }
-    sleep 0.1
-done
-cat "$state/emulator.log"
+# Starts a server in the background and waits for its "listening on" line.
+start() {
+    local log=$1
+    shift
+    "$@" > "$log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 100); do
+        grep -q "listening on" "$log" 2>/dev/null && { head -n 1 "$log"; return 0; }
+        kill -0 "${pids[-1]}" 2>/dev/null || { cat "$log"; exit 1; }
+        sleep 0.1
+    done
+    echo "timed out waiting for $1"; cat "$log"; exit 1
+}
 
-base="https://localhost:$port"
-cat <<MSG
+start "$state/emulator.log" build/gateway/dify-emulator --listen 127.0.0.1:5001 \
+    --tls-cert "$state/server.pem" --tls-key "$state/server.key" --token-delay-ms "${TOKEN_DELAY_MS:-40}"
+start "$state/gateway.log" build/gateway/dify-gateway --config config/quickstart.json
 
-dify-emulator is serving Dify's Service API at $base/v1 (log: $state/emulator.log).
-Try it (the built-in chat app's key is app-emuchat00000000000000001):
+cat <<'MSG'
 
-  curl --cacert $state/ca.pem $base/v1/chat-messages \\
-    -H 'Authorization: Bearer app-emuchat00000000000000001' -H 'Content-Type: application/json' \\
+dify-gateway is serving on http://127.0.0.1:8080 in front of dify-emulator (https://localhost:5001).
+Tenant "demo" has the key gw-demo-key-0123456789; /v1 is its default app (chat), and
+/apps/<app>/v1 selects chat, agent, chatflow, workflow or completion. Try:
+
+  curl http://127.0.0.1:8080/v1/chat-messages \
+    -H 'Authorization: Bearer gw-demo-key-0123456789' -H 'Content-Type: application/json' \
     -d '{"inputs": {}, "query": "What is the refund policy?", "response_mode": "blocking", "user": "user-123"}'
 
-  curl -N --cacert $state/ca.pem $base/v1/chat-messages \\
-    -H 'Authorization: Bearer app-emuchat00000000000000001' -H 'Content-Type: application/json' \\
+  curl -N http://127.0.0.1:8080/v1/chat-messages \
+    -H 'Authorization: Bearer gw-demo-key-0123456789' -H 'Content-Type: application/json' \
     -d '{"inputs": {}, "query": "Explain SSE", "response_mode": "streaming", "user": "user-123"}'
 
-  curl --cacert $state/ca.pem $base/_emulator/stats
+  curl http://127.0.0.1:8080/apps/workflow/v1/workflows/run \
+    -H 'Authorization: Bearer gw-demo-key-0123456789' -H 'Content-Type: application/json' \
+    -d '{"inputs": {"topic": "heat pumps"}, "response_mode": "blocking", "user": "user-123"}'
 
-Validate the gateway configuration that fronts it:
-
-  QUICKSTART_CA_FILE=$state/ca.pem build/gateway/dify-gateway --check-config config/quickstart.json
-
-Press Ctrl-C to stop.
 MSG
+echo "What the emulator saw (Dify keys, namespaced users):  curl --cacert $state/ca.pem https://localhost:5001/_emulator/stats"
+echo "Logs: $state/gateway.log, $state/emulator.log. Press Ctrl-C to stop."
 wait "${pids[@]}"

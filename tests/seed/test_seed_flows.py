@@ -2,29 +2,32 @@
 """Every flow of the Dify integration guide, run as a client developer writes it.
 
 The client code below is the guide's code: only BASE_URL and API_KEY differ between
-Dify and what we point it at. The target is started here:
-  --emulator BIN   run dify-emulator over HTTPS (throwaway CA) on a free loopback port.
+Dify and what we point it at. The target is started here (tests/seed/stack.py):
+  --emulator BIN                 dify-emulator over HTTPS (throwaway CA), called directly;
+  --emulator BIN --gateway BIN   the same flows through dify-gateway in front of it.
 TLS is verified through REQUESTS_CA_BUNDLE, so the client code needs no change.
 Runs with Debian's python3 and python3-requests; exits non-zero on any failure.
 """
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import unittest
+
+from stack import APPS, Stack
 
 import requests
 
 # ---- What a client developer configures: the only two lines that change. ----
 API_KEY = None
 BASE_URL = None
-CHAT_KEY = 'app-emuchat00000000000000001'
-WORKFLOW_KEY = 'app-emuworkflow0000000000001'
-CONTROL_URL = None  # the emulator's /_emulator routes (fault programming)
-DIRECT_TO_DIFY = True  # False once the target is the gateway in front of the emulator
+
+# Per target, what those two lines are set to for the chat app and the workflow app.
+CHAT = WORKFLOW = None     # (base_url, key)
+CONTROL_URL = None         # the emulator's /_emulator routes (fault programming)
+DIRECT_TO_DIFY = True      # False when the target is the gateway in front of the emulator
 
 
 # ---- The guide's client code, unchanged but for the globals above. ----
@@ -132,10 +135,14 @@ def program_fault(fault: str, count: int, path: str = '/v1/chat-messages'):
     r.raise_for_status()
 
 
+def use(target):
+    global BASE_URL, API_KEY
+    BASE_URL, API_KEY = target
+
+
 class SeedFlows(unittest.TestCase):
     def setUp(self):
-        global API_KEY
-        API_KEY = CHAT_KEY
+        use(CHAT)
 
     def test_blocking_chat_and_continued_conversation(self):
         result = chat('What is the refund policy?')
@@ -151,8 +158,7 @@ class SeedFlows(unittest.TestCase):
         self.assertEqual(''.join(chunks), 'Turn 1. You said: "Explain quantum entanglement simply.".')
 
     def test_workflow_run(self):
-        global API_KEY
-        API_KEY = WORKFLOW_KEY
+        use(WORKFLOW)
         result = run_workflow({'document_url': 'https://example.com/contract.pdf'})
         self.assertIn('document_url=https://example.com/contract.pdf', result['summary'])
 
@@ -219,43 +225,29 @@ class SeedFlows(unittest.TestCase):
             time.sleep = real_sleep
 
     def test_bad_key_is_not_retried(self):
-        global API_KEY
-        API_KEY = 'app-000000000000000000000000'
+        use((CHAT[0], 'app-000000000000000000000000'))
         with self.assertRaises(requests.HTTPError) as ctx:
             chat_with_retry('hello')
         self.assertEqual(ctx.exception.response.status_code, 401)
 
 
-def start_emulator(binary: str, workdir: str):
-    subprocess.run([os.path.join(os.path.dirname(__file__), '..', '..', 'deploy', 'make_certs.sh'), workdir], check=True)
-    proc = subprocess.Popen(
-        [binary, '--listen', '127.0.0.1:0', '--tls-cert', os.path.join(workdir, 'server.pem'),
-         '--tls-key', os.path.join(workdir, 'server.key')],
-        stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()  # "dify-emulator listening on https://127.0.0.1:PORT (5 apps)"
-    if 'listening on' not in line:
-        proc.kill()
-        raise RuntimeError(f'dify-emulator did not start: {line!r}')
-    origin = line.split()[3].replace('127.0.0.1', 'localhost')
-    return proc, origin
-
-
 def main():
-    global BASE_URL, CONTROL_URL
+    global CHAT, WORKFLOW, CONTROL_URL, DIRECT_TO_DIFY
     parser = argparse.ArgumentParser()
     parser.add_argument('--emulator', required=True, help='path to the dify-emulator binary')
+    parser.add_argument('--gateway', help='path to the dify-gateway binary: run the flows through it')
     args, rest = parser.parse_known_args()
-    with tempfile.TemporaryDirectory() as workdir:
-        proc, origin = start_emulator(args.emulator, workdir)
-        os.environ['REQUESTS_CA_BUNDLE'] = os.path.join(workdir, 'ca.pem')
-        os.environ['NO_PROXY'] = '*'
-        BASE_URL = f'{origin}/v1'
-        CONTROL_URL = origin
-        try:
-            result = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2).result
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with Stack(args.emulator, args.gateway) as s:
+        os.environ.update(s.env())
+        CONTROL_URL = s.emulator_url
+        if args.gateway:
+            DIRECT_TO_DIFY = False
+            CHAT = (f'{s.gateway_url}/v1', s.tenant_key)
+            WORKFLOW = (f'{s.gateway_url}/apps/workflow/v1', s.tenant_key)
+        else:
+            CHAT = (f'{s.emulator_url}/v1', APPS['chat'])
+            WORKFLOW = (f'{s.emulator_url}/v1', APPS['workflow'])
+        result = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2).result
     sys.exit(0 if result.wasSuccessful() else 1)
 
 
