@@ -193,11 +193,33 @@ TEST_F(GatewayProxy, EveryEndpointForwards)
         {"POST", "/apps/workflow/v1/workflows/tasks/x/stop", R"({"user": "u"})", 200},
         {"GET", "/apps/workflow/v1/workflows/logs", "", 200},
         {"GET", "/v1/", "", 200},
+        {"POST", "/apps/chatflow/v1/chat-messages", R"({"inputs": {}, "query": "q", "user": "u"})", 200},
+        {"GET", "/apps/chatflow/v1/conversations?user=u", "", 200},
+        {"GET", "/apps/workflow/v1/parameters", "", 200},
     };
     for (const auto& k : calls) {
         auto r = c->request(k.method, k.path, bearer(tenant_keys::alpha), k.body);
         EXPECT_EQ(r.status, k.status) << k.method << " " << k.path << ": " << r.body;
     }
+}
+
+TEST(GatewayKeys, AnAppsDifyKeysAreUsedInTurn)
+{
+    auto apps = emulator::parse_apps(R"([
+      {"key": "app-rotatekey000000000000001", "mode": "chat", "name": "Rotating"},
+      {"key": "app-rotatekey000000000000002", "mode": "chat", "name": "Rotating"}
+    ])");
+    running_emulator emu({}, true, apps);
+    running_gateway gw(emu, [](config::gateway_config& c) {
+        c.server.threads = 1;
+        c.apps["chat"].api_keys = {"app-rotatekey000000000000001", "app-rotatekey000000000000002"};
+    });
+    auto c = gw.client();
+    for (int i = 0; i < 4; ++i) ASSERT_EQ(get(*c, "/v1/info", tenant_keys::alpha).status, 200);
+    auto recent = emu.stats().at("recent_requests").as_array();
+    ASSERT_EQ(recent.size(), 4u);
+    for (std::size_t i = 0; i < 4; ++i)
+        EXPECT_EQ(recent[i].at("app_key"), json::value(i % 2 == 0 ? "app-rotatekey000000000000001" : "app-rotatekey000000000000002"));
 }
 
 TEST(GatewayLimits, OversizedBodiesHeadersAndMalformedRequests)

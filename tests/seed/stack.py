@@ -72,13 +72,17 @@ class Stack:
 
     def __exit__(self, *exc):
         for p in reversed(self.procs):
-            p.terminate()
+            p.terminate()  # SIGTERM: the gateway drains and exits 0
+        codes = []
         for p in self.procs:
             try:
-                p.wait(timeout=15)
+                codes.append(p.wait(timeout=15))
             except subprocess.TimeoutExpired:
                 p.kill()
+                codes.append('hung')
         self.dir.cleanup()
+        if exc[0] is None and any(code != 0 for code in codes):
+            raise RuntimeError(f'servers did not stop cleanly on SIGTERM: exit codes {codes}')
 
     def env(self):
         env = dict(os.environ)
