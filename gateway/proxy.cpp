@@ -47,6 +47,13 @@ bool valid_request_id(std::string_view id)
     return true;
 }
 
+// The Host header for an upstream: the port only when it is not the scheme's default.
+std::string host_header(const config::upstream_config& u)
+{
+    bool default_port = u.port == (u.tls ? 443 : 80);
+    return default_port ? u.host : u.host + ":" + std::to_string(u.port);
+}
+
 // The request as it goes to Dify.
 struct upstream_request
 {
@@ -139,8 +146,7 @@ void build_upstream_request(exchange& x)
         if (!connection_tokens.empty() && connection_tokens.find(core::to_lower(name)) != std::string::npos) continue;
         h.insert(name, f.value());
     }
-    bool default_port = upstream.port == (upstream.tls ? 443 : 80);
-    h.set(http::field::host, default_port ? upstream.host : upstream.host + ":" + std::to_string(upstream.port));
+    h.set(http::field::host, host_header(upstream));
     x.api_key = x.w.next_api_key(x.target.app);
     h.set(http::field::authorization, "Bearer " + x.api_key);
     h.set("X-Request-Id", x.request_id);
@@ -215,6 +221,18 @@ net::awaitable<error_code> write_response_head(exchange& x, Parser& p, bool sse,
     co_return ec;
 }
 
+// One small request/response on a pooled connection (the stop call).
+template <typename S>
+net::awaitable<std::tuple<error_code, unsigned, bool>> round_trip(upstream_connection& conn, http::request<http::string_body>& req)
+{
+    auto& s = stream_of<S>(conn);
+    http::response<http::string_body> res;
+    auto [wec, wn] = co_await http::async_write(s, req, use_nothrow);
+    if (wec) co_return std::tuple{wec, 0u, false};
+    auto [rec, rn] = co_await http::async_read(s, conn.buffer(), res, use_nothrow);
+    co_return std::tuple{rec, res.result_int(), !rec && res.keep_alive()};
+}
+
 // Calls Dify's stop endpoint for a task whose client went away (design §6). Detached;
 // takes everything by value.
 net::awaitable<void> call_stop(worker* w, std::string upstream_name, std::string target, std::string api_key,
@@ -229,30 +247,22 @@ net::awaitable<void> call_stop(worker* w, std::string upstream_name, std::string
         co_return;
     }
     http::request<http::string_body> req{http::verb::post, u.base_path + "/v1" + target, 11};
-    bool default_port = u.port == (u.tls ? 443 : 80);
-    req.set(http::field::host, default_port ? u.host : u.host + ":" + std::to_string(u.port));
+    req.set(http::field::host, host_header(u));
     req.set(http::field::authorization, "Bearer " + api_key);
     req.set(http::field::content_type, "application/json");
     req.set("X-Request-Id", request_id);
     req.body() = json::serialize(json::object{{"user", user}});
     req.prepare_payload();
     auto& conn = *lease.conn;
-    conn.tcp().expires_after(std::chrono::milliseconds(u.response_timeout_ms));
-    http::response<http::string_body> res;
-    error_code io_ec;
-    if (conn.is_tls()) {
-        std::tie(io_ec, std::ignore) = co_await http::async_write(conn.tls(), req, use_nothrow);
-        if (!io_ec) std::tie(io_ec, std::ignore) = co_await http::async_read(conn.tls(), conn.buffer(), res, use_nothrow);
-    } else {
-        std::tie(io_ec, std::ignore) = co_await http::async_write(conn.plain(), req, use_nothrow);
-        if (!io_ec) std::tie(io_ec, std::ignore) = co_await http::async_read(conn.plain(), conn.buffer(), res, use_nothrow);
-    }
+    conn.tcp().expires_at(deadline);
+    auto [io_ec, status, reusable] = conn.is_tls() ? co_await round_trip<tls_stream>(conn, req)
+                                                   : co_await round_trip<beast::tcp_stream>(conn, req);
     conn.tcp().expires_never();
-    pool.release(std::move(lease.conn), !io_ec && res.keep_alive());
+    pool.release(std::move(lease.conn), reusable);
     if (io_ec)
         spdlog::warn("stop call for request {} failed: {}", request_id, io_ec.message());
     else
-        spdlog::debug("stop call for request {}: {}", request_id, res.result_int());
+        spdlog::debug("stop call for request {}: {}", request_id, status);
 }
 
 void spawn_stop_call(exchange& x, const std::string& upstream_name, const std::string& task_id)
