@@ -15,6 +15,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 
 namespace gw::gateway {
@@ -125,7 +126,7 @@ void rewrite_user(exchange& x, std::string& query)
 
 void build_upstream_request(exchange& x)
 {
-    const auto& upstream = x.w.tenants().config().upstreams.at(x.w.tenants().config().apps.at(x.target.app).upstream);
+    const auto& upstream = x.w.tenants().upstream_of(x.target.app);
     std::string_view target = x.req.target();
     auto q = target.find('?');
     std::string query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
@@ -137,13 +138,17 @@ void build_upstream_request(exchange& x)
     h.version(11);
     // End-to-end headers pass; hop-by-hop ones, the tenant's credentials and what the
     // gateway recomputes do not. Headers named by Connection are hop-by-hop too.
-    auto connection_tokens = core::to_lower(x.req[http::field::connection]);
+    auto connection_tokens = core::split(x.req[http::field::connection], ',');
+    auto named_by_connection = [&](std::string_view name) {
+        return std::any_of(connection_tokens.begin(), connection_tokens.end(),
+                           [&](std::string_view token) { return core::iequals(core::trim(token), name); });
+    };
     for (const auto& f : x.req) {
         auto name = f.name_string();
         if (is_hop_by_hop(name) || core::iequals(name, "host") || core::iequals(name, "authorization") ||
-            core::iequals(name, "content-length") || core::iequals(name, "x-request-id") || core::iequals(name, "expect"))
+            core::iequals(name, "content-length") || core::iequals(name, "x-request-id") || core::iequals(name, "expect") ||
+            named_by_connection(name))
             continue;
-        if (!connection_tokens.empty() && connection_tokens.find(core::to_lower(name)) != std::string::npos) continue;
         h.insert(name, f.value());
     }
     h.set(http::field::host, host_header(upstream));
@@ -281,7 +286,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
                                                 const std::string& upstream_name)
 {
     auto& up = stream_of<S>(conn);
-    const auto idle = std::chrono::milliseconds(x.w.tenants().config().upstreams.at(upstream_name).stream_idle_timeout_ms);
+    const auto idle = std::chrono::milliseconds(x.w.tenants().upstream_of(x.target.app).stream_idle_timeout_ms);
     core::sse_parser events;
     core::stream_facts facts;
     std::string tail; // the unfinished event, held back
@@ -398,8 +403,7 @@ net::awaitable<error_code> send_and_read_head(exchange& x, upstream_connection& 
 template <typename S>
 net::awaitable<bool> forward(exchange& x)
 {
-    const auto& cfg = x.w.tenants().config();
-    const auto& upstream_name = cfg.apps.at(x.target.app).upstream;
+    const auto& upstream_name = x.w.tenants().config().apps.at(x.target.app).upstream;
     auto& pool = x.w.pool(upstream_name);
     const auto& u = pool.config();
     const auto deadline = clock::now() + std::chrono::milliseconds(u.response_timeout_ms);
@@ -470,8 +474,7 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, tenant_re
 
     exchange x{w, down, req, *who, std::move(*app), request_id, {}, {}, req.keep_alive()};
     build_upstream_request(x);
-    const auto& upstream = w.tenants().config().upstreams.at(w.tenants().config().apps.at(x.target.app).upstream);
-    if (upstream.tls) co_return co_await forward<tls_stream>(x);
+    if (w.tenants().upstream_of(x.target.app).tls) co_return co_await forward<tls_stream>(x);
     co_return co_await forward<beast::tcp_stream>(x);
 }
 

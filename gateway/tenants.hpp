@@ -47,6 +47,11 @@ public:
     std::optional<app_target> route(const tenant& t, std::string_view path, gateway_error& err) const;
 
     const config::gateway_config& config() const { return *cfg_; }
+    // The upstream an app is served by.
+    const config::upstream_config& upstream_of(const std::string& app) const
+    {
+        return cfg_->upstreams.at(cfg_->apps.at(app).upstream);
+    }
 
 private:
     std::shared_ptr<const config::gateway_config> cfg_;
