@@ -70,13 +70,18 @@ struct exchange
 {
     worker& w;
     beast::tcp_stream& down;
-    tenant_request& req;
+    beast::flat_buffer& down_buffer;
+    const http::request_header<>& req;
     const tenant& who;
     app_target target;
     std::string request_id;
+    bool client_keep_alive;
+    std::string body;                                         // read whole (rewrite cases)
+    http::request_parser<http::buffer_body>* streamed = nullptr; // or streamed from the client
+    bool body_sent = false;       // streamed bytes went upstream: the request cannot be replayed
+    bool client_broken = false;   // reading the client's body failed
     upstream_request up;
     std::string api_key;
-    bool client_keep_alive;
 };
 
 net::awaitable<bool> write_error(exchange& x, const gateway_error& e)
@@ -88,7 +93,7 @@ net::awaitable<bool> write_error(exchange& x, const gateway_error& e)
 void rewrite_user(exchange& x, std::string& query)
 {
     const auto& tenant = x.who.name;
-    auto& body = x.req.body();
+    auto& body = x.body;
     switch (core::user_place_for(std::string_view(x.req.method_string()), x.target.dify_path)) {
     case core::user_place::none: x.up.owned_body = std::move(body); break;
     case core::user_place::query: {
@@ -155,7 +160,9 @@ void build_upstream_request(exchange& x)
     x.api_key = x.w.next_api_key(x.target.app);
     h.set(http::field::authorization, "Bearer " + x.api_key);
     h.set("X-Request-Id", x.request_id);
-    std::size_t length = x.up.spliced ? x.up.splice.size() : x.up.owned_body.size();
+    std::size_t length = x.streamed             ? *x.streamed->content_length()
+                         : x.up.spliced         ? x.up.splice.size()
+                                                : x.up.owned_body.size();
     if (length > 0 || x.req.method() == http::verb::post || x.req.method() == http::verb::put ||
         x.req.method() == http::verb::patch)
         h.set(http::field::content_length, std::to_string(length));
@@ -382,6 +389,33 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
     co_return std::pair{true, p.get().keep_alive()};
 }
 
+// Copies the client's body to Dify piece by piece (endpoints that need no rewrite).
+template <typename S>
+net::awaitable<error_code> stream_client_body(exchange& x, S& up)
+{
+    auto& dp = *x.streamed;
+    const auto idle = std::chrono::milliseconds(x.w.tenants().config().server.client_idle_timeout_ms);
+    std::array<char, piece_size> piece;
+    while (!dp.is_done()) {
+        dp.get().body().data = piece.data();
+        dp.get().body().size = piece.size();
+        x.down.expires_after(idle);
+        auto [ec, n] = co_await http::async_read_some(x.down, x.down_buffer, dp, use_nothrow);
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) {
+            x.client_broken = true;
+            co_return ec;
+        }
+        std::size_t got = piece.size() - dp.get().body().size;
+        if (got == 0) continue;
+        x.body_sent = true;
+        auto [wec, wn] = co_await net::async_write(up, net::buffer(piece.data(), got), use_nothrow);
+        if (wec) co_return wec;
+    }
+    x.down.expires_never();
+    co_return error_code{};
+}
+
 // Sends the request on `conn` and reads the response head within the response deadline.
 template <typename S>
 net::awaitable<error_code> send_and_read_head(exchange& x, upstream_connection& conn,
@@ -391,10 +425,13 @@ net::awaitable<error_code> send_and_read_head(exchange& x, upstream_connection& 
     http::request_serializer<http::empty_body> sr{x.up.head};
     auto [hec, hn] = co_await http::async_write_header(up, sr, use_nothrow);
     if (hec) co_return hec;
-    auto body = body_buffers(x, x.req.body());
+    auto body = body_buffers(x, x.body);
     if (!body.empty()) {
         auto [bec, bn] = co_await net::async_write(up, body, use_nothrow);
         if (bec) co_return bec;
+    }
+    if (x.streamed) {
+        if (auto ec = co_await stream_client_body(x, up)) co_return ec;
     }
     auto [rec, rn] = co_await http::async_read_header(up, conn.buffer(), p, use_nothrow);
     co_return rec;
@@ -412,7 +449,10 @@ net::awaitable<bool> forward(exchange& x)
     upstream_pool::lease lease;
     for (int attempt = 0;; ++attempt) {
         auto [aec, acquired] = co_await pool.acquire(deadline);
-        if (aec) co_return co_await write_error(x, upstream_failure(aec, "connect"));
+        if (aec) {
+            auto failure = upstream_failure(aec, "connect"); // named: no temporaries inside co_await (g++ 12)
+            co_return co_await write_error(x, failure);
+        }
         lease = std::move(acquired);
         parser.emplace();
         parser->body_limit(boost::none);
@@ -421,11 +461,13 @@ net::awaitable<bool> forward(exchange& x)
         auto ec = co_await send_and_read_head<S>(x, *lease.conn, *parser);
         if (!ec) break;
         pool.release(std::move(lease.conn), false);
+        if (x.client_broken) co_return false; // the client's body broke off: nothing to answer
         // A pooled connection the server had already closed: nothing reached Dify, so
-        // one more try on a fresh connection is safe.
-        bool stale = lease.reused && !parser->got_some() && !is_timeout(ec);
+        // one more try on a fresh connection is safe (unless a streamed body is gone).
+        bool stale = lease.reused && !parser->got_some() && !is_timeout(ec) && !x.body_sent;
         if (stale && attempt == 0) continue;
-        co_return co_await write_error(x, upstream_failure(ec, "response"));
+        auto failure = upstream_failure(ec, "response");
+        co_return co_await write_error(x, failure);
     }
 
     const auto& head = parser->get();
@@ -458,24 +500,80 @@ net::awaitable<bool> write_gateway_error(beast::tcp_stream& down, const gateway_
     co_return !ec && keep_alive;
 }
 
-net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, tenant_request& req)
+namespace {
+
+// Reads the whole body for the rewrite path; answers 413/400 itself. False: do not go on.
+net::awaitable<bool> read_whole_body(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer,
+                                     http::request_parser<http::string_body>& p, const std::string& request_id)
 {
-    std::string request_id(req["X-Request-Id"]);
+    const auto& cfg = w.tenants().config().server;
+    p.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
+    down.expires_after(std::chrono::milliseconds(cfg.client_idle_timeout_ms));
+    auto [ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
+    down.expires_never();
+    // Errors are named before co_await: g++ 12 mishandles temporaries inside co_await expressions.
+    if (ec == http::error::body_limit) {
+        gateway_error too_large{413, "request_too_large", "The request body is larger than the gateway accepts."};
+        co_await write_gateway_error(down, too_large, request_id, false);
+    } else if (ec && ec != beast::error::timeout && ec != net::error::eof && ec != http::error::partial_message) {
+        gateway_error malformed{400, "bad_request", "Malformed HTTP request body."};
+        co_await write_gateway_error(down, malformed, request_id, false);
+    }
+    co_return !ec;
+}
+
+// "HTTP/1.1 100 Continue" when the client waits for it before sending its body.
+net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::request_header<>& req)
+{
+    if (!beast::iequals(req[http::field::expect], "100-continue")) co_return true;
+    http::response<http::empty_body> cont{http::status::continue_, 11};
+    auto [ec, n] = co_await http::async_write(down, cont, use_nothrow);
+    co_return !ec;
+}
+
+net::awaitable<bool> forward_request(exchange& x)
+{
+    build_upstream_request(x);
+    if (x.w.tenants().upstream_of(x.target.app).tls) co_return co_await forward<tls_stream>(x);
+    co_return co_await forward<beast::tcp_stream>(x);
+}
+
+} // namespace
+
+net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp)
+{
+    const auto& head = hp.get();
+    std::string request_id(head["X-Request-Id"]);
     if (!valid_request_id(request_id)) request_id = w.new_request_id();
-    bool keep_alive = req.keep_alive() && !w.draining();
+    // An error answered before the body was read closes the connection (the body is unread).
+    bool keep_alive = head.keep_alive() && !w.draining() && hp.is_done();
 
     gateway_error err;
-    const tenant* who = w.tenants().authenticate(req[http::field::authorization], err);
+    const tenant* who = w.tenants().authenticate(head[http::field::authorization], err);
     if (!who) co_return co_await write_gateway_error(down, err, request_id, keep_alive);
-    std::string_view target = req.target();
-    auto target_path = target.substr(0, target.find('?'));
-    auto app = w.tenants().route(*who, target_path, err);
+    std::string_view target = head.target();
+    auto app = w.tenants().route(*who, target.substr(0, target.find('?')), err);
     if (!app) co_return co_await write_gateway_error(down, err, request_id, keep_alive);
 
-    exchange x{w, down, req, *who, std::move(*app), request_id, {}, {}, req.keep_alive()};
-    build_upstream_request(x);
-    if (w.tenants().upstream_of(x.target.app).tls) co_return co_await forward<tls_stream>(x);
-    co_return co_await forward<beast::tcp_stream>(x);
+    const bool has_body = !hp.is_done();
+    const bool rewrite = core::user_place_for(std::string_view(head.method_string()), app->dify_path) != core::user_place::none;
+    if (has_body && !rewrite && hp.content_length()) {
+        // Nothing to change in this body: it goes to Dify as it arrives.
+        http::request_parser<http::buffer_body> body_parser{std::move(hp)};
+        body_parser.body_limit(static_cast<std::uint64_t>(w.tenants().config().server.max_request_body_bytes));
+        if (!co_await continue_if_expected(down, body_parser.get())) co_return false;
+        exchange x{w, down, buffer, body_parser.get(), *who, std::move(*app), request_id, head.keep_alive()};
+        x.streamed = &body_parser;
+        co_return co_await forward_request(x);
+    }
+    http::request_parser<http::string_body> body_parser{std::move(hp)};
+    if (has_body) {
+        if (!co_await continue_if_expected(down, body_parser.get())) co_return false;
+        if (!co_await read_whole_body(w, down, buffer, body_parser, request_id)) co_return false;
+    }
+    exchange x{w, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive()};
+    x.body = std::move(body_parser.get().body());
+    co_return co_await forward_request(x);
 }
 
 } // namespace gw::gateway

@@ -5,17 +5,22 @@
 
 #include "gateway/worker.hpp"
 
+#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
 
 namespace gw::gateway {
 
-using tenant_request = boost::beast::http::request<boost::beast::http::string_body>;
+// A request whose header has been read; its body (if any) is still on the connection.
+using header_parser = boost::beast::http::request_parser<boost::beast::http::empty_body>;
 
-// Writes the whole response to `down`. Returns false when the downstream connection
-// must not be reused (the client left, or a body could not be completed).
-net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, tenant_request& req);
+// Serves one request: authenticates and routes on the header, then reads the body whole
+// when `user` must be rewritten in it, or streams it to Dify when not, and writes the
+// whole response to `down`. `buffer` holds bytes already read from `down`. Returns false
+// when the downstream connection must not be reused (the client left, a body could not
+// be completed, or an error was answered before the body was read).
+net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp);
 
 // A gateway-made error response in Dify's shape, written to `down`.
 net::awaitable<bool> write_gateway_error(beast::tcp_stream& down, const gateway_error& e, const std::string& request_id,

@@ -55,7 +55,7 @@ net::awaitable<void> session(tcp::socket socket, worker* w)
     for (;;) {
         if (w->draining() && buffer.size() == 0) break;
         if (auto ec = co_await wait_for_request(stream, buffer, entry, cfg)) break;
-        http::request_parser<http::string_body> parser; // a new parser per request
+        header_parser parser; // a new parser per request
         parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
         parser.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
         stream.expires_after(std::chrono::milliseconds(cfg.client_header_timeout_ms));
@@ -73,25 +73,8 @@ net::awaitable<void> session(tcp::socket socket, worker* w)
             co_await reject(stream, 400, "bad_request", "Malformed HTTP request.");
             break;
         }
-        if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
-            http::response<http::empty_body> cont{http::status::continue_, 11};
-            auto [cec, cn] = co_await http::async_write(stream, cont, use_nothrow);
-            if (cec) break;
-        }
-        stream.expires_after(std::chrono::milliseconds(cfg.client_idle_timeout_ms));
-        auto [bec, bn] = co_await http::async_read(stream, buffer, parser, use_nothrow);
-        if (bec == http::error::body_limit) {
-            co_await reject(stream, 413, "request_too_large", "The request body is larger than the gateway accepts.");
-            break;
-        }
-        if (bec) {
-            if (bec != beast::error::timeout && bec != net::error::eof && bec != http::error::partial_message)
-                co_await reject(stream, 400, "bad_request", "Malformed HTTP request body.");
-            break;
-        }
         stream.expires_never();
-        auto req = parser.release();
-        bool keep = co_await serve_request(*w, stream, req);
+        bool keep = co_await serve_request(*w, stream, buffer, parser);
         if (!keep) break;
     }
     w->sessions().erase(registration);

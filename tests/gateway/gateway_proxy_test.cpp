@@ -237,10 +237,33 @@ TEST(GatewayLimits, OversizedBodiesHeadersAndMalformedRequests)
     EXPECT_EQ(raw.rfind("HTTP/1.1 431 ", 0), 0u) << raw.substr(0, 60);
     raw = c->raw_exchange("NOT-HTTP\r\n\r\n");
     EXPECT_EQ(raw.rfind("HTTP/1.1 400 ", 0), 0u) << raw.substr(0, 60);
-    raw = c->raw_exchange("POST /v1/chat-messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    raw = c->raw_exchange("POST /v1/chat-messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tenant_keys::alpha +
+                          "\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
     EXPECT_EQ(raw.rfind("HTTP/1.1 400 ", 0), 0u) << raw.substr(0, 60);
+    // Without a valid key, the answer comes before the (announced, never sent) body.
+    raw = c->raw_exchange("POST /v1/chat-messages HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    EXPECT_EQ(raw.rfind("HTTP/1.1 401 ", 0), 0u) << raw.substr(0, 60);
+    EXPECT_NE(raw.find("Connection: close"), std::string::npos);
     EXPECT_EQ(emu.stats().at("requests_total"), 0) << "nothing malformed reached Dify";
     EXPECT_EQ(get(*c, "/v1/info", tenant_keys::alpha).status, 200) << "still serving";
+}
+
+TEST(GatewayBodies, BodiesWithNothingToRewriteAreStreamed)
+{
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& c) { c.server.max_request_body_bytes = 1 << 20; });
+    auto c = gw.client();
+    // Annotations do not carry `user`: the body passes as it arrives, byte for byte.
+    std::string big(300'000, 'a');
+    auto body = json::serialize(json::object{{"question", big}, {"answer", "x"}});
+    auto r = c->request("POST", "/v1/apps/annotations", bearer(tenant_keys::alpha), body);
+    EXPECT_EQ(r.status, 404) << "the emulator does not serve annotations; Dify's HTML 404 comes back";
+    auto seen = emu.stats().at("recent_requests").as_array().back();
+    EXPECT_EQ(seen.at("path"), "/v1/apps/annotations");
+    EXPECT_EQ(seen.at("body_bytes"), body.size());
+    EXPECT_EQ(seen.at("headers").at("content-length"), json::value(std::to_string(body.size())));
+    auto next = get(*c, "/v1/info", tenant_keys::alpha);
+    EXPECT_EQ(next.status, 200) << "the connection stays usable";
 }
 
 TEST(GatewayLimits, PipelinedRequestsAreAnsweredInOrder)
