@@ -266,6 +266,21 @@ TEST(GatewayBodies, BodiesWithNothingToRewriteAreStreamed)
     EXPECT_EQ(next.status, 200) << "the connection stays usable";
 }
 
+TEST(GatewayLimits, SlowHeadersAndIdleConnectionsAreClosed)
+{
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& c) {
+        c.server.client_header_timeout_ms = 100;
+        c.server.client_idle_timeout_ms = 150;
+    });
+    auto c = gw.client();
+    // A request whose headers never finish (slow loris) is cut off without an answer.
+    EXPECT_EQ(c->raw_exchange("GET /v1/info HTTP/1.1\r\nHost: x\r\n"), "");
+    // A connection that never sends a request is closed after the idle time.
+    EXPECT_EQ(c->raw_exchange(""), "");
+    EXPECT_EQ(get(*c, "/v1/info", tenant_keys::alpha).status, 200);
+}
+
 TEST(GatewayLimits, PipelinedRequestsAreAnsweredInOrder)
 {
     running_emulator emu;

@@ -185,7 +185,7 @@ std::string http_client::raw_exchange(const std::string& bytes)
     impl_->connect();
     std::string out;
     impl_->with_stream([&](auto& s) {
-        net::write(s, net::buffer(bytes));
+        if (!bytes.empty()) net::write(s, net::buffer(bytes));
         beast::error_code ec;
         char buf[4096];
         for (;;) {
