@@ -6,9 +6,11 @@
 #include "core/stream_facts.hpp"
 #include "core/text.hpp"
 #include "core/user_rewrite.hpp"
+#include "gateway/quota/quota.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
@@ -28,6 +30,7 @@ namespace {
 
 constexpr std::size_t piece_size = 8 * 1024;
 constexpr std::size_t max_held_tail = 64 * 1024; // larger unfinished events pass through as they arrive
+constexpr std::size_t max_captured_body = 1024 * 1024; // blocking generate replies read for usage
 
 // Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus those the
 // gateway sets itself.
@@ -76,9 +79,14 @@ struct exchange
     app_target target;
     std::string request_id;
     bool client_keep_alive;
+    quota_ticket* ticket = nullptr;       // the request's quota (slots, token reservation)
+    header_list quota_headers;            // X-RateLimit-* for tenants with a rate
+    std::optional<std::int64_t> usage;    // LLM tokens Dify reported for this request
     std::string body;                                         // read whole (rewrite cases)
     http::request_parser<http::buffer_body>* streamed = nullptr; // or streamed from the client
     bool body_sent = false;       // streamed bytes went upstream: the request cannot be replayed
+    bool stream_done = false;     // the SSE relay has finished
+    bool client_gone = false;     // the client closed its connection during the SSE relay
     bool client_broken = false;   // reading the client's body failed
     upstream_request up;
     std::string api_key;
@@ -86,7 +94,7 @@ struct exchange
 
 net::awaitable<bool> write_error(exchange& x, const gateway_error& e)
 {
-    co_return co_await write_gateway_error(x.down, e, x.request_id, x.client_keep_alive && !x.w.draining());
+    co_return co_await write_gateway_error(x.down, e, x.request_id, x.client_keep_alive && !x.w.draining(), x.quota_headers);
 }
 
 // Applies the tenant's namespace to `user` where this endpoint reads it (reference §2).
@@ -216,6 +224,7 @@ net::awaitable<error_code> write_response_head(exchange& x, Parser& p, bool sse,
         if (!is_hop_by_hop(f.name_string()) && !core::iequals(f.name_string(), "content-length"))
             res.insert(f.name_string(), f.value());
     res.set("X-Request-Id", x.request_id);
+    for (const auto& [k, v] : x.quota_headers) res.set(k, v);
     if (sse) {
         res.set(http::field::cache_control, "no-cache");
         res.set("X-Accel-Buffering", "no");
@@ -289,8 +298,8 @@ void spawn_stop_call(exchange& x, const std::string& upstream_name, const std::s
 // is complete; an upstream failure ends the stream with an error event (design §6).
 // Returns {downstream reusable, upstream reusable}.
 template <typename S, typename Parser>
-net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection& conn, Parser& p,
-                                                const std::string& upstream_name)
+net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_connection& conn, Parser& p,
+                                                       const std::string& upstream_name)
 {
     auto& up = stream_of<S>(conn);
     const auto idle = std::chrono::milliseconds(x.w.tenants().upstream_of(x.target.app).stream_idle_timeout_ms);
@@ -309,6 +318,10 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
         conn.tcp().expires_after(idle);
         auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
         if (ec == http::error::need_buffer) ec = {};
+        if (ec && x.client_gone) { // watch_client closed the upstream: the client left
+            spawn_stop_call(x, upstream_name, facts.task_id());
+            co_return std::pair{false, false};
+        }
         if (ec) {
             // Upstream broke or went silent: drop the partial event, end with an error event.
             std::string msg = is_timeout(ec) ? "The upstream stream was idle for too long." : "The upstream stream broke.";
@@ -327,6 +340,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
             facts.observe(e);
             complete = end;
         });
+        if (facts.total_tokens()) x.usage = facts.total_tokens(); // partial streams: what was reported
         if (complete > 0) {
             auto [wec, wn] = co_await write_chunk(tail, got.substr(0, complete));
             tail.assign(got.substr(complete));
@@ -349,12 +363,52 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
         }
     }
     conn.tcp().expires_never();
+    x.usage = facts.total_tokens();
     if (!tail.empty()) { // Dify ended without a final blank line: pass the bytes on
         auto [wec, wn] = co_await write_chunk(tail, {});
         if (wec) co_return std::pair{false, false};
     }
     auto [lec, ln] = co_await net::async_write(x.down, http::make_chunk_last(), use_nothrow);
     co_return std::pair{!lec, p.get().keep_alive()};
+}
+
+// While a stream is relayed, reads from the client: the read completes only when the
+// client closes or resets its connection (then the upstream connection is closed, which
+// ends the relay at once, even while Dify is silent), or when the relay ends and cancels
+// it. Bytes the client sends meanwhile (a pipelined request) are kept for the session.
+net::awaitable<void> watch_client(exchange& x, upstream_connection& conn)
+{
+    constexpr std::size_t max_pipelined = 64 * 1024;
+    while (x.down_buffer.size() < max_pipelined) {
+        auto [ec, n] = co_await x.down.async_read_some(x.down_buffer.prepare(4096), use_nothrow);
+        x.down_buffer.commit(n);
+        if (x.stream_done) co_return;
+        if (ec) {
+            x.client_gone = true;
+            conn.close();
+            co_return;
+        }
+    }
+}
+
+template <typename S, typename Parser>
+net::awaitable<std::pair<bool, bool>> relay_sse_then_stop_watching(exchange& x, upstream_connection& conn, Parser& p,
+                                                                   const std::string& upstream_name)
+{
+    auto result = co_await relay_sse_events<S>(x, conn, p, upstream_name);
+    x.stream_done = true;
+    error_code ignored;
+    x.down.socket().cancel(ignored); // ends watch_client's read
+    co_return result;
+}
+
+template <typename S, typename Parser>
+net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection& conn, Parser& p,
+                                                const std::string& upstream_name)
+{
+    using namespace net::experimental::awaitable_operators;
+    // Both branches return error codes as values; && waits for both to finish.
+    co_return co_await (relay_sse_then_stop_watching<S>(x, conn, p, upstream_name) && watch_client(x, conn));
 }
 
 // Relays any other body piece by piece (JSON, audio, file bytes), chunked or sized as
@@ -364,6 +418,10 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
 {
     auto& up = stream_of<S>(conn);
     const bool chunked = !p.content_length() && !p.is_done();
+    // A blocking generate reply carries its usage: keep a bounded copy to read it.
+    const bool capture = x.ticket && x.ticket->reservation.admitted &&
+                         core::media_type(p.get()[http::field::content_type]) == "application/json";
+    std::string captured;
     std::array<char, piece_size> piece;
     while (!p.is_done()) {
         p.get().body().data = piece.data();
@@ -376,12 +434,18 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         }
         std::size_t got = piece.size() - p.get().body().size;
         if (got == 0) continue;
+        if (capture && captured.size() + got <= max_captured_body) captured.append(piece.data(), got);
         auto bytes = net::buffer(piece.data(), got);
         auto [wec, wn] = chunked ? co_await net::async_write(x.down, http::make_chunk(bytes), use_nothrow)
                                  : co_await net::async_write(x.down, bytes, use_nothrow);
         if (wec) co_return std::pair{false, false};
     }
     conn.tcp().expires_never();
+    if (capture) {
+        core::stream_facts facts;
+        facts.observe_json_body(captured);
+        x.usage = facts.total_tokens();
+    }
     if (chunked) {
         auto [lec, ln] = co_await net::async_write(x.down, http::make_chunk_last(), use_nothrow);
         if (lec) co_return std::pair{false, false};
@@ -458,6 +522,7 @@ net::awaitable<bool> forward(exchange& x)
         parser->body_limit(boost::none);
         if (x.req.method() == http::verb::head) parser->skip(true);
         lease.conn->tcp().expires_at(deadline);
+        if (x.ticket) x.ticket->reached_upstream();
         auto ec = co_await send_and_read_head<S>(x, *lease.conn, *parser);
         if (!ec) break;
         pool.release(std::move(lease.conn), false);
@@ -471,6 +536,8 @@ net::awaitable<bool> forward(exchange& x)
     }
 
     const auto& head = parser->get();
+    // Dify refused the request (4xx/5xx before generating): it used no tokens.
+    if (x.ticket && head.result_int() != 200) x.ticket->charge(0);
     bool sse = core::media_type(head[http::field::content_type]) == "text/event-stream";
     bool keep_alive = x.client_keep_alive && !x.w.draining();
     if (auto ec = co_await write_response_head(x, *parser, sse, keep_alive)) {
@@ -481,17 +548,22 @@ net::awaitable<bool> forward(exchange& x)
                                 : co_await relay_body<S>(x, *lease.conn, *parser);
     ++lease.conn->requests;
     pool.release(std::move(lease.conn), up_ok);
+    if (x.ticket && x.usage) {
+        x.ticket->charge(*x.usage);
+        x.w.local_quota().observe_usage(x.target.app, *x.usage);
+    }
     co_return down_ok && keep_alive;
 }
 
 } // namespace
 
 net::awaitable<bool> write_gateway_error(beast::tcp_stream& down, const gateway_error& e, const std::string& request_id,
-                                         bool keep_alive)
+                                         bool keep_alive, const header_list& extra)
 {
     http::response<http::string_body> res{static_cast<http::status>(e.status), 11};
     res.set(http::field::content_type, "application/json");
     res.set("X-Request-Id", request_id);
+    for (const auto& [k, v] : extra) res.set(k, v);
     if (e.status == 401) res.set(http::field::www_authenticate, "Bearer realm=\"api\"");
     res.body() = json::serialize(json::object{{"code", e.code}, {"message", e.message}, {"status", e.status}}) + "\n";
     res.keep_alive(keep_alive);
@@ -520,6 +592,38 @@ net::awaitable<bool> read_whole_body(worker& w, beast::tcp_stream& down, beast::
         co_await write_gateway_error(down, malformed, request_id, false);
     }
     co_return !ec;
+}
+
+// X-RateLimit-* (and Retry-After when refused) for tenants with a rate.
+header_list rate_headers(const admission& a)
+{
+    header_list h;
+    if (a.rate) {
+        h.emplace_back("X-RateLimit-Limit", std::to_string(a.rate->limit));
+        h.emplace_back("X-RateLimit-Remaining", std::to_string(a.rate->remaining));
+        h.emplace_back("X-RateLimit-Reset", std::to_string(a.rate->reset_seconds));
+    }
+    if (a.refused) h.emplace_back("Retry-After", std::to_string(a.retry_after_seconds));
+    return h;
+}
+
+gateway_error quota_error(const config::tenant_config& t, quota_reason r)
+{
+    switch (r) {
+    case quota_reason::rate: {
+        char rate[32];
+        std::snprintf(rate, sizeof rate, "%g", t.rate ? t.rate->requests_per_second : 0.0);
+        return {429, "too_many_requests", std::string("Rate limit exceeded (") + rate + " requests per second)."};
+    }
+    case quota_reason::tenant_concurrency:
+        return {429, "too_many_requests", "Too many concurrent requests (at most " + std::to_string(t.max_concurrent) + ")."};
+    case quota_reason::app_concurrency: return {429, "too_many_requests", "Too many concurrent requests for this app."};
+    case quota_reason::tokens:
+        return {429, "quota_exceeded", "The daily token quota (" + std::to_string(t.tokens_per_day) +
+                                           " tokens) is used up; it renews at 00:00 UTC."};
+    case quota_reason::store_unavailable: return {503, "unavailable", "Quotas cannot be checked right now."};
+    }
+    return {500, "internal_error", "Unexpected quota decision."};
 }
 
 // "HTTP/1.1 100 Continue" when the client waits for it before sending its body.
@@ -555,14 +659,29 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     auto app = w.tenants().route(*who, target.substr(0, target.find('?')), err);
     if (!app) co_return co_await write_gateway_error(down, err, request_id, keep_alive);
 
+    // Quotas are checked before any upstream work (and before the body is read).
+    const std::string_view method = head.method_string();
+    const bool generates = !core::stop_path_for(method, app->dify_path, "-").empty();
+    auto* counts = w.usage().find(who->name, app->app);
+    if (counts) ++counts->requests;
+    auto admitted = co_await w.quotas().admit(who->name, app->app, generates);
+    auto quota_headers = rate_headers(admitted);
+    if (admitted.refused) {
+        if (counts) ++counts->refused[static_cast<std::size_t>(*admitted.refused)];
+        auto refusal = quota_error(*who->cfg, *admitted.refused);
+        co_return co_await write_gateway_error(down, refusal, request_id, keep_alive, quota_headers);
+    }
+    std::unique_ptr<quota_ticket> ticket = std::move(admitted.ticket);
+
     const bool has_body = !hp.is_done();
-    const bool rewrite = core::user_place_for(std::string_view(head.method_string()), app->dify_path) != core::user_place::none;
+    const bool rewrite = core::user_place_for(method, app->dify_path) != core::user_place::none;
     if (has_body && !rewrite && hp.content_length()) {
         // Nothing to change in this body: it goes to Dify as it arrives.
         http::request_parser<http::buffer_body> body_parser{std::move(hp)};
         body_parser.body_limit(static_cast<std::uint64_t>(w.tenants().config().server.max_request_body_bytes));
         if (!co_await continue_if_expected(down, body_parser.get())) co_return false;
-        exchange x{w, down, buffer, body_parser.get(), *who, std::move(*app), request_id, head.keep_alive()};
+        exchange x{w, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive(),
+                   ticket.get(), std::move(quota_headers)};
         x.streamed = &body_parser;
         co_return co_await forward_request(x);
     }
@@ -571,7 +690,8 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
         if (!co_await continue_if_expected(down, body_parser.get())) co_return false;
         if (!co_await read_whole_body(w, down, buffer, body_parser, request_id)) co_return false;
     }
-    exchange x{w, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive()};
+    exchange x{w, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive(),
+               ticket.get(), std::move(quota_headers)};
     x.body = std::move(body_parser.get().body());
     co_return co_await forward_request(x);
 }

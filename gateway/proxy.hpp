@@ -22,8 +22,10 @@ using header_parser = boost::beast::http::request_parser<boost::beast::http::emp
 // be completed, or an error was answered before the body was read).
 net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp);
 
-// A gateway-made error response in Dify's shape, written to `down`.
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+// A gateway-made error response in Dify's shape (plus `extra` headers), written to `down`.
 net::awaitable<bool> write_gateway_error(beast::tcp_stream& down, const gateway_error& e, const std::string& request_id,
-                                         bool keep_alive);
+                                         bool keep_alive, const header_list& extra = {});
 
 } // namespace gw::gateway

@@ -104,8 +104,13 @@ server::server(std::shared_ptr<const config::gateway_config> cfg) : cfg_(std::mo
     int n = cfg_->server.threads > 0 ? cfg_->server.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     auto tenants = std::make_shared<const tenant_directory>(cfg_);
     auto tls = upstream_tls_contexts(*cfg_);
+    std::map<std::string, std::vector<std::string>> tenant_apps;
+    for (const auto& [name, t] : cfg_->tenants) tenant_apps[name] = t.apps;
+    usage_ = std::make_shared<usage_counters>(tenant_apps);
+    local_quota_ = std::make_shared<memory_quota_store>(*cfg_, usage_, quota_clocks::system());
     std::random_device rd;
-    for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(tenants, tls, (std::uint64_t(rd()) << 32) ^ rd()));
+    for (int i = 0; i < n; ++i)
+        workers_.push_back(std::make_unique<worker>(tenants, tls, (std::uint64_t(rd()) << 32) ^ rd(), usage_, local_quota_));
 
     auto hp = core::parse_host_port(cfg_->server.listen);
     if (!hp) throw std::runtime_error("server.listen: not HOST:PORT");

@@ -42,6 +42,8 @@ private:
     void stop_workers();
 
     std::shared_ptr<const config::gateway_config> cfg_;
+    std::shared_ptr<usage_counters> usage_;
+    std::shared_ptr<memory_quota_store> local_quota_;
     std::vector<std::unique_ptr<worker>> workers_;
     std::vector<std::thread> threads_;
     std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;

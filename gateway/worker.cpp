@@ -5,8 +5,10 @@
 namespace gw::gateway {
 
 worker::worker(std::shared_ptr<const tenant_directory> tenants,
-               const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls, std::uint64_t seed)
-    : tenants_(std::move(tenants)), rng_(seed)
+               const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls, std::uint64_t seed,
+               std::shared_ptr<usage_counters> usage, std::shared_ptr<memory_quota_store> local_quota)
+    : tenants_(std::move(tenants)), rng_(seed), usage_(std::move(usage)), local_quota_(std::move(local_quota)),
+      quotas_(local_quota_)
 {
     for (const auto& [name, u] : tenants_->config().upstreams)
         pools_.emplace(name, std::make_unique<upstream_pool>(ctx_.get_executor(), u, upstream_tls.at(name)));

@@ -2,6 +2,7 @@
 // Sessions accepted onto a worker run only on its io_context, so nothing here is locked.
 #pragma once
 
+#include "gateway/quota/memory_store.hpp"
 #include "gateway/tenants.hpp"
 #include "gateway/upstream/pool.hpp"
 
@@ -30,7 +31,8 @@ class worker
 {
 public:
     worker(std::shared_ptr<const tenant_directory> tenants,
-           const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls, std::uint64_t seed);
+           const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls, std::uint64_t seed,
+           std::shared_ptr<usage_counters> usage, std::shared_ptr<memory_quota_store> local_quota);
 
     net::io_context& context() { return ctx_; }
     const tenant_directory& tenants() const { return *tenants_; }
@@ -41,6 +43,13 @@ public:
     const std::string& next_api_key(const std::string& app);
     // A new request id: 32 hex digits.
     std::string new_request_id();
+
+    // The quota store requests are admitted by (the shared memory store, or this
+    // worker's Redis store); the local store also keeps per-app usage estimates.
+    quota_store& quotas() { return *quotas_; }
+    void set_quotas(std::shared_ptr<quota_store> q) { quotas_ = std::move(q); }
+    memory_quota_store& local_quota() { return *local_quota_; }
+    usage_counters& usage() { return *usage_; }
 
     bool draining() const { return draining_; }
     // Stop taking requests: idle connections close now, busy ones after their response.
@@ -57,6 +66,9 @@ private:
     std::map<std::string, std::unique_ptr<upstream_pool>> pools_;
     std::unordered_map<std::string, std::size_t> key_cursor_;
     std::mt19937_64 rng_;
+    std::shared_ptr<usage_counters> usage_;
+    std::shared_ptr<memory_quota_store> local_quota_;
+    std::shared_ptr<quota_store> quotas_;
     std::list<session_entry> sessions_;
     bool draining_ = false;
 };

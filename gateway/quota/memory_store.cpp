@@ -1,0 +1,140 @@
+#include "gateway/quota/memory_store.hpp"
+
+#include <chrono>
+
+namespace gw::gateway {
+
+quota_clocks quota_clocks::system()
+{
+    return {[] { return std::chrono::duration_cast<core::nanos>(std::chrono::steady_clock::now().time_since_epoch()); },
+            [] {
+                return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+            }};
+}
+
+std::int64_t seconds_to_utc_midnight(std::int64_t unix_seconds)
+{
+    return (core::utc_day(unix_seconds) + 1) * 86400 - unix_seconds;
+}
+
+memory_quota_store::memory_quota_store(const config::gateway_config& cfg, std::shared_ptr<usage_counters> counters,
+                                       quota_clocks clocks)
+    : counters_(std::move(counters)), clocks_(std::move(clocks))
+{
+    auto now = clocks_.steady();
+    for (const auto& [name, t] : cfg.tenants) {
+        auto s = std::make_unique<tenant_state>();
+        if (t.rate) s->bucket.emplace(t.rate->requests_per_second, t.rate->burst, now);
+        s->max_concurrent = t.max_concurrent;
+        if (t.tokens_per_day > 0) s->budget.emplace(t.tokens_per_day);
+        tenants_.emplace(name, std::move(s));
+    }
+    for (const auto& [name, a] : cfg.apps) {
+        auto s = std::make_unique<app_state>();
+        s->max_concurrent = a.max_concurrent;
+        apps_.emplace(name, std::move(s));
+    }
+}
+
+admission memory_quota_store::admit_now(const std::string& tenant, const std::string& app, bool generates)
+{
+    admission out;
+    auto& t = *tenants_.at(tenant);
+    auto& a = *apps_.at(app);
+    core::reservation reservation;
+    std::int64_t estimate_tokens = generates && t.budget ? estimate(app) : 0;
+    {
+        std::lock_guard lock(t.m);
+        if (t.bucket) {
+            out.rate = t.bucket->try_acquire(clocks_.steady());
+            if (!out.rate->allowed) {
+                out.refused = quota_reason::rate;
+                out.retry_after_seconds = out.rate->retry_after_seconds;
+                return out;
+            }
+        }
+        if (t.max_concurrent > 0 && t.active >= t.max_concurrent) {
+            out.refused = quota_reason::tenant_concurrency;
+            out.retry_after_seconds = 1;
+            return out;
+        }
+        if (generates && t.budget) {
+            reservation = t.budget->reserve(today(), estimate_tokens);
+            if (!reservation.admitted) {
+                out.refused = quota_reason::tokens;
+                out.retry_after_seconds = seconds_to_utc_midnight(clocks_.unix_seconds());
+                return out;
+            }
+        }
+        ++t.active;
+    }
+    {
+        std::lock_guard lock(a.m);
+        if (a.max_concurrent > 0 && a.active >= a.max_concurrent) {
+            out.refused = quota_reason::app_concurrency;
+            out.retry_after_seconds = 1;
+        } else {
+            ++a.active;
+        }
+    }
+    if (out.refused) { // give back what the tenant side took
+        std::lock_guard lock(t.m);
+        --t.active;
+        if (t.budget && reservation.admitted) t.budget->settle(reservation, today(), 0);
+        return out;
+    }
+    out.ticket = std::make_unique<quota_ticket>(shared_from_this(), tenant, app);
+    out.ticket->reservation = reservation;
+    out.ticket->holds_tenant_slot = true;
+    out.ticket->holds_app_slot = true;
+    out.ticket->local = true;
+    return out;
+}
+
+net::awaitable<admission> memory_quota_store::admit(const std::string& tenant, const std::string& app, bool generates)
+{
+    co_return admit_now(tenant, app, generates);
+}
+
+void memory_quota_store::finish(quota_ticket& ticket, std::int64_t tokens)
+{
+    auto& t = *tenants_.at(ticket.tenant());
+    auto& a = *apps_.at(ticket.app());
+    auto day = today();
+    {
+        std::lock_guard lock(t.m);
+        if (ticket.holds_tenant_slot) --t.active;
+        if (t.budget && ticket.reservation.admitted) t.budget->settle(ticket.reservation, day, tokens);
+    }
+    if (ticket.holds_app_slot) {
+        std::lock_guard lock(a.m);
+        --a.active;
+    }
+    ticket.holds_tenant_slot = ticket.holds_app_slot = false;
+    if (tokens > 0) counters_->add_tokens(ticket.tenant(), ticket.app(), day, tokens);
+}
+
+net::awaitable<budget_view> memory_quota_store::budget(const std::string& tenant)
+{
+    auto& t = *tenants_.at(tenant);
+    std::lock_guard lock(t.m);
+    if (!t.budget) co_return budget_view{};
+    co_return budget_view{t.budget->used(today()), t.budget->remaining(today())};
+}
+
+std::int64_t memory_quota_store::estimate(const std::string& app)
+{
+    auto& a = *apps_.at(app);
+    std::lock_guard lock(a.m);
+    return a.estimator.estimate();
+}
+
+void memory_quota_store::observe_usage(const std::string& app, std::int64_t tokens)
+{
+    auto& a = *apps_.at(app);
+    std::lock_guard lock(a.m);
+    a.estimator.observe(tokens);
+}
+
+} // namespace gw::gateway

@@ -1,0 +1,67 @@
+// The in-process quota store (quota_store.type = "memory"; also the fallback for
+// on_error = "local"). Exact within one process: every worker shares one state object
+// per tenant and per app, each behind its own mutex held for a few arithmetic steps and
+// never across a suspension point. A tenant's limits are the configured ones, whatever
+// the number of workers.
+#pragma once
+
+#include "config/gateway_config.hpp"
+#include "gateway/quota/quota.hpp"
+
+#include <functional>
+#include <mutex>
+#include <unordered_map>
+
+namespace gw::gateway {
+
+struct quota_clocks
+{
+    std::function<core::nanos()> steady;          // monotonic, for rates
+    std::function<std::int64_t()> unix_seconds;   // wall clock, for UTC days
+    static quota_clocks system();
+};
+
+class memory_quota_store final : public quota_store, public std::enable_shared_from_this<memory_quota_store>
+{
+public:
+    memory_quota_store(const config::gateway_config& cfg, std::shared_ptr<usage_counters> counters, quota_clocks clocks);
+
+    admission admit_now(const std::string& tenant, const std::string& app, bool generates);
+    net::awaitable<admission> admit(const std::string& tenant, const std::string& app, bool generates) override;
+    void finish(quota_ticket& t, std::int64_t tokens) override;
+    net::awaitable<budget_view> budget(const std::string& tenant) override;
+
+    // The app's current per-request token estimate (from its recent usage).
+    std::int64_t estimate(const std::string& app);
+    // Feeds a finished request's usage into the app's estimate.
+    void observe_usage(const std::string& app, std::int64_t tokens);
+    std::int64_t today() const { return core::utc_day(clocks_.unix_seconds()); }
+    const quota_clocks& clocks() const { return clocks_; }
+
+private:
+    struct tenant_state
+    {
+        std::mutex m;
+        std::optional<core::token_bucket> bucket;
+        int max_concurrent = 0;
+        int active = 0;
+        std::optional<core::token_budget> budget;
+    };
+    struct app_state
+    {
+        std::mutex m;
+        int max_concurrent = 0;
+        int active = 0;
+        core::usage_estimator estimator;
+    };
+
+    std::unordered_map<std::string, std::unique_ptr<tenant_state>> tenants_; // fixed after construction
+    std::unordered_map<std::string, std::unique_ptr<app_state>> apps_;
+    std::shared_ptr<usage_counters> counters_;
+    quota_clocks clocks_;
+};
+
+// Seconds until the next UTC midnight (Retry-After for quota_exceeded).
+std::int64_t seconds_to_utc_midnight(std::int64_t unix_seconds);
+
+} // namespace gw::gateway

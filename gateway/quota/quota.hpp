@@ -1,0 +1,113 @@
+// Per-tenant quotas (design §7): the admission decision a request gets before any
+// upstream work, and the ticket that holds its concurrency slots and token reservation
+// until it ends. A ticket settles exactly once: with the tokens Dify reported, or its
+// fallback when none were (0 if the request never reached Dify, else the reservation).
+#pragma once
+
+#include "core/token_bucket.hpp"
+#include "core/token_budget.hpp"
+#include "gateway/net.hpp"
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace gw::gateway {
+
+enum class quota_reason
+{
+    rate,               // token bucket empty
+    tenant_concurrency, // tenant max_concurrent reached
+    app_concurrency,    // app max_concurrent reached
+    tokens,             // tokens_per_day spent
+    store_unavailable,  // quota store failed and on_error = deny
+};
+inline constexpr std::size_t quota_reason_count = 5;
+const char* reason_name(quota_reason r);
+
+class quota_store;
+
+// What a request holds while it runs. Destruction releases its slots and settles it.
+class quota_ticket
+{
+public:
+    quota_ticket(std::shared_ptr<quota_store> store, std::string tenant, std::string app);
+    ~quota_ticket();
+    quota_ticket(const quota_ticket&) = delete;
+    quota_ticket& operator=(const quota_ticket&) = delete;
+
+    // Settles with the tokens Dify reported (first call wins).
+    void charge(std::int64_t tokens);
+    // From now on an unsettled ticket is charged its reservation (the request reached Dify).
+    void reached_upstream() { fallback_ = reservation.amount; }
+
+    const std::string& tenant() const { return tenant_; }
+    const std::string& app() const { return app_; }
+
+    core::reservation reservation;   // tokens held back (generate endpoints only)
+    bool holds_tenant_slot = false;
+    bool holds_app_slot = false;
+    bool local = false;              // decided by the local fallback store (on_error = local)
+
+private:
+    std::shared_ptr<quota_store> store_;
+    std::string tenant_, app_;
+    std::int64_t fallback_ = 0;
+    bool settled_ = false;
+};
+
+struct admission
+{
+    std::optional<quota_reason> refused;       // empty: admitted
+    std::optional<core::rate_decision> rate;   // for tenants with a rate: the headers
+    std::int64_t retry_after_seconds = 0;      // when refused
+    std::unique_ptr<quota_ticket> ticket;      // when admitted
+};
+
+// Requests, refusals and tokens per (tenant, app) in this process, for /admin/usage.
+class usage_counters
+{
+public:
+    struct counts
+    {
+        std::atomic<std::uint64_t> requests{0};
+        std::array<std::atomic<std::uint64_t>, quota_reason_count> refused{};
+        std::atomic<std::int64_t> tokens_day{0};
+        std::atomic<std::int64_t> tokens{0}; // on tokens_day
+    };
+    // Built once for every configured (tenant, app) pair; lookups never insert.
+    usage_counters(const std::map<std::string, std::vector<std::string>>& tenant_apps);
+    counts* find(const std::string& tenant, const std::string& app);
+    void add_tokens(const std::string& tenant, const std::string& app, std::int64_t day, std::int64_t tokens);
+    const std::map<std::pair<std::string, std::string>, std::unique_ptr<counts>>& all() const { return counts_; }
+    std::atomic<std::uint64_t> store_errors{0};
+
+private:
+    std::map<std::pair<std::string, std::string>, std::unique_ptr<counts>> counts_;
+};
+
+// The budget view of a tenant for /admin/usage.
+struct budget_view
+{
+    std::int64_t used = 0;
+    std::int64_t remaining = -1; // -1: no daily limit
+};
+
+class quota_store
+{
+public:
+    virtual ~quota_store() = default;
+    // Decides whether `tenant` may send a request to `app` now; `generates` = the request
+    // starts an LLM generation (only those are held to tokens_per_day).
+    virtual net::awaitable<admission> admit(const std::string& tenant, const std::string& app, bool generates) = 0;
+    // Called once per ticket: release its slots, settle its reservation with `tokens`.
+    virtual void finish(quota_ticket& t, std::int64_t tokens) = 0;
+    // Today's token use of a tenant (may ask the shared store).
+    virtual net::awaitable<budget_view> budget(const std::string& tenant) = 0;
+};
+
+} // namespace gw::gateway
