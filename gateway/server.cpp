@@ -125,6 +125,7 @@ server::server(std::shared_ptr<const config::gateway_config> cfg) : cfg_(std::mo
     if (ec) throw std::runtime_error("server.listen: cannot bind " + cfg_->server.listen + ": " + ec.message());
     acceptor_->listen(net::socket_base::max_listen_connections);
     endpoint_ = acceptor_->local_endpoint();
+    admin_ = std::make_unique<admin_listener>(*workers_[0], cfg_->admin.listen, [this] { return !draining_.load(); });
 }
 
 server::~server()
@@ -139,6 +140,7 @@ void server::start()
 {
     for (auto& w : workers_) guards_.push_back(net::make_work_guard(w->context()));
     net::co_spawn(workers_[0]->context(), accept_loop(), net::detached);
+    admin_->start();
     for (auto& w : workers_) threads_.emplace_back([ctx = &w->context()] { ctx->run(); });
 }
 
@@ -191,6 +193,7 @@ net::awaitable<void> server::finish_drain()
 
 void server::stop_workers()
 {
+    net::post(workers_[0]->context(), [this] { admin_->stop(); });
     for (auto& w : workers_)
         net::post(w->context(), [wp = w.get()] {
             wp->stop_pools();

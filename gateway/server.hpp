@@ -5,6 +5,7 @@
 #pragma once
 
 #include "config/gateway_config.hpp"
+#include "gateway/admin.hpp"
 #include "gateway/worker.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -23,6 +24,7 @@ public:
     ~server();
 
     boost::asio::ip::tcp::endpoint endpoint() const { return endpoint_; }
+    boost::asio::ip::tcp::endpoint admin_endpoint() const { return admin_->endpoint(); }
     std::size_t worker_count() const { return workers_.size(); }
 
     // Starts the worker threads and the accept loop.
@@ -48,6 +50,7 @@ private:
     std::vector<std::thread> threads_;
     std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
     std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+    std::unique_ptr<admin_listener> admin_;
     boost::asio::ip::tcp::endpoint endpoint_;
     std::size_t next_worker_ = 0;
     std::atomic<bool> draining_{false};

@@ -189,5 +189,36 @@ TEST(GatewayQuota, RefusedOrFailedGenerationsCostNothing)
     EXPECT_EQ(post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("still within budget", "u")).status, 200);
 }
 
+TEST(GatewayQuota, AdminUsageReportsRequestsRefusalsAndTokens)
+{
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& c) {
+        c.tenants["alpha"].rate = config::rate_config{0.1, 3};
+        c.tenants["alpha"].tokens_per_day = 100000;
+    });
+    auto c = gw.client();
+    std::int64_t tokens = 0;
+    for (int i = 0; i < 4; ++i) {
+        auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("usage please", "u"));
+        if (r.status == 200) tokens += r.json().at("metadata").at("usage").at("total_tokens").as_int64();
+    }
+    http_client admin(gw.server().admin_endpoint(), false);
+    auto report = admin.request("GET", "/admin/usage").json();
+    const auto& alpha = report.at("tenants").at("alpha");
+    EXPECT_EQ(alpha.at("tokens_today"), tokens);
+    EXPECT_EQ(alpha.at("tokens_per_day"), 100000);
+    EXPECT_EQ(alpha.at("tokens_remaining"), 100000 - tokens);
+    const auto& chat = alpha.at("apps").at("chat");
+    EXPECT_EQ(chat.at("requests"), 4);
+    EXPECT_EQ(chat.at("refused").at("rate"), 1);
+    EXPECT_EQ(chat.at("tokens_today"), tokens);
+    EXPECT_TRUE(report.at("tenants").at("beta").at("tokens_remaining").is_null()) << "no daily limit";
+    EXPECT_EQ(report.at("quota_store").at("type"), "memory");
+    EXPECT_EQ(admin.request("GET", "/healthz").status, 200);
+    EXPECT_EQ(admin.request("GET", "/readyz").status, 200);
+    EXPECT_EQ(admin.request("GET", "/nope").status, 404);
+    EXPECT_EQ(get(*c, "/admin/usage", tenant_keys::alpha).status, 404) << "not on the tenant listener";
+}
+
 } // namespace
 } // namespace gw::test
