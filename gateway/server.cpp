@@ -3,6 +3,7 @@
 #include "config/loader.hpp"
 #include "core/text.hpp"
 #include "gateway/proxy.hpp"
+#include "gateway/quota/redis_store.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -111,6 +112,9 @@ server::server(std::shared_ptr<const config::gateway_config> cfg) : cfg_(std::mo
     std::random_device rd;
     for (int i = 0; i < n; ++i)
         workers_.push_back(std::make_unique<worker>(tenants, tls, (std::uint64_t(rd()) << 32) ^ rd(), usage_, local_quota_));
+    if (cfg_->quota_store.type == "redis")
+        for (auto& w : workers_)
+            w->set_quotas(std::make_shared<redis_quota_store>(w->context().get_executor(), *cfg_, usage_, local_quota_));
 
     auto hp = core::parse_host_port(cfg_->server.listen);
     if (!hp) throw std::runtime_error("server.listen: not HOST:PORT");

@@ -52,6 +52,7 @@ public:
     bool holds_tenant_slot = false;
     bool holds_app_slot = false;
     bool local = false;              // decided by the local fallback store (on_error = local)
+    std::string lease;               // Redis: the concurrency lease id
 
 private:
     std::shared_ptr<quota_store> store_;

@@ -1,0 +1,218 @@
+// The Redis quota store with a real redis-server on loopback: limits shared by several
+// gateways (in-process and as separate dify-gateway processes), the script-cache
+// fallback, and on_error = allow / deny / local when Redis dies, then recovery.
+#include "tests/emulator/emulator_test_util.hpp"
+#include "tests/support/gateway_fixture.hpp"
+#include "tests/support/process.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+namespace gw::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::function<void(config::gateway_config&)> with_redis(const running_redis& redis, std::function<void(config::gateway_config&)> more = {})
+{
+    return [url = redis.url(), more](config::gateway_config& c) {
+        c.quota_store.type = "redis";
+        c.quota_store.url = url;
+        c.quota_store.timeout_ms = 200;
+        if (more) more(c);
+    };
+}
+
+int status_of(running_gateway& gw, const std::string& path = "/v1/parameters")
+{
+    auto c = gw.client();
+    return get(*c, path, tenant_keys::alpha).status;
+}
+
+TEST(GatewayRedis, TwoGatewaysShareOneRate)
+{
+    running_redis redis;
+    running_emulator emu;
+    auto cfg = with_redis(redis, [](config::gateway_config& c) { c.tenants["alpha"].rate = config::rate_config{30, 10}; });
+    running_gateway a(emu, cfg), b(emu, cfg);
+    std::atomic<int> admitted{0};
+    auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> clients;
+    for (auto* gw : {&a, &b, &a, &b})
+        clients.emplace_back([&, gw] {
+            auto c = gw->client();
+            while (std::chrono::steady_clock::now() - start < 2s)
+                if (get(*c, "/v1/parameters", tenant_keys::alpha).status == 200) ++admitted;
+        });
+    for (auto& t : clients) t.join();
+    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double expected = 10 + 30 * elapsed;
+    EXPECT_NEAR(admitted.load(), expected, expected * 0.05) << "one shared bucket, not one per gateway";
+}
+
+TEST(GatewayRedis, ConcurrencyAndTokensAreSharedAndReleased)
+{
+    running_redis redis;
+    emulator::service_options slow;
+    slow.token_delay = 30ms;
+    running_emulator emu(slow);
+    auto cfg = with_redis(redis, [](config::gateway_config& c) {
+        c.tenants["alpha"].max_concurrent = 2;
+        c.apps["workflow"].max_concurrent = 1;
+    });
+    running_gateway a(emu, cfg), b(emu, cfg);
+    auto stream = [&](running_gateway& gw) {
+        auto c = gw.client();
+        c->send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha), json::serialize(chat_body("a b c d e f", "u", "streaming")));
+        EXPECT_EQ(c->read_head().status, 200);
+        return c;
+    };
+    {
+        auto s1 = stream(a), s2 = stream(b);
+        auto refused = b.client();
+        auto r = get(*refused, "/v1/parameters", tenant_keys::alpha);
+        EXPECT_EQ(r.status, 429);
+        EXPECT_EQ(r.json().at("message"), "Too many concurrent requests (at most 2).");
+        s1->read_rest();
+        s2->close(); // one ends, one leaves: both leases go back
+    }
+    bool released = false;
+    for (int i = 0; i < 500 && !released; ++i) {
+        released = status_of(a) == 200 && status_of(b) == 200;
+        if (!released) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_TRUE(released);
+    // App concurrency across gateways and tenants.
+    auto w1 = a.client();
+    w1->send("POST", "/apps/workflow/v1/workflows/run", bearer(tenant_keys::alpha),
+             R"({"inputs": {"x": "a b c d e f g h"}, "response_mode": "streaming", "user": "u"})");
+    ASSERT_EQ(w1->read_head().status, 200);
+    auto other = b.client();
+    EXPECT_EQ(post_json(*other, "/apps/workflow/v1/workflows/run", tenant_keys::beta,
+                        json::object{{"inputs", json::object()}, {"response_mode", "blocking"}, {"user", "u"}}).status, 429);
+    w1->read_rest();
+}
+
+TEST(GatewayRedis, DailyTokensAcrossGatewaysAndTheScriptCacheFallback)
+{
+    running_redis redis;
+    running_emulator emu;
+    auto cfg = with_redis(redis, [](config::gateway_config& c) { c.tenants["alpha"].tokens_per_day = 100; });
+    running_gateway a(emu, cfg), b(emu, cfg);
+    std::int64_t used = 0;
+    bool exceeded = false;
+    for (int i = 0; i < 40 && !exceeded; ++i) {
+        if (i == 3) EXPECT_NE(redis.cli("SCRIPT FLUSH").find("OK"), std::string::npos); // NOSCRIPT → EVAL
+        auto& gw = i % 2 ? a : b;
+        auto c = gw.client();
+        auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("tokens", "u"));
+        if (r.status == 429) {
+            EXPECT_EQ(r.json().at("code"), "quota_exceeded");
+            exceeded = true;
+        } else {
+            ASSERT_EQ(r.status, 200) << r.body;
+            used += r.json().at("metadata").at("usage").at("total_tokens").as_int64();
+            // The settlement is asynchronous: wait until Redis has it before the next call.
+            for (int k = 0; k < 200; ++k) {
+                auto fields = redis.cli("HGETALL " + std::string("'dify-gateway:{t:alpha}:tokens'"));
+                if (fields.find(std::to_string(used)) != std::string::npos) break;
+                std::this_thread::sleep_for(5ms);
+            }
+        }
+    }
+    EXPECT_TRUE(exceeded);
+    EXPECT_GE(used, 100);
+    EXPECT_LT(used, 130);
+    http_client admin(a.server().admin_endpoint(), false);
+    auto report = admin.request("GET", "/admin/usage").json();
+    EXPECT_EQ(report.at("tenants").at("alpha").at("tokens_today"), used) << "read from Redis: both gateways' usage";
+    EXPECT_EQ(report.at("quota_store").at("type"), "redis");
+}
+
+TEST(GatewayRedis, OnErrorPoliciesWhenRedisDiesAndRecovery)
+{
+    running_redis redis;
+    running_emulator emu;
+    auto rate = [](config::gateway_config& c) { c.tenants["alpha"].rate = config::rate_config{0.001, 3}; };
+    running_gateway deny(emu, with_redis(redis, [&](config::gateway_config& c) {
+        rate(c);
+        c.quota_store.on_error = "deny";
+    }));
+    running_gateway allow(emu, with_redis(redis, [&](config::gateway_config& c) {
+        rate(c);
+        c.quota_store.on_error = "allow";
+    }));
+    running_gateway local(emu, with_redis(redis, [&](config::gateway_config& c) {
+        rate(c);
+        c.quota_store.on_error = "local";
+    }));
+    EXPECT_EQ(status_of(deny), 200); // 1 of the shared burst of 3
+    redis.stop();
+    for (int i = 0; i < 5; ++i) {
+        auto c = deny.client();
+        auto r = get(*c, "/v1/parameters", tenant_keys::alpha);
+        EXPECT_EQ(r.status, 503);
+        EXPECT_EQ(r.json().at("code"), "unavailable");
+        EXPECT_EQ(status_of(allow), 200) << "fail open: no limit";
+    }
+    int local_ok = 0, local_refused = 0;
+    for (int i = 0; i < 5; ++i) (status_of(local) == 200 ? local_ok : local_refused)++;
+    EXPECT_EQ(local_ok, 3) << "the local store's own burst";
+    EXPECT_EQ(local_refused, 2);
+    http_client admin(deny.server().admin_endpoint(), false);
+    EXPECT_GE(admin.request("GET", "/admin/usage").json().at("quota_store").at("errors").to_number<std::int64_t>(), 5);
+
+    redis.start(); // empty again (no persistence): a fresh shared bucket of 3
+    bool recovered = false;
+    for (int i = 0; i < 300 && !recovered; ++i) {
+        recovered = status_of(deny) == 200;
+        if (!recovered) std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_TRUE(recovered) << "reconnected without a restart";
+    EXPECT_EQ(status_of(allow), 200);
+    EXPECT_EQ(status_of(local), 200);
+    EXPECT_EQ(status_of(deny), 429) << "the shared bucket is enforced again";
+}
+
+TEST(GatewayRedis, TwoGatewayProcessesShareTheLimits)
+{
+    running_redis redis;
+    running_emulator emu;
+    auto cfg = gateway_config_for(emu);
+    with_redis(redis)(cfg);
+    cfg.log.level = "error";
+    // Written as the JSON an operator would write.
+    std::string path = "/tmp/gw-redis-test-" + std::to_string(::getpid()) + ".json";
+    std::ofstream(path) << R"({
+      "server": {"listen": "127.0.0.1:0", "threads": 2},
+      "admin": {"listen": "127.0.0.1:0"},
+      "log": {"level": "error", "format": "text"},
+      "upstreams": {"dify": {"url": ")" << cfg.upstreams["dify"].url << R"(", "ca_file": ")" << test_ca_file() << R"("}},
+      "apps": {"chat": {"api_keys": [")" << keys::chat << R"("]}},
+      "tenants": {"alpha": {"keys": [")" << tenant_keys::alpha << R"("], "apps": ["chat"],
+                            "rate": {"requests_per_second": 0.001, "burst": 6}}},
+      "quota_store": {"type": "redis", "url": ")" << redis.url() << R"(", "on_error": "deny"}
+    })";
+    child_process p1({GW_GATEWAY_BIN, "--config", path}, "listening on");
+    child_process p2({GW_GATEWAY_BIN, "--config", path}, "listening on");
+    auto port_of = [](const std::string& line) {
+        return static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+    };
+    int ok = 0, refused = 0;
+    for (auto* p : {&p1, &p2, &p1, &p2, &p1, &p2, &p1, &p2, &p1, &p2}) {
+        http_client c({boost::asio::ip::make_address("127.0.0.1"), port_of(p->ready_line())}, false);
+        (get(c, "/v1/parameters", tenant_keys::alpha).status == 200 ? ok : refused)++;
+    }
+    EXPECT_EQ(ok, 6) << "one burst of 6 for both processes";
+    EXPECT_EQ(refused, 4);
+    EXPECT_EQ(p1.terminate(), 0) << "SIGTERM drains and exits 0";
+    EXPECT_EQ(p2.terminate(), 0);
+    std::remove(path.c_str());
+}
+
+} // namespace
+} // namespace gw::test
