@@ -1,5 +1,7 @@
 #include "gateway/quota/memory_store.hpp"
 
+#include <time.h>
+
 #include <chrono>
 
 namespace gw::gateway {
@@ -8,8 +10,10 @@ quota_clocks quota_clocks::system()
 {
     return {[] { return std::chrono::duration_cast<core::nanos>(std::chrono::steady_clock::now().time_since_epoch()); },
             [] {
-                return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-                    .count();
+                // Whole seconds for UTC days: the coarse clock is exact enough and far cheaper.
+                timespec ts{};
+                ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+                return static_cast<std::int64_t>(ts.tv_sec);
             }};
 }
 
@@ -28,22 +32,33 @@ memory_quota_store::memory_quota_store(const config::gateway_config& cfg, std::s
         if (t.rate) s->bucket.emplace(t.rate->requests_per_second, t.rate->burst, now);
         s->max_concurrent = t.max_concurrent;
         if (t.tokens_per_day > 0) s->budget.emplace(t.tokens_per_day);
-        tenants_.emplace(name, std::move(s));
+        tenant_slots_.emplace(name, static_cast<std::uint32_t>(tenants_.size()));
+        tenants_.push_back(std::move(s));
     }
     for (const auto& [name, a] : cfg.apps) {
         auto s = std::make_unique<app_state>();
         s->max_concurrent = a.max_concurrent;
-        apps_.emplace(name, std::move(s));
+        app_slots_.emplace(name, static_cast<std::uint32_t>(apps_.size()));
+        apps_.push_back(std::move(s));
     }
+    counts_.resize(tenants_.size() * apps_.size());
+    for (const auto& [tenant, ts] : tenant_slots_)
+        for (const auto& [app, as] : app_slots_) counts_[ts * apps_.size() + as] = counters_->find(tenant, app);
 }
 
 admission memory_quota_store::admit_now(const std::string& tenant, const std::string& app, bool generates)
 {
     admission out;
-    auto& t = *tenants_.at(tenant);
-    auto& a = *apps_.at(app);
+    auto tenant_it = tenant_slots_.find(tenant);
+    auto app_it = app_slots_.find(app);
+    auto& t = *tenants_[tenant_it->second];
+    auto& a = *apps_[app_it->second];
     core::reservation reservation;
-    std::int64_t estimate_tokens = generates && t.budget ? estimate(app) : 0;
+    std::int64_t estimate_tokens = 0;
+    if (generates && t.budget) {
+        std::lock_guard lock(a.m);
+        estimate_tokens = a.estimator.estimate();
+    }
     {
         std::lock_guard lock(t.m);
         if (t.bucket) {
@@ -84,7 +99,9 @@ admission memory_quota_store::admit_now(const std::string& tenant, const std::st
         if (t.budget && reservation.admitted) t.budget->settle(reservation, today(), 0);
         return out;
     }
-    out.ticket = std::make_unique<quota_ticket>(shared_from_this(), tenant, app);
+    out.ticket = std::make_unique<quota_ticket>(shared_from_this(), tenant_it->first, app_it->first);
+    out.ticket->tenant_slot = tenant_it->second;
+    out.ticket->app_slot = app_it->second;
     out.ticket->reservation = reservation;
     out.ticket->holds_tenant_slot = true;
     out.ticket->holds_app_slot = true;
@@ -99,25 +116,27 @@ net::awaitable<admission> memory_quota_store::admit(const std::string& tenant, c
 
 void memory_quota_store::finish(quota_ticket& ticket, std::int64_t tokens)
 {
-    auto& t = *tenants_.at(ticket.tenant());
-    auto& a = *apps_.at(ticket.app());
-    auto day = today();
+    auto& t = *tenants_[ticket.tenant_slot];
+    auto& a = *apps_[ticket.app_slot];
+    const bool budgeted = t.budget && ticket.reservation.admitted;
+    const auto day = budgeted || tokens > 0 ? today() : 0;
+    auto* counts = counts_[ticket.tenant_slot * apps_.size() + ticket.app_slot];
     {
         std::lock_guard lock(t.m);
         if (ticket.holds_tenant_slot) --t.active;
-        if (t.budget && ticket.reservation.admitted) t.budget->settle(ticket.reservation, day, tokens);
+        if (budgeted) t.budget->settle(ticket.reservation, day, tokens);
     }
     if (ticket.holds_app_slot) {
         std::lock_guard lock(a.m);
         --a.active;
     }
     ticket.holds_tenant_slot = ticket.holds_app_slot = false;
-    if (tokens > 0) counters_->add_tokens(ticket.tenant(), ticket.app(), day, tokens);
+    if (tokens > 0 && counts) usage_counters::add_tokens(*counts, day, tokens);
 }
 
 net::awaitable<budget_view> memory_quota_store::budget(const std::string& tenant)
 {
-    auto& t = *tenants_.at(tenant);
+    auto& t = *tenants_[tenant_slots_.at(tenant)];
     std::lock_guard lock(t.m);
     if (!t.budget) co_return budget_view{};
     co_return budget_view{t.budget->used(today()), t.budget->remaining(today())};
@@ -125,14 +144,14 @@ net::awaitable<budget_view> memory_quota_store::budget(const std::string& tenant
 
 std::int64_t memory_quota_store::estimate(const std::string& app)
 {
-    auto& a = *apps_.at(app);
+    auto& a = *apps_[app_slots_.at(app)];
     std::lock_guard lock(a.m);
     return a.estimator.estimate();
 }
 
 void memory_quota_store::observe_usage(const std::string& app, std::int64_t tokens)
 {
-    auto& a = *apps_.at(app);
+    auto& a = *apps_[app_slots_.at(app)];
     std::lock_guard lock(a.m);
     a.estimator.observe(tokens);
 }

@@ -55,8 +55,11 @@ private:
         core::usage_estimator estimator;
     };
 
-    std::unordered_map<std::string, std::unique_ptr<tenant_state>> tenants_; // fixed after construction
-    std::unordered_map<std::string, std::unique_ptr<app_state>> apps_;
+    // Fixed after construction: names map to slots in the vectors.
+    std::unordered_map<std::string, std::uint32_t> tenant_slots_, app_slots_;
+    std::vector<std::unique_ptr<tenant_state>> tenants_;
+    std::vector<std::unique_ptr<app_state>> apps_;
+    std::vector<usage_counters::counts*> counts_; // [tenant slot * apps + app slot]; null: app not allowed
     std::shared_ptr<usage_counters> counters_;
     quota_clocks clocks_;
 };

@@ -14,8 +14,8 @@ const char* reason_name(quota_reason r)
     return "unknown";
 }
 
-quota_ticket::quota_ticket(std::shared_ptr<quota_store> store, std::string tenant, std::string app)
-    : store_(std::move(store)), tenant_(std::move(tenant)), app_(std::move(app))
+quota_ticket::quota_ticket(std::shared_ptr<quota_store> store, const std::string& tenant, const std::string& app)
+    : store_(std::move(store)), tenant_(&tenant), app_(&app)
 {
 }
 
@@ -45,13 +45,16 @@ usage_counters::counts* usage_counters::find(const std::string& tenant, const st
 
 void usage_counters::add_tokens(const std::string& tenant, const std::string& app, std::int64_t day, std::int64_t tokens)
 {
-    auto* c = find(tenant, app);
-    if (!c) return;
-    if (c->tokens_day.load() != day) { // first settlement of a new day resets the daily count
-        c->tokens_day = day;
-        c->tokens = 0;
+    if (auto* c = find(tenant, app)) add_tokens(*c, day, tokens);
+}
+
+void usage_counters::add_tokens(counts& c, std::int64_t day, std::int64_t tokens)
+{
+    if (c.tokens_day.load() != day) { // first settlement of a new day resets the daily count
+        c.tokens_day = day;
+        c.tokens = 0;
     }
-    c->tokens += tokens;
+    c.tokens += tokens;
 }
 
 } // namespace gw::gateway

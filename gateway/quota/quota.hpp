@@ -35,7 +35,8 @@ class quota_store;
 class quota_ticket
 {
 public:
-    quota_ticket(std::shared_ptr<quota_store> store, std::string tenant, std::string app);
+    // `tenant` and `app` must outlive the ticket (the stores pass their configuration's names).
+    quota_ticket(std::shared_ptr<quota_store> store, const std::string& tenant, const std::string& app);
     ~quota_ticket();
     quota_ticket(const quota_ticket&) = delete;
     quota_ticket& operator=(const quota_ticket&) = delete;
@@ -45,18 +46,21 @@ public:
     // From now on an unsettled ticket is charged its reservation (the request reached Dify).
     void reached_upstream() { fallback_ = reservation.amount; }
 
-    const std::string& tenant() const { return tenant_; }
-    const std::string& app() const { return app_; }
+    const std::string& tenant() const { return *tenant_; }
+    const std::string& app() const { return *app_; }
 
     core::reservation reservation;   // tokens held back (generate endpoints only)
     bool holds_tenant_slot = false;
     bool holds_app_slot = false;
     bool local = false;              // decided by the local fallback store (on_error = local)
     std::string lease;               // Redis: the concurrency lease id
+    std::uint32_t tenant_slot = 0;   // memory store: where the tenant's and app's state live
+    std::uint32_t app_slot = 0;
 
 private:
     std::shared_ptr<quota_store> store_;
-    std::string tenant_, app_;
+    const std::string* tenant_;
+    const std::string* app_;
     std::int64_t fallback_ = 0;
     bool settled_ = false;
 };
@@ -84,6 +88,7 @@ public:
     usage_counters(const std::map<std::string, std::vector<std::string>>& tenant_apps);
     counts* find(const std::string& tenant, const std::string& app);
     void add_tokens(const std::string& tenant, const std::string& app, std::int64_t day, std::int64_t tokens);
+    static void add_tokens(counts& c, std::int64_t day, std::int64_t tokens);
     const std::map<std::pair<std::string, std::string>, std::unique_ptr<counts>>& all() const { return counts_; }
     std::atomic<std::uint64_t> store_errors{0};
 

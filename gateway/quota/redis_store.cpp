@@ -216,7 +216,8 @@ net::awaitable<admission> redis_quota_store::on_store_error(const std::string& t
         out.retry_after_seconds = 1;
         co_return out;
     }
-    out.ticket = std::make_unique<quota_ticket>(shared_from_this(), tenant, app); // allow: unchecked
+    out.ticket = std::make_unique<quota_ticket>(shared_from_this(), cfg_.tenants.find(tenant)->first,
+                                                cfg_.apps.find(app)->first); // allow: unchecked
     co_return out;
 }
 
@@ -256,7 +257,7 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
 
     admission out;
     if (t.rate) out.rate = rate_view(*t.rate, bucket, verdict != 1);
-    auto ticket = std::make_unique<quota_ticket>(shared_from_this(), tenant, app);
+    auto ticket = std::make_unique<quota_ticket>(shared_from_this(), cfg_.tenants.find(tenant)->first, cfg_.apps.find(app)->first);
     ticket->lease = lease;
     ticket->reservation = {core::utc_day(unix_seconds), reserved, verdict == 0 && generates && t.tokens_per_day > 0};
     ticket->holds_tenant_slot = verdict == 0 && t.max_concurrent > 0;

@@ -1,0 +1,98 @@
+// Quota admission cost. Local: the token bucket alone and a whole memory-store admission
+// (decision + ticket + settlement), target <= 100 ns for the decision. Redis: one
+// admission (one round trip with two scripts) plus its settlement, against the
+// redis-server named by GW_BENCH_REDIS_URL (e.g. redis://127.0.0.1:6379/0); skipped
+// without it.
+#include "config/gateway_config.hpp"
+#include "core/token_bucket.hpp"
+#include "gateway/quota/memory_store.hpp"
+#include "gateway/quota/redis_store.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/detached.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+
+namespace {
+
+using namespace gw;
+
+config::gateway_config bench_config()
+{
+    config::gateway_config c;
+    c.apps["chat"].api_keys = {"k"};
+    c.apps["chat"].max_concurrent = 1000;
+    config::tenant_config t;
+    t.keys = {"bench-key-0123456789"};
+    t.apps = {"chat"};
+    t.default_app = "chat";
+    t.rate = config::rate_config{1e9, 1e9};
+    t.max_concurrent = 1000;
+    t.tokens_per_day = 1'000'000'000'000;
+    c.tenants["bench"] = t;
+    return c;
+}
+
+void token_bucket_decision(benchmark::State& state)
+{
+    core::nanos now{0};
+    core::token_bucket b(1e9, 1e9, now);
+    for (auto _ : state) {
+        now += core::nanos(1);
+        benchmark::DoNotOptimize(b.try_acquire(now));
+    }
+}
+BENCHMARK(token_bucket_decision);
+
+void memory_store_admit_and_settle(benchmark::State& state)
+{
+    auto cfg = bench_config();
+    std::map<std::string, std::vector<std::string>> ta{{"bench", {"chat"}}};
+    auto store = std::make_shared<gateway::memory_quota_store>(cfg, std::make_shared<gateway::usage_counters>(ta),
+                                                               gateway::quota_clocks::system());
+    const std::string tenant = "bench", app = "chat";
+    const bool generates = state.range(0) != 0; // 1: a generation, held to the daily token budget
+    for (auto _ : state) {
+        auto a = store->admit_now(tenant, app, generates);
+        a.ticket->charge(10);
+        benchmark::DoNotOptimize(a);
+    }
+}
+BENCHMARK(memory_store_admit_and_settle)->Arg(0)->Arg(1);
+
+boost::asio::awaitable<void> admit_once(gateway::redis_quota_store* store)
+{
+    auto a = co_await store->admit("bench", "chat", true);
+    if (a.ticket) a.ticket->charge(10); // settlement: a second, asynchronous round trip
+}
+
+void redis_store_admit_and_settle(benchmark::State& state)
+{
+    const char* url = std::getenv("GW_BENCH_REDIS_URL");
+    if (!url) {
+        state.SkipWithError("set GW_BENCH_REDIS_URL=redis://127.0.0.1:PORT/0 to measure Redis mode");
+        return;
+    }
+    auto cfg = bench_config();
+    cfg.quota_store.type = "redis";
+    cfg.quota_store.url = url;
+    cfg.quota_store.timeout_ms = 1000;
+    cfg.quota_store.on_error = "deny";
+    std::map<std::string, std::vector<std::string>> ta{{"bench", {"chat"}}};
+    auto counters = std::make_shared<gateway::usage_counters>(ta);
+    auto local = std::make_shared<gateway::memory_quota_store>(cfg, counters, gateway::quota_clocks::system());
+    boost::asio::io_context io;
+    auto store = std::make_shared<gateway::redis_quota_store>(io.get_executor(), cfg, counters, local);
+    for (auto _ : state) {
+        boost::asio::co_spawn(io, admit_once(store.get()), boost::asio::detached);
+        io.restart();
+        io.run(); // until the admission and its settlement are done
+    }
+    if (counters->store_errors > 0) state.SkipWithError("redis errors: is the server running?");
+}
+BENCHMARK(redis_store_admit_and_settle)->UseRealTime();
+
+} // namespace
