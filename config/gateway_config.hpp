@@ -41,6 +41,12 @@ struct retry_config
     int budget_percent = 20;
 };
 
+struct circuit_breaker_config
+{
+    int failures = 5;                 // consecutive failures that open the circuit
+    std::int64_t open_ms = 5'000;     // how long it stays open before a probe
+};
+
 struct upstream_config
 {
     std::string url;          // http:// or https:// (required)
@@ -52,6 +58,7 @@ struct upstream_config
     std::int64_t response_timeout_ms = 100'000;
     std::int64_t stream_idle_timeout_ms = 60'000;
     retry_config retry;
+    circuit_breaker_config circuit_breaker;
 
     // Derived from `url` by validation.
     bool tls = true;

@@ -77,6 +77,12 @@ void read_upstream(json_reader r, upstream_config& c, problems& out)
     r.get("response_timeout_ms", c.response_timeout_ms, 1, max_ms);
     r.get("stream_idle_timeout_ms", c.stream_idle_timeout_ms, 1, max_ms);
     if (auto* v = r.member("retry")) read_retry(json_reader(*v, child_path(r.path(), "retry"), out), c.retry);
+    if (auto* v = r.member("circuit_breaker")) {
+        json_reader cb(*v, child_path(r.path(), "circuit_breaker"), out);
+        cb.get("failures", c.circuit_breaker.failures, 1, 1000);
+        cb.get("open_ms", c.circuit_breaker.open_ms, 1, max_ms);
+        cb.finish();
+    }
     r.finish();
 }
 

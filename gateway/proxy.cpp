@@ -90,7 +90,14 @@ struct exchange
     bool client_broken = false;   // reading the client's body failed
     upstream_request up;
     std::string api_key;
+    std::optional<net::steady_timer> timer; // backoff between attempts
 };
+
+net::steady_timer& timer_for(exchange& x)
+{
+    if (!x.timer) x.timer.emplace(x.down.get_executor());
+    return *x.timer;
+}
 
 net::awaitable<bool> write_error(exchange& x, const gateway_error& e)
 {
@@ -501,6 +508,86 @@ net::awaitable<error_code> send_and_read_head(exchange& x, upstream_connection& 
     co_return rec;
 }
 
+// A Dify reply kept whole to decide on a retry (small error bodies only).
+struct held_reply
+{
+    http::response<http::string_body> res;
+    core::upstream_failure failure;
+};
+
+constexpr std::size_t max_held_reply = 64 * 1024;
+
+// Reads the rest of a small error reply so it can be retried or passed on whole.
+// nullopt: not a retryable kind of reply, or too large to hold (then relayed as usual).
+template <typename S>
+net::awaitable<std::optional<held_reply>> hold_error_reply(upstream_connection& conn, http::response_parser<http::buffer_body>& p)
+{
+    const int status = static_cast<int>(p.get().result_int());
+    if (status != 400 && status != 429 && status != 500 && status != 502 && status != 503 && status != 504) co_return std::nullopt;
+    auto len = p.content_length();
+    if (!len || *len > max_held_reply) co_return std::nullopt;
+    held_reply out;
+    out.res.result(p.get().result());
+    out.res.version(11);
+    for (const auto& f : p.get()) out.res.insert(f.name_string(), f.value());
+    std::string body;
+    std::array<char, piece_size> piece;
+    auto& up = stream_of<S>(conn);
+    while (!p.is_done()) {
+        p.get().body().data = piece.data();
+        p.get().body().size = piece.size();
+        auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) co_return std::nullopt;
+        body.append(piece.data(), piece.size() - p.get().body().size);
+    }
+    std::string code, message;
+    json::error_code jec;
+    auto doc = json::parse(body, jec);
+    if (!jec && doc.is_object()) {
+        if (auto* c = doc.get_object().if_contains("code"); c && c->is_string()) code = std::string(c->get_string());
+        if (auto* m = doc.get_object().if_contains("message"); m && m->is_string()) message = std::string(m->get_string());
+    }
+    out.failure = core::classify_status(status, code, message).value_or(core::upstream_failure::other);
+    out.res.body() = std::move(body);
+    co_return out;
+}
+
+// Passes a held Dify reply to the client unchanged (status, end-to-end headers, body).
+net::awaitable<bool> write_held_reply(exchange& x, held_reply& h)
+{
+    http::response<http::string_body> res{h.res.result(), 11};
+    for (const auto& f : h.res)
+        if (!is_hop_by_hop(f.name_string()) && !core::iequals(f.name_string(), "content-length")) res.insert(f.name_string(), f.value());
+    res.set("X-Request-Id", x.request_id);
+    for (const auto& [k, v] : x.quota_headers) res.set(k, v);
+    bool keep_alive = x.client_keep_alive && !x.w.draining();
+    res.keep_alive(keep_alive);
+    res.body() = std::move(h.res.body());
+    res.prepare_payload();
+    auto [ec, n] = co_await http::async_write(x.down, res, use_nothrow);
+    co_return !ec && keep_alive;
+}
+
+bool breaker_failure(core::upstream_failure f)
+{
+    return f == core::upstream_failure::connect || f == core::upstream_failure::status_502 ||
+           f == core::upstream_failure::status_503 || f == core::upstream_failure::status_504;
+}
+
+// Records a breaker outcome and logs state changes once.
+void breaker_outcome(exchange& x, upstream_pool& pool, bool failed)
+{
+    auto before = pool.breaker.current();
+    if (failed)
+        pool.breaker.on_failure(x.w.now());
+    else
+        pool.breaker.on_success();
+    auto after = pool.breaker.current();
+    if (before != after) spdlog::warn("upstream {}: circuit {}", x.w.tenants().config().apps.at(x.target.app).upstream, core::to_string(after));
+}
+
+// Sends the request with retries (design §8) and relays the response.
 template <typename S>
 net::awaitable<bool> forward(exchange& x)
 {
@@ -508,12 +595,54 @@ net::awaitable<bool> forward(exchange& x)
     auto& pool = x.w.pool(upstream_name);
     const auto& u = pool.config();
     const auto deadline = clock::now() + std::chrono::milliseconds(u.response_timeout_ms);
+    const std::string_view method = x.req.method_string();
+    const bool generating = !core::stop_path_for(method, x.target.dify_path, "-").empty();
+    const bool safe_method = x.req.method() == http::verb::get || x.req.method() == http::verb::head;
+    const core::retry_settings settings{u.retry.max_attempts, std::chrono::milliseconds(u.retry.base_delay_ms),
+                                        std::chrono::milliseconds(u.retry.max_delay_ms)};
+    const std::size_t key_count = x.w.tenants().config().apps.at(x.target.app).api_keys.size();
+    pool.budget.on_request(x.w.now());
 
     std::optional<http::response_parser<http::buffer_body>> parser;
+    std::optional<held_reply> held; // the last retryable failure, passed on if retries end
     upstream_pool::lease lease;
-    for (int attempt = 0;; ++attempt) {
+    std::size_t keys_tried = 1;
+    for (int attempt = 1;; ++attempt) {
+        if (!pool.breaker.allow(x.w.now())) {
+            ++pool.breaker_rejects;
+            if (held) co_return co_await write_held_reply(x, *held);
+            gateway_error open{503, "unavailable", "The upstream is unavailable (circuit open); retry later."};
+            co_return co_await write_error(x, open);
+        }
+        // Decides whether to go on after a failed attempt; sleeps the backoff if so.
+        auto retry_after_failure = [&](core::upstream_failure f, std::optional<core::nanos> retry_after) {
+            auto left = std::chrono::duration_cast<core::nanos>(deadline - clock::now());
+            auto d = core::decide_retry(settings, attempt, f, generating, safe_method, retry_after, left, [&] { return x.w.random01(); });
+            if (d.retry && f == core::upstream_failure::status_429 && keys_tried < key_count) {
+                d.delay = core::nanos(0); // another Dify key first
+                ++keys_tried;
+                x.api_key = x.w.next_api_key(x.target.app);
+                x.up.head.set(http::field::authorization, "Bearer " + x.api_key);
+            }
+            if (d.retry && x.body_sent) d.retry = false; // a streamed body cannot be sent again
+            if (d.retry && f != core::upstream_failure::stale_connection && !pool.budget.try_spend(x.w.now())) d.retry = false;
+            if (d.retry) ++pool.retries;
+            return d;
+        };
+        auto backoff = [&](core::nanos delay) {
+            timer_for(x).expires_after(delay);
+            return timer_for(x).async_wait(use_nothrow);
+        };
+
         auto [aec, acquired] = co_await pool.acquire(deadline);
         if (aec) {
+            breaker_outcome(x, pool, true);
+            auto d = retry_after_failure(core::upstream_failure::connect, std::nullopt);
+            if (d.retry) {
+                co_await backoff(d.delay);
+                continue;
+            }
+            if (held) co_return co_await write_held_reply(x, *held);
             auto failure = upstream_failure(aec, "connect"); // named: no temporaries inside co_await (g++ 12)
             co_return co_await write_error(x, failure);
         }
@@ -524,18 +653,35 @@ net::awaitable<bool> forward(exchange& x)
         lease.conn->tcp().expires_at(deadline);
         if (x.ticket) x.ticket->reached_upstream();
         auto ec = co_await send_and_read_head<S>(x, *lease.conn, *parser);
-        if (!ec) break;
-        pool.release(std::move(lease.conn), false);
-        if (x.client_broken) co_return false; // the client's body broke off: nothing to answer
-        // A pooled connection the server had already closed: nothing reached Dify, so
-        // one more try on a fresh connection is safe (unless a streamed body is gone).
-        bool stale = lease.reused && !parser->got_some() && !is_timeout(ec) && !x.body_sent;
-        if (stale && attempt == 0) continue;
-        auto failure = upstream_failure(ec, "response");
-        co_return co_await write_error(x, failure);
+        if (ec) {
+            pool.release(std::move(lease.conn), false);
+            if (x.client_broken) co_return false; // the client's body broke off: nothing to answer
+            // A pooled connection the server had already closed: nothing reached Dify.
+            bool stale = lease.reused && !parser->got_some() && !is_timeout(ec);
+            if (stale && retry_after_failure(core::upstream_failure::stale_connection, std::nullopt).retry) continue;
+            breaker_outcome(x, pool, true);
+            auto failure = upstream_failure(ec, "response"); // may have run at Dify: never retried
+            co_return co_await write_error(x, failure);
+        }
+        held = co_await hold_error_reply<S>(*lease.conn, *parser);
+        if (!held) break; // success, or a reply that is relayed as it comes
+        pool.release(std::move(lease.conn), parser->get().keep_alive());
+        breaker_outcome(x, pool, breaker_failure(held->failure));
+        std::optional<core::nanos> retry_after;
+        if (auto ra = held->res[http::field::retry_after]; !ra.empty())
+            retry_after = core::parse_retry_after(ra, x.w.unix_seconds());
+        auto d = retry_after_failure(held->failure, retry_after);
+        if (!d.retry) {
+            if (x.ticket) x.ticket->charge(0);
+            co_return co_await write_held_reply(x, *held);
+        }
+        spdlog::debug("request {}: retrying after {} ({} ms)", x.request_id, held->res.result_int(),
+                      std::chrono::duration_cast<std::chrono::milliseconds>(d.delay).count());
+        co_await backoff(d.delay);
     }
 
     const auto& head = parser->get();
+    breaker_outcome(x, pool, head.result_int() >= 502 && head.result_int() <= 504);
     // Dify refused the request (4xx/5xx before generating): it used no tokens.
     if (x.ticket && head.result_int() != 200) x.ticket->charge(0);
     bool sse = core::media_type(head[http::field::content_type]) == "text/event-stream";

@@ -43,6 +43,11 @@ public:
     const std::string& next_api_key(const std::string& app);
     // A new request id: 32 hex digits.
     std::string new_request_id();
+    // Uniform in [0, 1), for retry jitter.
+    double random01() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+    // Clocks: monotonic (rates, breakers) and Unix seconds (Retry-After dates).
+    core::nanos now() const { return local_quota_->clocks().steady(); }
+    std::int64_t unix_seconds() const { return local_quota_->clocks().unix_seconds(); }
 
     // The quota store requests are admitted by (the shared memory store, or this
     // worker's Redis store); the local store also keeps per-app usage estimates.

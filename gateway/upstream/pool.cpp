@@ -80,7 +80,12 @@ std::shared_ptr<ssl::context> make_upstream_tls(const config::upstream_config& u
 }
 
 upstream_pool::upstream_pool(net::any_io_executor ex, const config::upstream_config& cfg, std::shared_ptr<ssl::context> tls)
-    : ex_(ex), cfg_(cfg), tls_(std::move(tls)), reaper_(ex)
+    : breaker(cfg.circuit_breaker.failures, std::chrono::milliseconds(cfg.circuit_breaker.open_ms)),
+      budget(cfg.retry.budget_percent),
+      ex_(ex),
+      cfg_(cfg),
+      tls_(std::move(tls)),
+      reaper_(ex)
 {
     net::co_spawn(ex_, reap_idle(), net::detached);
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "config/gateway_config.hpp"
+#include "core/retry.hpp"
 #include "gateway/net.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -76,6 +77,12 @@ public:
     void stop();
 
     std::uint64_t connects_total() const { return connects_; }
+
+    // Resilience state of this upstream on this worker (design §8).
+    core::circuit_breaker breaker;
+    core::retry_budget budget;
+    std::uint64_t retries = 0;        // retries made
+    std::uint64_t breaker_rejects = 0; // requests answered 503 while open
     int open() const { return open_; }
     std::size_t idle() const { return idle_.size(); }
     const config::upstream_config& config() const { return cfg_; }
