@@ -227,6 +227,20 @@ std::uint64_t server::upstream_connects()
     return total;
 }
 
+std::uint64_t server::upstream_connect_attempts()
+{
+    std::uint64_t total = 0;
+    for (auto& w : workers_) {
+        auto f = net::post(w->context(), net::use_future([wp = w.get()] {
+            std::uint64_t n = 0;
+            for (const auto& [name, p] : wp->pools()) n += p->connect_attempts;
+            return n;
+        }));
+        total += f.get();
+    }
+    return total;
+}
+
 int run_gateway(const std::string& config_path)
 {
     auto loaded = config::load_config_file(config_path);

@@ -37,6 +37,8 @@ public:
     // New upstream connections opened so far, over all workers (reads worker counters
     // by posting to each worker; call from a thread that is not a worker).
     std::uint64_t upstream_connects();
+    // Upstream connect attempts (successful or not), over all workers.
+    std::uint64_t upstream_connect_attempts();
 
 private:
     net::awaitable<void> accept_loop();

@@ -4,6 +4,8 @@
 
 #include <boost/json.hpp>
 
+#include <chrono>
+
 namespace gw::emulator {
 
 namespace json = boost::json;
@@ -12,8 +14,9 @@ void stats::record(const request& req, const request_facts& facts, int status, c
 {
     ++requests_;
     ++by_path_[req.path];
+    auto at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
     seen s{req.method, req.path, req.query, facts.app_key, facts.app_name, facts.user, facts.user_source, fault, status,
-           req.body.size(), {}};
+           req.body.size(), at_ms, {}};
     static const char* kept[] = {"content-type", "x-request-id", "traceparent", "user-agent", "x-emulator-fault",
                                  "connection", "transfer-encoding", "content-length", "x-forwarded-for", "host"};
     for (const auto& [k, v] : req.headers) {
@@ -35,7 +38,7 @@ json::value stats::to_json() const
         for (const auto& [k, v] : s.headers) headers[k] = v;
         recent.push_back(json::object{{"method", s.method}, {"path", s.path}, {"query", s.query}, {"app_key", s.app_key},
                                       {"app", s.app_name}, {"user", s.user}, {"user_source", s.user_source},
-                                      {"status", s.status}, {"body_bytes", s.body_bytes}, {"fault", s.fault},
+                                      {"status", s.status}, {"body_bytes", s.body_bytes}, {"fault", s.fault}, {"at_ms", s.at_ms},
                                       {"headers", headers}});
     }
     return json::object{{"connections_accepted", connections_}, {"tls_handshakes", handshakes_},

@@ -31,6 +31,7 @@ private:
         std::string method, path, query, app_key, app_name, user, user_source, fault;
         int status = 0;
         std::size_t body_bytes = 0;
+        std::int64_t at_ms = 0; // when it arrived, ms on a monotonic clock
         std::map<std::string, std::string> headers;
     };
 

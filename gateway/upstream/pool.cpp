@@ -109,6 +109,7 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
         }
         if (open_ < cfg_.max_connections) {
             ++open_;
+            ++connect_attempts;
             auto conn = std::make_unique<upstream_connection>(ex_, tls_.get());
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
             auto timeout = std::min(std::chrono::milliseconds(cfg_.connect_timeout_ms), std::max(left, std::chrono::milliseconds(1)));

@@ -82,6 +82,7 @@ public:
     core::circuit_breaker breaker;
     core::retry_budget budget;
     std::uint64_t retries = 0;        // retries made
+    std::uint64_t connect_attempts = 0;
     std::uint64_t breaker_rejects = 0; // requests answered 503 while open
     int open() const { return open_; }
     std::size_t idle() const { return idle_.size(); }

@@ -17,7 +17,7 @@ class running_emulator
 {
 public:
     explicit running_emulator(emulator::service_options opts = {}, bool tls = true,
-                              std::vector<emulator::app_def> apps = emulator::builtin_apps());
+                              std::vector<emulator::app_def> apps = emulator::builtin_apps(), std::uint16_t port = 0);
     ~running_emulator();
 
     boost::asio::ip::tcp::endpoint endpoint() const { return endpoint_; }
