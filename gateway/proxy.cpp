@@ -310,6 +310,14 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
 {
     auto& up = stream_of<S>(conn);
     const auto idle = std::chrono::milliseconds(x.w.tenants().upstream_of(x.target.app).stream_idle_timeout_ms);
+    // Registered so a drain that times out can end this stream (worker::abort_streams).
+    struct registration
+    {
+        worker& w;
+        upstream_connection* c;
+        ~registration() { w.relays().erase(c); }
+    } reg{x.w, &conn};
+    x.w.relays().insert(&conn);
     core::sse_parser events;
     core::stream_facts facts;
     std::string tail; // the unfinished event, held back
@@ -331,10 +339,12 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
         }
         if (ec) {
             // Upstream broke or went silent: drop the partial event, end with an error event.
-            std::string msg = is_timeout(ec) ? "The upstream stream was idle for too long." : "The upstream stream broke.";
-            std::string frame = std::string(partial_sent ? "\n\n" : "") +
-                                "data: " + json::serialize(json::object{{"event", "error"}, {"code", "upstream_stream_broken"},
-                                                                        {"status", 502}, {"message", msg}}) + "\n\n";
+            std::string msg = x.w.aborting()  ? "The gateway is shutting down."
+                              : is_timeout(ec) ? "The upstream stream was idle for too long."
+                                               : "The upstream stream broke.";
+            json::object error{{"event", "error"}, {"code", x.w.aborting() ? "unavailable" : "upstream_stream_broken"},
+                               {"status", x.w.aborting() ? 503 : 502}, {"message", msg}};
+            std::string frame = std::string(partial_sent ? "\n\n" : "") + "data: " + json::serialize(error) + "\n\n";
             spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
             auto [wec, wn] = co_await write_chunk(frame, {});
             if (wec) co_return std::pair{false, false};

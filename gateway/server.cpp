@@ -182,15 +182,25 @@ net::awaitable<void> server::finish_drain()
 {
     const auto deadline = clock::now() + std::chrono::milliseconds(cfg_->server.drain_timeout_ms);
     net::steady_timer tick(workers_[0]->context());
-    for (;;) {
+    auto active_sessions = [this] {
         int active = 0;
         for (auto& w : workers_) active += w->active_sessions.load();
-        if (active == 0 || clock::now() >= deadline) {
-            if (active > 0) spdlog::warn("drain timeout: closing {} connections still open", active);
-            break;
-        }
+        return active;
+    };
+    // Phase 1: in-flight requests and streams finish by themselves.
+    while (active_sessions() > 0 && clock::now() < deadline) {
         tick.expires_after(std::chrono::milliseconds(20));
         co_await tick.async_wait(use_nothrow);
+    }
+    // Phase 2: streams still open end with the gateway's error event; a short grace for that.
+    if (int left = active_sessions(); left > 0) {
+        spdlog::warn("drain timeout: ending {} connections still open", left);
+        for (auto& w : workers_) net::post(w->context(), [wp = w.get()] { wp->abort_streams(); });
+        const auto grace = clock::now() + std::chrono::seconds(2);
+        while (active_sessions() > 0 && clock::now() < grace) {
+            tick.expires_after(std::chrono::milliseconds(20));
+            co_await tick.async_wait(use_nothrow);
+        }
     }
     stop_workers();
 }

@@ -36,6 +36,12 @@ void worker::begin_drain()
         if (s.idle && s.stream) s.stream->cancel();
 }
 
+void worker::abort_streams()
+{
+    aborting_ = true;
+    for (auto* c : relays_) c->close(); // each relay then ends with an error event
+}
+
 void worker::stop_pools()
 {
     for (auto& [name, p] : pools_) p->stop();

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -61,6 +62,11 @@ public:
     void begin_drain();
     // Closes every upstream pool's idle connections.
     void stop_pools();
+    // Drain timeout: streams still open end now with the gateway's error event.
+    void abort_streams();
+    bool aborting() const { return aborting_; }
+    // SSE relays in progress (their upstream connections), for abort_streams().
+    std::set<upstream_connection*>& relays() { return relays_; }
 
     std::list<session_entry>& sessions() { return sessions_; }
     std::atomic<int> active_sessions{0};
@@ -76,6 +82,8 @@ private:
     std::shared_ptr<quota_store> quotas_;
     std::list<session_entry> sessions_;
     bool draining_ = false;
+    bool aborting_ = false;
+    std::set<upstream_connection*> relays_;
 };
 
 } // namespace gw::gateway

@@ -243,5 +243,54 @@ TEST(GatewayServer, DrainLetsStreamsFinishAndStopsAccepting)
     EXPECT_ANY_THROW(late->request("GET", "/v1/info", bearer(tenant_keys::alpha, ""))) << "no longer accepting";
 }
 
+TEST(GatewayServer, DrainWithFiftyOpenStreams)
+{
+    emulator::service_options o;
+    o.token_delay = 20ms;
+    running_emulator emu(o);
+    running_gateway gw(emu, [](config::gateway_config& c) { c.upstreams["dify"].max_connections = 64; });
+    std::vector<std::unique_ptr<http_client>> streams;
+    for (int i = 0; i < 50; ++i) {
+        auto c = gw.client();
+        c->send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha),
+                json::serialize(chat_body("stream number " + std::to_string(i) + " with a few words", "u", "streaming")));
+        ASSERT_EQ(c->read_head().status, 200);
+        streams.push_back(std::move(c));
+    }
+    std::thread drainer([&] { gw.drain_and_wait(); });
+    int complete = 0;
+    for (auto& s : streams)
+        if (sse_events(s->read_rest()).back().at("event") == "message_end") ++complete;
+    drainer.join();
+    EXPECT_EQ(complete, 50) << "every stream ended with Dify's terminal event";
+}
+
+TEST(GatewayServer, StreamsOutlastingTheDrainTimeoutEndWithAnErrorEvent)
+{
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& c) { c.server.drain_timeout_ms = 200; });
+    auto c = gw.client();
+    auto h = bearer(tenant_keys::alpha);
+    h.emplace_back("X-Emulator-Fault", "stall_ms=20000; after=1");
+    c->send("POST", "/v1/chat-messages", h, json::serialize(chat_body("one two three four", "u", "streaming")));
+    ASSERT_EQ(c->read_head().status, 200);
+    auto first = c->read_until("\n\n");
+    http_client admin(gw.server().admin_endpoint(), false);
+    EXPECT_EQ(admin.request("GET", "/readyz").status, 200);
+    admin.close();
+    std::thread drainer([&] { gw.drain_and_wait(); });
+    bool not_ready = false;
+    for (int i = 0; i < 100 && !not_ready; ++i) {
+        http_client probe(gw.server().admin_endpoint(), false);
+        not_ready = probe.request("GET", "/readyz").status == 503;
+    }
+    EXPECT_TRUE(not_ready) << "/readyz turns 503 while draining";
+    auto body = first + c->read_rest(); // a well-terminated chunked body
+    drainer.join();
+    auto events = sse_events(body);
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_EQ(events.back(), json::parse(R"({"event":"error","code":"unavailable","status":503,"message":"The gateway is shutting down."})"));
+}
+
 } // namespace
 } // namespace gw::test
