@@ -90,14 +90,15 @@ void redis_store_admit_and_settle(benchmark::State& state)
     auto counters = std::make_shared<gateway::usage_counters>(ta);
     auto local = std::make_shared<gateway::memory_quota_store>(cfg, counters, gateway::quota_clocks::system());
     boost::asio::io_context io;
-    auto store = std::make_shared<gateway::redis_quota_store>(io.get_executor(), cfg, counters, local);
+    auto store = std::make_shared<gateway::redis_quota_store>(io.get_executor(), std::make_shared<const config::gateway_config>(cfg),
+                                                              counters, local);
     for (auto _ : state) {
         boost::asio::co_spawn(io, admit_batch(store.get()), boost::asio::detached);
         io.restart();
         io.run(); // until the admissions and their settlements are done
     }
     state.SetItemsProcessed(state.iterations() * batch);
-    if (counters->store_errors > 0) state.SkipWithError("redis errors: is the server running?");
+    if (counters->store_errors() > 0) state.SkipWithError("redis errors: is the server running?");
 }
 BENCHMARK(redis_store_admit_and_settle)->UseRealTime();
 

@@ -19,11 +19,13 @@ struct server_config
     std::int64_t client_header_timeout_ms = 10'000;
     std::int64_t client_idle_timeout_ms = 75'000;
     std::int64_t drain_timeout_ms = 30'000;
+    bool operator==(const server_config&) const = default;
 };
 
 struct admin_config
 {
     std::string listen = "127.0.0.1:9901";
+    bool operator==(const admin_config&) const = default;
 };
 
 struct log_config
@@ -96,6 +98,7 @@ struct quota_store_config
     std::string url;             // redis://host:port/db
     std::int64_t timeout_ms = 20;
     std::string on_error = "allow"; // allow, deny, local
+    bool operator==(const quota_store_config&) const = default;
 };
 
 struct gateway_config

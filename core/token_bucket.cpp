@@ -19,6 +19,14 @@ void token_bucket::refill(nanos now)
     }
 }
 
+void token_bucket::reconfigure(double rate_per_second, double burst, nanos now)
+{
+    refill(now);
+    rate_ = rate_per_second;
+    burst_ = burst;
+    tokens_ = std::min(tokens_, burst_);
+}
+
 double token_bucket::tokens(nanos now)
 {
     refill(now);

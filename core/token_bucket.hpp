@@ -29,6 +29,8 @@ public:
     rate_decision peek(nanos now);
 
     double tokens(nanos now);
+    // New rate and burst (a config reload); the tokens held so far stay, up to the new burst.
+    void reconfigure(double rate_per_second, double burst, nanos now);
 
 private:
     void refill(nanos now);

@@ -37,6 +37,7 @@ public:
     std::int64_t reserved(std::int64_t day);
     std::int64_t remaining(std::int64_t day);
     std::int64_t limit() const { return limit_; }
+    void set_limit(std::int64_t tokens_per_day) { limit_ = tokens_per_day; } // a config reload; usage stays
 
 private:
     void roll(std::int64_t day);

@@ -20,7 +20,8 @@ namespace {
 net::awaitable<json::value> usage_report(worker& w)
 {
     json::object tenants;
-    const auto& cfg = w.tenants().config();
+    const auto snapshot = w.tenants_snapshot(); // keeps the config alive across the awaits below
+    const auto& cfg = snapshot->config();
     for (const auto& [tenant, t] : cfg.tenants) {
         auto budget = co_await w.quotas().budget(tenant);
         json::object apps;
@@ -41,11 +42,11 @@ net::awaitable<json::value> usage_report(worker& w)
             {"apps", apps}};
     }
     co_return json::object{{"quota_store", json::object{{"type", cfg.quota_store.type},
-                                                        {"errors", w.usage().store_errors.load()}}},
+                                                        {"errors", w.usage().store_errors().load()}}},
                            {"tenants", tenants}};
 }
 
-net::awaitable<void> admin_session(tcp::socket socket, worker* w, std::function<bool()>* ready)
+net::awaitable<void> admin_session(tcp::socket socket, worker* w, std::function<bool()>* ready, admin_listener::reload_fn* reload)
 {
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
@@ -58,7 +59,14 @@ net::awaitable<void> admin_session(tcp::socket socket, worker* w, std::function<
         res.set(http::field::content_type, "application/json");
         std::string_view path = req.target();
         path = path.substr(0, path.find('?'));
-        if (req.method() != http::verb::get) {
+        if (path == "/admin/reload" && req.method() == http::verb::post) {
+            auto problems = (*reload)();
+            json::array list;
+            for (const auto& p : problems) list.push_back(json::value(p));
+            res.result(problems.empty() ? http::status::ok : http::status::bad_request);
+            res.body() = json::serialize(problems.empty() ? json::object{{"result", "reloaded"}}
+                                                          : json::object{{"result", "rejected"}, {"problems", list}});
+        } else if (req.method() != http::verb::get) {
             res.result(http::status::method_not_allowed);
             res.body() = R"({"code":"method_not_allowed","message":"Use GET.","status":405})";
         } else if (path == "/healthz") {
@@ -86,7 +94,8 @@ net::awaitable<void> admin_session(tcp::socket socket, worker* w, std::function<
 
 } // namespace
 
-admin_listener::admin_listener(worker& w, const std::string& listen, std::function<bool()> ready) : w_(w), ready_(std::move(ready))
+admin_listener::admin_listener(worker& w, const std::string& listen, std::function<bool()> ready, reload_fn reload)
+    : w_(w), ready_(std::move(ready)), reload_(std::move(reload))
 {
     auto hp = core::parse_host_port(listen);
     if (!hp) throw std::runtime_error("admin.listen: not HOST:PORT");
@@ -120,7 +129,7 @@ net::awaitable<void> admin_listener::accept_loop()
         auto [ec, socket] = co_await acceptor_->async_accept(use_nothrow);
         if (!acceptor_->is_open()) co_return;
         if (ec) continue;
-        net::co_spawn(w_.context(), admin_session(std::move(socket), &w_, &ready_), net::detached);
+        net::co_spawn(w_.context(), admin_session(std::move(socket), &w_, &ready_, &reload_), net::detached);
     }
 }
 

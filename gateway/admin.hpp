@@ -1,7 +1,8 @@
 // The admin listener (admin.listen), separate from the tenant listener and not opened
 // by tenant keys: GET /healthz (alive), GET /readyz (503 while draining),
 // GET /admin/usage (per tenant and app: requests, refusals by reason, tokens today,
-// remaining daily budget). Runs on one worker's executor.
+// remaining daily budget), POST /admin/reload (re-read the config file). Runs on one
+// worker's executor.
 #pragma once
 
 #include "gateway/worker.hpp"
@@ -16,8 +17,11 @@ namespace gw::gateway {
 class admin_listener
 {
 public:
-    // Binds `listen` (throws std::runtime_error on failure). `ready` tells /readyz.
-    admin_listener(worker& w, const std::string& listen, std::function<bool()> ready);
+    using reload_fn = std::function<std::vector<std::string>()>; // problems; empty = reloaded
+
+    // Binds `listen` (throws std::runtime_error on failure). `ready` tells /readyz;
+    // `reload` serves POST /admin/reload.
+    admin_listener(worker& w, const std::string& listen, std::function<bool()> ready, reload_fn reload);
 
     boost::asio::ip::tcp::endpoint endpoint() const { return endpoint_; }
     void start();
@@ -28,6 +32,7 @@ private:
 
     worker& w_;
     std::function<bool()> ready_;
+    reload_fn reload_;
     std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
     boost::asio::ip::tcp::endpoint endpoint_;
 };

@@ -72,6 +72,7 @@ struct upstream_request
 struct exchange
 {
     worker& w;
+    const tenant_directory& dir; // the configuration this request started with
     beast::tcp_stream& down;
     beast::flat_buffer& down_buffer;
     const http::request_header<>& req;
@@ -146,7 +147,7 @@ void rewrite_user(exchange& x, std::string& query)
 
 void build_upstream_request(exchange& x)
 {
-    const auto& upstream = x.w.tenants().upstream_of(x.target.app);
+    const auto& upstream = x.dir.upstream_of(x.target.app);
     std::string_view target = x.req.target();
     auto q = target.find('?');
     std::string query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
@@ -266,7 +267,8 @@ net::awaitable<std::tuple<error_code, unsigned, bool>> round_trip(upstream_conne
 net::awaitable<void> call_stop(worker* w, std::string upstream_name, std::string target, std::string api_key,
                                std::string user, std::string request_id)
 {
-    auto& pool = w->pool(upstream_name);
+    auto pool_ref = w->pool(upstream_name);
+    auto& pool = *pool_ref;
     const auto& u = pool.config();
     auto deadline = clock::now() + std::chrono::milliseconds(u.response_timeout_ms);
     auto [ec, lease] = co_await pool.acquire(deadline);
@@ -309,7 +311,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
                                                        const std::string& upstream_name)
 {
     auto& up = stream_of<S>(conn);
-    const auto idle = std::chrono::milliseconds(x.w.tenants().upstream_of(x.target.app).stream_idle_timeout_ms);
+    const auto idle = std::chrono::milliseconds(x.dir.upstream_of(x.target.app).stream_idle_timeout_ms);
     // Registered so a drain that times out can end this stream (worker::abort_streams).
     struct registration
     {
@@ -475,7 +477,7 @@ template <typename S>
 net::awaitable<error_code> stream_client_body(exchange& x, S& up)
 {
     auto& dp = *x.streamed;
-    const auto idle = std::chrono::milliseconds(x.w.tenants().config().server.client_idle_timeout_ms);
+    const auto idle = std::chrono::milliseconds(x.dir.config().server.client_idle_timeout_ms);
     std::array<char, piece_size> piece;
     while (!dp.is_done()) {
         dp.get().body().data = piece.data();
@@ -594,15 +596,16 @@ void breaker_outcome(exchange& x, upstream_pool& pool, bool failed)
     else
         pool.breaker.on_success();
     auto after = pool.breaker.current();
-    if (before != after) spdlog::warn("upstream {}: circuit {}", x.w.tenants().config().apps.at(x.target.app).upstream, core::to_string(after));
+    if (before != after) spdlog::warn("upstream {}: circuit {}", x.dir.config().apps.at(x.target.app).upstream, core::to_string(after));
 }
 
 // Sends the request with retries (design §8) and relays the response.
 template <typename S>
 net::awaitable<bool> forward(exchange& x)
 {
-    const auto& upstream_name = x.w.tenants().config().apps.at(x.target.app).upstream;
-    auto& pool = x.w.pool(upstream_name);
+    const auto& upstream_name = x.dir.config().apps.at(x.target.app).upstream;
+    auto pool_ref = x.w.pool(upstream_name); // kept: a reload may retire the pool meanwhile
+    auto& pool = *pool_ref;
     const auto& u = pool.config();
     const auto deadline = clock::now() + std::chrono::milliseconds(u.response_timeout_ms);
     const std::string_view method = x.req.method_string();
@@ -610,7 +613,7 @@ net::awaitable<bool> forward(exchange& x)
     const bool safe_method = x.req.method() == http::verb::get || x.req.method() == http::verb::head;
     const core::retry_settings settings{u.retry.max_attempts, std::chrono::milliseconds(u.retry.base_delay_ms),
                                         std::chrono::milliseconds(u.retry.max_delay_ms)};
-    const std::size_t key_count = x.w.tenants().config().apps.at(x.target.app).api_keys.size();
+    const std::size_t key_count = x.dir.config().apps.at(x.target.app).api_keys.size();
     pool.budget.on_request(x.w.now());
 
     std::optional<http::response_parser<http::buffer_body>> parser;
@@ -734,7 +737,7 @@ namespace {
 net::awaitable<bool> read_whole_body(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer,
                                      http::request_parser<http::string_body>& p, const std::string& request_id)
 {
-    const auto& cfg = w.tenants().config().server;
+    const config::server_config cfg = w.tenants().config().server; // a copy: a reload may free the old config
     p.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
     down.expires_after(std::chrono::milliseconds(cfg.client_idle_timeout_ms));
     auto [ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
@@ -794,7 +797,7 @@ net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::r
 net::awaitable<bool> forward_request(exchange& x)
 {
     build_upstream_request(x);
-    if (x.w.tenants().upstream_of(x.target.app).tls) co_return co_await forward<tls_stream>(x);
+    if (x.dir.upstream_of(x.target.app).tls) co_return co_await forward<tls_stream>(x);
     co_return co_await forward<beast::tcp_stream>(x);
 }
 
@@ -802,6 +805,8 @@ net::awaitable<bool> forward_request(exchange& x)
 
 net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp)
 {
+    const auto snapshot = w.tenants_snapshot(); // in-flight requests finish on the config they started with
+    const auto& dir = *snapshot;
     const auto& head = hp.get();
     std::string request_id(head["X-Request-Id"]);
     if (!valid_request_id(request_id)) request_id = w.new_request_id();
@@ -809,10 +814,10 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     bool keep_alive = head.keep_alive() && !w.draining() && hp.is_done();
 
     gateway_error err;
-    const tenant* who = w.tenants().authenticate(head[http::field::authorization], err);
+    const tenant* who = dir.authenticate(head[http::field::authorization], err);
     if (!who) co_return co_await write_gateway_error(down, err, request_id, keep_alive);
     std::string_view target = head.target();
-    auto app = w.tenants().route(*who, target.substr(0, target.find('?')), err);
+    auto app = dir.route(*who, target.substr(0, target.find('?')), err);
     if (!app) co_return co_await write_gateway_error(down, err, request_id, keep_alive);
 
     // Quotas are checked before any upstream work (and before the body is read).
@@ -834,9 +839,9 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     if (has_body && !rewrite && hp.content_length()) {
         // Nothing to change in this body: it goes to Dify as it arrives.
         http::request_parser<http::buffer_body> body_parser{std::move(hp)};
-        body_parser.body_limit(static_cast<std::uint64_t>(w.tenants().config().server.max_request_body_bytes));
+        body_parser.body_limit(static_cast<std::uint64_t>(dir.config().server.max_request_body_bytes));
         if (!co_await continue_if_expected(down, body_parser.get())) co_return false;
-        exchange x{w, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive(),
+        exchange x{w, dir, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive(),
                    ticket.get(), std::move(quota_headers)};
         x.streamed = &body_parser;
         co_return co_await forward_request(x);
@@ -846,7 +851,7 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
         if (!co_await continue_if_expected(down, body_parser.get())) co_return false;
         if (!co_await read_whole_body(w, down, buffer, body_parser, request_id)) co_return false;
     }
-    exchange x{w, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive(),
+    exchange x{w, dir, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive(),
                ticket.get(), std::move(quota_headers)};
     x.body = std::move(body_parser.get().body());
     co_return co_await forward_request(x);

@@ -15,6 +15,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <future>
 #include <iostream>
 #include <random>
 
@@ -51,7 +52,7 @@ net::awaitable<void> session(tcp::socket socket, worker* w)
     beast::tcp_stream stream(std::move(socket));
     auto& entry = w->sessions().emplace_back(session_entry{&stream, true});
     auto registration = std::prev(w->sessions().end());
-    const auto& cfg = w->tenants().config().server;
+    const config::server_config cfg = w->tenants().config().server; // a copy: a reload may free the old config
     beast::flat_buffer buffer;
     for (;;) {
         if (w->draining() && buffer.size() == 0) break;
@@ -100,7 +101,8 @@ std::map<std::string, std::shared_ptr<net::ssl::context>> upstream_tls_contexts(
 
 } // namespace
 
-server::server(std::shared_ptr<const config::gateway_config> cfg) : cfg_(std::move(cfg))
+server::server(std::shared_ptr<const config::gateway_config> cfg, std::string config_path)
+    : cfg_(std::move(cfg)), config_path_(std::move(config_path))
 {
     int n = cfg_->server.threads > 0 ? cfg_->server.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     auto tenants = std::make_shared<const tenant_directory>(cfg_);
@@ -114,7 +116,7 @@ server::server(std::shared_ptr<const config::gateway_config> cfg) : cfg_(std::mo
         workers_.push_back(std::make_unique<worker>(tenants, tls, (std::uint64_t(rd()) << 32) ^ rd(), usage_, local_quota_));
     if (cfg_->quota_store.type == "redis")
         for (auto& w : workers_)
-            w->set_quotas(std::make_shared<redis_quota_store>(w->context().get_executor(), *cfg_, usage_, local_quota_));
+            w->set_quotas(std::make_shared<redis_quota_store>(w->context().get_executor(), cfg_, usage_, local_quota_));
 
     auto hp = core::parse_host_port(cfg_->server.listen);
     if (!hp) throw std::runtime_error("server.listen: not HOST:PORT");
@@ -129,7 +131,13 @@ server::server(std::shared_ptr<const config::gateway_config> cfg) : cfg_(std::mo
     if (ec) throw std::runtime_error("server.listen: cannot bind " + cfg_->server.listen + ": " + ec.message());
     acceptor_->listen(net::socket_base::max_listen_connections);
     endpoint_ = acceptor_->local_endpoint();
-    admin_ = std::make_unique<admin_listener>(*workers_[0], cfg_->admin.listen, [this] { return !draining_.load(); });
+    admin_ = std::make_unique<admin_listener>(
+        *workers_[0], cfg_->admin.listen, [this] { return !draining_.load(); },
+        [this]() -> std::vector<std::string> {
+            if (config_path_.empty()) return {"this gateway was not started from a config file"};
+            return reload(config_path_);
+        }
+    );
 }
 
 server::~server()
@@ -163,7 +171,14 @@ net::awaitable<void> server::accept_loop()
         }
         error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        net::co_spawn(w.context(), session(std::move(socket), &w), net::detached);
+        net::co_spawn(w.context(), session(std::move(socket), &w), [](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                spdlog::error("connection ended by an unexpected error: {}", ex.what());
+            }
+        });
     }
 }
 
@@ -237,6 +252,60 @@ std::uint64_t server::upstream_connects()
     return total;
 }
 
+std::vector<std::string> server::reload(const std::string& config_path)
+{
+    std::lock_guard lock(reload_mutex_);
+    auto loaded = config::load_config_file(config_path);
+    if (!loaded.ok()) {
+        spdlog::error("reload of {} rejected; the current configuration stays in force:", config_path);
+        for (const auto& p : loaded.problems) spdlog::error("  {}", p);
+        return loaded.problems;
+    }
+    auto next = std::move(*loaded.config);
+    // What the process was started with stays until a restart.
+    auto keep = [&](auto config::gateway_config::*section, const char* name) {
+        if (!(next.*section == (*cfg_).*section)) spdlog::warn("reload: {} changes need a restart; keeping the current", name);
+        next.*section = (*cfg_).*section;
+    };
+    keep(&config::gateway_config::server, "server");
+    keep(&config::gateway_config::admin, "admin");
+    keep(&config::gateway_config::quota_store, "quota_store");
+    auto cfg = std::make_shared<const config::gateway_config>(std::move(next));
+    std::map<std::string, std::shared_ptr<net::ssl::context>> tls;
+    try {
+        tls = upstream_tls_contexts(*cfg);
+    } catch (const std::exception& e) {
+        spdlog::error("reload of {} rejected: {}", config_path, e.what());
+        return {e.what()};
+    }
+    auto tenants = std::make_shared<const tenant_directory>(cfg);
+    std::map<std::string, std::vector<std::string>> tenant_apps;
+    for (const auto& [name, t] : cfg->tenants) tenant_apps[name] = t.apps;
+    auto usage = std::make_shared<usage_counters>(tenant_apps, usage_.get());
+    auto local = local_quota_->reconfigured(*cfg, usage);
+    // Every worker switches before reload() returns, so the next request sees the new
+    // config. The calling worker (POST /admin/reload runs on one) switches inline.
+    std::vector<std::future<void>> switched;
+    for (auto& w : workers_) {
+        std::shared_ptr<quota_store> quotas = local;
+        if (cfg->quota_store.type == "redis")
+            quotas = std::make_shared<redis_quota_store>(w->context().get_executor(), cfg, usage, local);
+        if (w->context().get_executor().running_in_this_thread())
+            w->reconfigure(tenants, tls, usage, local, quotas);
+        else
+            switched.push_back(net::post(w->context(), net::use_future([wp = w.get(), tenants, tls, usage, local, quotas] {
+                wp->reconfigure(tenants, tls, usage, local, quotas);
+            })));
+    }
+    for (auto& f : switched) f.wait();
+    cfg_ = cfg;
+    usage_ = usage;
+    local_quota_ = local;
+    spdlog::info("configuration reloaded from {} ({} tenants, {} apps, {} upstreams)", config_path, cfg->tenants.size(),
+                 cfg->apps.size(), cfg->upstreams.size());
+    return {};
+}
+
 std::uint64_t server::upstream_connect_attempts()
 {
     std::uint64_t total = 0;
@@ -262,15 +331,20 @@ int run_gateway(const std::string& config_path)
     auto cfg = std::make_shared<const config::gateway_config>(std::move(*loaded.config));
     spdlog::set_level(spdlog::level::from_str(cfg->log.level));
     try {
-        server srv(cfg);
+        server srv(cfg, config_path);
         srv.start();
         std::cout << "dify-gateway listening on http://" << srv.endpoint() << " (" << srv.worker_count() << " workers)"
                   << std::endl;
         net::io_context signals_ctx;
-        net::signal_set signals(signals_ctx, SIGINT, SIGTERM);
+        net::signal_set signals(signals_ctx, SIGINT, SIGTERM, SIGHUP);
         int received = 0;
         std::function<void(const error_code&, int)> on_signal = [&](const error_code& ec, int sig) {
             if (ec) return;
+            if (sig == SIGHUP) {
+                srv.reload(config_path);
+                signals.async_wait(on_signal);
+                return;
+            }
             if (++received == 1) {
                 spdlog::info("signal {}: draining (up to {} ms)", sig, cfg->server.drain_timeout_ms);
                 srv.drain();

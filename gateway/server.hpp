@@ -11,6 +11,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -20,7 +21,8 @@ class server
 {
 public:
     // Binds server.listen (throws std::runtime_error with a clear message on failure).
-    explicit server(std::shared_ptr<const config::gateway_config> cfg);
+    // `config_path` (optional) is what SIGHUP and POST /admin/reload re-read.
+    explicit server(std::shared_ptr<const config::gateway_config> cfg, std::string config_path = "");
     ~server();
 
     boost::asio::ip::tcp::endpoint endpoint() const { return endpoint_; }
@@ -31,6 +33,11 @@ public:
     void start();
     // Begins the drain; safe from any thread and from signal handlers' completion.
     void drain();
+    // Hot reload (SIGHUP, POST /admin/reload): validates `config_path`; if valid, new
+    // requests on every worker use it while requests in flight finish on the old one.
+    // Returns the problems (empty = reloaded). server/admin/quota_store changes need a
+    // restart and are kept. Safe from any thread that is not a worker.
+    std::vector<std::string> reload(const std::string& config_path);
     // Blocks until every worker has stopped (after a drain).
     void wait();
 
@@ -56,6 +63,8 @@ private:
     boost::asio::ip::tcp::endpoint endpoint_;
     std::size_t next_worker_ = 0;
     std::atomic<bool> draining_{false};
+    std::mutex reload_mutex_;
+    std::string config_path_;
 };
 
 // Runs the gateway for `config_path` until SIGTERM/SIGINT (drain; a second signal stops

@@ -11,7 +11,7 @@ worker::worker(std::shared_ptr<const tenant_directory> tenants,
       quotas_(local_quota_)
 {
     for (const auto& [name, u] : tenants_->config().upstreams)
-        pools_.emplace(name, std::make_unique<upstream_pool>(ctx_.get_executor(), u, upstream_tls.at(name)));
+        pools_.emplace(name, std::make_shared<upstream_pool>(ctx_.get_executor(), u, upstream_tls.at(name)));
 }
 
 const std::string& worker::next_api_key(const std::string& app)
@@ -34,6 +34,28 @@ void worker::begin_drain()
     draining_ = true;
     for (auto& s : sessions_)
         if (s.idle && s.stream) s.stream->cancel();
+}
+
+void worker::reconfigure(std::shared_ptr<const tenant_directory> tenants,
+                         const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls,
+                         std::shared_ptr<usage_counters> usage, std::shared_ptr<memory_quota_store> local_quota,
+                         std::shared_ptr<quota_store> quotas)
+{
+    std::map<std::string, std::shared_ptr<upstream_pool>> pools;
+    for (const auto& [name, u] : tenants->config().upstreams) {
+        auto old = pools_.find(name);
+        if (old != pools_.end() && same_connection_settings(old->second->config(), u))
+            pools.emplace(name, old->second);
+        else
+            pools.emplace(name, std::make_shared<upstream_pool>(ctx_.get_executor(), u, upstream_tls.at(name)));
+    }
+    for (auto& [name, p] : pools_)
+        if (!pools.contains(name) || pools.at(name) != p) p->stop(); // idle connections close; leased ones on return
+    pools_ = std::move(pools);
+    tenants_ = std::move(tenants);
+    usage_ = std::move(usage);
+    local_quota_ = std::move(local_quota);
+    quotas_ = std::move(quotas);
 }
 
 void worker::abort_streams()

@@ -37,8 +37,18 @@ public:
 
     net::io_context& context() { return ctx_; }
     const tenant_directory& tenants() const { return *tenants_; }
-    upstream_pool& pool(const std::string& upstream) { return *pools_.at(upstream); }
-    const std::map<std::string, std::unique_ptr<upstream_pool>>& pools() const { return pools_; }
+    // The configuration new requests use; a request keeps the snapshot it started with.
+    std::shared_ptr<const tenant_directory> tenants_snapshot() const { return tenants_; }
+    std::shared_ptr<upstream_pool> pool(const std::string& upstream) const { return pools_.at(upstream); }
+    const std::map<std::string, std::shared_ptr<upstream_pool>>& pools() const { return pools_; }
+
+    // Hot reload, on this worker's thread: new requests see `tenants`; upstreams whose
+    // settings did not change keep their pool (and its connections), others get a new one
+    // while requests in flight finish on the old. Quota state lives in the stores.
+    void reconfigure(std::shared_ptr<const tenant_directory> tenants,
+                     const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls,
+                     std::shared_ptr<usage_counters> usage, std::shared_ptr<memory_quota_store> local_quota,
+                     std::shared_ptr<quota_store> quotas);
 
     // The app's next Dify key (round-robin per worker).
     const std::string& next_api_key(const std::string& app);
@@ -74,7 +84,7 @@ public:
 private:
     net::io_context ctx_{1};
     std::shared_ptr<const tenant_directory> tenants_;
-    std::map<std::string, std::unique_ptr<upstream_pool>> pools_;
+    std::map<std::string, std::shared_ptr<upstream_pool>> pools_;
     std::unordered_map<std::string, std::size_t> key_cursor_;
     std::mt19937_64 rng_;
     std::shared_ptr<usage_counters> usage_;

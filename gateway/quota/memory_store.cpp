@@ -26,18 +26,53 @@ memory_quota_store::memory_quota_store(const config::gateway_config& cfg, std::s
                                        quota_clocks clocks)
     : counters_(std::move(counters)), clocks_(std::move(clocks))
 {
+    build(cfg, nullptr);
+}
+
+std::shared_ptr<memory_quota_store> memory_quota_store::reconfigured(const config::gateway_config& cfg,
+                                                                     std::shared_ptr<usage_counters> counters) const
+{
+    auto next = std::shared_ptr<memory_quota_store>(new memory_quota_store(std::move(counters), clocks_));
+    next->build(cfg, this);
+    return next;
+}
+
+void memory_quota_store::build(const config::gateway_config& cfg, const memory_quota_store* previous)
+{
     auto now = clocks_.steady();
     for (const auto& [name, t] : cfg.tenants) {
-        auto s = std::make_unique<tenant_state>();
-        if (t.rate) s->bucket.emplace(t.rate->requests_per_second, t.rate->burst, now);
-        s->max_concurrent = t.max_concurrent;
-        if (t.tokens_per_day > 0) s->budget.emplace(t.tokens_per_day);
+        std::shared_ptr<tenant_state> s;
+        if (previous)
+            if (auto it = previous->tenant_slots_.find(name); it != previous->tenant_slots_.end()) s = previous->tenants_[it->second];
+        if (!s) s = std::make_shared<tenant_state>();
+        {
+            std::lock_guard lock(s->m); // shared with the previous store's users
+            if (!t.rate)
+                s->bucket.reset();
+            else if (s->bucket)
+                s->bucket->reconfigure(t.rate->requests_per_second, t.rate->burst, now);
+            else
+                s->bucket.emplace(t.rate->requests_per_second, t.rate->burst, now);
+            s->max_concurrent = t.max_concurrent;
+            if (t.tokens_per_day <= 0)
+                s->budget.reset();
+            else if (s->budget)
+                s->budget->set_limit(t.tokens_per_day);
+            else
+                s->budget.emplace(t.tokens_per_day);
+        }
         tenant_slots_.emplace(name, static_cast<std::uint32_t>(tenants_.size()));
         tenants_.push_back(std::move(s));
     }
     for (const auto& [name, a] : cfg.apps) {
-        auto s = std::make_unique<app_state>();
-        s->max_concurrent = a.max_concurrent;
+        std::shared_ptr<app_state> s;
+        if (previous)
+            if (auto it = previous->app_slots_.find(name); it != previous->app_slots_.end()) s = previous->apps_[it->second];
+        if (!s) s = std::make_shared<app_state>();
+        {
+            std::lock_guard lock(s->m);
+            s->max_concurrent = a.max_concurrent;
+        }
         app_slots_.emplace(name, static_cast<std::uint32_t>(apps_.size()));
         apps_.push_back(std::move(s));
     }
@@ -51,6 +86,7 @@ admission memory_quota_store::admit_now(const std::string& tenant, const std::st
     admission out;
     auto tenant_it = tenant_slots_.find(tenant);
     auto app_it = app_slots_.find(app);
+    if (tenant_it == tenant_slots_.end() || app_it == app_slots_.end()) return out; // not in this config: no limits
     auto& t = *tenants_[tenant_it->second];
     auto& a = *apps_[app_it->second];
     core::reservation reservation;
@@ -144,14 +180,18 @@ net::awaitable<budget_view> memory_quota_store::budget(const std::string& tenant
 
 std::int64_t memory_quota_store::estimate(const std::string& app)
 {
-    auto& a = *apps_[app_slots_.at(app)];
+    auto it = app_slots_.find(app);
+    if (it == app_slots_.end()) return core::usage_estimator().estimate(); // removed by a reload
+    auto& a = *apps_[it->second];
     std::lock_guard lock(a.m);
     return a.estimator.estimate();
 }
 
 void memory_quota_store::observe_usage(const std::string& app, std::int64_t tokens)
 {
-    auto& a = *apps_[app_slots_.at(app)];
+    auto it = app_slots_.find(app);
+    if (it == app_slots_.end()) return;
+    auto& a = *apps_[it->second];
     std::lock_guard lock(a.m);
     a.estimator.observe(tokens);
 }

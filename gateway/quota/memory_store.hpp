@@ -26,6 +26,12 @@ class memory_quota_store final : public quota_store, public std::enable_shared_f
 public:
     memory_quota_store(const config::gateway_config& cfg, std::shared_ptr<usage_counters> counters, quota_clocks clocks);
 
+    // The store for a reloaded configuration: tenants and apps that remain share their
+    // state with this store (tokens in buckets, active requests, the day's usage) and take
+    // the new limits; new ones start fresh.
+    std::shared_ptr<memory_quota_store> reconfigured(const config::gateway_config& cfg,
+                                                     std::shared_ptr<usage_counters> counters) const;
+
     admission admit_now(const std::string& tenant, const std::string& app, bool generates);
     net::awaitable<admission> admit(const std::string& tenant, const std::string& app, bool generates) override;
     void finish(quota_ticket& t, std::int64_t tokens) override;
@@ -39,6 +45,12 @@ public:
     const quota_clocks& clocks() const { return clocks_; }
 
 private:
+    memory_quota_store(std::shared_ptr<usage_counters> counters, quota_clocks clocks)
+        : counters_(std::move(counters)), clocks_(std::move(clocks))
+    {
+    }
+    void build(const config::gateway_config& cfg, const memory_quota_store* previous);
+
     struct tenant_state
     {
         std::mutex m;
@@ -57,8 +69,8 @@ private:
 
     // Fixed after construction: names map to slots in the vectors.
     std::unordered_map<std::string, std::uint32_t> tenant_slots_, app_slots_;
-    std::vector<std::unique_ptr<tenant_state>> tenants_;
-    std::vector<std::unique_ptr<app_state>> apps_;
+    std::vector<std::shared_ptr<tenant_state>> tenants_;
+    std::vector<std::shared_ptr<app_state>> apps_;
     std::vector<usage_counters::counts*> counts_; // [tenant slot * apps + app slot]; null: app not allowed
     std::shared_ptr<usage_counters> counters_;
     quota_clocks clocks_;

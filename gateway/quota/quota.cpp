@@ -31,10 +31,17 @@ void quota_ticket::charge(std::int64_t tokens)
     store_->finish(*this, tokens);
 }
 
-usage_counters::usage_counters(const std::map<std::string, std::vector<std::string>>& tenant_apps)
+usage_counters::usage_counters(const std::map<std::string, std::vector<std::string>>& tenant_apps, const usage_counters* previous)
 {
-    for (const auto& [tenant, apps] : tenant_apps)
-        for (const auto& app : apps) counts_.emplace(std::pair{tenant, app}, std::make_unique<counts>());
+    if (previous) store_errors_ = previous->store_errors_;
+    for (const auto& [tenant, apps] : tenant_apps) {
+        for (const auto& app : apps) {
+            std::pair key{tenant, app};
+            auto old = previous ? previous->counts_.find(key) : counts_.end();
+            bool carried = previous && old != previous->counts_.end();
+            counts_.emplace(key, carried ? old->second : std::make_shared<counts>());
+        }
+    }
 }
 
 usage_counters::counts* usage_counters::find(const std::string& tenant, const std::string& app)

@@ -84,16 +84,17 @@ public:
         std::atomic<std::int64_t> tokens_day{0};
         std::atomic<std::int64_t> tokens{0}; // on tokens_day
     };
-    // Built once for every configured (tenant, app) pair; lookups never insert.
-    usage_counters(const std::map<std::string, std::vector<std::string>>& tenant_apps);
+    // Built once for every configured (tenant, app) pair; lookups never insert. With
+    // `previous` (a config reload), pairs that existed keep their counts.
+    usage_counters(const std::map<std::string, std::vector<std::string>>& tenant_apps, const usage_counters* previous = nullptr);
     counts* find(const std::string& tenant, const std::string& app);
     void add_tokens(const std::string& tenant, const std::string& app, std::int64_t day, std::int64_t tokens);
     static void add_tokens(counts& c, std::int64_t day, std::int64_t tokens);
-    const std::map<std::pair<std::string, std::string>, std::unique_ptr<counts>>& all() const { return counts_; }
-    std::atomic<std::uint64_t> store_errors{0};
+    std::atomic<std::uint64_t>& store_errors() { return *store_errors_; }
 
 private:
-    std::map<std::pair<std::string, std::string>, std::unique_ptr<counts>> counts_;
+    std::map<std::pair<std::string, std::string>, std::shared_ptr<counts>> counts_;
+    std::shared_ptr<std::atomic<std::uint64_t>> store_errors_ = std::make_shared<std::atomic<std::uint64_t>>(0);
 };
 
 // The budget view of a tenant for /admin/usage.

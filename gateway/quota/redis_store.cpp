@@ -169,13 +169,14 @@ std::string redis_quota_store::app_key(const std::string& app)
     return "dify-gateway:{a:" + app + "}:active";
 }
 
-redis_quota_store::redis_quota_store(net::any_io_executor ex, const config::gateway_config& cfg,
+redis_quota_store::redis_quota_store(net::any_io_executor ex, std::shared_ptr<const config::gateway_config> cfg,
                                      std::shared_ptr<usage_counters> counters, std::shared_ptr<memory_quota_store> local)
     : ex_(ex),
-      cfg_(cfg),
+      cfg_holder_(std::move(cfg)),
+      cfg_(*cfg_holder_),
       counters_(std::move(counters)),
       local_(std::move(local)),
-      client_(ex, parse_redis_url(cfg.quota_store.url).value(), std::chrono::milliseconds(cfg.quota_store.timeout_ms))
+      client_(ex, parse_redis_url(cfg_.quota_store.url).value(), std::chrono::milliseconds(cfg_.quota_store.timeout_ms))
 {
     std::random_device rd;
     lease_prefix_ = core::sha256_hex(std::to_string(rd()) + std::to_string(rd())).substr(0, 12) + ":";
@@ -207,7 +208,7 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_quota_sto
 
 net::awaitable<admission> redis_quota_store::on_store_error(const std::string& tenant, const std::string& app, bool generates)
 {
-    ++counters_->store_errors;
+    ++counters_->store_errors();
     const auto& policy = cfg_.quota_store.on_error;
     if (policy == "local") co_return local_->admit_now(tenant, app, generates);
     admission out;
@@ -223,6 +224,7 @@ net::awaitable<admission> redis_quota_store::on_store_error(const std::string& t
 
 net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, const std::string& app, bool generates)
 {
+    if (!cfg_.tenants.contains(tenant) || !cfg_.apps.contains(app)) co_return admission{}; // not in this config
     const auto& t = cfg_.tenants.at(tenant);
     const auto& a = cfg_.apps.at(app);
     std::string lease = lease_prefix_ + std::to_string(++lease_counter_);
@@ -282,7 +284,7 @@ net::awaitable<void> redis_quota_store::settle(std::shared_ptr<redis_quota_store
 {
     auto [ec, replies] = co_await self->run_scripts(std::move(calls));
     if (ec) {
-        ++self->counters_->store_errors;
+        ++self->counters_->store_errors();
         spdlog::warn("quota store: settling failed: {}", ec.message());
     }
 }
@@ -310,7 +312,7 @@ net::awaitable<budget_view> redis_quota_store::budget(const std::string& tenant)
     std::vector<redis_client::command> query{{"HMGET", tenant_key(tenant, "tokens"), "used:" + day, "reserved:" + day}};
     auto [ec, replies] = co_await client_.exec(std::move(query)); // named: no braced temporaries in co_await (g++ 12)
     if (ec || replies.empty() || replies[0].elements.size() != 2) {
-        ++counters_->store_errors;
+        ++counters_->store_errors();
         co_return co_await local_->budget(tenant);
     }
     auto value = [](const redis_value& v) { return v.type == redis_value::kind::string ? std::stoll(v.str) : 0LL; };

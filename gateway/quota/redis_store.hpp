@@ -19,8 +19,8 @@ class redis_quota_store final : public quota_store, public std::enable_shared_fr
 {
 public:
     // One per worker: `ex` is the worker's executor.
-    redis_quota_store(net::any_io_executor ex, const config::gateway_config& cfg, std::shared_ptr<usage_counters> counters,
-                      std::shared_ptr<memory_quota_store> local);
+    redis_quota_store(net::any_io_executor ex, std::shared_ptr<const config::gateway_config> cfg,
+                      std::shared_ptr<usage_counters> counters, std::shared_ptr<memory_quota_store> local);
 
     net::awaitable<admission> admit(const std::string& tenant, const std::string& app, bool generates) override;
     void finish(quota_ticket& t, std::int64_t tokens) override;
@@ -36,6 +36,7 @@ private:
     static net::awaitable<void> settle(std::shared_ptr<redis_quota_store> self, std::vector<redis_client::command> calls);
 
     net::any_io_executor ex_;
+    std::shared_ptr<const config::gateway_config> cfg_holder_; // the config this store was made for
     const config::gateway_config& cfg_;
     std::shared_ptr<usage_counters> counters_;
     std::shared_ptr<memory_quota_store> local_;

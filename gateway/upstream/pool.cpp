@@ -61,6 +61,16 @@ void upstream_connection::close()
     tcp().socket().close(ignored);
 }
 
+bool same_connection_settings(const config::upstream_config& a, const config::upstream_config& b)
+{
+    return a.url == b.url && a.ca_file == b.ca_file && a.verify_tls == b.verify_tls && a.max_connections == b.max_connections &&
+           a.idle_timeout_ms == b.idle_timeout_ms && a.connect_timeout_ms == b.connect_timeout_ms &&
+           a.response_timeout_ms == b.response_timeout_ms && a.stream_idle_timeout_ms == b.stream_idle_timeout_ms &&
+           a.retry.max_attempts == b.retry.max_attempts && a.retry.base_delay_ms == b.retry.base_delay_ms &&
+           a.retry.max_delay_ms == b.retry.max_delay_ms && a.retry.budget_percent == b.retry.budget_percent &&
+           a.circuit_breaker.failures == b.circuit_breaker.failures && a.circuit_breaker.open_ms == b.circuit_breaker.open_ms;
+}
+
 std::shared_ptr<ssl::context> make_upstream_tls(const config::upstream_config& u)
 {
     if (!u.tls) return nullptr;

@@ -52,6 +52,9 @@ private:
     beast::flat_buffer buffer_;
 };
 
+// True when two upstream settings can share connections and breaker state.
+bool same_connection_settings(const config::upstream_config& a, const config::upstream_config& b);
+
 // A TLS client context for an upstream's settings (CA file or system store, verification).
 std::shared_ptr<net::ssl::context> make_upstream_tls(const config::upstream_config& u);
 

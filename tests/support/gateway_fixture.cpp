@@ -59,12 +59,13 @@ running_gateway::running_gateway(const running_emulator& emu, const std::functio
 {
 }
 
-running_gateway::running_gateway(config::gateway_config cfg)
+running_gateway::running_gateway(config::gateway_config cfg, std::string config_path)
 {
     config::problems problems;
     config::validate(cfg, problems); // fills derived fields (upstream host/port/tls)
     if (!problems.empty()) throw std::runtime_error("test gateway config: " + problems.list().front());
-    server_ = std::make_unique<gateway::server>(std::make_shared<const config::gateway_config>(std::move(cfg)));
+    server_ = std::make_unique<gateway::server>(std::make_shared<const config::gateway_config>(std::move(cfg)),
+                                                std::move(config_path));
     server_->start();
 }
 

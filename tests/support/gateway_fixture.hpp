@@ -24,7 +24,7 @@ class running_gateway
 {
 public:
     explicit running_gateway(const running_emulator& emu, const std::function<void(config::gateway_config&)>& adjust = {});
-    explicit running_gateway(config::gateway_config cfg);
+    explicit running_gateway(config::gateway_config cfg, std::string config_path = "");
     ~running_gateway();
 
     boost::asio::ip::tcp::endpoint endpoint() const { return server_->endpoint(); }

@@ -21,6 +21,7 @@ public:
     child_process& operator=(const child_process&) = delete;
 
     const std::string& ready_line() const { return ready_line_; }
+    pid_t pid() const { return pid_; }
     // SIGTERM, then wait; returns the exit status (or -signal).
     int terminate();
     void kill();
