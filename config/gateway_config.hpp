@@ -19,6 +19,7 @@ struct server_config
     std::int64_t client_header_timeout_ms = 10'000;
     std::int64_t client_idle_timeout_ms = 75'000;
     std::int64_t drain_timeout_ms = 30'000;
+    std::vector<std::string> trusted_proxies; // peers (IPs) whose X-Forwarded-For names the client
     bool operator==(const server_config&) const = default;
 };
 

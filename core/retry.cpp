@@ -138,6 +138,22 @@ void circuit_breaker::move_to(state s)
     ++transitions_;
 }
 
+const char* to_string(upstream_failure f)
+{
+    switch (f) {
+    case upstream_failure::connect: return "connect";
+    case upstream_failure::stale_connection: return "stale_connection";
+    case upstream_failure::status_429: return "429";
+    case upstream_failure::status_502: return "502";
+    case upstream_failure::status_503: return "503";
+    case upstream_failure::status_504: return "504";
+    case upstream_failure::concurrency_limit: return "concurrency_limit";
+    case upstream_failure::status_500: return "500";
+    case upstream_failure::other: return "other";
+    }
+    return "unknown";
+}
+
 const char* to_string(circuit_breaker::state s)
 {
     switch (s) {

@@ -101,5 +101,6 @@ private:
 };
 
 const char* to_string(circuit_breaker::state s);
+const char* to_string(upstream_failure f);
 
 } // namespace gw::core

@@ -46,7 +46,8 @@ net::awaitable<json::value> usage_report(worker& w)
                            {"tenants", tenants}};
 }
 
-net::awaitable<void> admin_session(tcp::socket socket, worker* w, std::function<bool()>* ready, admin_listener::reload_fn* reload)
+net::awaitable<void> admin_session(tcp::socket socket, worker* w, std::function<bool()>* ready, admin_listener::reload_fn* reload,
+                                   std::function<std::string()>* metrics)
 {
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
@@ -75,6 +76,10 @@ net::awaitable<void> admin_session(tcp::socket socket, worker* w, std::function<
             bool ok = (*ready)();
             res.result(ok ? http::status::ok : http::status::service_unavailable);
             res.body() = ok ? R"({"status":"ready"})" : R"({"status":"draining"})";
+        } else if (path == "/metrics") {
+            res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+            res.body() = (*metrics)();
+            res.body().pop_back(); // the newline appended below ends the last line
         } else if (path == "/admin/usage") {
             auto report = co_await usage_report(*w);
             res.body() = json::serialize(report);
@@ -94,8 +99,9 @@ net::awaitable<void> admin_session(tcp::socket socket, worker* w, std::function<
 
 } // namespace
 
-admin_listener::admin_listener(worker& w, const std::string& listen, std::function<bool()> ready, reload_fn reload)
-    : w_(w), ready_(std::move(ready)), reload_(std::move(reload))
+admin_listener::admin_listener(worker& w, const std::string& listen, std::function<bool()> ready, reload_fn reload,
+                               std::function<std::string()> metrics)
+    : w_(w), ready_(std::move(ready)), reload_(std::move(reload)), metrics_(std::move(metrics))
 {
     auto hp = core::parse_host_port(listen);
     if (!hp) throw std::runtime_error("admin.listen: not HOST:PORT");
@@ -129,7 +135,7 @@ net::awaitable<void> admin_listener::accept_loop()
         auto [ec, socket] = co_await acceptor_->async_accept(use_nothrow);
         if (!acceptor_->is_open()) co_return;
         if (ec) continue;
-        net::co_spawn(w_.context(), admin_session(std::move(socket), &w_, &ready_, &reload_), net::detached);
+        net::co_spawn(w_.context(), admin_session(std::move(socket), &w_, &ready_, &reload_, &metrics_), net::detached);
     }
 }
 

@@ -1,6 +1,6 @@
 // The admin listener (admin.listen), separate from the tenant listener and not opened
 // by tenant keys: GET /healthz (alive), GET /readyz (503 while draining),
-// GET /admin/usage (per tenant and app: requests, refusals by reason, tokens today,
+// GET /metrics (Prometheus text format), GET /admin/usage (per tenant and app: requests, refusals by reason, tokens today,
 // remaining daily budget), POST /admin/reload (re-read the config file). Runs on one
 // worker's executor.
 #pragma once
@@ -21,7 +21,8 @@ public:
 
     // Binds `listen` (throws std::runtime_error on failure). `ready` tells /readyz;
     // `reload` serves POST /admin/reload.
-    admin_listener(worker& w, const std::string& listen, std::function<bool()> ready, reload_fn reload);
+    admin_listener(worker& w, const std::string& listen, std::function<bool()> ready, reload_fn reload,
+                   std::function<std::string()> metrics);
 
     boost::asio::ip::tcp::endpoint endpoint() const { return endpoint_; }
     void start();
@@ -33,6 +34,7 @@ private:
     worker& w_;
     std::function<bool()> ready_;
     reload_fn reload_;
+    std::function<std::string()> metrics_;
     std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
     boost::asio::ip::tcp::endpoint endpoint_;
 };

@@ -6,6 +6,7 @@
 #include "core/stream_facts.hpp"
 #include "core/text.hpp"
 #include "core/user_rewrite.hpp"
+#include "gateway/logging.hpp"
 #include "gateway/quota/quota.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -92,6 +93,7 @@ struct exchange
     upstream_request up;
     std::string api_key;
     std::optional<net::steady_timer> timer; // backoff between attempts
+    request_record* rec = nullptr;          // what the access log and metrics get
 };
 
 net::steady_timer& timer_for(exchange& x)
@@ -102,6 +104,7 @@ net::steady_timer& timer_for(exchange& x)
 
 net::awaitable<bool> write_error(exchange& x, const gateway_error& e)
 {
+    x.rec->status = e.status;
     co_return co_await write_gateway_error(x.down, e, x.request_id, x.client_keep_alive && !x.w.draining(), x.quota_headers);
 }
 
@@ -233,6 +236,8 @@ net::awaitable<error_code> write_response_head(exchange& x, Parser& p, bool sse,
             res.insert(f.name_string(), f.value());
     res.set("X-Request-Id", x.request_id);
     for (const auto& [k, v] : x.quota_headers) res.set(k, v);
+    x.rec->status = static_cast<int>(up.result_int());
+    if (sse) x.rec->ttfb_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - x.rec->start).count();
     if (sse) {
         res.set(http::field::cache_control, "no-cache");
         res.set("X-Accel-Buffering", "no");
@@ -317,15 +322,22 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
     {
         worker& w;
         upstream_connection* c;
-        ~registration() { w.relays().erase(c); }
-    } reg{x.w, &conn};
+        const std::string& tenant;
+        ~registration()
+        {
+            w.relays().erase(c);
+            --w.metrics().active_streams[tenant];
+        }
+    } reg{x.w, &conn, x.who.name};
     x.w.relays().insert(&conn);
+    ++x.w.metrics().active_streams[x.who.name];
     core::sse_parser events;
     core::stream_facts facts;
     std::string tail; // the unfinished event, held back
     bool partial_sent = false;
     std::array<char, piece_size> piece;
     auto write_chunk = [&](std::string_view a, std::string_view b) {
+        x.rec->bytes_out += a.size() + b.size();
         std::array<net::const_buffer, 2> bufs{net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())};
         return net::async_write(x.down, http::make_chunk(bufs), use_nothrow);
     };
@@ -454,6 +466,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         std::size_t got = piece.size() - p.get().body().size;
         if (got == 0) continue;
         if (capture && captured.size() + got <= max_captured_body) captured.append(piece.data(), got);
+        x.rec->bytes_out += got;
         auto bytes = net::buffer(piece.data(), got);
         auto [wec, wn] = chunked ? co_await net::async_write(x.down, http::make_chunk(bytes), use_nothrow)
                                  : co_await net::async_write(x.down, bytes, use_nothrow);
@@ -577,6 +590,8 @@ net::awaitable<bool> write_held_reply(exchange& x, held_reply& h)
     res.keep_alive(keep_alive);
     res.body() = std::move(h.res.body());
     res.prepare_payload();
+    x.rec->status = static_cast<int>(res.result_int());
+    x.rec->bytes_out += res.body().size();
     auto [ec, n] = co_await http::async_write(x.down, res, use_nothrow);
     co_return !ec && keep_alive;
 }
@@ -639,7 +654,10 @@ net::awaitable<bool> forward(exchange& x)
             }
             if (d.retry && x.body_sent) d.retry = false; // a streamed body cannot be sent again
             if (d.retry && f != core::upstream_failure::stale_connection && !pool.budget.try_spend(x.w.now())) d.retry = false;
-            if (d.retry) ++pool.retries;
+            if (d.retry) {
+                ++pool.retries;
+                ++x.w.metrics().retries[{upstream_name, core::to_string(f)}];
+            }
             return d;
         };
         auto backoff = [&](core::nanos delay) {
@@ -647,6 +665,7 @@ net::awaitable<bool> forward(exchange& x)
             return timer_for(x).async_wait(use_nothrow);
         };
 
+        ++x.rec->attempts;
         auto [aec, acquired] = co_await pool.acquire(deadline);
         if (aec) {
             breaker_outcome(x, pool, true);
@@ -707,6 +726,10 @@ net::awaitable<bool> forward(exchange& x)
                                 : co_await relay_body<S>(x, *lease.conn, *parser);
     ++lease.conn->requests;
     pool.release(std::move(lease.conn), up_ok);
+    if (x.usage) {
+        x.rec->tokens = *x.usage;
+        x.w.metrics().tokens[{x.who.name, x.target.app}] += static_cast<std::uint64_t>(*x.usage);
+    }
     if (x.ticket && x.usage) {
         x.ticket->charge(*x.usage);
         x.w.local_quota().observe_usage(x.target.app, *x.usage);
@@ -751,6 +774,34 @@ net::awaitable<bool> read_whole_body(worker& w, beast::tcp_stream& down, beast::
         co_await write_gateway_error(down, malformed, request_id, false);
     }
     co_return !ec;
+}
+
+// The client's address: the peer, or the last X-Forwarded-For hop when the peer is a
+// trusted proxy (nginx in front).
+std::string client_address(beast::tcp_stream& down, const http::request_header<>& req, const std::vector<std::string>& trusted)
+{
+    error_code ec;
+    auto peer = down.socket().remote_endpoint(ec);
+    std::string address = ec ? std::string("-") : peer.address().to_string();
+    auto forwarded = req["X-Forwarded-For"];
+    if (!forwarded.empty() && std::find(trusted.begin(), trusted.end(), address) != trusted.end()) {
+        auto parts = core::split(forwarded, ',');
+        return std::string(core::trim(parts.back()));
+    }
+    return address;
+}
+
+// Metrics and the access log for one finished request.
+void record_request(worker& w, const request_record& r)
+{
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.start).count();
+    auto& m = w.metrics();
+    ++m.requests[{r.tenant, r.app, r.endpoint, r.status}];
+    if (!r.tenant.empty()) {
+        m.duration[{r.tenant, r.app}].observe(seconds);
+        if (r.ttfb_seconds) m.ttfb[{r.tenant, r.app}].observe(*r.ttfb_seconds);
+    }
+    log_access(r, seconds);
 }
 
 // X-RateLimit-* (and Retry-After when refused) for tenants with a rate.
@@ -810,15 +861,34 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     const auto& head = hp.get();
     std::string request_id(head["X-Request-Id"]);
     if (!valid_request_id(request_id)) request_id = w.new_request_id();
+    // Every way out of here records the request once (metrics, access log).
+    struct recorder
+    {
+        worker& w;
+        request_record rec;
+        ~recorder() { record_request(w, rec); }
+    } r{w, {}};
+    r.rec.request_id = request_id;
+    r.rec.method = std::string(head.method_string());
+    r.rec.client = client_address(down, head, dir.config().server.trusted_proxies);
     // An error answered before the body was read closes the connection (the body is unread).
     bool keep_alive = head.keep_alive() && !w.draining() && hp.is_done();
 
     gateway_error err;
     const tenant* who = dir.authenticate(head[http::field::authorization], err);
-    if (!who) co_return co_await write_gateway_error(down, err, request_id, keep_alive);
+    if (!who) {
+        r.rec.status = err.status;
+        co_return co_await write_gateway_error(down, err, request_id, keep_alive);
+    }
+    r.rec.tenant = who->name;
     std::string_view target = head.target();
     auto app = dir.route(*who, target.substr(0, target.find('?')), err);
-    if (!app) co_return co_await write_gateway_error(down, err, request_id, keep_alive);
+    if (!app) {
+        r.rec.status = err.status;
+        co_return co_await write_gateway_error(down, err, request_id, keep_alive);
+    }
+    r.rec.app = app->app;
+    r.rec.endpoint = endpoint_label(r.rec.method, app->dify_path);
 
     // Quotas are checked before any upstream work (and before the body is read).
     const std::string_view method = head.method_string();
@@ -829,7 +899,9 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     auto quota_headers = rate_headers(admitted);
     if (admitted.refused) {
         if (counts) ++counts->refused[static_cast<std::size_t>(*admitted.refused)];
+        ++w.metrics().rate_limited[{who->name, reason_name(*admitted.refused)}];
         auto refusal = quota_error(*who->cfg, *admitted.refused);
+        r.rec.status = refusal.status;
         co_return co_await write_gateway_error(down, refusal, request_id, keep_alive, quota_headers);
     }
     std::unique_ptr<quota_ticket> ticket = std::move(admitted.ticket);
@@ -844,6 +916,8 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
         exchange x{w, dir, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive(),
                    ticket.get(), std::move(quota_headers)};
         x.streamed = &body_parser;
+        x.rec = &r.rec;
+        r.rec.bytes_in = *body_parser.content_length();
         co_return co_await forward_request(x);
     }
     http::request_parser<http::string_body> body_parser{std::move(hp)};
@@ -854,6 +928,8 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     exchange x{w, dir, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive(),
                ticket.get(), std::move(quota_headers)};
     x.body = std::move(body_parser.get().body());
+    x.rec = &r.rec;
+    r.rec.bytes_in = x.body.size();
     co_return co_await forward_request(x);
 }
 

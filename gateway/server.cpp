@@ -2,6 +2,7 @@
 
 #include "config/loader.hpp"
 #include "core/text.hpp"
+#include "gateway/logging.hpp"
 #include "gateway/proxy.hpp"
 #include "gateway/quota/redis_store.hpp"
 
@@ -136,7 +137,8 @@ server::server(std::shared_ptr<const config::gateway_config> cfg, std::string co
         [this]() -> std::vector<std::string> {
             if (config_path_.empty()) return {"this gateway was not started from a config file"};
             return reload(config_path_);
-        }
+        },
+        [this] { return scrape(); }
     );
 }
 
@@ -252,6 +254,37 @@ std::uint64_t server::upstream_connects()
     return total;
 }
 
+std::string server::scrape()
+{
+    // Each worker's shard is copied on its own thread (the caller's inline).
+    auto snapshot = [](worker* w) {
+        std::pair<metrics_shard, std::vector<upstream_view>> out{w->metrics(), {}};
+        for (const auto& [name, p] : w->pools())
+            out.second.push_back({name, p->connects_total(), p->open() - static_cast<std::int64_t>(p->idle()),
+                                  static_cast<std::int64_t>(p->idle()), p->breaker.current() == core::circuit_breaker::state::open});
+        return out;
+    };
+    metrics_shard total;
+    std::map<std::string, upstream_view> upstreams;
+    for (auto& w : workers_) {
+        auto part = w->context().get_executor().running_in_this_thread()
+                        ? snapshot(w.get())
+                        : net::post(w->context(), net::use_future([wp = w.get(), &snapshot] { return snapshot(wp); })).get();
+        total.add(part.first);
+        for (const auto& u : part.second) {
+            auto& sum = upstreams[u.name];
+            sum.name = u.name;
+            sum.connects += u.connects;
+            sum.active += u.active;
+            sum.idle += u.idle;
+            sum.circuit_open = sum.circuit_open || u.circuit_open;
+        }
+    }
+    std::vector<upstream_view> views;
+    for (auto& [name, u] : upstreams) views.push_back(u);
+    return render_metrics(total, views, usage_->store_errors().load());
+}
+
 std::vector<std::string> server::reload(const std::string& config_path)
 {
     std::lock_guard lock(reload_mutex_);
@@ -329,12 +362,10 @@ int run_gateway(const std::string& config_path)
         return 2;
     }
     auto cfg = std::make_shared<const config::gateway_config>(std::move(*loaded.config));
-    spdlog::set_level(spdlog::level::from_str(cfg->log.level));
+    setup_logging(cfg->log);
     try {
         server srv(cfg, config_path);
         srv.start();
-        std::cout << "dify-gateway listening on http://" << srv.endpoint() << " (" << srv.worker_count() << " workers)"
-                  << std::endl;
         net::io_context signals_ctx;
         net::signal_set signals(signals_ctx, SIGINT, SIGTERM, SIGHUP);
         int received = 0;
@@ -356,10 +387,14 @@ int run_gateway(const std::string& config_path)
         };
         signals.async_wait(on_signal);
         std::thread signal_thread([&] { signals_ctx.run(); });
+        // Announced once signals are handled, so a SIGHUP right after this line reloads.
+        std::cout << "dify-gateway listening on http://" << srv.endpoint() << " (" << srv.worker_count() << " workers)"
+                  << std::endl;
         srv.wait();
         signals_ctx.stop();
         signal_thread.join();
         spdlog::info("stopped");
+        spdlog::shutdown(); // flush the async loggers
         return 0;
     } catch (const std::exception& e) {
         std::cerr << "dify-gateway: " << e.what() << "\n";

@@ -44,6 +44,10 @@ public:
     // New upstream connections opened so far, over all workers (reads worker counters
     // by posting to each worker; call from a thread that is not a worker).
     std::uint64_t upstream_connects();
+    // The Prometheus text of all workers' metrics (GET /metrics). Not from a worker other
+    // than the admin listener's.
+    std::string scrape();
+
     // Upstream connect attempts (successful or not), over all workers.
     std::uint64_t upstream_connect_attempts();
 

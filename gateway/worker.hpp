@@ -2,6 +2,7 @@
 // Sessions accepted onto a worker run only on its io_context, so nothing here is locked.
 #pragma once
 
+#include "gateway/metrics.hpp"
 #include "gateway/quota/memory_store.hpp"
 #include "gateway/tenants.hpp"
 #include "gateway/upstream/pool.hpp"
@@ -79,6 +80,8 @@ public:
     std::set<upstream_connection*>& relays() { return relays_; }
 
     std::list<session_entry>& sessions() { return sessions_; }
+    // This worker's metrics: written only on its thread.
+    metrics_shard& metrics() { return metrics_; }
     std::atomic<int> active_sessions{0};
 
 private:
@@ -94,6 +97,7 @@ private:
     bool draining_ = false;
     bool aborting_ = false;
     std::set<upstream_connection*> relays_;
+    metrics_shard metrics_;
 };
 
 } // namespace gw::gateway
