@@ -1,0 +1,80 @@
+// Operations: /metrics in the Prometheus text format (checked by promtool) with counters
+// that agree with what the test sent.
+#include "tests/emulator/emulator_test_util.hpp"
+#include "tests/support/gateway_fixture.hpp"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <regex>
+
+namespace gw::test {
+namespace {
+
+// The value of one sample line `name{labels} value`, or -1 when absent.
+double sample(const std::string& text, const std::string& series)
+{
+    auto pos = text.find("\n" + series + " ");
+    if (pos == std::string::npos) return -1;
+    pos += series.size() + 2;
+    return std::stod(text.substr(pos, text.find('\n', pos) - pos));
+}
+
+TEST(GatewayOps, MetricsPassPromtoolAndCountWhatWasSent)
+{
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& c) {
+        c.tenants["alpha"].rate = config::rate_config{0.001, 6};
+        c.server.threads = 2;
+    });
+    auto c = gw.client();
+    std::int64_t tokens = 0;
+    for (int i = 0; i < 3; ++i)
+        tokens += post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("metrics", "u")).json().at("metadata").at("usage").at("total_tokens").as_int64();
+    auto stream = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("a streamed one", "u", "streaming"));
+    tokens += sse_events(stream.body).back().at("metadata").at("usage").at("total_tokens").as_int64();
+    {
+        auto ctl = emu.client();
+        ctl->request("POST", "/_emulator/faults", {}, R"({"fault": "status=503", "count": 1, "path": "/v1/parameters"})");
+    }
+    EXPECT_EQ(get(*c, "/v1/parameters", tenant_keys::alpha).status, 200); // one retry
+    EXPECT_EQ(get(*c, "/v1/info", tenant_keys::alpha).status, 200);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(get(*c, "/v1/info", tenant_keys::alpha).status, 429);
+    EXPECT_EQ(get(*c, "/v1/info", "wrong-key-0123456789").status, 401);
+
+    http_client admin(gw.server().admin_endpoint(), false);
+    auto scrape = admin.request("GET", "/metrics");
+    ASSERT_EQ(scrape.status, 200);
+    EXPECT_EQ(scrape.header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    const auto& m = "\n" + scrape.body;
+    EXPECT_EQ(sample(m, R"(dify_gateway_requests_total{tenant="alpha",app="chat",endpoint="POST /chat-messages",status="200"})"), 4);
+    EXPECT_EQ(sample(m, R"(dify_gateway_requests_total{tenant="alpha",app="chat",endpoint="GET /parameters",status="200"})"), 1);
+    EXPECT_EQ(sample(m, R"(dify_gateway_requests_total{tenant="alpha",app="chat",endpoint="GET /info",status="429"})"), 3);
+    EXPECT_EQ(sample(m, R"(dify_gateway_requests_total{tenant="",app="",endpoint="",status="401"})"), 1);
+    EXPECT_EQ(sample(m, R"(dify_gateway_rate_limited_total{tenant="alpha",reason="rate"})"), 3);
+    EXPECT_EQ(sample(m, R"(dify_gateway_upstream_retries_total{upstream="dify",reason="503"})"), 1);
+    EXPECT_EQ(sample(m, R"(dify_gateway_tokens_total{tenant="alpha",app="chat"})"), tokens);
+    EXPECT_EQ(sample(m, R"(dify_gateway_time_to_first_byte_seconds_count{tenant="alpha",app="chat"})"), 1);
+    EXPECT_EQ(sample(m, R"(dify_gateway_request_duration_seconds_count{tenant="alpha",app="chat"})"), 9);
+    EXPECT_EQ(sample(m, R"(dify_gateway_active_streams{tenant="alpha"})"), 0);
+    EXPECT_GE(sample(m, R"(dify_gateway_upstream_connects_total{upstream="dify"})"), 1);
+    EXPECT_EQ(sample(m, R"(dify_gateway_quota_store_errors_total)"), 0);
+    EXPECT_EQ(sample(m, R"(dify_gateway_upstream_circuit_open{upstream="dify"})"), 0);
+
+    std::string path = "/tmp/gw-metrics-" + std::to_string(::getpid()) + ".txt";
+    std::ofstream(path) << scrape.body;
+    FILE* p = ::popen(("promtool check metrics < " + path + " 2>&1").c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string output;
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, p)) output += buf;
+    int rc = ::pclose(p);
+    EXPECT_EQ(rc, 0) << output;
+    std::remove(path.c_str());
+}
+
+} // namespace
+} // namespace gw::test
