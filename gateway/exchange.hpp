@@ -1,0 +1,96 @@
+// Internal to gateway/: what one proxied request carries from the tenant's request to
+// the end of Dify's response, and the helpers that build the upstream request.
+#pragma once
+
+#include "core/user_rewrite.hpp"
+#include "gateway/logging.hpp"
+#include "gateway/proxy.hpp"
+#include "gateway/quota/quota.hpp"
+
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gw::gateway {
+
+namespace http = beast::http;
+using tls_stream = net::ssl::stream<beast::tcp_stream>;
+
+inline constexpr std::size_t piece_size = 8 * 1024; // bytes read per step of a relay
+
+// The request as it goes to Dify.
+struct upstream_request
+{
+    http::request<http::empty_body> head;
+    std::string owned_body;      // rewritten JSON, or the original body
+    core::body_splice splice;    // multipart: pieces of the original body and inserted text
+    bool spliced = false;
+    std::string namespaced_user; // for the stop call
+};
+
+// Everything one exchange needs.
+struct exchange
+{
+    worker& w;
+    const tenant_directory& dir; // the configuration this request started with
+    beast::tcp_stream& down;
+    beast::flat_buffer& down_buffer;
+    const http::request_header<>& req;
+    const tenant& who;
+    app_target target;
+    std::string request_id;
+    bool client_keep_alive;
+    quota_ticket* ticket = nullptr;       // the request's quota (slots, token reservation)
+    header_list quota_headers;            // X-RateLimit-* for tenants with a rate
+    std::optional<std::int64_t> usage;    // LLM tokens Dify reported for this request
+    std::string body;                                         // read whole (rewrite cases)
+    http::request_parser<http::buffer_body>* streamed = nullptr; // or streamed from the client
+    bool body_sent = false;       // streamed bytes went upstream: the request cannot be replayed
+    bool stream_done = false;     // the SSE relay has finished
+    bool client_gone = false;     // the client closed its connection during the SSE relay
+    bool client_broken = false;   // reading the client's body failed
+    upstream_request up;
+    std::string api_key;
+    std::optional<net::steady_timer> timer; // backoff between attempts
+    request_record* rec = nullptr;          // what the access log and metrics get
+};
+
+// The exchange's backoff timer (made on first use).
+net::steady_timer& timer_for(exchange& x);
+// A gateway error for this request (status recorded, quota headers added).
+net::awaitable<bool> write_error(exchange& x, const gateway_error& e);
+
+// Headers that describe one hop (RFC 9110 §7.6.1): never forwarded.
+bool is_hop_by_hop(std::string_view name);
+bool valid_request_id(std::string_view id);
+// The Host header for an upstream: the port only when it is not the scheme's default.
+std::string host_header(const config::upstream_config& u);
+// The request Dify gets: target, headers, the app's key, `user` namespaced (x.up).
+void build_upstream_request(exchange& x);
+// The body as buffers: the owned string, or the splice's pieces over the original body.
+std::vector<net::const_buffer> body_buffers(exchange& x, const std::string& original);
+
+bool is_timeout(const error_code& ec);
+// 504 for timeouts, 502 otherwise; no internal detail.
+gateway_error upstream_failure(const error_code& ec, std::string_view phase);
+// Calls Dify's stop endpoint for this request's task (detached), when it started one.
+void spawn_stop_call(exchange& x, const std::string& upstream_name, const std::string& task_id);
+
+template <typename S>
+S& stream_of(upstream_connection& c);
+template <>
+inline beast::tcp_stream& stream_of<beast::tcp_stream>(upstream_connection& c)
+{
+    return c.plain();
+}
+template <>
+inline tls_stream& stream_of<tls_stream>(upstream_connection& c)
+{
+    return c.tls();
+}
+
+} // namespace gw::gateway

@@ -1,0 +1,231 @@
+// Internal to gateway/: relaying Dify's response downstream — the head, SSE streams
+// event by event (with a watch on the client), and any other body piece by piece.
+// Templates over the upstream stream type (plain or TLS); included by proxy.cpp only.
+#pragma once
+
+#include "core/sse_parser.hpp"
+#include "core/stream_facts.hpp"
+#include "core/text.hpp"
+#include "gateway/exchange.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+namespace gw::gateway {
+
+inline constexpr std::size_t max_held_tail = 64 * 1024;       // larger unfinished events pass through as they arrive
+inline constexpr std::size_t max_captured_body = 1024 * 1024; // blocking generate replies read for usage
+
+// Writes the response head downstream: Dify's status and end-to-end headers, plus ours.
+template <typename Parser>
+net::awaitable<error_code> write_response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
+{
+    const auto& up = p.get();
+    http::response<http::empty_body> res{up.result(), 11};
+    for (const auto& f : up)
+        if (!is_hop_by_hop(f.name_string()) && !core::iequals(f.name_string(), "content-length"))
+            res.insert(f.name_string(), f.value());
+    res.set("X-Request-Id", x.request_id);
+    for (const auto& [k, v] : x.quota_headers) res.set(k, v);
+    x.rec->status = static_cast<int>(up.result_int());
+    if (sse) x.rec->ttfb_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - x.rec->start).count();
+    if (sse) {
+        res.set(http::field::cache_control, "no-cache");
+        res.set("X-Accel-Buffering", "no");
+        res.chunked(true);
+    } else if (auto len = p.content_length()) {
+        res.content_length(*len);
+    } else if (!p.is_done()) {
+        res.chunked(true);
+    } else if (up.result_int() != 204 && up.result_int() != 304) {
+        res.content_length(0);
+    }
+    res.keep_alive(keep_alive);
+    http::response_serializer<http::empty_body> sr{res};
+    auto [ec, n] = co_await http::async_write_header(x.down, sr, use_nothrow);
+    co_return ec;
+}
+
+// Relays a text/event-stream body: only whole events go downstream, as soon as each one
+// is complete; an upstream failure ends the stream with an error event (design §6).
+// Returns {downstream reusable, upstream reusable}.
+template <typename S, typename Parser>
+net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_connection& conn, Parser& p,
+                                                       const std::string& upstream_name)
+{
+    auto& up = stream_of<S>(conn);
+    const auto idle = std::chrono::milliseconds(x.dir.upstream_of(x.target.app).stream_idle_timeout_ms);
+    // Registered so a drain that times out can end this stream (worker::abort_streams).
+    struct registration
+    {
+        worker& w;
+        upstream_connection* c;
+        const std::string& tenant;
+        ~registration()
+        {
+            w.relays().erase(c);
+            --w.metrics().active_streams[tenant];
+        }
+    } reg{x.w, &conn, x.who.name};
+    x.w.relays().insert(&conn);
+    ++x.w.metrics().active_streams[x.who.name];
+    core::sse_parser events;
+    core::stream_facts facts;
+    std::string tail; // the unfinished event, held back
+    bool partial_sent = false;
+    std::array<char, piece_size> piece;
+    auto write_chunk = [&](std::string_view a, std::string_view b) {
+        x.rec->bytes_out += a.size() + b.size();
+        std::array<net::const_buffer, 2> bufs{net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())};
+        return net::async_write(x.down, http::make_chunk(bufs), use_nothrow);
+    };
+    while (!p.is_done()) {
+        p.get().body().data = piece.data();
+        p.get().body().size = piece.size();
+        conn.tcp().expires_after(idle);
+        auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec && x.client_gone) { // watch_client closed the upstream: the client left
+            spawn_stop_call(x, upstream_name, facts.task_id());
+            co_return std::pair{false, false};
+        }
+        if (ec) {
+            // Upstream broke or went silent: drop the partial event, end with an error event.
+            std::string msg = x.w.aborting()  ? "The gateway is shutting down."
+                              : is_timeout(ec) ? "The upstream stream was idle for too long."
+                                               : "The upstream stream broke.";
+            boost::json::object error{{"event", "error"}, {"code", x.w.aborting() ? "unavailable" : "upstream_stream_broken"},
+                               {"status", x.w.aborting() ? 503 : 502}, {"message", msg}};
+            std::string frame = std::string(partial_sent ? "\n\n" : "") + "data: " + boost::json::serialize(error) + "\n\n";
+            spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
+            auto [wec, wn] = co_await write_chunk(frame, {});
+            if (wec) co_return std::pair{false, false};
+            auto [lec, ln] = co_await net::async_write(x.down, http::make_chunk_last(), use_nothrow);
+            co_return std::pair{!lec, false};
+        }
+        std::string_view got(piece.data(), piece.size() - p.get().body().size);
+        std::size_t complete = 0;
+        events.feed(got, [&](const core::sse_event& e, std::size_t end) {
+            facts.observe(e);
+            complete = end;
+        });
+        if (facts.total_tokens()) x.usage = facts.total_tokens(); // partial streams: what was reported
+        if (complete > 0) {
+            auto [wec, wn] = co_await write_chunk(tail, got.substr(0, complete));
+            tail.assign(got.substr(complete));
+            partial_sent = false;
+            if (wec) {
+                spawn_stop_call(x, upstream_name, facts.task_id());
+                co_return std::pair{false, false};
+            }
+        } else {
+            tail.append(got);
+        }
+        if (tail.size() > max_held_tail) { // an oversized event passes through as it arrives
+            auto [wec, wn] = co_await write_chunk(tail, {});
+            tail.clear();
+            partial_sent = true;
+            if (wec) {
+                spawn_stop_call(x, upstream_name, facts.task_id());
+                co_return std::pair{false, false};
+            }
+        }
+    }
+    conn.tcp().expires_never();
+    x.usage = facts.total_tokens();
+    if (!tail.empty()) { // Dify ended without a final blank line: pass the bytes on
+        auto [wec, wn] = co_await write_chunk(tail, {});
+        if (wec) co_return std::pair{false, false};
+    }
+    auto [lec, ln] = co_await net::async_write(x.down, http::make_chunk_last(), use_nothrow);
+    co_return std::pair{!lec, p.get().keep_alive()};
+}
+
+// While a stream is relayed, reads from the client: the read completes only when the
+// client closes or resets its connection (then the upstream connection is closed, which
+// ends the relay at once, even while Dify is silent), or when the relay ends and cancels
+// it. Bytes the client sends meanwhile (a pipelined request) are kept for the session.
+inline net::awaitable<void> watch_client(exchange& x, upstream_connection& conn)
+{
+    constexpr std::size_t max_pipelined = 64 * 1024;
+    while (x.down_buffer.size() < max_pipelined) {
+        auto [ec, n] = co_await x.down.async_read_some(x.down_buffer.prepare(4096), use_nothrow);
+        x.down_buffer.commit(n);
+        if (x.stream_done) co_return;
+        if (ec) {
+            x.client_gone = true;
+            conn.close();
+            co_return;
+        }
+    }
+}
+
+template <typename S, typename Parser>
+net::awaitable<std::pair<bool, bool>> relay_sse_then_stop_watching(exchange& x, upstream_connection& conn, Parser& p,
+                                                                   const std::string& upstream_name)
+{
+    auto result = co_await relay_sse_events<S>(x, conn, p, upstream_name);
+    x.stream_done = true;
+    error_code ignored;
+    x.down.socket().cancel(ignored); // ends watch_client's read
+    co_return result;
+}
+
+template <typename S, typename Parser>
+net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection& conn, Parser& p,
+                                                const std::string& upstream_name)
+{
+    using namespace net::experimental::awaitable_operators;
+    // Both branches return error codes as values; && waits for both to finish.
+    co_return co_await (relay_sse_then_stop_watching<S>(x, conn, p, upstream_name) && watch_client(x, conn));
+}
+
+// Relays any other body piece by piece (JSON, audio, file bytes), chunked or sized as
+// the downstream head says.
+template <typename S, typename Parser>
+net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connection& conn, Parser& p)
+{
+    auto& up = stream_of<S>(conn);
+    const bool chunked = !p.content_length() && !p.is_done();
+    // A blocking generate reply carries its usage: keep a bounded copy to read it.
+    const bool capture = !core::stop_path_for(std::string_view(x.req.method_string()), x.target.dify_path, "-").empty() &&
+                         core::media_type(p.get()[http::field::content_type]) == "application/json";
+    std::string captured;
+    std::array<char, piece_size> piece;
+    while (!p.is_done()) {
+        p.get().body().data = piece.data();
+        p.get().body().size = piece.size();
+        auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) {
+            spdlog::warn("request {}: upstream body ended early: {}", x.request_id, ec.message());
+            co_return std::pair{false, false}; // the client sees a truncated body; never reuse either side
+        }
+        std::size_t got = piece.size() - p.get().body().size;
+        if (got == 0) continue;
+        if (capture && captured.size() + got <= max_captured_body) captured.append(piece.data(), got);
+        x.rec->bytes_out += got;
+        auto bytes = net::buffer(piece.data(), got);
+        auto [wec, wn] = chunked ? co_await net::async_write(x.down, http::make_chunk(bytes), use_nothrow)
+                                 : co_await net::async_write(x.down, bytes, use_nothrow);
+        if (wec) co_return std::pair{false, false};
+    }
+    conn.tcp().expires_never();
+    if (capture) {
+        core::stream_facts facts;
+        facts.observe_json_body(captured);
+        x.usage = facts.total_tokens();
+    }
+    if (chunked) {
+        auto [lec, ln] = co_await net::async_write(x.down, http::make_chunk_last(), use_nothrow);
+        if (lec) co_return std::pair{false, false};
+    }
+    co_return std::pair{true, p.get().keep_alive()};
+}
+
+} // namespace gw::gateway
