@@ -372,6 +372,21 @@ gateway_error quota_error(const config::tenant_config& t, quota_reason r)
     return {500, "internal_error", "Unexpected quota decision."};
 }
 
+// Before an early refusal: reads and drops a small body (≤ 64 KiB) so the connection
+// stays usable; a larger or unsized one closes the connection instead. True: reusable.
+net::awaitable<bool> skip_small_body(beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp)
+{
+    if (hp.is_done()) co_return true;
+    auto len = hp.content_length();
+    if (!len || *len > 64 * 1024 || beast::iequals(hp.get()[http::field::expect], "100-continue")) co_return false;
+    http::request_parser<http::string_body> p{std::move(hp)};
+    p.body_limit(64 * 1024);
+    down.expires_after(std::chrono::seconds(10));
+    auto [ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
+    down.expires_never();
+    co_return !ec;
+}
+
 // "HTTP/1.1 100 Continue" when the client waits for it before sending its body.
 net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::request_header<>& req)
 {
@@ -407,21 +422,22 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     r.rec.request_id = request_id;
     r.rec.method = std::string(head.method_string());
     r.rec.client = client_address(down, head, dir.config().server.trusted_proxies);
-    // An error answered before the body was read closes the connection (the body is unread).
-    bool keep_alive = head.keep_alive() && !w.draining() && hp.is_done();
+    bool keep_alive = head.keep_alive() && !w.draining();
 
     gateway_error err;
     const tenant* who = dir.authenticate(head[http::field::authorization], err);
     if (!who) {
         r.rec.status = err.status;
-        co_return co_await write_gateway_error(down, err, request_id, keep_alive);
+        bool reusable = keep_alive && co_await skip_small_body(down, buffer, hp);
+        co_return co_await write_gateway_error(down, err, request_id, reusable);
     }
     r.rec.tenant = who->name;
     std::string_view target = head.target();
     auto app = dir.route(*who, target.substr(0, target.find('?')), err);
     if (!app) {
         r.rec.status = err.status;
-        co_return co_await write_gateway_error(down, err, request_id, keep_alive);
+        bool reusable = keep_alive && co_await skip_small_body(down, buffer, hp);
+        co_return co_await write_gateway_error(down, err, request_id, reusable);
     }
     r.rec.app = app->app;
     r.rec.endpoint = endpoint_label(r.rec.method, app->dify_path);
@@ -438,7 +454,8 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
         ++w.metrics().rate_limited[{who->name, reason_name(*admitted.refused)}];
         auto refusal = quota_error(*who->cfg, *admitted.refused);
         r.rec.status = refusal.status;
-        co_return co_await write_gateway_error(down, refusal, request_id, keep_alive, quota_headers);
+        bool reusable = keep_alive && co_await skip_small_body(down, buffer, hp);
+        co_return co_await write_gateway_error(down, refusal, request_id, reusable, quota_headers);
     }
     std::unique_ptr<quota_ticket> ticket = std::move(admitted.ticket);
 

@@ -46,6 +46,13 @@ TEST(GatewayQuota, BurstThenTooManyRequestsWithHeaders)
     EXPECT_EQ(r.header("x-ratelimit-remaining"), "0");
     EXPECT_EQ(r.header("x-ratelimit-limit"), "5");
     EXPECT_EQ(emu.stats().at("requests_total"), 5) << "refused requests never reach Dify";
+    // A refused request with a small body leaves the connection usable (no reconnect storm).
+    auto refused_post = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("refused", "u"));
+    EXPECT_EQ(refused_post.status, 429);
+    EXPECT_EQ(refused_post.header("connection"), "");
+    EXPECT_TRUE(c->connected());
+    EXPECT_EQ(post_json(*c, "/v1/chat-messages", "bad-key-0123456789", chat_body("x", "u")).status, 401);
+    EXPECT_TRUE(c->connected());
     auto other = get(*c, "/v1/parameters", tenant_keys::beta);
     EXPECT_EQ(other.status, 200) << "another tenant is unaffected";
     EXPECT_EQ(other.header("x-ratelimit-limit"), "") << "no rate: no headers";
