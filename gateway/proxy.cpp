@@ -372,13 +372,17 @@ gateway_error quota_error(const config::tenant_config& t, quota_reason r)
     return {500, "internal_error", "Unexpected quota decision."};
 }
 
-// Before an early refusal: reads and drops a small body (≤ 64 KiB) so the connection
-// stays usable; a larger or unsized one closes the connection instead. True: reusable.
-net::awaitable<bool> skip_small_body(beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp)
+// Answers a request refused before its body was read. The answer goes out at once; a
+// small body (≤ 64 KiB, not awaiting 100-continue) is then read and dropped so the
+// connection stays usable; otherwise the connection closes. True: reusable.
+net::awaitable<bool> refuse_early(beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp, const gateway_error& e,
+                                  const std::string& request_id, bool keep_alive, const header_list& extra)
 {
-    if (hp.is_done()) co_return true;
     auto len = hp.content_length();
-    if (!len || *len > 64 * 1024 || beast::iequals(hp.get()[http::field::expect], "100-continue")) co_return false;
+    bool small = hp.is_done() ||
+                 (len && *len <= 64 * 1024 && !beast::iequals(hp.get()[http::field::expect], "100-continue"));
+    if (!co_await write_gateway_error(down, e, request_id, keep_alive && small, extra)) co_return false;
+    if (hp.is_done()) co_return true;
     http::request_parser<http::string_body> p{std::move(hp)};
     p.body_limit(64 * 1024);
     down.expires_after(std::chrono::seconds(10));
@@ -428,16 +432,14 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     const tenant* who = dir.authenticate(head[http::field::authorization], err);
     if (!who) {
         r.rec.status = err.status;
-        bool reusable = keep_alive && co_await skip_small_body(down, buffer, hp);
-        co_return co_await write_gateway_error(down, err, request_id, reusable);
+        co_return co_await refuse_early(down, buffer, hp, err, request_id, keep_alive, {});
     }
     r.rec.tenant = who->name;
     std::string_view target = head.target();
     auto app = dir.route(*who, target.substr(0, target.find('?')), err);
     if (!app) {
         r.rec.status = err.status;
-        bool reusable = keep_alive && co_await skip_small_body(down, buffer, hp);
-        co_return co_await write_gateway_error(down, err, request_id, reusable);
+        co_return co_await refuse_early(down, buffer, hp, err, request_id, keep_alive, {});
     }
     r.rec.app = app->app;
     r.rec.endpoint = endpoint_label(r.rec.method, app->dify_path);
@@ -454,8 +456,7 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
         ++w.metrics().rate_limited[{who->name, reason_name(*admitted.refused)}];
         auto refusal = quota_error(*who->cfg, *admitted.refused);
         r.rec.status = refusal.status;
-        bool reusable = keep_alive && co_await skip_small_body(down, buffer, hp);
-        co_return co_await write_gateway_error(down, refusal, request_id, reusable, quota_headers);
+        co_return co_await refuse_early(down, buffer, hp, refusal, request_id, keep_alive, quota_headers);
     }
     std::unique_ptr<quota_ticket> ticket = std::move(admitted.ticket);
 

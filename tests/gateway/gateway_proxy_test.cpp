@@ -240,8 +240,9 @@ TEST(GatewayLimits, OversizedBodiesHeadersAndMalformedRequests)
     raw = c->raw_exchange("POST /v1/chat-messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tenant_keys::alpha +
                           "\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
     EXPECT_EQ(raw.rfind("HTTP/1.1 400 ", 0), 0u) << raw.substr(0, 60);
-    // Without a valid key, the answer comes before the (announced, never sent) body.
-    raw = c->raw_exchange("POST /v1/chat-messages HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    // Without a valid key, the answer comes before the (announced, never sent) body; a
+    // client waiting for 100-continue gets the refusal and the connection closes.
+    raw = c->raw_exchange("POST /v1/chat-messages HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n");
     EXPECT_EQ(raw.rfind("HTTP/1.1 401 ", 0), 0u) << raw.substr(0, 60);
     EXPECT_NE(raw.find("Connection: close"), std::string::npos);
     EXPECT_EQ(emu.stats().at("requests_total"), 0) << "nothing malformed reached Dify";
