@@ -173,7 +173,6 @@ net::awaitable<bool> forward(exchange& x)
     std::size_t keys_tried = 1;
     for (int attempt = 1;; ++attempt) {
         if (!pool.breaker.allow(x.w.now())) {
-            ++pool.breaker_rejects;
             if (held) co_return co_await write_held_reply(x, *held);
             gateway_error open{503, "unavailable", "The upstream is unavailable (circuit open); retry later."};
             co_return co_await write_error(x, open);
@@ -191,7 +190,6 @@ net::awaitable<bool> forward(exchange& x)
             if (d.retry && x.body_sent) d.retry = false; // a streamed body cannot be sent again
             if (d.retry && f != core::upstream_failure::stale_connection && !pool.budget.try_spend(x.w.now())) d.retry = false;
             if (d.retry) {
-                ++pool.retries;
                 ++x.w.metrics().retries[{upstream_name, core::to_string(f)}];
             }
             return d;

@@ -141,7 +141,6 @@ admission memory_quota_store::admit_now(const std::string& tenant, const std::st
     out.ticket->reservation = reservation;
     out.ticket->holds_tenant_slot = true;
     out.ticket->holds_app_slot = true;
-    out.ticket->local = true;
     return out;
 }
 

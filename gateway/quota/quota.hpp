@@ -52,7 +52,6 @@ public:
     core::reservation reservation;   // tokens held back (generate endpoints only)
     bool holds_tenant_slot = false;
     bool holds_app_slot = false;
-    bool local = false;              // decided by the local fallback store (on_error = local)
     std::string lease;               // Redis: the concurrency lease id
     std::uint32_t tenant_slot = 0;   // memory store: where the tenant's and app's state live
     std::uint32_t app_slot = 0;

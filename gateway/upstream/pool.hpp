@@ -84,9 +84,7 @@ public:
     // Resilience state of this upstream on this worker (design §8).
     core::circuit_breaker breaker;
     core::retry_budget budget;
-    std::uint64_t retries = 0;        // retries made
-    std::uint64_t connect_attempts = 0;
-    std::uint64_t breaker_rejects = 0; // requests answered 503 while open
+    std::uint64_t connect_attempts = 0; // successful or not (no attempts while the circuit is open)
     int open() const { return open_; }
     std::size_t idle() const { return idle_.size(); }
     const config::upstream_config& config() const { return cfg_; }
