@@ -2,6 +2,7 @@
 // the end of Dify's response, and the helpers that build the upstream request.
 #pragma once
 
+#include "core/dify_routes.hpp"
 #include "core/user_rewrite.hpp"
 #include "gateway/logging.hpp"
 #include "gateway/proxy.hpp"
@@ -57,6 +58,8 @@ struct exchange
     std::string api_key;
     std::optional<net::steady_timer> timer; // backoff between attempts
     request_record* rec = nullptr;          // what the access log and metrics get
+    bool generating = false;                // starts an LLM generation (not idempotent)
+    core::user_place place = core::user_place::none; // where Dify reads `user` on this endpoint
 };
 
 // The exchange's backoff timer (made on first use).

@@ -160,7 +160,7 @@ net::awaitable<bool> forward(exchange& x)
     const auto& u = pool.config();
     const auto deadline = clock::now() + std::chrono::milliseconds(u.response_timeout_ms);
     const std::string_view method = x.req.method_string();
-    const bool generating = !core::stop_path_for(method, x.target.dify_path, "-").empty();
+    const bool generating = x.generating;
     const bool safe_method = x.req.method() == http::verb::get || x.req.method() == http::verb::head;
     const core::retry_settings settings{u.retry.max_attempts, std::chrono::milliseconds(u.retry.base_delay_ms),
                                         std::chrono::milliseconds(u.retry.max_delay_ms)};
@@ -459,7 +459,8 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     std::unique_ptr<quota_ticket> ticket = std::move(admitted.ticket);
 
     const bool has_body = !hp.is_done();
-    const bool rewrite = core::user_place_for(method, app->dify_path) != core::user_place::none;
+    const auto place = core::user_place_for(method, app->dify_path);
+    const bool rewrite = place != core::user_place::none;
     if (has_body && !rewrite && hp.content_length()) {
         // Nothing to change in this body: it goes to Dify as it arrives.
         http::request_parser<http::buffer_body> body_parser{std::move(hp)};
@@ -469,6 +470,8 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
                    ticket.get(), std::move(quota_headers)};
         x.streamed = &body_parser;
         x.rec = &r.rec;
+        x.generating = generates;
+        x.place = place;
         r.rec.bytes_in = *body_parser.content_length();
         co_return co_await forward_request(x);
     }
@@ -481,6 +484,8 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
                ticket.get(), std::move(quota_headers)};
     x.body = std::move(body_parser.get().body());
     x.rec = &r.rec;
+    x.generating = generates;
+    x.place = place;
     r.rec.bytes_in = x.body.size();
     co_return co_await forward_request(x);
 }

@@ -193,7 +193,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
     auto& up = stream_of<S>(conn);
     const bool chunked = !p.content_length() && !p.is_done();
     // A blocking generate reply carries its usage: keep a bounded copy to read it.
-    const bool capture = !core::stop_path_for(std::string_view(x.req.method_string()), x.target.dify_path, "-").empty() &&
+    const bool capture = x.generating &&
                          core::media_type(p.get()[http::field::content_type]) == "application/json";
     std::string captured;
     std::array<char, piece_size> piece;

@@ -60,7 +60,7 @@ void rewrite_user(exchange& x, std::string& query)
 {
     const auto& tenant = x.who.name;
     auto& body = x.body;
-    switch (core::user_place_for(std::string_view(x.req.method_string()), x.target.dify_path)) {
+    switch (x.place) {
     case core::user_place::none: x.up.owned_body = std::move(body); break;
     case core::user_place::query: {
         query = core::rewrite_query_user(query, tenant);
