@@ -159,7 +159,6 @@ net::awaitable<bool> forward(exchange& x)
     auto& pool = *pool_ref;
     const auto& u = pool.config();
     const auto deadline = clock::now() + std::chrono::milliseconds(u.response_timeout_ms);
-    const std::string_view method = x.req.method_string();
     const bool generating = x.generating;
     const bool safe_method = x.req.method() == http::verb::get || x.req.method() == http::verb::head;
     const core::retry_settings settings{u.retry.max_attempts, std::chrono::milliseconds(u.retry.base_delay_ms),
