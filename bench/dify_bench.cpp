@@ -3,6 +3,9 @@
 //   blocking  N connections send blocking chat-messages back to back;
 //   stream    N concurrent SSE streams, measuring time to first event and gaps;
 //   hold      N streams opened and held (memory per open stream is measured outside).
+// --rate paces blocking requests open-loop (latency counted from each request's scheduled
+// start, so a saturated server shows as growing latency); --open-rate paces new
+// connections; --words sets the query length, and so the number of streamed events.
 // Bounded by --requests and --duration-s; prints a progress line each second, then a
 // summary (throughput, latency percentiles, errors) and, with --json, one JSON line.
 #include "core/text.hpp"
@@ -53,6 +56,9 @@ struct options
     long requests = 10'000;
     double duration_s = 10;
     std::size_t body_bytes = 0; // padding of the query
+    int words = 0;              // query of N words: the emulator streams one event per word
+    double rate = 0;            // requests per second over all connections; 0 = as fast as possible
+    double open_rate = 0;       // new connections per second; 0 = all at once
     bool json = false;
 };
 
@@ -90,14 +96,16 @@ public:
     runner(net::io_context& io, options opts, target t, ssl::context* tls)
         : io_(io), opts_(std::move(opts)), target_(std::move(t)), tls_(tls)
     {
-        std::string query(std::max<std::size_t>(opts_.body_bytes, 5), 'x');
-        query.replace(0, 5, "bench");
+        std::string query = "bench";
+        for (int w = 1; w < opts_.words; ++w) query += " w" + std::to_string(w);
+        if (query.size() < opts_.body_bytes) query.append(opts_.body_bytes - query.size(), 'x');
         bool streaming = opts_.mode != "blocking";
         body_ = boost::json::serialize(boost::json::object{{"inputs", boost::json::object()},
                                                            {"query", query},
                                                            {"response_mode", streaming ? "streaming" : "blocking"},
                                                            {"user", "bench"}});
-        deadline_ = clock_type::now() + std::chrono::milliseconds(static_cast<long>(opts_.duration_s * 1000));
+        start_ = clock_type::now();
+        deadline_ = start_ + std::chrono::milliseconds(static_cast<long>(opts_.duration_s * 1000));
     }
 
     bool more() const { return res.started < opts_.requests && clock_type::now() < deadline_; }
@@ -138,15 +146,24 @@ private:
     net::awaitable<void> loop(Stream& s, beast::tcp_stream& tcp)
     {
         beast::flat_buffer buffer;
+        net::steady_timer pace(io_);
         while (more()) {
-            ++res.started;
+            auto start = clock_type::now();
+            if (opts_.rate > 0) { // open loop: request i starts at start_ + i / rate
+                start = start_ + std::chrono::duration_cast<clock_type::duration>(
+                                     std::chrono::duration<double>(static_cast<double>(res.started) / opts_.rate));
+                ++res.started;
+                pace.expires_at(start);
+                co_await pace.async_wait(use_nothrow);
+            } else {
+                ++res.started;
+            }
             http::request<http::string_body> req{http::verb::post, target_.base_path + opts_.path, 11};
             req.set(http::field::host, target_.host);
             req.set(http::field::authorization, "Bearer " + opts_.key);
             req.set(http::field::content_type, "application/json");
             req.body() = body_;
             req.prepare_payload();
-            auto start = clock_type::now();
             tcp.expires_after(std::chrono::seconds(120));
             auto [wec, wn] = co_await http::async_write(s, req, use_nothrow);
             if (wec) {
@@ -206,7 +223,7 @@ private:
     target target_;
     ssl::context* tls_;
     std::string body_;
-    clock_type::time_point deadline_;
+    clock_type::time_point start_, deadline_;
 };
 
 net::awaitable<void> progress(runner& r, const options& o, clock_type::time_point start)
@@ -223,6 +240,22 @@ net::awaitable<void> progress(runner& r, const options& o, clock_type::time_poin
     }
 }
 
+// Opens the connections, at most --open-rate per second.
+net::awaitable<void> open_connections(runner& r, std::vector<tcp::endpoint> eps, options o)
+{
+    auto ex = co_await net::this_coro::executor;
+    net::steady_timer t(ex);
+    auto start = clock_type::now();
+    for (int c = 0; c < o.connections && r.time_left(); ++c) {
+        if (o.open_rate > 0) {
+            t.expires_at(start + std::chrono::duration_cast<clock_type::duration>(
+                                     std::chrono::duration<double>(static_cast<double>(c) / o.open_rate)));
+            co_await t.async_wait(use_nothrow);
+        }
+        net::co_spawn(ex, r.client(eps), net::detached);
+    }
+}
+
 const char* usage = R"(usage: dify-bench --url URL --key KEY [options]
   --url URL          http(s)://127.0.0.1:PORT[/prefix] (loopback only)
   --ca FILE          CA for https
@@ -233,6 +266,9 @@ const char* usage = R"(usage: dify-bench --url URL --key KEY [options]
   --requests N       stop after N requests                (default 10000)
   --duration-s S     stop after S seconds                 (default 10)
   --body-bytes B     pad the query to B bytes
+  --words N          a query of N words (one streamed event per word)
+  --rate R           offered load, requests/s over all connections (open loop)
+  --open-rate R      open at most R new connections per second
   --json             also print one JSON line with the results
 )";
 
@@ -260,11 +296,15 @@ int main(int argc, char** argv)
             else if (a == "--requests") o.requests = std::stol(value());
             else if (a == "--duration-s") o.duration_s = std::stod(value());
             else if (a == "--body-bytes") o.body_bytes = std::stoul(value());
+            else if (a == "--words") o.words = std::stoi(value());
+            else if (a == "--rate") o.rate = std::stod(value());
+            else if (a == "--open-rate") o.open_rate = std::stod(value());
             else if (a == "--json") o.json = true;
             else throw std::runtime_error("unknown option " + a);
         }
         if (o.mode != "blocking" && o.mode != "stream" && o.mode != "hold") throw std::runtime_error("--mode: blocking, stream or hold");
-        if (o.connections < 1 || o.requests < 1 || o.duration_s <= 0) throw std::runtime_error("bounds must be positive");
+        if (o.connections < 1 || o.requests < 1 || o.duration_s <= 0 || o.words < 0 || o.rate < 0 || o.open_rate < 0)
+            throw std::runtime_error("bounds must be positive");
         if (o.mode == "hold") o.requests = o.connections; // each connection holds one stream
 
         auto parsed = boost::urls::parse_absolute_uri(o.url);
@@ -294,7 +334,7 @@ int main(int argc, char** argv)
         }
         runner r(io, o, t, tls ? &*tls : nullptr);
         auto start = clock_type::now();
-        for (int c = 0; c < o.connections; ++c) net::co_spawn(io, r.client(eps), net::detached);
+        net::co_spawn(io, open_connections(r, eps, o), net::detached);
         net::co_spawn(io, progress(r, o, start), net::detached);
         io.run();
         double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
@@ -318,7 +358,8 @@ int main(int argc, char** argv)
                                     {"p50_us", res.latency_us.percentile(50)}, {"p90_us", res.latency_us.percentile(90)},
                                     {"p99_us", res.latency_us.percentile(99)}, {"p999_us", res.latency_us.percentile(99.9)},
                                     {"max_us", res.latency_us.percentile(100)}, {"ttfb_p50_us", res.ttfb_us.percentile(50)},
-                                    {"gap_p50_us", res.gap_us.percentile(50)}, {"statuses", statuses}};
+                                    {"ttfb_p99_us", res.ttfb_us.percentile(99)}, {"gap_p50_us", res.gap_us.percentile(50)},
+                                    {"gap_p99_us", res.gap_us.percentile(99)}, {"statuses", statuses}};
             std::printf("%s\n", boost::json::serialize(out).c_str());
         }
         return res.errors == 0 ? 0 : 1;

@@ -76,6 +76,10 @@ std::string host_header(const config::upstream_config& u);
 void build_upstream_request(exchange& x);
 // The body as buffers: the owned string, or the splice's pieces over the original body.
 std::vector<net::const_buffer> body_buffers(exchange& x, const std::string& original);
+// Bodies up to this size are copied behind the head and sent in one write.
+inline constexpr std::size_t coalesce_limit = 64 * 1024;
+// "METHOD target HTTP/1.1\r\n" + fields + "\r\n".
+std::string serialize_head(const http::request_header<>& head);
 
 bool is_timeout(const error_code& ec);
 // 504 for timeouts, 502 otherwise; no internal detail.

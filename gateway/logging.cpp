@@ -1,11 +1,10 @@
 #include "gateway/logging.hpp"
 
-#include <boost/json.hpp>
-
 #include <spdlog/async.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <ctime>
 
 namespace gw::gateway {
@@ -24,18 +23,108 @@ bool& json_format()
     return json;
 }
 
-std::string utc_now()
+constexpr std::size_t access_batch_bytes = 32 * 1024;
+
+// This thread's access lines not yet handed to the logger (newline-separated).
+std::string& access_batch()
 {
+    thread_local std::string batch;
+    return batch;
+}
+
+// "2026-11-26T10:54:36.123Z": the second's prefix is formatted once per second per thread.
+void append_utc_now(std::string& out)
+{
+    thread_local std::time_t cached_second = -1;
+    thread_local char prefix[24];
     auto now = std::chrono::system_clock::now();
     auto t = std::chrono::system_clock::to_time_t(now);
+    if (t != cached_second) {
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        std::strftime(prefix, sizeof prefix, "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_second = t;
+    }
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[40];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    char out[48];
-    std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms));
-    return out;
+    char tail[8];
+    std::snprintf(tail, sizeof tail, ".%03dZ", static_cast<int>(ms));
+    out += prefix;
+    out += tail;
+}
+
+// A JSON string literal of `s` (quotes, backslashes and control characters escaped).
+void append_json_string(std::string& out, std::string_view s)
+{
+    static constexpr char hex[] = "0123456789abcdef";
+    out += '"';
+    for (char c : s) {
+        auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (u < 0x20) {
+            out += "\\u00";
+            out += hex[u >> 4];
+            out += hex[u & 15];
+        } else {
+            out += c;
+        }
+    }
+    out += '"';
+}
+
+void append_number(std::string& out, std::int64_t n)
+{
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n);
+    out.append(buf, end);
+}
+
+void append_json_line(std::string& out, const request_record& r, std::int64_t duration_ms)
+{
+    out += "{\"time\":\"";
+    append_utc_now(out);
+    out += "\",\"type\":\"access\",\"request_id\":";
+    append_json_string(out, r.request_id);
+    out += ",\"tenant\":";
+    append_json_string(out, r.tenant);
+    out += ",\"app\":";
+    append_json_string(out, r.app);
+    out += ",\"method\":";
+    append_json_string(out, r.method);
+    out += ",\"endpoint\":";
+    append_json_string(out, r.endpoint);
+    out += ",\"status\":";
+    append_number(out, r.status);
+    out += ",\"duration_ms\":";
+    append_number(out, duration_ms);
+    out += ",\"ttfb_ms\":";
+    if (r.ttfb_seconds)
+        append_number(out, static_cast<std::int64_t>(*r.ttfb_seconds * 1000.0 + 0.5));
+    else
+        out += "null";
+    out += ",\"attempts\":";
+    append_number(out, r.attempts);
+    out += ",\"tokens\":";
+    append_number(out, r.tokens);
+    out += ",\"bytes_in\":";
+    append_number(out, static_cast<std::int64_t>(r.bytes_in));
+    out += ",\"bytes_out\":";
+    append_number(out, static_cast<std::int64_t>(r.bytes_out));
+    out += ",\"client\":";
+    append_json_string(out, r.client);
+    out += "}\n";
+}
+
+void append_text_line(std::string& out, const request_record& r, std::int64_t duration_ms)
+{
+    append_utc_now(out);
+    fmt::format_to(std::back_inserter(out),
+                   " access request_id={} tenant={} app={} method={} endpoint=\"{}\" status={} duration_ms={} ttfb_ms={} "
+                   "attempts={} tokens={} bytes_in={} bytes_out={} client={}\n",
+                   r.request_id, r.tenant, r.app, r.method, r.endpoint, r.status, duration_ms,
+                   r.ttfb_seconds ? std::to_string(static_cast<std::int64_t>(*r.ttfb_seconds * 1000.0 + 0.5)) : "-",
+                   r.attempts, r.tokens, r.bytes_in, r.bytes_out, r.client);
 }
 
 } // namespace
@@ -65,24 +154,22 @@ void setup_logging(const config::log_config& cfg)
 
 void log_access(const request_record& r, double duration_seconds)
 {
-    auto& logger = access_logger();
-    if (!logger) return;
-    auto ms = [](double s) { return static_cast<std::int64_t>(s * 1000.0 + 0.5); };
-    if (json_format()) {
-        boost::json::object o{{"time", utc_now()}, {"type", "access"}, {"request_id", r.request_id}, {"tenant", r.tenant},
-                              {"app", r.app}, {"method", r.method}, {"endpoint", r.endpoint}, {"status", r.status},
-                              {"duration_ms", ms(duration_seconds)},
-                              {"ttfb_ms", r.ttfb_seconds ? boost::json::value(ms(*r.ttfb_seconds)) : boost::json::value(nullptr)},
-                              {"attempts", r.attempts}, {"tokens", r.tokens}, {"bytes_in", r.bytes_in},
-                              {"bytes_out", r.bytes_out}, {"client", r.client}};
-        logger->info(boost::json::serialize(o));
-    } else {
-        logger->info("{} access request_id={} tenant={} app={} method={} endpoint=\"{}\" status={} duration_ms={} ttfb_ms={} "
-                     "attempts={} tokens={} bytes_in={} bytes_out={} client={}",
-                     utc_now(), r.request_id, r.tenant, r.app, r.method, r.endpoint, r.status, ms(duration_seconds),
-                     r.ttfb_seconds ? std::to_string(ms(*r.ttfb_seconds)) : "-", r.attempts, r.tokens, r.bytes_in,
-                     r.bytes_out, r.client);
-    }
+    if (!access_logger()) return;
+    auto& batch = access_batch();
+    auto duration_ms = static_cast<std::int64_t>(duration_seconds * 1000.0 + 0.5);
+    if (json_format())
+        append_json_line(batch, r, duration_ms);
+    else
+        append_text_line(batch, r, duration_ms);
+    if (batch.size() >= access_batch_bytes) flush_access_log();
+}
+
+void flush_access_log()
+{
+    auto& batch = access_batch();
+    if (batch.empty()) return;
+    if (auto& logger = access_logger()) logger->info(std::string_view(batch.data(), batch.size() - 1)); // the logger adds the last newline
+    batch.clear();
 }
 
 } // namespace gw::gateway

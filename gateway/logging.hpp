@@ -1,7 +1,10 @@
 // Logging setup (design §9): spdlog to stdout through an async logger, so a worker never
-// blocks on output; log.level and log.format (json | text) honoured; a separate "access"
-// logger writes one line per request when log.access_log is on. Nothing here or in its
-// callers ever logs a tenant key or a Dify key.
+// blocks on output; log.level and log.format (json | text) honoured. With log.access_log
+// on, each worker formats one line per request into its own buffer (thread-local) and
+// hands the buffer to the async "access" logger as one batch when it passes 32 KiB, when
+// flush_access_log() runs (each worker calls it every second and when it stops), so a
+// request costs no lock and no thread wake-up. Nothing here or in its callers ever logs
+// a tenant key or a Dify key.
 #pragma once
 
 #include "config/gateway_config.hpp"
@@ -27,7 +30,9 @@ struct request_record
     std::uint64_t bytes_in = 0, bytes_out = 0;
 };
 
-// Writes the access line (if enabled) for a finished request.
+// Adds the access line (if enabled) for a finished request to this thread's batch.
 void log_access(const request_record& r, double duration_seconds);
+// Hands this thread's batch of access lines to the logger.
+void flush_access_log();
 
 } // namespace gw::gateway

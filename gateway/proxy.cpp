@@ -54,10 +54,16 @@ net::awaitable<error_code> send_and_read_head(exchange& x, upstream_connection& 
                                               http::response_parser<http::buffer_body>& p)
 {
     auto& up = stream_of<S>(conn);
-    http::request_serializer<http::empty_body> sr{x.up.head};
-    auto [hec, hn] = co_await http::async_write_header(up, sr, use_nothrow);
-    if (hec) co_return hec;
+    // Head and a body of up to coalesce_limit go out as one buffer: one TLS record and one
+    // send, where TLS streams would otherwise write each buffer (each header) separately.
+    std::string wire = serialize_head(x.up.head);
     auto body = body_buffers(x, x.body);
+    if (net::buffer_size(body) <= coalesce_limit) {
+        for (const auto& b : body) wire.append(static_cast<const char*>(b.data()), b.size());
+        body.clear();
+    }
+    auto [hec, hn] = co_await net::async_write(up, net::buffer(wire), use_nothrow);
+    if (hec) co_return hec;
     if (!body.empty()) {
         auto [bec, bn] = co_await net::async_write(up, body, use_nothrow);
         if (bec) co_return bec;
@@ -251,12 +257,16 @@ net::awaitable<bool> forward(exchange& x)
     if (x.ticket && head.result_int() != 200) x.ticket->charge(0);
     bool sse = core::media_type(head[http::field::content_type]) == "text/event-stream";
     bool keep_alive = x.client_keep_alive && !x.w.draining();
-    if (auto ec = co_await write_response_head(x, *parser, sse, keep_alive)) {
-        pool.release(std::move(lease.conn), false);
-        co_return false;
+    const std::string head_bytes = response_head(x, *parser, sse, keep_alive);
+    if (sse) { // the head goes out at once: the client sees the stream open
+        auto [ec, n] = co_await net::async_write(x.down, net::buffer(head_bytes), use_nothrow);
+        if (ec) {
+            pool.release(std::move(lease.conn), false);
+            co_return false;
+        }
     }
     auto [down_ok, up_ok] = sse ? co_await relay_sse<S>(x, *lease.conn, *parser, upstream_name)
-                                : co_await relay_body<S>(x, *lease.conn, *parser);
+                                : co_await relay_body<S>(x, *lease.conn, *parser, head_bytes);
     ++lease.conn->requests;
     pool.release(std::move(lease.conn), up_ok);
     if (x.usage) {
@@ -311,17 +321,14 @@ net::awaitable<bool> read_whole_body(worker& w, beast::tcp_stream& down, beast::
 
 // The client's address: the peer, or the last X-Forwarded-For hop when the peer is a
 // trusted proxy (nginx in front).
-std::string client_address(beast::tcp_stream& down, const http::request_header<>& req, const std::vector<std::string>& trusted)
+std::string client_address(const std::string& peer, const http::request_header<>& req, const std::vector<std::string>& trusted)
 {
-    error_code ec;
-    auto peer = down.socket().remote_endpoint(ec);
-    std::string address = ec ? std::string("-") : peer.address().to_string();
     auto forwarded = req["X-Forwarded-For"];
-    if (!forwarded.empty() && std::find(trusted.begin(), trusted.end(), address) != trusted.end()) {
+    if (!forwarded.empty() && std::find(trusted.begin(), trusted.end(), peer) != trusted.end()) {
         auto parts = core::split(forwarded, ',');
         return std::string(core::trim(parts.back()));
     }
-    return address;
+    return peer;
 }
 
 // Metrics and the access log for one finished request.
@@ -406,7 +413,8 @@ net::awaitable<bool> forward_request(exchange& x)
 
 } // namespace
 
-net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp)
+net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp,
+                                   const std::string& peer)
 {
     const auto snapshot = w.tenants_snapshot(); // in-flight requests finish on the config they started with
     const auto& dir = *snapshot;
@@ -422,7 +430,7 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     } r{w, {}};
     r.rec.request_id = request_id;
     r.rec.method = std::string(head.method_string());
-    r.rec.client = client_address(down, head, dir.config().server.trusted_proxies);
+    r.rec.client = client_address(peer, head, dir.config().server.trusted_proxies);
     bool keep_alive = head.keep_alive() && !w.draining();
 
     gateway_error err;

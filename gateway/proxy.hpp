@@ -19,8 +19,10 @@ using header_parser = boost::beast::http::request_parser<boost::beast::http::emp
 // when `user` must be rewritten in it, or streams it to Dify when not, and writes the
 // whole response to `down`. `buffer` holds bytes already read from `down`. Returns false
 // when the downstream connection must not be reused (the client left, a body could not
-// be completed, or an error was answered before the body was read).
-net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp);
+// be completed, or an error was answered before the body was read). `peer` is the
+// connection's remote address (read once per connection).
+net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp,
+                                   const std::string& peer);
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 

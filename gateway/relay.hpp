@@ -21,34 +21,47 @@ namespace gw::gateway {
 inline constexpr std::size_t max_held_tail = 64 * 1024;       // larger unfinished events pass through as they arrive
 inline constexpr std::size_t max_captured_body = 1024 * 1024; // blocking generate replies read for usage
 
-// Writes the response head downstream: Dify's status and end-to-end headers, plus ours.
+// The response head for the client, serialized: Dify's status and end-to-end headers,
+// plus ours (X-Request-Id, X-RateLimit-*, SSE no-buffering hints, framing). Built as one
+// string so it can go out in the same write as the first body bytes.
 template <typename Parser>
-net::awaitable<error_code> write_response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
+std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
 {
     const auto& up = p.get();
-    http::response<http::empty_body> res{up.result(), 11};
+    auto ours = [&](std::string_view name) { // headers the gateway sets itself
+        if (core::iequals(name, "x-request-id")) return true;
+        if (sse && (core::iequals(name, "cache-control") || core::iequals(name, "x-accel-buffering"))) return true;
+        for (const auto& [k, v] : x.quota_headers)
+            if (core::iequals(name, k)) return true;
+        return false;
+    };
+    std::string out;
+    out.reserve(512);
+    auto field = [&out](std::string_view name, std::string_view value) {
+        out.append(name).append(": ").append(value).append("\r\n");
+    };
+    out.append("HTTP/1.1 ").append(std::to_string(up.result_int())).append(" ").append(http::obsolete_reason(up.result())).append("\r\n");
     for (const auto& f : up)
-        if (!is_hop_by_hop(f.name_string()) && !core::iequals(f.name_string(), "content-length"))
-            res.insert(f.name_string(), f.value());
-    res.set("X-Request-Id", x.request_id);
-    for (const auto& [k, v] : x.quota_headers) res.set(k, v);
+        if (!is_hop_by_hop(f.name_string()) && !core::iequals(f.name_string(), "content-length") && !ours(f.name_string()))
+            field(f.name_string(), f.value());
+    field("X-Request-Id", x.request_id);
+    for (const auto& [k, v] : x.quota_headers) field(k, v);
     x.rec->status = static_cast<int>(up.result_int());
-    if (sse) x.rec->ttfb_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - x.rec->start).count();
     if (sse) {
-        res.set(http::field::cache_control, "no-cache");
-        res.set("X-Accel-Buffering", "no");
-        res.chunked(true);
+        x.rec->ttfb_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - x.rec->start).count();
+        field("Cache-Control", "no-cache");
+        field("X-Accel-Buffering", "no");
+        field("Transfer-Encoding", "chunked");
     } else if (auto len = p.content_length()) {
-        res.content_length(*len);
+        field("Content-Length", std::to_string(*len));
     } else if (!p.is_done()) {
-        res.chunked(true);
+        field("Transfer-Encoding", "chunked");
     } else if (up.result_int() != 204 && up.result_int() != 304) {
-        res.content_length(0);
+        field("Content-Length", "0");
     }
-    res.keep_alive(keep_alive);
-    http::response_serializer<http::empty_body> sr{res};
-    auto [ec, n] = co_await http::async_write_header(x.down, sr, use_nothrow);
-    co_return ec;
+    if (!keep_alive) field("Connection", "close");
+    out.append("\r\n");
+    return out;
 }
 
 // Relays a text/event-stream body: only whole events go downstream, as soon as each one
@@ -186,9 +199,9 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
 }
 
 // Relays any other body piece by piece (JSON, audio, file bytes), chunked or sized as
-// the downstream head says.
+// the head says; the head goes out in the same write as the first body bytes.
 template <typename S, typename Parser>
-net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connection& conn, Parser& p)
+net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connection& conn, Parser& p, const std::string& head)
 {
     auto& up = stream_of<S>(conn);
     const bool chunked = !p.content_length() && !p.is_done();
@@ -197,22 +210,33 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
                          core::media_type(p.get()[http::field::content_type]) == "application/json";
     std::string captured;
     std::array<char, piece_size> piece;
+    std::size_t filled = 0; // bytes in piece not yet written
+    net::const_buffer unsent_head = net::buffer(head);
     while (!p.is_done()) {
-        p.get().body().data = piece.data();
-        p.get().body().size = piece.size();
+        p.get().body().data = piece.data() + filled;
+        p.get().body().size = piece.size() - filled;
         auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
         if (ec == http::error::need_buffer) ec = {};
         if (ec) {
             spdlog::warn("request {}: upstream body ended early: {}", x.request_id, ec.message());
+            if (unsent_head.size() > 0) { // nothing reached the client yet: a clean gateway error
+                auto failure = upstream_failure(ec, "body");
+                co_await write_error(x, failure);
+            }
             co_return std::pair{false, false}; // the client sees a truncated body; never reuse either side
         }
-        std::size_t got = piece.size() - p.get().body().size;
-        if (got == 0) continue;
-        if (capture && captured.size() + got <= max_captured_body) captured.append(piece.data(), got);
-        x.rec->bytes_out += got;
-        auto bytes = net::buffer(piece.data(), got);
-        auto [wec, wn] = chunked ? co_await net::async_write(x.down, http::make_chunk(bytes), use_nothrow)
-                                 : co_await net::async_write(x.down, bytes, use_nothrow);
+        std::size_t got = piece.size() - p.get().body().size - filled;
+        if (capture && captured.size() + got <= max_captured_body) captured.append(piece.data() + filled, got);
+        filled += got;
+        // A sized body fills the piece before it is written (a small reply goes out whole,
+        // with the head, in one write); a chunked one goes on as it arrives.
+        if (filled == 0 || (!chunked && !p.is_done() && filled < piece.size())) continue;
+        x.rec->bytes_out += filled;
+        auto bytes = net::buffer(piece.data(), std::exchange(filled, 0));
+        auto head_part = std::exchange(unsent_head, net::const_buffer{});
+        auto framed = http::make_chunk(bytes);
+        auto [wec, wn] = chunked ? co_await net::async_write(x.down, beast::buffers_cat(head_part, framed), use_nothrow)
+                                 : co_await net::async_write(x.down, beast::buffers_cat(head_part, bytes), use_nothrow);
         if (wec) co_return std::pair{false, false};
     }
     conn.tcp().expires_never();
@@ -221,8 +245,11 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         facts.observe_json_body(captured);
         x.usage = facts.total_tokens();
     }
-    if (chunked) {
-        auto [lec, ln] = co_await net::async_write(x.down, http::make_chunk_last(), use_nothrow);
+    if (chunked || unsent_head.size() > 0) {
+        auto head_part = std::exchange(unsent_head, net::const_buffer{});
+        auto last = http::make_chunk_last();
+        auto [lec, ln] = chunked ? co_await net::async_write(x.down, beast::buffers_cat(head_part, last), use_nothrow)
+                                 : co_await net::async_write(x.down, head_part, use_nothrow);
         if (lec) co_return std::pair{false, false};
     }
     co_return std::pair{true, p.get().keep_alive()};

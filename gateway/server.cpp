@@ -55,6 +55,9 @@ net::awaitable<void> session(tcp::socket socket, worker* w)
     auto registration = std::prev(w->sessions().end());
     const config::server_config cfg = w->tenants().config().server; // a copy: a reload may free the old config
     beast::flat_buffer buffer;
+    error_code peer_ec;
+    auto remote = stream.socket().remote_endpoint(peer_ec);
+    const std::string peer = peer_ec ? std::string("-") : remote.address().to_string();
     for (;;) {
         if (w->draining() && buffer.size() == 0) break;
         if (auto ec = co_await wait_for_request(stream, buffer, entry, cfg)) break;
@@ -77,7 +80,7 @@ net::awaitable<void> session(tcp::socket socket, worker* w)
             break;
         }
         stream.expires_never();
-        bool keep = co_await serve_request(*w, stream, buffer, parser);
+        bool keep = co_await serve_request(*w, stream, buffer, parser, peer);
         if (!keep) break;
     }
     w->sessions().erase(registration);
@@ -85,6 +88,18 @@ net::awaitable<void> session(tcp::socket socket, worker* w)
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream.socket().close(ignored);
     --w->active_sessions;
+}
+
+// Hands the worker's batch of access lines to the logger once a second (on its thread).
+net::awaitable<void> flush_access_log_every_second()
+{
+    net::steady_timer tick(co_await net::this_coro::executor);
+    for (;;) {
+        tick.expires_after(std::chrono::seconds(1));
+        auto [ec] = co_await tick.async_wait(use_nothrow);
+        if (ec) co_return;
+        flush_access_log();
+    }
 }
 
 std::map<std::string, std::shared_ptr<net::ssl::context>> upstream_tls_contexts(const config::gateway_config& cfg)
@@ -155,7 +170,12 @@ void server::start()
     for (auto& w : workers_) guards_.push_back(net::make_work_guard(w->context()));
     net::co_spawn(workers_[0]->context(), accept_loop(), net::detached);
     admin_->start();
-    for (auto& w : workers_) threads_.emplace_back([ctx = &w->context()] { ctx->run(); });
+    for (auto& w : workers_) net::co_spawn(w->context(), flush_access_log_every_second(), net::detached);
+    for (auto& w : workers_)
+        threads_.emplace_back([ctx = &w->context()] {
+            ctx->run();
+            flush_access_log(); // this worker's last lines
+        });
 }
 
 net::awaitable<void> server::accept_loop()

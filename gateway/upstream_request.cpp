@@ -137,6 +137,16 @@ void build_upstream_request(exchange& x)
     h.keep_alive(true);
 }
 
+std::string serialize_head(const http::request_header<>& head)
+{
+    std::string out;
+    out.reserve(512);
+    out.append(head.method_string()).append(" ").append(head.target()).append(" HTTP/1.1\r\n");
+    for (const auto& f : head) out.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
+    out.append("\r\n");
+    return out;
+}
+
 // The body as buffers: the owned string, or the splice's pieces over the original body.
 std::vector<net::const_buffer> body_buffers(exchange& x, const std::string& original)
 {

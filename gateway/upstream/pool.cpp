@@ -14,6 +14,8 @@ namespace gw::gateway {
 namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
+constexpr auto probe_after = std::chrono::seconds(1);
+
 upstream_connection::upstream_connection(net::any_io_executor ex, ssl::context* tls)
 {
     if (tls)
@@ -112,8 +114,12 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
         while (!idle_.empty()) {
             auto conn = std::move(idle_.back());
             idle_.pop_back();
-            bool expired = clock::now() - conn->idle_since >= std::chrono::milliseconds(cfg_.idle_timeout_ms);
-            if (!expired && conn->looks_alive()) co_return std::tuple{error_code{}, lease{std::move(conn), true}};
+            auto idle_for = clock::now() - conn->idle_since;
+            bool expired = idle_for >= std::chrono::milliseconds(cfg_.idle_timeout_ms);
+            // A connection idle for less than probe_after skips the liveness probe (a syscall
+            // per request on a busy pool); if the server did close it, the request fails before
+            // any response byte and is retried once on a fresh connection (forward()).
+            if (!expired && (idle_for < probe_after || conn->looks_alive())) co_return std::tuple{error_code{}, lease{std::move(conn), true}};
             conn->close();
             --open_;
         }

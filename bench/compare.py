@@ -1,0 +1,616 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: the same Dify traffic straight to dify-emulator, through
+dify-gateway (without quotas, with memory quotas, with Redis quotas), through nginx and
+through haproxy 2.6 -- all proxying to the same TLS upstream with upstream keep-alive and the
+same worker count -- in one run on one machine. Writes bench/results/<date>.md (table,
+machine, versions, exact commands) and a PNG plot of latency vs offered load.
+
+  bench/compare.py [--build DIR] [--workers N] [--quick] [--update-readme]
+
+Figures that stay meaningful on a shared 2-core box: CPU per request (and per relayed SSE
+event) of the proxy process(es), from /proc/<pid>/stat before and after each run, and RSS.
+Loopback only. Needs nginx, haproxy, redis-server and gnuplot (deploy/install_deps.sh bench).
+--quick runs every step briefly (well under a minute) to keep the script working in CI;
+its figures are not meant to be read.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CHAT_KEY = 'app-emuchat00000000000000001'
+TENANT_KEY = 'gw-bench-tenant-key-0123456789'
+CLK_TCK = os.sysconf('SC_CLK_TCK')
+PAGE = os.sysconf('SC_PAGE_SIZE')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=15):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f'process {proc.args[0]} exited with {proc.returncode}')
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f'port {port} did not open')
+
+
+# ---- process accounting from /proc -------------------------------------------------
+
+def tree(pid):
+    """pid and its descendants (nginx: master and workers)."""
+    children = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except OSError:
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f'/proc/{p}/stat') as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:
+            pass
+    return total / CLK_TCK
+
+
+def rss_kib(pids, field='VmRSS'):
+    total = 0
+    for p in pids:
+        try:
+            with open(f'/proc/{p}/status') as f:
+                for line in f:
+                    if line.startswith(field + ':'):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+class Service:
+    """A started server process; `pids()` includes its children (nginx workers)."""
+
+    def __init__(self, name, cmd, port, workdir, env=None):
+        self.name, self.cmd, self.port = name, cmd, port
+        self.log = open(os.path.join(workdir, name + '.log'), 'w')
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
+        wait_port(port, self.proc)
+
+    def pids(self):
+        return tree(self.proc.pid)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+# ---- the stack ----------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.build = os.path.abspath(args.build)
+        self.dir = tempfile.mkdtemp(prefix='dify-bench-')
+        self.services = []
+        self.commands = []
+        subprocess.run([os.path.join(ROOT, 'deploy', 'make_certs.sh'), self.dir], check=True)
+        self.ca = os.path.join(self.dir, 'ca.pem')
+        self.ssl = ssl.create_default_context(cafile=self.ca)
+
+    def start(self, name, cmd, port, env=None):
+        s = Service(name, cmd, port, self.dir, env)
+        self.services.append(s)
+        return s
+
+    def stop(self, service):
+        service.stop()
+        self.services.remove(service)
+
+    def close(self):
+        for s in reversed(self.services):
+            s.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- servers
+    def emulator(self, token_delay_ms=0):
+        port = free_port()
+        return self.start('emulator', [os.path.join(self.build, 'gateway', 'dify-emulator'), '--listen', f'127.0.0.1:{port}',
+                                       '--tls-cert', os.path.join(self.dir, 'server.pem'),
+                                       '--tls-key', os.path.join(self.dir, 'server.key'),
+                                       '--token-delay-ms', str(token_delay_ms)], port)
+
+    def gateway(self, name, emu_port, quota=None, redis_port=None):
+        port, admin = free_port(), free_port()
+        tenant = {'keys': [TENANT_KEY], 'apps': ['chat']}
+        if quota:
+            tenant.update({'rate': {'requests_per_second': 1000000, 'burst': 1000000}, 'max_concurrent': 100000,
+                           'tokens_per_day': 1000000000000})
+        config = {
+            'server': {'listen': f'127.0.0.1:{port}', 'threads': self.args.workers},
+            'admin': {'listen': f'127.0.0.1:{admin}'},
+            'log': {'level': 'warn', 'format': 'json', 'access_log': True},
+            'upstreams': {'dify': {'url': f'https://localhost:{emu_port}', 'ca_file': self.ca, 'max_connections': 20000}},
+            'apps': {'chat': {'api_keys': [CHAT_KEY]}},
+            'tenants': {'bench': tenant},
+            'quota_store': {'type': 'redis', 'url': f'redis://127.0.0.1:{redis_port}', 'timeout_ms': 50, 'on_error': 'deny'}
+            if quota == 'redis' else {'type': 'memory'},
+        }
+        path = os.path.join(self.dir, name + '.json')
+        with open(path, 'w') as f:
+            json.dump(config, f, indent=1)
+        s = self.start(name, [os.path.join(self.build, 'gateway', 'dify-gateway'), '--config', path], port)
+        s.admin = admin
+        return s
+
+    def nginx(self, emu_port):
+        port = free_port()
+        conf = f"""
+worker_processes {self.args.workers};
+worker_rlimit_nofile 20000;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/nginx-error.log warn;
+daemon off;
+events {{ worker_connections 19900; }}
+http {{
+    access_log {self.dir}/nginx-access.log combined buffer=64k flush=1s;
+    client_body_temp_path {self.dir}/nginx-body;
+    proxy_temp_path {self.dir}/nginx-proxy;
+    upstream dify {{ server 127.0.0.1:{emu_port}; keepalive 256; keepalive_requests 1000000; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass https://dify;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host localhost;
+            proxy_set_header Authorization "Bearer {CHAT_KEY}";
+            proxy_ssl_server_name on;
+            proxy_ssl_name localhost;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {self.ca};
+            proxy_ssl_session_reuse on;
+            proxy_buffering off;
+            proxy_read_timeout 300s;
+        }}
+    }}
+}}
+"""
+        path = os.path.join(self.dir, 'nginx.conf')
+        with open(path, 'w') as f:
+            f.write(conf)
+        return self.start('nginx', ['nginx', '-c', path, '-e', os.path.join(self.dir, 'nginx-error.log')], port)
+
+    def haproxy(self, emu_port):
+        port = free_port()
+        conf = f"""
+global
+    nbthread {self.args.workers}
+    maxconn 9000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    http-reuse always
+frontend bench
+    bind 127.0.0.1:{port}
+    default_backend dify
+backend dify
+    http-request set-header Authorization "Bearer {CHAT_KEY}"
+    http-request set-header Host localhost
+    server emulator 127.0.0.1:{emu_port} ssl verify required ca-file {self.ca} sni str(localhost) verifyhost localhost
+"""
+        path = os.path.join(self.dir, 'haproxy.cfg')
+        with open(path, 'w') as f:
+            f.write(conf)
+        return self.start('haproxy', ['haproxy', '-db', '-f', path], port)
+
+    def redis(self):
+        port = free_port()
+        return self.start('redis', ['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--save', '',
+                                    '--appendonly', 'no'], port)
+
+    def emulator_handshakes(self, emu):
+        with urllib.request.urlopen(f'https://localhost:{emu.port}/_emulator/stats', context=self.ssl) as r:
+            return json.load(r)['tls_handshakes']
+
+    # -- load
+    def load(self, url, key, extra):
+        cmd = [os.path.join(self.build, 'bench', 'dify-bench'), '--url', url, '--key', key, '--json'] + extra
+        if url.startswith('https'):
+            cmd += ['--ca', self.ca]
+        self.commands.append(' '.join(shlex.quote(c) for c in cmd).replace(self.dir, '$TMP').replace(self.build, '$BUILD'))
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def measure(self, target, extra, emu=None, sample_rss=False):
+        """Runs dify-bench against target = (url, key, service or None); returns its JSON
+        result plus the proxy's CPU seconds, peak RSS (KiB) and RSS before."""
+        url, key, service = target
+        pids = service.pids() if service else []
+        rss_before = rss_kib(pids)
+        cpu_before = cpu_seconds(pids)
+        hs_before = self.emulator_handshakes(emu) if emu else 0
+        proc = self.load(url, key, extra)
+        peak = rss_before
+        while proc.poll() is None:
+            time.sleep(0.1 if sample_rss else 0.25)
+            peak = max(peak, rss_kib(pids))
+        out = proc.stdout.read().strip().splitlines()
+        result = json.loads(out[-1]) if out and out[-1].startswith('{') else {'requests': 0, 'errors': -1}
+        result['proxy_cpu_s'] = cpu_seconds(pids) - cpu_before
+        result['rss_before_kib'] = rss_before
+        result['rss_peak_kib'] = peak
+        result['hwm_kib'] = rss_kib(pids, 'VmHWM')
+        if emu:
+            result['upstream_handshakes'] = self.emulator_handshakes(emu) - hs_before
+        return result
+
+
+def us(x):
+    return f'{x:.0f}' if x >= 10 else f'{x:.1f}'
+
+
+def machine():
+    cpu = 'unknown'
+    with open('/proc/cpuinfo') as f:
+        for line in f:
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    with open('/proc/meminfo') as f:
+        mem = int(f.readline().split()[1]) // 1024 // 1024
+    return f'{cpu}, {os.cpu_count()} cores, {mem} GiB, Linux {platform.release()}'
+
+
+def versions(build):
+    def first(cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return 'not found'
+    rev = first(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'])
+    return {
+        'dify-gateway': first([os.path.join(build, 'gateway', 'dify-gateway'), '--version']) + f' (commit {rev})',
+        'nginx': first(['nginx', '-v']),
+        'haproxy': first(['haproxy', '-v']),
+        'redis': first(['redis-server', '--version']),
+        'openssl': first(['openssl', 'version']),
+        'compiler': first(['c++', '--version']),
+    }
+
+
+# ---- the run ------------------------------------------------------------------------
+
+def run(args):
+    b = Bench(args)
+    quick = args.quick
+    dur = 1.0 if quick else args.duration
+    conns = 32
+    report = {'blocking': {}, 'load': {}, 'streams': {}, 'pooling': {}}
+    try:
+        emu = b.emulator()
+        redis = b.redis()
+        paths = {
+            'direct': (f'https://localhost:{emu.port}', CHAT_KEY, None),
+            'dify-gateway': None, 'dify-gateway + memory quotas': None, 'dify-gateway + Redis quotas': None,
+            'nginx': None, 'haproxy': None,
+        }
+        gw = b.gateway('gateway', emu.port)
+        paths['dify-gateway'] = (f'http://127.0.0.1:{gw.port}', TENANT_KEY, gw)
+        gwm = b.gateway('gateway-memory', emu.port, quota='memory')
+        paths['dify-gateway + memory quotas'] = (f'http://127.0.0.1:{gwm.port}', TENANT_KEY, gwm)
+        gwr = b.gateway('gateway-redis', emu.port, quota='redis', redis_port=redis.port)
+        paths['dify-gateway + Redis quotas'] = (f'http://127.0.0.1:{gwr.port}', TENANT_KEY, gwr)
+        ngx = b.nginx(emu.port)
+        paths['nginx'] = (f'http://127.0.0.1:{ngx.port}', 'unused-by-nginx', ngx)
+        hap = b.haproxy(emu.port)
+        paths['haproxy'] = (f'http://127.0.0.1:{hap.port}', 'unused-by-haproxy', hap)
+
+        # 1. Saturation: closed loop, `conns` connections, blocking chat-messages.
+        for name, target in paths.items():
+            b.measure(target, ['--mode', 'blocking', '--connections', str(conns), '--requests', '100000000',
+                               '--duration-s', '0.5'])  # warm-up: connections, pools, caches
+            r = b.measure(target, ['--mode', 'blocking', '--connections', str(conns), '--requests', '100000000',
+                                   '--duration-s', str(dur)], emu=emu)
+            r['cpu_us_per_request'] = 1e6 * r['proxy_cpu_s'] / max(r['requests'], 1)
+            report['blocking'][name] = r
+            print(f"{name:30s} {r['rps']:8.0f} req/s  p50 {r['p50_us']:6.0f} us  p99 {r['p99_us']:6.0f} us  "
+                  f"proxy CPU/request {r['cpu_us_per_request']:5.1f} us  errors {r['errors']}", flush=True)
+
+        # 2. Latency vs offered load (open loop), the same offered loads on every path.
+        saturation = report['blocking']['dify-gateway']['rps']
+        fractions = [0.5] if quick else [0.1, 0.25, 0.5, 0.75, 0.9]
+        report['saturation_rps'] = saturation
+        for frac in fractions:
+            rate = max(10, saturation * frac)
+            for name, target in paths.items():
+                r = b.measure(target, ['--mode', 'blocking', '--connections', '64', '--rate', f'{rate:.0f}',
+                                       '--requests', '100000000', '--duration-s', str(dur)])
+                r['cpu_us_per_request'] = 1e6 * r['proxy_cpu_s'] / max(r['requests'], 1)
+                report['load'].setdefault(name, {})[frac] = r
+            print(f'offered {rate:.0f} req/s: ' + ', '.join(
+                f"{n} p50 {report['load'][n][frac]['p50_us']:.0f}/p99 {report['load'][n][frac]['p99_us']:.0f} us"
+                for n in paths), flush=True)
+
+        # 3. Pooling: upstream TLS connections opened by the gateway over N requests.
+        n = 2000 if quick else 100000
+        r = b.measure(paths['dify-gateway'], ['--mode', 'blocking', '--connections', str(conns), '--requests', str(n),
+                                             '--duration-s', '600'], emu=emu)
+        report['pooling'] = {'requests': r['requests'], 'handshakes': r['upstream_handshakes'], 'connections': conns,
+                             'errors': r['errors']}
+        print(f"pooling: {r['requests']} requests, {r['upstream_handshakes']} upstream TLS handshakes", flush=True)
+        for s in (gw, gwm, gwr, ngx, hap, emu, redis):
+            b.stop(s)
+
+        # 4. Streams: N held SSE streams, one event per second each (fresh processes).
+        words = 6 if quick else 25
+        emu = b.emulator(token_delay_ms=1000)
+        for n in ([200] if quick else args.streams):
+            stream_paths = {'direct': (f'https://localhost:{emu.port}', CHAT_KEY, None)}
+            gw = b.gateway('gateway-streams', emu.port)
+            stream_paths['dify-gateway'] = (f'http://127.0.0.1:{gw.port}', TENANT_KEY, gw)
+            ngx = b.nginx(emu.port)
+            stream_paths['nginx'] = (f'http://127.0.0.1:{ngx.port}', 'unused-by-nginx', ngx)
+            time.sleep(0.5)
+            for name, target in stream_paths.items():
+                r = b.measure(target, ['--mode', 'hold', '--connections', str(n), '--words', str(words),
+                                       '--open-rate', '2000', '--duration-s', '600'], sample_rss=True)
+                r['streams'] = n
+                r['rss_per_stream_kib'] = (r['rss_peak_kib'] - r['rss_before_kib']) / n
+                r['cpu_us_per_event'] = 1e6 * r['proxy_cpu_s'] / max(r['events'], 1)
+                report['streams'].setdefault(n, {})[name] = r
+                print(f"{n} streams {name:14s} events {r['events']} errors {r['errors']} RSS/stream "
+                      f"{r['rss_per_stream_kib']:.1f} KiB CPU/event {r['cpu_us_per_event']:.1f} us "
+                      f"ttfb p50 {r['ttfb_p50_us']:.0f} us", flush=True)
+            b.stop(gw)
+            b.stop(ngx)
+        b.stop(emu)
+
+        # 5. Microbenchmarks.
+        report['micro'] = micro(b.build, quick)
+        report['machine'] = machine()
+        report['versions'] = versions(b.build)
+        report['commands'] = b.commands
+        report['workers'] = args.workers
+        return report
+    finally:
+        b.close()
+
+
+def micro(build, quick):
+    rows = []
+    for exe in ('core_bench', 'quota_bench'):
+        cmd = [os.path.join(build, 'bench', exe), '--benchmark_format=json',
+               '--benchmark_filter=' + ('.' if exe == 'core_bench' else 'memory_store|token_bucket')]
+        if quick:
+            cmd.append('--benchmark_min_time=0.01')
+        r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        for bm in json.loads(r.stdout)['benchmarks']:
+            row = {'name': bm['name'], 'ns': bm['cpu_time'] if bm['time_unit'] == 'ns' else bm['cpu_time'] * 1000}
+            if 'bytes_per_second' in bm:
+                row['mb_s'] = bm['bytes_per_second'] / 1e6
+            if 'items_per_second' in bm:
+                row['items_s'] = bm['items_per_second']
+            rows.append(row)
+    return rows
+
+
+# ---- the report ---------------------------------------------------------------------
+
+def blocking_table(report):
+    direct = report['load']['direct'][0.5]
+    lines = ['| path | req/s (saturated) | proxy CPU / request | p50 / p99 at saturation | added p50 / p99 at half load | peak RSS | upstream TLS handshakes |',
+             '|---|---:|---:|---:|---:|---:|---:|']
+    for name, r in report['blocking'].items():
+        half = report['load'][name][0.5]
+        cpu = '—' if name == 'direct' else f"{r['cpu_us_per_request']:.1f} µs"
+        added = '—' if name == 'direct' else \
+            f"{(half['p50_us'] - direct['p50_us']) / 1000:+.2f} / {(half['p99_us'] - direct['p99_us']) / 1000:+.2f} ms"
+        rss = '—' if name == 'direct' else f"{r['hwm_kib'] / 1024:.1f} MiB"
+        lines.append(f"| {name} | {r['rps']:.0f} | {cpu} | {r['p50_us'] / 1000:.2f} / {r['p99_us'] / 1000:.2f} ms | "
+                     f"{added} | {rss} | {r.get('upstream_handshakes', '—')} |")
+    return '\n'.join(lines)
+
+
+def streams_table(report):
+    lines = ['| streams | path | events relayed | errors | RSS per open stream | proxy CPU / event | time to first event p50 / p99 | gap between events p99 |',
+             '|---:|---|---:|---:|---:|---:|---:|---:|']
+    for n, by_path in report['streams'].items():
+        for name, r in by_path.items():
+            rss = '—' if name == 'direct' else f"{r['rss_per_stream_kib']:.1f} KiB"
+            cpu = '—' if name == 'direct' else f"{r['cpu_us_per_event']:.1f} µs"
+            lines.append(f"| {n} | {name} | {r['events']} | {r['errors']} | {rss} | {cpu} | "
+                         f"{r['ttfb_p50_us'] / 1000:.1f} / {r['ttfb_p99_us'] / 1000:.1f} ms | {r['gap_p99_us'] / 1000:.0f} ms |")
+    return '\n'.join(lines)
+
+
+def load_table(report):
+    fractions = sorted(next(iter(report['load'].values())).keys())
+    head = '| path | ' + ' | '.join(f"{report['saturation_rps'] * f:.0f} req/s" for f in fractions) + ' |'
+    lines = [head, '|---|' + '---:|' * len(fractions)]
+    for name, by_frac in report['load'].items():
+        lines.append(f'| {name} | ' + ' | '.join(
+            f"{by_frac[f]['p50_us'] / 1000:.2f} / {by_frac[f]['p99_us'] / 1000:.2f}" for f in fractions) + ' |')
+    return '\n'.join(lines)
+
+
+def micro_table(report):
+    lines = ['| benchmark | CPU time | throughput |', '|---|---:|---:|']
+    for m in report['micro']:
+        tput = f"{m['mb_s']:.0f} MB/s" if 'mb_s' in m else (f"{m['items_s'] / 1e6:.2f} M items/s" if 'items_s' in m else '')
+        lines.append(f"| {m['name']} | {m['ns']:.0f} ns | {tput} |")
+    return '\n'.join(lines)
+
+
+def plot(report, png):
+    data = png[:-4] + '.dat'
+    names = list(report['load'])
+    with open(data, 'w') as f:
+        for name in names:
+            f.write(f'# {name}\n')
+            for frac, r in sorted(report['load'][name].items()):
+                f.write(f"{report['saturation_rps'] * frac:.0f} {r['p50_us'] / 1000:.3f} {r['p99_us'] / 1000:.3f}\n")
+            f.write('\n\n')
+    series = []
+    for i, name in enumerate(names):
+        series.append(f"'{data}' index {i} using 1:2 with linespoints lc {i + 1} pt 7 title '{name} p50'")
+        series.append(f"'{data}' index {i} using 1:3 with linespoints lc {i + 1} dt 2 pt 6 title '{name} p99'")
+    script = (f"set terminal png size 1100,650; set output '{png}'; set title 'Blocking chat-messages: latency vs offered load';"
+              "set xlabel 'offered load (requests/s)'; set ylabel 'latency (ms)'; set logscale y; set grid;"
+              "set key outside right; plot " + ', '.join(series))
+    subprocess.run(['gnuplot', '-e', script], check=True)
+    os.remove(data)
+
+
+def write_report(report, args):
+    day = datetime.date.today().isoformat()
+    os.makedirs(args.out, exist_ok=True)
+    md = os.path.join(args.out, f'{day}.md')
+    png = os.path.join(args.out, f'{day}-latency.png')
+    plot(report, png)
+    gw = report['blocking']['dify-gateway']
+    ngx = report['blocking']['nginx']
+    pool = report['pooling']
+    text = f"""# dify-gateway benchmark, {day}{' (quick mode: figures not meaningful)' if args.quick else ''}
+
+Machine: {report['machine']}. Every process (load generator, emulator, proxies) shares these
+cores, so throughput and latency are relative; **CPU per request of the proxy process** is the
+figure that carries over. Each proxy ran with {report['workers']} worker(s), plain HTTP from the
+load generator, TLS with keep-alive to the same dify-emulator upstream.
+
+Versions: {'; '.join(f'{k}: {v}' for k, v in report['versions'].items())}.
+
+## Blocking chat-messages
+
+Saturation: 32 connections, closed loop. "Added" latency is the path's latency minus direct's at
+the same offered load, half of dify-gateway's saturation ({report['saturation_rps'] * 0.5:.0f} req/s, open loop).
+
+{blocking_table(report)}
+
+dify-gateway CPU per request is {gw['cpu_us_per_request'] / max(ngx['cpu_us_per_request'], 0.001):.2f}× nginx's.
+
+### Latency (p50 / p99, ms) vs offered load (open loop, 64 connections)
+
+{load_table(report)}
+
+![latency vs offered load]({os.path.basename(png)})
+
+## Upstream pooling
+
+{pool['requests']} blocking requests over {pool['connections']} client connections through dify-gateway opened
+**{pool['handshakes']}** upstream TLS connections (errors: {pool['errors']}).
+
+## SSE streams
+
+Held streams, one event per second each (emulator `--token-delay-ms 1000`), opened at 2,000/s.
+RSS per open stream = (peak RSS during the run − RSS before) / streams. CPU per event includes
+accepting the connection and the upstream TLS handshake, spread over the stream's events.
+
+{streams_table(report)}
+
+## Microbenchmarks (Google Benchmark, CPU time per iteration)
+
+{micro_table(report)}
+
+## Commands
+
+`$BUILD` is the CMake build directory, `$TMP` the run's scratch directory (certificates,
+configs, logs); the configs are written by `bench/compare.py`.
+
+```
+{chr(10).join(dict.fromkeys(report['commands']))}
+```
+"""
+    with open(md, 'w') as f:
+        f.write(text)
+    with open(os.path.join(args.out, f'{day}.json'), 'w') as f:
+        json.dump(report, f, indent=1, default=str)
+    print(f'report: {md}')
+    if args.update_readme:
+        update_readme(report, md)
+    return md
+
+
+def update_readme(report, md):
+    readme = os.path.join(ROOT, 'README.md')
+    with open(readme) as f:
+        text = f.read()
+    block = (f"<!-- bench:begin -->\nFrom [{os.path.relpath(md, ROOT)}]({os.path.relpath(md, ROOT)}) "
+             f"({report['machine']}):\n\n{blocking_table(report)}\n\n{streams_table(report)}\n<!-- bench:end -->")
+    new, n = re.subn(r'<!-- bench:begin -->.*?<!-- bench:end -->', lambda _: block, text, flags=re.S)
+    if n != 1:
+        raise SystemExit('README.md has no <!-- bench:begin --> ... <!-- bench:end --> block')
+    with open(readme, 'w') as f:
+        f.write(new)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--build', default=os.path.join(ROOT, 'build'), help='CMake build directory (with benches)')
+    p.add_argument('--workers', type=int, default=1, help='worker threads/processes of every proxy')
+    p.add_argument('--duration', type=float, default=5.0, help='seconds per measured run')
+    p.add_argument('--streams', type=lambda s: [int(x) for x in s.split(',')], default=[1000, 9900],
+                   help='held SSE stream counts (a one-worker proxy needs 2 fds per stream)')
+    p.add_argument('--out', default=os.path.join(HERE, 'results'))
+    p.add_argument('--quick', action='store_true', help='every step briefly (CI); figures not meaningful')
+    p.add_argument('--update-readme', action='store_true', help="put the table into README.md's bench block")
+    args = p.parse_args()
+    for tool in ('nginx', 'haproxy', 'redis-server', 'gnuplot'):
+        if not shutil.which(tool):
+            raise SystemExit(f'compare.py: {tool} not found (deploy/install_deps.sh bench installs it)')
+    report = run(args)
+    write_report(report, args)
+    bad = [n for n, r in report['blocking'].items() if r['errors'] != 0 or r['requests'] == 0]
+    bad += [f'{n} streams {p}' for n, by in report['streams'].items() for p, r in by.items() if r['errors'] != 0]
+    if bad:
+        print('errors on: ' + ', '.join(bad), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
