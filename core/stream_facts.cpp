@@ -1,6 +1,8 @@
 #include "core/stream_facts.hpp"
 
-#include <boost/json.hpp>
+#include <boost/json/basic_parser_impl.hpp>
+
+#include <vector>
 
 namespace gw::core {
 
@@ -8,32 +10,138 @@ namespace json = boost::json;
 
 namespace {
 
-std::string string_at(const json::object& o, std::string_view key)
+// The few members a gateway reads from a Dify event or reply, taken in one pass of a
+// SAX parser (no document tree: an event's answer text is skipped, not copied).
+struct dify_fields
 {
-    auto* v = o.if_contains(key);
-    return v && v->is_string() ? std::string(v->get_string()) : std::string();
-}
+    bool object = false; // the document is a JSON object
+    std::string event, task_id, conversation_id, workflow_run_id, code, message;
+    std::optional<std::int64_t> status, usage_total_tokens, data_total_tokens;
+};
 
-std::optional<std::int64_t> int_at(const json::value* v)
+class fields_handler
 {
-    if (!v) return std::nullopt;
-    if (v->is_int64()) return v->get_int64();
-    if (v->is_uint64()) return static_cast<std::int64_t>(v->get_uint64());
-    if (v->is_double()) return static_cast<std::int64_t>(v->get_double());
-    return std::nullopt;
-}
+public:
+    static constexpr std::size_t max_object_size = std::size_t(-1);
+    static constexpr std::size_t max_array_size = std::size_t(-1);
+    static constexpr std::size_t max_key_size = std::size_t(-1);
+    static constexpr std::size_t max_string_size = std::size_t(-1);
 
-const json::value* path(const json::object& o, std::initializer_list<std::string_view> keys)
-{
-    const json::value* v = nullptr;
-    const json::object* cur = &o;
-    for (auto k : keys) {
-        if (!cur) return nullptr;
-        v = cur->if_contains(k);
-        if (!v) return nullptr;
-        cur = v->is_object() ? &v->get_object() : nullptr;
+    explicit fields_handler(dify_fields* out) : out_(out) {}
+
+    bool on_document_begin(json::error_code&) { return true; }
+    bool on_document_end(json::error_code&) { return true; }
+    bool on_object_begin(json::error_code&) { return open(true); }
+    bool on_object_end(std::size_t, json::error_code&) { return close(); }
+    bool on_array_begin(json::error_code&) { return open(false); }
+    bool on_array_end(std::size_t, json::error_code&) { return close(); }
+    bool on_key_part(std::string_view s, std::size_t, json::error_code&)
+    {
+        key_.append(s);
+        return true;
     }
-    return v;
+    bool on_key(std::string_view s, std::size_t, json::error_code&)
+    {
+        key_.append(s);
+        key_done_ = true;
+        return true;
+    }
+    bool on_string_part(std::string_view s, std::size_t, json::error_code&)
+    {
+        append_string(s);
+        return true;
+    }
+    bool on_string(std::string_view s, std::size_t, json::error_code&)
+    {
+        append_string(s);
+        string_started_ = false;
+        return value_done();
+    }
+    bool on_number_part(std::string_view, json::error_code&) { return true; }
+    bool on_int64(std::int64_t i, std::string_view, json::error_code&) { return number(i); }
+    bool on_uint64(std::uint64_t u, std::string_view, json::error_code&) { return number(static_cast<std::int64_t>(u)); }
+    bool on_double(double d, std::string_view, json::error_code&) { return number(static_cast<std::int64_t>(d)); }
+    bool on_bool(bool, json::error_code&) { return value_done(); }
+    bool on_null(json::error_code&) { return value_done(); }
+    bool on_comment_part(std::string_view, json::error_code&) { return true; }
+    bool on_comment(std::string_view, json::error_code&) { return true; }
+
+private:
+    // Containers from the root inward: the member name each sits under ("" in arrays).
+    struct level
+    {
+        std::string name;
+        bool object;
+    };
+
+    bool open(bool object)
+    {
+        if (levels_.empty()) out_->object = object;
+        levels_.push_back({in_object() ? key_ : std::string(), object});
+        key_.clear();
+        key_done_ = false;
+        return true;
+    }
+    bool close()
+    {
+        levels_.pop_back();
+        return value_done();
+    }
+    bool in_object() const { return !levels_.empty() && levels_.back().object; }
+    // A repeated member replaces the earlier value (as Python's json does).
+    void append_string(std::string_view s)
+    {
+        auto* target = string_target();
+        if (!target) return;
+        if (!string_started_) target->clear();
+        string_started_ = true;
+        target->append(s);
+    }
+    bool value_done()
+    {
+        key_.clear();
+        key_done_ = false;
+        return true;
+    }
+    // Where a string value at the current position goes (nullptr: not wanted).
+    std::string* string_target()
+    {
+        if (levels_.size() != 1 || !in_object() || !key_done_) return nullptr;
+        if (key_ == "event") return &out_->event;
+        if (key_ == "task_id") return &out_->task_id;
+        if (key_ == "conversation_id") return &out_->conversation_id;
+        if (key_ == "workflow_run_id") return &out_->workflow_run_id;
+        if (key_ == "code") return &out_->code;
+        if (key_ == "message") return &out_->message;
+        return nullptr;
+    }
+    bool number(std::int64_t n)
+    {
+        if (in_object() && key_done_) {
+            if (levels_.size() == 1 && key_ == "status") out_->status = n;
+            if (levels_.size() == 3 && key_ == "total_tokens" && levels_[1].name == "metadata" && levels_[2].name == "usage")
+                out_->usage_total_tokens = n;
+            if (levels_.size() == 2 && key_ == "total_tokens" && levels_[1].name == "data") out_->data_total_tokens = n;
+        }
+        return value_done();
+    }
+
+    dify_fields* out_;
+    std::vector<level> levels_;
+    std::string key_;
+    bool key_done_ = false;
+    bool string_started_ = false;
+};
+
+// nullopt: not valid JSON.
+std::optional<dify_fields> read_fields(std::string_view text)
+{
+    dify_fields out;
+    json::basic_parser<fields_handler> parser(json::parse_options{}, &out);
+    json::error_code ec;
+    parser.write_some(false, text.data(), text.size(), ec);
+    if (ec) return std::nullopt;
+    return out;
 }
 
 } // namespace
@@ -42,45 +150,38 @@ void stream_facts::observe(const sse_event& e)
 {
     ++events_;
     if (e.data.empty()) return; // ping, comment
-    json::error_code ec;
-    auto v = json::parse(e.data, ec);
-    if (ec || !v.is_object()) {
+    auto f = read_fields(e.data);
+    if (!f || !f->object) {
         ++malformed_;
         return;
     }
-    const auto& o = v.get_object();
-    auto event = string_at(o, "event");
-    if (task_id_.empty()) task_id_ = string_at(o, "task_id");
-    if (conversation_id_.empty()) conversation_id_ = string_at(o, "conversation_id");
-    if (workflow_run_id_.empty()) workflow_run_id_ = string_at(o, "workflow_run_id");
-    if (event == "message_end") {
-        if (auto t = int_at(path(o, {"metadata", "usage", "total_tokens"}))) total_tokens_ = t;
+    if (task_id_.empty()) task_id_ = std::move(f->task_id);
+    if (conversation_id_.empty()) conversation_id_ = std::move(f->conversation_id);
+    if (workflow_run_id_.empty()) workflow_run_id_ = std::move(f->workflow_run_id);
+    if (f->event == "message_end") {
+        if (f->usage_total_tokens) total_tokens_ = f->usage_total_tokens;
         finished_ = true;
-    } else if (event == "workflow_finished") {
+    } else if (f->event == "workflow_finished") {
         // Chatflows report usage in both; message_end's value is the same run's total.
-        if (!total_tokens_)
-            if (auto t = int_at(path(o, {"data", "total_tokens"}))) total_tokens_ = t;
+        if (!total_tokens_ && f->data_total_tokens) total_tokens_ = f->data_total_tokens;
         finished_ = true;
-    } else if (event == "error") {
-        stream_error err{string_at(o, "code"), static_cast<int>(int_at(o.if_contains("status")).value_or(0)), string_at(o, "message")};
-        error_ = std::move(err);
+    } else if (f->event == "error") {
+        error_ = stream_error{std::move(f->code), static_cast<int>(f->status.value_or(0)), std::move(f->message)};
         finished_ = true;
     }
 }
 
 void stream_facts::observe_json_body(std::string_view body)
 {
-    json::error_code ec;
-    auto v = json::parse(body, ec);
-    if (ec || !v.is_object()) return;
-    const auto& o = v.get_object();
-    task_id_ = string_at(o, "task_id");
-    conversation_id_ = string_at(o, "conversation_id");
-    workflow_run_id_ = string_at(o, "workflow_run_id");
-    if (auto t = int_at(path(o, {"metadata", "usage", "total_tokens"})))
-        total_tokens_ = t;
-    else if (auto w = int_at(path(o, {"data", "total_tokens"})))
-        total_tokens_ = w;
+    auto f = read_fields(body);
+    if (!f || !f->object) return;
+    task_id_ = std::move(f->task_id);
+    conversation_id_ = std::move(f->conversation_id);
+    workflow_run_id_ = std::move(f->workflow_run_id);
+    if (f->usage_total_tokens)
+        total_tokens_ = f->usage_total_tokens;
+    else if (f->data_total_tokens)
+        total_tokens_ = f->data_total_tokens;
     finished_ = true;
 }
 

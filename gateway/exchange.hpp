@@ -8,7 +8,6 @@
 #include "gateway/proxy.hpp"
 #include "gateway/quota/quota.hpp"
 
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http.hpp>
 
@@ -19,7 +18,7 @@
 namespace gw::gateway {
 
 namespace http = beast::http;
-using tls_stream = net::ssl::stream<beast::tcp_stream>;
+using tls_stream = tls_socket;
 
 inline constexpr std::size_t piece_size = 8 * 1024; // bytes read per step of a relay
 

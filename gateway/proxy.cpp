@@ -221,7 +221,7 @@ net::awaitable<bool> forward(exchange& x)
         parser.emplace();
         parser->body_limit(boost::none);
         if (x.req.method() == http::verb::head) parser->skip(true);
-        lease.conn->tcp().expires_at(deadline);
+        lease.conn->expires_at(deadline);
         if (x.ticket) x.ticket->reached_upstream();
         auto ec = co_await send_and_read_head<S>(x, *lease.conn, *parser);
         if (ec) {

@@ -18,6 +18,7 @@
 
 namespace gw::gateway {
 
+inline constexpr std::size_t sse_piece_size = 4 * 1024;       // bytes read per step of an SSE relay
 inline constexpr std::size_t max_held_tail = 64 * 1024;       // larger unfinished events pass through as they arrive
 inline constexpr std::size_t max_captured_body = 1024 * 1024; // blocking generate replies read for usage
 
@@ -91,7 +92,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
     core::stream_facts facts;
     std::string tail; // the unfinished event, held back
     bool partial_sent = false;
-    std::array<char, piece_size> piece;
+    std::array<char, sse_piece_size> piece; // events are small; this frame lives as long as the stream
     auto write_chunk = [&](std::string_view a, std::string_view b) {
         x.rec->bytes_out += a.size() + b.size();
         std::array<net::const_buffer, 2> bufs{net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())};
@@ -100,7 +101,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
     while (!p.is_done()) {
         p.get().body().data = piece.data();
         p.get().body().size = piece.size();
-        conn.tcp().expires_after(idle);
+        conn.expires_after(idle);
         auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
         if (ec == http::error::need_buffer) ec = {};
         if (ec && x.client_gone) { // watch_client closed the upstream: the client left
@@ -149,7 +150,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
             }
         }
     }
-    conn.tcp().expires_never();
+    conn.expires_never();
     x.usage = facts.total_tokens();
     if (!tail.empty()) { // Dify ended without a final blank line: pass the bytes on
         auto [wec, wn] = co_await write_chunk(tail, {});
@@ -239,7 +240,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
                                  : co_await net::async_write(x.down, beast::buffers_cat(head_part, bytes), use_nothrow);
         if (wec) co_return std::pair{false, false};
     }
-    conn.tcp().expires_never();
+    conn.expires_never();
     if (capture) {
         core::stream_facts facts;
         facts.observe_json_body(captured);

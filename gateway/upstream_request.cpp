@@ -207,10 +207,10 @@ net::awaitable<void> call_stop(worker* w, std::string upstream_name, std::string
     req.body() = json::serialize(json::object{{"user", user}});
     req.prepare_payload();
     auto& conn = *lease.conn;
-    conn.tcp().expires_at(deadline);
+    conn.expires_at(deadline);
     auto [io_ec, status, reusable] = conn.is_tls() ? co_await round_trip<tls_stream>(conn, req)
                                                    : co_await round_trip<beast::tcp_stream>(conn, req);
-    conn.tcp().expires_never();
+    conn.expires_never();
     pool.release(std::move(lease.conn), reusable);
     if (io_ec)
         spdlog::warn("stop call for request {} failed: {}", request_id, io_ec.message());

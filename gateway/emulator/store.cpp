@@ -80,7 +80,18 @@ conversation_rec& store::create_conversation(
         c.variables.push_back(std::move(v));
     }
     auto id = c.id;
+    while (conversations_.size() >= max_kept && !conversation_order_.empty()) forget_oldest_conversation();
+    conversation_order_.push_back(id);
     return conversations_.emplace(id, std::move(c)).first->second;
+}
+
+void store::forget_oldest_conversation()
+{
+    auto it = conversations_.find(conversation_order_.front());
+    conversation_order_.pop_front();
+    if (it == conversations_.end()) return; // deleted meanwhile
+    for (const auto& m : it->second.messages) message_conversation_.erase(m.id);
+    conversations_.erase(it);
 }
 
 std::vector<conversation_rec*> store::conversations_of(const app_def& app, const end_user_rec& user)
@@ -184,6 +195,11 @@ file_rec* store::find_file(std::string_view id)
 
 workflow_run_rec& store::add_run(workflow_run_rec r)
 {
+    while (runs_.size() >= max_kept && !run_order_.empty()) {
+        runs_.erase(run_order_.front());
+        run_order_.pop_front();
+    }
+    run_order_.push_back(r.id);
     return insert_by_id(runs_, std::move(r));
 }
 
@@ -246,6 +262,8 @@ void store::clear()
     files_.clear();
     runs_.clear();
     tasks_.clear();
+    conversation_order_.clear();
+    run_order_.clear();
 }
 
 } // namespace gw::emulator

@@ -15,6 +15,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <deque>
 #include <unordered_map>
 #include <vector>
 
@@ -155,7 +156,13 @@ public:
 
     void clear();
 
+    // The emulator keeps the newest max_kept conversations and workflow runs; older ones
+    // are forgotten as if deleted, so that long benchmark runs stay flat in memory and time.
+    static constexpr std::size_t max_kept = 10'000;
+
 private:
+    void forget_oldest_conversation();
+
     std::vector<app_def> apps_;
     clock_fn clock_;
     std::mt19937_64 rng_;
@@ -166,6 +173,7 @@ private:
     std::unordered_map<std::string, file_rec> files_;
     std::unordered_map<std::string, workflow_run_rec> runs_;
     std::unordered_map<std::string, task_rec> tasks_;
+    std::deque<std::string> conversation_order_, run_order_; // creation order, for max_kept
 };
 
 } // namespace gw::emulator

@@ -3,7 +3,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/beast/core/error.hpp>
 
 #include <openssl/err.h>
@@ -16,12 +15,26 @@ using tcp = net::ip::tcp;
 
 constexpr auto probe_after = std::chrono::seconds(1);
 
-upstream_connection::upstream_connection(net::any_io_executor ex, ssl::context* tls)
+upstream_connection::upstream_connection(net::any_io_executor ex, ssl::context* tls, std::shared_ptr<tls_session_slot> sessions)
+    : plain_(std::make_unique<beast::tcp_stream>(ex))
 {
-    if (tls)
-        tls_ = std::make_unique<ssl::stream<beast::tcp_stream>>(ex, *tls);
+    if (tls) tls_ = std::make_unique<tls_socket>(*plain_, *tls, std::move(sessions));
+}
+
+void upstream_connection::expires_at(clock::time_point t)
+{
+    if (tls_)
+        tls_->expires_at(t);
     else
-        plain_ = std::make_unique<beast::tcp_stream>(ex);
+        plain_->expires_at(t);
+}
+
+void upstream_connection::expires_never()
+{
+    if (tls_)
+        tls_->expires_never();
+    else
+        plain_->expires_never();
 }
 
 net::awaitable<error_code> upstream_connection::connect(const config::upstream_config& u, std::chrono::milliseconds timeout)
@@ -33,16 +46,17 @@ net::awaitable<error_code> upstream_connection::connect(const config::upstream_c
     stream.expires_after(timeout);
     auto [cec, ep] = co_await stream.async_connect(endpoints, use_nothrow);
     if (cec) co_return cec;
+    stream.expires_never();
     error_code ignored;
     stream.socket().set_option(tcp::no_delay(true), ignored);
     if (tls_) {
-        if (!SSL_set_tlsext_host_name(tls_->native_handle(), u.host.c_str()))
+        if (!tls_->set_peer(u.host, u.verify_tls))
             co_return error_code(static_cast<int>(::ERR_get_error()), net::error::get_ssl_category());
-        if (u.verify_tls) tls_->set_verify_callback(ssl::host_name_verification(u.host));
-        auto [hec] = co_await tls_->async_handshake(ssl::stream_base::client, use_nothrow);
+        tls_->expires_after(timeout);
+        auto [hec] = co_await tls_->async_handshake(use_nothrow);
+        tls_->expires_never();
         if (hec) co_return hec;
     }
-    stream.expires_never();
     co_return error_code{};
 }
 
@@ -88,6 +102,7 @@ std::shared_ptr<ssl::context> make_upstream_tls(const config::upstream_config& u
     } else {
         ctx->set_verify_mode(ssl::verify_none);
     }
+    enable_session_resumption(*ctx);
     return ctx;
 }
 
@@ -126,7 +141,7 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
         if (open_ < cfg_.max_connections) {
             ++open_;
             ++connect_attempts;
-            auto conn = std::make_unique<upstream_connection>(ex_, tls_.get());
+            auto conn = std::make_unique<upstream_connection>(ex_, tls_.get(), sessions_);
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
             auto timeout = std::min(std::chrono::milliseconds(cfg_.connect_timeout_ms), std::max(left, std::chrono::milliseconds(1)));
             auto alive = alive_;
@@ -156,6 +171,7 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> conn, bool reus
     if (!conn) return;
     if (reusable && !stopped_ && conn->tcp().socket().is_open()) {
         conn->idle_since = clock::now();
+        conn->expires_never(); // an idle connection has no deadline
         conn->buffer().clear();
         idle_.push_back(std::move(conn));
     } else {

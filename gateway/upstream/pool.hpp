@@ -7,10 +7,10 @@
 #include "config/gateway_config.hpp"
 #include "core/retry.hpp"
 #include "gateway/net.hpp"
+#include "gateway/upstream/tls_socket.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -25,17 +25,23 @@ namespace gw::gateway {
 
 using clock = std::chrono::steady_clock;
 
-// One upstream connection. Exactly one of plain()/tls() is in use.
+// One upstream connection: plain() for http upstreams, tls() (over the same TCP stream)
+// for https ones.
 class upstream_connection
 {
 public:
-    upstream_connection(net::any_io_executor ex, net::ssl::context* tls);
+    upstream_connection(net::any_io_executor ex, net::ssl::context* tls, std::shared_ptr<tls_session_slot> sessions = nullptr);
 
     bool is_tls() const { return tls_ != nullptr; }
-    beast::tcp_stream& tcp() { return tls_ ? tls_->next_layer() : *plain_; }
+    beast::tcp_stream& tcp() { return *plain_; }
     beast::tcp_stream& plain() { return *plain_; }
-    net::ssl::stream<beast::tcp_stream>& tls() { return *tls_; }
+    tls_socket& tls() { return *tls_; }
     beast::flat_buffer& buffer() { return buffer_; }
+
+    // The deadline of the connection's reads and writes (either kind of stream).
+    void expires_at(clock::time_point t);
+    void expires_after(clock::duration d) { expires_at(clock::now() + d); }
+    void expires_never();
 
     // Resolves, connects and (TLS) handshakes within `timeout`.
     net::awaitable<error_code> connect(const config::upstream_config& u, std::chrono::milliseconds timeout);
@@ -48,7 +54,7 @@ public:
 
 private:
     std::unique_ptr<beast::tcp_stream> plain_;
-    std::unique_ptr<net::ssl::stream<beast::tcp_stream>> tls_;
+    std::unique_ptr<tls_socket> tls_; // over *plain_'s socket
     beast::flat_buffer buffer_;
 };
 
@@ -96,6 +102,7 @@ private:
     net::any_io_executor ex_;
     config::upstream_config cfg_;
     std::shared_ptr<net::ssl::context> tls_;
+    std::shared_ptr<tls_session_slot> sessions_ = std::make_shared<tls_session_slot>(); // resumption, this worker
     std::deque<std::unique_ptr<upstream_connection>> idle_; // back = most recently used
     std::list<net::steady_timer*> waiters_;
     net::steady_timer reaper_;

@@ -134,5 +134,39 @@ TEST(StreamFacts, BlockingBodies)
     EXPECT_FALSE(bad.total_tokens());
 }
 
+TEST(StreamFacts, ReadsOnlyTheMembersDifyDefinesWhereverOthersSit)
+{
+    // A workflow's own outputs may carry look-alike members: only data.total_tokens and
+    // top-level ids count; arrays, nesting, escapes and doubles are read correctly.
+    stream_facts wf;
+    wf.observe_json_body(R"({"data": {"outputs": {"total_tokens": 1, "task_id": "x", "data": {"total_tokens": 2}},
+                             "steps": [{"total_tokens": 3}], "total_tokens": 40.0},
+                             "task_id": "t\u0041", "metadata": [], "workflow_run_id": "w"})");
+    EXPECT_EQ(wf.total_tokens(), 40);
+    EXPECT_EQ(wf.task_id(), "tA");
+    EXPECT_EQ(wf.workflow_run_id(), "w");
+
+    stream_facts nested;
+    nested.observe_json_body(R"({"answer": {"metadata": {"usage": {"total_tokens": 5}}}, "metadata": {"usage": {"total_tokens": 6}}})");
+    EXPECT_EQ(nested.total_tokens(), 6);
+
+    stream_facts repeated; // a repeated member: the last one wins, as in Python's json
+    repeated.observe_json_body(R"({"task_id": "first", "task_id": "second"})");
+    EXPECT_EQ(repeated.task_id(), "second");
+
+    stream_facts not_object;
+    not_object.observe_json_body(R"(["task_id", "t"])");
+    EXPECT_EQ(not_object.task_id(), "");
+    EXPECT_FALSE(not_object.finished());
+
+    stream_facts events;
+    sse_parser p;
+    p.feed("data: [1,2]\n\ndata: {\"event\":\"message_end\",\"metadata\":{\"usage\":{\"total_tokens\":7}},\"x\":{\"event\":\"error\"}}\n\n",
+           [&](const sse_event& e, std::size_t) { events.observe(e); });
+    EXPECT_EQ(events.malformed(), 1u) << "JSON that is not an object";
+    EXPECT_EQ(events.total_tokens(), 7);
+    EXPECT_FALSE(events.error()) << "a nested \"event\" member is not the event's type";
+}
+
 } // namespace
 } // namespace gw::core

@@ -1,0 +1,186 @@
+#include "gateway/upstream/tls_socket.hpp"
+
+#include <boost/asio/ip/address.hpp>
+
+#include <cerrno>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+namespace gw::gateway {
+
+namespace {
+
+// The SSL ex_data slot that points a connection at its tls_session_slot.
+int session_slot_index()
+{
+    static const int index = ::SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+}
+
+// OpenSSL's new-session callback (TLS 1.3 tickets arrive after the handshake).
+int on_new_session(SSL* ssl, SSL_SESSION* session)
+{
+    auto* slot = static_cast<tls_session_slot*>(::SSL_get_ex_data(ssl, session_slot_index()));
+    if (!slot) return 0; // not kept: OpenSSL frees it
+    slot->keep(session);
+    return 1;
+}
+
+} // namespace
+
+tls_session_slot::~tls_session_slot()
+{
+    if (session_) ::SSL_SESSION_free(session_);
+}
+
+void tls_session_slot::keep(SSL_SESSION* s)
+{
+    if (session_) ::SSL_SESSION_free(session_);
+    session_ = s;
+}
+
+void enable_session_resumption(net::ssl::context& ctx)
+{
+    ::SSL_CTX_set_session_cache_mode(ctx.native_handle(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    ::SSL_CTX_sess_set_new_cb(ctx.native_handle(), on_new_session);
+}
+
+tls_socket::tls_socket(beast::tcp_stream& tcp, net::ssl::context& ctx, std::shared_ptr<tls_session_slot> sessions)
+    : tcp_(tcp), sessions_(std::move(sessions)), timer_(tcp.get_executor())
+{
+    ssl_ = ::SSL_new(ctx.native_handle());
+    if (!ssl_) throw std::runtime_error("SSL_new failed");
+    if (sessions_) {
+        ::SSL_set_ex_data(ssl_, session_slot_index(), sessions_.get());
+        if (auto* s = sessions_->get()) ::SSL_set_session(ssl_, s); // resumed if the server still accepts it
+    }
+    ::SSL_set_mode(
+        ssl_, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+    );
+    ::SSL_set_options(ssl_, SSL_OP_IGNORE_UNEXPECTED_EOF); // a bare TCP close reads as end of stream
+    deadline_->owner = this;
+}
+
+tls_socket::~tls_socket()
+{
+    deadline_->owner = nullptr;
+    // Closing without close_notify would make OpenSSL mark the session not resumable;
+    // only a TLS protocol failure should do that.
+    if (!protocol_failed_) ::SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    ::SSL_free(ssl_);
+}
+
+bool tls_socket::set_peer(const std::string& host, bool verify)
+{
+    error_code ec;
+    tcp_.socket().non_blocking(true, ec); // OpenSSL reads and writes the descriptor itself
+    if (ec) return false;
+    if (!::SSL_set_fd(ssl_, static_cast<int>(tcp_.socket().native_handle()))) return false;
+    auto ip = net::ip::make_address(host, ec);
+    if (ec && !::SSL_set_tlsext_host_name(ssl_, host.c_str())) return false; // SNI carries names only
+    if (!verify) {
+        ::SSL_set_verify(ssl_, SSL_VERIFY_NONE, nullptr);
+        return true;
+    }
+    ::SSL_set_verify(ssl_, SSL_VERIFY_PEER, nullptr);
+    auto* param = ::SSL_get0_param(ssl_);
+    return ec ? ::X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size()) == 1
+              : ::X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) == 1;
+}
+
+void tls_socket::expires_at(std::chrono::steady_clock::time_point t)
+{
+    auto state = deadline_;
+    state->expired = false;
+    auto generation = ++state->generation;
+    timer_.expires_at(t); // cancels the previous wait
+    timer_.async_wait([state, generation](error_code ec) {
+        if (ec || state->generation != generation || !state->owner) return;
+        state->expired = true;
+        error_code ignored;
+        state->owner->tcp_.socket().cancel(ignored); // outstanding waits end; wait_error says timeout
+    });
+}
+
+void tls_socket::expires_never()
+{
+    ++deadline_->generation;
+    deadline_->expired = false;
+    timer_.cancel();
+}
+
+error_code tls_socket::wait_error(const error_code& ec) const
+{
+    if (ec == net::error::operation_aborted && deadline_->expired) return beast::error::timeout;
+    return ec;
+}
+
+namespace {
+
+// Maps the result of an OpenSSL call on `ssl` (return value `ret`) to what to do next.
+template <typename Outcome, typename Step> Outcome classify(SSL* ssl, int ret, std::size_t bytes)
+{
+    Outcome o;
+    if (ret > 0) {
+        o.next = Step::done;
+        o.bytes = bytes;
+        return o;
+    }
+    int saved_errno = errno;
+    switch (::SSL_get_error(ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+        o.next = Step::want_read;
+        return o;
+    case SSL_ERROR_WANT_WRITE:
+        o.next = Step::want_write;
+        return o;
+    case SSL_ERROR_ZERO_RETURN:
+        o.ec = net::error::eof;
+        break;
+    case SSL_ERROR_SYSCALL: {
+        unsigned long e = ::ERR_get_error();
+        if (e != 0)
+            o.ec = error_code(static_cast<int>(e), net::error::get_ssl_category());
+        else if (saved_errno != 0)
+            o.ec = error_code(saved_errno, boost::system::system_category());
+        else
+            o.ec = net::error::eof;
+        break;
+    }
+    default: {
+        unsigned long e = ::ERR_get_error();
+        o.ec = e ? error_code(static_cast<int>(e), net::error::get_ssl_category())
+                 : error_code(net::ssl::error::stream_truncated);
+        break;
+    }
+    }
+    o.next = Step::failed;
+    return o;
+}
+
+} // namespace
+
+tls_socket::outcome tls_socket::note_failure(outcome o)
+{
+    if (o.next == step::failed && o.ec.category() == net::error::get_ssl_category()) protocol_failed_ = true;
+    return o;
+}
+
+tls_socket::outcome tls_socket::try_handshake()
+{
+    ::ERR_clear_error();
+    errno = 0;
+    int ret = ::SSL_connect(ssl_);
+    return note_failure(classify<outcome, step>(ssl_, ret, 0));
+}
+
+tls_socket::outcome tls_socket::try_io(bool reading, void* data, std::size_t size)
+{
+    ::ERR_clear_error();
+    errno = 0;
+    std::size_t n = 0;
+    int ret = reading ? ::SSL_read_ex(ssl_, data, size, &n) : ::SSL_write_ex(ssl_, data, size, &n);
+    return note_failure(classify<outcome, step>(ssl_, ret, n));
+}
+
+} // namespace gw::gateway

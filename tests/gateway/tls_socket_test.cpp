@@ -1,0 +1,179 @@
+// tls_socket against the TLS dify-emulator: verification (CA, host name, IP), plain HTTP
+// over it with Beast, deadlines, and the end of stream.
+#include "gateway/upstream/tls_socket.hpp"
+#include "tests/support/emulator_fixture.hpp"
+#include "tests/support/test_certs.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <gtest/gtest.h>
+
+namespace gw::gateway {
+namespace {
+
+namespace http = beast::http;
+using namespace std::chrono_literals;
+
+net::ssl::context client_context(bool trust_test_ca)
+{
+    net::ssl::context ctx(net::ssl::context::tls_client);
+    if (trust_test_ca) {
+        const auto& ca = test::pki().ca_cert_pem;
+        ctx.add_certificate_authority(net::buffer(ca.data(), ca.size()));
+    }
+    return ctx;
+}
+
+struct connection
+{
+    beast::tcp_stream tcp;
+    tls_socket tls;
+    connection(net::io_context& io, net::ssl::context& ctx, std::shared_ptr<tls_session_slot> sessions = nullptr)
+        : tcp(io), tls(tcp, ctx, std::move(sessions))
+    {
+    }
+};
+
+net::awaitable<error_code> do_handshake(connection& c)
+{
+    auto [ec] = co_await c.tls.async_handshake(use_nothrow);
+    co_return ec;
+}
+
+// Connects to the emulator and handshakes as `host`; the handshake's error.
+error_code handshake(
+    net::io_context& io,
+    connection& c,
+    const test::running_emulator& emu,
+    const std::string& host,
+    bool verify
+)
+{
+    c.tcp.connect(emu.endpoint());
+    if (!c.tls.set_peer(host, verify)) return net::error::invalid_argument;
+    auto f = net::co_spawn(io, do_handshake(c), net::use_future);
+    io.run();
+    io.restart();
+    return f.get();
+}
+
+TEST(TlsSocket, VerifiesTheChainAndTheHostNameOrAddress)
+{
+    test::running_emulator emu;
+    net::io_context io;
+    auto trusted = client_context(true);
+    auto untrusted = client_context(false);
+    {
+        connection c(io, trusted);
+        EXPECT_FALSE(handshake(io, c, emu, "localhost", true)) << "DNS name in the SAN";
+    }
+    {
+        connection c(io, trusted);
+        EXPECT_FALSE(handshake(io, c, emu, "127.0.0.1", true)) << "IP address in the SAN";
+    }
+    {
+        connection c(io, trusted);
+        auto ec = handshake(io, c, emu, "dify.example.com", true);
+        EXPECT_TRUE(ec) << "a name the certificate does not carry";
+        EXPECT_EQ(ec.category(), net::error::get_ssl_category());
+    }
+    {
+        connection c(io, untrusted);
+        auto ec = handshake(io, c, emu, "localhost", true);
+        EXPECT_TRUE(ec) << "a CA the client does not trust";
+    }
+    {
+        connection c(io, untrusted);
+        EXPECT_FALSE(handshake(io, c, emu, "localhost", false)) << "verify_tls: false";
+    }
+}
+
+// GET /v1/parameters, then a read nothing answers: {status, body, the read's error}.
+net::awaitable<std::tuple<int, std::string, error_code>> request_then_wait(connection& c)
+{
+    http::request<http::string_body> req{http::verb::get, "/v1/parameters", 11};
+    req.set(http::field::host, "localhost");
+    req.set(http::field::authorization, "Bearer " + test::keys::chat);
+    auto [wec, wn] = co_await http::async_write(c.tls, req, use_nothrow);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    auto [rec, rn] = co_await http::async_read(c.tls, buffer, res, use_nothrow);
+    if (wec || rec) co_return std::tuple{0, std::string(), wec ? wec : rec};
+    // Nothing more comes: the deadline ends the read with a timeout.
+    c.tls.expires_after(50ms);
+    char byte;
+    auto [tec, tn] = co_await c.tls.async_read_some(net::buffer(&byte, 1), use_nothrow);
+    co_return std::tuple{static_cast<int>(res.result_int()), res.body(), tec};
+}
+
+TEST(TlsSocket, CarriesHttpBothWaysAndTimesOutASilentPeer)
+{
+    test::running_emulator emu;
+    net::io_context io;
+    auto ctx = client_context(true);
+    connection c(io, ctx);
+    ASSERT_FALSE(handshake(io, c, emu, "localhost", true));
+    auto f = net::co_spawn(io, request_then_wait(c), net::use_future);
+    io.run();
+    auto [status, body, timeout] = f.get();
+    EXPECT_EQ(status, 200);
+    EXPECT_NE(body.find("user_input_form"), std::string::npos);
+    EXPECT_EQ(timeout, beast::error::timeout);
+}
+
+// A request the emulator answers by closing the connection; the next read's error.
+net::awaitable<error_code> request_then_read_close(connection& c)
+{
+    // The emulator's "close" fault drops the connection without answering.
+    http::request<http::string_body> req{http::verb::get, "/v1/parameters", 11};
+    req.set(http::field::host, "localhost");
+    req.set(http::field::authorization, "Bearer " + test::keys::chat);
+    req.set("X-Emulator-Fault", "close");
+    auto [wec, wn] = co_await http::async_write(c.tls, req, use_nothrow);
+    if (wec) co_return wec;
+    std::array<char, 64> buf;
+    auto [rec, rn] = co_await c.tls.async_read_some(net::buffer(buf), use_nothrow);
+    co_return rec;
+}
+
+TEST(TlsSocket, APeerThatClosesReadsAsEndOfStream)
+{
+    test::running_emulator emu;
+    net::io_context io;
+    auto ctx = client_context(true);
+    connection c(io, ctx);
+    ASSERT_FALSE(handshake(io, c, emu, "localhost", true));
+    auto f = net::co_spawn(io, request_then_read_close(c), net::use_future);
+    io.run();
+    EXPECT_EQ(f.get(), net::error::eof);
+}
+
+TEST(TlsSocket, LaterConnectionsResumeTheSessionTheServerIssued)
+{
+    test::running_emulator emu;
+    net::io_context io;
+    auto ctx = client_context(true);
+    enable_session_resumption(ctx);
+    auto sessions = std::make_shared<tls_session_slot>();
+    {
+        connection first(io, ctx, sessions);
+        ASSERT_FALSE(handshake(io, first, emu, "localhost", true));
+        EXPECT_FALSE(first.tls.resumed());
+        // TLS 1.3 tickets come after the handshake, with the first records read.
+        auto f = net::co_spawn(io, request_then_wait(first), net::use_future);
+        io.run();
+        io.restart();
+        EXPECT_EQ(std::get<0>(f.get()), 200);
+    }
+    ASSERT_NE(sessions->get(), nullptr) << "the server's ticket was kept";
+    connection second(io, ctx, sessions);
+    ASSERT_FALSE(handshake(io, second, emu, "localhost", true));
+    EXPECT_TRUE(second.tls.resumed());
+}
+
+} // namespace
+} // namespace gw::gateway
