@@ -1,7 +1,11 @@
-// Microbenchmarks of per-request building blocks: tenant-key checks, multipart parsing,
-// and SSE frame generation (the emulator's cost per streamed event).
+// Microbenchmarks of per-request building blocks: tenant-key checks, the `user` rewrite
+// of a typical JSON body, multipart parsing, SSE parsing and the facts read from each
+// event (the relay's cost per event), and SSE frame generation (the emulator's).
 #include "core/key_hash.hpp"
 #include "core/multipart.hpp"
+#include "core/sse_parser.hpp"
+#include "core/stream_facts.hpp"
+#include "core/user_rewrite.hpp"
 #include "gateway/emulator/generation.hpp"
 
 #include <benchmark/benchmark.h>
@@ -48,5 +52,59 @@ void emulator_chat_stream(benchmark::State& state)
     state.counters["frames/s"] = benchmark::Counter(static_cast<double>(frames), benchmark::Counter::kIsRate);
 }
 BENCHMARK(emulator_chat_stream);
+
+// A chat-messages body as the integration guide sends it.
+void user_rewrite_json(benchmark::State& state)
+{
+    std::string body = R"({"inputs": {"persona": "support"}, "query": "How do I reset my password? I tried twice already.",
+                           "response_mode": "streaming", "conversation_id": "", "user": "user-123",
+                           "files": [{"type": "image", "transfer_method": "remote_url", "url": "https://example.com/a.png"}]})";
+    for (auto _ : state) benchmark::DoNotOptimize(gw::core::rewrite_json_user(body, "billing"));
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(body.size()));
+}
+BENCHMARK(user_rewrite_json);
+
+// A Dify chat stream as relayed: framing every event and reading its facts.
+std::string dify_chat_stream()
+{
+    std::string out = "event: ping\n\n";
+    for (int i = 0; i < 40; ++i)
+        out += R"(data: {"event": "message", "conversation_id": "1ac8b094-053f-48a7-95bc-76d05ac73a5e", "message_id": "2b80c08e-825d-4e0e-8f38-11e5e4a76e1e", "created_at": 1795690509, "task_id": "72ef866a-8b3b-4fb6-b2f8-c20b23c1c387", "id": "2b80c08e", "answer": "word )" +
+               std::to_string(i) + R"( ", "from_variable_selector": null})" + "\n\n";
+    out += R"(data: {"event": "message_end", "task_id": "72ef866a", "metadata": {"usage": {"prompt_tokens": 10, "completion_tokens": 40, "total_tokens": 50, "total_price": "0.00001"}}})"
+           "\n\n";
+    return out;
+}
+
+void sse_parse(benchmark::State& state)
+{
+    const std::string stream = dify_chat_stream();
+    std::size_t events = 0;
+    for (auto _ : state) {
+        gw::core::sse_parser p;
+        p.feed(stream, [&](const gw::core::sse_event&, std::size_t) { ++events; });
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(stream.size()));
+    state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
+}
+BENCHMARK(sse_parse);
+
+void sse_parse_and_read_facts(benchmark::State& state)
+{
+    const std::string stream = dify_chat_stream();
+    std::size_t events = 0;
+    for (auto _ : state) {
+        gw::core::sse_parser p;
+        gw::core::stream_facts facts;
+        p.feed(stream, [&](const gw::core::sse_event& e, std::size_t) {
+            facts.observe(e);
+            ++events;
+        });
+        benchmark::DoNotOptimize(facts.total_tokens());
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(stream.size()));
+    state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
+}
+BENCHMARK(sse_parse_and_read_facts);
 
 } // namespace

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages dify-gateway needs, only those missing (idempotent,
-# non-interactive). Usage: install_deps.sh [build|test]
-#   build: toolchain and libraries (quickstart); test: also the test tools.
+# non-interactive). Usage: install_deps.sh [build|test|bench]
+#   build: toolchain and libraries (quickstart); test: also the test tools (which include
+#   what bench/compare.py needs: nginx, haproxy, Redis, gnuplot); bench: the same as test.
 set -euo pipefail
 profile=${1:-build}
+[ "$profile" = bench ] && profile=test
 
 build_pkgs=(cmake ninja-build g++ ccache pkg-config openssl ca-certificates
     libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
     libssl-dev libspdlog-dev libhiredis-dev libgtest-dev libgmock-dev libbenchmark-dev)
-test_pkgs=(python3 python3-requests redis-server nginx prometheus)
+test_pkgs=(python3 python3-requests redis-server nginx haproxy gnuplot-nox prometheus)
 
 pkgs=("${build_pkgs[@]}")
 [ "$profile" = test ] && pkgs+=("${test_pkgs[@]}")
