@@ -4,16 +4,38 @@
 #include <openssl/evp.h>
 
 #include <array>
+#include <memory>
 #include <stdexcept>
 
 namespace gw::core {
+
+namespace {
+
+// SHA-256 fetched once, and a digest context per thread: OpenSSL 3's one-shot EVP_Digest
+// looks the algorithm up and allocates a context on every call (most of its cost here).
+const EVP_MD* sha256_md()
+{
+    static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return md;
+}
+
+EVP_MD_CTX* thread_digest_context()
+{
+    thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    return ctx.get();
+}
+
+} // namespace
 
 std::string sha256_hex(std::string_view data)
 {
     std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
     unsigned int len = 0;
-    if (EVP_Digest(data.data(), data.size(), digest.data(), &len, EVP_sha256(), nullptr) != 1)
-        throw std::runtime_error("EVP_Digest(sha256) failed");
+    auto* ctx = thread_digest_context();
+    const auto* md = sha256_md();
+    if (!ctx || !md || EVP_DigestInit_ex2(ctx, md, nullptr) != 1 || EVP_DigestUpdate(ctx, data.data(), data.size()) != 1 ||
+        EVP_DigestFinal_ex(ctx, digest.data(), &len) != 1)
+        throw std::runtime_error("sha256 failed");
     static constexpr char hex[] = "0123456789abcdef";
     std::string out;
     out.reserve(len * 2);

@@ -67,17 +67,27 @@ public:
     bool on_comment(std::string_view, json::error_code&) { return true; }
 
 private:
-    // Containers from the root inward: the member name each sits under ("" in arrays).
+    // Containers from the root inward: which member each sits under (only the names
+    // this reader follows are told apart) and whether it is an object.
+    enum class name : unsigned char { other, metadata, usage, data };
     struct level
     {
-        std::string name;
+        name under;
         bool object;
     };
+    name classify_key() const
+    {
+        if (!in_object()) return name::other;
+        if (key_ == "metadata") return name::metadata;
+        if (key_ == "usage") return name::usage;
+        if (key_ == "data") return name::data;
+        return name::other;
+    }
 
     bool open(bool object)
     {
         if (levels_.empty()) out_->object = object;
-        levels_.push_back({in_object() ? key_ : std::string(), object});
+        levels_.push_back({classify_key(), object});
         key_.clear();
         key_done_ = false;
         return true;
@@ -119,9 +129,10 @@ private:
     {
         if (in_object() && key_done_) {
             if (levels_.size() == 1 && key_ == "status") out_->status = n;
-            if (levels_.size() == 3 && key_ == "total_tokens" && levels_[1].name == "metadata" && levels_[2].name == "usage")
+            if (levels_.size() == 3 && key_ == "total_tokens" && levels_[1].under == name::metadata &&
+                levels_[2].under == name::usage)
                 out_->usage_total_tokens = n;
-            if (levels_.size() == 2 && key_ == "total_tokens" && levels_[1].name == "data") out_->data_total_tokens = n;
+            if (levels_.size() == 2 && key_ == "total_tokens" && levels_[1].under == name::data) out_->data_total_tokens = n;
         }
         return value_done();
     }
