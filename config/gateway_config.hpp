@@ -99,6 +99,7 @@ struct quota_store_config
     std::string url;             // redis://host:port/db
     std::int64_t timeout_ms = 20;
     std::string on_error = "allow"; // allow, deny, local
+    std::int64_t ownership_ttl_s = 604'800; // how long the tenant that created a task/conversation/run/file is remembered
     bool operator==(const quota_store_config&) const = default;
 };
 

@@ -15,7 +15,7 @@ namespace {
 struct dify_fields
 {
     bool object = false; // the document is a JSON object
-    std::string event, task_id, conversation_id, workflow_run_id, code, message;
+    std::string event, id, task_id, conversation_id, workflow_run_id, code, message;
     std::optional<std::int64_t> status, usage_total_tokens, data_total_tokens;
 };
 
@@ -118,6 +118,7 @@ private:
     {
         if (levels_.size() != 1 || !in_object() || !key_done_) return nullptr;
         if (key_ == "event") return &out_->event;
+        if (key_ == "id") return &out_->id;
         if (key_ == "task_id") return &out_->task_id;
         if (key_ == "conversation_id") return &out_->conversation_id;
         if (key_ == "workflow_run_id") return &out_->workflow_run_id;
@@ -186,6 +187,7 @@ void stream_facts::observe_json_body(std::string_view body)
 {
     auto f = read_fields(body);
     if (!f || !f->object) return;
+    id_ = std::move(f->id);
     task_id_ = std::move(f->task_id);
     conversation_id_ = std::move(f->conversation_id);
     workflow_run_id_ = std::move(f->workflow_run_id);

@@ -25,6 +25,7 @@ public:
     // Also reads the same facts from a blocking JSON reply body.
     void observe_json_body(std::string_view body);
 
+    const std::string& id() const { return id_; } // a blocking body's top-level id (an uploaded file's)
     const std::string& task_id() const { return task_id_; }
     const std::string& conversation_id() const { return conversation_id_; }
     const std::string& workflow_run_id() const { return workflow_run_id_; }
@@ -35,7 +36,7 @@ public:
     std::size_t malformed() const { return malformed_; }
 
 private:
-    std::string task_id_, conversation_id_, workflow_run_id_;
+    std::string id_, task_id_, conversation_id_, workflow_run_id_;
     std::optional<std::int64_t> total_tokens_;
     std::optional<stream_error> error_;
     bool finished_ = false;

@@ -88,6 +88,12 @@ std::string media_type(std::string_view content_type)
     return to_lower(trim(content_type.substr(0, content_type.find(';'))));
 }
 
+bool is_json_media_type(std::string_view content_type)
+{
+    auto type = media_type(content_type);
+    return type == "application/json" || (type.starts_with("application/") && type.ends_with("+json"));
+}
+
 std::optional<std::string> form_decode(std::string_view s)
 {
     std::string out;

@@ -22,6 +22,9 @@ std::optional<std::string> header_param(std::string_view header_value, std::stri
 
 // The media type of a Content-Type value, lowercased, without parameters.
 std::string media_type(std::string_view content_type);
+// Whether Flask reads a body of this type as JSON (request.is_json): application/json or
+// any application/*+json.
+bool is_json_media_type(std::string_view content_type);
 
 // Decodes %XX escapes and '+' (as a space) in an application/x-www-form-urlencoded component.
 // Returns nullopt on a malformed escape.

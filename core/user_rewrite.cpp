@@ -16,10 +16,31 @@ std::string namespaced_user(std::string_view tenant, std::string_view user)
     return std::string(tenant) + ":" + std::string(user.empty() ? default_user : user);
 }
 
-std::optional<std::string> rewrite_json_user(std::string_view body, std::string_view tenant, std::string* namespaced)
+namespace {
+
+void collect_file_ids(const json::value& v, std::vector<std::string>& out)
+{
+    if (const auto* o = v.if_object()) {
+        for (const auto& [k, member] : *o) {
+            if (k == "upload_file_id" && member.is_string())
+                out.emplace_back(member.get_string());
+            else
+                collect_file_ids(member, out);
+        }
+    } else if (const auto* a = v.if_array()) {
+        for (const auto& e : *a) collect_file_ids(e, out);
+    }
+}
+
+} // namespace
+
+std::optional<std::string> rewrite_json_user(std::string_view body, std::string_view tenant, std::string* namespaced,
+                                             json_references* refs)
 {
     json::error_code ec;
-    auto doc = json::parse(body, ec);
+    json::parse_options limits;
+    limits.max_depth = 64;
+    auto doc = json::parse(body, ec, {}, limits);
     if (ec || !doc.is_object()) return std::nullopt;
     auto& o = doc.get_object();
     std::string user;
@@ -31,6 +52,10 @@ std::optional<std::string> rewrite_json_user(std::string_view body, std::string_
     }
     auto value = namespaced_user(tenant, user);
     if (namespaced) *namespaced = value;
+    if (refs) {
+        if (auto* c = o.if_contains("conversation_id"); c && c->is_string()) refs->conversation_id = std::string(c->get_string());
+        collect_file_ids(doc, refs->upload_file_ids);
+    }
     o["user"] = value;
     return json::serialize(doc);
 }

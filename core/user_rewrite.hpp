@@ -16,10 +16,23 @@ inline constexpr std::string_view default_user = "default";
 // "<tenant>:<user>", or "<tenant>:default" for an absent or empty user.
 std::string namespaced_user(std::string_view tenant, std::string_view user);
 
-// A JSON object body with `user` namespaced (compact JSON). nullopt when the body is not
-// a JSON object: it is then forwarded unchanged and Dify answers its own 400.
+// What a generate request refers to that another tenant may own: the conversation it
+// continues (top-level `conversation_id`) and every file (`upload_file_id`, at any depth:
+// in `files` and in file inputs).
+struct json_references
+{
+    std::string conversation_id;
+    std::vector<std::string> upload_file_ids;
+};
+
+// A JSON object body with `user` namespaced (compact JSON; a repeated `user` member ends
+// up as one). nullopt when the body is not a JSON object this reader accepts (malformed,
+// invalid UTF-8, NaN, nesting deeper than 64): the gateway then refuses the request.
+// `refs`, when given, receives what the body refers to.
 // `namespaced`, when given, receives the new `user` value.
-std::optional<std::string> rewrite_json_user(std::string_view body, std::string_view tenant, std::string* namespaced = nullptr);
+std::optional<std::string> rewrite_json_user(std::string_view body, std::string_view tenant, std::string* namespaced = nullptr,
+                                             json_references* refs = nullptr);
+
 
 // The query string with every `user` parameter namespaced (one added when absent).
 std::string rewrite_query_user(std::string_view query, std::string_view tenant);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/dify_routes.hpp"
+#include "core/stream_facts.hpp"
 #include "core/user_rewrite.hpp"
 #include "gateway/logging.hpp"
 #include "gateway/proxy.hpp"
@@ -59,6 +60,8 @@ struct exchange
     request_record* rec = nullptr;          // what the access log and metrics get
     bool generating = false;                // starts an LLM generation (not idempotent)
     core::user_place place = core::user_place::none; // where Dify reads `user` on this endpoint
+    core::json_references refs;             // what a JSON body refers to (conversation, files)
+    bool uploads_file = false;              // POST /files/upload: the reply names a new file
 };
 
 // The exchange's backoff timer (made on first use).
@@ -71,8 +74,9 @@ bool is_hop_by_hop(std::string_view name);
 bool valid_request_id(std::string_view id);
 // The Host header for an upstream: the port only when it is not the scheme's default.
 std::string host_header(const config::upstream_config& u);
-// The request Dify gets: target, headers, the app's key, `user` namespaced (x.up).
-void build_upstream_request(exchange& x);
+// The request Dify gets: target, headers, the app's key, `user` namespaced (x.up); or the
+// error to answer when the body cannot be rewritten safely.
+std::optional<gateway_error> build_upstream_request(exchange& x);
 // The body as buffers: the owned string, or the splice's pieces over the original body.
 std::vector<net::const_buffer> body_buffers(exchange& x, const std::string& original);
 // Bodies up to this size are copied behind the head and sent in one write.
@@ -83,6 +87,17 @@ std::string serialize_head(const http::request_header<>& head);
 bool is_timeout(const error_code& ec);
 // 504 for timeouts, 502 otherwise; no internal detail.
 gateway_error upstream_failure(const error_code& ec, std::string_view phase);
+// Records the tenant as the owner of what Dify's reply or stream created (task,
+// conversation, workflow run, uploaded file), once each.
+struct created_records
+{
+    bool task = false, conversation = false, workflow_run = false, file = false;
+};
+void record_created(exchange& x, const core::stream_facts& facts, created_records& done);
+// Refuses a request that names another tenant's task, conversation, workflow run or file
+// (404, before anything reaches Dify).
+net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x);
+
 // Calls Dify's stop endpoint for this request's task (detached), when it started one.
 void spawn_stop_call(exchange& x, const std::string& upstream_name, const std::string& task_id);
 

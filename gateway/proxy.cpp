@@ -406,7 +406,8 @@ net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::r
 
 net::awaitable<bool> forward_request(exchange& x)
 {
-    build_upstream_request(x);
+    if (auto refused = build_upstream_request(x)) co_return co_await write_error(x, *refused);
+    if (auto foreign = co_await check_ownership(x)) co_return co_await write_error(x, *foreign);
     if (x.dir.upstream_of(x.target.app).tls) co_return co_await forward<tls_stream>(x);
     co_return co_await forward<beast::tcp_stream>(x);
 }
@@ -479,6 +480,7 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
         x.rec = &r.rec;
         x.generating = generates;
         x.place = place;
+        x.uploads_file = method == "POST" && x.target.dify_path == "/files/upload";
         r.rec.bytes_in = *body_parser.content_length();
         co_return co_await forward_request(x);
     }
@@ -493,6 +495,7 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     x.rec = &r.rec;
     x.generating = generates;
     x.place = place;
+    x.uploads_file = method == "POST" && x.target.dify_path == "/files/upload";
     r.rec.bytes_in = x.body.size();
     co_return co_await forward_request(x);
 }

@@ -90,6 +90,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
     ++x.w.metrics().active_streams[x.who.name];
     core::sse_parser events;
     core::stream_facts facts;
+    created_records created; // owners recorded as soon as Dify names the task, conversation, run
     std::string tail; // the unfinished event, held back
     bool partial_sent = false;
     std::array<char, sse_piece_size> piece; // events are small; this frame lives as long as the stream
@@ -129,6 +130,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
             complete = end;
         });
         if (facts.total_tokens()) x.usage = facts.total_tokens(); // partial streams: what was reported
+        record_created(x, facts, created);
         if (complete > 0) {
             auto [wec, wn] = co_await write_chunk(tail, got.substr(0, complete));
             tail.assign(got.substr(complete));
@@ -207,7 +209,8 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
     auto& up = stream_of<S>(conn);
     const bool chunked = !p.content_length() && !p.is_done();
     // A blocking generate reply carries its usage: keep a bounded copy to read it.
-    const bool capture = x.generating &&
+    // So does an upload's reply its file id.
+    const bool capture = (x.generating || x.uploads_file) && p.get().result_int() / 100 == 2 &&
                          core::media_type(p.get()[http::field::content_type]) == "application/json";
     std::string captured;
     std::array<char, piece_size> piece;
@@ -245,6 +248,8 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         core::stream_facts facts;
         facts.observe_json_body(captured);
         x.usage = facts.total_tokens();
+        created_records created;
+        record_created(x, facts, created);
     }
     if (chunked || unsent_head.size() > 0) {
         auto head_part = std::exchange(unsent_head, net::const_buffer{});

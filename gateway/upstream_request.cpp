@@ -56,10 +56,13 @@ std::string host_header(const config::upstream_config& u)
 namespace {
 
 // Applies the tenant's namespace to `user` where this endpoint reads it (reference §2).
-void rewrite_user(exchange& x, std::string& query)
+// Fails closed: a body Dify could read `user` from but the gateway cannot rewrite is
+// refused, never forwarded as sent (it could carry another tenant's namespaced user).
+std::optional<gateway_error> rewrite_user(exchange& x, std::string& query)
 {
     const auto& tenant = x.who.name;
     auto& body = x.body;
+    const auto ct = x.req[http::field::content_type];
     switch (x.place) {
     case core::user_place::none: x.up.owned_body = std::move(body); break;
     case core::user_place::query: {
@@ -68,42 +71,54 @@ void rewrite_user(exchange& x, std::string& query)
         break;
     }
     case core::user_place::json_body: {
-        auto rewritten = core::media_type(x.req[http::field::content_type]) == "application/json"
-                             ? core::rewrite_json_user(body, tenant, &x.up.namespaced_user)
-                             : std::nullopt;
-        if (rewritten) {
-            x.up.owned_body = std::move(*rewritten);
-        } else {
-            x.up.owned_body = std::move(body); // Dify answers 415/400 itself
+        if (!core::is_json_media_type(ct)) { // Flask does not parse it: Dify answers 415 without reading `user`
+            x.up.owned_body = std::move(body);
+            break;
         }
+        if (body.empty()) { // Dify answers its own 400 without reading `user`
+            x.up.owned_body = std::move(body);
+            break;
+        }
+        auto rewritten = core::rewrite_json_user(body, tenant, &x.up.namespaced_user, &x.refs);
+        if (!rewritten)
+            return gateway_error{400, "bad_request",
+                                 "The request body is not a JSON object the gateway can read (malformed, not UTF-8, or nested "
+                                 "deeper than 64 levels)."};
+        x.up.owned_body = std::move(*rewritten);
         break;
     }
     case core::user_place::form: {
-        auto ct = x.req[http::field::content_type];
-        auto boundary = core::header_param(ct, "boundary");
-        std::optional<core::body_splice> splice;
-        if (core::media_type(ct) == "multipart/form-data" && boundary)
-            splice = core::rewrite_multipart_user(body, *boundary, tenant);
-        if (splice) {
-            x.up.splice = std::move(*splice);
-            x.up.spliced = true;
-        } else {
-            x.up.owned_body = std::move(body);
+        const auto type = core::media_type(ct);
+        if (type == "application/x-www-form-urlencoded") { // Werkzeug reads forms of this kind too
+            x.up.owned_body = core::rewrite_query_user(body, tenant);
+            break;
         }
+        if (type != "multipart/form-data") { // no form for Werkzeug: `user` is not read
+            x.up.owned_body = std::move(body);
+            break;
+        }
+        auto boundary = core::header_param(ct, "boundary");
+        auto splice = boundary ? core::rewrite_multipart_user(body, *boundary, tenant) : std::nullopt;
+        if (!splice)
+            return gateway_error{400, "bad_request",
+                                 "Malformed multipart/form-data body (missing or wrong boundary, or a broken part)."};
+        x.up.splice = std::move(*splice);
+        x.up.spliced = true;
         break;
     }
     }
+    return std::nullopt;
 }
 
 } // namespace
 
-void build_upstream_request(exchange& x)
+std::optional<gateway_error> build_upstream_request(exchange& x)
 {
     const auto& upstream = x.dir.upstream_of(x.target.app);
     std::string_view target = x.req.target();
     auto q = target.find('?');
     std::string query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
-    rewrite_user(x, query);
+    if (auto refused = rewrite_user(x, query)) return refused;
 
     auto& h = x.up.head;
     h.method_string(x.req.method_string());
@@ -135,6 +150,48 @@ void build_upstream_request(exchange& x)
         x.req.method() == http::verb::patch)
         h.set(http::field::content_length, std::to_string(length));
     h.keep_alive(true);
+    return std::nullopt;
+}
+
+void record_created(exchange& x, const core::stream_facts& facts, created_records& done)
+{
+    auto& store = x.w.quotas();
+    const auto& tenant = x.who.name;
+    auto once = [&](bool& flag, core::owned_kind kind, const std::string& id) {
+        if (flag || id.empty()) return;
+        flag = true;
+        store.record_owner(kind, core::to_lower(id), tenant);
+    };
+    if (x.generating) {
+        once(done.task, core::owned_kind::task, facts.task_id());
+        once(done.conversation, core::owned_kind::conversation, facts.conversation_id());
+        once(done.workflow_run, core::owned_kind::workflow_run, facts.workflow_run_id());
+    }
+    if (x.uploads_file) once(done.file, core::owned_kind::file, facts.id());
+}
+
+net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x)
+{
+    std::string_view target = x.req.target();
+    auto q = target.find('?');
+    auto refs = core::owned_references(x.req.method_string(), x.target.dify_path,
+                                       q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
+    if (!x.refs.conversation_id.empty())
+        refs.emplace_back(core::owned_kind::conversation, core::to_lower(x.refs.conversation_id));
+    for (const auto& f : x.refs.upload_file_ids) refs.emplace_back(core::owned_kind::file, core::to_lower(f));
+    for (const auto& [kind, id] : refs) {
+        auto owner = co_await x.w.quotas().owner_of(kind, id);
+        if (!owner || *owner == x.who.name) continue;
+        spdlog::warn("request {}: tenant {} named a {} of another tenant; refused", x.request_id, x.who.name,
+                     core::kind_name(kind));
+        switch (kind) {
+        case core::owned_kind::task: co_return gateway_error{404, "not_found", "Task not found."};
+        case core::owned_kind::conversation: co_return gateway_error{404, "not_found", "Conversation Not Exists."};
+        case core::owned_kind::workflow_run: co_return gateway_error{404, "not_found", "Workflow run not found."};
+        case core::owned_kind::file: co_return gateway_error{404, "file_not_found", "File not found."};
+        }
+    }
+    co_return std::nullopt;
 }
 
 std::string serialize_head(const http::request_header<>& head)

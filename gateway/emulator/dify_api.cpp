@@ -204,7 +204,7 @@ reply dify_api::handle(const request& req, request_facts& facts)
     switch (found->place) {
     case user_place::none: break;
     case user_place::json_body: {
-        if (core::media_type(req.header("Content-Type")) != "application/json")
+        if (!core::is_json_media_type(req.header("Content-Type"))) // Flask's request.is_json
             return error_reply(
                 415, "unsupported_media_type",
                 "Did not attempt to load JSON data because the request Content-Type was not 'application/json'."
@@ -226,12 +226,21 @@ reply dify_api::handle(const request& req, request_facts& facts)
         break;
     case user_place::form: {
         auto boundary = core::header_param(req.header("Content-Type"), "boundary");
-        if (core::media_type(req.header("Content-Type")) == "multipart/form-data" && boundary)
+        const auto type = core::media_type(req.header("Content-Type"));
+        if (type == "multipart/form-data" && boundary)
             c.form = core::parse_multipart(req.body, *boundary);
         else
             c.form.error = "not multipart/form-data";
         for (const auto& p : c.form.parts)
-            if (p.name == "user" && !p.filename && !p.data.empty()) user = std::string(p.data);
+            if (p.name == "user" && !p.filename && !p.data.empty() && !user) user = std::string(p.data); // Werkzeug: the first
+        if (type == "application/x-www-form-urlencoded") { // Werkzeug reads these forms too (no files in them)
+            for (auto pair : core::split(req.body, '&')) {
+                auto eq = pair.find('=');
+                auto key = core::form_decode(pair.substr(0, eq));
+                if (!key || *key != "user" || eq == std::string_view::npos || user) continue;
+                if (auto value = core::form_decode(pair.substr(eq + 1)); value && !value->empty()) user = *value;
+            }
+        }
         facts.user_source = "form";
         break;
     }

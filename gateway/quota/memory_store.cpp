@@ -24,7 +24,7 @@ std::int64_t seconds_to_utc_midnight(std::int64_t unix_seconds)
 
 memory_quota_store::memory_quota_store(const config::gateway_config& cfg, std::shared_ptr<usage_counters> counters,
                                        quota_clocks clocks)
-    : counters_(std::move(counters)), clocks_(std::move(clocks))
+    : counters_(std::move(counters)), clocks_(std::move(clocks)), owners_(std::make_shared<core::ownership_table>())
 {
     build(cfg, nullptr);
 }
@@ -33,12 +33,29 @@ std::shared_ptr<memory_quota_store> memory_quota_store::reconfigured(const confi
                                                                      std::shared_ptr<usage_counters> counters) const
 {
     auto next = std::shared_ptr<memory_quota_store>(new memory_quota_store(std::move(counters), clocks_));
+    next->owners_ = owners_;
     next->build(cfg, this);
     return next;
 }
 
+void memory_quota_store::record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant)
+{
+    owners_->record(kind, id, tenant, clocks_.unix_seconds(), ownership_ttl_s_);
+}
+
+std::optional<std::string> memory_quota_store::owner_now(core::owned_kind kind, const std::string& id)
+{
+    return owners_->owner(kind, id, clocks_.unix_seconds());
+}
+
+net::awaitable<std::optional<std::string>> memory_quota_store::owner_of(core::owned_kind kind, const std::string& id)
+{
+    co_return owner_now(kind, id);
+}
+
 void memory_quota_store::build(const config::gateway_config& cfg, const memory_quota_store* previous)
 {
+    ownership_ttl_s_ = cfg.quota_store.ownership_ttl_s;
     auto now = clocks_.steady();
     for (const auto& [name, t] : cfg.tenants) {
         std::shared_ptr<tenant_state> s;

@@ -36,6 +36,9 @@ public:
     net::awaitable<admission> admit(const std::string& tenant, const std::string& app, bool generates) override;
     void finish(quota_ticket& t, std::int64_t tokens) override;
     net::awaitable<budget_view> budget(const std::string& tenant) override;
+    void record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant) override;
+    net::awaitable<std::optional<std::string>> owner_of(core::owned_kind kind, const std::string& id) override;
+    std::optional<std::string> owner_now(core::owned_kind kind, const std::string& id);
 
     // The app's current per-request token estimate (from its recent usage).
     std::int64_t estimate(const std::string& app);
@@ -74,6 +77,8 @@ private:
     std::vector<usage_counters::counts*> counts_; // [tenant slot * apps + app slot]; null: app not allowed
     std::shared_ptr<usage_counters> counters_;
     quota_clocks clocks_;
+    std::shared_ptr<core::ownership_table> owners_; // shared with reconfigured stores
+    std::int64_t ownership_ttl_s_ = 0;
 };
 
 // Seconds until the next UTC midnight (Retry-After for quota_exceeded).

@@ -4,6 +4,7 @@
 // fallback when none were (0 if the request never reached Dify, else the reservation).
 #pragma once
 
+#include "core/ownership_table.hpp"
 #include "core/token_bucket.hpp"
 #include "core/token_budget.hpp"
 #include "gateway/net.hpp"
@@ -114,6 +115,12 @@ public:
     virtual void finish(quota_ticket& t, std::int64_t tokens) = 0;
     // Today's token use of a tenant (may ask the shared store).
     virtual net::awaitable<budget_view> budget(const std::string& tenant) = 0;
+    // Records that `tenant` created `id` (kept quota_store.ownership_ttl_s). Off the request
+    // path: the write completes in the background.
+    virtual void record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant) = 0;
+    // The tenant that created `id`; nullopt when unknown (never recorded, expired, or the
+    // shared store is unreachable and this replica has no record).
+    virtual net::awaitable<std::optional<std::string>> owner_of(core::owned_kind kind, const std::string& id) = 0;
 };
 
 } // namespace gw::gateway

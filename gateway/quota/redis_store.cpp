@@ -304,6 +304,37 @@ void redis_quota_store::finish(quota_ticket& t, std::int64_t tokens)
     net::co_spawn(ex_, settle(shared_from_this(), std::move(calls)), net::detached);
 }
 
+namespace {
+
+std::string owner_key(core::owned_kind kind, const std::string& id)
+{
+    return std::string("dify-gateway:{o}:") + core::kind_name(kind) + ":" + id;
+}
+
+} // namespace
+
+void redis_quota_store::record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant)
+{
+    if (id.empty()) return;
+    local_->record_owner(kind, id, tenant);
+    // NX: the first owner stays; the owner's later uses do not extend the key (EX on create).
+    std::vector<redis_client::command> calls{
+        {"SET", owner_key(kind, id), tenant, "NX", "EX", std::to_string(cfg_.quota_store.ownership_ttl_s)}};
+    net::co_spawn(ex_, settle(shared_from_this(), std::move(calls)), net::detached);
+}
+
+net::awaitable<std::optional<std::string>> redis_quota_store::owner_of(core::owned_kind kind, const std::string& id)
+{
+    std::vector<redis_client::command> query{{"GET", owner_key(kind, id)}};
+    auto [ec, replies] = co_await client_.exec(std::move(query)); // named: no braced temporaries in co_await (g++ 12)
+    if (ec || replies.size() != 1 || replies[0].is_error()) {
+        ++counters_->store_errors();
+        co_return local_->owner_now(kind, id);
+    }
+    if (replies[0].type != redis_value::kind::string) co_return std::nullopt;
+    co_return replies[0].str;
+}
+
 net::awaitable<budget_view> redis_quota_store::budget(const std::string& tenant)
 {
     const auto& t = cfg_.tenants.at(tenant);

@@ -23,6 +23,10 @@ public:
                       std::shared_ptr<usage_counters> counters, std::shared_ptr<memory_quota_store> local);
 
     net::awaitable<admission> admit(const std::string& tenant, const std::string& app, bool generates) override;
+    // Ownership lives under dify-gateway:{o}:<kind>:<id> (SET NX EX); every record is also
+    // kept in the local store, which answers while Redis cannot.
+    void record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant) override;
+    net::awaitable<std::optional<std::string>> owner_of(core::owned_kind kind, const std::string& id) override;
     void finish(quota_ticket& t, std::int64_t tokens) override;
     net::awaitable<budget_view> budget(const std::string& tenant) override;
 

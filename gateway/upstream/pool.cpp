@@ -14,6 +14,8 @@ namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
 constexpr auto probe_after = std::chrono::seconds(1);
+// How long resolved upstream addresses are reused (a failed connect resolves again).
+constexpr auto resolve_ttl = std::chrono::seconds(30);
 
 upstream_connection::upstream_connection(net::any_io_executor ex, ssl::context* tls, std::shared_ptr<tls_session_slot> sessions)
     : plain_(std::make_unique<beast::tcp_stream>(ex))
@@ -37,12 +39,10 @@ void upstream_connection::expires_never()
         plain_->expires_never();
 }
 
-net::awaitable<error_code> upstream_connection::connect(const config::upstream_config& u, std::chrono::milliseconds timeout)
+net::awaitable<error_code> upstream_connection::connect(const config::upstream_config& u, std::chrono::milliseconds timeout,
+                                                       std::vector<tcp::endpoint> endpoints)
 {
     auto& stream = tcp();
-    tcp::resolver resolver(stream.get_executor());
-    auto [rec, endpoints] = co_await resolver.async_resolve(u.host, std::to_string(u.port), use_nothrow);
-    if (rec) co_return rec;
     stream.expires_after(timeout);
     auto [cec, ep] = co_await stream.async_connect(endpoints, use_nothrow);
     if (cec) co_return cec;
@@ -145,9 +145,13 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
             auto timeout = std::min(std::chrono::milliseconds(cfg_.connect_timeout_ms), std::max(left, std::chrono::milliseconds(1)));
             auto alive = alive_;
-            auto ec = co_await conn->connect(cfg_, timeout);
+            auto [rec, addresses] = co_await endpoints();
+            if (!*alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
+            error_code ec = rec;
+            if (!ec) ec = co_await conn->connect(cfg_, timeout, std::move(addresses));
             if (!*alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
             if (ec) {
+                endpoints_.clear(); // resolve again next time: the address may have moved
                 --open_;
                 wake_one_waiter();
                 co_return std::tuple{ec, lease{}};
@@ -164,6 +168,19 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
         waiters_.remove(&waiter);
         if (!ec) co_return std::tuple{error_code(beast::error::timeout), lease{}}; // deadline passed
     }
+}
+
+net::awaitable<std::tuple<error_code, std::vector<tcp::endpoint>>> upstream_pool::endpoints()
+{
+    if (!endpoints_.empty() && clock::now() - resolved_at_ < resolve_ttl) co_return std::tuple{error_code{}, endpoints_};
+    tcp::resolver resolver(ex_);
+    auto [ec, results] = co_await resolver.async_resolve(cfg_.host, std::to_string(cfg_.port), use_nothrow);
+    if (ec) co_return std::tuple{ec, std::vector<tcp::endpoint>{}};
+    std::vector<tcp::endpoint> found;
+    for (const auto& r : results) found.push_back(r.endpoint());
+    endpoints_ = found;
+    resolved_at_ = clock::now();
+    co_return std::tuple{error_code{}, std::move(found)};
 }
 
 void upstream_pool::release(std::unique_ptr<upstream_connection> conn, bool reusable)

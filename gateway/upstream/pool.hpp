@@ -11,6 +11,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -43,8 +44,9 @@ public:
     void expires_after(clock::duration d) { expires_at(clock::now() + d); }
     void expires_never();
 
-    // Resolves, connects and (TLS) handshakes within `timeout`.
-    net::awaitable<error_code> connect(const config::upstream_config& u, std::chrono::milliseconds timeout);
+    // Connects to the first reachable of `endpoints` and (TLS) handshakes within `timeout`.
+    net::awaitable<error_code> connect(const config::upstream_config& u, std::chrono::milliseconds timeout,
+                                       std::vector<net::ip::tcp::endpoint> endpoints);
     // False when the peer has closed or sent unexpected bytes while the connection was idle.
     bool looks_alive();
     void close();
@@ -97,6 +99,9 @@ public:
 
 private:
     net::awaitable<void> reap_idle();
+    // The upstream's addresses: resolved once and reused for a while (asio resolves on a
+    // helper thread, one lookup at a time: per connection it would queue under load).
+    net::awaitable<std::tuple<error_code, std::vector<net::ip::tcp::endpoint>>> endpoints();
     void wake_one_waiter();
 
     net::any_io_executor ex_;
@@ -108,6 +113,8 @@ private:
     net::steady_timer reaper_;
     int open_ = 0; // idle + leased + connecting
     std::uint64_t connects_ = 0;
+    std::vector<net::ip::tcp::endpoint> endpoints_;
+    clock::time_point resolved_at_{};
     bool stopped_ = false;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

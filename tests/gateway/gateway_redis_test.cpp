@@ -1,6 +1,7 @@
 // The Redis quota store with a real redis-server on loopback: limits shared by several
 // gateways (in-process and as separate dify-gateway processes), the script-cache
 // fallback, and on_error = allow / deny / local when Redis dies, then recovery.
+#include "core/text.hpp"
 #include "tests/emulator/emulator_test_util.hpp"
 #include "tests/support/gateway_fixture.hpp"
 #include "tests/support/process.hpp"
@@ -182,6 +183,31 @@ TEST(GatewayRedis, OnErrorPoliciesWhenRedisDiesAndRecovery)
     EXPECT_EQ(status_of(allow), 200);
     EXPECT_EQ(status_of(local), 200);
     EXPECT_EQ(status_of(deny), 429) << "the shared bucket is enforced again";
+}
+
+TEST(GatewayRedis, OwnershipRecordsAreSharedAcrossGateways)
+{
+    running_redis redis;
+    running_emulator emu;
+    running_gateway a(emu, with_redis(redis, [](config::gateway_config& c) { c.quota_store.ownership_ttl_s = 3600; }));
+    running_gateway b(emu, with_redis(redis, [](config::gateway_config& c) { c.quota_store.ownership_ttl_s = 3600; }));
+    auto ca = a.client();
+    auto cb = b.client();
+    auto run = post_json(*ca, "/apps/workflow/v1/workflows/run", tenant_keys::alpha,
+                         json::object{{"inputs", json::object{{"topic", "tea"}}}, {"response_mode", "blocking"}, {"user", "u"}});
+    ASSERT_EQ(run.status, 200) << run.body;
+    std::string run_id(run.json().at("workflow_run_id").as_string());
+    // The record is written off the request path: wait for it to land in Redis.
+    const std::string key = "dify-gateway:{o}:workflow_run:" + run_id;
+    std::string owner;
+    for (int i = 0; i < 500 && owner != "alpha"; ++i) owner = std::string(core::trim(redis.cli("GET " + key)));
+    ASSERT_EQ(owner, "alpha");
+    auto ttl = std::stoi(redis.cli("TTL " + key));
+    EXPECT_GT(ttl, 3500);
+    EXPECT_LE(ttl, 3600);
+
+    EXPECT_EQ(get(*cb, "/apps/workflow/v1/workflows/run/" + run_id, tenant_keys::beta).status, 404) << "the other replica knows";
+    EXPECT_EQ(get(*cb, "/apps/workflow/v1/workflows/run/" + run_id, tenant_keys::alpha).status, 200);
 }
 
 TEST(GatewayRedis, TwoGatewayProcessesShareTheLimits)

@@ -1,0 +1,71 @@
+// Ownership records (expiry, first owner, capacity) and which IDs a request names.
+#include "core/dify_routes.hpp"
+#include "core/ownership_table.hpp"
+#include "core/user_rewrite.hpp"
+
+#include <gtest/gtest.h>
+
+namespace gw::core {
+namespace {
+
+TEST(OwnershipTable, FirstOwnerStaysUntilItsRecordExpires)
+{
+    ownership_table t;
+    t.record(owned_kind::task, "t1", "alpha", 1000, 60);
+    EXPECT_EQ(t.owner(owned_kind::task, "t1", 1001), "alpha");
+    EXPECT_FALSE(t.owner(owned_kind::conversation, "t1", 1001)) << "kinds are separate";
+    t.record(owned_kind::task, "t1", "beta", 1010, 60);
+    EXPECT_EQ(t.owner(owned_kind::task, "t1", 1011), "alpha") << "another tenant cannot take it over";
+    t.record(owned_kind::task, "t1", "alpha", 1050, 60);
+    EXPECT_EQ(t.owner(owned_kind::task, "t1", 1100), "alpha") << "the owner's use extends it";
+    EXPECT_FALSE(t.owner(owned_kind::task, "t1", 1110)) << "expired";
+    t.record(owned_kind::task, "t1", "beta", 1120, 60);
+    EXPECT_EQ(t.owner(owned_kind::task, "t1", 1121), "beta") << "an expired record can be taken";
+    t.record(owned_kind::task, "", "beta", 1120, 60);
+    EXPECT_EQ(t.size(), 1u) << "empty ids are not recorded";
+}
+
+TEST(OwnershipTable, TheOldestRecordsGoFirstAtCapacity)
+{
+    ownership_table t(3);
+    for (int i = 0; i < 5; ++i) t.record(owned_kind::file, "f" + std::to_string(i), "alpha", 0, 100);
+    EXPECT_EQ(t.size(), 3u);
+    EXPECT_FALSE(t.owner(owned_kind::file, "f0", 1));
+    EXPECT_FALSE(t.owner(owned_kind::file, "f1", 1));
+    EXPECT_EQ(t.owner(owned_kind::file, "f4", 1), "alpha");
+}
+
+TEST(OwnedReferences, PathsAndQueriesNameWhatDifyDoesNotCheck)
+{
+    using refs = std::vector<owned_reference>;
+    EXPECT_EQ(owned_references("POST", "/chat-messages/T1/stop", ""), (refs{{owned_kind::task, "t1"}}));
+    EXPECT_EQ(owned_references("POST", "/completion-messages/t2/stop", ""), (refs{{owned_kind::task, "t2"}}));
+    EXPECT_EQ(owned_references("POST", "/workflows/tasks/t3/stop", ""), (refs{{owned_kind::task, "t3"}}));
+    EXPECT_EQ(owned_references("GET", "/workflows/run/%41b", ""), (refs{{owned_kind::workflow_run, "ab"}}))
+        << "percent-decoded and lower-cased, as Dify's UUID routes read it";
+    EXPECT_EQ(owned_references("GET", "/files/f1/preview", "user=u"), (refs{{owned_kind::file, "f1"}}));
+    EXPECT_EQ(owned_references("DELETE", "/conversations/c1", ""), (refs{{owned_kind::conversation, "c1"}}));
+    EXPECT_EQ(owned_references("POST", "/conversations/c1/name", ""), (refs{{owned_kind::conversation, "c1"}}));
+    EXPECT_EQ(owned_references("PUT", "/conversations/c1/variables/v1", ""), (refs{{owned_kind::conversation, "c1"}}));
+    EXPECT_EQ(owned_references("GET", "/messages", "user=u&conversation_id=C%31"), (refs{{owned_kind::conversation, "c1"}}));
+    EXPECT_TRUE(owned_references("GET", "/messages", "user=u&conversation_id=").empty());
+    EXPECT_TRUE(owned_references("POST", "/chat-messages", "").empty());
+    EXPECT_TRUE(owned_references("GET", "/workflows/run", "").empty());
+    EXPECT_EQ(normalized_id("%zz%4"), "%zz%4") << "broken escapes stay as they are";
+}
+
+TEST(JsonReferences, ConversationAndEveryUploadedFile)
+{
+    json_references refs;
+    auto out = rewrite_json_user(R"({"query": "q", "conversation_id": "C1", "user": "u",
+        "files": [{"transfer_method": "local_file", "upload_file_id": "F1"}],
+        "inputs": {"doc": {"transfer_method": "local_file", "upload_file_id": "F2"}, "list": [[{"upload_file_id": "F3"}]],
+                   "not_a_ref": {"upload_file_id": 7}}})",
+                                 "alpha", nullptr, &refs);
+    ASSERT_TRUE(out);
+    EXPECT_EQ(refs.conversation_id, "C1");
+    EXPECT_EQ(refs.upload_file_ids, (std::vector<std::string>{"F1", "F2", "F3"}));
+}
+
+} // namespace
+} // namespace gw::core
