@@ -110,6 +110,9 @@ std::string render_metrics(const metrics_shard& m, const std::vector<upstream_vi
     header(out, "upstream_connects_total", "counter", "New upstream connections (TLS handshakes for https).");
     for (const auto& u : upstreams)
         out += "dify_gateway_upstream_connects_total{upstream=\"" + esc(u.name) + "\"} " + std::to_string(u.connects) + "\n";
+    header(out, "upstream_tls_resumed_total", "counter", "New upstream TLS connections that resumed a session (abbreviated handshake).");
+    for (const auto& u : upstreams)
+        out += "dify_gateway_upstream_tls_resumed_total{upstream=\"" + esc(u.name) + "\"} " + std::to_string(u.resumed) + "\n";
     header(out, "upstream_circuit_open", "gauge", "Workers whose circuit breaker for the upstream is open.");
     for (const auto& u : upstreams)
         out += "dify_gateway_upstream_circuit_open{upstream=\"" + esc(u.name) + "\"} " + (u.circuit_open ? "1" : "0") + "\n";

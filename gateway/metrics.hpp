@@ -46,6 +46,7 @@ struct upstream_view
     std::uint64_t connects = 0;
     std::int64_t active = 0, idle = 0;
     bool circuit_open = false;
+    std::uint64_t resumed = 0; // TLS connections that resumed a session
 };
 
 // The Prometheus text exposition of everything.

@@ -281,7 +281,8 @@ std::string server::scrape()
         std::pair<metrics_shard, std::vector<upstream_view>> out{w->metrics(), {}};
         for (const auto& [name, p] : w->pools())
             out.second.push_back({name, p->connects_total(), p->open() - static_cast<std::int64_t>(p->idle()),
-                                  static_cast<std::int64_t>(p->idle()), p->breaker.current() == core::circuit_breaker::state::open});
+                                  static_cast<std::int64_t>(p->idle()), p->breaker.current() == core::circuit_breaker::state::open,
+                                  p->resumed_total()});
         return out;
     };
     metrics_shard total;
@@ -295,6 +296,7 @@ std::string server::scrape()
             auto& sum = upstreams[u.name];
             sum.name = u.name;
             sum.connects += u.connects;
+            sum.resumed += u.resumed;
             sum.active += u.active;
             sum.idle += u.idle;
             sum.circuit_open = sum.circuit_open || u.circuit_open;

@@ -157,6 +157,7 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
                 co_return std::tuple{ec, lease{}};
             }
             ++connects_;
+            if (conn->is_tls() && conn->tls().resumed()) ++resumed_;
             co_return std::tuple{error_code{}, lease{std::move(conn), false}};
         }
         net::steady_timer waiter(ex_);

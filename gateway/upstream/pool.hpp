@@ -88,6 +88,7 @@ public:
     void stop();
 
     std::uint64_t connects_total() const { return connects_; }
+    std::uint64_t resumed_total() const { return resumed_; }
 
     // Resilience state of this upstream on this worker (design §8).
     core::circuit_breaker breaker;
@@ -113,6 +114,7 @@ private:
     net::steady_timer reaper_;
     int open_ = 0; // idle + leased + connecting
     std::uint64_t connects_ = 0;
+    std::uint64_t resumed_ = 0;
     std::vector<net::ip::tcp::endpoint> endpoints_;
     clock::time_point resolved_at_{};
     bool stopped_ = false;
