@@ -20,6 +20,8 @@ struct server_config
     std::int64_t client_idle_timeout_ms = 75'000;
     std::int64_t drain_timeout_ms = 30'000;
     std::vector<std::string> trusted_proxies; // peers (IPs) whose X-Forwarded-For names the client
+    int max_connections_per_worker = 10'000;  // client connections one worker serves at once
+    int max_connections_per_client = 1'000;   // from one peer address (trusted proxies exempt); 0 = no limit
     bool operator==(const server_config&) const = default;
 };
 

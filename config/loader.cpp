@@ -55,6 +55,8 @@ void read_server(json_reader r, server_config& c)
     r.get("client_idle_timeout_ms", c.client_idle_timeout_ms, 1, max_ms);
     r.get("drain_timeout_ms", c.drain_timeout_ms, 0, max_ms);
     r.get("trusted_proxies", c.trusted_proxies);
+    r.get("max_connections_per_worker", c.max_connections_per_worker, 1, 1'000'000);
+    r.get("max_connections_per_client", c.max_connections_per_client, 0, 1'000'000);
     r.finish();
 }
 

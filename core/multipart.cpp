@@ -88,6 +88,10 @@ multipart_result parse_multipart(std::string_view body, std::string_view boundar
             return out;
         }
         part.data = body.substr(data_begin, data_end - data_begin);
+        if (out.parts.size() == max_multipart_parts) {
+            out.error = "multipart body has more than " + std::to_string(max_multipart_parts) + " parts";
+            return out;
+        }
         out.parts.push_back(std::move(part));
         pos = data_end + next_delimiter.size();
     }

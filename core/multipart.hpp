@@ -24,6 +24,9 @@ struct multipart_result
     std::string error; // empty on success; otherwise what is malformed
 };
 
+// More parts than this is an error (bounded work and memory for hostile bodies).
+inline constexpr std::size_t max_multipart_parts = 1000;
+
 // Parses `body` with the given boundary (without the leading "--").
 multipart_result parse_multipart(std::string_view body, std::string_view boundary);
 

@@ -282,6 +282,25 @@ net::awaitable<bool> forward(exchange& x)
 
 } // namespace
 
+read_deadline::read_deadline(beast::tcp_stream& stream, std::chrono::milliseconds limit) : timer_(stream.get_executor())
+{
+    timer_.expires_after(limit);
+    // The handler may run after this object is gone: it touches the stream only while the
+    // shared state says the deadline is still in force.
+    timer_.async_wait([state = state_, &stream](error_code ec) {
+        if (ec || state->done) return;
+        state->fired = true;
+        error_code ignored;
+        stream.socket().cancel(ignored);
+    });
+}
+
+read_deadline::~read_deadline()
+{
+    state_->done = true;
+    timer_.cancel();
+}
+
 net::awaitable<bool> write_gateway_error(beast::tcp_stream& down, const gateway_error& e, const std::string& request_id,
                                          bool keep_alive, const header_list& extra)
 {
@@ -305,14 +324,20 @@ net::awaitable<bool> read_whole_body(worker& w, beast::tcp_stream& down, beast::
 {
     const config::server_config cfg = w.tenants().config().server; // a copy: a reload may free the old config
     p.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
-    down.expires_after(std::chrono::milliseconds(cfg.client_idle_timeout_ms));
-    auto [ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
-    down.expires_never();
+    error_code ec;
+    {
+        read_deadline deadline(down, std::chrono::milliseconds(cfg.client_idle_timeout_ms));
+        auto [read_ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
+        ec = deadline.fired() ? error_code(beast::error::timeout) : read_ec;
+    }
     // Errors are named before co_await: g++ 12 mishandles temporaries inside co_await expressions.
     if (ec == http::error::body_limit) {
         gateway_error too_large{413, "request_too_large", "The request body is larger than the gateway accepts."};
         co_await write_gateway_error(down, too_large, request_id, false);
-    } else if (ec && ec != beast::error::timeout && ec != net::error::eof && ec != http::error::partial_message) {
+    } else if (ec == beast::error::timeout) { // a body trickled too slowly (client_idle_timeout_ms in all)
+        gateway_error slow{408, "request_timeout", "The request body took too long to arrive."};
+        co_await write_gateway_error(down, slow, request_id, false);
+    } else if (ec && ec != net::error::eof && ec != http::error::partial_message) {
         gateway_error malformed{400, "bad_request", "Malformed HTTP request body."};
         co_await write_gateway_error(down, malformed, request_id, false);
     }
@@ -433,6 +458,14 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     r.rec.method = std::string(head.method_string());
     r.rec.client = client_address(peer, head, dir.config().server.trusted_proxies);
     bool keep_alive = head.keep_alive() && !w.draining();
+
+    // A CR or LF inside a value (obs-fold, injection) must never reach Dify's parser.
+    for (const auto& f : head)
+        if (f.value().find_first_of("\r\n") != std::string_view::npos) {
+            gateway_error injected{400, "bad_request", "Header values must not contain CR or LF."};
+            r.rec.status = injected.status;
+            co_return co_await refuse_early(down, buffer, hp, injected, request_id, false, {});
+        }
 
     gateway_error err;
     const tenant* who = dir.authenticate(head[http::field::authorization], err);

@@ -5,6 +5,7 @@
 
 #include "gateway/worker.hpp"
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -25,6 +26,27 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
                                    const std::string& peer);
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
+
+// A time limit on reading from a client that, unlike Beast's stream timeouts, leaves the
+// connection open when it passes (the pending read ends with operation_aborted and
+// fired() is true), so that a 408 can still be written. Scoped: the limit ends with it.
+class read_deadline
+{
+public:
+    read_deadline(beast::tcp_stream& stream, std::chrono::milliseconds limit);
+    ~read_deadline();
+    read_deadline(const read_deadline&) = delete;
+    read_deadline& operator=(const read_deadline&) = delete;
+    bool fired() const { return state_->fired; }
+
+private:
+    struct state
+    {
+        bool done = false, fired = false;
+    };
+    net::steady_timer timer_;
+    std::shared_ptr<state> state_ = std::make_shared<state>();
+};
 
 // A gateway-made error response in Dify's shape (plus `extra` headers), written to `down`.
 net::awaitable<bool> write_gateway_error(beast::tcp_stream& down, const gateway_error& e, const std::string& request_id,

@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <future>
 #include <iostream>
 #include <random>
@@ -47,7 +48,8 @@ net::awaitable<void> reject(beast::tcp_stream& stream, int status, std::string_v
     co_await write_gateway_error(stream, e, "", false);
 }
 
-net::awaitable<void> session(tcp::socket socket, worker* w)
+// `peer` is the client's address; `client_slot` holds its place under the per-client cap.
+net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, std::shared_ptr<void> client_slot)
 {
     ++w->active_sessions;
     beast::tcp_stream stream(std::move(socket));
@@ -55,17 +57,18 @@ net::awaitable<void> session(tcp::socket socket, worker* w)
     auto registration = std::prev(w->sessions().end());
     const config::server_config cfg = w->tenants().config().server; // a copy: a reload may free the old config
     beast::flat_buffer buffer;
-    error_code peer_ec;
-    auto remote = stream.socket().remote_endpoint(peer_ec);
-    const std::string peer = peer_ec ? std::string("-") : remote.address().to_string();
     for (;;) {
         if (w->draining() && buffer.size() == 0) break;
         if (auto ec = co_await wait_for_request(stream, buffer, entry, cfg)) break;
         header_parser parser; // a new parser per request
         parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
         parser.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
-        stream.expires_after(std::chrono::milliseconds(cfg.client_header_timeout_ms));
-        auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+        error_code hec;
+        {
+            read_deadline deadline(stream, std::chrono::milliseconds(cfg.client_header_timeout_ms));
+            auto [read_ec, n] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+            hec = deadline.fired() ? error_code(beast::error::timeout) : read_ec;
+        }
         if (hec == http::error::header_limit) {
             co_await reject(stream, 431, "request_header_too_large", "Request headers are too large.");
             break;
@@ -74,7 +77,11 @@ net::awaitable<void> session(tcp::socket socket, worker* w)
             co_await reject(stream, 413, "request_too_large", "The request body is larger than the gateway accepts.");
             break;
         }
-        if (hec == beast::error::timeout || hec == http::error::end_of_stream || hec == net::error::eof) break;
+        if (hec == beast::error::timeout) { // slow-loris: the request began but its headers never ended
+            co_await reject(stream, 408, "request_timeout", "The request headers took too long to arrive.");
+            break;
+        }
+        if (hec == http::error::end_of_stream || hec == net::error::eof) break;
         if (hec) {
             co_await reject(stream, 400, "bad_request", "Malformed HTTP request.");
             break;
@@ -88,6 +95,25 @@ net::awaitable<void> session(tcp::socket socket, worker* w)
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream.socket().close(ignored);
     --w->active_sessions;
+}
+
+// Answers a connection over the caps with a short 503 (one non-blocking send: it fits in
+// the socket buffer) and closes it; logs at most once a second.
+template <typename Socket>
+void turn_away(Socket& socket, std::string_view why)
+{
+    static std::atomic<std::int64_t> last_log{0};
+    std::string body = std::string(R"({"code":"too_many_connections","message":")") + std::string(why) + R"(","status":503})" + "\n";
+    std::string reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                        "Connection: close\r\nContent-Length: " +
+                        std::to_string(body.size()) + "\r\n\r\n" + body;
+    error_code ignored;
+    socket.non_blocking(true, ignored);
+    socket.send(net::buffer(reply), 0, ignored);
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    auto now = std::chrono::duration_cast<std::chrono::seconds>(clock::now().time_since_epoch()).count();
+    if (last_log.exchange(now) != now) spdlog::warn("connection turned away: {}", why);
 }
 
 // Hands the worker's batch of access lines to the logger once a second (on its thread).
@@ -140,6 +166,7 @@ server::server(std::shared_ptr<const config::gateway_config> cfg, std::string co
     auto address = net::ip::make_address(hp->host, ec);
     if (ec) throw std::runtime_error("server.listen: \"" + hp->host + "\" is not an IP address");
     tcp::endpoint ep(address, hp->port);
+    limits_ = std::make_shared<connection_limits>(cfg_->server.max_connections_per_client, cfg_->server.trusted_proxies);
     acceptor_ = std::make_unique<tcp::acceptor>(workers_[0]->context());
     acceptor_->open(ep.protocol());
     acceptor_->set_option(tcp::acceptor::reuse_address(true));
@@ -182,7 +209,14 @@ net::awaitable<void> server::accept_loop()
 {
     net::steady_timer backoff(acceptor_->get_executor());
     for (;;) {
-        auto& w = *workers_[next_worker_++ % workers_.size()];
+        // The next worker with room (server.max_connections_per_worker); when all are full
+        // the connection is accepted on the first and turned away.
+        worker* chosen = nullptr;
+        for (std::size_t i = 0; i < workers_.size() && !chosen; ++i) {
+            auto& candidate = *workers_[next_worker_++ % workers_.size()];
+            if (candidate.active_sessions.load() < cfg_->server.max_connections_per_worker) chosen = &candidate;
+        }
+        auto& w = chosen ? *chosen : *workers_[0];
         auto [ec, socket] = co_await acceptor_->async_accept(w.context(), use_nothrow);
         if (!acceptor_->is_open()) co_return;
         if (ec) {
@@ -192,8 +226,15 @@ net::awaitable<void> server::accept_loop()
             continue;
         }
         error_code ignored;
+        auto remote = socket.remote_endpoint(ignored);
+        std::string peer = ignored ? std::string("-") : remote.address().to_string();
+        auto slot = chosen ? limits_->try_open(peer) : nullptr;
+        if (!slot) {
+            turn_away(socket, chosen ? "Too many connections from this address." : "The gateway is at its connection limit.");
+            continue;
+        }
         socket.set_option(tcp::no_delay(true), ignored);
-        net::co_spawn(w.context(), session(std::move(socket), &w), [](std::exception_ptr e) {
+        net::co_spawn(w.context(), session(std::move(socket), &w, std::move(peer), std::move(slot)), [](std::exception_ptr e) {
             if (!e) return;
             try {
                 std::rethrow_exception(e);

@@ -6,6 +6,7 @@
 
 #include "config/gateway_config.hpp"
 #include "gateway/admin.hpp"
+#include "gateway/connection_limits.hpp"
 #include "gateway/worker.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -63,6 +64,7 @@ private:
     std::vector<std::thread> threads_;
     std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
     std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+    std::shared_ptr<connection_limits> limits_; // server.max_connections_per_client
     std::unique_ptr<admin_listener> admin_;
     boost::asio::ip::tcp::endpoint endpoint_;
     std::size_t next_worker_ = 0;
