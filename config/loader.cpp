@@ -123,6 +123,7 @@ void read_quota_store(json_reader r, quota_store_config& c)
     r.get("timeout_ms", c.timeout_ms, 1, 60'000);
     r.get("on_error", c.on_error);
     r.get("ownership_ttl_s", c.ownership_ttl_s, 60, 31'536'000);
+    r.get("ownership_max_entries", c.ownership_max_entries, 1'000, 100'000'000);
     r.finish();
 }
 

@@ -167,6 +167,8 @@ server::server(std::shared_ptr<const config::gateway_config> cfg, std::string co
     if (ec) throw std::runtime_error("server.listen: \"" + hp->host + "\" is not an IP address");
     tcp::endpoint ep(address, hp->port);
     limits_ = std::make_shared<connection_limits>(cfg_->server.max_connections_per_client, cfg_->server.trusted_proxies);
+    max_per_worker_ = cfg_->server.max_connections_per_worker;
+    drain_timeout_ = std::chrono::milliseconds(cfg_->server.drain_timeout_ms);
     acceptor_ = std::make_unique<tcp::acceptor>(workers_[0]->context());
     acceptor_->open(ep.protocol());
     acceptor_->set_option(tcp::acceptor::reuse_address(true));
@@ -214,7 +216,7 @@ net::awaitable<void> server::accept_loop()
         worker* chosen = nullptr;
         for (std::size_t i = 0; i < workers_.size() && !chosen; ++i) {
             auto& candidate = *workers_[next_worker_++ % workers_.size()];
-            if (candidate.active_sessions.load() < cfg_->server.max_connections_per_worker) chosen = &candidate;
+            if (candidate.active_sessions.load() < max_per_worker_) chosen = &candidate;
         }
         auto& w = chosen ? *chosen : *workers_[0];
         auto [ec, socket] = co_await acceptor_->async_accept(w.context(), use_nothrow);
@@ -258,7 +260,7 @@ void server::drain()
 
 net::awaitable<void> server::finish_drain()
 {
-    const auto deadline = clock::now() + std::chrono::milliseconds(cfg_->server.drain_timeout_ms);
+    const auto deadline = clock::now() + drain_timeout_;
     net::steady_timer tick(workers_[0]->context());
     auto active_sessions = [this] {
         int active = 0;

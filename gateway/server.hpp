@@ -11,6 +11,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -64,7 +65,11 @@ private:
     std::vector<std::thread> threads_;
     std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
     std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
-    std::shared_ptr<connection_limits> limits_; // server.max_connections_per_client
+    // server.* caps, fixed at start (server settings need a restart; reload() swaps cfg_
+    // on another thread, so the accept loop never reads it).
+    std::shared_ptr<connection_limits> limits_;
+    int max_per_worker_ = 0;
+    std::chrono::milliseconds drain_timeout_{0};
     std::unique_ptr<admin_listener> admin_;
     boost::asio::ip::tcp::endpoint endpoint_;
     std::size_t next_worker_ = 0;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run): installs what it needs, builds, runs
-# unit + integration tests, then builds and runs the suite again under ASan + UBSan.
-# Build trees: build/ (RelWithDebInfo) and build-asan/. Extra args go to ctest.
+# unit + integration tests, then the suite again under ASan + UBSan, the libFuzzer targets
+# for GW_FUZZ_SECONDS each (default 20) on their corpus, and the gateway's multi-worker
+# tests under ThreadSanitizer. Build trees: build/ (RelWithDebInfo), build-asan/,
+# build-fuzz/ (clang), build-tsan/. Extra args go to the first two ctest runs.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -24,3 +26,14 @@ cmake --build build-asan -j "$jobs"
 echo "== tests (ASan + UBSan)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j "$jobs" "$@"
+
+echo "== fuzz (libFuzzer + ASan + UBSan, ${GW_FUZZ_SECONDS:-20} s per target)"
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DGW_FUZZ=ON -DGW_FUZZ_SECONDS="${GW_FUZZ_SECONDS:-20}" >/dev/null
+cmake --build build-fuzz -j "$jobs"
+ctest --test-dir build-fuzz --output-on-failure -j "$jobs"
+
+echo "== build (TSan): the gateway tests, which run several workers"
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_TSAN=ON -DGW_BUILD_BENCH=OFF >/dev/null
+cmake --build build-tsan -j "$jobs" --target gw_gateway_tests dify-gateway
+echo "== tests (TSan)"
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 build-tsan/tests/gw_gateway_tests --gtest_brief=1

@@ -24,7 +24,8 @@ std::int64_t seconds_to_utc_midnight(std::int64_t unix_seconds)
 
 memory_quota_store::memory_quota_store(const config::gateway_config& cfg, std::shared_ptr<usage_counters> counters,
                                        quota_clocks clocks)
-    : counters_(std::move(counters)), clocks_(std::move(clocks)), owners_(std::make_shared<core::ownership_table>())
+    : counters_(std::move(counters)), clocks_(std::move(clocks)),
+      owners_(std::make_shared<core::ownership_table>(static_cast<std::size_t>(cfg.quota_store.ownership_max_entries)))
 {
     build(cfg, nullptr);
 }

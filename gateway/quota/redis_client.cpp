@@ -31,35 +31,6 @@ struct redis_category_t : boost::system::error_category
     }
 };
 
-redis_value convert(const redisReply* r)
-{
-    redis_value v;
-    switch (r->type) {
-    case REDIS_REPLY_STRING:
-        v.type = redis_value::kind::string;
-        v.str.assign(r->str, r->len);
-        break;
-    case REDIS_REPLY_STATUS:
-        v.type = redis_value::kind::status;
-        v.str.assign(r->str, r->len);
-        break;
-    case REDIS_REPLY_ERROR:
-        v.type = redis_value::kind::error;
-        v.str.assign(r->str, r->len);
-        break;
-    case REDIS_REPLY_INTEGER:
-        v.type = redis_value::kind::integer;
-        v.integer = r->integer;
-        break;
-    case REDIS_REPLY_ARRAY: // RESP2 only: the client never switches to RESP3
-        v.type = redis_value::kind::array;
-        for (std::size_t i = 0; i < r->elements; ++i) v.elements.push_back(convert(r->element[i]));
-        break;
-    default: v.type = redis_value::kind::nil;
-    }
-    return v;
-}
-
 std::string format(const redis_client::command& cmd)
 {
     std::vector<const char*> argv;
@@ -105,8 +76,7 @@ std::optional<redis_target> parse_redis_url(const std::string& url)
 // One Redis connection and its reply parser.
 struct redis_client::connection
 {
-    explicit connection(net::any_io_executor ex) : stream(ex), reader(redisReaderCreate()) {}
-    ~connection() { redisReaderFree(reader); }
+    explicit connection(net::any_io_executor ex) : stream(ex) {}
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
@@ -117,24 +87,21 @@ struct redis_client::connection
         auto [wec, wn] = co_await net::async_write(stream, net::buffer(wire), use_nothrow);
         if (wec) co_return std::tuple{wec, replies};
         while (replies.size() < count) {
-            void* raw = nullptr;
-            if (redisReaderGetReply(reader, &raw) != REDIS_OK) co_return std::tuple{error_code(redis_errc::protocol), replies};
-            if (raw) {
-                auto* reply = static_cast<redisReply*>(raw);
-                replies.push_back(convert(reply));
-                freeReplyObject(reply);
+            if (auto reply = reader.next()) {
+                replies.push_back(std::move(*reply));
                 continue;
             }
+            if (reader.failed()) co_return std::tuple{error_code(redis_errc::protocol), replies};
             char buf[4096];
             auto [rec, rn] = co_await stream.async_read_some(net::buffer(buf), use_nothrow);
             if (rec) co_return std::tuple{rec, replies};
-            redisReaderFeed(reader, buf, rn);
+            reader.feed(buf, rn);
         }
         co_return std::tuple{error_code{}, replies};
     }
 
     beast::tcp_stream stream;
-    redisReader* reader;
+    resp_reader reader;
 };
 
 redis_client::redis_client(net::any_io_executor ex, redis_target target, std::chrono::milliseconds timeout, int max_connections)

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "gateway/net.hpp"
+#include "gateway/quota/resp_reader.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -19,17 +20,6 @@
 #include <vector>
 
 namespace gw::gateway {
-
-struct redis_value
-{
-    enum class kind { nil, string, integer, array, error, status };
-    kind type = kind::nil;
-    std::string str;   // string, error, status
-    long long integer = 0;
-    std::vector<redis_value> elements;
-
-    bool is_error() const { return type == kind::error; }
-};
 
 struct redis_target
 {

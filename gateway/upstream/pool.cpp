@@ -6,6 +6,7 @@
 #include <boost/beast/core/error.hpp>
 
 #include <openssl/err.h>
+#include <malloc.h>
 #include <sys/socket.h>
 
 namespace gw::gateway {
@@ -227,12 +228,17 @@ net::awaitable<void> upstream_pool::reap_idle()
         auto [ec] = co_await reaper_.async_wait(use_nothrow);
         if (!*alive || stopped_) co_return;
         auto now = clock::now();
+        bool closed_any = false;
         // Oldest first: close those idle too long or closed by the peer.
         while (!idle_.empty() && (now - idle_.front()->idle_since >= idle_timeout || !idle_.front()->looks_alive())) {
             idle_.front()->close();
             idle_.pop_front();
             --open_;
+            closed_any = true;
         }
+        // The pool just went quiet after load: hand the allocator's free memory back to the
+        // system (glibc keeps it in per-thread arenas otherwise). Rare, and off the data path.
+        if (closed_any && open_ == 0) ::malloc_trim(0);
     }
 }
 
