@@ -18,7 +18,7 @@
 
 namespace gw::gateway {
 
-inline constexpr std::size_t sse_piece_size = 4 * 1024;       // bytes read per step of an SSE relay
+inline constexpr std::size_t sse_piece_size = 2 * 1024;       // bytes read per step of an SSE relay
 inline constexpr std::size_t max_held_tail = 64 * 1024;       // larger unfinished events pass through as they arrive
 inline constexpr std::size_t max_captured_body = 1024 * 1024; // blocking generate replies read for usage
 
@@ -168,9 +168,10 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
 // it. Bytes the client sends meanwhile (a pipelined request) are kept for the session.
 inline net::awaitable<void> watch_client(exchange& x, upstream_connection& conn)
 {
+    if (x.down_buffer.size() == 0) x.down_buffer.shrink_to_fit(); // an open stream keeps no request-sized buffer
     constexpr std::size_t max_pipelined = 64 * 1024;
     while (x.down_buffer.size() < max_pipelined) {
-        auto [ec, n] = co_await x.down.async_read_some(x.down_buffer.prepare(4096), use_nothrow);
+        auto [ec, n] = co_await x.down.async_read_some(x.down_buffer.prepare(512), use_nothrow);
         x.down_buffer.commit(n);
         if (x.stream_done) co_return;
         if (ec) {

@@ -180,7 +180,12 @@ tls_socket::outcome tls_socket::try_io(bool reading, void* data, std::size_t siz
     errno = 0;
     std::size_t n = 0;
     int ret = reading ? ::SSL_read_ex(ssl_, data, size, &n) : ::SSL_write_ex(ssl_, data, size, &n);
-    return note_failure(classify<outcome, step>(ssl_, ret, n));
+    auto o = note_failure(classify<outcome, step>(ssl_, ret, n));
+    // About to wait for the peer: give back OpenSSL's 16 KiB record buffer (it allocated
+    // it for the read that found nothing). SSL_MODE_RELEASE_BUFFERS alone keeps it while
+    // waiting, which is what an idle or slow SSE stream does most of the time.
+    if (o.next == step::want_read) ::SSL_free_buffers(ssl_); // a no-op when a partial record is held
+    return o;
 }
 
 } // namespace gw::gateway
