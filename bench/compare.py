@@ -507,6 +507,39 @@ def micro_table(report):
     return '\n'.join(lines)
 
 
+def targets_table(report):
+    """Design §10's targets against this run's figures."""
+    gw, ngx = report['blocking']['dify-gateway'], report['blocking']['nginx']
+    direct_half, gw_half = report['load']['direct'][0.5], report['load']['dify-gateway'][0.5]
+    added_p50 = (gw_half['p50_us'] - direct_half['p50_us']) / 1000
+    added_p99 = (gw_half['p99_us'] - direct_half['p99_us']) / 1000
+    biggest = max(report['streams']) if report['streams'] else None
+    rows = []
+
+    def row(target, measured, ok):
+        rows.append(f"| {target} | {measured} | {'met' if ok else '**missed**'} |")
+
+    ratio = gw['cpu_us_per_request'] / max(ngx['cpu_us_per_request'], 1e-9)
+    row('CPU per blocking request ≤ nginx\'s', f"{gw['cpu_us_per_request']:.1f} µs vs nginx {ngx['cpu_us_per_request']:.1f} µs "
+        f"({ratio:.2f}×)", ratio <= 1.0)
+    row('added latency at half saturation: p50 ≤ 0.2 ms, p99 ≤ 1 ms', f'{added_p50:+.2f} ms / {added_p99:+.2f} ms',
+        added_p50 <= 0.2 and added_p99 <= 1.0)
+    if biggest is not None:
+        g, n = report['streams'][biggest]['dify-gateway'], report['streams'][biggest]['nginx']
+        row(f'{biggest} streams at ≤ 24 KiB RSS each', f"{g['rss_per_stream_kib']:.1f} KiB (nginx {n['rss_per_stream_kib']:.1f} KiB)",
+            g['rss_per_stream_kib'] <= 24)
+        row('CPU per relayed event ≤ nginx\'s', f"{g['cpu_us_per_event']:.1f} µs vs nginx {n['cpu_us_per_event']:.1f} µs",
+            g['cpu_us_per_event'] <= n['cpu_us_per_event'])
+    pool = report['pooling']
+    row('new upstream TLS connections ≤ max_connections over the pooling run',
+        f"{pool['handshakes']} for {pool['requests']} requests (max_connections {pool.get('max_connections', '?')})",
+        pool['handshakes'] <= pool.get('max_connections', pool['handshakes']))
+    decision = next((m['ns'] for m in report['micro'] if m['name'] == 'token_bucket_decision'), None)
+    if decision is not None:
+        row('local quota decision ≤ 100 ns', f'{decision:.1f} ns (token bucket)', decision <= 100)
+    return '\n'.join(['| target (design §10) | this run | |', '|---|---|---|'] + rows)
+
+
 def plot(report, png):
     data = png[:-4] + '.dat'
     names = list(report['load'])
@@ -536,6 +569,11 @@ def write_report(report, args):
     gw = report['blocking']['dify-gateway']
     ngx = report['blocking']['nginx']
     pool = report['pooling']
+    notes_file = os.path.join(HERE, 'results', 'notes.md')
+    notes = ''
+    if os.path.exists(notes_file):
+        with open(notes_file) as f:
+            notes = f.read().strip() + '\n\n'
     dur_note = (f"{report['duration']:g} s per run; each path's median of {report['rounds']} interleaved runs "
                 "by CPU per request (all runs listed in the JSON)")
     text = f"""# dify-gateway benchmark, {day}{' (quick mode: figures not meaningful)' if args.quick else ''}
@@ -546,6 +584,10 @@ figure that carries over. Each proxy ran with {report['workers']} worker(s), pla
 load generator, TLS with keep-alive to the same dify-emulator upstream.
 
 Versions: {'; '.join(f'{k}: {v}' for k, v in report['versions'].items())}.
+
+## Targets
+
+{targets_table(report)}
 
 ## Blocking chat-messages
 
@@ -565,7 +607,7 @@ dify-gateway CPU per request is {gw['cpu_us_per_request'] / max(ngx['cpu_us_per_
 ## Upstream pooling
 
 {pool['requests']} blocking requests over {pool['connections']} client connections through a fresh dify-gateway
-with `max_connections: {pool['max_connections']}` opened **{pool['handshakes']}** upstream TLS connections
+with `max_connections: {pool.get('max_connections', '?')}` opened **{pool['handshakes']}** upstream TLS connections
 (target: ≤ max_connections; errors: {pool['errors']}).
 
 ## SSE streams
@@ -580,7 +622,7 @@ accepting the connection and the upstream TLS handshake, spread over the stream'
 
 {micro_table(report)}
 
-## Commands
+{notes}## Commands
 
 `$BUILD` is the CMake build directory, `$TMP` the run's scratch directory (certificates,
 configs, logs); the configs are written by `bench/compare.py`.
@@ -604,7 +646,8 @@ def update_readme(report, md):
     with open(readme) as f:
         text = f.read()
     block = (f"<!-- bench:begin -->\nFrom [{os.path.relpath(md, ROOT)}]({os.path.relpath(md, ROOT)}) "
-             f"({report['machine']}):\n\n{blocking_table(report)}\n\n{streams_table(report)}\n<!-- bench:end -->")
+             f"({report['machine']}):\n\n{targets_table(report)}\n\n{blocking_table(report)}\n\n"
+             f"{streams_table(report)}\n<!-- bench:end -->")
     new, n = re.subn(r'<!-- bench:begin -->.*?<!-- bench:end -->', lambda _: block, text, flags=re.S)
     if n != 1:
         raise SystemExit('README.md has no <!-- bench:begin --> ... <!-- bench:end --> block')
@@ -623,7 +666,15 @@ def main():
     p.add_argument('--out', default=os.path.join(HERE, 'results'))
     p.add_argument('--quick', action='store_true', help='every step briefly (CI); figures not meaningful')
     p.add_argument('--update-readme', action='store_true', help="put the table into README.md's bench block")
+    p.add_argument('--from-json', help='write the report again from a saved <date>.json (no measurements)')
     args = p.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            report = json.load(f)
+        report['load'] = {n: {float(k): v for k, v in by.items()} for n, by in report['load'].items()}
+        report['streams'] = {int(k): v for k, v in report['streams'].items()}
+        write_report(report, args)
+        return 0
     for tool in ('nginx', 'haproxy', 'redis-server', 'gnuplot'):
         if not shutil.which(tool):
             raise SystemExit(f'compare.py: {tool} not found (deploy/install_deps.sh bench installs it)')
