@@ -170,7 +170,8 @@ class Bench:
                            'tokens_per_day': 1000000000000})
         tenant.update(tenant_extra or {})
         config = {
-            'server': {'listen': f'127.0.0.1:{port}', 'threads': self.args.workers},
+            # One load generator on one address opens up to 10,000 connections: no per-client cap.
+            'server': {'listen': f'127.0.0.1:{port}', 'threads': self.args.workers, 'max_connections_per_client': 0},
             'admin': {'listen': f'127.0.0.1:{admin}'},
             'log': {'level': 'warn', 'format': 'json', 'access_log': True},
             'upstreams': {'dify': {'url': f'https://localhost:{emu_port}', 'ca_file': self.ca,

@@ -3,6 +3,7 @@
 // event (the relay's cost per event), and SSE frame generation (the emulator's).
 #include "core/key_hash.hpp"
 #include "core/multipart.hpp"
+#include "core/ownership_table.hpp"
 #include "core/sse_parser.hpp"
 #include "core/stream_facts.hpp"
 #include "core/user_rewrite.hpp"
@@ -106,5 +107,20 @@ void sse_parse_and_read_facts(benchmark::State& state)
     state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
 }
 BENCHMARK(sse_parse_and_read_facts);
+
+// Recording the owner of a new conversation in a full table (the oldest record goes).
+void ownership_record(benchmark::State& state)
+{
+    gw::core::ownership_table t(static_cast<std::size_t>(state.range(0)));
+    std::uint64_t n = 0;
+    char id[40];
+    for (auto _ : state) {
+        ++n;
+        std::snprintf(id, sizeof id, "%08llx-%04llx-4a8b-9e2f-%012llx", static_cast<unsigned long long>(n * 2654435761ULL % 0xffffffffULL),
+                      static_cast<unsigned long long>(n % 0xffff), static_cast<unsigned long long>(n));
+        t.record(gw::core::owned_kind::conversation, id, "billing", 1'700'000'000, 604'800);
+    }
+}
+BENCHMARK(ownership_record)->Arg(2'000)->Arg(200'000);
 
 } // namespace

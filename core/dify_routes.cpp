@@ -111,6 +111,10 @@ std::vector<owned_reference> owned_references(std::string_view method, std::stri
         {"PUT", "/conversations/*/variables/*", owned_kind::conversation, 2},
     };
     std::vector<owned_reference> out;
+    // Most requests name nothing: only paths with one of these parts can.
+    const bool may_name = path.find("/stop") != std::string_view::npos || path.starts_with("/workflows/run/") ||
+                          path.starts_with("/files/") || path.starts_with("/conversations/") || path == "/messages";
+    if (!may_name) return out;
     for (const auto& p : patterns) {
         if (p.method != method || !matches(p.path, path)) continue;
         out.emplace_back(p.kind, normalized_id(split(path, '/')[p.segment]));

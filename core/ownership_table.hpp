@@ -2,9 +2,13 @@
 // so that another tenant sharing the app cannot use it where Dify itself does not check
 // the end user (stop of workflow tasks, workflow run details, file previews, file
 // references: reference §3.3, §3.6, §7). The in-process table: bounded (oldest records
-// go first), entries expire, time is passed in. Thread-safe: one short lock per call.
+// go first), entries expire, time is passed in. Compact: a record is a fixed-size key
+// (Dify's IDs are UUIDs: 16 bytes; anything else is reduced to a 128-bit hash, kept apart
+// from UUID keys) and an interned tenant, with no allocation per record.
+// Thread-safe: one short lock per call.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <mutex>
@@ -12,10 +16,11 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace gw::core {
 
-enum class owned_kind
+enum class owned_kind : std::uint8_t
 {
     task,
     conversation,
@@ -27,7 +32,7 @@ const char* kind_name(owned_kind k); // "task", "conversation", "workflow_run", 
 class ownership_table
 {
 public:
-    explicit ownership_table(std::size_t capacity = 1'000'000) : capacity_(capacity) {}
+    explicit ownership_table(std::size_t capacity = 200'000);
 
     // Records `tenant` as the owner of `id` for `ttl_seconds` from `now` (unix seconds).
     // The first owner stays while its record lasts: another tenant cannot take it over.
@@ -36,18 +41,27 @@ public:
     std::optional<std::string> owner(owned_kind kind, std::string_view id, std::int64_t now);
     std::size_t size();
 
+    // kind, UUID-or-hash flag, 16 bytes of ID.
+    using key = std::array<std::uint8_t, 18>;
+    static key key_of(owned_kind kind, std::string_view id);
+
 private:
+    struct key_hash
+    {
+        std::size_t operator()(const key& k) const noexcept;
+    };
     struct entry
     {
-        std::string tenant;
+        std::uint32_t tenant; // index into tenants_
         std::int64_t expires_at;
     };
-    static std::string key(owned_kind kind, std::string_view id);
+    std::uint32_t tenant_index(std::string_view tenant);
 
     std::mutex m_;
     std::size_t capacity_;
-    std::unordered_map<std::string, entry> entries_;
-    std::deque<std::string> order_; // insertion order, for the capacity bound
+    std::unordered_map<key, entry, key_hash> entries_;
+    std::deque<key> order_; // insertion order, for the capacity bound
+    std::vector<std::string> tenants_;
 };
 
 } // namespace gw::core

@@ -87,16 +87,20 @@ std::string serialize_head(const http::request_header<>& head);
 bool is_timeout(const error_code& ec);
 // 504 for timeouts, 502 otherwise; no internal detail.
 gateway_error upstream_failure(const error_code& ec, std::string_view phase);
-// Records the tenant as the owner of what Dify's reply or stream created (task,
-// conversation, workflow run, uploaded file), once each.
+// Records the tenant as the owner of what Dify's reply or stream created (task — streams
+// only: a blocking reply comes when its task is over —, conversation, workflow run,
+// uploaded file), once each.
 struct created_records
 {
     bool task = false, conversation = false, workflow_run = false, file = false;
 };
-void record_created(exchange& x, const core::stream_facts& facts, created_records& done);
+void record_created(exchange& x, const core::stream_facts& facts, created_records& done, bool streaming);
+// What the request names that a tenant may own: in its path or query, and (JSON bodies)
+// the conversation it continues and the files it refers to. Usually nothing.
+std::vector<core::owned_reference> named_resources(const exchange& x);
 // Refuses a request that names another tenant's task, conversation, workflow run or file
 // (404, before anything reaches Dify).
-net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x);
+net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x, std::vector<core::owned_reference> refs);
 
 // Calls Dify's stop endpoint for this request's task (detached), when it started one.
 void spawn_stop_call(exchange& x, const std::string& upstream_name, const std::string& task_id);

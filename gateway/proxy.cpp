@@ -432,7 +432,8 @@ net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::r
 net::awaitable<bool> forward_request(exchange& x)
 {
     if (auto refused = build_upstream_request(x)) co_return co_await write_error(x, *refused);
-    if (auto foreign = co_await check_ownership(x)) co_return co_await write_error(x, *foreign);
+    if (auto refs = named_resources(x); !refs.empty())
+        if (auto foreign = co_await check_ownership(x, std::move(refs))) co_return co_await write_error(x, *foreign);
     if (x.dir.upstream_of(x.target.app).tls) co_return co_await forward<tls_stream>(x);
     co_return co_await forward<beast::tcp_stream>(x);
 }

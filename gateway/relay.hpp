@@ -130,7 +130,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
             complete = end;
         });
         if (facts.total_tokens()) x.usage = facts.total_tokens(); // partial streams: what was reported
-        record_created(x, facts, created);
+        record_created(x, facts, created, true);
         if (complete > 0) {
             auto [wec, wn] = co_await write_chunk(tail, got.substr(0, complete));
             tail.assign(got.substr(complete));
@@ -250,7 +250,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         facts.observe_json_body(captured);
         x.usage = facts.total_tokens();
         created_records created;
-        record_created(x, facts, created);
+        record_created(x, facts, created, true);
     }
     if (chunked || unsent_head.size() > 0) {
         auto head_part = std::exchange(unsent_head, net::const_buffer{});

@@ -153,7 +153,7 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
     return std::nullopt;
 }
 
-void record_created(exchange& x, const core::stream_facts& facts, created_records& done)
+void record_created(exchange& x, const core::stream_facts& facts, created_records& done, bool streaming)
 {
     auto& store = x.w.quotas();
     const auto& tenant = x.who.name;
@@ -163,14 +163,15 @@ void record_created(exchange& x, const core::stream_facts& facts, created_record
         store.record_owner(kind, core::to_lower(id), tenant);
     };
     if (x.generating) {
-        once(done.task, core::owned_kind::task, facts.task_id());
+        // A task matters while it runs (its stop call); a blocking reply comes when it is done.
+        if (streaming) once(done.task, core::owned_kind::task, facts.task_id());
         once(done.conversation, core::owned_kind::conversation, facts.conversation_id());
         once(done.workflow_run, core::owned_kind::workflow_run, facts.workflow_run_id());
     }
     if (x.uploads_file) once(done.file, core::owned_kind::file, facts.id());
 }
 
-net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x)
+std::vector<core::owned_reference> named_resources(const exchange& x)
 {
     std::string_view target = x.req.target();
     auto q = target.find('?');
@@ -179,6 +180,11 @@ net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x)
     if (!x.refs.conversation_id.empty())
         refs.emplace_back(core::owned_kind::conversation, core::to_lower(x.refs.conversation_id));
     for (const auto& f : x.refs.upload_file_ids) refs.emplace_back(core::owned_kind::file, core::to_lower(f));
+    return refs;
+}
+
+net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x, std::vector<core::owned_reference> refs)
+{
     for (const auto& [kind, id] : refs) {
         auto owner = co_await x.w.quotas().owner_of(kind, id);
         if (!owner || *owner == x.who.name) continue;

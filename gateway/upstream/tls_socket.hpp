@@ -85,12 +85,7 @@ public:
     template <typename MutableBuffers, typename Token>
     auto async_read_some(const MutableBuffers& buffers, Token&& token)
     {
-        net::mutable_buffer first;
-        for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it)
-            if (net::mutable_buffer b(*it); b.size() > 0) {
-                first = b;
-                break;
-            }
+        auto first = first_buffer<net::mutable_buffer>(buffers);
         return net::async_compose<Token, void(error_code, std::size_t)>(
             io_op<true>{this, first.data(), first.size()}, token, tcp_.socket()
         );
@@ -99,18 +94,21 @@ public:
     template <typename ConstBuffers, typename Token>
     auto async_write_some(const ConstBuffers& buffers, Token&& token)
     {
-        net::const_buffer first;
-        for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it)
-            if (net::const_buffer b(*it); b.size() > 0) {
-                first = b;
-                break;
-            }
+        auto first = first_buffer<net::const_buffer>(buffers);
         return net::async_compose<Token, void(error_code, std::size_t)>(
             io_op<false>{this, const_cast<void*>(first.data()), first.size()}, token, tcp_.socket()
         );
     }
 
 private:
+    // The first non-empty buffer of a sequence (empty when there is none).
+    template <typename Buffer, typename Sequence> static Buffer first_buffer(const Sequence& buffers)
+    {
+        for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it)
+            if (Buffer b(*it); b.size() > 0) return b;
+        return Buffer{};
+    }
+
     // What one OpenSSL call asks for next.
     enum class step { done, want_read, want_write, failed };
     struct outcome

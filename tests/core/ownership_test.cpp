@@ -35,6 +35,18 @@ TEST(OwnershipTable, TheOldestRecordsGoFirstAtCapacity)
     EXPECT_EQ(t.owner(owned_kind::file, "f4", 1), "alpha");
 }
 
+TEST(OwnershipTable, UuidsAndOtherIdsNeverShareAKey)
+{
+    ownership_table t;
+    const std::string uuid = "3f2b9c1e-7d44-4a8b-9e2f-5c6a1b0d8e73";
+    t.record(owned_kind::workflow_run, uuid, "alpha", 0, 100);
+    t.record(owned_kind::workflow_run, "not-a-uuid", "beta", 0, 100);
+    EXPECT_EQ(t.owner(owned_kind::workflow_run, uuid, 1), "alpha");
+    EXPECT_EQ(t.owner(owned_kind::workflow_run, "not-a-uuid", 1), "beta");
+    EXPECT_FALSE(t.owner(owned_kind::task, uuid, 1));
+    EXPECT_NE(ownership_table::key_of(owned_kind::file, uuid), ownership_table::key_of(owned_kind::file, "3f2b9c1e7d444a8b9e2f5c6a1b0d8e73"));
+}
+
 TEST(OwnedReferences, PathsAndQueriesNameWhatDifyDoesNotCheck)
 {
     using refs = std::vector<owned_reference>;

@@ -47,7 +47,6 @@ TEST_F(GatewayIsolation, WorkflowRunsAndTheirTasksBelongToTheTenantThatStartedTh
                          json::object{{"inputs", json::object{{"topic", "tea"}}}, {"response_mode", "blocking"}, {"user", "u"}});
     ASSERT_EQ(run.status, 200) << run.body;
     std::string run_id(run.json().at("workflow_run_id").as_string());
-    std::string task_id(run.json().at("task_id").as_string());
 
     // Dify answers run details to anyone with the app key (reference §3.6 / workflows/run/{id}).
     auto before = reached();
@@ -58,6 +57,19 @@ TEST_F(GatewayIsolation, WorkflowRunsAndTheirTasksBelongToTheTenantThatStartedTh
     before = reached();
     auto encoded = get(*c, "/apps/workflow/v1/workflows/run/%" + hex_of(run_id[0]) + run_id.substr(1), tenant_keys::beta);
     expect_refused(encoded, before); // nor percent-encoding
+
+    // A streamed run's task: Dify's workflow stop does not check the user (reference §3.3).
+    auto stream = gw.client();
+    stream->send("POST", "/apps/workflow/v1/workflows/run", bearer(tenant_keys::alpha),
+                 R"({"inputs": {"topic": "tea"}, "response_mode": "streaming", "user": "u"})");
+    ASSERT_EQ(stream->read_head().status, 200);
+    std::string task_id;
+    while (task_id.empty()) {
+        auto frame = stream->read_until("\n\n");
+        auto at = frame.find("data: ");
+        if (at != std::string::npos) task_id = std::string(json::parse(frame.substr(at + 6)).at("task_id").as_string());
+    }
+    stream->read_rest();
     before = reached();
     auto stop = post_json(*c, "/apps/workflow/v1/workflows/tasks/" + task_id + "/stop", tenant_keys::beta,
                           json::object{{"user", "u"}});
