@@ -52,9 +52,13 @@ std::uint64_t fnv1a(std::string_view s, std::uint64_t h)
 
 } // namespace
 
-ownership_table::ownership_table(std::size_t capacity) : capacity_(capacity)
+ownership_table::ownership_table(std::size_t capacity) : capacity_(std::min<std::size_t>(capacity, 1u << 30))
 {
-    entries_.reserve(std::min<std::size_t>(capacity_, 65'536));
+    std::size_t n = 16;
+    while (n < 2 * capacity_) n *= 2;
+    slots_.resize(n);
+    mask_ = n - 1;
+    ring_.resize(capacity_);
 }
 
 ownership_table::key ownership_table::key_of(owned_kind kind, std::string_view id)
@@ -71,20 +75,43 @@ ownership_table::key ownership_table::key_of(owned_kind kind, std::string_view i
     return k;
 }
 
-std::size_t ownership_table::key_hash::operator()(const key& k) const noexcept
+std::size_t ownership_table::home(const key& k) const
 {
     std::uint64_t a, b;
     std::memcpy(&a, k.data() + 2, 8);
     std::memcpy(&b, k.data() + 10, 8);
-    return static_cast<std::size_t>(a ^ (b * 0x9e3779b97f4a7c15ULL) ^ (static_cast<std::uint64_t>(k[0]) << 56));
+    std::uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ULL) ^ (static_cast<std::uint64_t>(k[0]) << 56)) * 0xff51afd7ed558ccdULL;
+    return static_cast<std::size_t>(h >> 17) & mask_;
 }
 
-std::uint32_t ownership_table::tenant_index(std::string_view tenant)
+std::size_t ownership_table::find(const key& k) const
+{
+    std::size_t i = home(k);
+    while (slots_[i].tenant != empty && slots_[i].k != k) i = (i + 1) & mask_;
+    return i;
+}
+
+void ownership_table::erase_at(std::size_t i)
+{
+    slots_[i].tenant = empty;
+    // Backward shift: pull later entries of the probe run into the hole when their home
+    // position allows it, so that lookups never stop early at a hole.
+    for (std::size_t j = (i + 1) & mask_; slots_[j].tenant != empty; j = (j + 1) & mask_) {
+        std::size_t h = home(slots_[j].k);
+        bool movable = i <= j ? (h <= i || h > j) : (h <= i && h > j);
+        if (!movable) continue;
+        slots_[i] = slots_[j];
+        slots_[j].tenant = empty;
+        i = j;
+    }
+}
+
+std::uint16_t ownership_table::tenant_index(std::string_view tenant)
 {
     for (std::size_t i = 0; i < tenants_.size(); ++i)
-        if (tenants_[i] == tenant) return static_cast<std::uint32_t>(i);
+        if (tenants_[i] == tenant) return static_cast<std::uint16_t>(i);
     tenants_.emplace_back(tenant);
-    return static_cast<std::uint32_t>(tenants_.size() - 1);
+    return static_cast<std::uint16_t>(std::min<std::size_t>(tenants_.size() - 1, empty - 1));
 }
 
 void ownership_table::record(owned_kind kind, std::string_view id, std::string_view tenant, std::int64_t now,
@@ -92,38 +119,41 @@ void ownership_table::record(owned_kind kind, std::string_view id, std::string_v
 {
     if (id.empty() || capacity_ == 0) return;
     const auto k = key_of(kind, id);
-    const std::int64_t expires_at = now + ttl_seconds;
+    const auto expires_at = static_cast<std::uint32_t>(std::clamp<std::int64_t>(now + ttl_seconds, 0, UINT32_MAX));
     std::lock_guard lock(m_);
     const auto who = tenant_index(tenant);
-    auto it = entries_.find(k);
-    if (it != entries_.end()) {
-        if (it->second.tenant == who)
-            it->second.expires_at = expires_at; // the owner's use extends it
-        else if (it->second.expires_at <= now)
-            it->second = entry{who, expires_at}; // the old record had expired
+    auto i = find(k);
+    if (slots_[i].tenant != empty) {
+        if (slots_[i].tenant == who)
+            slots_[i].expires_at = expires_at; // the owner's use extends it
+        else if (slots_[i].expires_at <= now)
+            slots_[i] = slot{k, who, expires_at}; // the old record had expired
         return;
     }
-    while (entries_.size() >= capacity_ && !order_.empty()) {
-        entries_.erase(order_.front());
-        order_.pop_front();
+    if (count_ == capacity_) { // the oldest record goes (its key is first in the ring)
+        erase_at(find(ring_[head_]));
+        head_ = (head_ + 1) % capacity_;
+        --count_;
+        i = find(k); // the shift may have moved the hole
     }
-    entries_.emplace(k, entry{who, expires_at});
-    order_.push_back(k);
+    slots_[i] = slot{k, who, expires_at};
+    ring_[(head_ + count_) % capacity_] = k;
+    ++count_;
 }
 
 std::optional<std::string> ownership_table::owner(owned_kind kind, std::string_view id, std::int64_t now)
 {
     const auto k = key_of(kind, id);
     std::lock_guard lock(m_);
-    auto it = entries_.find(k);
-    if (it == entries_.end() || it->second.expires_at <= now) return std::nullopt;
-    return tenants_[it->second.tenant];
+    const auto& s = slots_[find(k)];
+    if (s.tenant == empty || s.expires_at <= now) return std::nullopt;
+    return tenants_[s.tenant];
 }
 
 std::size_t ownership_table::size()
 {
     std::lock_guard lock(m_);
-    return entries_.size();
+    return count_;
 }
 
 } // namespace gw::core

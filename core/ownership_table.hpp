@@ -2,20 +2,21 @@
 // so that another tenant sharing the app cannot use it where Dify itself does not check
 // the end user (stop of workflow tasks, workflow run details, file previews, file
 // references: reference §3.3, §3.6, §7). The in-process table: bounded (oldest records
-// go first), entries expire, time is passed in. Compact: a record is a fixed-size key
-// (Dify's IDs are UUIDs: 16 bytes; anything else is reduced to a 128-bit hash, kept apart
-// from UUID keys) and an interned tenant, with no allocation per record.
+// go first), entries expire, time is passed in. Flat: one open-addressing array (linear
+// probing, at most half full, backward-shift deletion) and a ring of keys in insertion
+// order, both allocated once -- a record is a fixed-size key (Dify's IDs are UUIDs: 16
+// bytes; anything else is reduced to a 128-bit hash, kept apart from UUID keys), an
+// interned tenant and an expiry: 24 bytes in the array plus 18 in the ring, and no
+// allocation per record (a node per record churned the allocator on the data path).
 // Thread-safe: one short lock per call.
 #pragma once
 
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace gw::core {
@@ -46,21 +47,25 @@ public:
     static key key_of(owned_kind kind, std::string_view id);
 
 private:
-    struct key_hash
+    struct slot
     {
-        std::size_t operator()(const key& k) const noexcept;
+        key k;
+        std::uint16_t tenant = empty; // index into tenants_
+        std::uint32_t expires_at = 0; // unix seconds
     };
-    struct entry
-    {
-        std::uint32_t tenant; // index into tenants_
-        std::int64_t expires_at;
-    };
-    std::uint32_t tenant_index(std::string_view tenant);
+    static constexpr std::uint16_t empty = 0xFFFF;
+
+    std::size_t home(const key& k) const;
+    std::size_t find(const key& k) const; // the key's slot, or the empty slot where it would go
+    void erase_at(std::size_t i);
+    std::uint16_t tenant_index(std::string_view tenant);
 
     std::mutex m_;
     std::size_t capacity_;
-    std::unordered_map<key, entry, key_hash> entries_;
-    std::deque<key> order_; // insertion order, for the capacity bound
+    std::vector<slot> slots_; // power of two, at least twice the capacity
+    std::size_t mask_ = 0;
+    std::vector<key> ring_;   // insertion order
+    std::size_t head_ = 0, count_ = 0;
     std::vector<std::string> tenants_;
 };
 

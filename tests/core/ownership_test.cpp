@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <deque>
+#include <map>
+
 namespace gw::core {
 namespace {
 
@@ -45,6 +48,47 @@ TEST(OwnershipTable, UuidsAndOtherIdsNeverShareAKey)
     EXPECT_EQ(t.owner(owned_kind::workflow_run, "not-a-uuid", 1), "beta");
     EXPECT_FALSE(t.owner(owned_kind::task, uuid, 1));
     EXPECT_NE(ownership_table::key_of(owned_kind::file, uuid), ownership_table::key_of(owned_kind::file, "3f2b9c1e7d444a8b9e2f5c6a1b0d8e73"));
+}
+
+TEST(OwnershipTable, AgreesWithASimpleModelUnderChurn)
+{
+    // Random records over a small pool of IDs in a small table: every lookup agrees with
+    // a straightforward model (map + insertion order), through evictions and shifts.
+    ownership_table t(64);
+    std::map<std::string, std::pair<std::string, std::int64_t>> model; // id -> tenant, expiry
+    std::deque<std::string> order;
+    std::uint64_t seed = 42;
+    auto next = [&] { return seed = seed * 6364136223846793005ULL + 1442695040888963407ULL; };
+    for (int step = 0; step < 20'000; ++step) {
+        std::int64_t now = step / 10;
+        char id[40];
+        std::snprintf(id, sizeof id, "%08x-0000-4000-8000-%012x", static_cast<unsigned>(next() >> 40) % 300, 7u);
+        std::string tenant = (next() >> 33) % 2 ? "alpha" : "beta";
+        std::int64_t ttl = 5 + static_cast<std::int64_t>((next() >> 33) % 50);
+        if ((next() >> 33) % 3) {
+            t.record(owned_kind::file, id, tenant, now, ttl);
+            auto it = model.find(id);
+            if (it != model.end()) {
+                if (it->second.first == tenant)
+                    it->second.second = now + ttl;
+                else if (it->second.second <= now)
+                    it->second = {tenant, now + ttl};
+            } else {
+                if (model.size() == 64) {
+                    model.erase(order.front());
+                    order.pop_front();
+                }
+                model[id] = {tenant, now + ttl};
+                order.push_back(id);
+            }
+        } else {
+            auto it = model.find(id);
+            std::optional<std::string> expected;
+            if (it != model.end() && it->second.second > now) expected = it->second.first;
+            ASSERT_EQ(t.owner(owned_kind::file, id, now), expected) << "step " << step;
+        }
+    }
+    EXPECT_EQ(t.size(), model.size());
 }
 
 TEST(OwnedReferences, PathsAndQueriesNameWhatDifyDoesNotCheck)
