@@ -102,7 +102,7 @@ struct quota_store_config
     std::int64_t timeout_ms = 20;
     std::string on_error = "allow"; // allow, deny, local
     std::int64_t ownership_ttl_s = 604'800; // how long the tenant that created a task/conversation/run/file is remembered
-    int ownership_max_entries = 200'000;     // records kept in each process (oldest go first); ~60 bytes each
+    int ownership_max_entries = 200'000;     // records kept in each process (oldest go first); 42 bytes each, allocated at start
     bool operator==(const quota_store_config&) const = default;
 };
 
