@@ -146,6 +146,9 @@ def main():
         stop.set()
         faults.join()
         results = finish(loads)
+        # Programmed faults not yet used up must not hit the probes below.
+        reset = urllib.request.Request(f'https://localhost:{emu.port}/_emulator/reset', data=b'', method='POST')
+        urllib.request.urlopen(reset, context=bench.ssl).read()
 
         # Back to idle: no streams, no upstream connections (idle ones reaped), then probes.
         final = settled()
