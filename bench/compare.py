@@ -32,7 +32,13 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CHAT_KEY = 'app-emuchat00000000000000001'
+def _emulator_chat_key():
+    """The built-in chat app's key of dify-emulator (config/emulator_apps.json)."""
+    with open(os.path.join(ROOT, 'config', 'emulator_apps.json')) as f:
+        return re.search(r'"key":\s*"([^"]+)",\s*"mode":\s*"chat"', f.read()).group(1)
+
+
+CHAT_KEY = _emulator_chat_key()
 TENANT_KEY = 'gw-bench-tenant-key-0123456789'
 CLK_TCK = os.sysconf('SC_CLK_TCK')
 PAGE = os.sysconf('SC_PAGE_SIZE')
@@ -267,7 +273,8 @@ backend dify
         cmd = [os.path.join(self.build, 'bench', 'dify-bench'), '--url', url, '--key', key, '--json'] + extra
         if url.startswith('https'):
             cmd += ['--ca', self.ca]
-        self.commands.append(' '.join(shlex.quote(c) for c in cmd).replace(self.dir, '$TMP').replace(self.build, '$BUILD'))
+        self.commands.append(' '.join(shlex.quote(c) for c in cmd).replace(self.dir, '$TMP').replace(self.build, '$BUILD')
+                             .replace(CHAT_KEY, '$EMULATOR_CHAT_KEY'))
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
     def measure(self, target, extra, emu=None, sample_rss=False):
@@ -626,7 +633,8 @@ accepting the connection and the upstream TLS handshake, spread over the stream'
 {notes}## Commands
 
 `$BUILD` is the CMake build directory, `$TMP` the run's scratch directory (certificates,
-configs, logs); the configs are written by `bench/compare.py`.
+configs, logs; the configs are written by `bench/compare.py`), `$EMULATOR_CHAT_KEY` the
+built-in chat app's key of dify-emulator (`config/emulator_apps.json`).
 
 ```
 {chr(10).join(dict.fromkeys(report['commands']))}

@@ -41,7 +41,7 @@ void header_forwarding(benchmark::State& state)
                 !boost::beast::iequals(f.name_string(), "host"))
                 up.insert(f.name_string(), f.value());
         up.set(http::field::host, "api.dify.ai");
-        up.set(http::field::authorization, "Bearer app-emuchat00000000000000001");
+        up.set(http::field::authorization, "Bearer <the app's Dify key>");
         benchmark::DoNotOptimize(gw::gateway::serialize_head(up));
     }
 }
