@@ -23,13 +23,6 @@ std::shared_ptr<void> connection_limits::try_open(const std::string& address)
     return std::shared_ptr<void>(&unlimited_slot, [self = shared_from_this(), address](void*) { self->close(address); });
 }
 
-int connection_limits::open_from(const std::string& address)
-{
-    std::lock_guard lock(m_);
-    auto it = open_.find(address);
-    return it == open_.end() ? 0 : it->second;
-}
-
 void connection_limits::close(const std::string& address)
 {
     std::lock_guard lock(m_);

@@ -20,7 +20,6 @@ public:
     // A slot held for as long as the connection from `address` is open (released when the
     // last copy is destroyed, on any thread); nullptr when the address is at its limit.
     std::shared_ptr<void> try_open(const std::string& address);
-    int open_from(const std::string& address);
 
 private:
     void close(const std::string& address);

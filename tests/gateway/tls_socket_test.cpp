@@ -92,12 +92,19 @@ TEST(TlsSocket, VerifiesTheChainAndTheHostNameOrAddress)
     }
 }
 
-// GET /v1/parameters, then a read nothing answers: {status, body, the read's error}.
-net::awaitable<std::tuple<int, std::string, error_code>> request_then_wait(connection& c)
+// GET /v1/parameters with the chat app's key.
+http::request<http::string_body> parameters_request()
 {
     http::request<http::string_body> req{http::verb::get, "/v1/parameters", 11};
     req.set(http::field::host, "localhost");
     req.set(http::field::authorization, "Bearer " + test::keys::chat);
+    return req;
+}
+
+// GET /v1/parameters, then a read nothing answers: {status, body, the read's error}.
+net::awaitable<std::tuple<int, std::string, error_code>> request_then_wait(connection& c)
+{
+    auto req = parameters_request();
     auto [wec, wn] = co_await http::async_write(c.tls, req, use_nothrow);
     beast::flat_buffer buffer;
     http::response<http::string_body> res;
@@ -110,16 +117,23 @@ net::awaitable<std::tuple<int, std::string, error_code>> request_then_wait(conne
     co_return std::tuple{static_cast<int>(res.result_int()), res.body(), tec};
 }
 
-TEST(TlsSocket, CarriesHttpBothWaysAndTimesOutASilentPeer)
+// Handshakes with a fresh TLS emulator as "localhost" (verified) and runs `step` on the connection.
+template <typename T>
+T on_verified_connection(net::awaitable<T> (*step)(connection&))
 {
     test::running_emulator emu;
     net::io_context io;
     auto ctx = client_context(true);
     connection c(io, ctx);
-    ASSERT_FALSE(handshake(io, c, emu, "localhost", true));
-    auto f = net::co_spawn(io, request_then_wait(c), net::use_future);
+    EXPECT_FALSE(handshake(io, c, emu, "localhost", true));
+    auto f = net::co_spawn(io, step(c), net::use_future);
     io.run();
-    auto [status, body, timeout] = f.get();
+    return f.get();
+}
+
+TEST(TlsSocket, CarriesHttpBothWaysAndTimesOutASilentPeer)
+{
+    auto [status, body, timeout] = on_verified_connection(request_then_wait);
     EXPECT_EQ(status, 200);
     EXPECT_NE(body.find("user_input_form"), std::string::npos);
     EXPECT_EQ(timeout, beast::error::timeout);
@@ -129,9 +143,7 @@ TEST(TlsSocket, CarriesHttpBothWaysAndTimesOutASilentPeer)
 net::awaitable<error_code> request_then_read_close(connection& c)
 {
     // The emulator's "close" fault drops the connection without answering.
-    http::request<http::string_body> req{http::verb::get, "/v1/parameters", 11};
-    req.set(http::field::host, "localhost");
-    req.set(http::field::authorization, "Bearer " + test::keys::chat);
+    auto req = parameters_request();
     req.set("X-Emulator-Fault", "close");
     auto [wec, wn] = co_await http::async_write(c.tls, req, use_nothrow);
     if (wec) co_return wec;
@@ -142,14 +154,7 @@ net::awaitable<error_code> request_then_read_close(connection& c)
 
 TEST(TlsSocket, APeerThatClosesReadsAsEndOfStream)
 {
-    test::running_emulator emu;
-    net::io_context io;
-    auto ctx = client_context(true);
-    connection c(io, ctx);
-    ASSERT_FALSE(handshake(io, c, emu, "localhost", true));
-    auto f = net::co_spawn(io, request_then_read_close(c), net::use_future);
-    io.run();
-    EXPECT_EQ(f.get(), net::error::eof);
+    EXPECT_EQ(on_verified_connection(request_then_read_close), net::error::eof);
 }
 
 TEST(TlsSocket, LaterConnectionsResumeTheSessionTheServerIssued)
