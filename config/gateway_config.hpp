@@ -19,6 +19,8 @@ struct server_config
     std::int64_t client_header_timeout_ms = 10'000;
     std::int64_t client_idle_timeout_ms = 75'000;
     std::int64_t drain_timeout_ms = 30'000;
+    std::int64_t client_send_timeout_ms = 60'000; // a client that takes longer to accept one write is dropped
+    bool forward_unknown_routes = false;          // routes not in the route table: 404, or forwarded with `user` namespaced
     std::vector<std::string> trusted_proxies; // peers (IPs) whose X-Forwarded-For names the client
     int max_connections_per_worker = 10'000;  // client connections one worker serves at once
     int max_connections_per_client = 1'000;   // from one peer address (trusted proxies exempt); 0 = no limit
@@ -62,6 +64,7 @@ struct upstream_config
     std::int64_t connect_timeout_ms = 3'000;
     std::int64_t response_timeout_ms = 100'000;
     std::int64_t stream_idle_timeout_ms = 60'000;
+    std::int64_t max_sse_event_bytes = 1024 * 1024; // a larger event ends the stream with an error event
     retry_config retry;
     circuit_breaker_config circuit_breaker;
 
@@ -89,6 +92,7 @@ struct tenant_config
 {
     std::vector<std::string> keys; // plaintext or "sha256:<hex>"
     std::vector<std::string> apps;
+    std::vector<std::string> admin_apps; // apps whose app-wide routes (logs, feedbacks, annotations) this tenant may use
     std::string default_app;       // "" = the only app, when there is exactly one
     std::optional<rate_config> rate;
     int max_concurrent = 0;        // 0 = unlimited

@@ -54,6 +54,8 @@ void read_server(json_reader r, server_config& c)
     r.get("client_header_timeout_ms", c.client_header_timeout_ms, 1, max_ms);
     r.get("client_idle_timeout_ms", c.client_idle_timeout_ms, 1, max_ms);
     r.get("drain_timeout_ms", c.drain_timeout_ms, 0, max_ms);
+    r.get("client_send_timeout_ms", c.client_send_timeout_ms, 1, max_ms);
+    r.get("forward_unknown_routes", c.forward_unknown_routes);
     r.get("trusted_proxies", c.trusted_proxies);
     r.get("max_connections_per_worker", c.max_connections_per_worker, 1, 1'000'000);
     r.get("max_connections_per_client", c.max_connections_per_client, 0, 1'000'000);
@@ -79,6 +81,7 @@ void read_upstream(json_reader r, upstream_config& c, problems& out)
     r.get("connect_timeout_ms", c.connect_timeout_ms, 1, max_ms);
     r.get("response_timeout_ms", c.response_timeout_ms, 1, max_ms);
     r.get("stream_idle_timeout_ms", c.stream_idle_timeout_ms, 1, max_ms);
+    r.get("max_sse_event_bytes", c.max_sse_event_bytes, 1024, 1LL << 30);
     if (auto* v = r.member("retry")) read_retry(json_reader(*v, child_path(r.path(), "retry"), out), c.retry);
     if (auto* v = r.member("circuit_breaker")) {
         json_reader cb(*v, child_path(r.path(), "circuit_breaker"), out);
@@ -101,6 +104,7 @@ void read_tenant(json_reader r, tenant_config& c, problems& out)
 {
     r.get("keys", c.keys, true);
     r.get("apps", c.apps, true);
+    r.get("admin_apps", c.admin_apps);
     r.get("default_app", c.default_app);
     if (auto* v = r.member("rate")) {
         json_reader rr(*v, child_path(r.path(), "rate"), out);

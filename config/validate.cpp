@@ -105,6 +105,9 @@ void check_tenant(
         if (!c.apps.contains(app)) out.add(index_path(path + ".apps", i), quoted(app) + " is not defined in apps");
         if (!seen.insert(app).second) out.add(index_path(path + ".apps", i), quoted(app) + " is listed twice");
     }
+    for (std::size_t i = 0; i < t.admin_apps.size(); ++i)
+        if (!seen.contains(t.admin_apps[i]))
+            out.add(index_path(path + ".admin_apps", i), quoted(t.admin_apps[i]) + " is not in " + path + ".apps");
     if (!t.default_app.empty()) {
         if (!seen.contains(t.default_app))
             out.add(path + ".default_app", quoted(t.default_app) + " is not in " + path + ".apps");

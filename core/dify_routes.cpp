@@ -2,132 +2,186 @@
 
 #include "core/text.hpp"
 
-#include <vector>
-
 namespace gw::core {
 
 namespace {
 
-struct route
-{
-    std::string_view method;
-    std::string_view pattern; // "*" matches one segment
-    user_place place;
+using k = owned_kind;
+using up = user_place;
+
+// Dify 1.13.x's Service API (controllers/service_api/app, end_user) plus the routes the
+// newer public docs add (re-attach to a run's event stream, human-input forms).
+constexpr dify_route routes[] = {
+    // method, pattern, user, generating, app_wide, names, stop_pattern, creates_file, end_user_filter
+    {"GET", "/", up::none},
+    {"POST", "/chat-messages", up::json_body, true, false, {}, "/chat-messages/{}/stop"},
+    {"POST", "/chat-messages/{}/stop", up::json_body, false, false, k::task},
+    {"POST", "/completion-messages", up::json_body, true, false, {}, "/completion-messages/{}/stop"},
+    {"POST", "/completion-messages/{}/stop", up::json_body, false, false, k::task},
+    {"POST", "/workflows/run", up::json_body, true, false, {}, "/workflows/tasks/{}/stop"},
+    {"POST", "/workflows/{}/run", up::json_body, true, false, {}, "/workflows/tasks/{}/stop"},
+    {"POST", "/workflows/tasks/{}/stop", up::json_body, false, false, k::task},
+    {"GET", "/workflows/run/{}", up::none, false, false, k::workflow_run},
+    {"GET", "/workflows/logs", up::none, false, true, {}, {}, false, "created_by_end_user_session_id"},
+    {"GET", "/workflow/{}/events", up::query, false, false, k::workflow_run},
+    {"GET", "/form/human_input/{}", up::none, false, false, k::form},
+    {"POST", "/form/human_input/{}", up::json_body, false, false, k::form},
+    {"GET", "/messages", up::query},
+    {"POST", "/messages/{}/feedbacks", up::json_body, false, false, k::message},
+    {"GET", "/messages/{}/suggested", up::query, false, false, k::message},
+    {"GET", "/conversations", up::query},
+    {"DELETE", "/conversations/{}", up::json_body, false, false, k::conversation},
+    {"POST", "/conversations/{}/name", up::json_body, false, false, k::conversation},
+    {"GET", "/conversations/{}/variables", up::query, false, false, k::conversation},
+    {"PUT", "/conversations/{}/variables/{}", up::json_body, false, false, k::conversation},
+    {"POST", "/text-to-audio", up::json_body},
+    {"POST", "/audio-to-text", up::form},
+    {"POST", "/files/upload", up::form, false, false, {}, {}, true},
+    {"GET", "/files/{}/preview", up::query, false, false, k::file},
+    {"GET", "/parameters", up::none},
+    {"GET", "/meta", up::none},
+    {"GET", "/info", up::none},
+    {"GET", "/site", up::none},
+    {"GET", "/app/feedbacks", up::none, false, true},
+    {"GET", "/end-users/{}", up::none, false, true},
+    {"GET", "/apps/annotations", up::none, false, true},
+    {"POST", "/apps/annotations", up::none, false, true},
+    {"PUT", "/apps/annotations/{}", up::none, false, true},
+    {"DELETE", "/apps/annotations/{}", up::none, false, true},
+    {"POST", "/apps/annotation-reply/{}", up::none, false, true},
+    {"GET", "/apps/annotation-reply/{}/status/{}", up::none, false, true},
 };
 
-// Reference §2's table.
-constexpr route routes[] = {
-    {"POST", "/chat-messages", user_place::json_body},
-    {"POST", "/completion-messages", user_place::json_body},
-    {"POST", "/workflows/run", user_place::json_body},
-    {"POST", "/workflows/*/run", user_place::json_body},
-    {"POST", "/chat-messages/*/stop", user_place::json_body},
-    {"POST", "/completion-messages/*/stop", user_place::json_body},
-    {"POST", "/workflows/tasks/*/stop", user_place::json_body},
-    {"POST", "/messages/*/feedbacks", user_place::json_body},
-    {"GET", "/messages/*/suggested", user_place::query},
-    {"GET", "/conversations", user_place::query},
-    {"GET", "/messages", user_place::query},
-    {"GET", "/conversations/*/variables", user_place::query},
-    {"DELETE", "/conversations/*", user_place::json_body},
-    {"POST", "/conversations/*/name", user_place::json_body},
-    {"PUT", "/conversations/*/variables/*", user_place::json_body},
-    {"POST", "/text-to-audio", user_place::json_body},
-    {"POST", "/files/upload", user_place::form},
-    {"POST", "/audio-to-text", user_place::form},
-    {"GET", "/files/*/preview", user_place::query},
-};
-
-bool matches(std::string_view pattern, std::string_view path)
+bool matches(std::string_view pattern, std::span<const std::string> segments, std::vector<std::string>* params)
 {
-    auto p = split(pattern, '/');
-    auto s = split(path, '/');
-    if (!s.empty() && s.back().empty()) s.pop_back(); // tolerate one trailing slash
-    if (p.size() != s.size()) return false;
-    for (std::size_t i = 0; i < p.size(); ++i) {
-        bool ok = p[i] == "*" ? !s[i].empty() : p[i] == s[i];
-        if (!ok) return false;
+    std::size_t i = 0;
+    for (auto part : split(pattern.substr(1), '/')) {
+        if (part.empty()) continue; // the root pattern "/"
+        if (i >= segments.size()) return false;
+        if (part == "{}") {
+            if (params) params->push_back(segments[i]);
+        } else if (part != segments[i]) {
+            return false;
+        }
+        ++i;
     }
-    return true;
+    return i == segments.size();
+}
+
+bool unreserved_in_path(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    switch (c) {
+    case '-': case '.': case '_': case '~': // unreserved
+    case '!': case '$': case '&': case '\'': case '(': case ')': case '*': case '+': case ',': case ';': case '=': // sub-delims
+    case ':': case '@': return true;
+    default: return false;
+    }
 }
 
 } // namespace
 
-user_place user_place_for(std::string_view method, std::string_view path)
+std::optional<canonical_path> canonicalize_path(std::string_view raw, std::string* why)
 {
-    for (const auto& r : routes)
-        if (r.method == method && matches(r.pattern, path)) return r.place;
-    return user_place::none;
-}
-
-std::string stop_path_for(std::string_view method, std::string_view path, std::string_view task_id)
-{
-    if (method != "POST" || task_id.empty()) return {};
-    if (matches("/chat-messages", path)) return "/chat-messages/" + std::string(task_id) + "/stop";
-    if (matches("/completion-messages", path)) return "/completion-messages/" + std::string(task_id) + "/stop";
-    if (matches("/workflows/run", path) || matches("/workflows/*/run", path))
-        return "/workflows/tasks/" + std::string(task_id) + "/stop";
-    return {};
-}
-
-std::string normalized_id(std::string_view raw)
-{
-    std::string out;
-    out.reserve(raw.size());
-    auto hex = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
+    auto fail = [&](const char* reason) -> std::optional<canonical_path> {
+        if (why) *why = reason;
+        return std::nullopt;
     };
-    for (std::size_t i = 0; i < raw.size(); ++i) {
-        if (raw[i] == '%' && i + 2 < raw.size() && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
-            out.push_back(static_cast<char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2])));
-            i += 2;
-        } else {
-            out.push_back(raw[i]);
+    if (raw.empty() || raw.front() != '/') return fail("the request target is not an absolute path");
+    canonical_path out;
+    // Decoded first, then split: "%2F" separates segments for Werkzeug as "/" does.
+    auto decoded = percent_decode(raw);
+    if (!decoded) return fail("the path has a malformed percent escape");
+    for (unsigned char c : *decoded)
+        if (c < 0x20 || c == 0x7F) return fail("the path contains a control character");
+    if (!valid_utf8(*decoded)) return fail("the path is not valid UTF-8");
+    for (auto seg : split(*decoded, '/')) {
+        if (seg.empty() || seg == ".") continue;
+        if (seg == "..") {
+            if (out.segments.empty()) return fail("the path climbs above the root");
+            out.segments.pop_back();
+            continue;
+        }
+        out.segments.emplace_back(seg);
+    }
+    out.wire = encode_path(out.segments);
+    out.decoded.reserve(decoded->size());
+    for (const auto& s : out.segments) out.decoded.append("/").append(s);
+    if (out.decoded.empty()) out.decoded = "/";
+    return out;
+}
+
+std::string encode_path(std::span<const std::string> segments)
+{
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (const auto& seg : segments) {
+        out.push_back('/');
+        for (unsigned char c : seg) {
+            if (unreserved_in_path(c)) {
+                out.push_back(static_cast<char>(c));
+            } else {
+                out.push_back('%');
+                out.push_back(hex[c >> 4]);
+                out.push_back(hex[c & 15]);
+            }
         }
     }
-    return to_lower(out);
+    if (out.empty()) out = "/";
+    return out;
 }
 
-std::vector<owned_reference> owned_references(std::string_view method, std::string_view path, std::string_view query)
+std::span<const dify_route> all_routes()
 {
-    struct pattern
-    {
-        std::string_view method, path;
-        owned_kind kind;
-        std::size_t segment; // which segment holds the ID (0 is the empty one before the first '/')
-    };
-    static constexpr pattern patterns[] = {
-        {"POST", "/chat-messages/*/stop", owned_kind::task, 2},
-        {"POST", "/completion-messages/*/stop", owned_kind::task, 2},
-        {"POST", "/workflows/tasks/*/stop", owned_kind::task, 3},
-        {"GET", "/workflows/run/*", owned_kind::workflow_run, 3},
-        {"GET", "/files/*/preview", owned_kind::file, 2},
-        {"DELETE", "/conversations/*", owned_kind::conversation, 2},
-        {"POST", "/conversations/*/name", owned_kind::conversation, 2},
-        {"GET", "/conversations/*/variables", owned_kind::conversation, 2},
-        {"PUT", "/conversations/*/variables/*", owned_kind::conversation, 2},
-    };
-    std::vector<owned_reference> out;
-    // Most requests name nothing: only paths with one of these parts can.
-    const bool may_name = path.find("/stop") != std::string_view::npos || path.starts_with("/workflows/run/") ||
-                          path.starts_with("/files/") || path.starts_with("/conversations/") || path == "/messages";
-    if (!may_name) return out;
-    for (const auto& p : patterns) {
-        if (p.method != method || !matches(p.path, path)) continue;
-        out.emplace_back(p.kind, normalized_id(split(path, '/')[p.segment]));
-        break;
+    return routes;
+}
+
+route_match find_route(std::string_view method, std::span<const std::string> segments)
+{
+    route_match out;
+    const std::string_view as = method == "HEAD" ? std::string_view("GET") : method;
+    for (const auto& r : routes) {
+        std::vector<std::string> params;
+        if (!matches(r.pattern, segments, &params)) continue;
+        if (r.method != as) {
+            out.outcome = route_outcome::method_not_allowed;
+            continue;
+        }
+        out.outcome = route_outcome::found;
+        out.route = &r;
+        out.params = std::move(params);
+        return out;
     }
-    if (method == "GET" && matches("/messages", path)) {
+    return out;
+}
+
+std::string stop_path_for(const dify_route& route, std::string_view task_id)
+{
+    if (route.stop_pattern.empty() || task_id.empty()) return {};
+    std::string id(task_id);
+    std::string out(route.stop_pattern);
+    out.replace(out.find("{}"), 2, encode_path(std::span<const std::string>(&id, 1)).substr(1));
+    return out;
+}
+
+std::string normalized_id(std::string_view decoded)
+{
+    return to_lower(decoded);
+}
+
+std::vector<owned_reference> owned_references(const route_match& m, std::string_view query)
+{
+    std::vector<owned_reference> out;
+    if (m.outcome != route_outcome::found) return out;
+    if (m.route->names && !m.params.empty()) out.emplace_back(*m.route->names, normalized_id(m.params.front()));
+    if (m.route->method == "GET" && m.route->pattern == "/messages") {
+        // Werkzeug's request.args: every conversation_id; Dify reads the first, check all.
         for (auto part : split(query, '&')) {
             auto eq = part.find('=');
-            if (eq == std::string_view::npos) continue;
             auto key = form_decode(part.substr(0, eq));
+            if (!key || *key != "conversation_id" || eq == std::string_view::npos) continue;
             auto value = form_decode(part.substr(eq + 1));
-            if (key && *key == "conversation_id" && value && !value->empty())
-                out.emplace_back(owned_kind::conversation, to_lower(*value));
+            if (value && !value->empty()) out.emplace_back(owned_kind::conversation, normalized_id(*value));
         }
     }
     return out;

@@ -1,10 +1,22 @@
-// Facts about Dify Service API paths the gateway acts on (reference §2, §3.3): where
-// each endpoint reads `user`, and which stop endpoint ends a generation it started.
-// Paths are relative to /v1 ("/chat-messages", "/conversations/<id>/name", ...).
+// The Service API route table of Dify 1.13.x and the newer public API docs, and the path
+// canonicalization every request goes through before any decision is made on it.
+//
+// The gateway reads a request exactly as Dify's stack (nginx → gunicorn → Flask/Werkzeug)
+// will, or refuses it. For paths that means: percent escapes decoded once (gunicorn puts
+// the decoded path in PATH_INFO, Werkzeug routes on it, so "%2D" is "-" and "%2F" is a
+// separator), empty and "." segments dropped, ".." resolved, and the canonical form is
+// what goes upstream, so Dify routes on exactly the path the gateway classified.
+//
+// Each route says where Dify reads `user`, which ids it names that another tenant may own,
+// whether it starts an LLM generation, and whether it is app-wide (its data belongs to every
+// tenant of the app: workflow logs, app feedbacks, annotations, end users).
+// Paths are relative to /v1 ("/chat-messages", "/conversations/{id}/name", ...).
 #pragma once
 
 #include "core/ownership_table.hpp"
 
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -17,22 +29,68 @@ enum class user_place
     none,      // the endpoint does not read `user`
     json_body, // JSON body field
     query,     // query-string parameter
-    form,      // multipart form field
+    form,      // multipart (or url-encoded) form field
+    anywhere,  // an unknown route forwarded by switch: query, JSON body and form alike
 };
 
-user_place user_place_for(std::string_view method, std::string_view path);
+// A path as Dify will route it. `segments` are decoded (any bytes but '/', NUL and
+// controls, valid UTF-8); `wire` is the same path percent-encoded for the upstream.
+struct canonical_path
+{
+    std::vector<std::string> segments;
+    std::string wire;    // "/v1/chat-messages"; "/" for the root
+    std::string decoded; // the segments joined by '/', for logs and matching
+};
 
-// "/chat-messages/<task>/stop" (or the completion / workflow form) for a generation
-// started by `method path`; "" when the endpoint does not start a generation.
-std::string stop_path_for(std::string_view method, std::string_view path, std::string_view task_id);
+// nullopt (with `why`) for a path that is not origin-form, has a malformed escape, decodes
+// to NUL, a control character or invalid UTF-8, or climbs above the root with "..".
+std::optional<canonical_path> canonicalize_path(std::string_view raw, std::string* why = nullptr);
+// The segments as a wire path ("/a/b%20c").
+std::string encode_path(std::span<const std::string> segments);
 
-// The resources a request names in its path or query that another tenant may own: the
-// task of a stop call, a workflow run, a file preview, a conversation. IDs come
-// percent-decoded and lower-cased, as Dify matches them (UUIDs).
+struct dify_route
+{
+    std::string_view method;  // upper case, as Werkzeug compares it
+    std::string_view pattern; // "{}" matches one segment
+    user_place place;
+    bool generating = false;     // starts an LLM generation (quota, not idempotent)
+    bool app_wide = false;       // data of the whole app, not of one end user
+    std::optional<owned_kind> names; // what the first "{}" segment names
+    std::string_view stop_pattern;   // generating routes: the stop call for their task
+    bool creates_file = false;       // the reply names a new uploaded file
+    std::string_view end_user_filter; // app-wide routes Dify can filter exactly by end user
+};
+
+// Every route, in table order (the README lists them).
+std::span<const dify_route> all_routes();
+
+enum class route_outcome
+{
+    found,
+    method_not_allowed, // the path is a route, not for this method (405)
+    not_found,          // no route has this path (404)
+};
+
+struct route_match
+{
+    route_outcome outcome = route_outcome::not_found;
+    const dify_route* route = nullptr;
+    std::vector<std::string> params; // the "{}" segments, decoded
+};
+
+// The route for a method and a Dify path's segments (below /v1). HEAD matches GET routes
+// (Flask runs the GET handler for HEAD).
+route_match find_route(std::string_view method, std::span<const std::string> segments);
+
+// The stop call's path for a task started by `route` ("" when it starts none).
+std::string stop_path_for(const dify_route& route, std::string_view task_id);
+
+// The resources a request names in its path or query that another tenant may own. IDs
+// are lower-cased, as Dify matches them (UUIDs).
 using owned_reference = std::pair<owned_kind, std::string>;
-std::vector<owned_reference> owned_references(std::string_view method, std::string_view path, std::string_view query);
+std::vector<owned_reference> owned_references(const route_match& m, std::string_view query);
 
-// An ID as Dify compares it: percent-decoded, lower-case.
-std::string normalized_id(std::string_view raw);
+// An ID as Dify compares it: lower-case.
+std::string normalized_id(std::string_view decoded);
 
 } // namespace gw::core

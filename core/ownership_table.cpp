@@ -12,6 +12,8 @@ const char* kind_name(owned_kind k)
     case owned_kind::conversation: return "conversation";
     case owned_kind::workflow_run: return "workflow_run";
     case owned_kind::file: return "file";
+    case owned_kind::message: return "message";
+    case owned_kind::form: return "form";
     }
     return "unknown";
 }

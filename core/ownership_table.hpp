@@ -27,8 +27,10 @@ enum class owned_kind : std::uint8_t
     conversation,
     workflow_run,
     file,
+    message, // a message id (feedback, suggested questions, text-to-audio)
+    form,    // a human-input form token
 };
-const char* kind_name(owned_kind k); // "task", "conversation", "workflow_run", "file"
+const char* kind_name(owned_kind k); // "task", "conversation", "workflow_run", "file", "message", "form"
 
 class ownership_table
 {

@@ -15,7 +15,7 @@ namespace {
 struct dify_fields
 {
     bool object = false; // the document is a JSON object
-    std::string event, id, task_id, conversation_id, workflow_run_id, code, message;
+    std::string event, id, task_id, conversation_id, workflow_run_id, message_id, code, message, form_token;
     std::optional<std::int64_t> status, usage_total_tokens, data_total_tokens;
 };
 
@@ -116,12 +116,15 @@ private:
     // Where a string value at the current position goes (nullptr: not wanted).
     std::string* string_target()
     {
+        if (levels_.size() == 2 && in_object() && key_done_ && levels_[1].under == name::data && key_ == "form_token")
+            return &out_->form_token;
         if (levels_.size() != 1 || !in_object() || !key_done_) return nullptr;
         if (key_ == "event") return &out_->event;
         if (key_ == "id") return &out_->id;
         if (key_ == "task_id") return &out_->task_id;
         if (key_ == "conversation_id") return &out_->conversation_id;
         if (key_ == "workflow_run_id") return &out_->workflow_run_id;
+        if (key_ == "message_id") return &out_->message_id;
         if (key_ == "code") return &out_->code;
         if (key_ == "message") return &out_->message;
         return nullptr;
@@ -145,11 +148,18 @@ private:
     bool string_started_ = false;
 };
 
+json::parse_options reader_options()
+{
+    json::parse_options o;
+    o.max_depth = 128;
+    return o;
+}
+
 // nullopt: not valid JSON.
 std::optional<dify_fields> read_fields(std::string_view text)
 {
     dify_fields out;
-    json::basic_parser<fields_handler> parser(json::parse_options{}, &out);
+    json::basic_parser<fields_handler> parser(reader_options(), &out);
     json::error_code ec;
     parser.write_some(false, text.data(), text.size(), ec);
     if (ec) return std::nullopt;
@@ -157,6 +167,18 @@ std::optional<dify_fields> read_fields(std::string_view text)
 }
 
 } // namespace
+
+struct stream_facts::body_reader
+{
+    dify_fields fields;
+    json::basic_parser<fields_handler> parser{reader_options(), &fields};
+    bool failed = false;
+};
+
+stream_facts::stream_facts() = default;
+stream_facts::~stream_facts() = default;
+stream_facts::stream_facts(stream_facts&&) noexcept = default;
+stream_facts& stream_facts::operator=(stream_facts&&) noexcept = default;
 
 void stream_facts::observe(const sse_event& e)
 {
@@ -170,6 +192,8 @@ void stream_facts::observe(const sse_event& e)
     if (task_id_.empty()) task_id_ = std::move(f->task_id);
     if (conversation_id_.empty()) conversation_id_ = std::move(f->conversation_id);
     if (workflow_run_id_.empty()) workflow_run_id_ = std::move(f->workflow_run_id);
+    if (message_id_.empty()) message_id_ = std::move(f->message_id);
+    if (!f->form_token.empty()) form_tokens_.push_back(std::move(f->form_token));
     if (f->event == "message_end") {
         if (f->usage_total_tokens) total_tokens_ = f->usage_total_tokens;
         finished_ = true;
@@ -185,12 +209,33 @@ void stream_facts::observe(const sse_event& e)
 
 void stream_facts::observe_json_body(std::string_view body)
 {
-    auto f = read_fields(body);
-    if (!f || !f->object) return;
+    feed_json_body(body);
+    end_json_body();
+}
+
+void stream_facts::feed_json_body(std::string_view piece)
+{
+    if (!body_) body_ = std::make_unique<body_reader>();
+    if (body_->failed || piece.empty()) return;
+    json::error_code ec;
+    body_->parser.write_some(true, piece.data(), piece.size(), ec);
+    if (ec) body_->failed = true;
+}
+
+void stream_facts::end_json_body()
+{
+    if (!body_) body_ = std::make_unique<body_reader>();
+    json::error_code ec;
+    if (!body_->failed) body_->parser.write_some(false, nullptr, 0, ec);
+    auto reader = std::move(body_);
+    if (reader->failed || ec || !reader->fields.object) return;
+    auto* f = &reader->fields;
     id_ = std::move(f->id);
     task_id_ = std::move(f->task_id);
     conversation_id_ = std::move(f->conversation_id);
     workflow_run_id_ = std::move(f->workflow_run_id);
+    message_id_ = std::move(f->message_id);
+    if (!f->form_token.empty()) form_tokens_.push_back(std::move(f->form_token));
     if (f->usage_total_tokens)
         total_tokens_ = f->usage_total_tokens;
     else if (f->data_total_tokens)

@@ -6,6 +6,8 @@
 #include "core/sse_parser.hpp"
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -21,14 +23,25 @@ struct stream_error
 class stream_facts
 {
 public:
+    stream_facts();
+    ~stream_facts();
+    stream_facts(stream_facts&&) noexcept;
+    stream_facts& operator=(stream_facts&&) noexcept;
+
     void observe(const sse_event& e);
-    // Also reads the same facts from a blocking JSON reply body.
+    // Also reads the same facts from a blocking JSON reply body, whole or piece by piece
+    // (a streaming scan: a reply of any size, nothing kept but the facts).
     void observe_json_body(std::string_view body);
+    void feed_json_body(std::string_view piece);
+    void end_json_body();
 
     const std::string& id() const { return id_; } // a blocking body's top-level id (an uploaded file's)
     const std::string& task_id() const { return task_id_; }
     const std::string& conversation_id() const { return conversation_id_; }
     const std::string& workflow_run_id() const { return workflow_run_id_; }
+    const std::string& message_id() const { return message_id_; }
+    // Human-input form tokens named so far (data.form_token), in order.
+    const std::vector<std::string>& form_tokens() const { return form_tokens_; }
     std::optional<std::int64_t> total_tokens() const { return total_tokens_; }
     const std::optional<stream_error>& error() const { return error_; }
     bool finished() const { return finished_; } // a terminal event was seen
@@ -36,7 +49,10 @@ public:
     std::size_t malformed() const { return malformed_; }
 
 private:
-    std::string id_, task_id_, conversation_id_, workflow_run_id_;
+    struct body_reader;
+    std::unique_ptr<body_reader> body_; // a blocking reply being scanned
+    std::string id_, task_id_, conversation_id_, workflow_run_id_, message_id_;
+    std::vector<std::string> form_tokens_;
     std::optional<std::int64_t> total_tokens_;
     std::optional<stream_error> error_;
     bool finished_ = false;

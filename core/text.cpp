@@ -83,6 +83,60 @@ std::optional<std::string> header_param(std::string_view value, std::string_view
     return std::nullopt;
 }
 
+namespace {
+bool is_token_char(char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+} // namespace
+
+std::optional<header_params> unambiguous_header_params(std::string_view value)
+{
+    for (char c : value)
+        if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7F) return std::nullopt;
+    header_params out;
+    std::size_t i = value.find(';');
+    while (i != std::string_view::npos && i < value.size()) {
+        ++i; // past ';'
+        while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
+        if (i == value.size()) break; // a trailing ';'
+        std::size_t eq = i;
+        while (eq < value.size() && is_token_char(value[eq])) ++eq;
+        std::string key = to_lower(value.substr(i, eq - i));
+        if (key.empty() || key.back() == '*' || eq >= value.size() || value[eq] != '=') return std::nullopt;
+        if (find_param(out, key)) return std::nullopt;
+        std::size_t j = eq + 1;
+        std::string val;
+        if (j < value.size() && value[j] == '"') {
+            auto close = value.find('"', j + 1);
+            if (close == std::string_view::npos) return std::nullopt;
+            val = std::string(value.substr(j + 1, close - j - 1));
+            if (val.find('\\') != std::string::npos) return std::nullopt;
+            j = close + 1;
+            while (j < value.size() && (value[j] == ' ' || value[j] == '\t')) ++j;
+            if (j < value.size() && value[j] != ';') return std::nullopt;
+        } else {
+            std::size_t end = j;
+            while (end < value.size() && is_token_char(value[end])) ++end;
+            val = std::string(value.substr(j, end - j));
+            j = end;
+            while (j < value.size() && (value[j] == ' ' || value[j] == '\t')) ++j;
+            if (val.empty() || (j < value.size() && value[j] != ';')) return std::nullopt;
+        }
+        out.emplace_back(std::move(key), std::move(val));
+        i = j < value.size() ? j : std::string_view::npos;
+    }
+    return out;
+}
+
+std::optional<std::string> find_param(const header_params& params, std::string_view key)
+{
+    for (const auto& [k, v] : params)
+        if (k == key) return v;
+    return std::nullopt;
+}
+
 std::string media_type(std::string_view content_type)
 {
     return to_lower(trim(content_type.substr(0, content_type.find(';'))));
@@ -94,12 +148,13 @@ bool is_json_media_type(std::string_view content_type)
     return type == "application/json" || (type.starts_with("application/") && type.ends_with("+json"));
 }
 
-std::optional<std::string> form_decode(std::string_view s)
+namespace {
+std::optional<std::string> decode_escapes(std::string_view s, bool plus_is_space)
 {
     std::string out;
     out.reserve(s.size());
     for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '+') {
+        if (plus_is_space && s[i] == '+') {
             out.push_back(' ');
         } else if (s[i] == '%') {
             if (i + 2 >= s.size()) return std::nullopt;
@@ -112,6 +167,53 @@ std::optional<std::string> form_decode(std::string_view s)
         }
     }
     return out;
+}
+} // namespace
+
+std::optional<std::string> form_decode(std::string_view s)
+{
+    return decode_escapes(s, true);
+}
+
+std::optional<std::string> percent_decode(std::string_view s)
+{
+    return decode_escapes(s, false);
+}
+
+bool valid_utf8(std::string_view s)
+{
+    std::size_t i = 0;
+    while (i < s.size()) {
+        auto c = static_cast<unsigned char>(s[i]);
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        std::size_t n;
+        std::uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + n >= s.size()) return false; // truncated sequence
+        for (std::size_t k = 1; k <= n; ++k) {
+            auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (cc & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += n + 1;
+    }
+    return true;
 }
 
 } // namespace gw::core

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace gw::core {
@@ -20,6 +21,15 @@ std::vector<std::string_view> split(std::string_view s, char sep);
 // Quotes are removed; backslash escapes inside quotes are honoured.
 std::optional<std::string> header_param(std::string_view header_value, std::string_view name);
 
+// The parameters of a header value (`type; a=1; b="x"`), keys lower-cased, or nullopt when
+// parsers could read them differently: a key given twice, an RFC 2231 key (`name*=`), a
+// quoted value with a backslash or without its closing quote, bytes after a closing quote,
+// a key that is not a token, or a control character.
+using header_params = std::vector<std::pair<std::string, std::string>>;
+std::optional<header_params> unambiguous_header_params(std::string_view header_value);
+// The value for `key` in `params` (keys lower-case), or nullopt.
+std::optional<std::string> find_param(const header_params& params, std::string_view key);
+
 // The media type of a Content-Type value, lowercased, without parameters.
 std::string media_type(std::string_view content_type);
 // Whether Flask reads a body of this type as JSON (request.is_json): application/json or
@@ -29,6 +39,10 @@ bool is_json_media_type(std::string_view content_type);
 // Decodes %XX escapes and '+' (as a space) in an application/x-www-form-urlencoded component.
 // Returns nullopt on a malformed escape.
 std::optional<std::string> form_decode(std::string_view s);
+// Decodes %XX escapes only (a URL path). Returns nullopt on a malformed escape.
+std::optional<std::string> percent_decode(std::string_view s);
+// Whether `s` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
+bool valid_utf8(std::string_view s);
 
 } // namespace gw::core
 

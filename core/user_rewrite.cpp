@@ -54,6 +54,7 @@ std::optional<std::string> rewrite_json_user(std::string_view body, std::string_
     if (namespaced) *namespaced = value;
     if (refs) {
         if (auto* c = o.if_contains("conversation_id"); c && c->is_string()) refs->conversation_id = std::string(c->get_string());
+        if (auto* m = o.if_contains("message_id"); m && m->is_string()) refs->message_id = std::string(m->get_string());
         collect_file_ids(doc, refs->upload_file_ids);
     }
     o["user"] = value;
@@ -79,24 +80,32 @@ std::string form_encode(std::string_view s)
 
 std::string rewrite_query_user(std::string_view query, std::string_view tenant)
 {
+    return rewrite_query_param(query, "user", tenant);
+}
+
+std::string rewrite_query_param(std::string_view query, std::string_view name, std::string_view tenant,
+                                std::initializer_list<std::string_view> dropped)
+{
     std::string out;
     bool found = false;
+    const std::string encoded_name = form_encode(name);
     for (auto part : split(query, '&')) {
         if (part.empty()) continue;
         auto eq = part.find('=');
         auto key = form_decode(part.substr(0, eq)).value_or(std::string(part.substr(0, eq)));
+        if (std::find(dropped.begin(), dropped.end(), key) != dropped.end()) continue;
         if (!out.empty()) out.push_back('&');
-        if (key == "user") {
+        if (key == name) {
             found = true;
             std::string value;
             if (eq != std::string_view::npos)
                 value = form_decode(part.substr(eq + 1)).value_or(std::string(part.substr(eq + 1)));
-            out += "user=" + form_encode(namespaced_user(tenant, value));
+            out += encoded_name + "=" + form_encode(namespaced_user(tenant, value));
         } else {
             out.append(part);
         }
     }
-    if (!found) out += (out.empty() ? "" : "&") + std::string("user=") + form_encode(namespaced_user(tenant, ""));
+    if (!found) out += (out.empty() ? "" : "&") + encoded_name + "=" + form_encode(namespaced_user(tenant, ""));
     return out;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,6 +23,7 @@ std::string namespaced_user(std::string_view tenant, std::string_view user);
 struct json_references
 {
     std::string conversation_id;
+    std::string message_id; // top-level (text-to-audio reads a message's answer)
     std::vector<std::string> upload_file_ids;
 };
 
@@ -36,6 +38,9 @@ std::optional<std::string> rewrite_json_user(std::string_view body, std::string_
 
 // The query string with every `user` parameter namespaced (one added when absent).
 std::string rewrite_query_user(std::string_view query, std::string_view tenant);
+// The same for any parameter `name`; parameters named in `dropped` are removed.
+std::string rewrite_query_param(std::string_view query, std::string_view name, std::string_view tenant,
+                                std::initializer_list<std::string_view> dropped = {});
 
 // application/x-www-form-urlencoded encoding of one component.
 std::string form_encode(std::string_view s);

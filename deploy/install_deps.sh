@@ -10,7 +10,7 @@ profile=${1:-build}
 build_pkgs=(cmake ninja-build g++ ccache pkg-config openssl ca-certificates
     libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
     libssl-dev libspdlog-dev libhiredis-dev libgtest-dev libgmock-dev libbenchmark-dev)
-test_pkgs=(python3 python3-requests redis-server nginx haproxy gnuplot-nox prometheus clang libclang-rt-14-dev)
+test_pkgs=(python3 python3-requests python3-flask gunicorn redis-server nginx haproxy gnuplot-nox prometheus clang libclang-rt-14-dev)
 
 pkgs=("${build_pkgs[@]}")
 [ "$profile" = test ] && pkgs+=("${test_pkgs[@]}")

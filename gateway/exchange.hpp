@@ -10,6 +10,7 @@
 #include "gateway/quota/quota.hpp"
 
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 
 #include <optional>
@@ -54,6 +55,8 @@ struct exchange
     bool stream_done = false;     // the SSE relay has finished
     bool client_gone = false;     // the client closed its connection during the SSE relay
     bool client_broken = false;   // reading the client's body failed
+    bool body_timed_out = false;  // the client's body did not arrive within client_idle_timeout_ms
+    bool task_known = false;      // the SSE relay has seen the task id (a stop call is possible)
     upstream_request up;
     std::string api_key;
     std::optional<net::steady_timer> timer; // backoff between attempts
@@ -66,8 +69,30 @@ struct exchange
 
 // The exchange's backoff timer (made on first use).
 net::steady_timer& timer_for(exchange& x);
-// A gateway error for this request (status recorded, quota headers added).
+// A gateway error for this request (status recorded, quota headers added). A streamed
+// body still unread is read and dropped when small, otherwise the connection closes: its
+// bytes must never be parsed as the next request.
 net::awaitable<bool> write_error(exchange& x, const gateway_error& e);
+// Whether the client connection may serve another request after this one: the client
+// wants it, the gateway is not draining, and the request's body was read to its end.
+bool client_reusable(const exchange& x);
+// Writes to the client within server.client_send_timeout_ms (a client that does not take
+// the bytes is dropped: ec is timeout, the connection will close with a reset, and the
+// exchange releases its upstream connection and quota slot).
+template <typename Buffers>
+net::awaitable<std::tuple<error_code, std::size_t>> send_to_client(exchange& x, Buffers buffers)
+{
+    client_deadline deadline(x.down, std::chrono::milliseconds(x.dir.config().server.client_send_timeout_ms));
+    auto [ec, n] = co_await net::async_write(x.down, buffers, use_nothrow);
+    if (deadline.fired()) {
+        ec = beast::error::timeout;
+        // Closed with a reset: the bytes it did not take are dropped with the connection,
+        // instead of the kernel trickling them to it long after.
+        error_code ignored;
+        x.down.socket().set_option(net::socket_base::linger(true, 0), ignored);
+    }
+    co_return std::tuple{ec, n};
+}
 
 // Headers that describe one hop (RFC 9110 §7.6.1): never forwarded.
 bool is_hop_by_hop(std::string_view name);
@@ -92,7 +117,8 @@ gateway_error upstream_failure(const error_code& ec, std::string_view phase);
 // uploaded file), once each.
 struct created_records
 {
-    bool task = false, conversation = false, workflow_run = false, file = false;
+    bool task = false, conversation = false, workflow_run = false, file = false, message = false;
+    std::size_t forms = 0; // form tokens recorded so far
 };
 void record_created(exchange& x, const core::stream_facts& facts, created_records& done, bool streaming);
 // What the request names that a tenant may own: in its path or query, and (JSON bodies)

@@ -124,22 +124,10 @@ std::string render_metrics(const metrics_shard& m, const std::vector<upstream_vi
     return out;
 }
 
-std::string endpoint_label(const std::string& method, const std::string& dify_path)
+std::string endpoint_label(const core::dify_route* route)
 {
-    static const char* fixed[] = {"chat-messages", "completion-messages", "workflows", "run", "stop", "messages", "feedbacks",
-                                  "suggested", "conversations", "name", "variables", "files", "upload", "preview",
-                                  "audio-to-text", "text-to-audio", "parameters", "meta", "info", "site", "app", "tasks",
-                                  "logs", "end-users", "annotations", "annotation-reply", "apps", "status", "enable", "disable"};
-    std::string out = method + " ";
-    for (auto seg : core::split(dify_path, '/')) {
-        if (seg.empty()) continue;
-        bool known = false;
-        for (const char* f : fixed)
-            if (seg == f) known = true;
-        out += "/" + (known ? std::string(seg) : std::string(":id"));
-    }
-    if (out.size() == method.size() + 1) out += "/";
-    return out;
+    if (!route) return "unknown";
+    return std::string(route->method) + " " + std::string(route->pattern);
 }
 
 } // namespace gw::gateway

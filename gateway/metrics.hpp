@@ -3,6 +3,8 @@
 // worker and renders the sum in the Prometheus text format.
 #pragma once
 
+#include "core/dify_routes.hpp"
+
 #include <array>
 #include <cstdint>
 #include <map>
@@ -52,8 +54,8 @@ struct upstream_view
 // The Prometheus text exposition of everything.
 std::string render_metrics(const metrics_shard& m, const std::vector<upstream_view>& upstreams, std::uint64_t store_errors);
 
-// A Dify path reduced to its route ("/conversations/<id>/name" → "/conversations/:id/name"),
-// so metric labels stay few.
-std::string endpoint_label(const std::string& method, const std::string& dify_path);
+// The endpoint label of a request: its route in the route table ("POST /conversations/{}/name"),
+// "unknown" for a route forwarded by switch — a closed set, so metric series stay few.
+std::string endpoint_label(const core::dify_route* route);
 
 } // namespace gw::gateway

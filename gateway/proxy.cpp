@@ -7,6 +7,7 @@
 #include "core/text.hpp"
 #include "gateway/exchange.hpp"
 #include "gateway/relay.hpp"
+#include "gateway/request_checks.hpp"
 
 #include <boost/json.hpp>
 
@@ -26,14 +27,19 @@ template <typename S>
 net::awaitable<error_code> stream_client_body(exchange& x, S& up)
 {
     auto& dp = *x.streamed;
-    const auto idle = std::chrono::milliseconds(x.dir.config().server.client_idle_timeout_ms);
+    // The whole body within client_idle_timeout_ms (a body trickled byte by byte must not
+    // hold an upstream connection and a quota slot for ever).
+    client_deadline deadline(x.down, std::chrono::milliseconds(x.dir.config().server.client_idle_timeout_ms));
     std::array<char, piece_size> piece;
     while (!dp.is_done()) {
         dp.get().body().data = piece.data();
         dp.get().body().size = piece.size();
-        x.down.expires_after(idle);
         auto [ec, n] = co_await http::async_read_some(x.down, x.down_buffer, dp, use_nothrow);
         if (ec == http::error::need_buffer) ec = {};
+        if (deadline.fired()) {
+            x.body_timed_out = true;
+            co_return error_code(beast::error::timeout);
+        }
         if (ec) {
             x.client_broken = true;
             co_return ec;
@@ -44,7 +50,6 @@ net::awaitable<error_code> stream_client_body(exchange& x, S& up)
         auto [wec, wn] = co_await net::async_write(up, net::buffer(piece.data(), got), use_nothrow);
         if (wec) co_return wec;
     }
-    x.down.expires_never();
     co_return error_code{};
 }
 
@@ -128,7 +133,7 @@ net::awaitable<bool> write_held_reply(exchange& x, held_reply& h)
         if (!is_hop_by_hop(f.name_string()) && !core::iequals(f.name_string(), "content-length")) res.insert(f.name_string(), f.value());
     res.set("X-Request-Id", x.request_id);
     for (const auto& [k, v] : x.quota_headers) res.set(k, v);
-    bool keep_alive = x.client_keep_alive && !x.w.draining();
+    bool keep_alive = client_reusable(x);
     res.keep_alive(keep_alive);
     res.body() = std::move(h.res.body());
     res.prepare_payload();
@@ -227,6 +232,11 @@ net::awaitable<bool> forward(exchange& x)
         if (ec) {
             pool.release(std::move(lease.conn), false);
             if (x.client_broken) co_return false; // the client's body broke off: nothing to answer
+            if (x.body_timed_out) {
+                x.client_broken = true; // the rest of the body is still coming: close after the answer
+                gateway_error slow{408, "request_timeout", "The request body took too long to arrive."};
+                co_return co_await write_error(x, slow);
+            }
             // A pooled connection the server had already closed: nothing reached Dify.
             bool stale = lease.reused && !parser->got_some() && !is_timeout(ec);
             if (stale && retry_after_failure(core::upstream_failure::stale_connection, std::nullopt).retry) continue;
@@ -256,10 +266,10 @@ net::awaitable<bool> forward(exchange& x)
     // Dify refused the request (4xx/5xx before generating): it used no tokens.
     if (x.ticket && head.result_int() != 200) x.ticket->charge(0);
     bool sse = core::media_type(head[http::field::content_type]) == "text/event-stream";
-    bool keep_alive = x.client_keep_alive && !x.w.draining();
+    bool keep_alive = client_reusable(x);
     const std::string head_bytes = response_head(x, *parser, sse, keep_alive);
     if (sse) { // the head goes out at once: the client sees the stream open
-        auto [ec, n] = co_await net::async_write(x.down, net::buffer(head_bytes), use_nothrow);
+        auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
         if (ec) {
             pool.release(std::move(lease.conn), false);
             co_return false;
@@ -282,7 +292,7 @@ net::awaitable<bool> forward(exchange& x)
 
 } // namespace
 
-read_deadline::read_deadline(beast::tcp_stream& stream, std::chrono::milliseconds limit) : timer_(stream.get_executor())
+client_deadline::client_deadline(beast::tcp_stream& stream, std::chrono::milliseconds limit) : timer_(stream.get_executor())
 {
     timer_.expires_after(limit);
     // The handler may run after this object is gone: it touches the stream only while the
@@ -295,7 +305,7 @@ read_deadline::read_deadline(beast::tcp_stream& stream, std::chrono::millisecond
     });
 }
 
-read_deadline::~read_deadline()
+client_deadline::~client_deadline()
 {
     state_->done = true;
     timer_.cancel();
@@ -326,7 +336,7 @@ net::awaitable<bool> read_whole_body(worker& w, beast::tcp_stream& down, beast::
     p.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
     error_code ec;
     {
-        read_deadline deadline(down, std::chrono::milliseconds(cfg.client_idle_timeout_ms));
+        client_deadline deadline(down, std::chrono::milliseconds(cfg.client_idle_timeout_ms));
         auto [read_ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
         ec = deadline.fired() ? error_code(beast::error::timeout) : read_ec;
     }
@@ -420,6 +430,11 @@ net::awaitable<bool> refuse_early(beast::tcp_stream& down, beast::flat_buffer& b
     co_return !ec;
 }
 
+std::size_t field_count(const http::request_header<>& h)
+{
+    return static_cast<std::size_t>(std::distance(h.begin(), h.end()));
+}
+
 // "HTTP/1.1 100 Continue" when the client waits for it before sending its body.
 net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::request_header<>& req)
 {
@@ -460,13 +475,20 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     r.rec.client = client_address(peer, head, dir.config().server.trusted_proxies);
     bool keep_alive = head.keep_alive() && !w.draining();
 
-    // A CR or LF inside a value (obs-fold, injection) must never reach Dify's parser.
-    for (const auto& f : head)
-        if (f.value().find_first_of("\r\n") != std::string_view::npos) {
-            gateway_error injected{400, "bad_request", "Header values must not contain CR or LF."};
-            r.rec.status = injected.status;
-            co_return co_await refuse_early(down, buffer, hp, injected, request_id, false, {});
-        }
+    // What Dify's stack could read differently is refused before anything else; the
+    // connection closes, since the request's framing may itself be in doubt.
+    if (auto ambiguous = check_request_head(head)) {
+        r.rec.status = ambiguous->status;
+        co_return co_await refuse_early(down, buffer, hp, *ambiguous, request_id, false, {});
+    }
+    std::string why;
+    std::string_view target = head.target();
+    auto path = core::canonicalize_path(target.substr(0, target.find('?')), &why);
+    if (!path) {
+        gateway_error bad_path{400, "bad_request", "The request path cannot be read unambiguously: " + why + "."};
+        r.rec.status = bad_path.status;
+        co_return co_await refuse_early(down, buffer, hp, bad_path, request_id, keep_alive, {});
+    }
 
     gateway_error err;
     const tenant* who = dir.authenticate(head[http::field::authorization], err);
@@ -475,18 +497,18 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
         co_return co_await refuse_early(down, buffer, hp, err, request_id, keep_alive, {});
     }
     r.rec.tenant = who->name;
-    std::string_view target = head.target();
-    auto app = dir.route(*who, target.substr(0, target.find('?')), err);
+    const std::string_view method = head.method_string();
+    auto app = dir.route(*who, method, *path, err);
     if (!app) {
         r.rec.status = err.status;
         co_return co_await refuse_early(down, buffer, hp, err, request_id, keep_alive, {});
     }
     r.rec.app = app->app;
-    r.rec.endpoint = endpoint_label(r.rec.method, app->dify_path);
+    const core::dify_route* route = app->match.route; // null: an unknown route forwarded by switch
+    r.rec.endpoint = endpoint_label(route);
 
     // Quotas are checked before any upstream work (and before the body is read).
-    const std::string_view method = head.method_string();
-    const bool generates = !core::stop_path_for(method, app->dify_path, "-").empty();
+    const bool generates = route && route->generating;
     auto* counts = w.usage().find(who->name, app->app);
     if (counts) ++counts->requests;
     auto admitted = co_await w.quotas().admit(who->name, app->app, generates);
@@ -501,7 +523,7 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     std::unique_ptr<quota_ticket> ticket = std::move(admitted.ticket);
 
     const bool has_body = !hp.is_done();
-    const auto place = core::user_place_for(method, app->dify_path);
+    const auto place = route ? route->place : core::user_place::anywhere;
     const bool rewrite = place != core::user_place::none;
     if (has_body && !rewrite && hp.content_length()) {
         // Nothing to change in this body: it goes to Dify as it arrives.
@@ -514,14 +536,23 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
         x.rec = &r.rec;
         x.generating = generates;
         x.place = place;
-        x.uploads_file = method == "POST" && x.target.dify_path == "/files/upload";
+        x.uploads_file = route && route->creates_file;
         r.rec.bytes_in = *body_parser.content_length();
         co_return co_await forward_request(x);
     }
     http::request_parser<http::string_body> body_parser{std::move(hp)};
     if (has_body) {
         if (!co_await continue_if_expected(down, body_parser.get())) co_return false;
+        const auto fields_before = field_count(body_parser.get());
         if (!co_await read_whole_body(w, down, buffer, body_parser, request_id)) co_return false;
+        // Beast merges a chunked body's trailer fields into the header: Dify's stack would
+        // see them (or not) differently, so a request with trailers is refused.
+        if (field_count(body_parser.get()) != fields_before) {
+            gateway_error trailers{400, "bad_request", "Requests with trailers are not accepted."};
+            r.rec.status = trailers.status;
+            co_await write_gateway_error(down, trailers, request_id, false);
+            co_return false;
+        }
     }
     exchange x{w, dir, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive(),
                ticket.get(), std::move(quota_headers)};
@@ -529,7 +560,7 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     x.rec = &r.rec;
     x.generating = generates;
     x.place = place;
-    x.uploads_file = method == "POST" && x.target.dify_path == "/files/upload";
+    x.uploads_file = route && route->creates_file;
     r.rec.bytes_in = x.body.size();
     co_return co_await forward_request(x);
 }

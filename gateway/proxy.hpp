@@ -27,16 +27,18 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
-// A time limit on reading from a client that, unlike Beast's stream timeouts, leaves the
-// connection open when it passes (the pending read ends with operation_aborted and
-// fired() is true), so that a 408 can still be written. Scoped: the limit ends with it.
-class read_deadline
+// A time limit on an operation on a client connection that, unlike Beast's stream
+// timeouts, leaves the connection open when it passes: the pending operations end with
+// operation_aborted and fired() is true, so that a 408 can still be written after a slow
+// read, or the exchange can end cleanly after a write the client does not take.
+// Scoped: the limit ends with it.
+class client_deadline
 {
 public:
-    read_deadline(beast::tcp_stream& stream, std::chrono::milliseconds limit);
-    ~read_deadline();
-    read_deadline(const read_deadline&) = delete;
-    read_deadline& operator=(const read_deadline&) = delete;
+    client_deadline(beast::tcp_stream& stream, std::chrono::milliseconds limit);
+    ~client_deadline();
+    client_deadline(const client_deadline&) = delete;
+    client_deadline& operator=(const client_deadline&) = delete;
     bool fired() const { return state_->fired; }
 
 private:

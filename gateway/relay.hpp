@@ -18,9 +18,10 @@
 
 namespace gw::gateway {
 
-inline constexpr std::size_t sse_piece_size = 2 * 1024;       // bytes read per step of an SSE relay
-inline constexpr std::size_t max_held_tail = 64 * 1024;       // larger unfinished events pass through as they arrive
-inline constexpr std::size_t max_captured_body = 1024 * 1024; // blocking generate replies read for usage
+inline constexpr std::size_t sse_piece_size = 2 * 1024; // bytes read per step of an SSE relay
+// After the client left a stream before its task id was seen: how much more is read to
+// learn the task id (so that it can be stopped) before giving up.
+inline constexpr std::size_t max_read_after_client_left = 64 * 1024;
 
 // The response head for the client, serialized: Dify's status and end-to-end headers,
 // plus ours (X-Request-Id, X-RateLimit-*, SSE no-buffering hints, framing). Built as one
@@ -65,15 +66,33 @@ std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
     return out;
 }
 
+// The last frame of a stream the gateway ends itself, and the end of the chunked body.
+template <typename Writer>
+net::awaitable<bool> end_stream_with_error(exchange& x, Writer& write_chunk, std::string_view code, int status,
+                                           std::string_view message)
+{
+    boost::json::object error{{"event", "error"}, {"code", code}, {"status", status}, {"message", message}};
+    std::string frame = "data: " + boost::json::serialize(error) + "\n\n";
+    auto [wec, wn] = co_await write_chunk(frame, {});
+    if (wec) co_return false;
+    auto [lec, ln] = co_await send_to_client(x, http::make_chunk_last());
+    co_return !lec;
+}
+
 // Relays a text/event-stream body: only whole events go downstream, as soon as each one
-// is complete; an upstream failure ends the stream with an error event (design §6).
-// Returns {downstream reusable, upstream reusable}.
+// is complete; an event is held until it is whole (up to the upstream's
+// max_sse_event_bytes; a larger one ends the stream with an error event, never half an
+// event). An upstream failure ends the stream with an error event (design §6). A client
+// that leaves before the task id was seen: reading goes on (bounded) until an event names
+// the task, which is then stopped. Returns {downstream reusable, upstream reusable}.
 template <typename S, typename Parser>
 net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_connection& conn, Parser& p,
                                                        const std::string& upstream_name)
 {
     auto& up = stream_of<S>(conn);
-    const auto idle = std::chrono::milliseconds(x.dir.upstream_of(x.target.app).stream_idle_timeout_ms);
+    const auto& upstream_cfg = x.dir.upstream_of(x.target.app);
+    const auto idle = std::chrono::milliseconds(upstream_cfg.stream_idle_timeout_ms);
+    const auto max_event = static_cast<std::size_t>(upstream_cfg.max_sse_event_bytes);
     // Registered so a drain that times out can end this stream (worker::abort_streams).
     struct registration
     {
@@ -92,12 +111,12 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
     core::stream_facts facts;
     created_records created; // owners recorded as soon as Dify names the task, conversation, run
     std::string tail; // the unfinished event, held back
-    bool partial_sent = false;
+    std::size_t read_after_left = 0;
     std::array<char, sse_piece_size> piece; // events are small; this frame lives as long as the stream
     auto write_chunk = [&](std::string_view a, std::string_view b) {
         x.rec->bytes_out += a.size() + b.size();
         std::array<net::const_buffer, 2> bufs{net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())};
-        return net::async_write(x.down, http::make_chunk(bufs), use_nothrow);
+        return send_to_client(x, http::make_chunk(bufs));
     };
     while (!p.is_done()) {
         p.get().body().data = piece.data();
@@ -105,7 +124,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
         conn.expires_after(idle);
         auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
         if (ec == http::error::need_buffer) ec = {};
-        if (ec && x.client_gone) { // watch_client closed the upstream: the client left
+        if (ec && x.client_gone) { // the client left (watch_client closed the upstream, or it broke meanwhile)
             spawn_stop_call(x, upstream_name, facts.task_id());
             co_return std::pair{false, false};
         }
@@ -114,14 +133,10 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
             std::string msg = x.w.aborting()  ? "The gateway is shutting down."
                               : is_timeout(ec) ? "The upstream stream was idle for too long."
                                                : "The upstream stream broke.";
-            boost::json::object error{{"event", "error"}, {"code", x.w.aborting() ? "unavailable" : "upstream_stream_broken"},
-                               {"status", x.w.aborting() ? 503 : 502}, {"message", msg}};
-            std::string frame = std::string(partial_sent ? "\n\n" : "") + "data: " + boost::json::serialize(error) + "\n\n";
             spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
-            auto [wec, wn] = co_await write_chunk(frame, {});
-            if (wec) co_return std::pair{false, false};
-            auto [lec, ln] = co_await net::async_write(x.down, http::make_chunk_last(), use_nothrow);
-            co_return std::pair{!lec, false};
+            bool ended = co_await end_stream_with_error(x, write_chunk, x.w.aborting() ? "unavailable" : "upstream_stream_broken",
+                                                        x.w.aborting() ? 503 : 502, msg);
+            co_return std::pair{ended, false};
         }
         std::string_view got(piece.data(), piece.size() - p.get().body().size);
         std::size_t complete = 0;
@@ -131,34 +146,42 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
         });
         if (facts.total_tokens()) x.usage = facts.total_tokens(); // partial streams: what was reported
         record_created(x, facts, created, true);
+        x.task_known = !facts.task_id().empty();
+        if (x.client_gone) { // nobody to write to: only the task id is still wanted
+            read_after_left += got.size();
+            if (x.task_known || read_after_left > max_read_after_client_left) {
+                spawn_stop_call(x, upstream_name, facts.task_id());
+                co_return std::pair{false, false};
+            }
+            continue;
+        }
         if (complete > 0) {
             auto [wec, wn] = co_await write_chunk(tail, got.substr(0, complete));
             tail.assign(got.substr(complete));
-            partial_sent = false;
-            if (wec) {
+            if (wec && x.task_known) {
                 spawn_stop_call(x, upstream_name, facts.task_id());
                 co_return std::pair{false, false};
             }
+            if (wec) x.client_gone = true; // read on until the task id, as when watch_client sees it leave
         } else {
             tail.append(got);
         }
-        if (tail.size() > max_held_tail) { // an oversized event passes through as it arrives
-            auto [wec, wn] = co_await write_chunk(tail, {});
-            tail.clear();
-            partial_sent = true;
-            if (wec) {
-                spawn_stop_call(x, upstream_name, facts.task_id());
-                co_return std::pair{false, false};
-            }
+        if (tail.size() > max_event) { // never half an event: the stream ends here
+            spdlog::warn("request {}: an upstream event exceeded {} bytes; stream ended", x.request_id, max_event);
+            spawn_stop_call(x, upstream_name, facts.task_id());
+            bool ended = co_await end_stream_with_error(x, write_chunk, "event_too_large", 502,
+                                                        "An upstream event was larger than the gateway relays.");
+            co_return std::pair{ended, false};
         }
     }
     conn.expires_never();
     x.usage = facts.total_tokens();
+    if (x.client_gone) co_return std::pair{false, false};
     if (!tail.empty()) { // Dify ended without a final blank line: pass the bytes on
         auto [wec, wn] = co_await write_chunk(tail, {});
         if (wec) co_return std::pair{false, false};
     }
-    auto [lec, ln] = co_await net::async_write(x.down, http::make_chunk_last(), use_nothrow);
+    auto [lec, ln] = co_await send_to_client(x, http::make_chunk_last());
     co_return std::pair{!lec, p.get().keep_alive()};
 }
 
@@ -176,7 +199,9 @@ inline net::awaitable<void> watch_client(exchange& x, upstream_connection& conn)
         if (x.stream_done) co_return;
         if (ec) {
             x.client_gone = true;
-            conn.close();
+            // Closing the upstream ends the relay at once; until the task id is known the
+            // relay reads on to learn it, so that the task can be stopped.
+            if (x.task_known) conn.close();
             co_return;
         }
     }
@@ -209,11 +234,11 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
 {
     auto& up = stream_of<S>(conn);
     const bool chunked = !p.content_length() && !p.is_done();
-    // A blocking generate reply carries its usage: keep a bounded copy to read it.
-    // So does an upload's reply its file id.
-    const bool capture = (x.generating || x.uploads_file) && p.get().result_int() / 100 == 2 &&
-                         core::media_type(p.get()[http::field::content_type]) == "application/json";
-    std::string captured;
+    // A blocking generate reply carries its usage (and an upload's reply its file id): read
+    // on the side as it passes, whatever its size.
+    const bool scan = (x.generating || x.uploads_file) && p.get().result_int() / 100 == 2 &&
+                      core::media_type(p.get()[http::field::content_type]) == "application/json";
+    core::stream_facts facts;
     std::array<char, piece_size> piece;
     std::size_t filled = 0; // bytes in piece not yet written
     net::const_buffer unsent_head = net::buffer(head);
@@ -231,7 +256,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
             co_return std::pair{false, false}; // the client sees a truncated body; never reuse either side
         }
         std::size_t got = piece.size() - p.get().body().size - filled;
-        if (capture && captured.size() + got <= max_captured_body) captured.append(piece.data() + filled, got);
+        if (scan) facts.feed_json_body(std::string_view(piece.data() + filled, got));
         filled += got;
         // A sized body fills the piece before it is written (a small reply goes out whole,
         // with the head, in one write); a chunked one goes on as it arrives.
@@ -240,14 +265,13 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         auto bytes = net::buffer(piece.data(), std::exchange(filled, 0));
         auto head_part = std::exchange(unsent_head, net::const_buffer{});
         auto framed = http::make_chunk(bytes);
-        auto [wec, wn] = chunked ? co_await net::async_write(x.down, beast::buffers_cat(head_part, framed), use_nothrow)
-                                 : co_await net::async_write(x.down, beast::buffers_cat(head_part, bytes), use_nothrow);
+        auto [wec, wn] = chunked ? co_await send_to_client(x, beast::buffers_cat(head_part, framed))
+                                 : co_await send_to_client(x, beast::buffers_cat(head_part, bytes));
         if (wec) co_return std::pair{false, false};
     }
     conn.expires_never();
-    if (capture) {
-        core::stream_facts facts;
-        facts.observe_json_body(captured);
+    if (scan) {
+        facts.end_json_body();
         x.usage = facts.total_tokens();
         created_records created;
         record_created(x, facts, created, true);
@@ -255,8 +279,8 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
     if (chunked || unsent_head.size() > 0) {
         auto head_part = std::exchange(unsent_head, net::const_buffer{});
         auto last = http::make_chunk_last();
-        auto [lec, ln] = chunked ? co_await net::async_write(x.down, beast::buffers_cat(head_part, last), use_nothrow)
-                                 : co_await net::async_write(x.down, head_part, use_nothrow);
+        auto [lec, ln] = chunked ? co_await send_to_client(x, beast::buffers_cat(head_part, last))
+                                 : co_await send_to_client(x, head_part);
         if (lec) co_return std::pair{false, false};
     }
     co_return std::pair{true, p.get().keep_alive()};

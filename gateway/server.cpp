@@ -65,7 +65,7 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
         parser.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
         error_code hec;
         {
-            read_deadline deadline(stream, std::chrono::milliseconds(cfg.client_header_timeout_ms));
+            client_deadline deadline(stream, std::chrono::milliseconds(cfg.client_header_timeout_ms));
             auto [read_ec, n] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
             hec = deadline.fired() ? error_code(beast::error::timeout) : read_ec;
         }

@@ -15,6 +15,7 @@ tenant_directory::tenant_directory(std::shared_ptr<const config::gateway_config>
                                                                 : core::sha256_hex(key);
             by_digest_.emplace(std::move(digest), tenant{name, &t});
         }
+        for (const auto& app : t.apps) ++tenants_of_app_[app];
     }
 }
 
@@ -40,23 +41,26 @@ const tenant* tenant_directory::authenticate(std::string_view authorization, gat
     return &it->second;
 }
 
-std::optional<app_target> tenant_directory::route(const tenant& t, std::string_view path, gateway_error& err) const
+bool tenant_directory::administers(const tenant& t, const std::string& app) const
 {
+    if (std::find(t.cfg->admin_apps.begin(), t.cfg->admin_apps.end(), app) != t.cfg->admin_apps.end()) return true;
+    auto it = tenants_of_app_.find(app);
+    return it != tenants_of_app_.end() && it->second == 1;
+}
+
+std::optional<app_target> tenant_directory::route(const tenant& t, std::string_view method, const core::canonical_path& path,
+                                                  gateway_error& err) const
+{
+    const auto& seg = path.segments;
+    const gateway_error no_such_url{404, "not_found", "The requested URL was not found on the gateway."};
     std::string app;
-    std::string_view rest;
-    if (path == "/v1" || path.starts_with("/v1/")) {
+    std::size_t first; // index of the first Dify segment (after "v1")
+    if (!seg.empty() && seg[0] == "v1") {
         app = t.cfg->default_app;
-        rest = path.substr(3);
-    } else if (path.starts_with("/apps/")) {
-        auto after = path.substr(6);
-        auto slash = after.find('/');
-        app = std::string(after.substr(0, slash));
-        rest = slash == std::string_view::npos ? std::string_view{} : after.substr(slash);
-        if (!(rest == "/v1" || rest.starts_with("/v1/"))) {
-            err = {404, "not_found", "The requested URL was not found on the gateway."};
-            return std::nullopt;
-        }
-        rest = rest.substr(3);
+        first = 1;
+    } else if (seg.size() >= 3 && seg[0] == "apps" && seg[2] == "v1") {
+        app = seg[1];
+        first = 3;
         if (!cfg_->apps.contains(app)) {
             err = {404, "app_not_found", "App '" + app + "' does not exist."};
             return std::nullopt;
@@ -66,10 +70,35 @@ std::optional<app_target> tenant_directory::route(const tenant& t, std::string_v
             return std::nullopt;
         }
     } else {
-        err = {404, "not_found", "The requested URL was not found on the gateway."};
+        err = no_such_url;
         return std::nullopt;
     }
-    return app_target{app, rest.empty() ? std::string("/") : std::string(rest)};
+    app_target out;
+    out.app = std::move(app);
+    std::span<const std::string> dify(seg.begin() + static_cast<std::ptrdiff_t>(first), seg.end());
+    out.wire_path = core::encode_path(dify);
+    for (const auto& s : dify) out.dify_path.append("/").append(s);
+    if (out.dify_path.empty()) out.dify_path = "/";
+    out.match = core::find_route(method, dify);
+    out.administers = administers(t, out.app);
+    switch (out.match.outcome) {
+    case core::route_outcome::found: break;
+    case core::route_outcome::method_not_allowed:
+        err = {405, "method_not_allowed", "The method is not allowed for the requested URL."};
+        return std::nullopt;
+    case core::route_outcome::not_found:
+        if (cfg_->server.forward_unknown_routes) return out;
+        err = {404, "not_found", "The requested URL is not a Dify Service API route the gateway knows."};
+        return std::nullopt;
+    }
+    const auto& r = *out.match.route;
+    if (r.app_wide && !out.administers && r.end_user_filter.empty()) {
+        err = {403, "forbidden",
+               "This route reads or changes data of every tenant of app '" + out.app +
+                   "'; it needs administration of the app (tenants." + t.name + ".admin_apps)."};
+        return std::nullopt;
+    }
+    return out;
 }
 
 } // namespace gw::gateway

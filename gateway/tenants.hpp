@@ -5,6 +5,7 @@
 #pragma once
 
 #include "config/gateway_config.hpp"
+#include "core/dify_routes.hpp"
 
 #include <memory>
 #include <optional>
@@ -27,11 +28,15 @@ struct tenant
     const config::tenant_config* cfg;
 };
 
-// Where a request goes: the tenant's app and the Dify path below /v1 (with leading '/').
+// Where a request goes: the tenant's app, the Dify path below /v1 (canonical: decoded
+// for decisions, encoded for the wire) and the route it matched in the route table.
 struct app_target
 {
     std::string app;
-    std::string dify_path; // e.g. "/chat-messages"
+    std::string dify_path;     // decoded, e.g. "/chat-messages"
+    std::string wire_path;     // percent-encoded as it goes upstream (after /v1)
+    core::route_match match;   // match.route is null for an unknown route forwarded by switch
+    bool administers = false;  // the tenant may use this app's app-wide routes
 };
 
 class tenant_directory
@@ -42,9 +47,15 @@ public:
     // The tenant for an Authorization header, or a 401 in Dify's shape.
     const tenant* authenticate(std::string_view authorization, gateway_error& err) const;
 
-    // The app and Dify path a request target selects for `t` (path without query), or
-    // 404 app_not_found / 403 forbidden / 404 not_found.
-    std::optional<app_target> route(const tenant& t, std::string_view path, gateway_error& err) const;
+    // The app, Dify path and route a canonical request path selects for `t`, or
+    // 404 app_not_found / 403 forbidden (app not allowed, app-wide route on a shared app) /
+    // 404 not_found (no such route) / 405 method_not_allowed.
+    std::optional<app_target> route(const tenant& t, std::string_view method, const core::canonical_path& path,
+                                    gateway_error& err) const;
+
+    // Whether `t` may use the app-wide routes of `app`: an explicit grant (admin_apps), or
+    // no other tenant may use the app.
+    bool administers(const tenant& t, const std::string& app) const;
 
     const config::gateway_config& config() const { return *cfg_; }
     // The upstream an app is served by.
@@ -56,6 +67,7 @@ public:
 private:
     std::shared_ptr<const config::gateway_config> cfg_;
     std::unordered_map<std::string, tenant> by_digest_; // sha256 hex of the key -> tenant
+    std::unordered_map<std::string, int> tenants_of_app_; // how many tenants may use each app
 };
 
 } // namespace gw::gateway

@@ -4,6 +4,7 @@
 
 #include "core/dify_routes.hpp"
 #include "core/text.hpp"
+#include "gateway/request_checks.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -12,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 
 namespace gw::gateway {
 
@@ -23,10 +25,43 @@ net::steady_timer& timer_for(exchange& x)
     return *x.timer;
 }
 
+bool client_reusable(const exchange& x)
+{
+    return x.client_keep_alive && !x.w.draining() && !x.client_broken && (!x.streamed || x.streamed->is_done());
+}
+
+namespace {
+
+constexpr std::uint64_t max_dropped_body = 64 * 1024;
+
+// Reads the rest of a streamed body and drops it (the request was answered early).
+net::awaitable<bool> drop_rest_of_body(exchange& x)
+{
+    auto& p = *x.streamed;
+    std::array<char, 4096> scratch;
+    client_deadline deadline(x.down, std::chrono::seconds(10));
+    while (!p.is_done()) {
+        p.get().body().data = scratch.data();
+        p.get().body().size = scratch.size();
+        auto [ec, n] = co_await http::async_read_some(x.down, x.down_buffer, p, use_nothrow);
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec || deadline.fired()) co_return false;
+    }
+    co_return true;
+}
+
+} // namespace
+
 net::awaitable<bool> write_error(exchange& x, const gateway_error& e)
 {
     x.rec->status = e.status;
-    co_return co_await write_gateway_error(x.down, e, x.request_id, x.client_keep_alive && !x.w.draining(), x.quota_headers);
+    const bool unread = x.streamed && !x.streamed->is_done() && !x.client_broken;
+    const bool droppable = unread && x.streamed->content_length().value_or(max_dropped_body + 1) <= max_dropped_body &&
+                           !beast::iequals(x.req[http::field::expect], "100-continue");
+    const bool keep = x.client_keep_alive && !x.w.draining() && !x.client_broken && (!unread || droppable);
+    if (!co_await write_gateway_error(x.down, e, x.request_id, keep, x.quota_headers)) co_return false;
+    if (!unread) co_return true;
+    co_return co_await drop_rest_of_body(x);
 }
 
 bool is_hop_by_hop(std::string_view name)
@@ -55,59 +90,98 @@ std::string host_header(const config::upstream_config& u)
 
 namespace {
 
-// Applies the tenant's namespace to `user` where this endpoint reads it (reference §2).
-// Fails closed: a body Dify could read `user` from but the gateway cannot rewrite is
-// refused, never forwarded as sent (it could carry another tenant's namespaced user).
+const gateway_error unreadable_json{400, "bad_request",
+                                   "The request body is not a JSON object the gateway can read (malformed, not UTF-8, or "
+                                   "nested deeper than 64 levels)."};
+const gateway_error unreadable_multipart{400, "bad_request",
+                                         "Malformed or ambiguous multipart/form-data body (boundary, part headers or "
+                                         "framing that parsers could read differently)."};
+
+// A JSON body with `user` namespaced. Empty bodies pass: Dify answers its own 400.
+std::optional<gateway_error> rewrite_json_body(exchange& x)
+{
+    if (x.body.empty()) {
+        x.up.owned_body = std::move(x.body);
+        return std::nullopt;
+    }
+    auto rewritten = core::rewrite_json_user(x.body, x.who.name, &x.up.namespaced_user, &x.refs);
+    if (!rewritten) return unreadable_json;
+    x.up.owned_body = std::move(*rewritten);
+    return std::nullopt;
+}
+
+// A form body (multipart or url-encoded, both read by Werkzeug) with `user` namespaced;
+// false when the body is of another type.
+std::optional<gateway_error> rewrite_form_body(exchange& x, std::string_view type, bool& is_form)
+{
+    const auto ct = x.req[http::field::content_type];
+    is_form = true;
+    if (type == "application/x-www-form-urlencoded") {
+        x.up.owned_body = core::rewrite_query_user(x.body, x.who.name);
+        return std::nullopt;
+    }
+    if (type != "multipart/form-data") {
+        is_form = false;
+        return std::nullopt;
+    }
+    auto params = core::unambiguous_header_params(ct);
+    auto boundary = params ? core::find_param(*params, "boundary") : std::nullopt;
+    auto splice = boundary ? core::rewrite_multipart_user(x.body, *boundary, x.who.name) : std::nullopt;
+    if (!splice) return unreadable_multipart;
+    x.up.splice = std::move(*splice);
+    x.up.spliced = true;
+    return std::nullopt;
+}
+
+// Applies the tenant's namespace to `user` where this endpoint reads it (and everywhere on
+// an unknown route forwarded by switch). Fails closed: a body Dify could read `user` from
+// but the gateway cannot rewrite is refused, never forwarded as sent (it could carry another
+// tenant's namespaced user).
 std::optional<gateway_error> rewrite_user(exchange& x, std::string& query)
 {
-    const auto& tenant = x.who.name;
-    auto& body = x.body;
-    const auto ct = x.req[http::field::content_type];
+    const auto type = core::media_type(x.req[http::field::content_type]);
+    bool is_form = false;
     switch (x.place) {
-    case core::user_place::none: x.up.owned_body = std::move(body); break;
-    case core::user_place::query: {
-        query = core::rewrite_query_user(query, tenant);
-        x.up.owned_body = std::move(body);
-        break;
-    }
-    case core::user_place::json_body: {
-        if (!core::is_json_media_type(ct)) { // Flask does not parse it: Dify answers 415 without reading `user`
-            x.up.owned_body = std::move(body);
-            break;
+    case core::user_place::none: x.up.owned_body = std::move(x.body); return std::nullopt;
+    case core::user_place::query:
+        query = core::rewrite_query_user(query, x.who.name);
+        x.up.owned_body = std::move(x.body);
+        return std::nullopt;
+    case core::user_place::json_body:
+        // Flask does not parse other types: Dify answers 415 without reading `user`.
+        if (!core::is_json_media_type(x.req[http::field::content_type])) {
+            x.up.owned_body = std::move(x.body);
+            return std::nullopt;
         }
-        if (body.empty()) { // Dify answers its own 400 without reading `user`
-            x.up.owned_body = std::move(body);
-            break;
-        }
-        auto rewritten = core::rewrite_json_user(body, tenant, &x.up.namespaced_user, &x.refs);
-        if (!rewritten)
-            return gateway_error{400, "bad_request",
-                                 "The request body is not a JSON object the gateway can read (malformed, not UTF-8, or nested "
-                                 "deeper than 64 levels)."};
-        x.up.owned_body = std::move(*rewritten);
-        break;
-    }
+        return rewrite_json_body(x);
     case core::user_place::form: {
-        const auto type = core::media_type(ct);
-        if (type == "application/x-www-form-urlencoded") { // Werkzeug reads forms of this kind too
-            x.up.owned_body = core::rewrite_query_user(body, tenant);
-            break;
-        }
-        if (type != "multipart/form-data") { // no form for Werkzeug: `user` is not read
-            x.up.owned_body = std::move(body);
-            break;
-        }
-        auto boundary = core::header_param(ct, "boundary");
-        auto splice = boundary ? core::rewrite_multipart_user(body, *boundary, tenant) : std::nullopt;
-        if (!splice)
+        auto refused = rewrite_form_body(x, type, is_form);
+        if (!is_form) x.up.owned_body = std::move(x.body); // no form for Werkzeug: `user` is not read
+        return refused;
+    }
+    case core::user_place::anywhere: {
+        query = core::rewrite_query_user(query, x.who.name);
+        if (core::is_json_media_type(x.req[http::field::content_type])) return rewrite_json_body(x);
+        auto refused = rewrite_form_body(x, type, is_form);
+        if (is_form || refused) return refused;
+        if (!x.body.empty())
             return gateway_error{400, "bad_request",
-                                 "Malformed multipart/form-data body (missing or wrong boundary, or a broken part)."};
-        x.up.splice = std::move(*splice);
-        x.up.spliced = true;
-        break;
+                                 "An unknown route's body must be JSON or a form, so that `user` can be namespaced in it."};
+        x.up.owned_body = std::move(x.body);
+        return std::nullopt;
     }
     }
     return std::nullopt;
+}
+
+// App-wide routes that Dify can filter by end user, asked by a tenant that does not
+// administer the app: only the tenant's own end users' data (the filter namespaced as
+// `user` is, `created_by_account` dropped: accounts are not the tenant's).
+void scope_to_tenant(exchange& x, std::string& query)
+{
+    const auto* r = x.target.match.route;
+    if (!r || !r->app_wide || x.target.administers || r->end_user_filter.empty()) return;
+    query = core::rewrite_query_param(query, r->end_user_filter, x.who.name, {"created_by_account"});
 }
 
 } // namespace
@@ -119,26 +193,22 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
     auto q = target.find('?');
     std::string query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
     if (auto refused = rewrite_user(x, query)) return refused;
+    scope_to_tenant(x, query);
 
     auto& h = x.up.head;
     h.method_string(x.req.method_string());
-    h.target(upstream.base_path + "/v1" + x.target.dify_path + (query.empty() ? "" : "?" + query));
+    h.target(upstream.base_path + "/v1" + x.target.wire_path + (query.empty() ? "" : "?" + query));
     h.version(11);
     // End-to-end headers pass; hop-by-hop ones, the tenant's credentials and what the
-    // gateway recomputes do not. Headers named by Connection are hop-by-hop too.
-    auto connection_tokens = core::split(x.req[http::field::connection], ',');
-    auto named_by_connection = [&](std::string_view name) {
-        return std::any_of(connection_tokens.begin(), connection_tokens.end(),
-                           [&](std::string_view token) { return core::iequals(core::trim(token), name); });
-    };
-    for (const auto& f : x.req) {
-        auto name = f.name_string();
-        if (is_hop_by_hop(name) || core::iequals(name, "host") || core::iequals(name, "authorization") ||
-            core::iequals(name, "content-length") || core::iequals(name, "x-request-id") || core::iequals(name, "expect") ||
-            named_by_connection(name))
-            continue;
-        h.insert(name, f.value());
-    }
+    // gateway recomputes do not. Headers named by Connection are hop-by-hop too (a sorted
+    // set: filtering stays linear in the header block's size).
+    std::vector<std::string> connection_tokens;
+    for (auto [it, end] = x.req.equal_range(http::field::connection); it != end; ++it)
+        for (auto token : core::split(it->value(), ','))
+            if (auto t = core::trim(token); !t.empty()) connection_tokens.push_back(core::to_lower(t));
+    std::sort(connection_tokens.begin(), connection_tokens.end());
+    for (const auto& f : x.req)
+        if (forwarded_request_header(f.name_string(), connection_tokens)) h.insert(f.name_string(), f.value());
     h.set(http::field::host, host_header(upstream));
     x.api_key = x.w.next_api_key(x.target.app);
     h.set(http::field::authorization, "Bearer " + x.api_key);
@@ -167,7 +237,11 @@ void record_created(exchange& x, const core::stream_facts& facts, created_record
         if (streaming) once(done.task, core::owned_kind::task, facts.task_id());
         once(done.conversation, core::owned_kind::conversation, facts.conversation_id());
         once(done.workflow_run, core::owned_kind::workflow_run, facts.workflow_run_id());
+        once(done.message, core::owned_kind::message, facts.message_id());
     }
+    // Human-input forms arrive on generation streams and on re-attached ones.
+    for (; done.forms < facts.form_tokens().size(); ++done.forms)
+        store.record_owner(core::owned_kind::form, core::to_lower(facts.form_tokens()[done.forms]), tenant);
     if (x.uploads_file) once(done.file, core::owned_kind::file, facts.id());
 }
 
@@ -175,10 +249,10 @@ std::vector<core::owned_reference> named_resources(const exchange& x)
 {
     std::string_view target = x.req.target();
     auto q = target.find('?');
-    auto refs = core::owned_references(x.req.method_string(), x.target.dify_path,
-                                       q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
+    auto refs = core::owned_references(x.target.match, q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
     if (!x.refs.conversation_id.empty())
         refs.emplace_back(core::owned_kind::conversation, core::to_lower(x.refs.conversation_id));
+    if (!x.refs.message_id.empty()) refs.emplace_back(core::owned_kind::message, core::to_lower(x.refs.message_id));
     for (const auto& f : x.refs.upload_file_ids) refs.emplace_back(core::owned_kind::file, core::to_lower(f));
     return refs;
 }
@@ -195,6 +269,8 @@ net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x, std::v
         case core::owned_kind::conversation: co_return gateway_error{404, "not_found", "Conversation Not Exists."};
         case core::owned_kind::workflow_run: co_return gateway_error{404, "not_found", "Workflow run not found."};
         case core::owned_kind::file: co_return gateway_error{404, "file_not_found", "File not found."};
+        case core::owned_kind::message: co_return gateway_error{404, "not_found", "Message Not Exists."};
+        case core::owned_kind::form: co_return gateway_error{404, "not_found", "Form not found."};
         }
     }
     co_return std::nullopt;
@@ -285,7 +361,8 @@ net::awaitable<void> call_stop(worker* w, std::string upstream_name, std::string
 
 void spawn_stop_call(exchange& x, const std::string& upstream_name, const std::string& task_id)
 {
-    auto target = core::stop_path_for(std::string_view(x.req.method_string()), x.target.dify_path, task_id);
+    if (!x.target.match.route) return;
+    auto target = core::stop_path_for(*x.target.match.route, task_id);
     if (target.empty() || x.up.namespaced_user.empty()) return;
     net::co_spawn(x.w.context(), call_stop(&x.w, upstream_name, target, x.api_key, x.up.namespaced_user, x.request_id),
                   net::detached);

@@ -40,7 +40,7 @@ TEST(Text, HostPort)
 
 TEST(Multipart, ParsesFieldsAndFiles)
 {
-    std::string body = "preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nalice\r\n"
+    std::string body = "--XyZ\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nalice\r\n"
                        "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n"
                        "Content-Type: text/plain\r\n\r\nline1\r\nline2\r\n--XyZ--\r\n";
     auto r = parse_multipart(body, "XyZ");
@@ -57,16 +57,48 @@ TEST(Multipart, ParsesFieldsAndFiles)
 TEST(Multipart, MalformedBodiesGetClearErrors)
 {
     EXPECT_EQ(parse_multipart("anything", "").error, "invalid multipart boundary");
-    EXPECT_EQ(parse_multipart("no boundary here", "b").error, "multipart body has no boundary line");
+    EXPECT_EQ(parse_multipart("no boundary here", "b").error, "multipart body does not start with its boundary line");
+    EXPECT_EQ(parse_multipart("preamble\r\n--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nx\r\n--b--", "b").error,
+              "multipart body does not start with its boundary line")
+        << "a preamble is where parsers disagree on what a boundary is";
     EXPECT_EQ(parse_multipart("--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\ndata", "b").error,
               "multipart body is missing its closing boundary");
     EXPECT_EQ(parse_multipart("--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--", "b").error,
               "part Content-Disposition has no name");
     EXPECT_EQ(parse_multipart("--b\r\n\r\nx\r\n--b--", "b").error, "part without Content-Disposition");
-    EXPECT_EQ(parse_multipart("--b\r\nBroken header\r\n\r\nx\r\n--b--", "b").error, "part header line without ':'");
+    EXPECT_EQ(parse_multipart("--b\r\nBroken header\r\n\r\nx\r\n--b--", "b").error, "malformed part header line");
     EXPECT_EQ(parse_multipart("--b\r\nContent-Disposition: form-data; name=\"x\"", "b").error,
               "multipart part headers are not terminated");
-    EXPECT_EQ(parse_multipart("--b", "b").error, "multipart body ends inside a boundary line");
+    EXPECT_EQ(parse_multipart("--b", "b").error, "a boundary line with bytes after the boundary");
+}
+
+// Each body here is one Werkzeug could split differently from a lenient parser; each is an
+// error (the gateway then answers 400 and forwards nothing).
+TEST(Multipart, AmbiguousBodiesAreErrors)
+{
+    auto error = [](std::string part_headers, std::string tail = "x\r\n--b--") {
+        return parse_multipart("--b\r\n" + part_headers + "\r\n\r\n" + tail, "b").error;
+    };
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"user\"\r\nContent-Disposition: form-data; name=\"x\""),
+              "part with two Content-Disposition headers");
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"; name*=UTF-8''user"),
+              "part Content-Disposition parameters are ambiguous");
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"; name=\"user\""),
+              "part Content-Disposition parameters are ambiguous");
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"us\\\"er\""), "part Content-Disposition parameters are ambiguous");
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"; size=3"), "part Content-Disposition has an unknown parameter");
+    EXPECT_EQ(error("Content-Disposition: form-data;\r\n name=\"user\""), "folded part header line");
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"\nX: y"), "part headers with a bare CR or LF");
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"\rX: y"), "part headers with a bare CR or LF");
+    EXPECT_EQ(error("Content-Disposition : form-data; name=\"x\""), "malformed part header line");
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"\r\nContent-Type: a\r\nContent-Type: b"),
+              "part with two Content-Type headers");
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"\r\nContent-Transfer-Encoding: base64"),
+              "part with a Content-Transfer-Encoding");
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"", "x\r\n--bX\r\n"), "a boundary line with bytes after the boundary");
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"", "x\r\n--b--epilogue"), "bytes after the closing boundary");
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"", "x\r\n--b--\r\n"), "") << "a final CRLF is fine";
+    EXPECT_EQ(parse_multipart("--a\"b\r\n", "a\"b").error, "invalid multipart boundary");
 }
 
 } // namespace

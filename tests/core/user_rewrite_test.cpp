@@ -83,32 +83,13 @@ TEST(UserRewrite, MimeGuess)
     EXPECT_EQ(guess_mime_type("noext"), "application/octet-stream");
 }
 
-TEST(DifyRoutes, UserPlacesFollowTheReferenceTable)
+TEST(QueryRewrite, AnyParameterNamespacedAndDroppedOnesRemoved)
 {
-    EXPECT_EQ(user_place_for("POST", "/chat-messages"), user_place::json_body);
-    EXPECT_EQ(user_place_for("POST", "/workflows/abc/run"), user_place::json_body);
-    EXPECT_EQ(user_place_for("POST", "/workflows/tasks/t/stop"), user_place::json_body);
-    EXPECT_EQ(user_place_for("DELETE", "/conversations/c"), user_place::json_body);
-    EXPECT_EQ(user_place_for("PUT", "/conversations/c/variables/v"), user_place::json_body);
-    EXPECT_EQ(user_place_for("GET", "/conversations"), user_place::query);
-    EXPECT_EQ(user_place_for("GET", "/messages/m/suggested"), user_place::query);
-    EXPECT_EQ(user_place_for("GET", "/files/f/preview"), user_place::query);
-    EXPECT_EQ(user_place_for("POST", "/files/upload"), user_place::form);
-    EXPECT_EQ(user_place_for("POST", "/audio-to-text"), user_place::form);
-    EXPECT_EQ(user_place_for("GET", "/parameters"), user_place::none);
-    EXPECT_EQ(user_place_for("GET", "/workflows/run/r"), user_place::none);
-    EXPECT_EQ(user_place_for("GET", "/conversations/"), user_place::query);
-    EXPECT_EQ(user_place_for("POST", "/conversations//name"), user_place::none);
-}
-
-TEST(DifyRoutes, StopPaths)
-{
-    EXPECT_EQ(stop_path_for("POST", "/chat-messages", "t1"), "/chat-messages/t1/stop");
-    EXPECT_EQ(stop_path_for("POST", "/completion-messages", "t1"), "/completion-messages/t1/stop");
-    EXPECT_EQ(stop_path_for("POST", "/workflows/run", "t1"), "/workflows/tasks/t1/stop");
-    EXPECT_EQ(stop_path_for("POST", "/workflows/w/run", "t1"), "/workflows/tasks/t1/stop");
-    EXPECT_EQ(stop_path_for("POST", "/chat-messages", ""), "");
-    EXPECT_EQ(stop_path_for("GET", "/messages", "t1"), "");
+    EXPECT_EQ(rewrite_query_param("created_by_end_user_session_id=bob&page=2&created_by_account=x", "created_by_end_user_session_id",
+                                  "alpha", {"created_by_account"}),
+              "created_by_end_user_session_id=alpha%3Abob&page=2");
+    EXPECT_EQ(rewrite_query_param("page=2", "created_by_end_user_session_id", "alpha"),
+              "page=2&created_by_end_user_session_id=alpha%3Adefault");
 }
 
 } // namespace

@@ -27,6 +27,7 @@ from stack import APPS  # noqa: E402
 
 TENANT_KEY = 'gw-nginx-e2e-key-0123456789'
 UNLIMITED_KEY = 'gw-nginx-e2e-unlimited-0123456789'
+MALLORY_KEY = 'gw-nginx-e2e-mallory-0123456789'
 ARGS = None
 S = {}  # the running stack
 
@@ -102,7 +103,8 @@ def setUpModule():
         'apps': {name: {'api_keys': [key]} for name, key in APPS.items()},
         'tenants': {'e2e': {'keys': [TENANT_KEY], 'apps': list(APPS), 'default_app': 'chat',
                             'rate': {'requests_per_second': 0.001, 'burst': 30}},
-                    'unlimited': {'keys': [UNLIMITED_KEY], 'apps': ['workflow']}},
+                    'unlimited': {'keys': [UNLIMITED_KEY], 'apps': ['workflow']},
+                    'mallory': {'keys': [MALLORY_KEY], 'apps': ['workflow']}},
         'quota_store': {'type': 'redis', 'url': f'redis://127.0.0.1:{redis_port}/0', 'on_error': 'deny'},
     }
     with open(f'{tmp}/gateway.json', 'w') as f:
@@ -183,6 +185,28 @@ class ThroughNginx(unittest.TestCase):
         self.assertLessEqual(ok, 30)
         self.assertGreaterEqual(ok, 30 - 8)
         self.assertEqual(statuses.count(429), 40 - ok)
+
+    def test_4b_a_body_left_unread_is_never_the_next_request(self):
+        # nginx reuses its upstream connections across clients: a body the gateway did not
+        # read after answering early would be parsed as the next request on that connection,
+        # and its answer would go to whichever client nginx sends there next.
+        def run(key, topic):
+            r = requests.post(S['base'] + '/v1/workflows/run', headers={'Authorization': f'Bearer {key}'},
+                              json={'inputs': {'topic': topic}, 'response_mode': 'blocking', 'user': 'u'})
+            self.assertEqual(r.status_code, 200, r.text)
+            return r.json()
+        victim_run = run(UNLIMITED_KEY, 'victim')['workflow_run_id']
+        injected = json.dumps({'inputs': {'topic': 'injected'}, 'response_mode': 'blocking', 'user': 'x'})
+        smuggled = (f'POST /v1/workflows/run HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MALLORY_KEY}\r\n'
+                    f'Content-Type: application/json\r\nContent-Length: {len(injected)}\r\n\r\n{injected}')
+        for _ in range(4):
+            r = requests.get(S['base'] + f'/v1/workflows/run/{victim_run}', data=smuggled,
+                             headers={'Authorization': f'Bearer {MALLORY_KEY}'})
+            self.assertEqual(r.status_code, 404, r.text)  # another tenant's run
+        for i in range(8):
+            outputs = run(UNLIMITED_KEY, f'mine{i}')['data']['outputs']
+            self.assertIn(f'mine{i}', json.dumps(outputs))
+            self.assertNotIn('injected', json.dumps(outputs))
 
     def test_5_sigterm_during_a_stream_drains_without_truncation(self):
         r = requests.post(S['base'] + '/apps/workflow/v1/workflows/run', stream=True,

@@ -5,7 +5,11 @@
 
 #include <boost/json.hpp>
 
+#include <chrono>
+#include <functional>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace gw::test {
@@ -23,6 +27,20 @@ inline http_response post_json(http_client& c, const std::string& path, const st
 inline http_response get(http_client& c, const std::string& path, const std::string& key)
 {
     return c.request("GET", path, bearer(key, ""));
+}
+
+// Polls the emulator's recent requests until `pred` holds for one (bounded: 10 s). The
+// emulator runs in another thread and tells of no request as it happens: polling it is
+// the only way to see a request the gateway makes on its own (a stop call).
+inline std::optional<json::value> wait_for_request(running_emulator& emu, const std::function<bool(const json::value&)>& pred)
+{
+    for (int i = 0; i < 1000; ++i) {
+        auto stats = emu.stats();
+        for (const auto& r : stats.at("recent_requests").as_array())
+            if (pred(r)) return r;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return std::nullopt;
 }
 
 // Splits an SSE body into frames (each without its terminating blank line).

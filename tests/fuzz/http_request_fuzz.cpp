@@ -3,6 +3,7 @@
 // app routing, where Dify reads `user`, the IDs the request names, and the JSON rewrite.
 #include "core/dify_routes.hpp"
 #include "core/user_rewrite.hpp"
+#include "gateway/request_checks.hpp"
 #include "gateway/tenants.hpp"
 
 #include <boost/beast/core/buffers_to_string.hpp>
@@ -53,11 +54,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string_view target = req.target();
     auto q = target.find('?');
     std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
-    if (who) {
-        if (auto app = dir->route(*who, target.substr(0, q), err)) {
-            auto place = gw::core::user_place_for(req.method_string(), app->dify_path);
-            (void)gw::core::owned_references(req.method_string(), app->dify_path, query);
-            (void)gw::core::stop_path_for(req.method_string(), app->dify_path, "task");
+    (void)gw::gateway::check_request_head(req);
+    auto path = gw::core::canonicalize_path(target.substr(0, q));
+    if (who && path) {
+        // The canonical path is a fixed point: canonicalizing its wire form changes nothing.
+        auto again = gw::core::canonicalize_path(path->wire);
+        if (!again || again->wire != path->wire) __builtin_trap();
+        if (auto app = dir->route(*who, req.method_string(), *path, err)) {
+            auto place = app->match.route ? app->match.route->place : gw::core::user_place::anywhere;
+            (void)gw::core::owned_references(app->match, query);
+            if (app->match.route) (void)gw::core::stop_path_for(*app->match.route, "task");
             if (place == gw::core::user_place::query) (void)gw::core::rewrite_query_user(query, who->name);
             if (place == gw::core::user_place::json_body && p.is_done()) {
                 gw::core::json_references refs;

@@ -84,10 +84,11 @@ TEST_F(GatewayProxy, DifyErrorsPassThroughUnchanged)
     auto raw = post_json(*direct, "/v1/chat-messages", keys::chat, json::object{{"inputs", json::object()}, {"user", "alpha:u"}});
     EXPECT_EQ(via.status, 400);
     EXPECT_EQ(via.body, raw.body);
-    auto html = get(*c, "/v1/no-such-endpoint", tenant_keys::alpha);
-    EXPECT_EQ(html.status, 404);
-    EXPECT_EQ(html.header("content-type"), "text/html; charset=utf-8");
-    EXPECT_EQ(html.body, get(*direct, "/v1/no-such-endpoint", keys::chat).body);
+    const auto before = emu.stats().at("requests_total").as_int64();
+    auto unknown = get(*c, "/v1/no-such-endpoint", tenant_keys::alpha);
+    EXPECT_EQ(unknown.status, 404);
+    EXPECT_EQ(unknown.json().at("code"), "not_found") << "routes outside the route table are not forwarded";
+    EXPECT_EQ(emu.stats().at("requests_total").as_int64(), before);
     auto unsupported = c->request("DELETE", "/v1/conversations/00000000-0000-4000-8000-000000000000",
                                   bearer(tenant_keys::alpha, ""));
     EXPECT_EQ(unsupported.status, 415) << "no JSON content type: Dify's own 415";
@@ -184,7 +185,8 @@ TEST_F(GatewayProxy, EveryEndpointForwards)
         {"GET", "/v1/messages?user=u&conversation_id=" + conv, "", 200},
         {"GET", "/v1/messages/" + msg + "/suggested?user=u", "", 200},
         {"POST", "/v1/messages/" + msg + "/feedbacks", R"({"rating": "like", "user": "u"})", 200},
-        {"GET", "/v1/app/feedbacks", "", 200},
+        {"GET", "/v1/app/feedbacks", "", 403},                // app-wide, on an app beta uses too
+        {"GET", "/apps/completion/v1/app/feedbacks", "", 200}, // alpha is the completion app's only tenant
         {"POST", "/v1/conversations/" + conv + "/name", R"({"name": "renamed", "user": "u"})", 200},
         {"GET", "/v1/conversations/" + conv + "/variables?user=u", "", 200},
         {"POST", "/v1/chat-messages/00000000-0000-4000-8000-000000000000/stop", R"({"user": "u"})", 200},
@@ -252,14 +254,19 @@ TEST(GatewayLimits, OversizedBodiesHeadersAndMalformedRequests)
 TEST(GatewayBodies, BodiesWithNothingToRewriteAreStreamed)
 {
     running_emulator emu;
-    running_gateway gw(emu, [](config::gateway_config& c) { c.server.max_request_body_bytes = 1 << 20; });
+    running_gateway gw(emu, [](config::gateway_config& c) {
+        c.server.max_request_body_bytes = 1 << 20;
+        c.tenants["alpha"].admin_apps = {"chat"}; // annotations are app-wide
+    });
     auto c = gw.client();
     // Annotations do not carry `user`: the body passes as it arrives, byte for byte.
     std::string big(300'000, 'a');
     auto body = json::serialize(json::object{{"question", big}, {"answer", "x"}});
     auto r = c->request("POST", "/v1/apps/annotations", bearer(tenant_keys::alpha), body);
     EXPECT_EQ(r.status, 404) << "the emulator does not serve annotations; Dify's HTML 404 comes back";
-    auto seen = emu.stats().at("recent_requests").as_array().back();
+    auto recent = emu.stats().at("recent_requests").as_array();
+    ASSERT_FALSE(recent.empty());
+    auto seen = recent.back();
     EXPECT_EQ(seen.at("path"), "/v1/apps/annotations");
     EXPECT_EQ(seen.at("body_bytes"), body.size());
     EXPECT_EQ(seen.at("headers").at("content-length"), json::value(std::to_string(body.size())));

@@ -22,18 +22,6 @@ emulator::service_options deterministic(std::chrono::milliseconds token_delay = 
     return o;
 }
 
-// Polls the emulator's recent requests until `pred` holds for one (bounded: 10 s).
-std::optional<json::value> wait_for_request(running_emulator& emu, const std::function<bool(const json::value&)>& pred)
-{
-    for (int i = 0; i < 1000; ++i) {
-        auto stats = emu.stats();
-        for (const auto& r : stats.at("recent_requests").as_array())
-            if (pred(r)) return r;
-        std::this_thread::sleep_for(10ms);
-    }
-    return std::nullopt;
-}
-
 TEST(GatewayStream, ClientReceivesExactlyTheBytesDifySent)
 {
     struct tc

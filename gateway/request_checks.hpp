@@ -1,0 +1,25 @@
+// The checks a request head passes before the gateway decides anything on it: whatever
+// Dify's stack (nginx → gunicorn → Flask/Werkzeug) could read differently from the
+// gateway is refused here — unknown or non-canonical methods, duplicate framing or content
+// headers, trailers, transfer codings other than a single `chunked`, encoded request
+// bodies, CR/LF inside values, targets that are not origin-form.
+#pragma once
+
+#include "gateway/tenants.hpp"
+
+#include <boost/beast/http/message.hpp>
+
+#include <optional>
+#include <string_view>
+
+namespace gw::gateway {
+
+// The error to answer (400 bad_request or 405 method_not_allowed), or nullopt.
+std::optional<gateway_error> check_request_head(const boost::beast::http::request_header<>& head);
+
+// Whether a request header is forwarded to Dify: not hop-by-hop, not one the gateway sets
+// or replaces, and not a name with '_' (nginx drops those, and WSGI would merge `X_A` with
+// `X-A`). `connection_tokens` are the names the Connection header lists, lower-cased.
+bool forwarded_request_header(std::string_view name, const std::vector<std::string>& connection_tokens);
+
+} // namespace gw::gateway
