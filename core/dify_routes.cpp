@@ -166,7 +166,22 @@ std::string stop_path_for(const dify_route& route, std::string_view task_id)
 
 std::string normalized_id(std::string_view decoded)
 {
-    return to_lower(decoded);
+    // One UUID has several spellings that Dify resolves to the same row: PostgreSQL's uuid
+    // input takes upper case, braces and hyphens after any group of four digits (or none),
+    // and Python's uuid.UUID() (Dify's id validation) also drops "urn:uuid:". Any of them
+    // becomes the canonical form, so that the ledger cannot be passed by respelling an id.
+    std::string lower = to_lower(decoded);
+    std::string_view v = lower;
+    if (v.starts_with("urn:uuid:")) v.remove_prefix(9);
+    if (v.starts_with('{') && v.ends_with('}')) v = v.substr(1, v.size() - 2);
+    std::string hex;
+    for (char c : v) {
+        if (c == '-') continue;
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) || hex.size() == 32) return lower;
+        hex.push_back(c);
+    }
+    if (hex.size() != 32) return lower;
+    return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" + hex.substr(20);
 }
 
 std::vector<owned_reference> owned_references(const route_match& m, std::string_view query)

@@ -90,7 +90,8 @@ std::string stop_path_for(const dify_route& route, std::string_view task_id);
 using owned_reference = std::pair<owned_kind, std::string>;
 std::vector<owned_reference> owned_references(const route_match& m, std::string_view query);
 
-// An ID as Dify compares it: lower-case.
+// An ID as Dify compares it: lower-case, and a UUID in its canonical spelling whichever
+// spelling Dify would accept for it (braces, "urn:uuid:", hyphens moved or left out).
 std::string normalized_id(std::string_view decoded);
 
 } // namespace gw::core

@@ -2,6 +2,8 @@
 
 #include "core/text.hpp"
 
+#include <cctype>
+
 namespace gw::core {
 
 namespace {
@@ -13,6 +15,11 @@ namespace {
 bool parse_part_headers(std::string_view block, multipart_part& part, std::string& error)
 {
     for (std::size_t i = 0; i < block.size(); ++i) {
+        auto ch = static_cast<unsigned char>(block[i]);
+        if ((ch < 0x20 && ch != '\r' && ch != '\n' && ch != '\t') || ch == 0x7F) {
+            error = "part headers with a control character"; // Python's strip() would remove some
+            return false;
+        }
         bool crlf = block[i] == '\r' && i + 1 < block.size() && block[i + 1] == '\n';
         if (crlf) {
             ++i;
@@ -31,7 +38,10 @@ bool parse_part_headers(std::string_view block, multipart_part& part, std::strin
         std::string_view line = block.substr(0, eol);
         block = eol == std::string_view::npos ? std::string_view{} : block.substr(eol + 2);
         auto colon = line.find(':');
-        if (colon == std::string_view::npos || colon == 0 || trim(line.substr(0, colon)).size() != colon) {
+        bool token = colon != std::string_view::npos && colon > 0;
+        for (std::size_t i = 0; token && i < colon; ++i)
+            token = std::isalnum(static_cast<unsigned char>(line[i])) || std::string_view("!#$%&'*+-.^_`|~").find(line[i]) != std::string_view::npos;
+        if (!token) {
             error = "malformed part header line";
             return false;
         }
@@ -133,6 +143,12 @@ multipart_result parse_multipart(std::string_view body, std::string_view boundar
             return out;
         }
         part.data = body.substr(data_begin, data_end - data_begin);
+        // Werkzeug also ends a part at a boundary after a bare LF or CR: a boundary anywhere
+        // inside a part could split the body two ways.
+        if (part.data.find(delimiter) != std::string_view::npos) {
+            out.error = "the boundary appears inside a part";
+            return out;
+        }
         if (out.parts.size() == max_multipart_parts) {
             out.error = "multipart body has more than " + std::to_string(max_multipart_parts) + " parts";
             return out;

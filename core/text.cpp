@@ -104,7 +104,8 @@ std::optional<header_params> unambiguous_header_params(std::string_view value)
         std::size_t eq = i;
         while (eq < value.size() && is_token_char(value[eq])) ++eq;
         std::string key = to_lower(value.substr(i, eq - i));
-        if (key.empty() || key.back() == '*' || eq >= value.size() || value[eq] != '=') return std::nullopt;
+        // RFC 2231 forms (`name*=`, continuations `name*0=`) are read differently by parsers.
+        if (key.empty() || key.find('*') != std::string::npos || eq >= value.size() || value[eq] != '=') return std::nullopt;
         if (find_param(out, key)) return std::nullopt;
         std::size_t j = eq + 1;
         std::string val;
@@ -114,16 +115,16 @@ std::optional<header_params> unambiguous_header_params(std::string_view value)
             val = std::string(value.substr(j + 1, close - j - 1));
             if (val.find('\\') != std::string::npos) return std::nullopt;
             j = close + 1;
-            while (j < value.size() && (value[j] == ' ' || value[j] == '\t')) ++j;
-            if (j < value.size() && value[j] != ';') return std::nullopt;
         } else {
             std::size_t end = j;
             while (end < value.size() && is_token_char(value[end])) ++end;
             val = std::string(value.substr(j, end - j));
             j = end;
-            while (j < value.size() && (value[j] == ' ' || value[j] == '\t')) ++j;
-            if (val.empty() || (j < value.size() && value[j] != ';')) return std::nullopt;
+            if (val.empty()) return std::nullopt;
         }
+        // The value ends at ';' (or the end): Werkzeug would keep a space before ';' in an
+        // unquoted value (`boundary=a ;`), so no byte may stand between.
+        if (j < value.size() && value[j] != ';') return std::nullopt;
         out.emplace_back(std::move(key), std::move(val));
         i = j < value.size() ? j : std::string_view::npos;
     }
@@ -135,6 +136,17 @@ std::optional<std::string> find_param(const header_params& params, std::string_v
     for (const auto& [k, v] : params)
         if (k == key) return v;
     return std::nullopt;
+}
+
+bool plain_media_type(std::string_view content_type)
+{
+    auto type = content_type.substr(0, content_type.find(';'));
+    while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+    auto slash = type.find('/');
+    if (slash == std::string_view::npos || slash == 0 || slash + 1 == type.size()) return false;
+    for (std::size_t i = 0; i < type.size(); ++i)
+        if (i != slash && !is_token_char(type[i])) return false;
+    return true;
 }
 
 std::string media_type(std::string_view content_type)

@@ -30,6 +30,12 @@ std::optional<header_params> unambiguous_header_params(std::string_view header_v
 // The value for `key` in `params` (keys lower-case), or nullopt.
 std::optional<std::string> find_param(const header_params& params, std::string_view key);
 
+// Whether a Content-Type value starts with a plain `type/subtype` of token characters,
+// followed by nothing or by `;` (after optional spaces): what every parser reads alike.
+// (Werkzeug takes the first run of characters that are not `;`, `,` or whitespace, so
+// `application/json x` or `application/json,text/plain` is JSON to Flask.)
+bool plain_media_type(std::string_view content_type);
+
 // The media type of a Content-Type value, lowercased, without parameters.
 std::string media_type(std::string_view content_type);
 // Whether Flask reads a body of this type as JSON (request.is_json): application/json or

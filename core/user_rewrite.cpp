@@ -84,7 +84,7 @@ std::string rewrite_query_user(std::string_view query, std::string_view tenant)
 }
 
 std::string rewrite_query_param(std::string_view query, std::string_view name, std::string_view tenant,
-                                std::initializer_list<std::string_view> dropped)
+                                std::initializer_list<std::string_view> dropped, bool add_if_absent)
 {
     std::string out;
     bool found = false;
@@ -105,7 +105,7 @@ std::string rewrite_query_param(std::string_view query, std::string_view name, s
             out.append(part);
         }
     }
-    if (!found) out += (out.empty() ? "" : "&") + encoded_name + "=" + form_encode(namespaced_user(tenant, ""));
+    if (!found && add_if_absent) out += (out.empty() ? "" : "&") + encoded_name + "=" + form_encode(namespaced_user(tenant, ""));
     return out;
 }
 
@@ -168,6 +168,7 @@ std::optional<body_splice> rewrite_multipart_user(std::string_view body, std::st
     for (const auto& part : form.parts) {
         auto data_at = static_cast<std::size_t>(part.data.data() - body.data());
         if (part.name == "user" && !part.filename) {
+            if (part.content_type) return std::nullopt;
             has_user = true;
             edits.push_back({data_at, part.data.size(), namespaced_user(tenant, part.data)});
         } else if (part.filename && !part.content_type) {

@@ -38,9 +38,10 @@ std::optional<std::string> rewrite_json_user(std::string_view body, std::string_
 
 // The query string with every `user` parameter namespaced (one added when absent).
 std::string rewrite_query_user(std::string_view query, std::string_view tenant);
-// The same for any parameter `name`; parameters named in `dropped` are removed.
+// The same for any parameter `name`; parameters named in `dropped` are removed. With
+// `add_if_absent` false, a query without `name` is returned unchanged.
 std::string rewrite_query_param(std::string_view query, std::string_view name, std::string_view tenant,
-                                std::initializer_list<std::string_view> dropped = {});
+                                std::initializer_list<std::string_view> dropped = {}, bool add_if_absent = true);
 
 // application/x-www-form-urlencoded encoding of one component.
 std::string form_encode(std::string_view s);
@@ -63,7 +64,8 @@ struct body_splice
 
 // The multipart body with the `user` field namespaced (or added first), and a
 // Content-Type guessed from the filename added to file parts that lack one (Dify answers
-// 415 to those; Python requests sends them). nullopt when the body does not parse.
+// 415 to those; Python requests sends them). nullopt when the body does not parse, or when
+// a `user` field carries a Content-Type (Werkzeug would decode it with that charset).
 std::optional<body_splice> rewrite_multipart_user(std::string_view body, std::string_view boundary, std::string_view tenant);
 
 // A MIME type for a filename's extension; application/octet-stream when unknown.

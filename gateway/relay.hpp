@@ -20,7 +20,8 @@ namespace gw::gateway {
 
 inline constexpr std::size_t sse_piece_size = 2 * 1024; // bytes read per step of an SSE relay
 // After the client left a stream before its task id was seen: how much more is read to
-// learn the task id (so that it can be stopped) before giving up.
+// learn the task id (so that it can be stopped) before giving up; the time allowed is the
+// upstream's stream_idle_timeout_ms.
 inline constexpr std::size_t max_read_after_client_left = 64 * 1024;
 
 // The response head for the client, serialized: Dify's status and end-to-end headers,
@@ -112,6 +113,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
     created_records created; // owners recorded as soon as Dify names the task, conversation, run
     std::string tail; // the unfinished event, held back
     std::size_t read_after_left = 0;
+    std::optional<clock::time_point> give_up_at; // once the client left: the end of the wait for the task id
     std::array<char, sse_piece_size> piece; // events are small; this frame lives as long as the stream
     auto write_chunk = [&](std::string_view a, std::string_view b) {
         x.rec->bytes_out += a.size() + b.size();
@@ -121,7 +123,11 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
     while (!p.is_done()) {
         p.get().body().data = piece.data();
         p.get().body().size = piece.size();
-        conn.expires_after(idle);
+        // Once the client left, Dify gets one idle timeout in all to name the task (1.13
+        // keeps a stream it cannot run open on pings, each of which would reset the idle
+        // timer).
+        if (x.client_gone && !give_up_at) give_up_at = clock::now() + idle;
+        conn.expires_at(give_up_at ? std::min(*give_up_at, clock::now() + idle) : clock::now() + idle);
         auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
         if (ec == http::error::need_buffer) ec = {};
         if (ec && x.client_gone) { // the client left (watch_client closed the upstream, or it broke meanwhile)

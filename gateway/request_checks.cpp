@@ -44,9 +44,12 @@ std::optional<gateway_error> check_request_head(const http::request_header<>& he
                 return bad(ch == '\r' || ch == '\n' ? "Header values must not contain CR or LF."
                                                      : "Header values must not contain control characters.");
         auto name = f.name_string();
-        if (core::iequals(name, "content-type"))
+        if (core::iequals(name, "content-type")) {
             for (unsigned char ch : f.value())
                 if (ch >= 0x80) return bad("The Content-Type header must be ASCII.");
+            if (!core::plain_media_type(f.value()) || !core::unambiguous_header_params(f.value()))
+                return bad("The Content-Type header must be one media type with unambiguous parameters.");
+        }
         for (std::size_t i = 0; i < std::size(single_headers); ++i)
             if (core::iequals(name, single_headers[i]) && ++seen[i] > 1)
                 return bad("The request has more than one " + std::string(name) + " header.");

@@ -77,8 +77,11 @@ std::optional<app_target> tenant_directory::route(const tenant& t, std::string_v
     out.app = std::move(app);
     std::span<const std::string> dify(seg.begin() + static_cast<std::ptrdiff_t>(first), seg.end());
     out.wire_path = core::encode_path(dify);
-    for (const auto& s : dify) out.dify_path.append("/").append(s);
-    if (out.dify_path.empty()) out.dify_path = "/";
+    for (const auto& s : dify) {
+        out.dify_path += '/';
+        out.dify_path += s;
+    }
+    if (out.dify_path.empty()) out.dify_path.push_back('/');
     out.match = core::find_route(method, dify);
     out.administers = administers(t, out.app);
     switch (out.match.outcome) {

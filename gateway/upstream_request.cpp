@@ -141,6 +141,17 @@ std::optional<gateway_error> rewrite_user(exchange& x, std::string& query)
 {
     const auto type = core::media_type(x.req[http::field::content_type]);
     bool is_form = false;
+    // A `user` in the query is namespaced on every route, read there or not.
+    if (x.place != core::user_place::query && x.place != core::user_place::anywhere)
+        query = core::rewrite_query_param(query, "user", x.who.name, {}, false);
+    // Bodies are rewritten as UTF-8: one declared in another charset could read otherwise.
+    if (x.place != core::user_place::none && x.place != core::user_place::query && !x.body.empty()) {
+        auto params = core::unambiguous_header_params(x.req[http::field::content_type]);
+        if (!params) return gateway_error{400, "bad_request", "The Content-Type parameters are ambiguous."};
+        auto charset = core::find_param(*params, "charset");
+        if (charset && !core::iequals(*charset, "utf-8") && !core::iequals(*charset, "utf8") && !core::iequals(*charset, "us-ascii"))
+            return gateway_error{400, "bad_request", "Request bodies are read as UTF-8; charset '" + *charset + "' is not accepted."};
+    }
     switch (x.place) {
     case core::user_place::none: x.up.owned_body = std::move(x.body); return std::nullopt;
     case core::user_place::query:
@@ -230,7 +241,7 @@ void record_created(exchange& x, const core::stream_facts& facts, created_record
     auto once = [&](bool& flag, core::owned_kind kind, const std::string& id) {
         if (flag || id.empty()) return;
         flag = true;
-        store.record_owner(kind, core::to_lower(id), tenant);
+        store.record_owner(kind, core::normalized_id(id), tenant);
     };
     if (x.generating) {
         // A task matters while it runs (its stop call); a blocking reply comes when it is done.
@@ -241,7 +252,7 @@ void record_created(exchange& x, const core::stream_facts& facts, created_record
     }
     // Human-input forms arrive on generation streams and on re-attached ones.
     for (; done.forms < facts.form_tokens().size(); ++done.forms)
-        store.record_owner(core::owned_kind::form, core::to_lower(facts.form_tokens()[done.forms]), tenant);
+        store.record_owner(core::owned_kind::form, core::normalized_id(facts.form_tokens()[done.forms]), tenant);
     if (x.uploads_file) once(done.file, core::owned_kind::file, facts.id());
 }
 
@@ -251,9 +262,9 @@ std::vector<core::owned_reference> named_resources(const exchange& x)
     auto q = target.find('?');
     auto refs = core::owned_references(x.target.match, q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
     if (!x.refs.conversation_id.empty())
-        refs.emplace_back(core::owned_kind::conversation, core::to_lower(x.refs.conversation_id));
-    if (!x.refs.message_id.empty()) refs.emplace_back(core::owned_kind::message, core::to_lower(x.refs.message_id));
-    for (const auto& f : x.refs.upload_file_ids) refs.emplace_back(core::owned_kind::file, core::to_lower(f));
+        refs.emplace_back(core::owned_kind::conversation, core::normalized_id(x.refs.conversation_id));
+    if (!x.refs.message_id.empty()) refs.emplace_back(core::owned_kind::message, core::normalized_id(x.refs.message_id));
+    for (const auto& f : x.refs.upload_file_ids) refs.emplace_back(core::owned_kind::file, core::normalized_id(f));
     return refs;
 }
 

@@ -149,6 +149,21 @@ TEST(OwnedReferences, PathsAndQueriesNameWhatDifyDoesNotCheck)
     EXPECT_TRUE(of("GET", "/workflows/run", "").empty()) << "not a route";
 }
 
+TEST(OwnedReferences, EverySpellingOfAUuidIsOneId)
+{
+    const std::string canonical = "8d617aaa-0000-4000-8000-0000000000f1";
+    // What PostgreSQL's uuid input and Python's uuid.UUID() read as this UUID.
+    for (std::string spelling : {"8D617AAA-0000-4000-8000-0000000000F1", "{8d617aaa-0000-4000-8000-0000000000f1}",
+                                 "8d617aaa000040008000" "0000000000f1", "8d61-7aaa-0000-4000-8000-0000-0000-00f1",
+                                 "urn:uuid:8d617aaa-0000-4000-8000-0000000000f1"}) {
+        EXPECT_EQ(normalized_id(spelling), canonical) << spelling;
+    }
+    EXPECT_EQ(normalized_id("8d617aaa00004000800000000000000f1"), "8d617aaa00004000800000000000000f1") << "33 digits: not a UUID";
+    EXPECT_EQ(normalized_id("8d617aaa-0000-4000-8000-0000000000fg"), "8d617aaa-0000-4000-8000-0000000000fg");
+    EXPECT_EQ(normalized_id("Task-ABC"), "task-abc") << "other ids: lower-case only";
+    EXPECT_EQ(normalized_id("{abc}"), "{abc}");
+}
+
 TEST(HeaderParams, AmbiguousParametersAreRefused)
 {
     auto p = unambiguous_header_params(R"(multipart/form-data; boundary="a b"; charset=utf-8)");
@@ -165,6 +180,23 @@ TEST(HeaderParams, AmbiguousParametersAreRefused)
     EXPECT_FALSE(unambiguous_header_params(R"(form-data; name="user"x)")) << "bytes after the quote";
     EXPECT_FALSE(unambiguous_header_params("form-data; name = user")) << "spaces around '='";
     EXPECT_FALSE(unambiguous_header_params("form-data; name=us er"));
+    EXPECT_FALSE(unambiguous_header_params("multipart/form-data; boundary=AAA; boundary*1=BBB")) << "a continuation";
+    EXPECT_FALSE(unambiguous_header_params("multipart/form-data; boundary=XyZ ;x=y")) << "Werkzeug keeps the space";
+    EXPECT_FALSE(unambiguous_header_params(R"(multipart/form-data; boundary="XyZ" ;x=y)"));
+}
+
+TEST(HeaderParams, OnlyAPlainMediaTypeIsReadAlikeByEveryParser)
+{
+    EXPECT_TRUE(plain_media_type("application/json"));
+    EXPECT_TRUE(plain_media_type("application/json; charset=utf-8"));
+    EXPECT_TRUE(plain_media_type("application/vnd.api+json ;x=1"));
+    EXPECT_FALSE(plain_media_type("application/json x")) << "Werkzeug: application/json";
+    EXPECT_FALSE(plain_media_type("application/json,text/plain"));
+    EXPECT_FALSE(plain_media_type("application/json\tx"));
+    EXPECT_FALSE(plain_media_type("application/json (x)"));
+    EXPECT_FALSE(plain_media_type("json"));
+    EXPECT_FALSE(plain_media_type("/json"));
+    EXPECT_FALSE(plain_media_type(""));
 }
 
 TEST(Utf8, ValidAndInvalidSequences)

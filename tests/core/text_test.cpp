@@ -99,6 +99,13 @@ TEST(Multipart, AmbiguousBodiesAreErrors)
     EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"", "x\r\n--b--epilogue"), "bytes after the closing boundary");
     EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"", "x\r\n--b--\r\n"), "") << "a final CRLF is fine";
     EXPECT_EQ(parse_multipart("--a\"b\r\n", "a\"b").error, "invalid multipart boundary");
+    EXPECT_EQ(error("\x1c" "Content-Disposition: form-data; name=\"x\""), "part headers with a control character")
+        << "Python's strip() would make it a Content-Disposition";
+    EXPECT_EQ(error("Content-Disposition\x0b: form-data; name=\"x\""), "part headers with a control character");
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"", "a\n--b\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nx\r\n--b--"),
+              "the boundary appears inside a part")
+        << "Werkzeug ends a part at a boundary after a bare LF";
+    EXPECT_EQ(error("Content-Disposition: form-data; name=\"x\"", "a\r--b\r\n\r\n--b--"), "the boundary appears inside a part");
 }
 
 } // namespace

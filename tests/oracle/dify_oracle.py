@@ -95,13 +95,15 @@ def answer(method, rule, place, **params):
         seen['user'] = request.args.get('user')
     elif place == 'form':
         seen['user'] = request.form.get('user')
-    # ... and every other place a `user` could be read from, by any handler.
+    # ... and every value a handler of this route could read: the query's on any route (a
+    # cheap place for a future handler to look), and the body's where the route reads one.
     seen['users'] += request.args.getlist('user')
-    seen['users'] += request.form.getlist('user') if request.mimetype in (
-        'multipart/form-data', 'application/x-www-form-urlencoded') else []
-    body = request.get_json(silent=True)
-    if isinstance(body, dict) and 'user' in body:
-        seen['users'].append(body['user'])
+    if place == 'form':
+        seen['users'] += request.form.getlist('user')
+    if place == 'json':
+        body = request.get_json(silent=True)
+        if isinstance(body, dict) and 'user' in body:
+            seen['users'].append(body['user'])
     if request.path.endswith('/messages') or request.path == '/v1/messages':
         seen['ids'] += request.args.getlist('conversation_id')
     seen['ids'] += [str(v) for v in params.values()]

@@ -235,6 +235,17 @@ def run(port, stack):
         raw = request('beta', 'POST', '/v1/chat-messages', [], body).replace(
             b'\r\n\r\n', b'\r\nContent-Type: ' + ct + b'\r\n\r\n', 1)
         c.refused(f'Content-Type with {name}', send(f'Content-Type {name}', 'beta', raw, 'POST'), 400)
+    # Werkzeug takes the first run of characters that are not ';', ',' or whitespace as the
+    # media type: anything after it must not hide a JSON or form body from the gateway.
+    for ct in ['application/json x', 'application/json,text/plain', 'application/json\tx', 'application/json (x)',
+               'application/x+json x']:
+        c.refused(f'Content-Type {ct!r}', send(f'Content-Type {ct!r}', 'beta', request(
+            'beta', 'POST', '/v1/chat-messages', [f'Content-Type: {ct}'], body), 'POST'), 400)
+    c.refused('folded Content-Type', send('folded Content-Type', 'beta', request(
+        'beta', 'POST', '/v1/chat-messages', ['Content-Type: application/json\r\n x'], body), 'POST'), 400)
+    c.refused('url-encoded Content-Type with a comma', send('form CT comma', 'beta', request(
+        'beta', 'POST', '/v1/audio-to-text', ['Content-Type: application/x-www-form-urlencoded,'], b'user=alpha%3Aalice'),
+        'POST'), 400)
     c.refused('Content-Encoding', send('Content-Encoding', 'beta', request(
         'beta', 'POST', '/v1/chat-messages', ['Content-Type: application/json', 'Content-Encoding: gzip'], body)), 400)
     r = send('chunked JSON', 'beta', request('beta', 'POST', '/v1/chat-messages',
@@ -264,10 +275,36 @@ def run(port, stack):
             file_part]),
         'escaped quote in name': ('multipart/form-data; boundary=XyZ', [
             ('Content-Disposition: form-data; name="us\\"er"', A.encode()), file_part]),
+        'boundary after a bare LF': ('multipart/form-data; boundary=XyZ', [
+            ('Content-Disposition: form-data; name="x"',
+             b'a\n--XyZ\r\nContent-Disposition: form-data; name="user"\r\n\r\nalpha:alice'),
+            ('Content-Disposition: form-data; name="user"', b'bob')]),
+        'boundary after a bare CR': ('multipart/form-data; boundary=XyZ', [
+            ('Content-Disposition: form-data; name="x"',
+             b'a\r--XyZ\r\nContent-Disposition: form-data; name="user"\r\n\r\nalpha:alice'),
+            ('Content-Disposition: form-data; name="user"', b'bob')]),
+        'boundary continuation': ('multipart/form-data; boundary=XyZ; boundary*1=BBB', [
+            ('Content-Disposition: form-data; name="user"', A.encode()), file_part]),
+        'space before ;': ('multipart/form-data; boundary=XyZ ;x=y', [
+            ('Content-Disposition: form-data; name="user"', A.encode()), file_part]),
+        'control character before a part header': ('multipart/form-data; boundary=XyZ', [
+            ('\x1cContent-Disposition: form-data; name="user"\r\nContent-Disposition: form-data; name="x"', A.encode()),
+            ('Content-Disposition: form-data; name="user"', b'bob')]),
+        'charset on the user part': ('multipart/form-data; boundary=XyZ', [
+            ('Content-Disposition: form-data; name="user"\r\nContent-Type: text/plain; charset=utf-16', A.encode('utf-16-le')),
+            file_part]),
     }
     for name, (ct, parts) in tricky.items():
         c.refused(f'multipart {name}', send(f'multipart {name}', 'beta', request(
             'beta', 'POST', '/v1/files/upload', [f'Content-Type: {ct}'], multipart(parts)), 'POST'), 400)
+    c.refused('request charset', send('request charset', 'beta', request(
+        'beta', 'POST', '/v1/chat-messages', ['Content-Type: application/json; charset=utf-16'], A.encode('utf-16')), 'POST'), 400)
+    # A `user` where the route does not read it: namespaced in the query all the same.
+    r = send('query user on a JSON route', 'beta', json_request('beta', 'POST', f'/v1/chat-messages?user={A}',
+                                                                {'query': 'q', 'inputs': {}}), 'POST')
+    c.check('query user on a JSON route namespaced', r.forwarded and r.seen['users'][0] == 'beta:' + A, f'{r.seen}')
+    r = send('query user on a plain route', 'beta', request('beta', 'GET', f'/v1/parameters?user={A}'))
+    c.check('query user on a plain route namespaced', r.forwarded and r.seen['users'] == ['beta:' + A], f'{r.seen}')
     r = send('multipart user', 'beta', request('beta', 'POST', '/v1/files/upload', ['Content-Type: multipart/form-data; boundary=XyZ'],
                                                multipart([('Content-Disposition: form-data; name="user"', A.encode()),
                                                           file_part])), 'POST')
@@ -291,6 +328,12 @@ def run(port, stack):
              json_request('beta', 'POST', f'/v1/messages/{alpha_message.upper()}/feedbacks', {'rating': 'like'}), 'POST')
     c.refused("beta: alpha's message (feedback)", r, 404)
     c.refused("beta: alpha's run via //", send('run //', 'beta', request('beta', 'GET', f'/v1//workflows/run/{alpha_run}')), 404)
+    # Other spellings of one UUID that PostgreSQL (and Python's uuid.UUID) resolve to the same row.
+    hexdigits = alpha_run.replace('-', '')
+    for spelling in [hexdigits.upper(), '%7B' + alpha_run + '%7D', '-'.join(hexdigits[i:i + 4] for i in range(0, 32, 4)),
+                     'urn:uuid:' + alpha_run]:
+        c.refused(f"beta: alpha's run spelled {spelling}",
+                  send('run spelling', 'beta', request('beta', 'GET', f'/v1/workflows/run/{spelling}')), 404)
     c.refused("beta: alpha's conversation via %2D", send('conv', 'beta', json_request(
         'beta', 'POST', '/v1/chat%2Dmessages', {'query': 'q', 'inputs': {}, 'user': A, 'conversation_id': alpha_conversation})), 404)
     r = send('alpha: own message', 'alpha', json_request('alpha', 'POST', '/v1/text-to-audio', {'message_id': alpha_message}), 'POST')
