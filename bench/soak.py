@@ -152,6 +152,12 @@ def main():
 
         # Back to idle: no streams, no upstream connections (idle ones reaped), then probes.
         final = settled()
+        # File descriptors too; each sample's own admin connection may still be closing when
+        # the next one counts them, so they get a few seconds to come back.
+        fds_end = time.monotonic() + 5
+        while final['fds'] > baseline['fds'] and time.monotonic() < fds_end:
+            time.sleep(0.2)
+            final = gw.sample()
         # Quota slots: max_concurrent requests at once are all admitted again.
         probe = bench.load(url, key, ['--mode', 'blocking', '--connections', str(max_concurrent), '--requests',
                                       str(max_concurrent), '--duration-s', '30'])
