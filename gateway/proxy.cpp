@@ -265,7 +265,8 @@ net::awaitable<bool> forward(exchange& x)
     breaker_outcome(x, pool, head.result_int() >= 502 && head.result_int() <= 504);
     // Dify refused the request (4xx/5xx before generating): it used no tokens.
     if (x.ticket && head.result_int() != 200) x.ticket->charge(0);
-    bool sse = core::media_type(head[http::field::content_type]) == "text/event-stream";
+    // A HEAD reply has no body, whatever its type: nothing to relay after the head.
+    bool sse = x.req.method() != http::verb::head && core::media_type(head[http::field::content_type]) == "text/event-stream";
     bool keep_alive = client_reusable(x);
     const std::string head_bytes = response_head(x, *parser, sse, keep_alive);
     if (sse) { // the head goes out at once: the client sees the stream open

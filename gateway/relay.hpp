@@ -57,6 +57,8 @@ std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
         field("Transfer-Encoding", "chunked");
     } else if (auto len = p.content_length()) {
         field("Content-Length", std::to_string(*len));
+    } else if (x.req.method() == http::verb::head) {
+        // No length and no framing: what Dify sent for HEAD, no body follows.
     } else if (!p.is_done()) {
         field("Transfer-Encoding", "chunked");
     } else if (up.result_int() != 204 && up.result_int() != 304) {
@@ -83,9 +85,10 @@ net::awaitable<bool> end_stream_with_error(exchange& x, Writer& write_chunk, std
 // Relays a text/event-stream body: only whole events go downstream, as soon as each one
 // is complete; an event is held until it is whole (up to the upstream's
 // max_sse_event_bytes; a larger one ends the stream with an error event, never half an
-// event). An upstream failure ends the stream with an error event (design §6). A client
-// that leaves before the task id was seen: reading goes on (bounded) until an event names
-// the task, which is then stopped. Returns {downstream reusable, upstream reusable}.
+// event). An upstream failure or silence ends the stream with an error event, and the
+// task is stopped (Dify may still be running it). A client that leaves before the task id
+// was seen: reading goes on (bounded) until an event names the task, which is then
+// stopped. Returns {downstream reusable, upstream reusable}.
 template <typename S, typename Parser>
 net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_connection& conn, Parser& p,
                                                        const std::string& upstream_name)
@@ -140,6 +143,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
                               : is_timeout(ec) ? "The upstream stream was idle for too long."
                                                : "The upstream stream broke.";
             spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
+            spawn_stop_call(x, upstream_name, facts.task_id()); // Dify may be running it still
             bool ended = co_await end_stream_with_error(x, write_chunk, x.w.aborting() ? "unavailable" : "upstream_stream_broken",
                                                         x.w.aborting() ? 503 : 502, msg);
             co_return std::pair{ended, false};
@@ -248,6 +252,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
     std::array<char, piece_size> piece;
     std::size_t filled = 0; // bytes in piece not yet written
     net::const_buffer unsent_head = net::buffer(head);
+    bool client_gone = false; // a write failed: the reply is still read to its end, for its usage
     while (!p.is_done()) {
         p.get().body().data = piece.data() + filled;
         p.get().body().size = piece.size() - filled;
@@ -263,6 +268,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         }
         std::size_t got = piece.size() - p.get().body().size - filled;
         if (scan) facts.feed_json_body(std::string_view(piece.data() + filled, got));
+        if (client_gone) continue; // nothing kept: only the scan goes on
         filled += got;
         // A sized body fills the piece before it is written (a small reply goes out whole,
         // with the head, in one write); a chunked one goes on as it arrives.
@@ -273,7 +279,10 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         auto framed = http::make_chunk(bytes);
         auto [wec, wn] = chunked ? co_await send_to_client(x, beast::buffers_cat(head_part, framed))
                                  : co_await send_to_client(x, beast::buffers_cat(head_part, bytes));
-        if (wec) co_return std::pair{false, false};
+        if (wec && !scan) co_return std::pair{false, false};
+        // A generation Dify has run is charged what it used, client or not: read on (within
+        // the upstream's response deadline) for the usage at the end of the reply.
+        if (wec) client_gone = true;
     }
     conn.expires_never();
     if (scan) {
@@ -282,6 +291,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         created_records created;
         record_created(x, facts, created, true);
     }
+    if (client_gone) co_return std::pair{false, p.get().keep_alive()};
     if (chunked || unsent_head.size() > 0) {
         auto head_part = std::exchange(unsent_head, net::const_buffer{});
         auto last = http::make_chunk_last();

@@ -18,6 +18,7 @@
 #include <boost/asio/compose.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -139,22 +140,42 @@ private:
         }
     };
 
+    // One read or write. An operation that completes within its initiating call (data
+    // already decrypted, a socket ready to take the bytes) completes through a post, as
+    // Asio's own sockets do: a loop of such reads must not grow the stack call by call.
     template <bool Reading> struct io_op
     {
         tls_socket* self_;
         void* data_;
         std::size_t size_;
+        bool waited_ = false;   // an async wait ran: completing now is not within the initiation
+        bool finished_ = false; // the result below is ready; this call comes from the post
+        error_code result_{};
+        std::size_t bytes_ = 0;
+
         template <typename Self> void operator()(Self& self, error_code ec = {})
         {
-            if (ec) return self.complete(self_->wait_error(ec), 0);
-            if (self_->deadline_->expired) return self.complete(beast::error::timeout, 0);
-            if (size_ == 0) return self.complete(error_code{}, 0);
+            if (finished_) return self.complete(result_, bytes_);
+            if (ec) return finish(self, self_->wait_error(ec), 0);
+            if (self_->deadline_->expired) return finish(self, beast::error::timeout, 0);
+            if (size_ == 0) return finish(self, error_code{}, 0);
             auto r = self_->try_io(Reading, data_, size_);
-            if (r.next == step::want_read)
-                return self_->tcp_.socket().async_wait(net::socket_base::wait_read, std::move(self));
-            if (r.next == step::want_write)
-                return self_->tcp_.socket().async_wait(net::socket_base::wait_write, std::move(self));
-            self.complete(r.ec, r.bytes);
+            if (r.next == step::want_read || r.next == step::want_write) {
+                waited_ = true;
+                auto what = r.next == step::want_read ? net::socket_base::wait_read : net::socket_base::wait_write;
+                return self_->tcp_.socket().async_wait(what, std::move(self));
+            }
+            finish(self, r.ec, r.bytes);
+        }
+
+        template <typename Self> void finish(Self& self, error_code ec, std::size_t bytes)
+        {
+            if (waited_) return self.complete(ec, bytes);
+            finished_ = true;
+            result_ = ec;
+            bytes_ = bytes;
+            auto ex = self_->tcp_.get_executor();
+            net::post(ex, std::move(self));
         }
     };
 

@@ -187,6 +187,58 @@ TEST(GatewayHostile, BlockingRepliesOfAnySizeAreChargedWhatDifyReported)
     EXPECT_EQ(usage.at("tenants").at("alpha").at("tokens_today").as_int64(), reported);
 }
 
+TEST(GatewayHostile, ABlockingGenerationIsChargedWhatItUsedEvenWhenTheClientLeft)
+{
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& c) { c.tenants["alpha"].tokens_per_day = 100'000'000; });
+    http_client admin(gw.server().admin_endpoint(), false);
+    auto tokens_today = [&] { return admin.request("GET", "/admin/usage").json().at("tenants").at("alpha").at("tokens_today").as_int64(); };
+    std::string words;
+    for (int i = 0; i < 20'000; ++i) words += "word ";
+    const auto body = json::serialize(json::object{{"inputs", json::object{{"topic", words}}}, {"response_mode", "blocking"}, {"user", "u"}});
+    {
+        auto c = gw.client();
+        auto r = c->request("POST", "/apps/workflow/v1/workflows/run", bearer(tenant_keys::alpha), body);
+        ASSERT_EQ(r.status, 200);
+    }
+    const auto one_run = tokens_today();
+    ASSERT_GT(one_run, 10'000);
+    {
+        // The same run again, but the client is gone before Dify's reply (over 100 KB) arrives.
+        auto c = gw.client();
+        auto h = bearer(tenant_keys::alpha);
+        h.emplace_back("X-Emulator-Fault", "stall_ms=300");
+        c->send("POST", "/apps/workflow/v1/workflows/run", h, body);
+        c->close();
+    }
+    std::int64_t charged = 0;
+    for (int i = 0; i < 200 && charged < 2 * one_run; ++i) {
+        charged = tokens_today();
+        if (charged < 2 * one_run) std::this_thread::sleep_for(20ms); // the gateway finishes on its own thread
+    }
+    EXPECT_EQ(charged, 2 * one_run) << "the run nobody read is charged its usage, not a reservation";
+}
+
+TEST(GatewayHostile, AStreamTheGatewayEndsItselfStopsItsTask)
+{
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& c) { c.upstreams["dify"].stream_idle_timeout_ms = 300; });
+    auto c = gw.client();
+    auto h = bearer(tenant_keys::alpha);
+    h.emplace_back("X-Emulator-Fault", "stall_ms=3000; after=2"); // Dify goes silent mid-stream
+    auto r = c->request("POST", "/v1/chat-messages", h, json::serialize(chat_body("one two three four five six", "erin", "streaming")));
+    ASSERT_EQ(r.status, 200);
+    auto events = sse_events(r.body);
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.back().at("code"), "upstream_stream_broken");
+    auto task = std::string(events.front().at("task_id").as_string());
+    auto stop = wait_for_request(emu, [&](const json::value& q) {
+        return q.at("path") == json::value("/v1/chat-messages/" + task + "/stop");
+    });
+    ASSERT_TRUE(stop) << "the task Dify may still be running is stopped";
+    EXPECT_EQ(stop->at("user"), "alpha:erin");
+}
+
 TEST(GatewayHostile, AnOversizedEventEndsTheStreamWithAnErrorEventNeverHalfAnEvent)
 {
     running_emulator emu;

@@ -115,9 +115,11 @@ def answer(method, rule, place, **params):
                      'conversation_id': str(uuid.uuid4()), 'workflow_run_id': str(uuid.uuid4()),
                      'metadata': {'usage': {'total_tokens': 3}}})
     text = json.dumps(seen)
-    # Also in a header: HEAD answers carry no body.
-    return Response(text, mimetype='application/json',
-                    headers={'X-Oracle': '1', 'X-Oracle-Seen': base64.b64encode(text.encode()).decode()})
+    # Also in a header: HEAD answers carry no body. The re-attach route streams, as Dify's does.
+    headers = {'X-Oracle': '1', 'X-Oracle-Seen': base64.b64encode(text.encode()).decode()}
+    if rule == '/workflow/<string:workflow_run_id>/events':
+        return Response(iter([f'data: {text}\n\n']), mimetype='text/event-stream', headers=headers)
+    return Response(text, mimetype='application/json', headers=headers)
 
 
 def register(method, rule, place):

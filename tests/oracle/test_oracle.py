@@ -217,6 +217,15 @@ def run(port, stack):
     c.refused('OPTIONS', send('OPTIONS', 'beta', request('beta', 'OPTIONS', '/v1/info')), 405)
     r = send('HEAD', 'beta', request('beta', 'HEAD', f'/v1/conversations?user={A}'), 'HEAD')
     c.check('HEAD rewrites the query as GET', r.forwarded and r.seen['user'] == 'beta:' + A, f'{r.status} {r.seen}')
+    # A HEAD reply has no body, even for an event stream: the next reply on the connection
+    # must be the next request's.
+    r1, r2 = exchange(port, request('beta', 'HEAD', f'/v1/workflow/{uuid.uuid4()}/events?user=u'), 'HEAD',
+                      then=request('beta', 'GET', '/v1/parameters'))
+    c.check('HEAD of an event stream: no body', r1.forwarded and r1.body == b'' and r2 is not None and r2.forwarded and
+            r2.seen['route'] == 'GET /parameters', f'{r1.status} {r2 and r2.status}')
+    r = send('GET of an event stream', 'beta', request('beta', 'GET', f'/v1/workflow/{uuid.uuid4()}/events?user={A}'))
+    c.check('re-attach stream relayed, user namespaced', r.forwarded and r.body.startswith(b'data: ') and
+            r.seen['user'] == 'beta:' + A, f'{r.status} {r.body[:100]!r}')
 
     # Framing and content headers that parsers could read differently.
     body = json.dumps({'query': 'q', 'inputs': {}, 'user': A}).encode()
