@@ -111,7 +111,7 @@ std::optional<gateway_error> rewrite_json_body(exchange& x)
 }
 
 // A form body (multipart or url-encoded, both read by Werkzeug) with `user` namespaced;
-// false when the body is of another type.
+// `is_form` is set false (and nothing done) when the body is of another type.
 std::optional<gateway_error> rewrite_form_body(exchange& x, std::string_view type, bool& is_form)
 {
     const auto ct = x.req[http::field::content_type];

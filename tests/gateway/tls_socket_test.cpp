@@ -157,6 +157,36 @@ TEST(TlsSocket, APeerThatClosesReadsAsEndOfStream)
     EXPECT_EQ(on_verified_connection(request_then_read_close), net::error::eof);
 }
 
+// A chat whose reply repeats a 100 KB query, read one byte per read: nearly every read is
+// served from what OpenSSL already decrypted, within its initiating call.
+net::awaitable<std::tuple<std::size_t, error_code>> request_then_read_bytewise(connection& c)
+{
+    http::request<http::string_body> req{http::verb::post, "/v1/chat-messages", 11};
+    req.set(http::field::host, "localhost");
+    req.set(http::field::authorization, "Bearer " + test::keys::chat);
+    req.set(http::field::content_type, "application/json");
+    req.body() = R"({"inputs": {}, "user": "u", "query": ")" + std::string(100'000, 'w') + R"("})";
+    req.keep_alive(false);
+    req.prepare_payload();
+    auto [wec, wn] = co_await http::async_write(c.tls, req, use_nothrow);
+    if (wec) co_return std::tuple{std::size_t{0}, wec};
+    std::size_t total = 0;
+    for (;;) {
+        char byte;
+        auto [rec, rn] = co_await c.tls.async_read_some(net::buffer(&byte, 1), use_nothrow);
+        if (rec) co_return std::tuple{total, rec};
+        total += rn;
+    }
+}
+
+TEST(TlsSocket, ReadsServedFromBufferedDataDoNotGrowTheStack)
+{
+    // Completing such reads inline recursed once per read, until the stack overflowed.
+    auto [bytes, ec] = on_verified_connection(request_then_read_bytewise);
+    EXPECT_EQ(ec, net::error::eof);
+    EXPECT_GT(bytes, 100'000u);
+}
+
 TEST(TlsSocket, LaterConnectionsResumeTheSessionTheServerIssued)
 {
     test::running_emulator emu;
