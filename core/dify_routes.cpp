@@ -52,20 +52,32 @@ constexpr dify_route routes[] = {
     {"GET", "/apps/annotation-reply/{}/status/{}", up::none, false, true},
 };
 
-bool matches(std::string_view pattern, std::span<const std::string> segments, std::vector<std::string>* params)
+// Whether `segments` fit `pattern`; walks the pattern in place (no allocation: this runs
+// for every route on every request).
+bool matches(std::string_view pattern, std::span<const std::string> segments)
 {
     std::size_t i = 0;
-    for (auto part : split(pattern.substr(1), '/')) {
-        if (part.empty()) continue; // the root pattern "/"
-        if (i >= segments.size()) return false;
-        if (part == "{}") {
-            if (params) params->push_back(segments[i]);
-        } else if (part != segments[i]) {
-            return false;
-        }
+    for (std::string_view rest = pattern.substr(1); !rest.empty();) {
+        auto slash = rest.find('/');
+        auto part = rest.substr(0, slash);
+        rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+        if (i >= segments.size() || (part != "{}" && part != segments[i])) return false;
         ++i;
     }
     return i == segments.size();
+}
+
+// The "{}" segments of a matching pattern.
+std::vector<std::string> params_of(std::string_view pattern, std::span<const std::string> segments)
+{
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    for (auto part : split(pattern.substr(1), '/')) {
+        if (part.empty()) continue; // the root pattern "/"
+        if (part == "{}") out.push_back(segments[i]);
+        ++i;
+    }
+    return out;
 }
 
 bool unreserved_in_path(unsigned char c)
@@ -141,15 +153,14 @@ route_match find_route(std::string_view method, std::span<const std::string> seg
     route_match out;
     const std::string_view as = method == "HEAD" ? std::string_view("GET") : method;
     for (const auto& r : routes) {
-        std::vector<std::string> params;
-        if (!matches(r.pattern, segments, &params)) continue;
+        if (!matches(r.pattern, segments)) continue;
         if (r.method != as) {
             out.outcome = route_outcome::method_not_allowed;
             continue;
         }
         out.outcome = route_outcome::found;
         out.route = &r;
-        out.params = std::move(params);
+        out.params = params_of(r.pattern, segments);
         return out;
     }
     return out;
