@@ -11,6 +11,9 @@
 #include <hiredis/read.h>
 #include <hiredis/hiredis.h>
 
+#include <cerrno>
+#include <sys/socket.h>
+
 namespace gw::gateway {
 
 using tcp = net::ip::tcp;
@@ -100,6 +103,19 @@ struct redis_client::connection
         co_return std::tuple{error_code{}, replies};
     }
 
+    // Whether an idle pooled connection can carry a command: Redis has not closed it (a
+    // restart, a failover, an idle timeout on the server) and sent nothing unasked. One
+    // non-blocking peek; a connection that fails it is dropped before any command is
+    // written to it, so no command is ever sent twice because of it.
+    bool usable()
+    {
+        char byte;
+        auto n = ::recv(stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0) return false;                                  // closed by Redis
+        if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK; // nothing pending: alive
+        return false; // unsolicited bytes: out of step with its replies
+    }
+
     beast::tcp_stream stream;
     resp_reader reader;
 };
@@ -118,6 +134,10 @@ net::awaitable<std::tuple<error_code, std::unique_ptr<redis_client::connection>>
         if (!idle_.empty()) {
             auto c = std::move(idle_.back());
             idle_.pop_back();
+            if (!c->usable()) { // e.g. Redis restarted since: a new connection instead
+                --open_;
+                continue;
+            }
             co_return std::tuple{error_code{}, std::move(c)};
         }
         if (open_ < max_connections_) {

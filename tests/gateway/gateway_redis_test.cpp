@@ -185,6 +185,24 @@ TEST(GatewayRedis, OnErrorPoliciesWhenRedisDiesAndRecovery)
     EXPECT_EQ(status_of(deny), 429) << "the shared bucket is enforced again";
 }
 
+TEST(GatewayRedis, ConnectionsPooledBeforeARestartNeverReachARequest)
+{
+    running_redis redis;
+    running_emulator emu;
+    running_gateway gw(emu, with_redis(redis, [](config::gateway_config& c) {
+        c.server.threads = 1;
+        c.quota_store.on_error = "deny";
+        c.tenants["alpha"].rate = config::rate_config{1000, 1000}; // every request is decided in Redis
+    }));
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(status_of(gw), 200); // connections now pooled
+    redis.stop();
+    redis.start(); // back at once: every pooled connection is closed on Redis' side
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(status_of(gw), 200) << "request " << i << " after the restart";
+    http_client admin(gw.server().admin_endpoint(), false);
+    EXPECT_EQ(admin.request("GET", "/admin/usage").json().at("quota_store").at("errors").to_number<std::int64_t>(), 0)
+        << "no store call failed: the dead connections were dropped before use";
+}
+
 TEST(GatewayRedis, OwnershipRecordsAreSharedAcrossGateways)
 {
     running_redis redis;
