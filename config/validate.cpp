@@ -1,5 +1,7 @@
 #include "config/validate.hpp"
 
+#include "config/redis_url.hpp"
+
 #include "core/key_hash.hpp"
 #include "core/text.hpp"
 
@@ -137,9 +139,9 @@ void check_quota_store(quota_store_config& q, problems& out)
             out.add("quota_store.url", "is required when type is \"redis\"");
             return;
         }
-        auto parsed = boost::urls::parse_absolute_uri(q.url);
-        if (!parsed || (parsed->scheme() != "redis" && parsed->scheme() != "rediss") || parsed->host().empty())
-            out.add("quota_store.url", quoted(q.url) + " is not a redis://HOST[:PORT][/DB] URL");
+        std::string why;
+        if (!parse_redis_url(q.url, &why))
+            out.add("quota_store.url", quoted(q.url) + " " + why + " (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])");
     } else if (!q.url.empty()) {
         out.add("quota_store.url", "is only used when type is \"redis\"");
     }

@@ -6,7 +6,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/url/parse.hpp>
 
 #include <hiredis/read.h>
 #include <hiredis/hiredis.h>
@@ -55,25 +54,6 @@ error_code make_error_code(redis_errc e)
 {
     static const redis_category_t category;
     return {static_cast<int>(e), category};
-}
-
-std::optional<redis_target> parse_redis_url(const std::string& url)
-{
-    auto parsed = boost::urls::parse_absolute_uri(url);
-    if (!parsed || parsed->scheme() != "redis" || parsed->host().empty()) return std::nullopt;
-    redis_target t;
-    t.host = std::string(parsed->encoded_host_address());
-    if (parsed->has_port()) t.port = parsed->port_number();
-    if (parsed->has_password()) t.password = std::string(parsed->password());
-    std::string path(parsed->encoded_path());
-    if (path.size() > 1) {
-        try {
-            t.db = std::stoi(path.substr(1));
-        } catch (const std::exception&) {
-            return std::nullopt;
-        }
-    }
-    return t;
 }
 
 // One Redis connection and its reply parser.
@@ -153,7 +133,12 @@ net::awaitable<std::tuple<error_code, std::unique_ptr<redis_client::connection>>
                 std::tie(ec, std::ignore) = co_await c->stream.async_connect(eps, use_nothrow);
             }
             std::vector<command> setup;
-            if (!target_.password.empty()) setup.push_back({"AUTH", target_.password});
+            if (!target_.password.empty()) {
+                if (target_.username.empty())
+                    setup.push_back({"AUTH", target_.password});
+                else
+                    setup.push_back({"AUTH", target_.username, target_.password}); // an ACL user
+            }
             if (target_.db != 0) setup.push_back({"SELECT", std::to_string(target_.db)});
             if (!ec && !setup.empty()) {
                 std::string wire;

@@ -5,6 +5,7 @@
 // a failed connect new connects wait out a growing backoff (calls fail fast meanwhile).
 #pragma once
 
+#include "config/redis_url.hpp"
 #include "gateway/net.hpp"
 #include "gateway/quota/resp_reader.hpp"
 
@@ -21,16 +22,7 @@
 
 namespace gw::gateway {
 
-struct redis_target
-{
-    std::string host = "127.0.0.1";
-    std::uint16_t port = 6379;
-    int db = 0;
-    std::string password;
-};
-
-// Parses redis://[:password@]host[:port][/db]; nullopt when malformed.
-std::optional<redis_target> parse_redis_url(const std::string& url);
+using config::redis_target;
 
 // Errors of the client itself (besides socket errors).
 enum class redis_errc

@@ -176,7 +176,7 @@ redis_quota_store::redis_quota_store(net::any_io_executor ex, std::shared_ptr<co
       cfg_(*cfg_holder_),
       counters_(std::move(counters)),
       local_(std::move(local)),
-      client_(ex, parse_redis_url(cfg_.quota_store.url).value(), std::chrono::milliseconds(cfg_.quota_store.timeout_ms))
+      client_(ex, config::parse_redis_url(cfg_.quota_store.url).value() /* validated */, std::chrono::milliseconds(cfg_.quota_store.timeout_ms))
 {
     std::random_device rd;
     lease_prefix_ = core::sha256_hex(std::to_string(rd()) + std::to_string(rd())).substr(0, 12) + ":";

@@ -1,6 +1,7 @@
 // Config loading: every section, defaults, JSONC, ${ENV}, and each validation rule with
 // its exact message and JSON path. Bad input always yields problems, never a throw.
 #include "config/loader.hpp"
+#include "config/redis_url.hpp"
 #include "core/key_hash.hpp"
 
 #include <gtest/gtest.h>
@@ -228,7 +229,13 @@ TEST(ConfigLoader, ListenAndQuotaStoreRules)
     r = load_config_text(minimal(R"(, "server": {"listen": "[::1]:70000"},
         "quota_store": {"type": "redis", "url": "http://127.0.0.1"})"), fake_env({}));
     EXPECT_TRUE(has_problem(r, "server.listen: \"[::1]:70000\" is not HOST:PORT")) << all(r);
-    EXPECT_TRUE(has_problem(r, "quota_store.url: \"http://127.0.0.1\" is not a redis://HOST[:PORT][/DB] URL")) << all(r);
+    EXPECT_TRUE(has_problem(r, "quota_store.url: \"http://127.0.0.1\" is not a redis:// URL (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])")) << all(r);
+    r = load_config_text(minimal(R"(, "quota_store": {"type": "redis", "url": "rediss://127.0.0.1"})"), fake_env({}));
+    EXPECT_TRUE(has_problem(r, "quota_store.url: \"rediss://127.0.0.1\" uses rediss:// (TLS), which this version's Redis client does "
+                               "not speak; use redis:// on a private network (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])"))
+        << "refused by validation, never an abort at start: " << all(r);
+    r = load_config_text(minimal(R"(, "quota_store": {"type": "redis", "url": "redis://h/x1"})"), fake_env({}));
+    EXPECT_TRUE(has_problem(r, "quota_store.url: \"redis://h/x1\" has a database that is not a number (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])")) << all(r);
     r = load_config_text(minimal(R"(, "quota_store": {"url": "redis://x"})"), fake_env({}));
     EXPECT_TRUE(has_problem(r, "quota_store.url: is only used when type is \"redis\"")) << all(r);
 }
@@ -249,6 +256,44 @@ TEST(ConfigLoader, ShippedConfigsAreValid)
         auto r = load_config_file(std::string(GW_SOURCE_DIR) + "/" + file, env);
         EXPECT_TRUE(r.ok()) << file << ":\n" << all(r);
     }
+}
+
+} // namespace
+} // namespace gw::config
+
+namespace gw::config {
+namespace {
+
+TEST(RedisUrl, OneReadingForValidationAndTheClient)
+{
+    auto t = parse_redis_url("redis://10.0.0.5:6380/2");
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->host, "10.0.0.5");
+    EXPECT_EQ(t->port, 6380);
+    EXPECT_EQ(t->db, 2);
+    EXPECT_EQ(t->username, "");
+    EXPECT_EQ(t->password, "");
+    t = parse_redis_url("redis://gw:p%40ss%3Aw%2Frd@redis.internal");
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->username, "gw") << "an ACL user";
+    EXPECT_EQ(t->password, "p@ss:w/rd") << "percent-decoded";
+    EXPECT_EQ(t->port, 6379);
+    t = parse_redis_url("redis://:secret@h");
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->username, "");
+    EXPECT_EQ(t->password, "secret");
+    t = parse_redis_url("redis://secret@h");
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->password, "secret") << "a lone userinfo is the password, as redis-cli reads it";
+    EXPECT_EQ(parse_redis_url("redis://[::1]:7000")->host, "::1");
+    std::string why;
+    EXPECT_FALSE(parse_redis_url("rediss://h", &why));
+    EXPECT_NE(why.find("TLS"), std::string::npos);
+    EXPECT_FALSE(parse_redis_url("redis://h/-1", &why));
+    EXPECT_FALSE(parse_redis_url("redis://h/1x", &why));
+    EXPECT_FALSE(parse_redis_url("redis://h?db=1", &why));
+    EXPECT_FALSE(parse_redis_url("redis:///0", &why));
+    EXPECT_EQ(why, "has no host");
 }
 
 } // namespace

@@ -203,6 +203,26 @@ TEST(GatewayRedis, ConnectionsPooledBeforeARestartNeverReachARequest)
         << "no store call failed: the dead connections were dropped before use";
 }
 
+TEST(GatewayRedis, AnAclUserWithAnyPassword)
+{
+    running_redis redis;
+    running_emulator emu;
+    ASSERT_NE(redis.cli("ACL SETUSER gw on '>p@ss:w/rd' '~*' '&*' '+@all'").find("OK"), std::string::npos);
+    auto url = "redis://gw:p%40ss%3Aw%2Frd@127.0.0.1:" + std::to_string(redis.port()) + "/0";
+    auto as = [&](const std::string& u) {
+        return [u](config::gateway_config& c) {
+            c.quota_store.type = "redis";
+            c.quota_store.url = u;
+            c.quota_store.on_error = "deny";
+            c.tenants["alpha"].rate = config::rate_config{1000, 1000};
+        };
+    };
+    running_gateway good(emu, as(url));
+    EXPECT_EQ(status_of(good), 200) << "AUTH gw <password> accepted";
+    running_gateway wrong(emu, as("redis://gw:nope@127.0.0.1:" + std::to_string(redis.port()) + "/0"));
+    EXPECT_EQ(status_of(wrong), 503) << "a refused AUTH is a store error: on_error decides";
+}
+
 TEST(GatewayRedis, OwnershipRecordsAreSharedAcrossGateways)
 {
     running_redis redis;
