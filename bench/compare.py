@@ -545,7 +545,7 @@ def targets_table(report):
     decision = next((m['ns'] for m in report['micro'] if m['name'] == 'token_bucket_decision'), None)
     if decision is not None:
         row('local quota decision ≤ 100 ns', f'{decision:.1f} ns (token bucket)', decision <= 100)
-    return '\n'.join(['| target (design §10) | this run | |', '|---|---|---|'] + rows)
+    return '\n'.join(['| target | this run | |', '|---|---|---|'] + rows)
 
 
 def plot(report, png):

@@ -2,6 +2,8 @@
 
 #include "core/text.hpp"
 
+#include "gateway/spawn.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -120,7 +122,7 @@ admin_listener::admin_listener(worker& w, const std::string& listen, std::functi
 
 void admin_listener::start()
 {
-    net::co_spawn(w_.context(), accept_loop(), net::detached);
+    net::co_spawn(w_.context(), accept_loop(), log_failure("admin accept loop"));
 }
 
 void admin_listener::stop()
@@ -135,7 +137,8 @@ net::awaitable<void> admin_listener::accept_loop()
         auto [ec, socket] = co_await acceptor_->async_accept(use_nothrow);
         if (!acceptor_->is_open()) co_return;
         if (ec) continue;
-        net::co_spawn(w_.context(), admin_session(std::move(socket), &w_, &ready_, &reload_, &metrics_), net::detached);
+        net::co_spawn(w_.context(), admin_session(std::move(socket), &w_, &ready_, &reload_, &metrics_),
+                      log_failure("admin connection"));
     }
 }
 

@@ -6,6 +6,8 @@
 #include "gateway/proxy.hpp"
 #include "gateway/quota/redis_store.hpp"
 
+#include "gateway/spawn.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -197,9 +199,9 @@ server::~server()
 void server::start()
 {
     for (auto& w : workers_) guards_.push_back(net::make_work_guard(w->context()));
-    net::co_spawn(workers_[0]->context(), accept_loop(), net::detached);
+    net::co_spawn(workers_[0]->context(), accept_loop(), log_failure("accept loop"));
     admin_->start();
-    for (auto& w : workers_) net::co_spawn(w->context(), flush_access_log_every_second(), net::detached);
+    for (auto& w : workers_) net::co_spawn(w->context(), flush_access_log_every_second(), log_failure("access log flush"));
     for (auto& w : workers_)
         threads_.emplace_back([ctx = &w->context()] {
             ctx->run();
@@ -236,14 +238,7 @@ net::awaitable<void> server::accept_loop()
             continue;
         }
         socket.set_option(tcp::no_delay(true), ignored);
-        net::co_spawn(w.context(), session(std::move(socket), &w, std::move(peer), std::move(slot)), [](std::exception_ptr e) {
-            if (!e) return;
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-                spdlog::error("connection ended by an unexpected error: {}", ex.what());
-            }
-        });
+        net::co_spawn(w.context(), session(std::move(socket), &w, std::move(peer), std::move(slot)), log_failure("connection"));
     }
 }
 
@@ -254,7 +249,7 @@ void server::drain()
         error_code ignored;
         acceptor_->close(ignored);
         for (auto& w : workers_) net::post(w->context(), [wp = w.get()] { wp->begin_drain(); });
-        net::co_spawn(workers_[0]->context(), finish_drain(), net::detached);
+        net::co_spawn(workers_[0]->context(), finish_drain(), log_failure("drain"));
     });
 }
 

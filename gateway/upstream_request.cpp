@@ -6,6 +6,8 @@
 #include "core/text.hpp"
 #include "gateway/request_checks.hpp"
 
+#include "gateway/spawn.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/json.hpp>
@@ -376,7 +378,7 @@ void spawn_stop_call(exchange& x, const std::string& upstream_name, const std::s
     auto target = core::stop_path_for(*x.target.match.route, task_id);
     if (target.empty() || x.up.namespaced_user.empty()) return;
     net::co_spawn(x.w.context(), call_stop(&x.w, upstream_name, target, x.api_key, x.up.namespaced_user, x.request_id),
-                  net::detached);
+                  log_failure("stop call"));
 }
 
 } // namespace gw::gateway

@@ -2,6 +2,8 @@
 
 #include "core/key_hash.hpp"
 
+#include "gateway/spawn.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
@@ -301,7 +303,7 @@ void redis_quota_store::finish(quota_ticket& t, std::int64_t tokens)
     if (t.holds_app_slot) calls.push_back({"ZREM", app_key(t.app()), t.lease});
     t.holds_tenant_slot = t.holds_app_slot = false;
     if (calls.empty()) return;
-    net::co_spawn(ex_, settle(shared_from_this(), std::move(calls)), net::detached);
+    net::co_spawn(ex_, settle(shared_from_this(), std::move(calls)), log_failure("quota settlement"));
 }
 
 namespace {
@@ -320,7 +322,7 @@ void redis_quota_store::record_owner(core::owned_kind kind, const std::string& i
     // NX: the first owner stays; the owner's later uses do not extend the key (EX on create).
     std::vector<redis_client::command> calls{
         {"SET", owner_key(kind, id), tenant, "NX", "EX", std::to_string(cfg_.quota_store.ownership_ttl_s)}};
-    net::co_spawn(ex_, settle(shared_from_this(), std::move(calls)), net::detached);
+    net::co_spawn(ex_, settle(shared_from_this(), std::move(calls)), log_failure("quota settlement"));
 }
 
 net::awaitable<std::optional<std::string>> redis_quota_store::owner_of(core::owned_kind kind, const std::string& id)

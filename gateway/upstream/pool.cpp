@@ -1,5 +1,7 @@
 #include "gateway/upstream/pool.hpp"
 
+#include "gateway/spawn.hpp"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -115,7 +117,7 @@ upstream_pool::upstream_pool(net::any_io_executor ex, const config::upstream_con
       tls_(std::move(tls)),
       reaper_(ex)
 {
-    net::co_spawn(ex_, reap_idle(), net::detached);
+    net::co_spawn(ex_, reap_idle(), log_failure("idle connection reaper"));
 }
 
 upstream_pool::~upstream_pool()
