@@ -1,4 +1,4 @@
-// `${NAME}` substitution in every string value of a JSON document (design §4).
+// `${NAME}` substitution in every string value of a JSON document.
 #pragma once
 
 #include "config/problems.hpp"

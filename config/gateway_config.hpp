@@ -1,4 +1,4 @@
-// The gateway's configuration as plain structs with defaults (design §4).
+// The gateway's configuration as plain structs with defaults.
 // Filled by config/loader from JSON; every duration is in milliseconds, as its key says.
 #pragma once
 

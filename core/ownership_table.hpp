@@ -1,7 +1,7 @@
 // Which tenant created a Dify resource (task, conversation, workflow run, uploaded file),
 // so that another tenant sharing the app cannot use it where Dify itself does not check
 // the end user (stop of workflow tasks, workflow run details, file previews, file
-// references: reference §3.3, §3.6, §7). The in-process table: bounded (oldest records
+// references, checked against the workspace only). The in-process table: bounded (oldest records
 // go first), entries expire, time is passed in. Flat: one open-addressing array (linear
 // probing, at most half full, backward-shift deletion) and a ring of keys in insertion
 // order, both allocated once -- a record is a fixed-size key (Dify's IDs are UUIDs: 16

@@ -1,4 +1,4 @@
-// Retry decisions for upstream calls (design §8), with time and randomness injected:
+// Retry decisions for upstream calls, with time and randomness injected:
 // which failures are retried, exponential backoff with full jitter, Retry-After, the
 // request's deadline, and a per-upstream retry budget that caps retries at a share of
 // recent requests so a failing Dify never sees a retry storm.

@@ -1,4 +1,4 @@
-// A daily LLM-token budget with reservations (design §7): a request is admitted while
+// A daily LLM-token budget with reservations: a request is admitted while
 // the day's budget is not spent and reserves an estimate of what it will use (at most
 // what is left), so concurrent requests cannot overshoot a nearly spent budget unnoticed;
 // when it ends it is settled exactly once with what it really used. Days are UTC days,

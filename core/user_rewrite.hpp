@@ -1,4 +1,4 @@
-// Tenant isolation of Dify end users (design §5): every `user` value becomes
+// Tenant isolation of Dify end users: every `user` value becomes
 // "<tenant>:<user>", and "<tenant>:default" where the client sent none, in the JSON body,
 // the query string or the multipart form — wherever Dify reads it for that endpoint.
 #pragma once

@@ -1,4 +1,4 @@
-// Logging setup (design §9): spdlog to stdout through an async logger, so a worker never
+// Logging setup: spdlog to stdout through an async logger, so a worker never
 // blocks on output; log.level and log.format (json | text) honoured. With log.access_log
 // on, each worker formats one line per request into its own buffer (thread-local) and
 // hands the buffer to the async "access" logger as one batch when it passes 32 KiB, when

@@ -1,4 +1,4 @@
-// Prometheus metrics (design §9). Each worker owns a metrics_shard that only its thread
+// Prometheus metrics. Each worker owns a metrics_shard that only its thread
 // writes (no locks, no atomics on the data path); a scrape copies every shard on its own
 // worker and renders the sum in the Prometheus text format.
 #pragma once

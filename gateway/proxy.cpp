@@ -1,5 +1,5 @@
 // Serving one tenant request: authenticate and route on the header, admit against the
-// quotas, read or stream the body, forward with retries (design §8), relay the response.
+// quotas, read or stream the body, forward with retries, relay the response.
 #include "gateway/proxy.hpp"
 
 #include "core/dify_routes.hpp"
@@ -161,7 +161,7 @@ void breaker_outcome(exchange& x, upstream_pool& pool, bool failed)
     if (before != after) spdlog::warn("upstream {}: circuit {}", x.dir.config().apps.at(x.target.app).upstream, core::to_string(after));
 }
 
-// Sends the request with retries (design §8) and relays the response.
+// Sends the request with retries and relays the response.
 template <typename S>
 net::awaitable<bool> forward(exchange& x)
 {

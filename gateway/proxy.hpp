@@ -1,6 +1,6 @@
 // Serving one tenant request: authenticate, select the app, namespace `user`, forward
 // to Dify over the worker's pool with the app's key, and relay the response — bodies
-// piece by piece, SSE streams event by event (design §5, §6).
+// piece by piece, SSE streams event by event.
 #pragma once
 
 #include "gateway/worker.hpp"

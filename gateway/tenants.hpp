@@ -1,4 +1,4 @@
-// Tenant authentication and app selection (design §5): a tenant's gateway key (plaintext
+// Tenant authentication and app selection: a tenant's gateway key (plaintext
 // or sha256 in config) maps to the tenant; a path names the app (`/v1/...` = the
 // tenant's default app, `/apps/<app>/v1/...`). Immutable after construction: shared by
 // all workers without locks.

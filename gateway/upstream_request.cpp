@@ -337,7 +337,7 @@ net::awaitable<std::tuple<error_code, unsigned, bool>> round_trip(upstream_conne
     co_return std::tuple{rec, res.result_int(), !rec && res.keep_alive()};
 }
 
-// Calls Dify's stop endpoint for a task whose client went away (design §6). Detached;
+// Calls Dify's stop endpoint for a task whose client went away. Spawned on its own;
 // takes everything by value.
 net::awaitable<void> call_stop(worker* w, std::string upstream_name, std::string target, std::string api_key,
                                std::string user, std::string request_id)

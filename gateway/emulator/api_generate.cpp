@@ -1,5 +1,5 @@
 // Generation endpoints: chat/completion/workflow runs (blocking and streaming), the stop
-// endpoints, and workflow run lookups. See reference §3.1-3.4, §4, §5.3.
+// endpoints, and workflow run lookups.
 #include "gateway/emulator/dify_api.hpp"
 #include "gateway/emulator/generation.hpp"
 
@@ -19,7 +19,7 @@ std::string input_text(const json::value& v)
     return json::serialize(v);
 }
 
-// Checks `inputs` against the app's user_input_form (reference §3.1 messages).
+// Checks `inputs` against the app's user_input_form.
 std::optional<reply> validate_inputs(const app_def& app, const json::object& inputs)
 {
     for (const auto& var : app.inputs) {
@@ -89,7 +89,7 @@ reply dify_api::workflows_run_version(call& c)
     return generate(c, "workflow");
 }
 
-// A generate call after validation (reference §3.1-3.4): what to run and for whom.
+// A generate call after validation: what to run and for whom.
 struct generate_request
 {
     std::string kind; // "chat", "completion", "workflow"
@@ -140,7 +140,7 @@ std::optional<reply> parse_conversation_id(const json::object& body, std::string
     return std::nullopt;
 }
 
-// `local_file` references must name uploaded files (reference §7); other items pass.
+// `local_file` references must name uploaded files; other items pass.
 std::optional<reply> resolve_files(const json::value* files, store& st, std::vector<file_rec*>& out)
 {
     if (!files || !files->is_array()) return std::nullopt;
@@ -219,7 +219,7 @@ reply dify_api::generate(call& c, const std::string& kind)
     if (c.app.file_upload || kind == "workflow") // other app types ignore `files` when uploads are off
         if (auto err = resolve_files(c.body.if_contains("files"), *store_, g.files)) return *err;
 
-    // App concurrency limit (reference §5.3): a 400 invalid_param, not a 429.
+    // App concurrency limit: a 400 invalid_param, not a 429.
     auto slot = store_->try_acquire_slot(c.app);
     if (!slot) return too_many_requests(c.app);
     if (g.streaming && c.app.is_workflow_engine()) {
@@ -329,7 +329,7 @@ std::shared_ptr<event_stream> dify_api::stream_generation(call& c, const std::st
 reply dify_api::stop_task(call& c, const std::string& kind)
 {
     if (auto wrong = mode_mismatch(c.app, kind)) return *wrong;
-    // Always success, whatever the task (reference §3.3); only matching tasks stop.
+    // Always success, whatever the task; only matching tasks stop.
     if (auto* t = store_->find_task(c.params[0]); t && t->app_id == c.app.id) {
         bool user_ok = kind == "workflow" || t->user == c.user->session_id;
         if (user_ok) {

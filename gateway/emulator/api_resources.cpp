@@ -1,5 +1,5 @@
-// Resource endpoints: conversations, messages, feedback, files, audio and app info
-// (reference §3.5-3.8). Lists are scoped to (app, end user) exactly as Dify scopes them.
+// Resource endpoints: conversations, messages, feedback, files, audio and app info.
+// Lists are scoped to (app, end user) exactly as Dify scopes them.
 #include "core/text.hpp"
 #include "gateway/emulator/dify_api.hpp"
 
@@ -60,7 +60,7 @@ std::string extension_of(std::string_view name)
     return dot == std::string_view::npos ? std::string() : core::to_lower(name.substr(dot + 1));
 }
 
-// Upload size limit in bytes by extension class (reference §7).
+// Upload size limit in bytes by extension class.
 std::size_t upload_limit(const std::string& ext)
 {
     static const std::vector<std::string> image{"jpg", "jpeg", "png", "webp", "gif", "svg"};

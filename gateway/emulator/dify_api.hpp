@@ -1,6 +1,6 @@
 // Dify's Service API (/v1) as a sans-io request handler: routing (HTML 404 for unknown
-// paths, JSON 405), key auth (reference §1), reading `user` from the one place each
-// endpoint reads it (reference §2), and every endpoint's behaviour and errors.
+// paths, JSON 405), key auth, reading `user` from the one place each
+// endpoint reads it, and every endpoint's behaviour and errors.
 #pragma once
 
 #include "core/multipart.hpp"
@@ -44,7 +44,7 @@ public:
     const app_def* app_for(const request& req) const;
     store& data() { return *store_; }
 
-    // Where an endpoint reads `user` (reference §2).
+    // Where an endpoint reads `user`.
     enum class user_place { none, json_body, query, form };
 
     // One request after routing, auth and user resolution.

@@ -82,7 +82,7 @@ bool chat_like(const std::string& mode)
     return mode == "chat" || mode == "agent-chat" || mode == "advanced-chat";
 }
 
-// The envelope keys Dify's converters put before each event's own fields (reference §4.2).
+// The envelope keys Dify's converters put before each event's own fields.
 json::object envelope(const generation_input& in, std::string_view event)
 {
     json::object o;

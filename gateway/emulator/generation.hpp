@@ -1,5 +1,5 @@
-// Deterministic "LLM" output and Dify's event sequences for every app mode
-// (reference §4.2): the streamed frames, the stop behaviour, and the blocking bodies.
+// Deterministic "LLM" output and Dify's event sequences for every app mode: the
+// streamed frames, the stop behaviour, and the blocking bodies.
 #pragma once
 
 #include "gateway/emulator/wire.hpp"
@@ -61,7 +61,7 @@ std::shared_ptr<event_stream> make_generation_stream(generation_input in, const 
 // Number of frames a full stream of `in` has (for the blocking reply's simulated duration).
 std::size_t generation_event_count(const generation_input& in);
 
-// Blocking replies (reference §3.1, §3.2, §3.4).
+// Blocking replies.
 boost::json::object blocking_message_body(const generation_input& in);
 boost::json::object blocking_workflow_body(const generation_input& in, std::int64_t finished_at);
 

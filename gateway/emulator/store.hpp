@@ -149,7 +149,7 @@ public:
     task_rec* find_task(std::string_view task_id);
     void remove_task(const std::string& task_id) { tasks_.erase(task_id); }
 
-    // Concurrency slots per app (reference §5.3). `try_acquire` returns nullptr when full;
+    // Concurrency slots per app. `try_acquire` returns nullptr when full;
     // the slot is released when the returned handle is destroyed.
     std::shared_ptr<void> try_acquire_slot(const app_def& app);
     int active_requests(const app_def& app) const;

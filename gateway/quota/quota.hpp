@@ -1,4 +1,4 @@
-// Per-tenant quotas (design §7): the admission decision a request gets before any
+// Per-tenant quotas: the admission decision a request gets before any
 // upstream work, and the ticket that holds its concurrency slots and token reservation
 // until it ends. A ticket settles exactly once: with the tokens Dify reported, or its
 // fallback when none were (0 if the request never reached Dify, else the reservation).

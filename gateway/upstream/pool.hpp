@@ -90,7 +90,7 @@ public:
     std::uint64_t connects_total() const { return connects_; }
     std::uint64_t resumed_total() const { return resumed_; }
 
-    // Resilience state of this upstream on this worker (design §8).
+    // Resilience state of this upstream on this worker.
     core::circuit_breaker breaker;
     core::retry_budget budget;
     std::uint64_t connect_attempts = 0; // successful or not (no attempts while the circuit is open)

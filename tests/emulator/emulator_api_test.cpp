@@ -1,5 +1,5 @@
 // dify-emulator over TLS: routing, auth, `user` placement, every endpoint's behaviour and
-// Dify's quirks (reference §1-3, §5-7), driven with a real HTTP client.
+// Dify's quirks, driven with a real HTTP client.
 #include "tests/emulator/emulator_test_util.hpp"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // dify-emulator streaming over TLS: the SSE wire format and event sequences of every app
-// mode (reference §4), pings, stop, the concurrency limit, faults and introspection.
+// mode, pings, stop, the concurrency limit, faults and introspection.
 #include "tests/emulator/emulator_test_util.hpp"
 
 #include <gtest/gtest.h>

@@ -48,7 +48,7 @@ TEST_F(GatewayIsolation, WorkflowRunsAndTheirTasksBelongToTheTenantThatStartedTh
     ASSERT_EQ(run.status, 200) << run.body;
     std::string run_id(run.json().at("workflow_run_id").as_string());
 
-    // Dify answers run details to anyone with the app key (reference §3.6 / workflows/run/{id}).
+    // Dify answers run details to anyone with the app key.
     auto before = reached();
     expect_refused(get(*c, "/apps/workflow/v1/workflows/run/" + run_id, tenant_keys::beta), before);
     before = reached();
@@ -58,7 +58,7 @@ TEST_F(GatewayIsolation, WorkflowRunsAndTheirTasksBelongToTheTenantThatStartedTh
     auto encoded = get(*c, "/apps/workflow/v1/workflows/run/%" + hex_of(run_id[0]) + run_id.substr(1), tenant_keys::beta);
     expect_refused(encoded, before); // nor percent-encoding
 
-    // A streamed run's task: Dify's workflow stop does not check the user (reference §3.3).
+    // A streamed run's task: Dify's workflow stop does not check the user.
     auto stream = gw.client();
     stream->send("POST", "/apps/workflow/v1/workflows/run", bearer(tenant_keys::alpha),
                  R"({"inputs": {"topic": "tea"}, "response_mode": "streaming", "user": "u"})");

@@ -176,7 +176,7 @@ class SeedFlows(unittest.TestCase):
             path = tmp.name
         try:
             if DIRECT_TO_DIFY:
-                # Dify quirk (reference §3.6): requests sends the file part without a
+                # Dify quirk: requests sends the file part without a
                 # Content-Type, and Dify answers 415 unsupported_file_type. Straight to
                 # Dify the guide's upload_file() fails; the gateway repairs the part.
                 with self.assertRaises(requests.HTTPError) as ctx:
