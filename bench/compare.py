@@ -44,10 +44,20 @@ CLK_TCK = os.sysconf('SC_CLK_TCK')
 PAGE = os.sysconf('SC_PAGE_SIZE')
 
 
+_GIVEN_PORTS = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, never one this process handed out before: the
+    kernel may return a port it just released, and two services (the gateway's listener and
+    its admin port) given the same one would fail to start."""
+    while True:
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def wait_port(port, proc, timeout=15):
@@ -116,7 +126,12 @@ class Service:
         self.name, self.cmd, self.port = name, cmd, port
         self.log = open(os.path.join(workdir, name + '.log'), 'w')
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
-        wait_port(port, self.proc)
+        try:
+            wait_port(port, self.proc)
+        except RuntimeError as e:
+            self.stop()
+            with open(self.log.name, errors='replace') as f:
+                raise RuntimeError(f'{name}: {e}; its output:\n{f.read()[-4000:]}') from None
 
     def pids(self):
         return tree(self.proc.pid)

@@ -37,10 +37,20 @@ def read(*path):
         return f.read()
 
 
+_GIVEN_PORTS = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, never one this process handed out before: the
+    kernel may return a port it just released, and two services (the gateway's listener and
+    its admin port) given the same one would fail to start."""
+    while True:
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def wait_for_line(path, word, proc, timeout=10):
