@@ -107,6 +107,18 @@ struct quota_store_config
     std::string on_error = "allow"; // allow, deny, local
     std::int64_t ownership_ttl_s = 604'800; // how long the tenant that created a task/conversation/run/file is remembered
     int ownership_max_entries = 200'000;     // records kept in each process (oldest go first); 42 bytes each, allocated at start
+    // A concurrency lease expires this long after its last renewal (a replica that died
+    // cannot hold slots longer); a running request renews its lease every third of it.
+    std::int64_t lease_ttl_s = 60;
+    // rediss:// only: the CA bundle ("" = system trust store), whether to verify the server
+    // (chain and name), the name to verify and send as SNI instead of the host Redis is
+    // reached at (Cluster nodes announce IP addresses), and a client certificate and key
+    // for servers that require one (Redis' tls-auth-clients).
+    std::string ca_file;
+    bool verify_tls = true;
+    std::string tls_server_name;
+    std::string cert_file;
+    std::string key_file;
     bool operator==(const quota_store_config&) const = default;
 };
 

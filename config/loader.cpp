@@ -128,6 +128,12 @@ void read_quota_store(json_reader r, quota_store_config& c)
     r.get("on_error", c.on_error);
     r.get("ownership_ttl_s", c.ownership_ttl_s, 60, 31'536'000);
     r.get("ownership_max_entries", c.ownership_max_entries, 1'000, 100'000'000);
+    r.get("lease_ttl_s", c.lease_ttl_s, 5, 86'400);
+    r.get("ca_file", c.ca_file);
+    r.get("verify_tls", c.verify_tls);
+    r.get("tls_server_name", c.tls_server_name);
+    r.get("cert_file", c.cert_file);
+    r.get("key_file", c.key_file);
     r.finish();
 }
 

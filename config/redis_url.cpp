@@ -14,12 +14,11 @@ std::optional<redis_target> parse_redis_url(const std::string& url, std::string*
     };
     auto parsed = boost::urls::parse_absolute_uri(url);
     if (!parsed) return fail("is not a URL");
-    if (parsed->scheme() == "rediss")
-        return fail("uses rediss:// (TLS), which this version's Redis client does not speak; use redis:// on a private network");
-    if (parsed->scheme() != "redis") return fail("is not a redis:// URL");
+    if (parsed->scheme() != "redis" && parsed->scheme() != "rediss") return fail("is not a redis:// or rediss:// URL");
     if (parsed->host().empty()) return fail("has no host");
     if (parsed->has_query() || parsed->has_fragment()) return fail("has a query or fragment, which are not read");
     redis_target t;
+    t.tls = parsed->scheme() == "rediss";
     t.host = std::string(parsed->encoded_host_address());
     if (parsed->has_port()) {
         if (parsed->port_number() == 0) return fail("has an invalid port");

@@ -1,6 +1,8 @@
 // The quota store's Redis URL, read one way by validation and by the client:
-// redis://[[user]:password@]host[:port][/db]. User and password are percent-decoded (a
-// password may hold any byte); a user name means an ACL user (`AUTH user password`).
+// redis[s]://[[user]:password@]host[:port][/db]. `rediss` is Redis over TLS. User and
+// password are percent-decoded (a password may hold any byte); a user name means an ACL
+// user (`AUTH user password`). With Redis Cluster the URL names one node to start from;
+// the others are learnt from it.
 #pragma once
 
 #include <cstdint>
@@ -16,10 +18,11 @@ struct redis_target
     int db = 0;
     std::string username; // "" = the default user
     std::string password; // "" = no AUTH
+    bool tls = false;     // rediss://
 };
 
 // The target of `url`, or nullopt with `why` (a sentence fragment) when it is not one this
-// client can use — including rediss:// (TLS), which it does not speak.
+// client can use.
 std::optional<redis_target> parse_redis_url(const std::string& url, std::string* why = nullptr);
 
 } // namespace gw::config

@@ -140,8 +140,21 @@ void check_quota_store(quota_store_config& q, problems& out)
             return;
         }
         std::string why;
-        if (!parse_redis_url(q.url, &why))
-            out.add("quota_store.url", quoted(q.url) + " " + why + " (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])");
+        auto target = parse_redis_url(q.url, &why);
+        if (!target)
+            out.add("quota_store.url", quoted(q.url) + " " + why + " (expected redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB])");
+        bool tls = target && target->tls;
+        for (auto [key, value] : {std::pair{"ca_file", &q.ca_file}, {"tls_server_name", &q.tls_server_name},
+                                  {"cert_file", &q.cert_file}, {"key_file", &q.key_file}}) {
+            if (value->empty() || !target) continue;
+            if (!tls) {
+                out.add(std::string("quota_store.") + key, "is only used with a rediss:// URL");
+            } else if (value != &q.tls_server_name && !std::ifstream(*value)) {
+                out.add(std::string("quota_store.") + key, "cannot read " + quoted(*value));
+            }
+        }
+        if (q.cert_file.empty() != q.key_file.empty())
+            out.add("quota_store.cert_file", "and quota_store.key_file go together (a client certificate and its key)");
     } else if (!q.url.empty()) {
         out.add("quota_store.url", "is only used when type is \"redis\"");
     }

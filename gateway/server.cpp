@@ -158,9 +158,16 @@ server::server(std::shared_ptr<const config::gateway_config> cfg, std::string co
     std::random_device rd;
     for (int i = 0; i < n; ++i)
         workers_.push_back(std::make_unique<worker>(tenants, tls, (std::uint64_t(rd()) << 32) ^ rd(), usage_, local_quota_));
-    if (cfg_->quota_store.type == "redis")
-        for (auto& w : workers_)
-            w->set_quotas(std::make_shared<redis_quota_store>(w->context().get_executor(), cfg_, usage_, local_quota_));
+    if (cfg_->quota_store.type == "redis") {
+        auto redis_tls = make_redis_tls(cfg_->quota_store);
+        for (auto& w : workers_) {
+            auto link = std::make_shared<redis_link>(w->context().get_executor(), redis_options(cfg_->quota_store, redis_tls),
+                                                     std::chrono::seconds(cfg_->quota_store.lease_ttl_s), usage_->store());
+            link->start();
+            redis_links_.push_back(link);
+            w->set_quotas(std::make_shared<redis_quota_store>(link, cfg_, usage_, local_quota_));
+        }
+    }
 
     auto hp = core::parse_host_port(cfg_->server.listen);
     if (!hp) throw std::runtime_error("server.listen: not HOST:PORT");
@@ -277,14 +284,31 @@ net::awaitable<void> server::finish_drain()
             co_await tick.async_wait(use_nothrow);
         }
     }
+    // Phase 3: the last settlements and lease releases reach Redis.
+    auto flushed = std::make_shared<std::atomic<std::size_t>>(0);
+    const auto flush_deadline = clock::now() + std::chrono::seconds(2);
+    for (std::size_t i = 0; i < redis_links_.size(); ++i)
+        net::co_spawn(workers_[i]->context(), flush_link(redis_links_[i], flush_deadline, flushed), log_failure("final quota store flush"));
+    while (flushed->load() < redis_links_.size() && clock::now() < flush_deadline) {
+        tick.expires_after(std::chrono::milliseconds(5));
+        co_await tick.async_wait(use_nothrow);
+    }
     stop_workers();
+}
+
+net::awaitable<void> server::flush_link(std::shared_ptr<redis_link> link, clock::time_point deadline,
+                                        std::shared_ptr<std::atomic<std::size_t>> flushed)
+{
+    co_await link->flush(deadline);
+    ++*flushed;
 }
 
 void server::stop_workers()
 {
     net::post(workers_[0]->context(), [this] { admin_->stop(); });
-    for (auto& w : workers_)
-        net::post(w->context(), [wp = w.get()] {
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+        net::post(workers_[i]->context(), [wp = workers_[i].get(), link = i < redis_links_.size() ? redis_links_[i] : nullptr] {
+            if (link) link->stop();
             wp->stop_pools();
             wp->context().stop();
         });
@@ -379,10 +403,10 @@ std::vector<std::string> server::reload(const std::string& config_path)
     // Every worker switches before reload() returns, so the next request sees the new
     // config. The calling worker (POST /admin/reload runs on one) switches inline.
     std::vector<std::future<void>> switched;
-    for (auto& w : workers_) {
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        auto& w = workers_[i];
         std::shared_ptr<quota_store> quotas = local;
-        if (cfg->quota_store.type == "redis")
-            quotas = std::make_shared<redis_quota_store>(w->context().get_executor(), cfg, usage, local);
+        if (cfg->quota_store.type == "redis") quotas = std::make_shared<redis_quota_store>(redis_links_[i], cfg, usage, local);
         if (w->context().get_executor().running_in_this_thread())
             w->reconfigure(tenants, tls, usage, local, quotas);
         else

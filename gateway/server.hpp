@@ -7,6 +7,7 @@
 #include "config/gateway_config.hpp"
 #include "gateway/admin.hpp"
 #include "gateway/connection_limits.hpp"
+#include "gateway/quota/redis_link.hpp"
 #include "gateway/worker.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -56,12 +57,15 @@ public:
 private:
     net::awaitable<void> accept_loop();
     net::awaitable<void> finish_drain();
+    static net::awaitable<void> flush_link(std::shared_ptr<redis_link> link, std::chrono::steady_clock::time_point deadline,
+                                           std::shared_ptr<std::atomic<std::size_t>> flushed);
     void stop_workers();
 
     std::shared_ptr<const config::gateway_config> cfg_;
     std::shared_ptr<usage_counters> usage_;
     std::shared_ptr<memory_quota_store> local_quota_;
     std::vector<std::unique_ptr<worker>> workers_;
+    std::vector<std::shared_ptr<redis_link>> redis_links_; // per worker (Redis store only), kept across reloads
     std::vector<std::thread> threads_;
     std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
     std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;

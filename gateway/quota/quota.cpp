@@ -33,7 +33,7 @@ void quota_ticket::charge(std::int64_t tokens)
 
 usage_counters::usage_counters(const std::map<std::string, std::vector<std::string>>& tenant_apps, const usage_counters* previous)
 {
-    if (previous) store_errors_ = previous->store_errors_;
+    if (previous) store_ = previous->store_;
     for (const auto& [tenant, apps] : tenant_apps) {
         for (const auto& app : apps) {
             std::pair key{tenant, app};

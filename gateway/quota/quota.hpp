@@ -73,6 +73,15 @@ struct admission
     std::unique_ptr<quota_ticket> ticket;      // when admitted
 };
 
+// Process-wide figures of the shared store (all workers), kept across reloads.
+struct store_counters
+{
+    std::atomic<std::uint64_t> errors{0};         // calls that failed (admission, lookups, write batches)
+    std::atomic<std::int64_t> writes_pending{0};  // background writes waiting or being retried
+    std::atomic<std::uint64_t> writes_retried{0}; // background writes sent again after a failure
+    std::atomic<std::uint64_t> writes_dropped{0}; // given up (Redis away for minutes, or the queue full)
+};
+
 // Requests, refusals and tokens per (tenant, app) in this process, for /admin/usage.
 class usage_counters
 {
@@ -90,11 +99,12 @@ public:
     counts* find(const std::string& tenant, const std::string& app);
     void add_tokens(const std::string& tenant, const std::string& app, std::int64_t day, std::int64_t tokens);
     static void add_tokens(counts& c, std::int64_t day, std::int64_t tokens);
-    std::atomic<std::uint64_t>& store_errors() { return *store_errors_; }
+    std::atomic<std::uint64_t>& store_errors() { return store_->errors; }
+    const std::shared_ptr<store_counters>& store() const { return store_; }
 
 private:
     std::map<std::pair<std::string, std::string>, std::shared_ptr<counts>> counts_;
-    std::shared_ptr<std::atomic<std::uint64_t>> store_errors_ = std::make_shared<std::atomic<std::uint64_t>>(0);
+    std::shared_ptr<store_counters> store_ = std::make_shared<store_counters>();
 };
 
 // The budget view of a tenant for /admin/usage.

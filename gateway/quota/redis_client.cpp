@@ -1,204 +1,269 @@
 #include "gateway/quota/redis_client.hpp"
 
-#include "core/text.hpp"
+#include "gateway/spawn.hpp"
 
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
 
-#include <hiredis/read.h>
-#include <hiredis/hiredis.h>
+#include <spdlog/spdlog.h>
 
-#include <cerrno>
-#include <sys/socket.h>
+#include <algorithm>
 
 namespace gw::gateway {
 
-using tcp = net::ip::tcp;
-
 namespace {
 
-struct redis_category_t : boost::system::error_category
-{
-    const char* name() const noexcept override { return "redis"; }
-    std::string message(int ev) const override
-    {
-        switch (static_cast<redis_errc>(ev)) {
-        case redis_errc::backing_off: return "redis unreachable (backing off before reconnecting)";
-        case redis_errc::protocol: return "malformed redis reply";
-        case redis_errc::pool_exhausted: return "no redis connection available in time";
-        }
-        return "redis error";
-    }
-};
+using namespace std::chrono_literals;
 
-std::string format(const redis_client::command& cmd)
+constexpr int max_redirects = 5;
+constexpr auto try_again_pause = 10ms; // TRYAGAIN: a migrating slot's keys are split for a moment
+constexpr auto min_refresh_interval = 100ms;
+
+// The key a command is routed by (its first key); nullptr for commands without keys.
+const std::string* first_key(const redis_client::command& cmd)
 {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (const auto& a : cmd) {
-        argv.push_back(a.data());
-        lens.push_back(a.size());
-    }
-    char* out = nullptr;
-    long long n = redisFormatCommandArgv(&out, static_cast<int>(argv.size()), argv.data(), lens.data());
-    std::string s = n > 0 ? std::string(out, static_cast<std::size_t>(n)) : std::string();
-    redisFreeCommand(out);
-    return s;
+    if (cmd.empty()) return nullptr;
+    std::string name = cmd[0];
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    if (name == "EVAL" || name == "EVALSHA") return cmd.size() > 3 && cmd[2] != "0" ? &cmd[3] : nullptr;
+    for (const char* keyless : {"PING", "CLUSTER", "ASKING", "INFO", "SCRIPT", "AUTH", "SELECT", "TIME", "HELLO"})
+        if (name == keyless) return nullptr;
+    return cmd.size() > 1 ? &cmd[1] : nullptr;
+}
+
+std::string cluster_slots_command()
+{
+    static const std::string wire = format_redis_command({"CLUSTER", "SLOTS"});
+    return wire;
 }
 
 } // namespace
 
-error_code make_error_code(redis_errc e)
+std::shared_ptr<net::ssl::context> make_redis_tls(const config::quota_store_config& cfg)
 {
-    static const redis_category_t category;
-    return {static_cast<int>(e), category};
+    auto target = config::parse_redis_url(cfg.url);
+    if (!target || !target->tls) return nullptr;
+    namespace ssl = net::ssl;
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                     ssl::context::no_tlsv1_1);
+    if (cfg.verify_tls) {
+        ctx->set_verify_mode(ssl::verify_peer);
+        if (cfg.ca_file.empty())
+            ctx->set_default_verify_paths();
+        else
+            ctx->load_verify_file(cfg.ca_file);
+    } else {
+        ctx->set_verify_mode(ssl::verify_none);
+    }
+    if (!cfg.cert_file.empty()) {
+        ctx->use_certificate_chain_file(cfg.cert_file);
+        ctx->use_private_key_file(cfg.key_file, ssl::context::pem);
+    }
+    return ctx;
 }
 
-// One Redis connection and its reply parser.
-struct redis_client::connection
+redis_client_options redis_options(const config::quota_store_config& cfg, std::shared_ptr<net::ssl::context> tls)
 {
-    explicit connection(net::any_io_executor ex) : stream(ex) {}
-    connection(const connection&) = delete;
-    connection& operator=(const connection&) = delete;
-
-    // Writes the pipeline and reads `count` replies.
-    net::awaitable<std::tuple<error_code, std::vector<redis_value>>> round_trip(const std::string& wire, std::size_t count)
-    {
-        std::vector<redis_value> replies;
-        auto [wec, wn] = co_await net::async_write(stream, net::buffer(wire), use_nothrow);
-        if (wec) co_return std::tuple{wec, replies};
-        while (replies.size() < count) {
-            if (auto reply = reader.next()) {
-                replies.push_back(std::move(*reply));
-                continue;
-            }
-            if (reader.failed()) co_return std::tuple{error_code(redis_errc::protocol), replies};
-            char buf[4096];
-            auto [rec, rn] = co_await stream.async_read_some(net::buffer(buf), use_nothrow);
-            if (rec) co_return std::tuple{rec, replies};
-            reader.feed(buf, rn);
-        }
-        co_return std::tuple{error_code{}, replies};
-    }
-
-    // Whether an idle pooled connection can carry a command: Redis has not closed it (a
-    // restart, a failover, an idle timeout on the server) and sent nothing unasked. One
-    // non-blocking peek; a connection that fails it is dropped before any command is
-    // written to it, so no command is ever sent twice because of it.
-    bool usable()
-    {
-        char byte;
-        auto n = ::recv(stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0) return false;                                  // closed by Redis
-        if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK; // nothing pending: alive
-        return false; // unsolicited bytes: out of step with its replies
-    }
-
-    beast::tcp_stream stream;
-    resp_reader reader;
-};
-
-redis_client::redis_client(net::any_io_executor ex, redis_target target, std::chrono::milliseconds timeout, int max_connections)
-    : ex_(ex), target_(std::move(target)), timeout_(timeout), max_connections_(max_connections)
-{
+    redis_client_options o;
+    o.target = config::parse_redis_url(cfg.url).value(); // validated
+    o.tls = std::move(tls);
+    o.tls_name = cfg.tls_server_name;
+    o.verify_tls = cfg.verify_tls;
+    o.timeout = std::chrono::milliseconds(cfg.timeout_ms);
+    return o;
 }
 
-redis_client::~redis_client() = default;
-
-net::awaitable<std::tuple<error_code, std::unique_ptr<redis_client::connection>>> redis_client::acquire()
+redis_client::redis_client(net::any_io_executor ex, redis_client_options options) : ex_(ex), options_(std::move(options))
 {
-    const auto deadline = std::chrono::steady_clock::now() + timeout_;
-    for (;;) {
-        if (!idle_.empty()) {
-            auto c = std::move(idle_.back());
-            idle_.pop_back();
-            if (!c->usable()) { // e.g. Redis restarted since: a new connection instead
-                --open_;
-                continue;
-            }
-            co_return std::tuple{error_code{}, std::move(c)};
-        }
-        if (open_ < max_connections_) {
-            if (std::chrono::steady_clock::now() < retry_at_)
-                co_return std::tuple{error_code(redis_errc::backing_off), std::unique_ptr<connection>{}};
-            ++open_;
-            auto c = std::make_unique<connection>(ex_);
-            tcp::resolver resolver(ex_);
-            auto [rec, eps] = co_await resolver.async_resolve(target_.host, std::to_string(target_.port), use_nothrow);
-            error_code ec = rec;
-            if (!ec) {
-                c->stream.expires_after(timeout_);
-                std::tie(ec, std::ignore) = co_await c->stream.async_connect(eps, use_nothrow);
-            }
-            std::vector<command> setup;
-            if (!target_.password.empty()) {
-                if (target_.username.empty())
-                    setup.push_back({"AUTH", target_.password});
-                else
-                    setup.push_back({"AUTH", target_.username, target_.password}); // an ACL user
-            }
-            if (target_.db != 0) setup.push_back({"SELECT", std::to_string(target_.db)});
-            if (!ec && !setup.empty()) {
-                std::string wire;
-                for (const auto& cmd : setup) wire += format(cmd);
-                auto [sec, replies] = co_await c->round_trip(wire, setup.size());
-                ec = sec;
-                for (const auto& r : replies)
-                    if (!ec && r.is_error()) ec = redis_errc::protocol;
-            }
-            if (ec) {
-                --open_;
-                backoff_ = std::min(std::chrono::milliseconds(1000), std::max(std::chrono::milliseconds(50), backoff_ * 2));
-                retry_at_ = std::chrono::steady_clock::now() + backoff_;
-                co_return std::tuple{ec, std::unique_ptr<connection>{}};
-            }
-            c->stream.expires_never();
-            error_code ignored;
-            c->stream.socket().set_option(tcp::no_delay(true), ignored);
-            backoff_ = std::chrono::milliseconds(0);
-            ++connects_;
-            co_return std::tuple{error_code{}, std::move(c)};
-        }
-        net::steady_timer waiter(ex_);
-        waiter.expires_at(deadline);
-        waiters_.push_back(&waiter);
-        auto [wec] = co_await waiter.async_wait(use_nothrow);
-        waiters_.remove(&waiter);
-        if (!wec) co_return std::tuple{error_code(redis_errc::pool_exhausted), std::unique_ptr<connection>{}};
-    }
+    slots_.node_index({options_.target.host, options_.target.port});
 }
 
-void redis_client::release(std::unique_ptr<connection> c)
+redis_client::~redis_client()
 {
-    if (c)
-        idle_.push_back(std::move(c));
+    close();
+}
+
+void redis_client::close()
+{
+    for (auto& n : nodes_)
+        if (n.connection) n.connection->close();
+}
+
+std::shared_ptr<redis_connection> redis_client::connection(int node)
+{
+    if (nodes_.size() <= static_cast<std::size_t>(node)) nodes_.resize(static_cast<std::size_t>(node) + 1);
+    auto& s = nodes_[static_cast<std::size_t>(node)];
+    if (s.connection && !s.connection->failed()) return s.connection;
+    if (s.connection) { // failed: reconnect at once if it had worked, else after a growing pause
+        s.backoff = s.connection->was_ready() ? 0ms : std::clamp(s.backoff * 2, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+        s.retry_at = s.connection->failed_at() + s.backoff;
+        s.connection.reset();
+    }
+    if (clock::now() < s.retry_at) return nullptr;
+    const auto& address = slots_.nodes()[static_cast<std::size_t>(node)];
+    redis_endpoint e;
+    e.host = address.host;
+    e.port = address.port;
+    e.session = &options_.target;
+    e.tls = options_.tls.get();
+    e.tls_name = !options_.tls_name.empty() ? options_.tls_name : node == 0 ? options_.target.host : address.host;
+    e.verify = options_.verify_tls;
+    e.connect_timeout = std::max(options_.timeout, std::chrono::milliseconds(2000));
+    s.connection = redis_connection::open(ex_, std::move(e));
+    ++connects_;
+    return s.connection;
+}
+
+net::awaitable<error_code> redis_client::call_node(int node, std::string wire, std::size_t replies, clock::time_point deadline,
+                                                   std::vector<redis_value>& out)
+{
+    auto conn = connection(node);
+    if (!conn) co_return redis_errc::backing_off;
+    auto call = conn->submit(wire, replies);
+    auto ec = co_await wait_for(*call, deadline);
+    if (ec)
+        note_failure(*conn, ec);
     else
-        --open_;
-    if (!waiters_.empty()) {
-        waiters_.front()->cancel();
-        waiters_.pop_front();
+        out = std::move(call->replies);
+    co_return ec;
+}
+
+void redis_client::note_failure(redis_connection& conn, error_code ec)
+{
+    if (ec == beast::error::timeout && !conn.failed() &&
+        clock::now() - conn.last_read() > std::max(options_.timeout, std::chrono::milliseconds(1000)))
+        conn.close(redis_errc::unresponsive); // dead peer or a stalled server: the next call connects anew
+    if (mode_ == mode::cluster) request_refresh(); // a master may have failed over
+}
+
+net::awaitable<error_code> redis_client::discover(clock::time_point deadline)
+{
+    std::vector<redis_value> replies;
+    auto ask = cluster_slots_command(); // named: no braced temporaries in co_await (g++ 12)
+    if (auto ec = co_await call_node(0, std::move(ask), 1, deadline, replies)) co_return ec;
+    if (mode_ != mode::unknown) co_return error_code{}; // another call finished first
+    if (replies[0].is_error()) {                          // "cluster support disabled", or no permission
+        mode_ = mode::standalone;
+        co_return error_code{};
     }
+    if (!slots_.load(replies[0], slots_.nodes()[0])) co_return redis_errc::protocol;
+    mode_ = mode::cluster;
+    spdlog::info("quota store: Redis Cluster with {} master(s)", slots_.nodes().size());
+    co_return error_code{};
+}
+
+int redis_client::node_for(const command& cmd) const
+{
+    if (mode_ != mode::cluster) return 0;
+    const auto* key = first_key(cmd);
+    if (!key) return 0;
+    int node = slots_.node_for(redis_key_slot(*key));
+    return node < 0 ? 0 : node; // unknown: any node answers with MOVED
 }
 
 net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::exec(std::vector<command> commands)
 {
-    auto [aec, conn] = co_await acquire();
-    if (aec) co_return std::tuple{aec, std::vector<redis_value>{}};
-    std::string wire;
-    for (const auto& cmd : commands) wire += format(cmd);
-    conn->stream.expires_after(timeout_);
-    auto [ec, replies] = co_await conn->round_trip(wire, commands.size());
-    if (ec) {
-        // A timed-out or broken connection may still have replies in flight: drop it.
-        conn.reset();
-        release(nullptr);
-        co_return std::tuple{ec, std::move(replies)};
+    co_return co_await exec(std::move(commands), clock::now() + options_.timeout);
+}
+
+net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::exec(std::vector<command> commands,
+                                                                                       clock::time_point deadline)
+{
+    std::vector<redis_value> replies(commands.size());
+    if (mode_ == mode::unknown)
+        if (auto ec = co_await discover(deadline)) co_return std::tuple{ec, std::move(replies)};
+    // One pipelined call per node, all in flight before any is waited for.
+    struct group
+    {
+        int node;
+        std::string wire;
+        std::vector<std::size_t> positions;
+        std::shared_ptr<redis_call> call;
+        std::shared_ptr<redis_connection> connection;
+    };
+    std::vector<group> groups;
+    std::vector<int> sent_to(commands.size());
+    for (std::size_t i = 0; i < commands.size(); ++i) {
+        int node = sent_to[i] = node_for(commands[i]);
+        auto g = std::find_if(groups.begin(), groups.end(), [&](const group& x) { return x.node == node; });
+        if (g == groups.end()) g = groups.insert(groups.end(), group{node, {}, {}, {}, {}});
+        g->wire += format_redis_command(commands[i]);
+        g->positions.push_back(i);
     }
-    conn->stream.expires_never();
-    release(std::move(conn));
+    for (auto& g : groups) {
+        g.connection = connection(g.node);
+        if (!g.connection) co_return std::tuple{error_code(redis_errc::backing_off), std::move(replies)};
+        g.call = g.connection->submit(g.wire, g.positions.size());
+    }
+    for (auto& g : groups) {
+        if (auto ec = co_await wait_for(*g.call, deadline)) {
+            note_failure(*g.connection, ec);
+            co_return std::tuple{ec, std::move(replies)};
+        }
+        for (std::size_t k = 0; k < g.positions.size(); ++k) replies[g.positions[k]] = std::move(g.call->replies[k]);
+    }
+    if (mode_ == mode::cluster)
+        for (std::size_t i = 0; i < commands.size(); ++i)
+            if (replies[i].is_error())
+                if (auto ec = co_await follow_redirects(commands[i], sent_to[i], replies[i], deadline))
+                    co_return std::tuple{ec, std::move(replies)};
     co_return std::tuple{error_code{}, std::move(replies)};
+}
+
+net::awaitable<error_code> redis_client::follow_redirects(const command& cmd, int sent_to, redis_value& reply, clock::time_point deadline)
+{
+    for (int hop = 0; reply.is_error(); ++hop) {
+        std::string wire;
+        std::size_t expected = 1;
+        int node = sent_to;
+        if (reply.str.starts_with("TRYAGAIN")) {
+            net::steady_timer pause(ex_);
+            pause.expires_at(std::min(deadline, clock::now() + try_again_pause));
+            co_await pause.async_wait(use_nothrow);
+        } else if (auto r = parse_redis_redirect(reply.str)) {
+            auto to = r->to.host.empty() ? redis_node_address{slots_.nodes()[static_cast<std::size_t>(sent_to)].host, r->to.port} : r->to;
+            if (r->ask) {
+                node = slots_.node_index(to);
+                wire = format_redis_command({"ASKING"});
+                expected = 2;
+            } else {
+                node = slots_.move(r->slot, to);
+                request_refresh(); // one moved slot is seldom alone
+            }
+        } else {
+            co_return error_code{}; // Redis' own error reply: the caller's to read
+        }
+        if (hop == max_redirects) co_return redis_errc::redirected;
+        wire += format_redis_command(cmd);
+        std::vector<redis_value> replies;
+        if (auto ec = co_await call_node(node, std::move(wire), expected, deadline, replies)) co_return ec;
+        reply = std::move(replies.back());
+        sent_to = node;
+    }
+    co_return error_code{};
+}
+
+void redis_client::request_refresh()
+{
+    if (refreshing_ || clock::now() < next_refresh_) return;
+    refreshing_ = true;
+    net::co_spawn(ex_, refresh(shared_from_this()), log_failure("redis cluster slot refresh"));
+}
+
+// Asks the nodes, in turn, for the current slot map until one answers.
+net::awaitable<void> redis_client::refresh(std::shared_ptr<redis_client> self)
+{
+    auto deadline = clock::now() + std::max(self->options_.timeout, std::chrono::milliseconds(1000));
+    for (std::size_t node = 0; node < self->slots_.nodes().size(); ++node) {
+        std::vector<redis_value> replies;
+        auto ask = cluster_slots_command();
+        auto ec = co_await self->call_node(static_cast<int>(node), std::move(ask), 1, deadline, replies);
+        if (!ec && self->slots_.load(replies[0], self->slots_.nodes()[node])) break;
+        if (clock::now() >= deadline) break;
+    }
+    self->refreshing_ = false;
+    self->next_refresh_ = clock::now() + min_refresh_interval;
 }
 
 } // namespace gw::gateway

@@ -229,13 +229,17 @@ TEST(ConfigLoader, ListenAndQuotaStoreRules)
     r = load_config_text(minimal(R"(, "server": {"listen": "[::1]:70000"},
         "quota_store": {"type": "redis", "url": "http://127.0.0.1"})"), fake_env({}));
     EXPECT_TRUE(has_problem(r, "server.listen: \"[::1]:70000\" is not HOST:PORT")) << all(r);
-    EXPECT_TRUE(has_problem(r, "quota_store.url: \"http://127.0.0.1\" is not a redis:// URL (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])")) << all(r);
-    r = load_config_text(minimal(R"(, "quota_store": {"type": "redis", "url": "rediss://127.0.0.1"})"), fake_env({}));
-    EXPECT_TRUE(has_problem(r, "quota_store.url: \"rediss://127.0.0.1\" uses rediss:// (TLS), which this version's Redis client does "
-                               "not speak; use redis:// on a private network (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])"))
-        << "refused by validation, never an abort at start: " << all(r);
+    EXPECT_TRUE(has_problem(r, "quota_store.url: \"http://127.0.0.1\" is not a redis:// or rediss:// URL (expected redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB])")) << all(r);
+    r = load_config_text(minimal(R"(, "quota_store": {"type": "redis", "url": "redis://127.0.0.1", "ca_file": "/nonexistent"})"), fake_env({}));
+    EXPECT_TRUE(has_problem(r, "quota_store.ca_file: is only used with a rediss:// URL")) << all(r);
+    r = load_config_text(minimal(R"(, "quota_store": {"type": "redis", "url": "rediss://127.0.0.1", "ca_file": "/nonexistent",
+        "cert_file": "/nonexistent.pem"})"), fake_env({}));
+    EXPECT_TRUE(has_problem(r, "quota_store.ca_file: cannot read \"/nonexistent\"")) << all(r);
+    EXPECT_TRUE(has_problem(r, "quota_store.cert_file: and quota_store.key_file go together (a client certificate and its key)")) << all(r);
+    r = load_config_text(minimal(R"(, "quota_store": {"type": "redis", "url": "rediss://u:p@127.0.0.1:6380/1"})"), fake_env({}));
+    EXPECT_TRUE(r.ok()) << "TLS with an ACL user and a database: " << all(r);
     r = load_config_text(minimal(R"(, "quota_store": {"type": "redis", "url": "redis://h/x1"})"), fake_env({}));
-    EXPECT_TRUE(has_problem(r, "quota_store.url: \"redis://h/x1\" has a database that is not a number (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])")) << all(r);
+    EXPECT_TRUE(has_problem(r, "quota_store.url: \"redis://h/x1\" has a database that is not a number (expected redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB])")) << all(r);
     r = load_config_text(minimal(R"(, "quota_store": {"url": "redis://x"})"), fake_env({}));
     EXPECT_TRUE(has_problem(r, "quota_store.url: is only used when type is \"redis\"")) << all(r);
 }
@@ -287,8 +291,15 @@ TEST(RedisUrl, OneReadingForValidationAndTheClient)
     EXPECT_EQ(t->password, "secret") << "a lone userinfo is the password, as redis-cli reads it";
     EXPECT_EQ(parse_redis_url("redis://[::1]:7000")->host, "::1");
     std::string why;
-    EXPECT_FALSE(parse_redis_url("rediss://h", &why));
-    EXPECT_NE(why.find("TLS"), std::string::npos);
+    EXPECT_FALSE(parse_redis_url("redis://h")->tls);
+    t = parse_redis_url("rediss://u:p@redis.example:6380/3");
+    ASSERT_TRUE(t);
+    EXPECT_TRUE(t->tls);
+    EXPECT_EQ(t->host, "redis.example");
+    EXPECT_EQ(t->port, 6380);
+    EXPECT_EQ(t->db, 3);
+    EXPECT_FALSE(parse_redis_url("redisx://h", &why));
+    EXPECT_EQ(why, "is not a redis:// or rediss:// URL");
     EXPECT_FALSE(parse_redis_url("redis://h/-1", &why));
     EXPECT_FALSE(parse_redis_url("redis://h/1x", &why));
     EXPECT_FALSE(parse_redis_url("redis://h?db=1", &why));

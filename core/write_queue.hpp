@@ -1,0 +1,109 @@
+// Writes that must reach a shared store eventually but never on the request path
+// (settlements, lease releases and renewals, ownership records), as a sans-io queue with
+// time passed in. Items are sent in batches: when `batch` are waiting, or `delay` after the
+// oldest one arrived. A batch that did not land is tried again after a pause that doubles
+// from `first_retry` to `max_retry`; an item still failing `give_up_after` after it was
+// queued, or pushed while `max_pending` wait, is dropped and counted. Retried items must
+// be idempotent: a failed batch may have been applied in part.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <utility>
+#include <vector>
+
+namespace gw::core {
+
+struct write_queue_limits
+{
+    std::chrono::milliseconds delay{2};
+    std::size_t batch = 256;
+    std::chrono::milliseconds first_retry{100};
+    std::chrono::milliseconds max_retry{5'000};
+    std::chrono::milliseconds give_up_after{300'000};
+    std::size_t max_pending = 100'000;
+};
+
+template <typename Item> class write_queue
+{
+public:
+    using clock = std::chrono::steady_clock;
+    using time_point = clock::time_point;
+    struct entry
+    {
+        Item item;
+        time_point queued;
+        std::chrono::milliseconds pause{0}; // before the last retry
+    };
+
+    explicit write_queue(write_queue_limits limits = {}) : limits_(limits) {}
+
+    // False (the item is dropped and counted) when max_pending items already wait.
+    bool push(Item item, time_point now)
+    {
+        if (size() >= limits_.max_pending) {
+            ++dropped_;
+            return false;
+        }
+        fresh_.push_back(entry{std::move(item), now, {}});
+        return true;
+    }
+
+    // When the next batch is due: at once when `batch` items are waiting, else `delay`
+    // after the oldest new item or at the earliest retry; time_point::max() when empty.
+    time_point next_flush() const
+    {
+        auto at = time_point::max();
+        if (!fresh_.empty()) at = fresh_.size() >= limits_.batch ? fresh_.front().queued : fresh_.front().queued + limits_.delay;
+        if (!retries_.empty()) at = std::min(at, retries_.begin()->first);
+        return at;
+    }
+
+    // The batch to send at `now`: due retries first, then new items, at most `batch`.
+    std::vector<entry> take(time_point now)
+    {
+        std::vector<entry> out;
+        while (!retries_.empty() && retries_.begin()->first <= now && out.size() < limits_.batch) {
+            out.push_back(std::move(retries_.begin()->second));
+            retries_.erase(retries_.begin());
+        }
+        while (!fresh_.empty() && out.size() < limits_.batch) {
+            out.push_back(std::move(fresh_.front()));
+            fresh_.pop_front();
+        }
+        return out;
+    }
+
+    // Entries of a batch that did not land: queued again after their pause, unless they
+    // have waited give_up_after (then dropped and counted).
+    void retry(std::vector<entry> failed, time_point now)
+    {
+        for (auto& e : failed) {
+            if (now - e.queued >= limits_.give_up_after) {
+                ++dropped_;
+                continue;
+            }
+            e.pause = e.pause.count() == 0 ? limits_.first_retry : std::min(limits_.max_retry, e.pause * 2);
+            ++retried_;
+            auto at = now + e.pause;
+            retries_.emplace(at, std::move(e));
+        }
+    }
+
+    std::size_t size() const { return fresh_.size() + retries_.size(); }
+    std::uint64_t dropped() const { return dropped_; }
+    std::uint64_t retried() const { return retried_; }
+
+private:
+    write_queue_limits limits_;
+    std::deque<entry> fresh_;
+    std::multimap<time_point, entry> retries_;
+    std::uint64_t dropped_ = 0;
+    std::uint64_t retried_ = 0;
+};
+
+} // namespace gw::core

@@ -1,0 +1,222 @@
+#include "gateway/quota/redis_connection.hpp"
+
+#include "gateway/spawn.hpp"
+#include "gateway/upstream/tls_socket.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+
+#include <hiredis/hiredis.h>
+#include <openssl/err.h>
+#include <spdlog/spdlog.h>
+
+namespace gw::gateway {
+
+using tcp = net::ip::tcp;
+
+namespace {
+
+struct redis_category_t : boost::system::error_category
+{
+    const char* name() const noexcept override { return "redis"; }
+    std::string message(int ev) const override
+    {
+        switch (static_cast<redis_errc>(ev)) {
+        case redis_errc::backing_off: return "redis unreachable (backing off before reconnecting)";
+        case redis_errc::protocol: return "malformed or unexpected redis reply";
+        case redis_errc::setup_refused: return "redis refused AUTH or SELECT";
+        case redis_errc::closed: return "redis connection closed";
+        case redis_errc::unresponsive: return "redis connection unresponsive";
+        case redis_errc::redirected: return "redis cluster redirected the command too many times";
+        }
+        return "redis error";
+    }
+};
+
+} // namespace
+
+error_code make_error_code(redis_errc e)
+{
+    static const redis_category_t category;
+    return {static_cast<int>(e), category};
+}
+
+std::string format_redis_command(const std::vector<std::string>& args)
+{
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    argv.reserve(args.size());
+    lens.reserve(args.size());
+    for (const auto& a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+    }
+    char* out = nullptr;
+    long long n = redisFormatCommandArgv(&out, static_cast<int>(argv.size()), argv.data(), lens.data());
+    std::string s = n > 0 ? std::string(out, static_cast<std::size_t>(n)) : std::string();
+    redisFreeCommand(out);
+    return s;
+}
+
+net::awaitable<error_code> wait_for(redis_call& call, redis_connection::clock::time_point deadline)
+{
+    if (call.done) co_return call.ec;
+    net::steady_timer timer(co_await net::this_coro::executor);
+    timer.expires_at(deadline);
+    call.on_done = [&timer] { timer.cancel(); };
+    co_await timer.async_wait(use_nothrow);
+    if (!call.done) {
+        call.on_done = nullptr; // gave up: the timer goes away with this frame
+        co_return beast::error::timeout;
+    }
+    co_return call.ec;
+}
+
+redis_connection::redis_connection(net::any_io_executor ex, redis_endpoint endpoint)
+    : ex_(ex), endpoint_(std::move(endpoint)), tcp_(ex), wake_writer_(ex)
+{
+}
+
+redis_connection::~redis_connection() = default;
+
+std::shared_ptr<redis_connection> redis_connection::open(net::any_io_executor ex, redis_endpoint endpoint)
+{
+    auto self = std::make_shared<redis_connection>(ex, std::move(endpoint));
+    // The session set-up goes first, ahead of every caller's command.
+    std::string setup;
+    std::size_t replies = 0;
+    if (const auto* s = self->endpoint_.session) {
+        if (!s->password.empty()) {
+            setup += s->username.empty() ? format_redis_command({"AUTH", s->password})
+                                         : format_redis_command({"AUTH", s->username, s->password}); // an ACL user
+            ++replies;
+        }
+        if (s->db != 0) {
+            setup += format_redis_command({"SELECT", std::to_string(s->db)});
+            ++replies;
+        }
+    }
+    if (replies > 0) self->setup_ = self->submit(setup, replies);
+    net::co_spawn(ex, run(self), log_failure("redis connection"));
+    return self;
+}
+
+std::shared_ptr<redis_call> redis_connection::submit(std::string_view wire, std::size_t replies)
+{
+    auto call = std::make_shared<redis_call>();
+    call->expected = replies;
+    if (failed_) {
+        call->ec = error_;
+        call->done = true;
+        return call;
+    }
+    pipeline_.submit(call, wire);
+    wake_writer_.cancel(); // the writer sends it (now, or once connected)
+    return call;
+}
+
+void redis_connection::close(error_code why)
+{
+    fail(why);
+}
+
+void redis_connection::fail(error_code ec)
+{
+    if (failed_) return;
+    failed_ = true;
+    error_ = ec;
+    failed_at_ = clock::now();
+    error_code ignored;
+    tcp_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp_.socket().close(ignored);
+    wake_writer_.cancel();
+    pipeline_.fail_all(ec);
+}
+
+net::awaitable<error_code> redis_connection::connect()
+{
+    tcp::resolver resolver(ex_);
+    auto [rec, endpoints] = co_await resolver.async_resolve(endpoint_.host, std::to_string(endpoint_.port), use_nothrow);
+    if (rec) co_return rec;
+    tcp_.expires_after(endpoint_.connect_timeout);
+    auto [cec, ep] = co_await tcp_.async_connect(endpoints, use_nothrow);
+    tcp_.expires_never();
+    if (cec) co_return cec;
+    error_code ignored;
+    tcp_.socket().set_option(tcp::no_delay(true), ignored);
+    if (endpoint_.tls) {
+        tls_ = std::make_unique<tls_socket>(tcp_, *endpoint_.tls);
+        if (!tls_->set_peer(endpoint_.tls_name.empty() ? endpoint_.host : endpoint_.tls_name, endpoint_.verify))
+            co_return error_code(static_cast<int>(::ERR_get_error()), net::error::get_ssl_category());
+        tls_->expires_after(endpoint_.connect_timeout);
+        auto [hec] = co_await tls_->async_handshake(use_nothrow);
+        tls_->expires_never();
+        if (hec) co_return hec;
+    }
+    co_return error_code{};
+}
+
+// Connects, then writes whatever callers queued, for as long as the connection lives.
+net::awaitable<void> redis_connection::run(std::shared_ptr<redis_connection> self)
+{
+    if (auto ec = co_await self->connect()) {
+        if (!self->failed_)
+            spdlog::debug("redis {}:{}: connect failed: {}", self->endpoint_.host, self->endpoint_.port, ec.message());
+        self->fail(ec);
+        co_return;
+    }
+    if (self->failed_) co_return; // closed while connecting
+    self->last_read_ = clock::now();
+    self->ready_ = !self->setup_;
+    net::co_spawn(self->ex_, read_replies(self), log_failure("redis reply reader"));
+    while (!self->failed_) {
+        if (!self->pipeline_.has_output()) {
+            self->wake_writer_.expires_at(clock::time_point::max());
+            co_await self->wake_writer_.async_wait(use_nothrow); // submit() or fail() cancels it
+            continue;
+        }
+        auto out = self->pipeline_.take_output();
+        error_code ec;
+        if (self->tls_)
+            std::tie(ec, std::ignore) = co_await net::async_write(*self->tls_, net::buffer(out), use_nothrow);
+        else
+            std::tie(ec, std::ignore) = co_await net::async_write(self->tcp_, net::buffer(out), use_nothrow);
+        if (ec) self->fail(ec);
+    }
+}
+
+net::awaitable<void> redis_connection::read_replies(std::shared_ptr<redis_connection> self)
+{
+    while (!self->failed_) {
+        error_code ec;
+        std::size_t n = 0;
+        auto buffer = net::buffer(self->buffer_);
+        if (self->tls_)
+            std::tie(ec, n) = co_await self->tls_->async_read_some(buffer, use_nothrow);
+        else
+            std::tie(ec, n) = co_await self->tcp_.async_read_some(buffer, use_nothrow);
+        if (self->failed_) co_return;
+        if (ec) {
+            self->fail(ec);
+            co_return;
+        }
+        self->last_read_ = clock::now();
+        if (!self->pipeline_.feed(self->buffer_.data(), n)) {
+            self->fail(redis_errc::protocol);
+            co_return;
+        }
+        if (self->setup_ && self->setup_->done) {
+            auto setup = std::move(self->setup_);
+            for (const auto& r : setup->replies) {
+                if (!r.is_error()) continue;
+                spdlog::warn("redis {}:{}: session set-up refused: {}", self->endpoint_.host, self->endpoint_.port, r.str);
+                self->fail(redis_errc::setup_refused);
+                co_return;
+            }
+            self->ready_ = true;
+        }
+    }
+}
+
+} // namespace gw::gateway

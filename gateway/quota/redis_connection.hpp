@@ -1,0 +1,115 @@
+// One multiplexed connection from a worker to one Redis node, plain or TLS. Concurrent
+// callers' commands share it: each submit appends to one output buffer that a writer
+// coroutine sends in as few writes as the socket allows, and a reader coroutine hands the
+// replies back in order (redis_pipeline). No caller ever waits for a free connection.
+//
+// Lifetime: created by open(), which queues the session set-up (AUTH, SELECT) ahead of any
+// caller's command and starts connecting; the writer and reader coroutines hold the object
+// until it fails or is closed. A failed connection is never reused: every call in flight
+// ends with its error, and the owner opens a new one. Runs on one worker's executor.
+#pragma once
+
+#include "config/redis_url.hpp"
+#include "gateway/net.hpp"
+#include "gateway/quota/redis_pipeline.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include <array>
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace gw::gateway {
+
+class tls_socket;
+
+// Errors of the Redis client itself (besides socket and TLS errors).
+enum class redis_errc
+{
+    backing_off = 1, // a recent connect failed; not trying again yet
+    protocol,        // a reply could not be parsed, or answered nothing asked
+    setup_refused,   // AUTH or SELECT was refused (the reply is logged)
+    closed,          // the connection was closed by this side
+    unresponsive,    // nothing read for too long while calls waited
+    redirected,      // Redis Cluster kept redirecting the command
+};
+error_code make_error_code(redis_errc e);
+
+} // namespace gw::gateway
+
+template <>
+struct boost::system::is_error_code_enum<gw::gateway::redis_errc> : std::true_type
+{
+};
+
+namespace gw::gateway {
+
+// How to reach and greet one node.
+struct redis_endpoint
+{
+    std::string host;
+    std::uint16_t port = 6379;
+    const config::redis_target* session = nullptr; // credentials and db (outlives the connection)
+    net::ssl::context* tls = nullptr;              // rediss://: the client context (outlives it too)
+    std::string tls_name;                          // name verified and sent as SNI ("" = host)
+    bool verify = true;
+    std::chrono::milliseconds connect_timeout{2000};
+};
+
+class redis_connection : public std::enable_shared_from_this<redis_connection>
+{
+public:
+    using clock = std::chrono::steady_clock;
+
+    static std::shared_ptr<redis_connection> open(net::any_io_executor ex, redis_endpoint endpoint);
+    ~redis_connection();
+
+    // Queues formatted commands expecting `replies` replies; the call completes when they
+    // have all arrived, or with the connection's error.
+    std::shared_ptr<redis_call> submit(std::string_view wire, std::size_t replies);
+    // Ends the connection: calls in flight fail with `why`.
+    void close(error_code why = redis_errc::closed);
+
+    bool failed() const { return failed_; }
+    error_code error() const { return error_; }
+    bool was_ready() const { return ready_; } // the session was set up before it failed
+    clock::time_point failed_at() const { return failed_at_; }
+    std::size_t in_flight() const { return pipeline_.in_flight(); }
+    clock::time_point last_read() const { return last_read_; }
+    const redis_endpoint& endpoint() const { return endpoint_; }
+
+    redis_connection(net::any_io_executor ex, redis_endpoint endpoint); // use open()
+
+private:
+    static net::awaitable<void> run(std::shared_ptr<redis_connection> self);
+    static net::awaitable<void> read_replies(std::shared_ptr<redis_connection> self);
+    net::awaitable<error_code> connect();
+    void fail(error_code ec);
+
+    net::any_io_executor ex_;
+    redis_endpoint endpoint_;
+    beast::tcp_stream tcp_;
+    std::unique_ptr<tls_socket> tls_;
+    net::steady_timer wake_writer_;
+    redis_pipeline pipeline_;
+    std::shared_ptr<redis_call> setup_;
+    bool ready_ = false;
+    bool failed_ = false;
+    error_code error_;
+    clock::time_point failed_at_{};
+    clock::time_point last_read_ = clock::now();
+    std::array<char, 16 * 1024> buffer_;
+};
+
+// Waits until `call` is done or `deadline` passes (then beast::error::timeout; the call
+// stays queued and its replies are dropped when they come).
+net::awaitable<error_code> wait_for(redis_call& call, redis_connection::clock::time_point deadline);
+
+// One command in RESP, as hiredis formats it.
+std::string format_redis_command(const std::vector<std::string>& args);
+
+} // namespace gw::gateway

@@ -1,0 +1,190 @@
+#include "gateway/quota/redis_link.hpp"
+
+#include "gateway/quota/redis_scripts.hpp"
+#include "gateway/spawn.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+
+namespace gw::gateway {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// A background batch may take longer than a request's admission would wait.
+constexpr auto min_write_deadline = 1000ms;
+
+// Error replies that say "not now" rather than "never": the write is tried again.
+bool transient(const redis_value& reply)
+{
+    for (const char* prefix : {"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "NOSCRIPT", "MOVED", "ASK"})
+        if (reply.str.starts_with(prefix)) return true;
+    return false;
+}
+
+} // namespace
+
+redis_link::redis_link(net::any_io_executor ex, redis_client_options options, std::chrono::milliseconds lease_ttl,
+                       std::shared_ptr<store_counters> counters, core::write_queue_limits limits)
+    : ex_(ex),
+      client_(std::make_shared<redis_client>(ex, std::move(options))),
+      lease_ttl_(lease_ttl),
+      counters_(std::move(counters)),
+      queue_(limits),
+      timer_(ex),
+      next_renewal_(clock::now() + lease_ttl / 3)
+{
+}
+
+redis_link::~redis_link()
+{
+    counters_->writes_pending -= reported_pending_;
+    client_->close();
+}
+
+void redis_link::start()
+{
+    net::co_spawn(ex_, flush_loop(shared_from_this()), log_failure("quota store write flusher"));
+}
+
+void redis_link::stop()
+{
+    stopped_ = true;
+    timer_.cancel();
+    counters_->writes_dropped += queue_.size();
+    client_->close();
+}
+
+net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run(std::vector<command> calls, clock::time_point deadline)
+{
+    auto [ec, replies] = co_await client_->exec(calls, deadline);
+    if (ec) co_return std::tuple{ec, std::move(replies)};
+    std::vector<bool> noscript(replies.size());
+    for (std::size_t i = 0; i < replies.size(); ++i) noscript[i] = replies[i].is_error() && replies[i].str.starts_with("NOSCRIPT");
+    std::vector<std::size_t> where;
+    auto again = redis_scripts::with_script_bodies(calls, noscript, where);
+    if (!again.empty()) {
+        auto [rec, second] = co_await client_->exec(std::move(again), deadline);
+        if (rec) co_return std::tuple{rec, std::move(replies)};
+        for (std::size_t k = 0; k < where.size(); ++k) replies[where[k]] = std::move(second[k]);
+    }
+    co_return std::tuple{error_code{}, std::move(replies)};
+}
+
+void redis_link::write(command cmd)
+{
+    queue_.push(std::move(cmd), clock::now());
+    update_pending();
+    wake();
+}
+
+void redis_link::wake()
+{
+    if (!sending_ && queue_.next_flush() < timer_.expiry()) timer_.cancel();
+}
+
+void redis_link::update_pending()
+{
+    auto pending = static_cast<std::int64_t>(queue_.size());
+    counters_->writes_pending += pending - reported_pending_;
+    reported_pending_ = pending;
+    counters_->writes_dropped += queue_.dropped() - reported_dropped_;
+    reported_dropped_ = queue_.dropped();
+    counters_->writes_retried += queue_.retried() - reported_retried_;
+    reported_retried_ = queue_.retried();
+}
+
+void redis_link::hold_lease(const std::string& lease, std::string tenant_key, std::string app_key)
+{
+    leases_[lease] = held{std::move(tenant_key), std::move(app_key)};
+}
+
+void redis_link::release_lease(const std::string& lease)
+{
+    leases_.erase(lease);
+}
+
+// One renewal per sorted set, naming every lease this worker still holds in it.
+void redis_link::queue_renewals()
+{
+    std::map<std::string, std::vector<std::string>> by_key;
+    for (const auto& [lease, h] : leases_) {
+        for (const auto* key : {&h.tenant_key, &h.app_key}) {
+            if (key->empty()) continue;
+            auto& args = by_key[*key];
+            if (args.empty()) args.push_back(std::to_string(lease_ttl_.count()));
+            args.push_back(lease);
+        }
+    }
+    for (auto& [key, args] : by_key) queue_.push(redis_scripts::renew_leases({key}, std::move(args)), clock::now());
+    update_pending();
+}
+
+net::awaitable<void> redis_link::flush_loop(std::shared_ptr<redis_link> self)
+{
+    while (!self->stopped_) {
+        auto now = clock::now();
+        if (now >= self->next_renewal_) {
+            self->queue_renewals();
+            self->next_renewal_ = now + self->lease_ttl_ / 3;
+        }
+        auto at = std::min(self->queue_.next_flush(), self->next_renewal_);
+        if (at > now) {
+            self->timer_.expires_at(at);
+            co_await self->timer_.async_wait(use_nothrow); // write() cancels it when a batch is due sooner
+            continue;
+        }
+        co_await self->send_batch(now);
+    }
+}
+
+net::awaitable<void> redis_link::send_batch(clock::time_point now)
+{
+    sending_ = true;
+    auto batch = queue_.take(now);
+    std::vector<command> calls;
+    calls.reserve(batch.size());
+    for (const auto& e : batch) calls.push_back(e.item);
+    auto deadline = clock::now() + std::max(client_->timeout(), min_write_deadline);
+    auto [ec, replies] = co_await run(std::move(calls), deadline);
+    sending_ = false;
+    decltype(batch) failed;
+    if (ec) {
+        ++counters_->errors;
+        if (!failing_) spdlog::warn("quota store: {} background write(s) failed ({}); retrying", batch.size(), ec.message());
+        failing_ = true;
+        failed = std::move(batch);
+    } else {
+        if (failing_) spdlog::info("quota store: background writes land again");
+        failing_ = false;
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (!replies[i].is_error()) continue;
+            if (transient(replies[i])) {
+                failed.push_back(std::move(batch[i]));
+                continue;
+            }
+            ++counters_->errors;
+            counters_->writes_dropped += 1;
+            spdlog::error("quota store: Redis refused a write ({}): {}", batch[i].item.empty() ? "" : batch[i].item[0], replies[i].str);
+        }
+    }
+    if (!failed.empty()) queue_.retry(std::move(failed), clock::now());
+    update_pending();
+}
+
+net::awaitable<void> redis_link::flush(clock::time_point deadline)
+{
+    net::steady_timer pause(ex_);
+    while (clock::now() < deadline) {
+        bool only_retries = !sending_ && (queue_.size() == 0 || queue_.next_flush() > clock::now() + 50ms);
+        if (only_retries) co_return;
+        pause.expires_after(1ms);
+        co_await pause.async_wait(use_nothrow);
+    }
+}
+
+} // namespace gw::gateway

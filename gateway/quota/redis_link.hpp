@@ -1,0 +1,90 @@
+// One worker's link to the shared Redis store, made once at start and kept across config
+// reloads (the quota_store section cannot change without a restart): the client with its
+// multiplexed connections, the background writes, and the leases this worker's running
+// requests hold.
+//
+// Background writes (settlements, lease releases, ownership records, lease renewals) leave
+// the request path: they are queued (core::write_queue) and sent by one flusher coroutine
+// as a pipelined batch every couple of milliseconds, or at once when a batch is full.
+// A batch that fails is retried with backoff for up to five minutes, then counted as
+// dropped; every write is idempotent (SET NX, ZREM, settlements keyed by lease), so a
+// retry of a batch Redis applied in part changes nothing twice. Leases are renewed every
+// third of their TTL while the request that holds them runs.
+// Runs on the worker's executor; not thread-safe.
+#pragma once
+
+#include "core/write_queue.hpp"
+#include "gateway/quota/quota.hpp"
+#include "gateway/quota/redis_client.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+namespace gw::gateway {
+
+class redis_link : public std::enable_shared_from_this<redis_link>
+{
+public:
+    using command = redis_client::command;
+    using clock = redis_client::clock;
+
+    redis_link(net::any_io_executor ex, redis_client_options options, std::chrono::milliseconds lease_ttl,
+               std::shared_ptr<store_counters> counters, core::write_queue_limits limits = {});
+    ~redis_link();
+    // Starts the flusher (once, after construction: it holds a reference).
+    void start();
+    // Stops the flusher and closes the connections; writes still queued are counted as dropped.
+    void stop();
+
+    // Runs `calls` as one pipeline by `deadline`, resending as EVAL what Redis answered
+    // NOSCRIPT.
+    net::awaitable<std::tuple<error_code, std::vector<redis_value>>> run(std::vector<command> calls, clock::time_point deadline);
+    // Queues an idempotent write.
+    void write(command cmd);
+    // Sends what is queued now, and waits (up to `deadline`) until the queue is empty or
+    // only retries remain. For a graceful stop and for tests.
+    net::awaitable<void> flush(clock::time_point deadline);
+
+    // A running request's lease, renewed until released. `tenant_key`/`app_key` are the
+    // sorted sets holding it ("" = not held there).
+    void hold_lease(const std::string& lease, std::string tenant_key, std::string app_key);
+    void release_lease(const std::string& lease);
+
+    redis_client& client() { return *client_; }
+    std::chrono::milliseconds lease_ttl() const { return lease_ttl_; }
+    std::size_t pending_writes() const { return queue_.size(); }
+    store_counters& counters() { return *counters_; }
+
+private:
+    struct held
+    {
+        std::string tenant_key, app_key;
+    };
+    static net::awaitable<void> flush_loop(std::shared_ptr<redis_link> self);
+    net::awaitable<void> send_batch(clock::time_point now);
+    void queue_renewals();
+    void wake();
+    void update_pending();
+
+    net::any_io_executor ex_;
+    std::shared_ptr<redis_client> client_;
+    std::chrono::milliseconds lease_ttl_;
+    std::shared_ptr<store_counters> counters_;
+    core::write_queue<command> queue_;
+    net::steady_timer timer_;
+    clock::time_point next_renewal_;
+    std::unordered_map<std::string, held> leases_;
+    std::int64_t reported_pending_ = 0;
+    std::uint64_t reported_dropped_ = 0;
+    std::uint64_t reported_retried_ = 0;
+    bool sending_ = false;
+    bool stopped_ = false;
+    bool failing_ = false; // the last batch failed: logged once per outage
+};
+
+} // namespace gw::gateway

@@ -1,0 +1,54 @@
+#include "gateway/quota/redis_pipeline.hpp"
+
+namespace gw::gateway {
+
+void redis_pipeline::submit(std::shared_ptr<redis_call> call, std::string_view wire)
+{
+    output_.append(wire);
+    if (call->expected == 0) {
+        complete(*call);
+        return;
+    }
+    pending_.push_back(std::move(call));
+}
+
+std::string redis_pipeline::take_output()
+{
+    std::string out;
+    out.swap(output_);
+    return out;
+}
+
+bool redis_pipeline::feed(const char* data, std::size_t size)
+{
+    reader_.feed(data, size);
+    while (auto reply = reader_.next()) {
+        if (pending_.empty()) return false; // unasked: Redis and this side disagree on the stream
+        auto& call = *pending_.front();
+        call.replies.push_back(std::move(*reply));
+        if (call.replies.size() == call.expected) {
+            auto finished = std::move(pending_.front());
+            pending_.pop_front();
+            complete(*finished);
+        }
+    }
+    return !reader_.failed();
+}
+
+void redis_pipeline::fail_all(boost::system::error_code ec)
+{
+    auto failed = std::move(pending_);
+    pending_.clear();
+    for (auto& call : failed) {
+        call->ec = ec;
+        complete(*call);
+    }
+}
+
+void redis_pipeline::complete(redis_call& call)
+{
+    call.done = true;
+    if (auto wake = std::move(call.on_done)) wake();
+}
+
+} // namespace gw::gateway

@@ -1,0 +1,39 @@
+// The Lua scripts of the Redis quota store and how they are called. Each script touches
+// the keys of one hash tag (one Cluster slot) and reads Redis' own clock (TIME), so every
+// replica decides on the same time. Called with EVALSHA; when Redis has lost its script
+// cache (a restart, SCRIPT FLUSH, a node new to the slot) the reply is NOSCRIPT and
+// with_script_bodies() turns those calls into EVALs.
+//
+// Concurrency is held as leases: members of a sorted set scored by their expiry, which a
+// running request renews (renew_leases) and its end removes; a replica that dies cannot
+// hold slots beyond one lease TTL. A token reservation is recorded in the tenant's token
+// hash as `hold:<lease>`, so settling it twice (a retried settlement) charges once.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gw::gateway::redis_scripts {
+
+using command = std::vector<std::string>;
+
+// KEYS: rate bucket (hash), leases (zset), tokens (hash).
+// ARGV: rate, burst, max_concurrent, tokens_per_day, estimate, lease id, lease ttl ms,
+// generates (1/0). Returns {verdict, bucket tokens (string), unix seconds, reserved};
+// verdict 0 admitted, 1 rate, 2 concurrency, 3 tokens.
+command admit_tenant(std::vector<std::string> keys, std::vector<std::string> args);
+// KEYS: leases (zset). ARGV: max_concurrent, lease id, lease ttl ms. Returns 0 admitted, 2 full.
+command admit_app(std::vector<std::string> keys, std::vector<std::string> args);
+// KEYS: leases (zset), tokens (hash). ARGV: lease to release ('' = none), lease whose
+// reservation to settle ('' = none), reservation day, tokens used. Idempotent.
+command finish_tenant(std::vector<std::string> keys, std::vector<std::string> args);
+// KEYS: leases (zset). ARGV: lease ttl ms, then the leases to extend (those still held).
+command renew_leases(std::vector<std::string> keys, std::vector<std::string> args);
+
+// `calls` with every EVALSHA whose reply was NOSCRIPT turned into an EVAL of the same
+// script; `which` gets their positions. Empty when no reply was NOSCRIPT.
+std::vector<command> with_script_bodies(const std::vector<command>& calls, const std::vector<bool>& noscript,
+                                        std::vector<std::size_t>& which);
+
+} // namespace gw::gateway::redis_scripts
