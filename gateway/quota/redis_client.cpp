@@ -213,35 +213,41 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::e
 
 net::awaitable<error_code> redis_client::follow_redirects(const command& cmd, int sent_to, redis_value& reply, clock::time_point deadline)
 {
-    for (int hop = 0; reply.is_error(); ++hop) {
-        std::string wire;
-        std::size_t expected = 1;
-        int node = sent_to;
-        if (reply.str.starts_with("TRYAGAIN")) {
+    int hops = 0;
+    bool asking = false; // the node sent to imports the slot: each resend there needs ASKING
+    for (;;) {
+        bool try_again = reply.is_error() && reply.str.starts_with("TRYAGAIN");
+        auto redirect = reply.is_error() ? parse_redis_redirect(reply.str) : std::nullopt;
+        if (!try_again && !redirect) co_return error_code{}; // a result, or Redis' own error: the caller's to read
+        if (redirect && ++hops > max_redirects) co_return redis_errc::redirected;
+        // TRYAGAIN until the slot's keys have all moved; redirections that bounce (nodes
+        // told of a new owner one after the other) after a pause too. Within the deadline.
+        if (try_again || hops > 1) {
+            if (clock::now() + try_again_pause >= deadline) co_return beast::error::timeout;
             net::steady_timer pause(ex_);
-            pause.expires_at(std::min(deadline, clock::now() + try_again_pause));
+            pause.expires_after(try_again_pause);
             co_await pause.async_wait(use_nothrow);
-        } else if (auto r = parse_redis_redirect(reply.str)) {
-            auto to = r->to.host.empty() ? redis_node_address{slots_.nodes()[static_cast<std::size_t>(sent_to)].host, r->to.port} : r->to;
-            if (r->ask) {
+        }
+        int node = sent_to;
+        if (redirect) {
+            auto to = redirect->to;
+            if (to.host.empty()) to.host = slots_.nodes()[static_cast<std::size_t>(sent_to)].host;
+            asking = redirect->ask;
+            if (asking) {
                 node = slots_.node_index(to);
-                wire = format_redis_command({"ASKING"});
-                expected = 2;
             } else {
-                node = slots_.move(r->slot, to);
+                node = slots_.move(redirect->slot, to);
                 request_refresh(); // one moved slot is seldom alone
             }
-        } else {
-            co_return error_code{}; // Redis' own error reply: the caller's to read
         }
-        if (hop == max_redirects) co_return redis_errc::redirected;
+        std::string wire = asking ? format_redis_command({"ASKING"}) : std::string();
+        std::size_t expected = asking ? 2 : 1;
         wire += format_redis_command(cmd);
         std::vector<redis_value> replies;
         if (auto ec = co_await call_node(node, std::move(wire), expected, deadline, replies)) co_return ec;
         reply = std::move(replies.back());
         sent_to = node;
     }
-    co_return error_code{};
 }
 
 void redis_client::request_refresh()

@@ -4,8 +4,12 @@
 // requests hold.
 //
 // Background writes (settlements, lease releases, ownership records, lease renewals) leave
-// the request path: they are queued (core::write_queue) and sent by one flusher coroutine
-// as a pipelined batch every couple of milliseconds, or at once when a batch is full.
+// the request path: they are queued (core::write_queue) and ride along with the next
+// admission this worker sends (same pipeline, no round trip of their own), or are sent by
+// one flusher coroutine as soon as it is free: a batch is whatever queued while the
+// previous one was in flight, so under load one pipelined write carries many. (No delay
+// on purpose: a lease release held back for milliseconds would refuse a client that
+// sends its next request at its limit through another replica.)
 // A batch that fails is retried with backoff for up to five minutes, then counted as
 // dropped; every write is idempotent (SET NX, ZREM, settlements keyed by lease), so a
 // retry of a batch Redis applied in part changes nothing twice. Leases are renewed every
@@ -34,7 +38,7 @@ public:
     using clock = redis_client::clock;
 
     redis_link(net::any_io_executor ex, redis_client_options options, std::chrono::milliseconds lease_ttl,
-               std::shared_ptr<store_counters> counters, core::write_queue_limits limits = {});
+               std::shared_ptr<store_counters> counters, core::write_queue_limits limits = {.delay = std::chrono::milliseconds(0)});
     ~redis_link();
     // Starts the flusher (once, after construction: it holds a reference).
     void start();
@@ -42,7 +46,8 @@ public:
     void stop();
 
     // Runs `calls` as one pipeline by `deadline`, resending as EVAL what Redis answered
-    // NOSCRIPT.
+    // NOSCRIPT. Background writes waiting at that moment are sent first, in the same
+    // pipeline.
     net::awaitable<std::tuple<error_code, std::vector<redis_value>>> run(std::vector<command> calls, clock::time_point deadline);
     // Queues an idempotent write.
     void write(command cmd);
@@ -67,6 +72,10 @@ private:
     };
     static net::awaitable<void> flush_loop(std::shared_ptr<redis_link> self);
     net::awaitable<void> send_batch(clock::time_point now);
+    // `calls` by `deadline`, resending as EVAL what Redis answered NOSCRIPT.
+    net::awaitable<std::tuple<error_code, std::vector<redis_value>>> run_scripts(std::vector<command> calls, clock::time_point deadline);
+    // The outcome of writes sent: failures (and "not now" replies) are retried later.
+    void settle_writes(std::vector<core::write_queue<command>::entry> batch, error_code ec, const std::vector<redis_value>& replies);
     void queue_renewals();
     void wake();
     void update_pending();

@@ -57,17 +57,25 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 0
 )lua";
 
-// Usage of a reservation made on an earlier UTC day is not charged to today.
+// Usage of a reservation made on an earlier UTC day is not charged to today. Usage
+// without a reservation (admitted while Redis was away) is marked done in a per-day hash
+// (KEYS[3]) so that a retried settlement charges it once.
 constexpr std::string_view finish_tenant_lua = R"lua(
 if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
 if ARGV[2] == '' then return 0 end
-local held = redis.call('HGET', KEYS[2], 'hold:' .. ARGV[2])
-if not held then return 0 end
-redis.call('HDEL', KEYS[2], 'hold:' .. ARGV[2])
 local t = redis.call('TIME')
 local day = tonumber(ARGV[3])
-if day == math.floor(tonumber(t[1]) / 86400) then
-  redis.call('HINCRBY', KEYS[2], 'reserved:' .. day, -tonumber(held))
+local today = day == math.floor(tonumber(t[1]) / 86400)
+if ARGV[5] == '1' then
+  local held = redis.call('HGET', KEYS[2], 'hold:' .. ARGV[2])
+  if not held then return 0 end
+  redis.call('HDEL', KEYS[2], 'hold:' .. ARGV[2])
+  if today then redis.call('HINCRBY', KEYS[2], 'reserved:' .. day, -tonumber(held)) end
+else
+  if redis.call('HSETNX', KEYS[3], ARGV[2], '1') == 0 then return 0 end
+  redis.call('EXPIRE', KEYS[3], 172800)
+end
+if today then
   redis.call('HINCRBY', KEYS[2], 'used:' .. day, tonumber(ARGV[4]))
   redis.call('EXPIRE', KEYS[2], 172800)
 end

@@ -25,8 +25,10 @@ using command = std::vector<std::string>;
 command admit_tenant(std::vector<std::string> keys, std::vector<std::string> args);
 // KEYS: leases (zset). ARGV: max_concurrent, lease id, lease ttl ms. Returns 0 admitted, 2 full.
 command admit_app(std::vector<std::string> keys, std::vector<std::string> args);
-// KEYS: leases (zset), tokens (hash). ARGV: lease to release ('' = none), lease whose
-// reservation to settle ('' = none), reservation day, tokens used. Idempotent.
+// KEYS: leases (zset), tokens (hash), settled-without-reservation marks of the day (hash).
+// ARGV: lease to release ('' = none), lease whose usage to settle ('' = none), day,
+// tokens used, 1 = settles the lease's reservation / 0 = charges usage admitted without
+// one (Redis was away). Idempotent.
 command finish_tenant(std::vector<std::string> keys, std::vector<std::string> args);
 // KEYS: leases (zset). ARGV: lease ttl ms, then the leases to extend (those still held).
 command renew_leases(std::vector<std::string> keys, std::vector<std::string> args);

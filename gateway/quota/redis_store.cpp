@@ -57,7 +57,8 @@ redis_client::clock::time_point redis_quota_store::deadline() const
     return redis_client::clock::now() + std::chrono::milliseconds(cfg_.quota_store.timeout_ms);
 }
 
-net::awaitable<admission> redis_quota_store::on_store_error(const std::string& tenant, const std::string& app, bool generates)
+net::awaitable<admission> redis_quota_store::on_store_error(const std::string& tenant, const std::string& app, bool generates,
+                                                           const std::string& lease)
 {
     ++counters_->store_errors();
     const auto& policy = cfg_.quota_store.on_error;
@@ -70,6 +71,7 @@ net::awaitable<admission> redis_quota_store::on_store_error(const std::string& t
     }
     out.ticket = std::make_unique<quota_ticket>(shared_from_this(), cfg_.tenants.find(tenant)->first,
                                                 cfg_.apps.find(app)->first); // allow: unchecked
+    out.ticket->lease = lease; // names its usage when it is settled later
     co_return out;
 }
 
@@ -98,7 +100,7 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
                          ec ? ec.message() : replies.empty() ? std::string("no reply") : "unexpected reply: " + replies[0].str,
                          cfg_.quota_store.on_error);
         failing_ = true;
-        co_return co_await on_store_error(tenant, app, generates);
+        co_return co_await on_store_error(tenant, app, generates, lease);
     }
     if (failing_) spdlog::info("quota store reachable again");
     failing_ = false;
@@ -139,10 +141,15 @@ void redis_quota_store::finish(quota_ticket& t, std::int64_t tokens)
 {
     if (tokens > 0) counters_->add_tokens(t.tenant(), t.app(), local_->today(), tokens);
     if (!t.lease.empty()) link_->release_lease(t.lease);
-    if (t.holds_tenant_slot || t.reservation.admitted)
-        link_->write(redis_scripts::finish_tenant({tenant_key(t.tenant(), "active"), tenant_key(t.tenant(), "tokens")},
-                                                  {t.holds_tenant_slot ? t.lease : "", t.reservation.admitted ? t.lease : "",
-                                                   std::to_string(t.reservation.day), std::to_string(t.reservation.admitted ? tokens : 0)}));
+    // Usage admitted unchecked (on_error = allow) still reaches the shared daily budget.
+    bool unreserved_usage = !t.reservation.admitted && tokens > 0 && !t.lease.empty() && cfg_.tenants.at(t.tenant()).tokens_per_day > 0;
+    if (t.holds_tenant_slot || t.reservation.admitted || unreserved_usage) {
+        auto day = t.reservation.admitted ? t.reservation.day : local_->today();
+        link_->write(redis_scripts::finish_tenant(
+            {tenant_key(t.tenant(), "active"), tenant_key(t.tenant(), "tokens"), tenant_key(t.tenant(), "settled:" + std::to_string(day))},
+            {t.holds_tenant_slot ? t.lease : "", t.reservation.admitted || unreserved_usage ? t.lease : "", std::to_string(day),
+             std::to_string(t.reservation.admitted || unreserved_usage ? tokens : 0), t.reservation.admitted ? "1" : "0"}));
+    }
     if (t.holds_app_slot) link_->write({"ZREM", app_key(t.app()), t.lease});
     t.holds_tenant_slot = t.holds_app_slot = false;
 }

@@ -34,7 +34,7 @@ public:
     redis_link& link() { return *link_; }
 
 private:
-    net::awaitable<admission> on_store_error(const std::string& tenant, const std::string& app, bool generates);
+    net::awaitable<admission> on_store_error(const std::string& tenant, const std::string& app, bool generates, const std::string& lease);
     redis_client::clock::time_point deadline() const;
 
     std::shared_ptr<redis_link> link_;

@@ -1,5 +1,7 @@
 #include "tests/support/process.hpp"
 
+#include "tests/support/test_certs.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -11,6 +13,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <thread>
 
@@ -87,8 +91,11 @@ std::uint16_t free_port()
     return a.local_endpoint().port();
 }
 
-running_redis::running_redis() : port_(free_port())
+running_redis::running_redis(redis_setup setup) : setup_(std::move(setup)), port_(free_port())
 {
+    if (!setup_.cluster_dir.empty())
+        do bus_port_ = free_port();
+        while (bus_port_ == port_);
     start();
 }
 
@@ -96,10 +103,22 @@ running_redis::~running_redis() = default;
 
 void running_redis::start()
 {
-    proc_ = std::make_unique<child_process>(
-        std::vector<std::string>{"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--loglevel", "notice"},
-        "Ready to accept connections");
+    std::vector<std::string> argv{"redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "notice"};
+    auto port = std::to_string(port_);
+    if (setup_.tls_dir.empty()) {
+        argv.insert(argv.end(), {"--port", port});
+    } else {
+        const auto& d = setup_.tls_dir;
+        argv.insert(argv.end(), {"--port", "0", "--tls-port", port, "--tls-cert-file", d + "/server.pem", "--tls-key-file",
+                                 d + "/server.key", "--tls-ca-cert-file", d + "/ca.pem", "--tls-auth-clients",
+                                 setup_.client_certs ? "yes" : "no"});
+        if (!setup_.cluster_dir.empty()) argv.insert(argv.end(), {"--tls-cluster", "yes"});
+    }
+    if (!setup_.cluster_dir.empty())
+        argv.insert(argv.end(), {"--cluster-enabled", "yes", "--cluster-config-file", "nodes-" + port + ".conf", "--dir",
+                                 setup_.cluster_dir, "--cluster-node-timeout", "2000", "--cluster-port", std::to_string(bus_port_)});
+    argv.insert(argv.end(), setup_.extra_args.begin(), setup_.extra_args.end());
+    proc_ = std::make_unique<child_process>(argv, "Ready to accept connections");
 }
 
 void running_redis::stop()
@@ -109,7 +128,12 @@ void running_redis::stop()
 
 std::string running_redis::cli(const std::string& args) const
 {
-    std::string cmd = "redis-cli -p " + std::to_string(port_) + " " + args + " 2>&1";
+    std::string tls;
+    if (!setup_.tls_dir.empty()) {
+        const auto& d = setup_.tls_dir;
+        tls = "--tls --cacert " + d + "/ca.pem " + (setup_.client_certs ? "--cert " + d + "/server.pem --key " + d + "/server.key " : "");
+    }
+    std::string cmd = "redis-cli " + tls + "-p " + std::to_string(port_) + " " + args + " 2>&1";
     std::string out;
     FILE* f = ::popen(cmd.c_str(), "r");
     if (!f) return out;
@@ -117,6 +141,29 @@ std::string running_redis::cli(const std::string& args) const
     while (std::fgets(buf, sizeof buf, f)) out += buf;
     ::pclose(f);
     return out;
+}
+
+temp_dir::temp_dir()
+{
+    char tmpl[] = "/tmp/dify-gw-test-XXXXXX";
+    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+}
+
+temp_dir::~temp_dir()
+{
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+}
+
+void write_test_pki(const std::string& dir)
+{
+    const auto& p = pki();
+    for (auto [name, pem] : {std::pair{"ca.pem", &p.ca_cert_pem}, {"server.pem", &p.server_cert_pem}, {"server.key", &p.server_key_pem}}) {
+        std::ofstream out(dir + "/" + name, std::ios::binary);
+        out << *pem;
+        if (!out) throw std::runtime_error(std::string("cannot write ") + name);
+    }
 }
 
 } // namespace gw::test

@@ -35,21 +35,47 @@ private:
 // A free TCP port on 127.0.0.1 (bound and released).
 std::uint16_t free_port();
 
+// How a test's redis-server runs besides its loopback port.
+struct redis_setup
+{
+    std::string tls_dir;   // TLS only (tls-port), with ca.pem, server.pem, server.key from there
+    bool client_certs = false; // TLS: clients must present a certificate of that CA
+    std::string cluster_dir; // cluster-enabled, its nodes-<port>.conf kept there across restarts
+    std::vector<std::string> extra_args;
+};
+
 class running_redis
 {
 public:
-    running_redis();
+    explicit running_redis(redis_setup setup = {});
     ~running_redis();
     std::uint16_t port() const { return port_; }
-    std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+    std::string url() const { return (setup_.tls_dir.empty() ? "redis://127.0.0.1:" : "rediss://127.0.0.1:") + std::to_string(port_) + "/0"; }
     void stop();
     void start();
     // Runs redis-cli with `args` against this server; returns its output.
     std::string cli(const std::string& args) const;
 
 private:
+    redis_setup setup_;
     std::uint16_t port_;
+    std::uint16_t bus_port_ = 0; // cluster bus (port + 10000 may not exist)
     std::unique_ptr<child_process> proc_;
 };
+
+// A fresh directory under /tmp, removed with its files on destruction.
+class temp_dir
+{
+public:
+    temp_dir();
+    ~temp_dir();
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+// Writes the test PKI (tests/support/test_certs) as ca.pem, server.pem and server.key into `dir`.
+void write_test_pki(const std::string& dir);
 
 } // namespace gw::test

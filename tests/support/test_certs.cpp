@@ -63,7 +63,7 @@ x509_ptr make_cert(EVP_PKEY* key, const char* cn, X509* issuer, EVP_PKEY* issuer
     } else {
         add_ext(cert.get(), signer, NID_basic_constraints, "CA:FALSE");
         add_ext(cert.get(), signer, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
-        add_ext(cert.get(), signer, NID_ext_key_usage, "serverAuth");
+        add_ext(cert.get(), signer, NID_ext_key_usage, "serverAuth,clientAuth"); // also a client certificate (Redis mTLS)
     }
     check(X509_sign(cert.get(), issuer_key, EVP_sha256()) > 0, "X509_sign");
     return cert;

@@ -9,7 +9,7 @@ namespace gw::test {
 struct test_pki
 {
     std::string ca_cert_pem;
-    std::string server_cert_pem; // signed by the CA; SAN: DNS:localhost, IP:127.0.0.1
+    std::string server_cert_pem; // signed by the CA; SAN: DNS:localhost, IP:127.0.0.1; server and client auth
     std::string server_key_pem;
 };
 

@@ -1,0 +1,143 @@
+// The sans-io halves of the Redis client: replies matched to the calls of one multiplexed
+// connection (redis_pipeline), and Redis Cluster routing facts (redis_slots).
+#include "gateway/quota/redis_pipeline.hpp"
+#include "gateway/quota/redis_slots.hpp"
+
+#include <gtest/gtest.h>
+
+namespace gw::gateway {
+namespace {
+
+std::shared_ptr<redis_call> call_for(std::size_t replies, int* woken = nullptr)
+{
+    auto c = std::make_shared<redis_call>();
+    c->expected = replies;
+    if (woken) c->on_done = [woken] { ++*woken; };
+    return c;
+}
+
+TEST(RedisPipeline, RepliesGoToTheCallsInOrderWhateverTheByteBoundaries)
+{
+    redis_pipeline p;
+    int woken = 0;
+    auto a = call_for(2, &woken), b = call_for(1, &woken);
+    p.submit(a, "A1A2");
+    p.submit(b, "B1");
+    EXPECT_EQ(p.take_output(), "A1A2B1") << "one write for both callers";
+    EXPECT_FALSE(p.has_output());
+    const std::string wire = ":1\r\n$2\r\nok\r\n-ERR no\r\n";
+    for (char c : wire) ASSERT_TRUE(p.feed(&c, 1)); // a byte at a time
+    ASSERT_TRUE(a->done && b->done);
+    EXPECT_EQ(woken, 2);
+    ASSERT_EQ(a->replies.size(), 2u);
+    EXPECT_EQ(a->replies[0].integer, 1);
+    EXPECT_EQ(a->replies[1].str, "ok");
+    EXPECT_TRUE(b->replies[0].is_error()) << "an error reply is a value";
+    EXPECT_EQ(p.in_flight(), 0u);
+}
+
+TEST(RedisPipeline, ACallWhoseCallerGaveUpStillConsumesItsReplies)
+{
+    redis_pipeline p;
+    auto gone = call_for(1), next = call_for(1);
+    p.submit(gone, "x");
+    p.submit(next, "y");
+    gone->on_done = nullptr; // its caller's deadline passed
+    ASSERT_TRUE(p.feed(":1\r\n:2\r\n", 8));
+    EXPECT_EQ(next->replies.at(0).integer, 2) << "the stream stays in step";
+}
+
+TEST(RedisPipeline, UnaskedOrMalformedRepliesAndFailuresEndEveryCall)
+{
+    redis_pipeline p;
+    EXPECT_FALSE(p.feed(":1\r\n", 4)) << "a reply nobody asked for: out of step";
+    redis_pipeline q;
+    auto c = call_for(1);
+    q.submit(c, "x");
+    EXPECT_FALSE(q.feed("?bad\r\n", 6)) << "not RESP";
+    redis_pipeline r;
+    int woken = 0;
+    auto d = call_for(2, &woken), e = call_for(1, &woken);
+    r.submit(d, "x");
+    r.submit(e, "y");
+    ASSERT_TRUE(r.feed(":1\r\n", 4));
+    r.fail_all(boost::system::errc::make_error_code(boost::system::errc::connection_reset));
+    EXPECT_TRUE(d->done && e->done);
+    EXPECT_TRUE(d->ec && e->ec);
+    EXPECT_EQ(woken, 2);
+}
+
+TEST(RedisSlots, KeySlotsFollowHashTagsAsTheClusterSpecSays)
+{
+    EXPECT_EQ(redis_key_slot("123456789"), 12739) << "the specification's CRC16 check value";
+    EXPECT_EQ(redis_key_slot("foo"), 12182);
+    EXPECT_EQ(redis_key_slot("dify-gateway:{t:alpha}:rate"), redis_key_slot("t:alpha"));
+    EXPECT_EQ(redis_key_slot("dify-gateway:{t:alpha}:active"), redis_key_slot("dify-gateway:{t:alpha}:tokens"));
+    EXPECT_EQ(redis_key_slot("a{}b"), redis_key_slot("a{}b")) << "an empty tag: the whole key";
+    EXPECT_NE(redis_key_slot("a{}b"), redis_key_slot(""));
+    EXPECT_EQ(redis_key_slot("{user1000}.following"), redis_key_slot("{user1000}.followers"));
+}
+
+TEST(RedisSlots, RedirectionsAndTheirBadForms)
+{
+    auto m = parse_redis_redirect("MOVED 3999 127.0.0.1:6381");
+    ASSERT_TRUE(m);
+    EXPECT_FALSE(m->ask);
+    EXPECT_EQ(m->slot, 3999);
+    EXPECT_EQ(m->to, (redis_node_address{"127.0.0.1", 6381}));
+    auto a = parse_redis_redirect("ASK 1 [::1]:7000");
+    ASSERT_TRUE(a);
+    EXPECT_TRUE(a->ask);
+    EXPECT_EQ(a->to.host, "::1");
+    EXPECT_EQ(parse_redis_redirect("MOVED 5 :7001")->to.host, "") << "the answering node's own host";
+    for (const char* bad : {"ERR x", "MOVED", "MOVED 16384 h:1", "MOVED x h:1", "MOVED 1 h", "MOVED 1 h:0", "ASK 1 h:99999"})
+        EXPECT_FALSE(parse_redis_redirect(bad)) << bad;
+}
+
+redis_value integer(long long v)
+{
+    redis_value r;
+    r.type = redis_value::kind::integer;
+    r.integer = v;
+    return r;
+}
+redis_value string(std::string s)
+{
+    redis_value r;
+    r.type = redis_value::kind::string;
+    r.str = std::move(s);
+    return r;
+}
+redis_value array(std::vector<redis_value> e)
+{
+    redis_value r;
+    r.type = redis_value::kind::array;
+    r.elements = std::move(e);
+    return r;
+}
+
+TEST(RedisSlots, TheSlotMapFromClusterSlotsAndMoves)
+{
+    redis_slot_map map;
+    redis_node_address seed{"redis.internal", 7000};
+    EXPECT_EQ(map.node_index(seed), 0);
+    auto reply = array({array({integer(0), integer(5460), array({string(""), integer(7000), string("id0")})}),
+                        array({integer(5461), integer(16383), array({string("10.0.0.2"), integer(7001), string("id1")}),
+                               array({string("10.0.0.3"), integer(7002), string("replica")})})});
+    ASSERT_TRUE(map.load(reply, seed));
+    EXPECT_EQ(map.node_for(0), 0) << "an empty host: the node asked";
+    EXPECT_EQ(map.node_for(5460), 0);
+    EXPECT_EQ(map.node_for(5461), 1);
+    EXPECT_EQ(map.nodes().size(), 2u) << "masters only";
+    EXPECT_EQ(map.move(100, {"10.0.0.2", 7001}), 1);
+    EXPECT_EQ(map.node_for(100), 1);
+    redis_slot_map untouched;
+    EXPECT_FALSE(untouched.load(array({array({integer(5), integer(2), array({string("h"), integer(1)})})}), seed)) << "end before start";
+    EXPECT_FALSE(untouched.load(array({array({integer(0), integer(16384), array({string("h"), integer(1)})})}), seed));
+    EXPECT_FALSE(untouched.load(array({array({integer(0), integer(1), array({string("?"), integer(1)})})}), seed));
+    EXPECT_FALSE(untouched.load(string("ERR cluster support disabled"), seed));
+    EXPECT_EQ(untouched.node_for(0), -1);
+}
+
+} // namespace
+} // namespace gw::gateway

@@ -1,0 +1,317 @@
+// The Redis store against the deployments teams run: TLS (certificates made by the test,
+// a client certificate, a wrong CA), a 3-master Redis Cluster made with `redis-cli
+// --cluster create` (limits shared by two gateways before and after a slot migration under
+// load and a master restart), and saturating load (no refusals a limit does not call for,
+// no leases left behind). Every redis-server runs on loopback and stops with its test.
+#include "core/text.hpp"
+#include "tests/emulator/emulator_test_util.hpp"
+#include "tests/support/gateway_fixture.hpp"
+#include "tests/support/process.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+namespace gw::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::function<void(config::gateway_config&)> store_at(const std::string& url, std::function<void(config::gateway_config&)> more = {})
+{
+    return [url, more](config::gateway_config& c) {
+        c.quota_store.type = "redis";
+        c.quota_store.url = url;
+        c.quota_store.timeout_ms = 1000; // sanitizer builds are slow; outages are tested elsewhere
+        c.quota_store.on_error = "deny";
+        if (more) more(c);
+    };
+}
+
+int status_of_parameters(running_gateway& gw)
+{
+    auto c = gw.client();
+    return get(*c, "/v1/parameters", tenant_keys::alpha).status;
+}
+
+std::int64_t store_errors(running_gateway& gw)
+{
+    http_client admin(gw.server().admin_endpoint(), false);
+    return admin.request("GET", "/admin/usage").json().at("quota_store").at("errors").to_number<std::int64_t>();
+}
+
+// Streams that stay open while a test looks at the limits they hold.
+emulator::service_options slow_streams()
+{
+    emulator::service_options o;
+    o.token_delay = 30ms;
+    return o;
+}
+
+// Two streams of `tenant` hold its max_concurrent of 2, one through each gateway: a third
+// call through either is refused; once they end, calls pass again.
+void concurrency_is_shared(running_gateway& a, running_gateway& b, const std::string& key)
+{
+    auto stream = [&](running_gateway& gw) {
+        auto c = gw.client();
+        c->send("POST", "/v1/chat-messages", bearer(key), json::serialize(chat_body("a b c d e f g h", "u", "streaming")));
+        EXPECT_EQ(c->read_head().status, 200);
+        return c;
+    };
+    {
+        auto s1 = stream(a), s2 = stream(b);
+        for (auto* gw : {&a, &b}) {
+            auto c = gw->client();
+            auto r = get(*c, "/v1/parameters", key);
+            EXPECT_EQ(r.status, 429) << r.body;
+            if (r.status == 429) EXPECT_EQ(r.json().at("message"), "Too many concurrent requests (at most 2).");
+        }
+        s1->read_rest();
+        s2->read_rest();
+    }
+    // The releases travel with the next admission or within milliseconds after.
+    bool passes = false;
+    for (int i = 0; i < 300 && !passes; ++i) {
+        auto ca = a.client(), cb = b.client();
+        passes = get(*ca, "/v1/parameters", key).status == 200 && get(*cb, "/v1/parameters", key).status == 200;
+        if (!passes) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_TRUE(passes) << "both leases went back";
+}
+
+// ---- TLS ---------------------------------------------------------------------------
+
+TEST(GatewayRedisTls, VerifiedTlsWithAPasswordAndAClientCertificate)
+{
+    temp_dir dir;
+    write_test_pki(dir.path());
+    running_redis redis({.tls_dir = dir.path(), .client_certs = true, .extra_args = {"--requirepass", "s3cret"}});
+    running_emulator emu(slow_streams());
+    auto url = "rediss://:s3cret@127.0.0.1:" + std::to_string(redis.port()) + "/0";
+    auto cfg = store_at(url, [&](config::gateway_config& c) {
+        c.quota_store.ca_file = dir.path() + "/ca.pem";
+        c.quota_store.cert_file = dir.path() + "/server.pem"; // the test certificate allows client auth too
+        c.quota_store.key_file = dir.path() + "/server.key";
+        c.tenants["alpha"].max_concurrent = 2;
+        c.tenants["alpha"].rate = config::rate_config{1000, 1000};
+    });
+    running_gateway a(emu, cfg), b(emu, cfg);
+    concurrency_is_shared(a, b, tenant_keys::alpha);
+    EXPECT_EQ(store_errors(a) + store_errors(b), 0);
+    EXPECT_NE(redis.cli("-a s3cret --no-auth-warning KEYS '*'").find("{t:alpha}"), std::string::npos) << "the state lives in this Redis";
+}
+
+TEST(GatewayRedisTls, AWrongCaOrNameIsAStoreErrorNeverACrash)
+{
+    temp_dir dir;
+    write_test_pki(dir.path());
+    running_redis redis({.tls_dir = dir.path()});
+    running_emulator emu;
+    auto limited = [](config::gateway_config& c) { c.tenants["alpha"].rate = config::rate_config{1000, 1000}; };
+    // The system trust store does not know the test CA; the right CA with another name fails too.
+    running_gateway unknown_ca(emu, store_at(redis.url(), limited));
+    running_gateway wrong_name(emu, store_at(redis.url(), [&](config::gateway_config& c) {
+        limited(c);
+        c.quota_store.ca_file = dir.path() + "/ca.pem";
+        c.quota_store.tls_server_name = "redis.other.example";
+    }));
+    for (auto* gw : {&unknown_ca, &wrong_name}) {
+        for (int i = 0; i < 3; ++i) {
+            auto c = gw->client();
+            auto r = get(*c, "/v1/parameters", tenant_keys::alpha);
+            EXPECT_EQ(r.status, 503) << "on_error = deny";
+            EXPECT_EQ(r.json().at("code"), "unavailable");
+        }
+        EXPECT_GE(store_errors(*gw), 3);
+        http_client admin(gw->server().admin_endpoint(), false);
+        EXPECT_EQ(admin.request("GET", "/healthz").status, 200) << "still serving";
+    }
+    running_gateway right(emu, store_at(redis.url(), [&](config::gateway_config& c) {
+        limited(c);
+        c.quota_store.ca_file = dir.path() + "/ca.pem";
+        c.quota_store.tls_server_name = "localhost"; // a SAN of the certificate, though Redis is reached at 127.0.0.1
+    }));
+    EXPECT_EQ(status_of_parameters(right), 200);
+}
+
+// ---- Cluster -----------------------------------------------------------------------
+
+class cluster
+{
+public:
+    cluster()
+    {
+        for (int i = 0; i < 3; ++i) nodes_.push_back(std::make_unique<running_redis>(redis_setup{.cluster_dir = dir_.path()}));
+        std::string create = "--cluster create";
+        for (auto& n : nodes_) create += " 127.0.0.1:" + std::to_string(n->port());
+        auto out = nodes_[0]->cli(create + " --cluster-yes");
+        if (out.find("All 16384 slots covered") == std::string::npos) throw std::runtime_error("cluster create: " + out);
+        wait_until_ok();
+    }
+
+    running_redis& node(std::size_t i) { return *nodes_[i]; }
+    std::string url() const { return nodes_[0]->url(); }
+
+    // Every node agrees the cluster serves all slots.
+    void wait_until_ok()
+    {
+        for (int i = 0; i < 1000; ++i) {
+            bool ok = true;
+            for (auto& n : nodes_) ok = ok && n->cli("CLUSTER INFO").find("cluster_state:ok") != std::string::npos;
+            if (ok) return;
+            std::this_thread::sleep_for(20ms);
+        }
+        throw std::runtime_error("cluster never reached cluster_state:ok");
+    }
+
+    // The node serving the slot of hash tag `tag`.
+    std::size_t owner_of(const std::string& tag)
+    {
+        for (std::size_t i = 0; i < nodes_.size(); ++i)
+            if (nodes_[i]->cli("GET '{" + tag + "}x'").find("MOVED") == std::string::npos) return i;
+        throw std::runtime_error("no owner for " + tag);
+    }
+
+    // Moves the slot of `tag` to node `to` the way redis-cli --cluster reshard does:
+    // IMPORTING/MIGRATING, keys moved a few at a time (pausing so requests meet ASK and
+    // TRYAGAIN), then every node told the new owner.
+    void migrate(const std::string& tag, std::size_t to)
+    {
+        auto from = owner_of(tag);
+        auto slot = std::string(core::trim(nodes_[0]->cli("CLUSTER KEYSLOT " + tag)));
+        auto from_id = std::string(core::trim(nodes_[from]->cli("CLUSTER MYID")));
+        auto to_id = std::string(core::trim(nodes_[to]->cli("CLUSTER MYID")));
+        expect_ok(nodes_[to]->cli("CLUSTER SETSLOT " + slot + " IMPORTING " + from_id));
+        expect_ok(nodes_[from]->cli("CLUSTER SETSLOT " + slot + " MIGRATING " + to_id));
+        std::this_thread::sleep_for(100ms); // requests in the migrating state: ASK
+        for (;;) {
+            std::istringstream keys(nodes_[from]->cli("CLUSTER GETKEYSINSLOT " + slot + " 1"));
+            std::string key;
+            if (!std::getline(keys, key) || core::trim(key).empty()) break;
+            nodes_[from]->cli("MIGRATE 127.0.0.1 " + std::to_string(nodes_[to]->port()) + " '' 0 5000 KEYS '" +
+                              std::string(core::trim(key)) + "'");
+            std::this_thread::sleep_for(50ms); // keys split between nodes: TRYAGAIN
+        }
+        // The new owner first, as redis-cli does: else the old one sends clients there while
+        // it still refuses them.
+        expect_ok(nodes_[to]->cli("CLUSTER SETSLOT " + slot + " NODE " + to_id));
+        for (std::size_t i = 0; i < nodes_.size(); ++i)
+            if (i != to) expect_ok(nodes_[i]->cli("CLUSTER SETSLOT " + slot + " NODE " + to_id));
+    }
+
+    // Leases still held anywhere in the cluster.
+    long leases() const
+    {
+        long n = 0;
+        for (const auto& node : nodes_) {
+            std::istringstream keys(node->cli("--scan --pattern '*:active'"));
+            for (std::string key; std::getline(keys, key);)
+                if (!core::trim(key).empty()) n += std::stol(node->cli("ZCARD '" + std::string(core::trim(key)) + "'"));
+        }
+        return n;
+    }
+
+private:
+    static void expect_ok(const std::string& reply)
+    {
+        if (reply.find("OK") == std::string::npos) throw std::runtime_error("cluster command: " + reply);
+    }
+    temp_dir dir_;
+    std::vector<std::unique_ptr<running_redis>> nodes_;
+};
+
+TEST(GatewayRedisCluster, TwoGatewaysShareLimitsThroughASlotMigrationUnderLoadAndAMasterRestart)
+{
+    cluster c;
+    running_emulator emu(slow_streams());
+    auto cfg = store_at(c.url(), [](config::gateway_config& g) {
+        g.tenants["alpha"].max_concurrent = 2;
+        g.tenants["beta"].max_concurrent = 50;
+        g.tenants["beta"].rate = config::rate_config{100000, 100000};
+    });
+    running_gateway a(emu, cfg), b(emu, cfg);
+    concurrency_is_shared(a, b, tenant_keys::alpha);
+
+    // beta's slot moves to another master while beta's requests run through both gateways.
+    std::atomic<bool> stop{false};
+    std::map<int, int> statuses;
+    std::mutex statuses_mutex;
+    std::vector<std::thread> load;
+    for (auto* gw : {&a, &b, &a, &b})
+        load.emplace_back([&, gw] {
+            auto client = gw->client();
+            std::map<int, int> mine;
+            while (!stop) mine[get(*client, "/v1/parameters", tenant_keys::beta).status]++;
+            std::lock_guard lock(statuses_mutex);
+            for (auto [s, n] : mine) statuses[s] += n;
+        });
+    auto from = c.owner_of("t:beta");
+    c.migrate("t:beta", (from + 1) % 3);
+    std::this_thread::sleep_for(200ms); // load after the move: MOVED, then the refreshed map
+    stop = true;
+    for (auto& t : load) t.join();
+    EXPECT_EQ(c.owner_of("t:beta"), (from + 1) % 3);
+    EXPECT_GT(statuses[200], 100);
+    EXPECT_EQ(statuses.size(), 1u) << "every request answered 200 (503: a store error under deny; 429: a leaked lease)";
+    EXPECT_EQ(store_errors(a) + store_errors(b), 0);
+
+    // The master holding alpha's limits restarts (no replica: its slots are down meanwhile).
+    auto& owner = c.node(c.owner_of("t:alpha"));
+    owner.stop();
+    owner.start();
+    c.wait_until_ok();
+    concurrency_is_shared(a, b, tenant_keys::alpha);
+    long left = -1;
+    for (int i = 0; i < 300 && left != 0; ++i) {
+        left = c.leases();
+        if (left != 0) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(left, 0) << "no lease outlives its request";
+}
+
+// ---- Load --------------------------------------------------------------------------
+
+TEST(GatewayRedisLoad, SaturatingLoadRefusesNothingAndLeavesNoLease)
+{
+    running_redis redis;
+    running_emulator emu;
+    running_gateway gw(emu, store_at(redis.url(), [](config::gateway_config& g) {
+        g.server.threads = 1; // more clients than workers, as in the benchmark
+        g.tenants["alpha"].max_concurrent = 40;
+        g.tenants["alpha"].tokens_per_day = 1'000'000'000;
+    }));
+    std::atomic<bool> stop{false};
+    std::atomic<int> ok{0}, refused{0}, other{0};
+    std::vector<std::thread> clients;
+    for (int i = 0; i < 32; ++i)
+        clients.emplace_back([&] {
+            auto c = gw.client();
+            while (!stop) {
+                auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("load", "u"));
+                (r.status == 200 ? ok : r.status == 429 ? refused : other)++;
+            }
+        });
+    std::this_thread::sleep_for(2s); // a duration of load, not a wait for an event
+    stop = true;
+    for (auto& t : clients) t.join();
+    EXPECT_GT(ok.load(), 200);
+    EXPECT_EQ(refused.load(), 0) << "32 clients never exceed max_concurrent 40";
+    EXPECT_EQ(other.load(), 0);
+    EXPECT_EQ(store_errors(gw), 0);
+    std::string left;
+    for (int i = 0; i < 300 && left != "0"; ++i) {
+        left = std::string(core::trim(redis.cli("ZCARD 'dify-gateway:{t:alpha}:active'")));
+        if (left != "0") std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(left, "0") << "every lease released";
+    auto fields = redis.cli("HGETALL 'dify-gateway:{t:alpha}:tokens'");
+    EXPECT_EQ(fields.find("hold:"), std::string::npos) << "every reservation settled: " << fields;
+}
+
+} // namespace
+} // namespace gw::test
