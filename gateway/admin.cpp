@@ -43,8 +43,12 @@ net::awaitable<json::value> usage_report(worker& w)
             {"tokens_remaining", budget.remaining >= 0 ? json::value(budget.remaining) : json::value(nullptr)},
             {"apps", apps}};
     }
+    const auto& store = *w.usage().store();
     co_return json::object{{"quota_store", json::object{{"type", cfg.quota_store.type},
-                                                        {"errors", w.usage().store_errors().load()}}},
+                                                        {"errors", store.errors.load()},
+                                                        {"pending_writes", std::max<std::int64_t>(0, store.writes_pending.load())},
+                                                        {"retried_writes", store.writes_retried.load()},
+                                                        {"dropped_writes", store.writes_dropped.load()}}},
                            {"tenants", tenants}};
 }
 

@@ -83,7 +83,7 @@ void histograms(std::string& out, const char* name, const char* help, const std:
 
 } // namespace
 
-std::string render_metrics(const metrics_shard& m, const std::vector<upstream_view>& upstreams, std::uint64_t store_errors)
+std::string render_metrics(const metrics_shard& m, const std::vector<upstream_view>& upstreams, const store_counters& store)
 {
     std::string out;
     header(out, "requests_total", "counter", "Requests answered, by tenant, app, endpoint and status.");
@@ -120,7 +120,13 @@ std::string render_metrics(const metrics_shard& m, const std::vector<upstream_vi
     for (const auto& [k, v] : m.tokens)
         out += "dify_gateway_tokens_total{tenant=\"" + esc(k.first) + "\",app=\"" + esc(k.second) + "\"} " + std::to_string(v) + "\n";
     header(out, "quota_store_errors_total", "counter", "Quota store calls that failed (Redis slow or down).");
-    out += "dify_gateway_quota_store_errors_total " + std::to_string(store_errors) + "\n";
+    out += "dify_gateway_quota_store_errors_total " + std::to_string(store.errors.load()) + "\n";
+    header(out, "quota_store_pending_writes", "gauge", "Settlements, lease releases and ownership records not yet in Redis.");
+    out += "dify_gateway_quota_store_pending_writes " + std::to_string(std::max<std::int64_t>(0, store.writes_pending.load())) + "\n";
+    header(out, "quota_store_retried_writes_total", "counter", "Background writes sent again after Redis failed to take them.");
+    out += "dify_gateway_quota_store_retried_writes_total " + std::to_string(store.writes_retried.load()) + "\n";
+    header(out, "quota_store_dropped_writes_total", "counter", "Background writes given up (Redis away for minutes, or refused them).");
+    out += "dify_gateway_quota_store_dropped_writes_total " + std::to_string(store.writes_dropped.load()) + "\n";
     return out;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "core/dify_routes.hpp"
+#include "gateway/quota/quota.hpp"
 
 #include <array>
 #include <cstdint>
@@ -52,7 +53,7 @@ struct upstream_view
 };
 
 // The Prometheus text exposition of everything.
-std::string render_metrics(const metrics_shard& m, const std::vector<upstream_view>& upstreams, std::uint64_t store_errors);
+std::string render_metrics(const metrics_shard& m, const std::vector<upstream_view>& upstreams, const store_counters& store);
 
 // The endpoint label of a request: its route in the route table ("POST /conversations/{}/name"),
 // "unknown" for a route forwarded by switch — a closed set, so metric series stay few.

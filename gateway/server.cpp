@@ -366,7 +366,7 @@ std::string server::scrape()
     }
     std::vector<upstream_view> views;
     for (auto& [name, u] : upstreams) views.push_back(u);
-    return render_metrics(total, views, usage_->store_errors().load());
+    return render_metrics(total, views, *usage_->store());
 }
 
 std::vector<std::string> server::reload(const std::string& config_path)

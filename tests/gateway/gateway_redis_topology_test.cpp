@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -311,6 +312,56 @@ TEST(GatewayRedisLoad, SaturatingLoadRefusesNothingAndLeavesNoLease)
     EXPECT_EQ(left, "0") << "every lease released";
     auto fields = redis.cli("HGETALL 'dify-gateway:{t:alpha}:tokens'");
     EXPECT_EQ(fields.find("hold:"), std::string::npos) << "every reservation settled: " << fields;
+}
+
+// ---- Outages -----------------------------------------------------------------------
+
+std::int64_t used_today(running_redis& redis)
+{
+    auto day = std::to_string(std::time(nullptr) / 86400);
+    auto v = std::string(core::trim(redis.cli("HGET 'dify-gateway:{t:alpha}:tokens' used:" + day)));
+    return v.empty() ? 0 : std::stoll(v);
+}
+
+TEST(GatewayRedisOutage, UsageAdmittedWhileRedisHangsIsSettledWhenItAnswersAgain)
+{
+    running_redis redis;
+    running_emulator emu;
+    running_gateway gw(emu, store_at(redis.url(), [](config::gateway_config& g) {
+        g.server.threads = 1;
+        g.quota_store.timeout_ms = 100;
+        g.quota_store.on_error = "allow";
+        g.tenants["alpha"].tokens_per_day = 1'000'000;
+    }));
+    std::int64_t reported = 0;
+    auto chat = [&] {
+        auto c = gw.client();
+        auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("count me", "u"));
+        EXPECT_EQ(r.status, 200) << r.body;
+        if (r.status == 200) reported += r.json().at("metadata").at("usage").at("total_tokens").as_int64();
+    };
+    for (int i = 0; i < 3; ++i) chat(); // reserved in Redis, settled
+    redis.pause();                        // hangs: every call times out
+    for (int i = 0; i < 3; ++i) chat();   // admitted unchecked (allow); their usage waits
+    http_client admin(gw.server().admin_endpoint(), false);
+    auto store = [&] { return admin.request("GET", "/admin/usage").json().at("quota_store"); };
+    EXPECT_GE(store().at("errors").to_number<std::int64_t>(), 3);
+    EXPECT_GT(store().at("pending_writes").to_number<std::int64_t>(), 0) << "the usage is kept, not dropped";
+    redis.resume();
+    std::int64_t in_redis = 0;
+    for (int i = 0; i < 1000 && in_redis != reported; ++i) {
+        in_redis = used_today(redis);
+        if (in_redis != reported) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(in_redis, reported) << "every request's tokens, once: retried settlements do not count twice";
+    EXPECT_GT(store().at("retried_writes").to_number<std::int64_t>(), 0);
+    EXPECT_EQ(store().at("dropped_writes").to_number<std::int64_t>(), 0);
+    for (int i = 0; i < 100 && store().at("pending_writes").to_number<std::int64_t>() != 0; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(store().at("pending_writes").to_number<std::int64_t>(), 0);
+    chat(); // and requests are decided in Redis again
+    EXPECT_EQ(admin.request("GET", "/admin/usage").json().at("tenants").at("alpha").at("tokens_today").to_number<std::int64_t>(),
+              used_today(redis))
+        << "the budget is read from Redis";
 }
 
 } // namespace

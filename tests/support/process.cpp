@@ -121,6 +121,16 @@ void running_redis::start()
     proc_ = std::make_unique<child_process>(argv, "Ready to accept connections");
 }
 
+void running_redis::pause()
+{
+    ::kill(proc_->pid(), SIGSTOP);
+}
+
+void running_redis::resume()
+{
+    ::kill(proc_->pid(), SIGCONT);
+}
+
 void running_redis::stop()
 {
     proc_.reset();

@@ -53,6 +53,9 @@ public:
     std::string url() const { return (setup_.tls_dir.empty() ? "redis://127.0.0.1:" : "rediss://127.0.0.1:") + std::to_string(port_) + "/0"; }
     void stop();
     void start();
+    // SIGSTOP / SIGCONT: Redis hangs with its data and connections (a partition, a stall).
+    void pause();
+    void resume();
     // Runs redis-cli with `args` against this server; returns its output.
     std::string cli(const std::string& args) const;
 
