@@ -41,6 +41,8 @@ def _emulator_chat_key():
 CHAT_KEY = _emulator_chat_key()
 TENANT_KEY = 'gw-bench-tenant-key-0123456789'
 CLK_TCK = os.sysconf('SC_CLK_TCK')
+# The commands dify-gateway sends itself (the rest of INFO commandstats runs inside its scripts).
+SENT_COMMANDS = {'evalsha', 'eval', 'set', 'get', 'hmget', 'zrem', 'cluster', 'auth', 'select'}
 PAGE = os.sysconf('SC_PAGE_SIZE')
 
 
@@ -279,6 +281,17 @@ backend dify
         return self.start('redis', ['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--save', '',
                                     '--appendonly', 'no'], port)
 
+    @staticmethod
+    def redis_commands(redis):
+        """Commands Redis has executed so far, by name (INFO commandstats)."""
+        out = subprocess.run(['redis-cli', '-p', str(redis.port), 'INFO', 'commandstats'], capture_output=True, text=True).stdout
+        calls = {}
+        for line in out.splitlines():
+            m = re.match(r'cmdstat_([^:]+):calls=(\d+)', line)
+            if m:
+                calls[m.group(1)] = int(m.group(2))
+        return calls
+
     def emulator_handshakes(self, emu):
         with urllib.request.urlopen(f'https://localhost:{emu.port}/_emulator/stats', context=self.ssl) as r:
             return json.load(r)['tls_handshakes']
@@ -385,9 +398,17 @@ def run(args):
         runs = {name: [] for name in paths}
         for _ in range(1 if quick else args.rounds):
             for name, target in paths.items():
+                before = b.redis_commands(redis) if target[2] is gwr else None
                 r = b.measure(target, ['--mode', 'blocking', '--connections', str(conns), '--requests', '100000000',
                                        '--duration-s', str(dur)], emu=emu)
                 r['cpu_us_per_request'] = 1e6 * r['proxy_cpu_s'] / max(r['requests'], 1)
+                if before is not None:  # every request generates: admission, settlement, the conversation's owner
+                    after = b.redis_commands(redis)
+                    # commandstats also counts the calls scripts make: only what the gateway sends.
+                    sent = {k: v - before.get(k, 0) for k, v in after.items()
+                            if k in SENT_COMMANDS and v - before.get(k, 0) > 0}
+                    r['redis_commands_per_request'] = sum(sent.values()) / max(r['requests'], 1)
+                    r['redis_commands'] = {k: round(v / max(r['requests'], 1), 2) for k, v in sorted(sent.items())}
                 runs[name].append(r)
         for name in paths:
             good = [r for r in runs[name] if r['requests'] > 0 and r['errors'] == 0] or runs[name]
@@ -396,8 +417,9 @@ def run(args):
             r['cpu_us_per_request_runs'] = [round(x['cpu_us_per_request'], 1) for x in runs[name]]
             report['blocking'][name] = r
             print(f"{name:30s} {r['rps']:8.0f} req/s  p50 {r['p50_us']:6.0f} us  p99 {r['p99_us']:6.0f} us  "
-                  f"proxy CPU/request {r['cpu_us_per_request']:5.1f} us {r['cpu_us_per_request_runs']}  errors {r['errors']}",
-                  flush=True)
+                  f"proxy CPU/request {r['cpu_us_per_request']:5.1f} us {r['cpu_us_per_request_runs']}  errors {r['errors']}"
+                  + (f"  Redis commands/request {r['redis_commands_per_request']:.2f} {r['redis_commands']}"
+                     if 'redis_commands_per_request' in r else ''), flush=True)
 
         # 2. Latency vs offered load (open loop), the same offered loads on every path.
         saturation = report['blocking']['dify-gateway']['rps']
@@ -553,6 +575,20 @@ def targets_table(report):
             g['rss_per_stream_kib'] <= 24)
         row('CPU per relayed event ≤ nginx\'s', f"{g['cpu_us_per_event']:.1f} µs vs nginx {n['cpu_us_per_event']:.1f} µs",
             g['cpu_us_per_event'] <= n['cpu_us_per_event'])
+    mem, red = report['blocking'].get('dify-gateway + memory quotas'), report['blocking'].get('dify-gateway + Redis quotas')
+    if mem and red:
+        ratio = red['cpu_us_per_request'] / max(mem['cpu_us_per_request'], 1e-9)
+        row('Redis quota store: CPU per request ≤ 1.5× the memory store\'s',
+            f"{red['cpu_us_per_request']:.1f} µs vs {mem['cpu_us_per_request']:.1f} µs ({ratio:.2f}×)", ratio <= 1.5)
+        mem_half = report['load'].get('dify-gateway + memory quotas', {}).get(0.5)
+        red_half = report['load'].get('dify-gateway + Redis quotas', {}).get(0.5)
+        if mem_half and red_half:
+            added = (red_half['p99_us'] - mem_half['p99_us']) / 1000
+            row('Redis quota store: added p99 ≤ 2 ms at half saturation', f'{added:+.2f} ms', added <= 2.0)
+        if 'redis_commands_per_request' in red:
+            per = ', '.join(f'{k} {v}' for k, v in red['redis_commands'].items())
+            row('Redis commands per generating request (one round trip on the request path)',
+                f"{red['redis_commands_per_request']:.2f} ({per})", True)
     pool = report['pooling']
     row('new upstream TLS connections ≤ max_connections over the pooling run',
         f"{pool['handshakes']} for {pool['requests']} requests (max_connections {pool.get('max_connections', '?')})",

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <deque>
 #include <map>
 #include <utility>
@@ -63,15 +64,17 @@ public:
         return at;
     }
 
-    // The batch to send at `now`: due retries first, then new items, at most `batch`.
-    std::vector<entry> take(time_point now)
+    // The batch to send at `now`: due retries first, then new items, at most `batch` (or
+    // `most`, if smaller).
+    std::vector<entry> take(time_point now, std::size_t most = std::numeric_limits<std::size_t>::max())
     {
         std::vector<entry> out;
-        while (!retries_.empty() && retries_.begin()->first <= now && out.size() < limits_.batch) {
+        most = std::min(most, limits_.batch);
+        while (!retries_.empty() && retries_.begin()->first <= now && out.size() < most) {
             out.push_back(std::move(retries_.begin()->second));
             retries_.erase(retries_.begin());
         }
-        while (!fresh_.empty() && out.size() < limits_.batch) {
+        while (!fresh_.empty() && out.size() < most) {
             out.push_back(std::move(fresh_.front()));
             fresh_.pop_front();
         }

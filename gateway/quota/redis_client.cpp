@@ -105,8 +105,8 @@ std::shared_ptr<redis_connection> redis_client::connection(int node)
     redis_endpoint e;
     e.host = address.host;
     e.port = address.port;
-    e.session = &options_.target;
-    e.tls = options_.tls.get();
+    e.session = options_.target;
+    e.tls = options_.tls;
     e.tls_name = !options_.tls_name.empty() ? options_.tls_name : node == 0 ? options_.target.host : address.host;
     e.verify = options_.verify_tls;
     e.connect_timeout = std::max(options_.timeout, std::chrono::milliseconds(2000));
@@ -131,8 +131,7 @@ net::awaitable<error_code> redis_client::call_node(int node, std::string wire, s
 
 void redis_client::note_failure(redis_connection& conn, error_code ec)
 {
-    if (ec == beast::error::timeout && !conn.failed() &&
-        clock::now() - conn.last_read() > std::max(options_.timeout, std::chrono::milliseconds(1000)))
+    if (ec == beast::error::timeout && conn.stalled(clock::now(), std::max(options_.timeout, std::chrono::milliseconds(1000))))
         conn.close(redis_errc::unresponsive); // dead peer or a stalled server: the next call connects anew
     if (mode_ == mode::cluster) request_refresh(); // a master may have failed over
 }
@@ -143,7 +142,10 @@ net::awaitable<error_code> redis_client::discover(clock::time_point deadline)
     auto ask = cluster_slots_command(); // named: no braced temporaries in co_await (g++ 12)
     if (auto ec = co_await call_node(0, std::move(ask), 1, deadline, replies)) co_return ec;
     if (mode_ != mode::unknown) co_return error_code{}; // another call finished first
-    if (replies[0].is_error()) {                          // "cluster support disabled", or no permission
+    if (replies[0].is_error()) {
+        // Only a node without cluster support is a standalone Redis; LOADING, NOAUTH and
+        // the like say nothing yet: the next call asks again.
+        if (replies[0].str.find("cluster support disabled") == std::string::npos) co_return redis_errc::protocol;
         mode_ = mode::standalone;
         co_return error_code{};
     }
@@ -171,6 +173,8 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::e
                                                                                        clock::time_point deadline)
 {
     std::vector<redis_value> replies(commands.size());
+    for (const auto& cmd : commands)
+        if (cmd.empty()) co_return std::tuple{error_code(redis_errc::protocol), std::move(replies)};
     if (mode_ == mode::unknown)
         if (auto ec = co_await discover(deadline)) co_return std::tuple{ec, std::move(replies)};
     // One pipelined call per node, all in flight before any is waited for.
@@ -191,11 +195,11 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::e
         g->wire += format_redis_command(commands[i]);
         g->positions.push_back(i);
     }
-    for (auto& g : groups) {
+    for (auto& g : groups) { // every node reachable, or nothing is sent
         g.connection = connection(g.node);
         if (!g.connection) co_return std::tuple{error_code(redis_errc::backing_off), std::move(replies)};
-        g.call = g.connection->submit(g.wire, g.positions.size());
     }
+    for (auto& g : groups) g.call = g.connection->submit(g.wire, g.positions.size());
     for (auto& g : groups) {
         if (auto ec = co_await wait_for(*g.call, deadline)) {
             note_failure(*g.connection, ec);
@@ -203,11 +207,15 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::e
         }
         for (std::size_t k = 0; k < g.positions.size(); ++k) replies[g.positions[k]] = std::move(g.call->replies[k]);
     }
-    if (mode_ == mode::cluster)
+    if (mode_ == mode::standalone) {
+        for (const auto& r : replies)
+            if (r.is_error() && r.str.starts_with("MOVED")) mode_ = mode::unknown; // it became a cluster: ask again
+    } else {
         for (std::size_t i = 0; i < commands.size(); ++i)
             if (replies[i].is_error())
                 if (auto ec = co_await follow_redirects(commands[i], sent_to[i], replies[i], deadline))
                     co_return std::tuple{ec, std::move(replies)};
+    }
     co_return std::tuple{error_code{}, std::move(replies)};
 }
 

@@ -59,18 +59,34 @@ std::string format_redis_command(const std::vector<std::string>& args)
     return s;
 }
 
+namespace {
+
+// Clears a call's wake-up when the waiting frame ends, however it ends (also when it is
+// destroyed without resuming at shutdown): the call may outlive it in the pipeline.
+struct wake_up_registration
+{
+    redis_call& call;
+    ~wake_up_registration() { call.on_done = nullptr; }
+};
+
+} // namespace
+
 net::awaitable<error_code> wait_for(redis_call& call, redis_connection::clock::time_point deadline)
 {
     if (call.done) co_return call.ec;
     net::steady_timer timer(co_await net::this_coro::executor);
     timer.expires_at(deadline);
+    wake_up_registration registration{call};
     call.on_done = [&timer] { timer.cancel(); };
     co_await timer.async_wait(use_nothrow);
-    if (!call.done) {
-        call.on_done = nullptr; // gave up: the timer goes away with this frame
-        co_return beast::error::timeout;
-    }
+    if (!call.done) co_return beast::error::timeout; // gave up: its replies are dropped when they come
     co_return call.ec;
+}
+
+bool redis_connection::stalled(clock::time_point now, clock::duration limit) const
+{
+    auto oldest = pipeline_.oldest_submitted();
+    return !failed_ && oldest != clock::time_point::max() && now - oldest > limit && last_read_ < oldest;
 }
 
 redis_connection::redis_connection(net::any_io_executor ex, redis_endpoint endpoint)
@@ -86,18 +102,20 @@ std::shared_ptr<redis_connection> redis_connection::open(net::any_io_executor ex
     // The session set-up goes first, ahead of every caller's command.
     std::string setup;
     std::size_t replies = 0;
-    if (const auto* s = self->endpoint_.session) {
-        if (!s->password.empty()) {
-            setup += s->username.empty() ? format_redis_command({"AUTH", s->password})
-                                         : format_redis_command({"AUTH", s->username, s->password}); // an ACL user
-            ++replies;
-        }
-        if (s->db != 0) {
-            setup += format_redis_command({"SELECT", std::to_string(s->db)});
-            ++replies;
-        }
+    const auto& s = self->endpoint_.session;
+    if (!s.password.empty()) {
+        setup += s.username.empty() ? format_redis_command({"AUTH", s.password})
+                                    : format_redis_command({"AUTH", s.username, s.password}); // an ACL user
+        ++replies;
     }
-    if (replies > 0) self->setup_ = self->submit(setup, replies);
+    if (s.db != 0) {
+        setup += format_redis_command({"SELECT", std::to_string(s.db)});
+        ++replies;
+    }
+    if (replies > 0) {
+        self->setup_ = self->submit(setup, replies);
+        self->setup_bytes_ = setup.size();
+    }
     net::co_spawn(ex, run(self), log_failure("redis connection"));
     return self;
 }
@@ -106,6 +124,7 @@ std::shared_ptr<redis_call> redis_connection::submit(std::string_view wire, std:
 {
     auto call = std::make_shared<redis_call>();
     call->expected = replies;
+    call->submitted = clock::now();
     if (failed_) {
         call->ec = error_;
         call->done = true;
@@ -139,10 +158,12 @@ net::awaitable<error_code> redis_connection::connect()
     tcp::resolver resolver(ex_);
     auto [rec, endpoints] = co_await resolver.async_resolve(endpoint_.host, std::to_string(endpoint_.port), use_nothrow);
     if (rec) co_return rec;
+    if (failed_) co_return error_; // closed meanwhile
     tcp_.expires_after(endpoint_.connect_timeout);
     auto [cec, ep] = co_await tcp_.async_connect(endpoints, use_nothrow);
     tcp_.expires_never();
     if (cec) co_return cec;
+    if (failed_) co_return error_;
     error_code ignored;
     tcp_.socket().set_option(tcp::no_delay(true), ignored);
     if (endpoint_.tls) {
@@ -153,6 +174,7 @@ net::awaitable<error_code> redis_connection::connect()
         auto [hec] = co_await tls_->async_handshake(use_nothrow);
         tls_->expires_never();
         if (hec) co_return hec;
+        if (failed_) co_return error_;
     }
     co_return error_code{};
 }
@@ -168,8 +190,23 @@ net::awaitable<void> redis_connection::run(std::shared_ptr<redis_connection> sel
     }
     if (self->failed_) co_return; // closed while connecting
     self->last_read_ = clock::now();
-    self->ready_ = !self->setup_;
     net::co_spawn(self->ex_, read_replies(self), log_failure("redis reply reader"));
+    if (self->setup_) { // AUTH/SELECT alone first: nothing runs unauthenticated or in the wrong db
+        auto out = self->pipeline_.take_output();
+        auto setup = std::move(self->setup_);
+        auto ec = co_await self->write(std::string_view(out).substr(0, self->setup_bytes_));
+        if (!ec) ec = co_await wait_for(*setup, clock::now() + self->endpoint_.connect_timeout);
+        for (const auto& r : setup->replies) {
+            if (ec || !r.is_error()) continue;
+            spdlog::warn("redis {}:{}: session set-up refused: {}", self->endpoint_.host, self->endpoint_.port, r.str);
+            ec = redis_errc::setup_refused;
+        }
+        if (!ec) ec = co_await self->write(std::string_view(out).substr(self->setup_bytes_));
+        if (ec) {
+            self->fail(ec);
+            co_return;
+        }
+    }
     while (!self->failed_) {
         if (!self->pipeline_.has_output()) {
             self->wake_writer_.expires_at(clock::time_point::max());
@@ -177,13 +214,19 @@ net::awaitable<void> redis_connection::run(std::shared_ptr<redis_connection> sel
             continue;
         }
         auto out = self->pipeline_.take_output();
-        error_code ec;
-        if (self->tls_)
-            std::tie(ec, std::ignore) = co_await net::async_write(*self->tls_, net::buffer(out), use_nothrow);
-        else
-            std::tie(ec, std::ignore) = co_await net::async_write(self->tcp_, net::buffer(out), use_nothrow);
-        if (ec) self->fail(ec);
+        if (auto ec = co_await self->write(out)) self->fail(ec);
     }
+}
+
+net::awaitable<error_code> redis_connection::write(std::string_view bytes)
+{
+    if (bytes.empty()) co_return error_code{};
+    error_code ec;
+    if (tls_)
+        std::tie(ec, std::ignore) = co_await net::async_write(*tls_, net::buffer(bytes), use_nothrow);
+    else
+        std::tie(ec, std::ignore) = co_await net::async_write(tcp_, net::buffer(bytes), use_nothrow);
+    co_return ec;
 }
 
 net::awaitable<void> redis_connection::read_replies(std::shared_ptr<redis_connection> self)
@@ -206,16 +249,7 @@ net::awaitable<void> redis_connection::read_replies(std::shared_ptr<redis_connec
             self->fail(redis_errc::protocol);
             co_return;
         }
-        if (self->setup_ && self->setup_->done) {
-            auto setup = std::move(self->setup_);
-            for (const auto& r : setup->replies) {
-                if (!r.is_error()) continue;
-                spdlog::warn("redis {}:{}: session set-up refused: {}", self->endpoint_.host, self->endpoint_.port, r.str);
-                self->fail(redis_errc::setup_refused);
-                co_return;
-            }
-            self->ready_ = true;
-        }
+        self->ready_ = true; // Redis answered: a connection that works (reconnects need no backoff)
     }
 }
 

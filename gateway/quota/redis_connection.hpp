@@ -53,8 +53,8 @@ struct redis_endpoint
 {
     std::string host;
     std::uint16_t port = 6379;
-    const config::redis_target* session = nullptr; // credentials and db (outlives the connection)
-    net::ssl::context* tls = nullptr;              // rediss://: the client context (outlives it too)
+    config::redis_target session;                  // credentials and db
+    std::shared_ptr<net::ssl::context> tls;        // rediss://: the client context
     std::string tls_name;                          // name verified and sent as SNI ("" = host)
     bool verify = true;
     std::chrono::milliseconds connect_timeout{2000};
@@ -76,10 +76,12 @@ public:
 
     bool failed() const { return failed_; }
     error_code error() const { return error_; }
-    bool was_ready() const { return ready_; } // the session was set up before it failed
+    bool was_ready() const { return ready_; } // Redis answered on it before it failed
     clock::time_point failed_at() const { return failed_at_; }
     std::size_t in_flight() const { return pipeline_.in_flight(); }
-    clock::time_point last_read() const { return last_read_; }
+    // Calls have waited longer than `limit` with nothing read since the oldest was sent:
+    // a dead peer or a stalled server.
+    bool stalled(clock::time_point now, clock::duration limit) const;
     const redis_endpoint& endpoint() const { return endpoint_; }
 
     redis_connection(net::any_io_executor ex, redis_endpoint endpoint); // use open()
@@ -88,6 +90,7 @@ private:
     static net::awaitable<void> run(std::shared_ptr<redis_connection> self);
     static net::awaitable<void> read_replies(std::shared_ptr<redis_connection> self);
     net::awaitable<error_code> connect();
+    net::awaitable<error_code> write(std::string_view bytes);
     void fail(error_code ec);
 
     net::any_io_executor ex_;
@@ -97,6 +100,7 @@ private:
     net::steady_timer wake_writer_;
     redis_pipeline pipeline_;
     std::shared_ptr<redis_call> setup_;
+    std::size_t setup_bytes_ = 0; // written alone, before any caller's command
     bool ready_ = false;
     bool failed_ = false;
     error_code error_;

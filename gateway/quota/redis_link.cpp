@@ -17,6 +17,8 @@ using namespace std::chrono_literals;
 
 // A background batch may take longer than a request's admission would wait.
 constexpr auto min_write_deadline = 1000ms;
+// Writes one admission carries at most (each adds a little to that request's wait).
+constexpr std::size_t max_riders = 64;
 
 // Error replies that say "not now" rather than "never": the write is tried again.
 bool transient(const redis_value& reply)
@@ -35,6 +37,7 @@ redis_link::redis_link(net::any_io_executor ex, redis_client_options options, st
       lease_ttl_(lease_ttl),
       counters_(std::move(counters)),
       queue_(limits),
+      linger_(limits.delay),
       timer_(ex),
       next_renewal_(clock::now() + lease_ttl / 3)
 {
@@ -64,15 +67,20 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run
     // The writes waiting now ride along, ahead of the calls: no extra round trip or write
     // for them, and a request's lease release always reaches Redis before the admission of
     // the next request this worker sends.
-    auto riders = queue_.take(clock::now());
+    last_admission_ = clock::now();
+    // Only with one node: in a cluster a write bound for another master (perhaps one that is
+    // down) must not decide whether this admission succeeds.
+    auto riders = client_->in_cluster() ? decltype(queue_.take(last_admission_)){} : queue_.take(last_admission_, max_riders);
     if (riders.empty()) co_return co_await run_scripts(std::move(calls), deadline);
+    ++riding_;
     std::vector<command> all;
     all.reserve(riders.size() + calls.size());
     for (const auto& e : riders) all.push_back(e.item);
     all.insert(all.end(), std::make_move_iterator(calls.begin()), std::make_move_iterator(calls.end()));
     auto [ec, replies] = co_await run_scripts(std::move(all), deadline);
+    --riding_;
     const auto ahead = static_cast<std::ptrdiff_t>(riders.size());
-    settle_writes(std::move(riders), ec, replies);
+    settle_writes(std::move(riders), ec, replies, false); // the caller counts its own failure
     if (!ec) replies.erase(replies.begin(), replies.begin() + ahead);
     co_return std::tuple{ec, std::move(replies)};
 }
@@ -96,14 +104,20 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run
 
 void redis_link::write(command cmd)
 {
-    queue_.push(std::move(cmd), clock::now());
+    if (stopped_) { // the worker is ending: nothing will send it
+        ++counters_->writes_dropped;
+        return;
+    }
+    auto now = clock::now();
+    queue_.push(std::move(cmd), now);
+    if (now - last_admission_ > linger_) flush_now_ = true; // no admission is coming to carry it
     update_pending();
     wake();
 }
 
 void redis_link::wake()
 {
-    if (!sending_ && queue_.next_flush() < timer_.expiry()) timer_.cancel();
+    if (!sending_ && (flush_now_ || queue_.next_flush() < timer_.expiry())) timer_.cancel();
 }
 
 void redis_link::update_pending()
@@ -151,7 +165,7 @@ net::awaitable<void> redis_link::flush_loop(std::shared_ptr<redis_link> self)
             self->queue_renewals();
             self->next_renewal_ = now + self->lease_ttl_ / 3;
         }
-        auto at = std::min(self->queue_.next_flush(), self->next_renewal_);
+        auto at = self->flush_now_ && self->queue_.size() > 0 ? now : std::min(self->queue_.next_flush(), self->next_renewal_);
         if (at > now) {
             self->timer_.expires_at(at);
             co_await self->timer_.async_wait(use_nothrow); // write() cancels it when a batch is due sooner
@@ -164,6 +178,7 @@ net::awaitable<void> redis_link::flush_loop(std::shared_ptr<redis_link> self)
 net::awaitable<void> redis_link::send_batch(clock::time_point now)
 {
     sending_ = true;
+    flush_now_ = false;
     auto batch = queue_.take(now);
     std::vector<command> calls;
     calls.reserve(batch.size());
@@ -171,14 +186,15 @@ net::awaitable<void> redis_link::send_batch(clock::time_point now)
     auto deadline = clock::now() + std::max(client_->timeout(), min_write_deadline);
     auto [ec, replies] = co_await run_scripts(std::move(calls), deadline);
     sending_ = false;
-    settle_writes(std::move(batch), ec, replies);
+    settle_writes(std::move(batch), ec, replies, true);
 }
 
-void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> batch, error_code ec, const std::vector<redis_value>& replies)
+void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> batch, error_code ec, const std::vector<redis_value>& replies,
+                               bool count_failure)
 {
     decltype(batch) failed;
     if (ec) {
-        ++counters_->errors;
+        if (count_failure) ++counters_->errors;
         if (!failing_) spdlog::warn("quota store: {} background write(s) failed ({}); retrying", batch.size(), ec.message());
         failing_ = true;
         failed = std::move(batch);
@@ -205,7 +221,7 @@ net::awaitable<void> redis_link::flush(clock::time_point deadline)
 {
     net::steady_timer pause(ex_);
     while (clock::now() < deadline) {
-        bool only_retries = !sending_ && (queue_.size() == 0 || queue_.next_flush() > clock::now() + 50ms);
+        bool only_retries = !sending_ && riding_ == 0 && (queue_.size() == 0 || queue_.next_flush() > clock::now() + 50ms);
         if (only_retries) co_return;
         pause.expires_after(1ms);
         co_await pause.async_wait(use_nothrow);

@@ -5,11 +5,11 @@
 //
 // Background writes (settlements, lease releases, ownership records, lease renewals) leave
 // the request path: they are queued (core::write_queue) and ride along with the next
-// admission this worker sends (same pipeline, no round trip of their own), or are sent by
-// one flusher coroutine as soon as it is free: a batch is whatever queued while the
-// previous one was in flight, so under load one pipelined write carries many. (No delay
-// on purpose: a lease release held back for milliseconds would refuse a client that
-// sends its next request at its limit through another replica.)
+// admission this worker sends (same pipeline, no round trip or write of their own). While
+// admissions flow (one in the last `limits.delay`, 1 ms) a write waits up to that long for
+// one; otherwise the flusher coroutine sends it at once, with whatever else queued while
+// its previous batch was in flight. A release is never held back longer: it would refuse a
+// client that sends its next request at its limit through another replica.
 // A batch that fails is retried with backoff for up to five minutes, then counted as
 // dropped; every write is idempotent (SET NX, ZREM, settlements keyed by lease), so a
 // retry of a batch Redis applied in part changes nothing twice. Leases are renewed every
@@ -38,7 +38,7 @@ public:
     using clock = redis_client::clock;
 
     redis_link(net::any_io_executor ex, redis_client_options options, std::chrono::milliseconds lease_ttl,
-               std::shared_ptr<store_counters> counters, core::write_queue_limits limits = {.delay = std::chrono::milliseconds(0)});
+               std::shared_ptr<store_counters> counters, core::write_queue_limits limits = {.delay = std::chrono::milliseconds(1)});
     ~redis_link();
     // Starts the flusher (once, after construction: it holds a reference).
     void start();
@@ -75,7 +75,8 @@ private:
     // `calls` by `deadline`, resending as EVAL what Redis answered NOSCRIPT.
     net::awaitable<std::tuple<error_code, std::vector<redis_value>>> run_scripts(std::vector<command> calls, clock::time_point deadline);
     // The outcome of writes sent: failures (and "not now" replies) are retried later.
-    void settle_writes(std::vector<core::write_queue<command>::entry> batch, error_code ec, const std::vector<redis_value>& replies);
+    void settle_writes(std::vector<core::write_queue<command>::entry> batch, error_code ec, const std::vector<redis_value>& replies,
+                       bool count_failure);
     void queue_renewals();
     void wake();
     void update_pending();
@@ -91,7 +92,11 @@ private:
     std::int64_t reported_pending_ = 0;
     std::uint64_t reported_dropped_ = 0;
     std::uint64_t reported_retried_ = 0;
+    std::chrono::milliseconds linger_;     // how long a write may wait for an admission to carry it
+    clock::time_point last_admission_{};   // when run() last sent calls
+    bool flush_now_ = false;               // a write came while no admission flows: send it now
     bool sending_ = false;
+    int riding_ = 0; // admissions in flight carrying writes
     bool stopped_ = false;
     bool failing_ = false; // the last batch failed: logged once per outage
 };

@@ -4,12 +4,19 @@ namespace gw::gateway {
 
 void redis_pipeline::submit(std::shared_ptr<redis_call> call, std::string_view wire)
 {
-    output_.append(wire);
-    if (call->expected == 0) {
+    if (wire.empty() && call->expected > 0)
+        call->ec = boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+    if (call->expected == 0 || call->ec) {
         complete(*call);
         return;
     }
+    output_.append(wire);
     pending_.push_back(std::move(call));
+}
+
+std::chrono::steady_clock::time_point redis_pipeline::oldest_submitted() const
+{
+    return pending_.empty() ? std::chrono::steady_clock::time_point::max() : pending_.front()->submitted;
 }
 
 std::string redis_pipeline::take_output()

@@ -10,6 +10,7 @@
 
 #include <boost/system/error_code.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -27,14 +28,18 @@ struct redis_call
     boost::system::error_code ec;          // the connection failed before all replies came
     bool done = false;
     std::function<void()> on_done;         // the waiting caller's wake-up; cleared if it gave up
+    std::chrono::steady_clock::time_point submitted{};
 };
 
 class redis_pipeline
 {
 public:
     // Queues `wire` (formatted commands expecting `call->expected` replies) behind
-    // everything submitted before.
+    // everything submitted before. A call expecting replies for no bytes ends at once
+    // with a protocol error: it would take the replies of the calls behind it.
     void submit(std::shared_ptr<redis_call> call, std::string_view wire);
+    // When the oldest call still waiting for replies was submitted (max() when none).
+    std::chrono::steady_clock::time_point oldest_submitted() const;
     // The bytes to write next: everything submitted since the last take.
     std::string take_output();
     bool has_output() const { return !output_.empty(); }

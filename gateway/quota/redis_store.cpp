@@ -95,6 +95,14 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
     bool malformed = !ec && (replies.size() != calls.size() || replies[0].type != redis_value::kind::array ||
                              replies[0].elements.size() != 4 || (calls.size() == 2 && replies[1].type != redis_value::kind::integer));
     if (ec || malformed) {
+        // The scripts may have run before the failure (a reply lost with its connection, a
+        // deadline passed while Redis was paused): give back whatever they took. Idempotent,
+        // and queued behind the admission on the same connection.
+        if (t.max_concurrent > 0 || (generates && t.tokens_per_day > 0))
+            link_->write(redis_scripts::finish_tenant(
+                {tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "settled:0")},
+                {lease, lease, std::to_string(local_->today()), "0", "1"}));
+        if (a.max_concurrent > 0) link_->write({"ZREM", app_key(app), lease});
         if (!failing_) // one line per outage, not one per request
             spdlog::warn("quota store failing ({}); on_error = {}",
                          ec ? ec.message() : replies.empty() ? std::string("no reply") : "unexpected reply: " + replies[0].str,

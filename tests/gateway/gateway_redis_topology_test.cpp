@@ -288,6 +288,8 @@ TEST(GatewayRedisLoad, SaturatingLoadRefusesNothingAndLeavesNoLease)
     }));
     std::atomic<bool> stop{false};
     std::atomic<int> ok{0}, refused{0}, other{0};
+    std::mutex first_mutex;
+    std::string first_refusal;
     std::vector<std::thread> clients;
     for (int i = 0; i < 32; ++i)
         clients.emplace_back([&] {
@@ -295,13 +297,15 @@ TEST(GatewayRedisLoad, SaturatingLoadRefusesNothingAndLeavesNoLease)
             while (!stop) {
                 auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("load", "u"));
                 (r.status == 200 ? ok : r.status == 429 ? refused : other)++;
+                std::lock_guard lock(first_mutex);
+                if (r.status != 200 && first_refusal.empty()) first_refusal = std::to_string(r.status) + " " + r.body;
             }
         });
     std::this_thread::sleep_for(2s); // a duration of load, not a wait for an event
     stop = true;
     for (auto& t : clients) t.join();
     EXPECT_GT(ok.load(), 200);
-    EXPECT_EQ(refused.load(), 0) << "32 clients never exceed max_concurrent 40";
+    EXPECT_EQ(refused.load(), 0) << "32 clients never exceed max_concurrent 40; the first: " << first_refusal;
     EXPECT_EQ(other.load(), 0);
     EXPECT_EQ(store_errors(gw), 0);
     std::string left;
