@@ -97,6 +97,14 @@ public:
         }
     }
 
+    // The store answers again: every waiting retry is due at `now` (pauses were for an outage).
+    void retry_now(time_point now)
+    {
+        std::multimap<time_point, entry> due;
+        for (auto& [at, e] : retries_) due.emplace(std::min(at, now), std::move(e));
+        retries_ = std::move(due);
+    }
+
     std::size_t size() const { return fresh_.size() + retries_.size(); }
     std::uint64_t dropped() const { return dropped_; }
     std::uint64_t retried() const { return retried_; }

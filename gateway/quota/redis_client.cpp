@@ -1,6 +1,7 @@
 #include "gateway/quota/redis_client.hpp"
 
 #include "gateway/spawn.hpp"
+#include "gateway/upstream/tls_socket.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -18,6 +19,10 @@ using namespace std::chrono_literals;
 constexpr int max_redirects = 5;
 constexpr auto try_again_pause = 10ms; // TRYAGAIN: a migrating slot's keys are split for a moment
 constexpr auto min_refresh_interval = 100ms;
+// Between connects to a node that refuses them: short, so that service resumes within a
+// fifth of a second of Redis' return; a refused loopback or LAN connect costs little.
+constexpr auto min_backoff = std::chrono::milliseconds(50);
+constexpr auto max_backoff = std::chrono::milliseconds(200);
 
 // The key a command is routed by (its first key); nullptr for commands without keys.
 const std::string* first_key(const redis_client::command& cmd)
@@ -43,22 +48,10 @@ std::shared_ptr<net::ssl::context> make_redis_tls(const config::quota_store_conf
 {
     auto target = config::parse_redis_url(cfg.url);
     if (!target || !target->tls) return nullptr;
-    namespace ssl = net::ssl;
-    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
-    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                     ssl::context::no_tlsv1_1);
-    if (cfg.verify_tls) {
-        ctx->set_verify_mode(ssl::verify_peer);
-        if (cfg.ca_file.empty())
-            ctx->set_default_verify_paths();
-        else
-            ctx->load_verify_file(cfg.ca_file);
-    } else {
-        ctx->set_verify_mode(ssl::verify_none);
-    }
+    auto ctx = make_client_tls(cfg.ca_file, cfg.verify_tls);
     if (!cfg.cert_file.empty()) {
         ctx->use_certificate_chain_file(cfg.cert_file);
-        ctx->use_private_key_file(cfg.key_file, ssl::context::pem);
+        ctx->use_private_key_file(cfg.key_file, net::ssl::context::pem);
     }
     return ctx;
 }
@@ -96,7 +89,7 @@ std::shared_ptr<redis_connection> redis_client::connection(int node)
     auto& s = nodes_[static_cast<std::size_t>(node)];
     if (s.connection && !s.connection->failed()) return s.connection;
     if (s.connection) { // failed: reconnect at once if it had worked, else after a growing pause
-        s.backoff = s.connection->was_ready() ? 0ms : std::clamp(s.backoff * 2, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+        s.backoff = s.connection->was_ready() ? 0ms : std::clamp(s.backoff * 2, min_backoff, max_backoff);
         s.retry_at = s.connection->failed_at() + s.backoff;
         s.connection.reset();
     }

@@ -9,8 +9,8 @@
 // their first key, MOVED updates the slot and triggers a refresh of the whole map, ASK
 // sends one command with ASKING, TRYAGAIN (a slot migrating under a multi-key script) waits
 // briefly and resends. A redirected command was not executed, so resending it cannot count
-// anything twice. A failed node connect backs off (50 ms growing to 1 s) and calls to it
-// fail fast meanwhile.
+// anything twice. A failed node connect backs off (50 ms growing to 200 ms) and calls to
+// it fail fast meanwhile.
 #pragma once
 
 #include "config/gateway_config.hpp"

@@ -19,6 +19,8 @@ using namespace std::chrono_literals;
 constexpr auto min_write_deadline = 1000ms;
 // Writes one admission carries at most (each adds a little to that request's wait).
 constexpr std::size_t max_riders = 64;
+// While writes fail, one batch every this long finds out whether Redis is back.
+constexpr auto probe_interval = 200ms;
 
 // Error replies that say "not now" rather than "never": the write is tried again.
 bool transient(const redis_value& reply)
@@ -70,7 +72,9 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run
     last_admission_ = clock::now();
     // Only with one node: in a cluster a write bound for another master (perhaps one that is
     // down) must not decide whether this admission succeeds.
-    auto riders = client_->in_cluster() ? decltype(queue_.take(last_admission_)){} : queue_.take(last_admission_, max_riders);
+    // Nor while writes fail: the flusher's probes find out when Redis is back.
+    bool ride = !client_->in_cluster() && !failing_;
+    auto riders = ride ? queue_.take(last_admission_, max_riders) : decltype(queue_.take(last_admission_)){};
     if (riders.empty()) co_return co_await run_scripts(std::move(calls), deadline);
     ++riding_;
     std::vector<command> all;
@@ -166,6 +170,7 @@ net::awaitable<void> redis_link::flush_loop(std::shared_ptr<redis_link> self)
             self->next_renewal_ = now + self->lease_ttl_ / 3;
         }
         auto at = self->flush_now_ && self->queue_.size() > 0 ? now : std::min(self->queue_.next_flush(), self->next_renewal_);
+        if (self->failing_) at = std::max(at, self->failed_at_ + probe_interval); // one batch probes Redis, the rest wait
         if (at > now) {
             self->timer_.expires_at(at);
             co_await self->timer_.async_wait(use_nothrow); // write() cancels it when a batch is due sooner
@@ -197,10 +202,12 @@ void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> ba
         if (count_failure) ++counters_->errors;
         if (!failing_) spdlog::warn("quota store: {} background write(s) failed ({}); retrying", batch.size(), ec.message());
         failing_ = true;
+        failed_at_ = clock::now();
         failed = std::move(batch);
     } else {
         if (failing_) spdlog::info("quota store: background writes land again");
         failing_ = false;
+        queue_.retry_now(clock::now()); // what waited out the outage goes now, not after its pause
         for (std::size_t i = 0; i < batch.size(); ++i) {
             if (!replies[i].is_error()) continue;
             if (transient(replies[i])) {

@@ -11,9 +11,11 @@
 // its previous batch was in flight. A release is never held back longer: it would refuse a
 // client that sends its next request at its limit through another replica.
 // A batch that fails is retried with backoff for up to five minutes, then counted as
-// dropped; every write is idempotent (SET NX, ZREM, settlements keyed by lease), so a
-// retry of a batch Redis applied in part changes nothing twice. Leases are renewed every
-// third of their TTL while the request that holds them runs.
+// dropped (so are writes beyond 200,000 waiting in one worker). While batches fail, one
+// probe batch every 200 ms finds out when Redis is back, and then everything goes. Every
+// write is idempotent (SET NX, ZREM, settlements keyed by lease), so a retry of a batch
+// Redis applied in part changes nothing twice. Leases are renewed every third of their
+// TTL while the request that holds them runs.
 // Runs on the worker's executor; not thread-safe.
 #pragma once
 
@@ -38,7 +40,7 @@ public:
     using clock = redis_client::clock;
 
     redis_link(net::any_io_executor ex, redis_client_options options, std::chrono::milliseconds lease_ttl,
-               std::shared_ptr<store_counters> counters, core::write_queue_limits limits = {.delay = std::chrono::milliseconds(1)});
+               std::shared_ptr<store_counters> counters, core::write_queue_limits limits = {.delay = std::chrono::milliseconds(1), .max_pending = 200'000});
     ~redis_link();
     // Starts the flusher (once, after construction: it holds a reference).
     void start();
@@ -98,7 +100,8 @@ private:
     bool sending_ = false;
     int riding_ = 0; // admissions in flight carrying writes
     bool stopped_ = false;
-    bool failing_ = false; // the last batch failed: logged once per outage
+    bool failing_ = false; // the last batch failed: logged once per outage, writes wait for a probe
+    clock::time_point failed_at_{};
 };
 
 } // namespace gw::gateway

@@ -93,18 +93,7 @@ bool same_connection_settings(const config::upstream_config& a, const config::up
 std::shared_ptr<ssl::context> make_upstream_tls(const config::upstream_config& u)
 {
     if (!u.tls) return nullptr;
-    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
-    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                     ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    if (u.verify_tls) {
-        ctx->set_verify_mode(ssl::verify_peer);
-        if (u.ca_file.empty())
-            ctx->set_default_verify_paths();
-        else
-            ctx->load_verify_file(u.ca_file);
-    } else {
-        ctx->set_verify_mode(ssl::verify_none);
-    }
+    auto ctx = make_client_tls(u.ca_file, u.verify_tls);
     enable_session_resumption(*ctx);
     return ctx;
 }

@@ -28,6 +28,24 @@ int on_new_session(SSL* ssl, SSL_SESSION* session)
 
 } // namespace
 
+std::shared_ptr<net::ssl::context> make_client_tls(const std::string& ca_file, bool verify)
+{
+    namespace ssl = net::ssl;
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                     ssl::context::no_tlsv1_1);
+    if (verify) {
+        ctx->set_verify_mode(ssl::verify_peer);
+        if (ca_file.empty())
+            ctx->set_default_verify_paths();
+        else
+            ctx->load_verify_file(ca_file);
+    } else {
+        ctx->set_verify_mode(ssl::verify_none);
+    }
+    return ctx;
+}
+
 tls_session_slot::~tls_session_slot()
 {
     if (session_) ::SSL_SESSION_free(session_);

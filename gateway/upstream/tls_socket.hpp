@@ -48,6 +48,10 @@ private:
     SSL_SESSION* session_ = nullptr;
 };
 
+// A TLS client context: TLS 1.2 and later, verifying the peer with `ca_file` (PEM; "" =
+// the system trust store) unless `verify` is false. Throws on an unreadable file.
+std::shared_ptr<net::ssl::context> make_client_tls(const std::string& ca_file, bool verify);
+
 // Makes `ctx` hand new client sessions to the connection's tls_session_slot.
 void enable_session_resumption(net::ssl::context& ctx);
 

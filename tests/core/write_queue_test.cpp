@@ -69,6 +69,20 @@ TEST(WriteQueue, FailedItemsComeBackAfterADoublingPauseThenAreDroppedAndCounted)
     EXPECT_EQ(q.dropped(), 1u);
 }
 
+TEST(WriteQueue, WhenTheStoreAnswersAgainEveryRetryIsDueAtOnce)
+{
+    queue q(limits());
+    const queue::time_point t0{};
+    q.push(1, t0);
+    q.push(2, t0);
+    auto batch = q.take(t0 + 2ms);
+    q.retry(std::move(batch), t0 + 10ms);
+    EXPECT_EQ(q.next_flush(), t0 + 110ms);
+    q.retry_now(t0 + 20ms);
+    EXPECT_EQ(q.next_flush(), t0 + 20ms);
+    EXPECT_EQ(items(q.take(t0 + 20ms)), (std::vector<int>{1, 2})) << "in their order";
+}
+
 TEST(WriteQueue, RetriesGoFirstAndTheQueueIsBounded)
 {
     queue q(limits());
