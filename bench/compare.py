@@ -399,6 +399,7 @@ def run(args):
         for _ in range(1 if quick else args.rounds):
             for name, target in paths.items():
                 before = b.redis_commands(redis) if target[2] is gwr else None
+                redis_cpu = cpu_seconds(redis.pids())
                 r = b.measure(target, ['--mode', 'blocking', '--connections', str(conns), '--requests', '100000000',
                                        '--duration-s', str(dur)], emu=emu)
                 r['cpu_us_per_request'] = 1e6 * r['proxy_cpu_s'] / max(r['requests'], 1)
@@ -408,6 +409,7 @@ def run(args):
                     sent = {k: v - before.get(k, 0) for k, v in after.items()
                             if k in SENT_COMMANDS and v - before.get(k, 0) > 0}
                     r['redis_commands_per_request'] = sum(sent.values()) / max(r['requests'], 1)
+                    r['redis_cpu_us_per_request'] = 1e6 * (cpu_seconds(redis.pids()) - redis_cpu) / max(r['requests'], 1)
                     r['redis_commands'] = {k: round(v / max(r['requests'], 1), 2) for k, v in sorted(sent.items())}
                 runs[name].append(r)
         for name in paths:
@@ -418,7 +420,8 @@ def run(args):
             report['blocking'][name] = r
             print(f"{name:30s} {r['rps']:8.0f} req/s  p50 {r['p50_us']:6.0f} us  p99 {r['p99_us']:6.0f} us  "
                   f"proxy CPU/request {r['cpu_us_per_request']:5.1f} us {r['cpu_us_per_request_runs']}  errors {r['errors']}"
-                  + (f"  Redis commands/request {r['redis_commands_per_request']:.2f} {r['redis_commands']}"
+                  + (f"  Redis commands/request {r['redis_commands_per_request']:.2f} {r['redis_commands']}, "
+                     f"redis-server CPU/request {r['redis_cpu_us_per_request']:.1f} us"
                      if 'redis_commands_per_request' in r else ''), flush=True)
 
         # 2. Latency vs offered load (open loop), the same offered loads on every path.
@@ -588,7 +591,8 @@ def targets_table(report):
         if 'redis_commands_per_request' in red:
             per = ', '.join(f'{k} {v}' for k, v in red['redis_commands'].items())
             row('Redis commands per generating request (one round trip on the request path)',
-                f"{red['redis_commands_per_request']:.2f} ({per})", True)
+                f"{red['redis_commands_per_request']:.2f} ({per}); redis-server CPU {red.get('redis_cpu_us_per_request', 0):.1f} µs",
+                True)
     pool = report['pooling']
     row('new upstream TLS connections ≤ max_connections over the pooling run',
         f"{pool['handshakes']} for {pool['requests']} requests (max_connections {pool.get('max_connections', '?')})",

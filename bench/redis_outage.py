@@ -49,6 +49,7 @@ class Load:
 
     def __init__(self, port, threads):
         self.port, self.stop, self.results, self.lock = port, False, [], threading.Lock()
+        self.examples = {}  # status → the first body seen with it (refusals say why)
         self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
         for t in self.threads:
             t.start()
@@ -64,6 +65,8 @@ class Load:
                 data = r.read()
                 tokens = json.loads(data)['metadata']['usage']['total_tokens'] if r.status == 200 else 0
                 status = r.status
+                if status not in (200, 503) and status not in self.examples:
+                    self.examples[status] = data.decode(errors='replace')[:300]
             except (OSError, http.client.HTTPException, ValueError, KeyError):
                 conn.close()
                 conn = http.client.HTTPConnection('127.0.0.1', self.port, timeout=10)
@@ -124,6 +127,8 @@ def one_run(b, emu, mode, kind, outage):
         'during_ok': sum(1 for r in during if r[1] == 200), 'during_refused': sum(1 for r in during if r[1] == 503),
         'during_other': sum(1 for r in during if r[1] not in (200, 503)),
         'after_not_ok': sum(1 for r in after if r[1] != 200),
+        'after_statuses': {str(s): sum(1 for r in after if r[1] == s) for s in sorted({r[1] for r in after})},
+        'examples': load.examples,
         'recovery_first_decided_s': first_decided, 'recovery_writes_landed_s': writes_landed,
         'tokens_reported': reported, 'tokens_in_redis': redis_used(redis.port),
         'store_errors': s['errors'], 'retried_writes': s['retried_writes'], 'dropped_writes': s['dropped_writes'],
@@ -139,14 +144,16 @@ def main():
     p.add_argument('--build', default='build')
     p.add_argument('--outage', type=float, default=10.0)
     p.add_argument('--out', help='write the rows as JSON here')
+    p.add_argument('--modes', default='allow,deny,local', help='on_error modes to run')
+    p.add_argument('--kinds', default='hung,down', help='outages to run')
     args = p.parse_args()
     args.workers = 1
     b = compare.Bench(args)
     rows = []
     try:
         emu = b.emulator()
-        for kind in ('hung', 'down'):
-            for mode in ('allow', 'deny', 'local'):
+        for kind in args.kinds.split(','):
+            for mode in args.modes.split(','):
                 row = one_run(b, emu, mode, kind, args.outage)
                 rows.append(row)
                 print(json.dumps(row), flush=True)

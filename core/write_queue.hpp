@@ -64,19 +64,20 @@ public:
         return at;
     }
 
-    // The batch to send at `now`: due retries first, then new items, at most `batch` (or
-    // `most`, if smaller).
+    // The batch to send at `now`: new items first (a backlog of retries after an outage
+    // must not hold back what running requests give back now), then due retries; at most
+    // `batch` (or `most`, if smaller).
     std::vector<entry> take(time_point now, std::size_t most = std::numeric_limits<std::size_t>::max())
     {
         std::vector<entry> out;
         most = std::min(most, limits_.batch);
-        while (!retries_.empty() && retries_.begin()->first <= now && out.size() < most) {
-            out.push_back(std::move(retries_.begin()->second));
-            retries_.erase(retries_.begin());
-        }
         while (!fresh_.empty() && out.size() < most) {
             out.push_back(std::move(fresh_.front()));
             fresh_.pop_front();
+        }
+        while (!retries_.empty() && retries_.begin()->first <= now && out.size() < most) {
+            out.push_back(std::move(retries_.begin()->second));
+            retries_.erase(retries_.begin());
         }
         return out;
     }

@@ -7,6 +7,7 @@ namespace gw::gateway::redis_scripts {
 namespace {
 
 constexpr std::string_view admit_tenant_lua = R"lua(
+if redis.call('HEXISTS', KEYS[4], ARGV[6]) == 1 then return {4, '-1', 0, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -47,6 +48,7 @@ return {0, tostring(tokens), tonumber(t[1]), reserved}
 )lua";
 
 constexpr std::string_view admit_app_lua = R"lua(
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 4 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local max_conc = tonumber(ARGV[1])
@@ -82,6 +84,26 @@ end
 return 1
 )lua";
 
+// The give-back of an admission whose caller saw it fail: marked cancelled first, so the
+// admission, should Redis run it only now, takes nothing.
+constexpr std::string_view cancel_tenant_lua = R"lua(
+redis.call('HSET', KEYS[3], ARGV[1], '1')
+redis.call('EXPIRE', KEYS[3], 600)
+redis.call('ZREM', KEYS[1], ARGV[1])
+local held = redis.call('HGET', KEYS[2], 'hold:' .. ARGV[1])
+if not held then return 0 end
+redis.call('HDEL', KEYS[2], 'hold:' .. ARGV[1])
+redis.call('HINCRBY', KEYS[2], 'reserved:' .. ARGV[2], -tonumber(held))
+return 1
+)lua";
+
+constexpr std::string_view cancel_app_lua = R"lua(
+redis.call('HSET', KEYS[2], ARGV[1], '1')
+redis.call('EXPIRE', KEYS[2], 600)
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 0
+)lua";
+
 constexpr std::string_view renew_leases_lua = R"lua(
 local t = redis.call('TIME')
 local expiry = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[1]) * 1000
@@ -112,7 +134,8 @@ struct script
 
 const std::vector<script>& scripts()
 {
-    static const std::vector<script> all{{admit_tenant_lua}, {admit_app_lua}, {finish_tenant_lua}, {renew_leases_lua}};
+    static const std::vector<script> all{{admit_tenant_lua}, {admit_app_lua},   {finish_tenant_lua},
+                                         {renew_leases_lua}, {cancel_tenant_lua}, {cancel_app_lua}};
     return all;
 }
 
@@ -141,6 +164,14 @@ command finish_tenant(std::vector<std::string> keys, std::vector<std::string> ar
 command renew_leases(std::vector<std::string> keys, std::vector<std::string> args)
 {
     return evalsha(3, std::move(keys), std::move(args));
+}
+command cancel_tenant(std::vector<std::string> keys, std::vector<std::string> args)
+{
+    return evalsha(4, std::move(keys), std::move(args));
+}
+command cancel_app(std::vector<std::string> keys, std::vector<std::string> args)
+{
+    return evalsha(5, std::move(keys), std::move(args));
 }
 
 std::vector<command> with_script_bodies(const std::vector<command>& calls, const std::vector<bool>& noscript,

@@ -18,12 +18,14 @@ namespace gw::gateway::redis_scripts {
 
 using command = std::vector<std::string>;
 
-// KEYS: rate bucket (hash), leases (zset), tokens (hash).
+// KEYS: rate bucket (hash), leases (zset), tokens (hash), cancelled leases (hash).
 // ARGV: rate, burst, max_concurrent, tokens_per_day, estimate, lease id, lease ttl ms,
 // generates (1/0). Returns {verdict, bucket tokens (string), unix seconds, reserved};
-// verdict 0 admitted, 1 rate, 2 concurrency, 3 tokens.
+// verdict 0 admitted, 1 rate, 2 concurrency, 3 tokens, 4 cancelled (the gateway gave
+// this admission up already: it takes nothing).
 command admit_tenant(std::vector<std::string> keys, std::vector<std::string> args);
-// KEYS: leases (zset). ARGV: max_concurrent, lease id, lease ttl ms. Returns 0 admitted, 2 full.
+// KEYS: leases (zset), cancelled leases (hash). ARGV: max_concurrent, lease id, lease ttl
+// ms. Returns 0 admitted, 2 full, 4 cancelled.
 command admit_app(std::vector<std::string> keys, std::vector<std::string> args);
 // KEYS: leases (zset), tokens (hash), settled-without-reservation marks of the day (hash).
 // ARGV: lease to release ('' = none), lease whose usage to settle ('' = none), day,
@@ -32,6 +34,12 @@ command admit_app(std::vector<std::string> keys, std::vector<std::string> args);
 command finish_tenant(std::vector<std::string> keys, std::vector<std::string> args);
 // KEYS: leases (zset). ARGV: lease ttl ms, then the leases to extend (those still held).
 command renew_leases(std::vector<std::string> keys, std::vector<std::string> args);
+// Gives back what an admission the caller saw fail may have taken, and marks its lease
+// cancelled (kept 10 minutes) so that the admission, if Redis runs it only later, takes
+// nothing. KEYS: leases (zset), tokens (hash), cancelled leases (hash). ARGV: lease, day.
+command cancel_tenant(std::vector<std::string> keys, std::vector<std::string> args);
+// The same for an app's lease. KEYS: leases (zset), cancelled leases (hash). ARGV: lease.
+command cancel_app(std::vector<std::string> keys, std::vector<std::string> args);
 
 // `calls` with every EVALSHA whose reply was NOSCRIPT turned into an EVAL of the same
 // script; `which` gets their positions. Empty when no reply was NOSCRIPT.

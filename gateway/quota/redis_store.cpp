@@ -32,6 +32,14 @@ core::rate_decision rate_view(const config::rate_config& r, double tokens, bool 
     return d;
 }
 
+// Whether calls that failed with `ec` may have reached Redis: not when no connection was
+// there to carry them.
+bool might_have_run(const error_code& ec)
+{
+    return ec != redis_errc::backing_off && ec != net::error::connection_refused && ec != net::error::host_not_found &&
+           ec != net::error::host_unreachable && ec != net::error::network_unreachable;
+}
+
 } // namespace
 
 std::string redis_quota_store::tenant_key(const std::string& tenant, std::string_view part)
@@ -42,6 +50,11 @@ std::string redis_quota_store::tenant_key(const std::string& tenant, std::string
 std::string redis_quota_store::app_key(const std::string& app)
 {
     return "dify-gateway:{a:" + app + "}:active";
+}
+
+std::string redis_quota_store::app_cancelled_key(const std::string& app)
+{
+    return "dify-gateway:{a:" + app + "}:cancelled";
 }
 
 redis_quota_store::redis_quota_store(std::shared_ptr<redis_link> link, std::shared_ptr<const config::gateway_config> cfg,
@@ -85,24 +98,26 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
     auto ttl = std::to_string(link_->lease_ttl().count());
     std::vector<redis_client::command> calls;
     calls.push_back(redis_scripts::admit_tenant(
-        {tenant_key(tenant, "rate"), tenant_key(tenant, "active"), tenant_key(tenant, "tokens")},
+        {tenant_key(tenant, "rate"), tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "cancelled")},
         {number(t.rate ? t.rate->requests_per_second : 0), number(t.rate ? t.rate->burst : 0), std::to_string(t.max_concurrent),
          std::to_string(t.tokens_per_day), std::to_string(estimate), lease, ttl, generates ? "1" : "0"}));
-    if (a.max_concurrent > 0) calls.push_back(redis_scripts::admit_app({app_key(app)}, {std::to_string(a.max_concurrent), lease, ttl}));
+    if (a.max_concurrent > 0)
+        calls.push_back(redis_scripts::admit_app({app_key(app), app_cancelled_key(app)}, {std::to_string(a.max_concurrent), lease, ttl}));
 
     // Not retried on failure: a script Redis ran before the connection broke would count twice.
     auto [ec, replies] = co_await link_->run(calls, deadline());
     bool malformed = !ec && (replies.size() != calls.size() || replies[0].type != redis_value::kind::array ||
-                             replies[0].elements.size() != 4 || (calls.size() == 2 && replies[1].type != redis_value::kind::integer));
+                             replies[0].elements.size() != 4 || replies[0].elements[0].integer > 3 ||
+                             (calls.size() == 2 && (replies[1].type != redis_value::kind::integer || replies[1].integer > 2)));
     if (ec || malformed) {
         // The scripts may have run before the failure (a reply lost with its connection, a
         // deadline passed while Redis was paused): give back whatever they took. Idempotent,
-        // and queued behind the admission on the same connection.
-        if (t.max_concurrent > 0 || (generates && t.tokens_per_day > 0))
-            link_->write(redis_scripts::finish_tenant(
-                {tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "settled:0")},
-                {lease, lease, std::to_string(local_->today()), "0", "1"}));
-        if (a.max_concurrent > 0) link_->write({"ZREM", app_key(app), lease});
+        // and queued behind the admission on the same connection. Not when they were never
+        // sent (no connection): after a minute of outage that would be thousands of writes.
+        if (might_have_run(ec) && (t.max_concurrent > 0 || (generates && t.tokens_per_day > 0)))
+            link_->write(redis_scripts::cancel_tenant({tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "cancelled")},
+                                                      {lease, std::to_string(local_->today())}));
+        if (might_have_run(ec) && a.max_concurrent > 0) link_->write(redis_scripts::cancel_app({app_key(app), app_cancelled_key(app)}, {lease}));
         if (!failing_) // one line per outage, not one per request
             spdlog::warn("quota store failing ({}); on_error = {}",
                          ec ? ec.message() : replies.empty() ? std::string("no reply") : "unexpected reply: " + replies[0].str,

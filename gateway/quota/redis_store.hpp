@@ -31,6 +31,7 @@ public:
 
     static std::string tenant_key(const std::string& tenant, std::string_view part);
     static std::string app_key(const std::string& app);
+    static std::string app_cancelled_key(const std::string& app);
     redis_link& link() { return *link_; }
 
 private:

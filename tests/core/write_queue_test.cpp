@@ -83,7 +83,7 @@ TEST(WriteQueue, WhenTheStoreAnswersAgainEveryRetryIsDueAtOnce)
     EXPECT_EQ(items(q.take(t0 + 20ms)), (std::vector<int>{1, 2})) << "in their order";
 }
 
-TEST(WriteQueue, RetriesGoFirstAndTheQueueIsBounded)
+TEST(WriteQueue, NewItemsGoBeforeRetriesAndTheQueueIsBounded)
 {
     queue q(limits());
     const queue::time_point t0{};
@@ -92,7 +92,8 @@ TEST(WriteQueue, RetriesGoFirstAndTheQueueIsBounded)
     for (int i = 2; i <= 5; ++i) EXPECT_TRUE(q.push(i, t0 + 100ms));
     EXPECT_FALSE(q.push(6, t0 + 100ms)) << "max_pending waiting: dropped";
     EXPECT_EQ(q.dropped(), 1u);
-    EXPECT_EQ(items(q.take(t0 + 100ms)), (std::vector<int>{1, 2, 3})) << "the due retry first";
+    EXPECT_EQ(items(q.take(t0 + 100ms)), (std::vector<int>{2, 3, 4})) << "new items first: a backlog must not hold them back";
+    EXPECT_EQ(items(q.take(t0 + 100ms)), (std::vector<int>{5, 1})) << "then the due retry";
 }
 
 } // namespace
