@@ -83,17 +83,28 @@ void redis_client::close()
         if (n.connection) n.connection->close();
 }
 
-std::shared_ptr<redis_connection> redis_client::connection(int node)
+std::shared_ptr<redis_connection> redis_client::connection(int node, error_code& why)
 {
     if (nodes_.size() <= static_cast<std::size_t>(node)) nodes_.resize(static_cast<std::size_t>(node) + 1);
     auto& s = nodes_[static_cast<std::size_t>(node)];
-    if (s.connection && !s.connection->failed()) return s.connection;
+    if (s.connection && !s.connection->failed()) {
+        // Calls older than a deadline and not a byte back: a hung or partitioned Redis. Fail
+        // fast rather than pile more calls into it that it would run all at once later.
+        if (s.connection->stalled(clock::now(), options_.timeout)) {
+            why = redis_errc::stalled;
+            return nullptr;
+        }
+        return s.connection;
+    }
     if (s.connection) { // failed: reconnect at once if it had worked, else after a growing pause
         s.backoff = s.connection->was_ready() ? 0ms : std::clamp(s.backoff * 2, min_backoff, max_backoff);
         s.retry_at = s.connection->failed_at() + s.backoff;
         s.connection.reset();
     }
-    if (clock::now() < s.retry_at) return nullptr;
+    if (clock::now() < s.retry_at) {
+        why = redis_errc::backing_off;
+        return nullptr;
+    }
     const auto& address = slots_.nodes()[static_cast<std::size_t>(node)];
     redis_endpoint e;
     e.host = address.host;
@@ -111,8 +122,9 @@ std::shared_ptr<redis_connection> redis_client::connection(int node)
 net::awaitable<error_code> redis_client::call_node(int node, std::string wire, std::size_t replies, clock::time_point deadline,
                                                    std::vector<redis_value>& out)
 {
-    auto conn = connection(node);
-    if (!conn) co_return redis_errc::backing_off;
+    error_code why;
+    auto conn = connection(node, why);
+    if (!conn) co_return why;
     auto call = conn->submit(wire, replies);
     auto ec = co_await wait_for(*call, deadline);
     if (ec)
@@ -189,8 +201,9 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::e
         g->positions.push_back(i);
     }
     for (auto& g : groups) { // every node reachable, or nothing is sent
-        g.connection = connection(g.node);
-        if (!g.connection) co_return std::tuple{error_code(redis_errc::backing_off), std::move(replies)};
+        error_code why;
+        g.connection = connection(g.node, why);
+        if (!g.connection) co_return std::tuple{why, std::move(replies)};
     }
     for (auto& g : groups) g.call = g.connection->submit(g.wire, g.positions.size());
     for (auto& g : groups) {

@@ -77,8 +77,9 @@ private:
 
     net::awaitable<error_code> discover(clock::time_point deadline);
     int node_for(const command& cmd) const;
-    // The node's live connection, a new one, or nullptr while its connects back off.
-    std::shared_ptr<redis_connection> connection(int node);
+    // The node's live connection, a new one, or nullptr with `why` (connects backing off,
+    // or the connection stalled: nothing sent on it answers).
+    std::shared_ptr<redis_connection> connection(int node, error_code& why);
     // One call on one node, waited for; a connection that read nothing for too long goes.
     net::awaitable<error_code> call_node(int node, std::string wire, std::size_t replies, clock::time_point deadline,
                                          std::vector<redis_value>& out);

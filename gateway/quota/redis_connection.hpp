@@ -36,6 +36,7 @@ enum class redis_errc
     closed,          // the connection was closed by this side
     unresponsive,    // nothing read for too long while calls waited
     redirected,      // Redis Cluster kept redirecting the command
+    stalled,         // not sent: calls on the connection got no reply within a deadline
 };
 error_code make_error_code(redis_errc e);
 

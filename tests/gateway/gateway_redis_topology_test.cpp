@@ -318,6 +318,42 @@ TEST(GatewayRedisLoad, SaturatingLoadRefusesNothingAndLeavesNoLease)
     EXPECT_EQ(fields.find("hold:"), std::string::npos) << "every reservation settled: " << fields;
 }
 
+// ---- Leases ------------------------------------------------------------------------
+
+TEST(GatewayRedisLeases, AStreamLongerThanTheLeaseTtlKeepsItsSlotAndReleasesIt)
+{
+    running_redis redis;
+    running_emulator emu;
+    running_gateway gw(emu, store_at(redis.url(), [](config::gateway_config& g) {
+        g.quota_store.lease_ttl_s = 5; // renewed every ~1.7 s
+        g.tenants["alpha"].max_concurrent = 1;
+    }));
+    auto c = gw.client();
+    auto h = bearer(tenant_keys::alpha);
+    h.emplace_back("X-Emulator-Fault", "stall_ms=7000; after=1"); // Dify is quiet for 7 s mid-stream
+    c->send("POST", "/v1/chat-messages", h, json::serialize(chat_body("one two three", "u", "streaming")));
+    ASSERT_EQ(c->read_head().status, 200);
+    const std::string key = "'dify-gateway:{t:alpha}:active'";
+    auto expiry = [&] {
+        std::istringstream out(redis.cli("ZRANGE " + key + " 0 0 WITHSCORES"));
+        std::string lease, score;
+        out >> lease >> score;
+        return score.empty() ? 0.0 : std::stod(score);
+    };
+    auto first = expiry();
+    ASSERT_GT(first, 0) << "the stream holds a lease";
+    std::this_thread::sleep_for(6s); // past the TTL the lease was admitted with
+    EXPECT_GT(expiry(), first) << "renewed while the stream runs";
+    EXPECT_EQ(status_of_parameters(gw), 429) << "the slot is still taken: max_concurrent 1";
+    c->read_rest();
+    std::string left;
+    for (int i = 0; i < 300 && left != "0"; ++i) {
+        left = std::string(core::trim(redis.cli("ZCARD " + key)));
+        if (left != "0") std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(left, "0") << "released when it ends";
+}
+
 // ---- Outages -----------------------------------------------------------------------
 
 std::int64_t used_today(running_redis& redis)
