@@ -1,6 +1,6 @@
 // Writes that must reach a shared store eventually but never on the request path
 // (settlements, lease releases and renewals, ownership records), as a sans-io queue with
-// time passed in. Items are sent in batches: when `batch` are waiting, or `delay` after the
+// time passed in. Items are independent: they may land in any order. Items are sent in batches: when `batch` are waiting, or `delay` after the
 // oldest one arrived. A batch that did not land is tried again after a pause that doubles
 // from `first_retry` to `max_retry`; an item still failing `give_up_after` after it was
 // queued, or pushed while `max_pending` wait, is dropped and counted. Retried items must
@@ -64,16 +64,17 @@ public:
         return at;
     }
 
-    // The batch to send at `now`: new items first (a backlog of retries after an outage
-    // must not hold back what running requests give back now), then due retries; at most
-    // `batch` (or `most`, if smaller).
+    // The batch to send at `now`: new items, newest first, then due retries; at most
+    // `batch` (or `most`, if smaller). Newest first: after an outage, what running requests
+    // give back now must not wait behind the backlog (items must not depend on each other's
+    // order; the oldest wait longest when writes come faster than they can be sent).
     std::vector<entry> take(time_point now, std::size_t most = std::numeric_limits<std::size_t>::max())
     {
         std::vector<entry> out;
         most = std::min(most, limits_.batch);
         while (!fresh_.empty() && out.size() < most) {
-            out.push_back(std::move(fresh_.front()));
-            fresh_.pop_front();
+            out.push_back(std::move(fresh_.back()));
+            fresh_.pop_back();
         }
         while (!retries_.empty() && retries_.begin()->first <= now && out.size() < most) {
             out.push_back(std::move(retries_.begin()->second));

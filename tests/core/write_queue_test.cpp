@@ -40,9 +40,9 @@ TEST(WriteQueue, ABatchGoesADelayAfterItsFirstItemOrAtOnceWhenFull)
     q.push(3, t0 + 1ms);
     EXPECT_EQ(q.next_flush(), t0) << "a full batch is due at once";
     q.push(4, t0 + 1ms);
-    EXPECT_EQ(items(q.take(t0 + 1ms)), (std::vector<int>{1, 2, 3})) << "at most `batch`, oldest first";
-    EXPECT_EQ(q.next_flush(), t0 + 3ms);
-    EXPECT_EQ(items(q.take(t0 + 3ms)), (std::vector<int>{4}));
+    EXPECT_EQ(items(q.take(t0 + 1ms)), (std::vector<int>{4, 3, 2})) << "at most `batch`, newest first";
+    EXPECT_EQ(q.next_flush(), t0 + 2ms);
+    EXPECT_EQ(items(q.take(t0 + 2ms)), (std::vector<int>{1}));
     EXPECT_EQ(q.size(), 0u);
 }
 
@@ -80,7 +80,7 @@ TEST(WriteQueue, WhenTheStoreAnswersAgainEveryRetryIsDueAtOnce)
     EXPECT_EQ(q.next_flush(), t0 + 110ms);
     q.retry_now(t0 + 20ms);
     EXPECT_EQ(q.next_flush(), t0 + 20ms);
-    EXPECT_EQ(items(q.take(t0 + 20ms)), (std::vector<int>{1, 2})) << "in their order";
+    EXPECT_EQ(items(q.take(t0 + 20ms)), (std::vector<int>{1, 2})) << "retries in their order";
 }
 
 TEST(WriteQueue, NewItemsGoBeforeRetriesAndTheQueueIsBounded)
@@ -92,8 +92,8 @@ TEST(WriteQueue, NewItemsGoBeforeRetriesAndTheQueueIsBounded)
     for (int i = 2; i <= 5; ++i) EXPECT_TRUE(q.push(i, t0 + 100ms));
     EXPECT_FALSE(q.push(6, t0 + 100ms)) << "max_pending waiting: dropped";
     EXPECT_EQ(q.dropped(), 1u);
-    EXPECT_EQ(items(q.take(t0 + 100ms)), (std::vector<int>{2, 3, 4})) << "new items first: a backlog must not hold them back";
-    EXPECT_EQ(items(q.take(t0 + 100ms)), (std::vector<int>{5, 1})) << "then the due retry";
+    EXPECT_EQ(items(q.take(t0 + 100ms)), (std::vector<int>{5, 4, 3})) << "new items first, newest first";
+    EXPECT_EQ(items(q.take(t0 + 100ms)), (std::vector<int>{2, 1})) << "then the due retry";
 }
 
 } // namespace
