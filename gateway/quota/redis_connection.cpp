@@ -87,7 +87,9 @@ net::awaitable<error_code> wait_for(redis_call& call, redis_connection::clock::t
 bool redis_connection::stalled(clock::time_point now, clock::duration limit) const
 {
     auto oldest = pipeline_.oldest_submitted();
-    return !failed_ && oldest != clock::time_point::max() && now - oldest > limit && last_read_ < oldest;
+    // Not "nothing read since the oldest was sent": replies to calls sent before it may
+    // have come after, and then the test would never fire.
+    return !failed_ && oldest != clock::time_point::max() && now - oldest > limit && now - last_read_ > limit;
 }
 
 redis_connection::redis_connection(net::any_io_executor ex, redis_endpoint endpoint)

@@ -80,8 +80,8 @@ public:
     bool was_ready() const { return ready_; } // Redis answered on it before it failed
     clock::time_point failed_at() const { return failed_at_; }
     std::size_t in_flight() const { return pipeline_.in_flight(); }
-    // Calls have waited longer than `limit` with nothing read since the oldest was sent:
-    // a dead peer or a stalled server.
+    // The oldest call has waited longer than `limit` and nothing was read for that long
+    // either: a dead peer or a stalled server.
     bool stalled(clock::time_point now, clock::duration limit) const;
     const redis_endpoint& endpoint() const { return endpoint_; }
 

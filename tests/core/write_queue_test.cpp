@@ -80,7 +80,7 @@ TEST(WriteQueue, WhenTheStoreAnswersAgainEveryRetryIsDueAtOnce)
     EXPECT_EQ(q.next_flush(), t0 + 110ms);
     q.retry_now(t0 + 20ms);
     EXPECT_EQ(q.next_flush(), t0 + 20ms);
-    EXPECT_EQ(items(q.take(t0 + 20ms)), (std::vector<int>{1, 2})) << "retries in their order";
+    EXPECT_EQ(items(q.take(t0 + 20ms)), (std::vector<int>{2, 1})) << "retries in the order they failed";
 }
 
 TEST(WriteQueue, NewItemsGoBeforeRetriesAndTheQueueIsBounded)
