@@ -85,6 +85,11 @@ public:
     std::atomic<int> active_sessions{0};
 
 private:
+    // Declared before ctx_, so they outlive it: coroutine frames still suspended when the
+    // context is destroyed (a drain that timed out) unregister from them as they go.
+    std::list<session_entry> sessions_;
+    std::set<upstream_connection*> relays_;
+    metrics_shard metrics_;
     net::io_context ctx_{1};
     std::shared_ptr<const tenant_directory> tenants_;
     std::map<std::string, std::shared_ptr<upstream_pool>> pools_;
@@ -93,11 +98,8 @@ private:
     std::shared_ptr<usage_counters> usage_;
     std::shared_ptr<memory_quota_store> local_quota_;
     std::shared_ptr<quota_store> quotas_;
-    std::list<session_entry> sessions_;
     bool draining_ = false;
     bool aborting_ = false;
-    std::set<upstream_connection*> relays_;
-    metrics_shard metrics_;
 };
 
 } // namespace gw::gateway

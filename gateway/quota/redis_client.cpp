@@ -90,11 +90,15 @@ std::shared_ptr<redis_connection> redis_client::connection(int node, error_code&
     if (s.connection && !s.connection->failed()) {
         // Calls older than a deadline and not a byte back: a hung or partitioned Redis. Fail
         // fast rather than pile more calls into it that it would run all at once later.
-        if (s.connection->stalled(clock::now(), options_.timeout)) {
+        auto now = clock::now();
+        if (s.connection->stalled(now, std::max(options_.timeout, std::chrono::milliseconds(1000)))) {
+            s.connection->close(redis_errc::unresponsive); // a silent peer (packets dropped): connect anew
+        } else if (s.connection->stalled(now, options_.timeout)) {
             why = redis_errc::stalled;
             return nullptr;
+        } else {
+            return s.connection;
         }
-        return s.connection;
     }
     if (s.connection) { // failed: reconnect at once if it had worked, else after a growing pause
         s.backoff = s.connection->was_ready() ? 0ms : std::clamp(s.backoff * 2, min_backoff, max_backoff);
@@ -209,7 +213,8 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::e
     for (auto& g : groups) {
         if (auto ec = co_await wait_for(*g.call, deadline)) {
             note_failure(*g.connection, ec);
-            co_return std::tuple{ec, std::move(replies)};
+            // Other nodes may have run their part: the caller must not take this for "nothing ran".
+            co_return std::tuple{groups.size() > 1 ? error_code(redis_errc::partial) : ec, std::move(replies)};
         }
         for (std::size_t k = 0; k < g.positions.size(); ++k) replies[g.positions[k]] = std::move(g.call->replies[k]);
     }
@@ -220,7 +225,7 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::e
         for (std::size_t i = 0; i < commands.size(); ++i)
             if (replies[i].is_error())
                 if (auto ec = co_await follow_redirects(commands[i], sent_to[i], replies[i], deadline))
-                    co_return std::tuple{ec, std::move(replies)};
+                    co_return std::tuple{commands.size() > 1 ? error_code(redis_errc::partial) : ec, std::move(replies)};
     }
     co_return std::tuple{error_code{}, std::move(replies)};
 }

@@ -37,6 +37,7 @@ enum class redis_errc
     unresponsive,    // nothing read for too long while calls waited
     redirected,      // Redis Cluster kept redirecting the command
     stalled,         // not sent: calls on the connection got no reply within a deadline
+    partial,         // some of the calls failed after others were sent (they may have run)
 };
 error_code make_error_code(redis_errc e);
 

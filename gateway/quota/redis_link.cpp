@@ -60,7 +60,7 @@ void redis_link::stop()
 {
     stopped_ = true;
     timer_.cancel();
-    counters_->writes_dropped += queue_.size();
+    counters_->writes_dropped += queue_.size() + in_flight_; // nothing will send them, or hear back
     client_->close();
 }
 
@@ -77,12 +77,14 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run
     auto riders = ride ? queue_.take(last_admission_, max_riders) : decltype(queue_.take(last_admission_)){};
     if (riders.empty()) co_return co_await run_scripts(std::move(calls), deadline);
     ++riding_;
+    in_flight_ += riders.size();
     std::vector<command> all;
     all.reserve(riders.size() + calls.size());
     for (const auto& e : riders) all.push_back(e.item);
     all.insert(all.end(), std::make_move_iterator(calls.begin()), std::make_move_iterator(calls.end()));
     auto [ec, replies] = co_await run_scripts(std::move(all), deadline);
     --riding_;
+    in_flight_ -= riders.size();
     const auto ahead = static_cast<std::ptrdiff_t>(riders.size());
     settle_writes(std::move(riders), ec, replies, false); // the caller counts its own failure
     if (!ec) replies.erase(replies.begin(), replies.begin() + ahead);
@@ -182,15 +184,18 @@ net::awaitable<void> redis_link::flush_loop(std::shared_ptr<redis_link> self)
 
 net::awaitable<void> redis_link::send_batch(clock::time_point now)
 {
-    sending_ = true;
     flush_now_ = false;
     auto batch = queue_.take(now);
+    if (batch.empty()) co_return; // admissions took them: nothing to learn about Redis from nothing
+    sending_ = true;
+    in_flight_ += batch.size();
     std::vector<command> calls;
     calls.reserve(batch.size());
     for (const auto& e : batch) calls.push_back(e.item);
     auto deadline = clock::now() + std::max(client_->timeout(), min_write_deadline);
     auto [ec, replies] = co_await run_scripts(std::move(calls), deadline);
     sending_ = false;
+    in_flight_ -= batch.size();
     settle_writes(std::move(batch), ec, replies, true);
 }
 
@@ -205,9 +210,16 @@ void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> ba
         failed_at_ = clock::now();
         failed = std::move(batch);
     } else {
-        if (failing_) spdlog::info("quota store: background writes land again");
-        failing_ = false;
-        queue_.retry_now(clock::now()); // what waited out the outage goes now, not after its pause
+        bool landed = false;
+        for (const auto& r : replies) landed = landed || !r.is_error();
+        if (landed) {
+            if (failing_) spdlog::info("quota store: background writes land again");
+            failing_ = false;
+            queue_.retry_now(clock::now()); // what waited out the outage goes now, not after its pause
+        } else if (count_failure && !batch.empty()) {
+            failing_ = true; // only "not now" replies (LOADING, CLUSTERDOWN...): keep to the probe pace
+            failed_at_ = clock::now();
+        }
         for (std::size_t i = 0; i < batch.size(); ++i) {
             if (!replies[i].is_error()) continue;
             if (transient(replies[i])) {

@@ -37,7 +37,7 @@ if limit > 0 and ARGV[8] == '1' then
   if left <= 0 then return {3, tostring(tokens), tonumber(t[1]), 0} end
   reserved = math.min(tonumber(ARGV[5]), left)
   redis.call('HINCRBY', KEYS[3], 'reserved:' .. day, reserved)
-  redis.call('HSET', KEYS[3], 'hold:' .. ARGV[6], reserved)
+  redis.call('HSET', KEYS[3], 'hold:' .. ARGV[6], day .. ':' .. reserved)
   redis.call('EXPIRE', KEYS[3], 172800)
 end
 if max_conc > 0 then
@@ -69,10 +69,11 @@ local t = redis.call('TIME')
 local day = tonumber(ARGV[3])
 local today = day == math.floor(tonumber(t[1]) / 86400)
 if ARGV[5] == '1' then
-  local held = redis.call('HGET', KEYS[2], 'hold:' .. ARGV[2])
-  if not held then return 0 end
+  local hold = redis.call('HGET', KEYS[2], 'hold:' .. ARGV[2])
+  if not hold then return 0 end
   redis.call('HDEL', KEYS[2], 'hold:' .. ARGV[2])
-  if today then redis.call('HINCRBY', KEYS[2], 'reserved:' .. day, -tonumber(held)) end
+  local held_day, held = string.match(hold, '^(%d+):(%d+)$')
+  if held then redis.call('HINCRBY', KEYS[2], 'reserved:' .. held_day, -tonumber(held)) end
 else
   if redis.call('HSETNX', KEYS[3], ARGV[2], '1') == 0 then return 0 end
   redis.call('EXPIRE', KEYS[3], 172800)
@@ -90,10 +91,11 @@ constexpr std::string_view cancel_tenant_lua = R"lua(
 redis.call('HSET', KEYS[3], ARGV[1], '1')
 redis.call('EXPIRE', KEYS[3], 600)
 redis.call('ZREM', KEYS[1], ARGV[1])
-local held = redis.call('HGET', KEYS[2], 'hold:' .. ARGV[1])
-if not held then return 0 end
+local hold = redis.call('HGET', KEYS[2], 'hold:' .. ARGV[1])
+if not hold then return 0 end
 redis.call('HDEL', KEYS[2], 'hold:' .. ARGV[1])
-redis.call('HINCRBY', KEYS[2], 'reserved:' .. ARGV[2], -tonumber(held))
+local held_day, held = string.match(hold, '^(%d+):(%d+)$')
+if held then redis.call('HINCRBY', KEYS[2], 'reserved:' .. held_day, -tonumber(held)) end
 return 1
 )lua";
 

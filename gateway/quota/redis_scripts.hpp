@@ -7,7 +7,8 @@
 // Concurrency is held as leases: members of a sorted set scored by their expiry, which a
 // running request renews (renew_leases) and its end removes; a replica that dies cannot
 // hold slots beyond one lease TTL. A token reservation is recorded in the tenant's token
-// hash as `hold:<lease>`, so settling it twice (a retried settlement) charges once.
+// hash as `hold:<lease>` = `<day>:<amount>`, so settling it twice (a retried settlement)
+// charges once, and giving it back lowers the day it was taken from.
 #pragma once
 
 #include <string>
@@ -36,7 +37,7 @@ command finish_tenant(std::vector<std::string> keys, std::vector<std::string> ar
 command renew_leases(std::vector<std::string> keys, std::vector<std::string> args);
 // Gives back what an admission the caller saw fail may have taken, and marks its lease
 // cancelled (kept 10 minutes) so that the admission, if Redis runs it only later, takes
-// nothing. KEYS: leases (zset), tokens (hash), cancelled leases (hash). ARGV: lease, day.
+// nothing. KEYS: leases (zset), tokens (hash), cancelled leases (hash). ARGV: lease.
 command cancel_tenant(std::vector<std::string> keys, std::vector<std::string> args);
 // The same for an app's lease. KEYS: leases (zset), cancelled leases (hash). ARGV: lease.
 command cancel_app(std::vector<std::string> keys, std::vector<std::string> args);

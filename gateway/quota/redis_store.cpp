@@ -90,6 +90,7 @@ net::awaitable<admission> redis_quota_store::on_store_error(const std::string& t
 
 net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, const std::string& app, bool generates)
 {
+    auto self = shared_from_this(); // a reload may replace this store while the call waits
     if (!cfg_.tenants.contains(tenant) || !cfg_.apps.contains(app)) co_return admission{}; // not in this config
     const auto& t = cfg_.tenants.at(tenant);
     const auto& a = cfg_.apps.at(app);
@@ -116,7 +117,7 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
         // sent (no connection): after a minute of outage that would be thousands of writes.
         if (might_have_run(ec) && (t.max_concurrent > 0 || (generates && t.tokens_per_day > 0)))
             link_->write(redis_scripts::cancel_tenant({tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "cancelled")},
-                                                      {lease, std::to_string(local_->today())}));
+                                                      {lease}));
         if (might_have_run(ec) && a.max_concurrent > 0) link_->write(redis_scripts::cancel_app({app_key(app), app_cancelled_key(app)}, {lease}));
         if (!failing_) // one line per outage, not one per request
             spdlog::warn("quota store failing ({}); on_error = {}",
@@ -196,6 +197,7 @@ void redis_quota_store::record_owner(core::owned_kind kind, const std::string& i
 
 net::awaitable<std::optional<std::string>> redis_quota_store::owner_of(core::owned_kind kind, const std::string& id)
 {
+    auto self = shared_from_this(); // a reload may replace this store while the call waits
     std::vector<redis_client::command> query{{"GET", owner_key(kind, id)}};
     auto [ec, replies] = co_await link_->client().exec(std::move(query), deadline()); // named: no braced temporaries in co_await (g++ 12)
     if (ec || replies.size() != 1 || replies[0].is_error()) {
@@ -208,6 +210,7 @@ net::awaitable<std::optional<std::string>> redis_quota_store::owner_of(core::own
 
 net::awaitable<budget_view> redis_quota_store::budget(const std::string& tenant)
 {
+    auto self = shared_from_this(); // a reload may replace this store while the call waits
     const auto& t = cfg_.tenants.at(tenant);
     if (t.tokens_per_day <= 0) co_return budget_view{};
     auto day = std::to_string(local_->today());

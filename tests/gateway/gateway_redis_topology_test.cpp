@@ -91,7 +91,7 @@ TEST(GatewayRedisTls, VerifiedTlsWithAPasswordAndAClientCertificate)
 {
     temp_dir dir;
     write_test_pki(dir.path());
-    running_redis redis({.tls_dir = dir.path(), .client_certs = true, .extra_args = {"--requirepass", "s3cret"}});
+    running_redis redis(redis_setup{.tls_dir = dir.path(), .client_certs = true, .cluster_dir = {}, .extra_args = {"--requirepass", "s3cret"}});
     running_emulator emu(slow_streams());
     auto url = "rediss://:s3cret@127.0.0.1:" + std::to_string(redis.port()) + "/0";
     auto cfg = store_at(url, [&](config::gateway_config& c) {
@@ -111,7 +111,7 @@ TEST(GatewayRedisTls, AWrongCaOrNameIsAStoreErrorNeverACrash)
 {
     temp_dir dir;
     write_test_pki(dir.path());
-    running_redis redis({.tls_dir = dir.path()});
+    running_redis redis(redis_setup{.tls_dir = dir.path(), .client_certs = false, .cluster_dir = {}, .extra_args = {}});
     running_emulator emu;
     auto limited = [](config::gateway_config& c) { c.tenants["alpha"].rate = config::rate_config{1000, 1000}; };
     // The system trust store does not know the test CA; the right CA with another name fails too.
@@ -147,7 +147,7 @@ class cluster
 public:
     cluster()
     {
-        for (int i = 0; i < 3; ++i) nodes_.push_back(std::make_unique<running_redis>(redis_setup{.cluster_dir = dir_.path()}));
+        for (int i = 0; i < 3; ++i) nodes_.push_back(std::make_unique<running_redis>(redis_setup{.tls_dir = {}, .client_certs = false, .cluster_dir = dir_.path(), .extra_args = {}}));
         std::string create = "--cluster create";
         for (auto& n : nodes_) create += " 127.0.0.1:" + std::to_string(n->port());
         auto out = nodes_[0]->cli(create + " --cluster-yes");
