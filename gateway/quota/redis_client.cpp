@@ -119,7 +119,6 @@ std::shared_ptr<redis_connection> redis_client::connection(int node, error_code&
     e.verify = options_.verify_tls;
     e.connect_timeout = std::max(options_.timeout, std::chrono::milliseconds(2000));
     s.connection = redis_connection::open(ex_, std::move(e));
-    ++connects_;
     return s.connection;
 }
 

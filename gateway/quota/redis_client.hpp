@@ -62,7 +62,6 @@ public:
 
     // Ends every connection (calls in flight fail).
     void close();
-    std::uint64_t connects() const { return connects_; }
     bool in_cluster() const { return mode_ == mode::cluster; }
     std::chrono::milliseconds timeout() const { return options_.timeout; }
 
@@ -97,7 +96,6 @@ private:
     std::vector<node_state> nodes_;
     bool refreshing_ = false;
     clock::time_point next_refresh_{};
-    std::uint64_t connects_ = 0;
 };
 
 } // namespace gw::gateway

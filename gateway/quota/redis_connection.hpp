@@ -77,14 +77,11 @@ public:
     void close(error_code why = redis_errc::closed);
 
     bool failed() const { return failed_; }
-    error_code error() const { return error_; }
     bool was_ready() const { return ready_; } // Redis answered on it before it failed
     clock::time_point failed_at() const { return failed_at_; }
-    std::size_t in_flight() const { return pipeline_.in_flight(); }
     // The oldest call has waited longer than `limit` and nothing was read for that long
     // either: a dead peer or a stalled server.
     bool stalled(clock::time_point now, clock::duration limit) const;
-    const redis_endpoint& endpoint() const { return endpoint_; }
 
     redis_connection(net::any_io_executor ex, redis_endpoint endpoint); // use open()
 

@@ -76,14 +76,12 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run
     bool ride = !client_->in_cluster() && !failing_;
     auto riders = ride ? queue_.take(last_admission_, max_riders) : decltype(queue_.take(last_admission_)){};
     if (riders.empty()) co_return co_await run_scripts(std::move(calls), deadline);
-    ++riding_;
     in_flight_ += riders.size();
     std::vector<command> all;
     all.reserve(riders.size() + calls.size());
     for (const auto& e : riders) all.push_back(e.item);
     all.insert(all.end(), std::make_move_iterator(calls.begin()), std::make_move_iterator(calls.end()));
     auto [ec, replies] = co_await run_scripts(std::move(all), deadline);
-    --riding_;
     in_flight_ -= riders.size();
     const auto ahead = static_cast<std::ptrdiff_t>(riders.size());
     settle_writes(std::move(riders), ec, replies, false); // the caller counts its own failure
@@ -240,7 +238,7 @@ net::awaitable<void> redis_link::flush(clock::time_point deadline)
 {
     net::steady_timer pause(ex_);
     while (clock::now() < deadline) {
-        bool only_retries = !sending_ && riding_ == 0 && (queue_.size() == 0 || queue_.next_flush() > clock::now() + 50ms);
+        bool only_retries = in_flight_ == 0 && (queue_.size() == 0 || queue_.next_flush() > clock::now() + 50ms);
         if (only_retries) co_return;
         pause.expires_after(1ms);
         co_await pause.async_wait(use_nothrow);

@@ -64,8 +64,6 @@ public:
 
     redis_client& client() { return *client_; }
     std::chrono::milliseconds lease_ttl() const { return lease_ttl_; }
-    std::size_t pending_writes() const { return queue_.size(); }
-    store_counters& counters() { return *counters_; }
 
 private:
     struct held
@@ -98,7 +96,6 @@ private:
     clock::time_point last_admission_{};   // when run() last sent calls
     bool flush_now_ = false;               // a write came while no admission flows: send it now
     bool sending_ = false;
-    int riding_ = 0;             // admissions in flight carrying writes
     std::size_t in_flight_ = 0;  // writes sent and not yet heard back from
     bool stopped_ = false;
     bool failing_ = false; // the last batch failed: logged once per outage, writes wait for a probe
