@@ -4,7 +4,8 @@
 //   stream    N concurrent SSE streams, measuring time to first event and gaps;
 //   hold      N streams opened and held (memory per open stream is measured outside).
 // --rate paces blocking requests open-loop (latency counted from each request's scheduled
-// start, so a saturated server shows as growing latency); --open-rate paces new
+// start, so a saturated server shows as growing latency; the schedule starts once every
+// connection is open, so set-up is not counted); --open-rate paces new
 // connections; --words sets the query length, and so the number of streamed events.
 // Bounded by --requests and --duration-s; prints a progress line each second, then a
 // summary (throughput, latency percentiles, errors) and, with --json, one JSON line.
@@ -106,7 +107,21 @@ public:
                                                            {"user", "bench"}});
         start_ = clock_type::now();
         deadline_ = start_ + std::chrono::milliseconds(static_cast<long>(opts_.duration_s * 1000));
+        go_.expires_at(clock_type::time_point::max());
     }
+
+    // Open loop with every connection opened at once: the clock starts when all are open
+    // (or failed), so that no request's latency includes a connection's TCP or TLS set-up.
+    void connection_ready()
+    {
+        if (going_ || ++ready_ < opts_.connections) return;
+        going_ = true;
+        start_ = clock_type::now();
+        deadline_ = start_ + std::chrono::milliseconds(static_cast<long>(opts_.duration_s * 1000));
+        go_.cancel();
+    }
+    // From the start of the schedule to the last response (the progress ticker may run on).
+    double elapsed_s() const { return std::chrono::duration<double>(last_done_ - start_).count(); }
 
     bool more() const { return res.started < opts_.requests && clock_type::now() < deadline_; }
     bool time_left() const { return clock_type::now() < deadline_; }
@@ -120,6 +135,7 @@ public:
             s.next_layer().expires_after(std::chrono::seconds(10));
             auto [ec, ep] = co_await s.next_layer().async_connect(eps, use_nothrow);
             if (!ec) std::tie(ec) = co_await s.async_handshake(ssl::stream_base::client, use_nothrow);
+            connection_ready();
             if (ec) {
                 ++res.errors;
                 co_return;
@@ -130,6 +146,7 @@ public:
             beast::tcp_stream s(io_);
             s.expires_after(std::chrono::seconds(10));
             auto [ec, ep] = co_await s.async_connect(eps, use_nothrow);
+            connection_ready();
             if (ec) {
                 ++res.errors;
                 co_return;
@@ -147,6 +164,7 @@ private:
     {
         beast::flat_buffer buffer;
         net::steady_timer pace(io_);
+        if (!going_) co_await go_.async_wait(use_nothrow); // connection_ready() cancels it
         while (more()) {
             auto start = clock_type::now();
             if (opts_.rate > 0) { // open loop: request i starts at start_ + i / rate
@@ -207,7 +225,8 @@ private:
                 }
             }
             if (streaming) --res.open_streams;
-            res.latency_us.values.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - start).count());
+            last_done_ = clock_type::now();
+            res.latency_us.values.push_back(std::chrono::duration<double, std::micro>(last_done_ - start).count());
             ++res.completed;
             if (!p.get().keep_alive()) co_return;
         }
@@ -223,7 +242,10 @@ private:
     target target_;
     ssl::context* tls_;
     std::string body_;
-    clock_type::time_point start_, deadline_;
+    clock_type::time_point start_, deadline_, last_done_;
+    net::steady_timer go_{io_};
+    int ready_ = 0;
+    bool going_ = opts_.rate <= 0 || opts_.open_rate > 0; // only the open loop waits for its connections
 };
 
 net::awaitable<void> progress(runner& r, const options& o, clock_type::time_point start)
@@ -337,7 +359,7 @@ int main(int argc, char** argv)
         net::co_spawn(io, open_connections(r, eps, o), net::detached);
         net::co_spawn(io, progress(r, o, start), net::detached);
         io.run();
-        double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
+        double elapsed = r.res.completed > 0 ? r.elapsed_s() : std::chrono::duration<double>(clock_type::now() - start).count();
 
         auto& res = r.res;
         double rps = static_cast<double>(res.completed) / elapsed;

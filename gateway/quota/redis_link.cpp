@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <unordered_map>
 
 namespace gw::gateway {
 
@@ -30,6 +31,40 @@ bool transient(const redis_value& reply)
     return false;
 }
 
+using entries = std::vector<core::write_queue<redis_link::command>::entry>;
+
+// The writes of a batch as calls, merged where Redis can take them as one (a tenant's
+// settlements of one day in one script run, lease releases of one key in one ZREM):
+// `call_of[i]` is the call carrying write i.
+struct merged_writes
+{
+    std::vector<redis_link::command> calls;
+    std::vector<std::size_t> call_of;
+};
+
+merged_writes merge_writes(const entries& batch)
+{
+    merged_writes out;
+    out.call_of.reserve(batch.size());
+    std::unordered_map<std::string, std::size_t> open; // merge prefix -> the call still taking more
+    for (const auto& e : batch) {
+        auto prefix = redis_scripts::merge_prefix(e.item);
+        std::string signature;
+        for (std::size_t k = 0; k < prefix; ++k) (signature += e.item[k]) += '\n';
+        if (prefix > 0) {
+            auto it = open.find(signature);
+            if (it != open.end() && redis_scripts::merge_into(out.calls[it->second], e.item)) {
+                out.call_of.push_back(it->second);
+                continue;
+            }
+        }
+        out.call_of.push_back(out.calls.size());
+        if (prefix > 0) open[signature] = out.calls.size();
+        out.calls.push_back(e.item);
+    }
+    return out;
+}
+
 } // namespace
 
 redis_link::redis_link(net::any_io_executor ex, redis_client_options options, std::chrono::milliseconds lease_ttl,
@@ -39,9 +74,9 @@ redis_link::redis_link(net::any_io_executor ex, redis_client_options options, st
       lease_ttl_(lease_ttl),
       counters_(std::move(counters)),
       queue_(limits),
-      linger_(limits.delay),
       timer_(ex),
-      next_renewal_(clock::now() + lease_ttl / 3)
+      next_renewal_(clock::now() + lease_ttl / 3),
+      linger_(limits.delay)
 {
 }
 
@@ -77,14 +112,13 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run
     auto riders = ride ? queue_.take(last_admission_, max_riders) : decltype(queue_.take(last_admission_)){};
     if (riders.empty()) co_return co_await run_scripts(std::move(calls), deadline);
     in_flight_ += riders.size();
-    std::vector<command> all;
-    all.reserve(riders.size() + calls.size());
-    for (const auto& e : riders) all.push_back(e.item);
+    auto merged = merge_writes(riders);
+    const auto ahead = static_cast<std::ptrdiff_t>(merged.calls.size());
+    auto all = std::move(merged.calls);
     all.insert(all.end(), std::make_move_iterator(calls.begin()), std::make_move_iterator(calls.end()));
     auto [ec, replies] = co_await run_scripts(std::move(all), deadline);
     in_flight_ -= riders.size();
-    const auto ahead = static_cast<std::ptrdiff_t>(riders.size());
-    settle_writes(std::move(riders), ec, replies, false); // the caller counts its own failure
+    settle_writes(std::move(riders), merged.call_of, ec, replies, false); // the caller counts its own failure
     if (!ec) replies.erase(replies.begin(), replies.begin() + ahead);
     co_return std::tuple{ec, std::move(replies)};
 }
@@ -187,18 +221,16 @@ net::awaitable<void> redis_link::send_batch(clock::time_point now)
     if (batch.empty()) co_return; // admissions took them: nothing to learn about Redis from nothing
     sending_ = true;
     in_flight_ += batch.size();
-    std::vector<command> calls;
-    calls.reserve(batch.size());
-    for (const auto& e : batch) calls.push_back(e.item);
+    auto merged = merge_writes(batch);
     auto deadline = clock::now() + std::max(client_->timeout(), min_write_deadline);
-    auto [ec, replies] = co_await run_scripts(std::move(calls), deadline);
+    auto [ec, replies] = co_await run_scripts(std::move(merged.calls), deadline);
     sending_ = false;
     in_flight_ -= batch.size();
-    settle_writes(std::move(batch), ec, replies, true);
+    settle_writes(std::move(batch), merged.call_of, ec, replies, true);
 }
 
-void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> batch, error_code ec, const std::vector<redis_value>& replies,
-                               bool count_failure)
+void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> batch, const std::vector<std::size_t>& call_of, error_code ec,
+                               const std::vector<redis_value>& replies, bool count_failure)
 {
     decltype(batch) failed;
     if (ec) {
@@ -219,14 +251,15 @@ void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> ba
             failed_at_ = clock::now();
         }
         for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (!replies[i].is_error()) continue;
-            if (transient(replies[i])) {
+            const auto& reply = replies[call_of[i]];
+            if (!reply.is_error()) continue;
+            if (transient(reply)) {
                 failed.push_back(std::move(batch[i]));
                 continue;
             }
             ++counters_->errors;
             counters_->writes_dropped += 1;
-            spdlog::error("quota store: Redis refused a write ({}): {}", batch[i].item.empty() ? "" : batch[i].item[0], replies[i].str);
+            spdlog::error("quota store: Redis refused a write ({}): {}", batch[i].item.empty() ? "" : batch[i].item[0], reply.str);
         }
     }
     if (!failed.empty()) queue_.retry(std::move(failed), clock::now());

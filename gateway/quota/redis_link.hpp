@@ -14,8 +14,10 @@
 // dropped (so are writes beyond 200,000 waiting in one worker). While batches fail, one
 // probe batch every 200 ms finds out when Redis is back, and then everything goes. Every
 // write is idempotent (SET NX, ZREM, settlements keyed by lease), so a retry of a batch
-// Redis applied in part changes nothing twice. Leases are renewed every third of their
-// TTL while the request that holds them runs.
+// Redis applied in part changes nothing twice. Writes Redis can take as one are merged
+// when sent: a tenant's settlements of one day run as one script, releases from one set
+// as one ZREM. Leases are renewed every third of their TTL while the request that holds
+// them runs.
 // Runs on the worker's executor; not thread-safe.
 #pragma once
 
@@ -74,9 +76,10 @@ private:
     net::awaitable<void> send_batch(clock::time_point now);
     // `calls` by `deadline`, resending as EVAL what Redis answered NOSCRIPT.
     net::awaitable<std::tuple<error_code, std::vector<redis_value>>> run_scripts(std::vector<command> calls, clock::time_point deadline);
-    // The outcome of writes sent: failures (and "not now" replies) are retried later.
-    void settle_writes(std::vector<core::write_queue<command>::entry> batch, error_code ec, const std::vector<redis_value>& replies,
-                       bool count_failure);
+    // The outcome of writes sent (write i carried by call `call_of[i]`): failures (and
+    // "not now" replies) are retried later.
+    void settle_writes(std::vector<core::write_queue<command>::entry> batch, const std::vector<std::size_t>& call_of, error_code ec,
+                       const std::vector<redis_value>& replies, bool count_failure);
     void queue_renewals();
     void wake();
     void update_pending();

@@ -2,87 +2,170 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
+
 namespace gw::gateway::redis_scripts {
 
 namespace {
 
+// One batch of a tenant's admissions, decided in arrival order as if each were its own
+// call: the same verdicts, with one read and one write of each key per batch.
 constexpr std::string_view admit_tenant_lua = R"lua(
-if redis.call('HEXISTS', KEYS[4], ARGV[6]) == 1 then return {4, '-1', 0, 0} end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tokens = -1
+local secs = tonumber(t[1])
+local now = secs * 1000000 + tonumber(t[2])
+local rate, burst, max_conc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local limit, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local leases = {}
+for i = 6, #ARGV, 3 do leases[#leases + 1] = ARGV[i] end
+local cancelled = redis.call('HMGET', KEYS[4], unpack(leases))
+local tokens, took = -1, false
 if rate > 0 then
   local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
   tokens = tonumber(b[1]) or burst
   local ts = tonumber(b[2]) or now
   if now > ts then tokens = math.min(burst, tokens + (now - ts) / 1000000 * rate) else now = ts end
-  if tokens < 1 then return {1, tostring(tokens), tonumber(t[1]), 0} end
-  tokens = tokens - 1
+end
+local active = 0
+if max_conc > 0 then
+  active = redis.call('ZCARD', KEYS[2])
+  if active + #leases > max_conc then -- expired leases (a replica that died) are swept only when they could refuse
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+    active = redis.call('ZCARD', KEYS[2])
+  end
+end
+local day = math.floor(secs / 86400)
+local used, held = 0, 0
+if limit > 0 then
+  local u = redis.call('HMGET', KEYS[3], 'used:' .. day, 'reserved:' .. day)
+  used, held = tonumber(u[1]) or 0, tonumber(u[2]) or 0
+end
+local out, members, holds, reserved_now = {}, {}, {}, 0
+for i = 1, #leases do
+  local at = 6 + (i - 1) * 3
+  local verdict, reserved = 0, 0
+  if cancelled[i] then
+    verdict = 4
+  elseif rate > 0 and tokens < 1 then
+    verdict = 1
+  else
+    if rate > 0 then tokens, took = tokens - 1, true end
+    if max_conc > 0 and active >= max_conc then verdict = 2 end
+    if verdict == 0 and limit > 0 and ARGV[at + 2] == '1' then
+      local left = limit - used - held
+      if left <= 0 then
+        verdict = 3
+      else
+        reserved = math.min(tonumber(ARGV[at + 1]), left)
+        held, reserved_now = held + reserved, reserved_now + reserved
+        holds[#holds + 1] = 'hold:' .. leases[i]
+        holds[#holds + 1] = day .. ':' .. reserved
+      end
+    end
+    if verdict == 0 and max_conc > 0 then
+      active = active + 1
+      members[#members + 1] = now + ttl * 1000
+      members[#members + 1] = leases[i]
+    end
+  end
+  out[i] = {verdict, tostring(verdict == 4 and -1 or tokens), secs, reserved}
+end
+if took then
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
   redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 60000)
 end
-local max_conc = tonumber(ARGV[3])
-if max_conc > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZCARD', KEYS[2]) >= max_conc then return {2, tostring(tokens), tonumber(t[1]), 0} end
-end
-local reserved = 0
-local limit = tonumber(ARGV[4])
-if limit > 0 and ARGV[8] == '1' then
-  local day = math.floor(tonumber(t[1]) / 86400)
-  local used = tonumber(redis.call('HGET', KEYS[3], 'used:' .. day) or '0')
-  local held = tonumber(redis.call('HGET', KEYS[3], 'reserved:' .. day) or '0')
-  local left = limit - used - held
-  if left <= 0 then return {3, tostring(tokens), tonumber(t[1]), 0} end
-  reserved = math.min(tonumber(ARGV[5]), left)
-  redis.call('HINCRBY', KEYS[3], 'reserved:' .. day, reserved)
-  redis.call('HSET', KEYS[3], 'hold:' .. ARGV[6], day .. ':' .. reserved)
+if #holds > 0 then
+  if reserved_now > 0 then redis.call('HINCRBY', KEYS[3], 'reserved:' .. day, reserved_now) end
+  redis.call('HSET', KEYS[3], unpack(holds))
   redis.call('EXPIRE', KEYS[3], 172800)
 end
-if max_conc > 0 then
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[7]) * 1000, ARGV[6])
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[7]))
+if #members > 0 then
+  redis.call('ZADD', KEYS[2], unpack(members))
+  redis.call('PEXPIRE', KEYS[2], ttl)
 end
-return {0, tostring(tokens), tonumber(t[1]), reserved}
+return out
 )lua";
 
 constexpr std::string_view admit_app_lua = R"lua(
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 4 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local max_conc = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= max_conc then return 2 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]) * 1000, ARGV[2])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
-return 0
+local max_conc, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local leases = {}
+for i = 3, #ARGV do leases[#leases + 1] = ARGV[i] end
+local cancelled = redis.call('HMGET', KEYS[2], unpack(leases))
+local active = redis.call('ZCARD', KEYS[1])
+if active + #leases > max_conc then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  active = redis.call('ZCARD', KEYS[1])
+end
+local out, members = {}, {}
+for i = 1, #leases do
+  if cancelled[i] then
+    out[i] = 4
+  elseif active >= max_conc then
+    out[i] = 2
+  else
+    out[i], active = 0, active + 1
+    members[#members + 1] = now + ttl * 1000
+    members[#members + 1] = leases[i]
+  end
+end
+if #members > 0 then
+  redis.call('ZADD', KEYS[1], unpack(members))
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return out
 )lua";
 
-// Usage of a reservation made on an earlier UTC day is not charged to today. Usage
-// without a reservation (admitted while Redis was away) is marked done in a per-day hash
-// (KEYS[3]) so that a retried settlement charges it once.
+// Settlements of one tenant and day, one group of four arguments per request. Usage of a
+// reservation made on an earlier UTC day is not charged to today. Usage without a
+// reservation (admitted while Redis was away) is marked done in a per-day hash (KEYS[3])
+// so that a retried settlement charges it once; a lease named twice is settled once.
 constexpr std::string_view finish_tenant_lua = R"lua(
-if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
-if ARGV[2] == '' then return 0 end
 local t = redis.call('TIME')
-local day = tonumber(ARGV[3])
+local day = tonumber(ARGV[1])
 local today = day == math.floor(tonumber(t[1]) / 86400)
-if ARGV[5] == '1' then
-  local hold = redis.call('HGET', KEYS[2], 'hold:' .. ARGV[2])
-  if not hold then return 0 end
-  redis.call('HDEL', KEYS[2], 'hold:' .. ARGV[2])
-  local held_day, held = string.match(hold, '^(%d+):(%d+)$')
-  if held then redis.call('HINCRBY', KEYS[2], 'reserved:' .. held_day, -tonumber(held)) end
-else
-  if redis.call('HSETNX', KEYS[3], ARGV[2], '1') == 0 then return 0 end
+local releases, seen, reserved, unreserved = {}, {}, {}, {}
+for i = 2, #ARGV, 4 do
+  if ARGV[i] ~= '' then releases[#releases + 1] = ARGV[i] end
+  local lease = ARGV[i + 1]
+  if lease ~= '' and not seen[lease] then
+    seen[lease] = true
+    local list = ARGV[i + 3] == '1' and reserved or unreserved
+    list[#list + 1] = {lease, tonumber(ARGV[i + 2])}
+  end
+end
+if #releases > 0 then redis.call('ZREM', KEYS[1], unpack(releases)) end
+local charged, any = 0, false
+if #reserved > 0 then
+  local fields = {}
+  for i, r in ipairs(reserved) do fields[i] = 'hold:' .. r[1] end
+  local holds = redis.call('HMGET', KEYS[2], unpack(fields))
+  local done, back = {}, {}
+  for i, r in ipairs(reserved) do
+    if holds[i] then
+      done[#done + 1] = fields[i]
+      local held_day, held = string.match(holds[i], '^(%d+):(%d+)$')
+      if held then back[held_day] = (back[held_day] or 0) + tonumber(held) end
+      charged, any = charged + r[2], true
+    end
+  end
+  if #done > 0 then redis.call('HDEL', KEYS[2], unpack(done)) end
+  for held_day, amount in pairs(back) do
+    if amount > 0 then redis.call('HINCRBY', KEYS[2], 'reserved:' .. held_day, -amount) end
+  end
+end
+if #unreserved > 0 then
+  for _, r in ipairs(unreserved) do
+    if redis.call('HSETNX', KEYS[3], r[1], '1') == 1 then charged, any = charged + r[2], true end
+  end
   redis.call('EXPIRE', KEYS[3], 172800)
 end
-if today then
-  redis.call('HINCRBY', KEYS[2], 'used:' .. day, tonumber(ARGV[4]))
+if today and any then
+  redis.call('HINCRBY', KEYS[2], 'used:' .. day, charged)
   redis.call('EXPIRE', KEYS[2], 172800)
 end
-return 1
+return charged
 )lua";
 
 // The give-back of an admission whose caller saw it fail: marked cancelled first, so the
@@ -174,6 +257,22 @@ command cancel_tenant(std::vector<std::string> keys, std::vector<std::string> ar
 command cancel_app(std::vector<std::string> keys, std::vector<std::string> args)
 {
     return evalsha(5, std::move(keys), std::move(args));
+}
+
+std::size_t merge_prefix(const command& cmd)
+{
+    if (cmd.size() > 7 && cmd[0] == "EVALSHA" && cmd[1] == scripts()[2].sha && cmd[2] == "3") return 7; // keys and day
+    if (cmd.size() > 2 && cmd[0] == "ZREM") return 2;
+    return 0;
+}
+
+bool merge_into(command& into, const command& next, std::size_t max_args)
+{
+    auto prefix = merge_prefix(into);
+    if (prefix == 0 || merge_prefix(next) != prefix || into.size() + next.size() - prefix > max_args) return false;
+    if (!std::equal(into.begin(), into.begin() + static_cast<std::ptrdiff_t>(prefix), next.begin())) return false;
+    into.insert(into.end(), next.begin() + static_cast<std::ptrdiff_t>(prefix), next.end());
+    return true;
 }
 
 std::vector<command> with_script_bodies(const std::vector<command>& calls, const std::vector<bool>& noscript,

@@ -19,19 +19,22 @@ namespace gw::gateway::redis_scripts {
 
 using command = std::vector<std::string>;
 
+// A batch of one tenant's admissions, decided in order as separate calls would be.
 // KEYS: rate bucket (hash), leases (zset), tokens (hash), cancelled leases (hash).
-// ARGV: rate, burst, max_concurrent, tokens_per_day, estimate, lease id, lease ttl ms,
-// generates (1/0). Returns {verdict, bucket tokens (string), unix seconds, reserved};
-// verdict 0 admitted, 1 rate, 2 concurrency, 3 tokens, 4 cancelled (the gateway gave
-// this admission up already: it takes nothing).
+// ARGV: rate, burst, max_concurrent, tokens_per_day, lease ttl ms, then per admission:
+// lease id, estimate, generates (1/0). Returns per admission {verdict, bucket tokens
+// (string), unix seconds, reserved}; verdict 0 admitted, 1 rate, 2 concurrency, 3 tokens,
+// 4 cancelled (the gateway gave this admission up already: it takes nothing).
 command admit_tenant(std::vector<std::string> keys, std::vector<std::string> args);
-// KEYS: leases (zset), cancelled leases (hash). ARGV: max_concurrent, lease id, lease ttl
-// ms. Returns 0 admitted, 2 full, 4 cancelled.
+// A batch of one app's admissions. KEYS: leases (zset), cancelled leases (hash). ARGV:
+// max_concurrent, lease ttl ms, then the lease ids. Returns per lease 0 admitted, 2 full,
+// 4 cancelled.
 command admit_app(std::vector<std::string> keys, std::vector<std::string> args);
-// KEYS: leases (zset), tokens (hash), settled-without-reservation marks of the day (hash).
-// ARGV: lease to release ('' = none), lease whose usage to settle ('' = none), day,
-// tokens used, 1 = settles the lease's reservation / 0 = charges usage admitted without
-// one (Redis was away). Idempotent.
+// Settlements of one tenant and day. KEYS: leases (zset), tokens (hash),
+// settled-without-reservation marks of the day (hash). ARGV: day, then per request: lease
+// to release ('' = none), lease whose usage to settle ('' = none), tokens used, 1 =
+// settles the lease's reservation / 0 = charges usage admitted without one (Redis was
+// away). Idempotent. Returns the tokens charged.
 command finish_tenant(std::vector<std::string> keys, std::vector<std::string> args);
 // KEYS: leases (zset). ARGV: lease ttl ms, then the leases to extend (those still held).
 command renew_leases(std::vector<std::string> keys, std::vector<std::string> args);
@@ -41,6 +44,14 @@ command renew_leases(std::vector<std::string> keys, std::vector<std::string> arg
 command cancel_tenant(std::vector<std::string> keys, std::vector<std::string> args);
 // The same for an app's lease. KEYS: leases (zset), cancelled leases (hash). ARGV: lease.
 command cancel_app(std::vector<std::string> keys, std::vector<std::string> args);
+
+// How many leading elements of `cmd` must be equal for another command to be merged into
+// it (the rest are per-item arguments that can be appended): finish_tenant (its keys and
+// day) and ZREM (its key); 0 for every other command.
+std::size_t merge_prefix(const command& cmd);
+// Appends `next`'s per-item arguments to `into` when both have the same merge prefix and
+// `into` stays within `max_args`; false (nothing changed) otherwise.
+bool merge_into(command& into, const command& next, std::size_t max_args = 1024);
 
 // `calls` with every EVALSHA whose reply was NOSCRIPT turned into an EVAL of the same
 // script; `which` gets their positions. Empty when no reply was NOSCRIPT.

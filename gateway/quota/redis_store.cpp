@@ -6,7 +6,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/co_spawn.hpp>
+
+#include "gateway/spawn.hpp"
+
 #include <cmath>
+#include <map>
 #include <random>
 
 namespace gw::gateway {
@@ -94,22 +99,26 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
     if (!cfg_.tenants.contains(tenant) || !cfg_.apps.contains(app)) co_return admission{}; // not in this config
     const auto& t = cfg_.tenants.at(tenant);
     const auto& a = cfg_.apps.at(app);
-    std::string lease = lease_prefix_ + std::to_string(++lease_counter_);
-    std::int64_t estimate = generates && t.tokens_per_day > 0 ? local_->estimate(app) : 0;
-    auto ttl = std::to_string(link_->lease_ttl().count());
-    std::vector<redis_client::command> calls;
-    calls.push_back(redis_scripts::admit_tenant(
-        {tenant_key(tenant, "rate"), tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "cancelled")},
-        {number(t.rate ? t.rate->requests_per_second : 0), number(t.rate ? t.rate->burst : 0), std::to_string(t.max_concurrent),
-         std::to_string(t.tokens_per_day), std::to_string(estimate), lease, ttl, generates ? "1" : "0"}));
-    if (a.max_concurrent > 0)
-        calls.push_back(redis_scripts::admit_app({app_key(app), app_cancelled_key(app)}, {std::to_string(a.max_concurrent), lease, ttl}));
+    pending_admission mine;
+    mine.app = app;
+    mine.lease = lease_prefix_ + std::to_string(++lease_counter_);
+    mine.estimate = generates && t.tokens_per_day > 0 ? local_->estimate(app) : 0;
+    mine.generates = generates;
+    mine.deadline = deadline();
+    auto call = std::make_shared<redis_call>();
+    mine.call = call;
+    const auto lease = mine.lease;
+    const auto until = mine.deadline;
+    if (auto batch = admissions_.add(tenant, std::move(mine)); !batch.empty())
+        net::co_spawn(co_await net::this_coro::executor, send_admissions(self, tenant, std::move(batch)), log_failure("quota store admissions"));
 
     // Not retried on failure: a script Redis ran before the connection broke would count twice.
-    auto [ec, replies] = co_await link_->run(calls, deadline());
-    bool malformed = !ec && (replies.size() != calls.size() || replies[0].type != redis_value::kind::array ||
+    auto ec = co_await wait_for(*call, until);
+    const auto& replies = call->replies;
+    bool app_limited = a.max_concurrent > 0;
+    bool malformed = !ec && (replies.size() != (app_limited ? 2u : 1u) || replies[0].type != redis_value::kind::array ||
                              replies[0].elements.size() != 4 || replies[0].elements[0].integer > 3 ||
-                             (calls.size() == 2 && (replies[1].type != redis_value::kind::integer || replies[1].integer > 2)));
+                             (app_limited && (replies[1].type != redis_value::kind::integer || replies[1].integer > 2)));
     if (ec || malformed) {
         // The scripts may have run before the failure (a reply lost with its connection, a
         // deadline passed while Redis was paused): give back whatever they took. Idempotent,
@@ -118,7 +127,7 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
         if (might_have_run(ec) && (t.max_concurrent > 0 || (generates && t.tokens_per_day > 0)))
             link_->write(redis_scripts::cancel_tenant({tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "cancelled")},
                                                       {lease}));
-        if (might_have_run(ec) && a.max_concurrent > 0) link_->write(redis_scripts::cancel_app({app_key(app), app_cancelled_key(app)}, {lease}));
+        if (might_have_run(ec) && app_limited) link_->write(redis_scripts::cancel_app({app_key(app), app_cancelled_key(app)}, {lease}));
         if (!failing_) // one line per outage, not one per request
             spdlog::warn("quota store failing ({}); on_error = {}",
                          ec ? ec.message() : replies.empty() ? std::string("no reply") : "unexpected reply: " + replies[0].str,
@@ -133,7 +142,7 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
     double bucket = std::strtod(r[1].str.c_str(), nullptr);
     std::int64_t unix_seconds = r[2].integer;
     std::int64_t reserved = r[3].integer;
-    bool app_ok = calls.size() == 1 || replies[1].integer == 0;
+    bool app_ok = !app_limited || replies[1].integer == 0;
 
     admission out;
     if (t.rate) out.rate = rate_view(*t.rate, bucket, verdict != 1);
@@ -141,7 +150,7 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
     ticket->lease = lease;
     ticket->reservation = {core::utc_day(unix_seconds), reserved, verdict == 0 && generates && t.tokens_per_day > 0};
     ticket->holds_tenant_slot = verdict == 0 && t.max_concurrent > 0;
-    ticket->holds_app_slot = app_ok && a.max_concurrent > 0;
+    ticket->holds_app_slot = app_ok && app_limited;
     if (verdict == 0 && app_ok) {
         if (ticket->holds_tenant_slot || ticket->holds_app_slot)
             link_->hold_lease(lease, ticket->holds_tenant_slot ? tenant_key(tenant, "active") : "",
@@ -161,6 +170,70 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
     co_return out;
 }
 
+net::awaitable<void> redis_quota_store::send_admissions(std::shared_ptr<redis_quota_store> self, std::string tenant,
+                                                        std::vector<pending_admission> batch)
+{
+    while (!batch.empty()) {
+        co_await self->send_admission_batch(tenant, std::move(batch));
+        batch = self->admissions_.done(tenant);
+    }
+}
+
+// One tenant script naming every admission, and one app script per app with a
+// concurrency limit, in one pipeline; each caller gets its own elements of the replies.
+net::awaitable<void> redis_quota_store::send_admission_batch(const std::string& tenant, std::vector<pending_admission> batch)
+{
+    // A caller that gave up (its deadline passed while it waited here) has queued the
+    // give-back of its lease and gone: not sent at all.
+    std::erase_if(batch, [](const pending_admission& p) { return p.call.expired(); });
+    if (batch.empty()) co_return;
+    const auto& t = cfg_.tenants.at(tenant);
+    std::vector<std::string> args{number(t.rate ? t.rate->requests_per_second : 0), number(t.rate ? t.rate->burst : 0),
+                                  std::to_string(t.max_concurrent), std::to_string(t.tokens_per_day),
+                                  std::to_string(link_->lease_ttl().count())};
+    std::map<std::string, std::vector<std::size_t>> by_app; // apps with a concurrency limit -> their admissions
+    auto until = batch.front().deadline;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        const auto& p = batch[i];
+        args.insert(args.end(), {p.lease, std::to_string(p.estimate), p.generates ? "1" : "0"});
+        if (cfg_.apps.at(p.app).max_concurrent > 0) by_app[p.app].push_back(i);
+        until = std::min(until, p.deadline);
+    }
+    std::vector<redis_client::command> calls;
+    calls.push_back(redis_scripts::admit_tenant(
+        {tenant_key(tenant, "rate"), tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "cancelled")},
+        std::move(args)));
+    for (const auto& [app, which] : by_app) {
+        std::vector<std::string> app_args{std::to_string(cfg_.apps.at(app).max_concurrent), std::to_string(link_->lease_ttl().count())};
+        for (auto i : which) app_args.push_back(batch[i].lease);
+        calls.push_back(redis_scripts::admit_app({app_key(app), app_cancelled_key(app)}, std::move(app_args)));
+    }
+    auto [ec, replies] = co_await link_->run(std::move(calls), until);
+
+    std::vector<std::vector<redis_value>> mine(batch.size());
+    if (!ec) {
+        // Element k of a per-admission array reply goes to admission to[k]; a reply that is
+        // not such an array (an error reply) goes to each of them, which report it.
+        auto hand_out = [&mine](const redis_value& r, const std::vector<std::size_t>& to) {
+            bool fits = r.type == redis_value::kind::array && r.elements.size() == to.size();
+            for (std::size_t k = 0; k < to.size(); ++k) mine[to[k]].push_back(fits ? r.elements[k] : r);
+        };
+        std::vector<std::size_t> everyone(batch.size());
+        std::iota(everyone.begin(), everyone.end(), std::size_t{0});
+        hand_out(replies[0], everyone);
+        std::size_t call = 1;
+        for (const auto& [app, which] : by_app) hand_out(replies[call++], which);
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        auto call = batch[i].call.lock();
+        if (!call) continue; // gave up while the batch was out
+        call->ec = ec;
+        call->replies = std::move(mine[i]);
+        call->done = true;
+        if (call->on_done) call->on_done();
+    }
+}
+
 void redis_quota_store::finish(quota_ticket& t, std::int64_t tokens)
 {
     if (tokens > 0) counters_->add_tokens(t.tenant(), t.app(), local_->today(), tokens);
@@ -171,7 +244,7 @@ void redis_quota_store::finish(quota_ticket& t, std::int64_t tokens)
         auto day = t.reservation.admitted ? t.reservation.day : local_->today();
         link_->write(redis_scripts::finish_tenant(
             {tenant_key(t.tenant(), "active"), tenant_key(t.tenant(), "tokens"), tenant_key(t.tenant(), "settled:" + std::to_string(day))},
-            {t.holds_tenant_slot ? t.lease : "", t.reservation.admitted || unreserved_usage ? t.lease : "", std::to_string(day),
+            {std::to_string(day), t.holds_tenant_slot ? t.lease : "", t.reservation.admitted || unreserved_usage ? t.lease : "",
              std::to_string(t.reservation.admitted || unreserved_usage ? tokens : 0), t.reservation.admitted ? "1" : "0"}));
     }
     if (t.holds_app_slot) link_->write({"ZREM", app_key(t.app()), t.lease});

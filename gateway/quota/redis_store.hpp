@@ -1,7 +1,10 @@
 // The shared quota store (quota_store.type = "redis"): exact across gateway replicas.
 // Admission is one pipelined round trip of two atomic Lua scripts (tenant: rate bucket,
 // concurrency lease, token reservation; app: concurrency lease; see redis_scripts.hpp),
-// sent to both slots' nodes at once on a Cluster. Everything after admission leaves the
+// sent to both slots' nodes at once on a Cluster. A tenant's admissions made while one of
+// its batches is in flight wait for it and then go as one batch (group commit): under
+// load Redis runs one script per round trip instead of one per request, and an idle
+// tenant's admission goes at once. Everything after admission leaves the
 // request path through the worker's redis_link: the settlement and lease release when a
 // request ends, ownership records, lease renewals while it runs.
 // When Redis is slow or down (quota_store.timeout_ms), quota_store.on_error decides:
@@ -9,6 +12,7 @@
 #pragma once
 
 #include "config/gateway_config.hpp"
+#include "core/call_coalescer.hpp"
 #include "gateway/quota/memory_store.hpp"
 #include "gateway/quota/redis_link.hpp"
 
@@ -35,6 +39,23 @@ public:
     redis_link& link() { return *link_; }
 
 private:
+    // An admission waiting for, or in, its tenant's batch (core::call_coalescer).
+    struct pending_admission
+    {
+        std::string app;
+        std::string lease;
+        std::int64_t estimate = 0;
+        bool generates = false;
+        redis_client::clock::time_point deadline{};
+        // Filled when the batch is answered: the tenant script's verdict for this lease,
+        // then the app script's if the app has a concurrency limit (or the batch's error).
+        // Owned by the waiting caller: expired once it gave up and went.
+        std::weak_ptr<redis_call> call;
+    };
+    // Sends `batch`, then every batch of `tenant` that waited for it, until none did.
+    static net::awaitable<void> send_admissions(std::shared_ptr<redis_quota_store> self, std::string tenant,
+                                                std::vector<pending_admission> batch);
+    net::awaitable<void> send_admission_batch(const std::string& tenant, std::vector<pending_admission> batch);
     net::awaitable<admission> on_store_error(const std::string& tenant, const std::string& app, bool generates, const std::string& lease);
     redis_client::clock::time_point deadline() const;
 
@@ -44,6 +65,7 @@ private:
     std::shared_ptr<usage_counters> counters_;
     std::shared_ptr<memory_quota_store> local_;
     std::uint64_t lease_counter_ = 0;
+    core::call_coalescer<pending_admission> admissions_; // grouped by tenant
     bool failing_ = false; // the last admission could not use Redis
     std::string lease_prefix_;
 };

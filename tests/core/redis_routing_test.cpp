@@ -1,6 +1,8 @@
 // The sans-io halves of the Redis client: replies matched to the calls of one multiplexed
-// connection (redis_pipeline), and Redis Cluster routing facts (redis_slots).
+// connection (redis_pipeline), Redis Cluster routing facts (redis_slots), and which
+// background writes merge into one command (redis_scripts).
 #include "gateway/quota/redis_pipeline.hpp"
+#include "gateway/quota/redis_scripts.hpp"
 #include "gateway/quota/redis_slots.hpp"
 
 #include <gtest/gtest.h>
@@ -137,6 +139,37 @@ TEST(RedisSlots, TheSlotMapFromClusterSlotsAndMoves)
     EXPECT_FALSE(untouched.load(array({array({integer(0), integer(1), array({string("?"), integer(1)})})}), seed));
     EXPECT_FALSE(untouched.load(string("ERR cluster support disabled"), seed));
     EXPECT_EQ(untouched.node_for(0), -1);
+}
+
+TEST(RedisScripts, ATenantsSettlementsOfOneDayMergeIntoOneScriptRun)
+{
+    auto finish = [](std::string day, std::string lease, std::string tokens) {
+        return redis_scripts::finish_tenant({"{t:a}:active", "{t:a}:tokens", "{t:a}:settled:" + day},
+                                            {day, lease, lease, std::move(tokens), "1"});
+    };
+    auto first = finish("20000", "l1", "10");
+    const auto single = first.size();
+    EXPECT_TRUE(redis_scripts::merge_into(first, finish("20000", "l2", "20")));
+    ASSERT_EQ(first.size(), single + 4) << "only the second's four per-request arguments are appended";
+    EXPECT_EQ(std::vector<std::string>(first.end() - 4, first.end()), (std::vector<std::string>{"l2", "l2", "20", "1"}));
+    EXPECT_FALSE(redis_scripts::merge_into(first, finish("20001", "l3", "5"))) << "another day: its own keys and run";
+    auto other_tenant = redis_scripts::finish_tenant({"{t:b}:active", "{t:b}:tokens", "{t:b}:settled:20000"},
+                                                     {"20000", "l4", "l4", "1", "1"});
+    EXPECT_FALSE(redis_scripts::merge_into(first, other_tenant)) << "another tenant's keys";
+    EXPECT_FALSE(redis_scripts::merge_into(first, finish("20000", "l5", "5"), first.size() + 3)) << "bounded in size";
+}
+
+TEST(RedisScripts, ReleasesFromOneSetMergeAndOtherCommandsNever)
+{
+    redis_scripts::command zrem{"ZREM", "{a:x}:active", "l1"};
+    EXPECT_TRUE(redis_scripts::merge_into(zrem, {"ZREM", "{a:x}:active", "l2"}));
+    EXPECT_EQ(zrem, (redis_scripts::command{"ZREM", "{a:x}:active", "l1", "l2"}));
+    EXPECT_FALSE(redis_scripts::merge_into(zrem, {"ZREM", "{a:y}:active", "l3"}));
+    redis_scripts::command set{"SET", "{o}:k1", "alpha", "NX", "EX", "60"};
+    EXPECT_EQ(redis_scripts::merge_prefix(set), 0u);
+    EXPECT_FALSE(redis_scripts::merge_into(set, {"SET", "{o}:k1", "alpha", "NX", "EX", "60"})) << "SET NX EX has no multi-key form";
+    auto admit = redis_scripts::admit_app({"{a:x}:active", "{a:x}:cancelled"}, {"2", "60000", "l1"});
+    EXPECT_EQ(redis_scripts::merge_prefix(admit), 0u) << "admissions are batched by their callers, not merged as writes";
 }
 
 } // namespace

@@ -107,7 +107,7 @@ TEST(GatewayRedis, DailyTokensAcrossGatewaysAndTheScriptCacheFallback)
     std::int64_t used = 0;
     bool exceeded = false;
     for (int i = 0; i < 40 && !exceeded; ++i) {
-        if (i == 3) EXPECT_NE(redis.cli("SCRIPT FLUSH").find("OK"), std::string::npos); // NOSCRIPT → EVAL
+        if (i == 3) { EXPECT_NE(redis.cli("SCRIPT FLUSH").find("OK"), std::string::npos); } // NOSCRIPT → EVAL
         auto& gw = i % 2 ? a : b;
         auto c = gw.client();
         auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("tokens", "u"));
@@ -282,6 +282,74 @@ TEST(GatewayRedis, TwoGatewayProcessesShareTheLimits)
     EXPECT_EQ(p1.terminate(), 0) << "SIGTERM drains and exits 0";
     EXPECT_EQ(p2.terminate(), 0);
     std::remove(path.c_str());
+}
+
+} // namespace
+} // namespace gw::test
+
+namespace gw::test {
+namespace {
+
+// Admissions made together go to Redis together (one script per tenant batch): the script
+// must decide them one by one as separate calls would, no more and no fewer.
+TEST(GatewayRedis, AdmissionsBatchedTogetherAreDecidedOneByOne)
+{
+    running_redis redis;
+    emulator::service_options slow;
+    slow.token_delay = 40ms;
+    running_emulator emu(slow);
+    running_gateway gw(emu, with_redis(redis, [](config::gateway_config& c) {
+        c.server.threads = 1; // one worker: every admission meets the others in its batches
+        c.tenants["alpha"].rate = config::rate_config{0.001, 7};
+        c.tenants["beta"].max_concurrent = 3;
+    }));
+    auto concurrently = [&](int n, const std::function<int()>& one) {
+        std::vector<std::thread> threads;
+        std::atomic<int> ok{0}, refused{0};
+        for (int i = 0; i < n; ++i)
+            threads.emplace_back([&] {
+                int status = one();
+                if (status == 200) ++ok;
+                if (status == 429) ++refused;
+                EXPECT_TRUE(status == 200 || status == 429) << status;
+            });
+        for (auto& t : threads) t.join();
+        return std::pair{ok.load(), refused.load()};
+    };
+    auto [passed, limited] = concurrently(20, [&] { return status_of(gw); });
+    EXPECT_EQ(passed, 7) << "a burst of 7 admits exactly 7 of 20 simultaneous requests";
+    EXPECT_EQ(limited, 13);
+    auto [streams, full] = concurrently(10, [&] {
+        auto c = gw.client();
+        c->send("POST", "/v1/chat-messages", bearer(tenant_keys::beta), json::serialize(chat_body("a b c d e f g h", "u", "streaming")));
+        int status = c->read_head().status;
+        if (status == 200) c->read_rest(); // held while the others are decided
+        return status;
+    });
+    EXPECT_EQ(streams, 3) << "max_concurrent 3 admits 3 of 10 simultaneous streams";
+    EXPECT_EQ(full, 7);
+    for (int i = 0; i < 200 && std::string(core::trim(redis.cli("ZCARD 'dify-gateway:{t:beta}:active'"))) != "0"; ++i)
+        std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(core::trim(redis.cli("ZCARD 'dify-gateway:{t:beta}:active'")), "0") << "every lease went back";
+}
+
+// A replica that died leaves its leases behind: they stop counting when they expire.
+TEST(GatewayRedis, ALeaseLeftByADeadReplicaStopsCountingWhenItExpires)
+{
+    running_redis redis;
+    running_emulator emu;
+    running_gateway gw(emu, with_redis(redis, [](config::gateway_config& c) { c.tenants["alpha"].max_concurrent = 1; }));
+    auto now_us = [&] {
+        const auto reply = redis.cli("TIME");
+        auto t = core::split(core::trim(reply), '\n');
+        return std::stoll(std::string(core::trim(t.at(0)))) * 1000000 + std::stoll(std::string(core::trim(t.at(1))));
+    };
+    const std::string key = "'dify-gateway:{t:alpha}:active'";
+    redis.cli("ZADD " + key + " " + std::to_string(now_us() + 60'000'000) + " live-replica:1");
+    EXPECT_EQ(status_of(gw), 429) << "a live replica's lease holds the only slot";
+    redis.cli("ZADD " + key + " " + std::to_string(now_us() - 1) + " live-replica:1"); // it died: not renewed
+    EXPECT_EQ(status_of(gw), 200) << "an expired lease is swept when it would refuse";
+    EXPECT_EQ(status_of(gw), 200);
 }
 
 } // namespace

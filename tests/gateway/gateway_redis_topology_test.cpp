@@ -70,7 +70,7 @@ void concurrency_is_shared(running_gateway& a, running_gateway& b, const std::st
             auto c = gw->client();
             auto r = get(*c, "/v1/parameters", key);
             EXPECT_EQ(r.status, 429) << r.body;
-            if (r.status == 429) EXPECT_EQ(r.json().at("message"), "Too many concurrent requests (at most 2).");
+            if (r.status == 429) { EXPECT_EQ(r.json().at("message"), "Too many concurrent requests (at most 2)."); }
         }
         s1->read_rest();
         s2->read_rest();
