@@ -135,8 +135,22 @@ std::shared_ptr<redis_call> redis_connection::submit(std::string_view wire, std:
         return call;
     }
     pipeline_.submit(call, wire);
-    wake_writer_.cancel(); // the writer sends it (now, or once connected)
+    if (writer_idle_ && !tls_) write_now(); // no wake-up of the writer to wait for
+    if (pipeline_.has_output()) wake_writer_.cancel(); // the writer sends it (now, or once connected)
     return call;
+}
+
+void redis_connection::write_now()
+{
+    error_code ec;
+    auto out = pipeline_.output();
+    auto n = tcp_.socket().write_some(net::buffer(out.data(), out.size()), ec); // the socket is non-blocking
+    if (ec == net::error::would_block || ec == net::error::try_again) return;
+    if (ec) {
+        fail(ec); // every call waiting on this connection, this one included, ends with ec
+        return;
+    }
+    pipeline_.drop_output(n);
 }
 
 void redis_connection::close(error_code why)
@@ -170,6 +184,7 @@ net::awaitable<error_code> redis_connection::connect()
     if (failed_) co_return error_;
     error_code ignored;
     tcp_.socket().set_option(tcp::no_delay(true), ignored);
+    tcp_.socket().non_blocking(true, ignored); // write_now() never blocks the worker
     if (endpoint_.tls) {
         tls_ = std::make_unique<tls_socket>(tcp_, *endpoint_.tls);
         if (!tls_->set_peer(endpoint_.tls_name.empty() ? endpoint_.host : endpoint_.tls_name, endpoint_.verify))
@@ -214,7 +229,9 @@ net::awaitable<void> redis_connection::run(std::shared_ptr<redis_connection> sel
     while (!self->failed_) {
         if (!self->pipeline_.has_output()) {
             self->wake_writer_.expires_at(clock::time_point::max());
+            self->writer_idle_ = true;
             co_await self->wake_writer_.async_wait(use_nothrow); // submit() or fail() cancels it
+            self->writer_idle_ = false;
             continue;
         }
         auto out = self->pipeline_.take_output();

@@ -91,6 +91,9 @@ private:
     net::awaitable<error_code> connect();
     net::awaitable<error_code> write(std::string_view bytes);
     void fail(error_code ec);
+    // Plain TCP with the writer idle: writes the queued bytes now, as far as the socket
+    // takes them without blocking (the writer sends any rest).
+    void write_now();
 
     net::any_io_executor ex_;
     redis_endpoint endpoint_;
@@ -101,6 +104,7 @@ private:
     std::shared_ptr<redis_call> setup_;
     std::size_t setup_bytes_ = 0; // written alone, before any caller's command
     bool ready_ = false;
+    bool writer_idle_ = false; // the writer waits for output (set-up done, nothing being written)
     bool failed_ = false;
     error_code error_;
     clock::time_point failed_at_{};

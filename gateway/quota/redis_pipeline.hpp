@@ -42,6 +42,9 @@ public:
     std::chrono::steady_clock::time_point oldest_submitted() const;
     // The bytes to write next: everything submitted since the last take.
     std::string take_output();
+    // The same bytes, left in place; drop_output(n) once the first n are written.
+    std::string_view output() const { return output_; }
+    void drop_output(std::size_t n) { output_.erase(0, n); }
     bool has_output() const { return !output_.empty(); }
     // Calls submitted and not yet answered in full.
     std::size_t in_flight() const { return pending_.size(); }

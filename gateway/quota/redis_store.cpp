@@ -109,8 +109,14 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
     mine.call = call;
     const auto lease = mine.lease;
     const auto until = mine.deadline;
-    if (auto batch = admissions_.add(tenant, std::move(mine)); !batch.empty())
-        net::co_spawn(co_await net::this_coro::executor, send_admissions(self, tenant, std::move(batch)), log_failure("quota store admissions"));
+    if (auto batch = admissions_.add(tenant, std::move(mine)); !batch.empty()) {
+        // This caller leads its batch: it sends it and reads the replies itself (its own
+        // verdict needs no wake-up); batches that waited meanwhile go on without it.
+        co_await send_admission_batch(tenant, std::move(batch));
+        if (auto next = admissions_.done(tenant); !next.empty())
+            net::co_spawn(co_await net::this_coro::executor, send_admissions(self, tenant, std::move(next)),
+                          log_failure("quota store admissions"));
+    }
 
     // Not retried on failure: a script Redis ran before the connection broke would count twice.
     auto ec = co_await wait_for(*call, until);
