@@ -557,7 +557,7 @@ def micro_table(report):
 
 
 def targets_table(report):
-    """Design §10's targets against this run's figures."""
+    """The README's performance targets against this run's figures."""
     gw, ngx = report['blocking']['dify-gateway'], report['blocking']['nginx']
     direct_half, gw_half = report['load']['direct'][0.5], report['load']['dify-gateway'][0.5]
     added_p50 = (gw_half['p50_us'] - direct_half['p50_us']) / 1000
