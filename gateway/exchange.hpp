@@ -48,8 +48,8 @@ struct exchange
     bool client_keep_alive;
     quota_ticket* ticket = nullptr;       // the request's quota (slots, token reservation)
     header_list quota_headers;            // X-RateLimit-* for tenants with a rate
-    std::optional<std::int64_t> usage;    // LLM tokens Dify reported for this request
-    std::string body;                                         // read whole (rewrite cases)
+    std::optional<std::int64_t> usage{};  // LLM tokens Dify reported for this request
+    std::string body{};                                       // read whole (rewrite cases)
     http::request_parser<http::buffer_body>* streamed = nullptr; // or streamed from the client
     bool body_sent = false;       // streamed bytes went upstream: the request cannot be replayed
     bool stream_done = false;     // the SSE relay has finished
@@ -57,13 +57,13 @@ struct exchange
     bool client_broken = false;   // reading the client's body failed
     bool body_timed_out = false;  // the client's body did not arrive within client_idle_timeout_ms
     bool task_known = false;      // the SSE relay has seen the task id (a stop call is possible)
-    upstream_request up;
-    std::string api_key;
-    std::optional<net::steady_timer> timer; // backoff between attempts
+    upstream_request up{};
+    std::string api_key{};
+    std::optional<net::steady_timer> timer{}; // backoff between attempts
     request_record* rec = nullptr;          // what the access log and metrics get
     bool generating = false;                // starts an LLM generation (not idempotent)
     core::user_place place = core::user_place::none; // where Dify reads `user` on this endpoint
-    core::json_references refs;             // what a JSON body refers to (conversation, files)
+    core::json_references refs{};           // what a JSON body refers to (conversation, files)
     bool uploads_file = false;              // POST /files/upload: the reply names a new file
 };
 

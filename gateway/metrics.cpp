@@ -1,6 +1,7 @@
 #include "gateway/metrics.hpp"
 
 #include "core/text.hpp"
+#include "gateway/spawn.hpp"
 
 #include <cstdio>
 
@@ -98,6 +99,8 @@ std::string render_metrics(const metrics_shard& m, const std::vector<upstream_vi
     header(out, "rate_limited_total", "counter", "Requests refused by a quota, by tenant and reason.");
     for (const auto& [k, v] : m.rate_limited)
         out += "dify_gateway_rate_limited_total{tenant=\"" + esc(k.first) + "\",reason=\"" + esc(k.second) + "\"} " + std::to_string(v) + "\n";
+    header(out, "task_failures_total", "counter", "Background tasks and sessions ended by an unexpected error (logged).");
+    out += "dify_gateway_task_failures_total " + std::to_string(task_failures()) + "\n";
     header(out, "upstream_retries_total", "counter", "Retried upstream attempts, by upstream and reason.");
     for (const auto& [k, v] : m.retries)
         out += "dify_gateway_upstream_retries_total{upstream=\"" + esc(k.first) + "\",reason=\"" + esc(k.second) + "\"} " +

@@ -5,6 +5,7 @@
 #include "core/dify_routes.hpp"
 #include "core/retry.hpp"
 #include "core/text.hpp"
+#include "core/upstream_attempts.hpp"
 #include "gateway/exchange.hpp"
 #include "gateway/relay.hpp"
 #include "gateway/request_checks.hpp"
@@ -143,25 +144,22 @@ net::awaitable<bool> write_held_reply(exchange& x, held_reply& h)
     co_return !ec && keep_alive;
 }
 
-bool breaker_failure(core::upstream_failure f)
+// Logs a change of the upstream's circuit state once.
+struct breaker_watch
 {
-    return f == core::upstream_failure::connect || f == core::upstream_failure::status_502 ||
-           f == core::upstream_failure::status_503 || f == core::upstream_failure::status_504;
-}
+    const std::string& upstream;
+    const core::circuit_breaker& breaker;
+    core::circuit_breaker::state before = breaker.current();
+    void check()
+    {
+        auto now = breaker.current();
+        if (now != before) spdlog::warn("upstream {}: circuit {}", upstream, core::to_string(now));
+        before = now;
+    }
+};
 
-// Records a breaker outcome and logs state changes once.
-void breaker_outcome(exchange& x, upstream_pool& pool, bool failed)
-{
-    auto before = pool.breaker.current();
-    if (failed)
-        pool.breaker.on_failure(x.w.now());
-    else
-        pool.breaker.on_success();
-    auto after = pool.breaker.current();
-    if (before != after) spdlog::warn("upstream {}: circuit {}", x.dir.config().apps.at(x.target.app).upstream, core::to_string(after));
-}
-
-// Sends the request with retries and relays the response.
+// Drives the attempts of one call (core::attempt_machine decides): acquires, sends, reads
+// the head, holds small retryable error replies, waits, then relays the answer.
 template <typename S>
 net::awaitable<bool> forward(exchange& x)
 {
@@ -170,57 +168,53 @@ net::awaitable<bool> forward(exchange& x)
     auto& pool = *pool_ref;
     const auto& u = pool.config();
     const auto deadline = clock::now() + std::chrono::milliseconds(u.response_timeout_ms);
-    const bool generating = x.generating;
-    const bool safe_method = x.req.method() == http::verb::get || x.req.method() == http::verb::head;
-    const core::retry_settings settings{u.retry.max_attempts, std::chrono::milliseconds(u.retry.base_delay_ms),
-                                        std::chrono::milliseconds(u.retry.max_delay_ms)};
-    const std::size_t key_count = x.dir.config().apps.at(x.target.app).api_keys.size();
-    pool.budget.on_request(x.w.now());
+    core::attempt_settings settings;
+    settings.retry = {u.retry.max_attempts, std::chrono::milliseconds(u.retry.base_delay_ms), std::chrono::milliseconds(u.retry.max_delay_ms)};
+    settings.deadline = x.w.now() + std::chrono::milliseconds(u.response_timeout_ms);
+    settings.generating = x.generating;
+    settings.safe_method = x.req.method() == http::verb::get || x.req.method() == http::verb::head;
+    settings.key_count = x.dir.config().apps.at(x.target.app).api_keys.size();
+    core::attempt_machine attempts(settings, pool.breaker, pool.budget, [&w = x.w] { return w.random01(); });
+    breaker_watch watch{upstream_name, pool.breaker};
 
     std::optional<http::response_parser<http::buffer_body>> parser;
     std::optional<held_reply> held; // the last retryable failure, passed on if retries end
     upstream_pool::lease lease;
-    std::size_t keys_tried = 1;
-    for (int attempt = 1;; ++attempt) {
-        if (!pool.breaker.allow(x.w.now())) {
-            if (held) co_return co_await write_held_reply(x, *held);
+    error_code failure;             // of the last attempt, for fail_connect / fail_response
+    for (auto act = attempts.start(x.w.now()); act.step != core::attempt_step::relay;) {
+        watch.check();
+        if (act.retrying) ++x.w.metrics().retries[{upstream_name, core::to_string(*act.retrying)}];
+        if (act.rotate_key) {
+            x.api_key = x.w.next_api_key(x.target.app);
+            x.up.head.set(http::field::authorization, "Bearer " + x.api_key);
+        }
+        switch (act.step) {
+        case core::attempt_step::wait:
+            timer_for(x).expires_after(act.delay);
+            co_await timer_for(x).async_wait(use_nothrow);
+            act = attempts.resume(x.w.now());
+            continue;
+        case core::attempt_step::pass_held:
+            if (x.ticket) x.ticket->charge(0);
+            co_return co_await write_held_reply(x, *held);
+        case core::attempt_step::fail_circuit_open: {
             gateway_error open{503, "unavailable", "The upstream is unavailable (circuit open); retry later."};
             co_return co_await write_error(x, open);
         }
-        // Decides whether to go on after a failed attempt; sleeps the backoff if so.
-        auto retry_after_failure = [&](core::upstream_failure f, std::optional<core::nanos> retry_after) {
-            auto left = std::chrono::duration_cast<core::nanos>(deadline - clock::now());
-            auto d = core::decide_retry(settings, attempt, f, generating, safe_method, retry_after, left, [&] { return x.w.random01(); });
-            if (d.retry && f == core::upstream_failure::status_429 && keys_tried < key_count) {
-                d.delay = core::nanos(0); // another Dify key first
-                ++keys_tried;
-                x.api_key = x.w.next_api_key(x.target.app);
-                x.up.head.set(http::field::authorization, "Bearer " + x.api_key);
-            }
-            if (d.retry && x.body_sent) d.retry = false; // a streamed body cannot be sent again
-            if (d.retry && f != core::upstream_failure::stale_connection && !pool.budget.try_spend(x.w.now())) d.retry = false;
-            if (d.retry) {
-                ++x.w.metrics().retries[{upstream_name, core::to_string(f)}];
-            }
-            return d;
-        };
-        auto backoff = [&](core::nanos delay) {
-            timer_for(x).expires_after(delay);
-            return timer_for(x).async_wait(use_nothrow);
-        };
-
+        case core::attempt_step::fail_connect:
+        case core::attempt_step::fail_response: {
+            auto error = upstream_failure(failure, act.step == core::attempt_step::fail_connect ? "connect" : "response"); // named: g++ 12
+            co_return co_await write_error(x, error);
+        }
+        case core::attempt_step::acquire:
+        case core::attempt_step::relay: break;
+        }
         ++x.rec->attempts;
         auto [aec, acquired] = co_await pool.acquire(deadline);
         if (aec) {
-            breaker_outcome(x, pool, true);
-            auto d = retry_after_failure(core::upstream_failure::connect, std::nullopt);
-            if (d.retry) {
-                co_await backoff(d.delay);
-                continue;
-            }
-            if (held) co_return co_await write_held_reply(x, *held);
-            auto failure = upstream_failure(aec, "connect"); // named: no temporaries inside co_await (g++ 12)
-            co_return co_await write_error(x, failure);
+            failure = aec;
+            act = attempts.acquire_failed(x.w.now());
+            continue;
         }
         lease = std::move(acquired);
         parser.emplace();
@@ -228,8 +222,7 @@ net::awaitable<bool> forward(exchange& x)
         if (x.req.method() == http::verb::head) parser->skip(true);
         lease.conn->expires_at(deadline);
         if (x.ticket) x.ticket->reached_upstream();
-        auto ec = co_await send_and_read_head<S>(x, *lease.conn, *parser);
-        if (ec) {
+        if (auto ec = co_await send_and_read_head<S>(x, *lease.conn, *parser)) {
             pool.release(std::move(lease.conn), false);
             if (x.client_broken) co_return false; // the client's body broke off: nothing to answer
             if (x.body_timed_out) {
@@ -239,30 +232,27 @@ net::awaitable<bool> forward(exchange& x)
             }
             // A pooled connection the server had already closed: nothing reached Dify.
             bool stale = lease.reused && !parser->got_some() && !is_timeout(ec);
-            if (stale && retry_after_failure(core::upstream_failure::stale_connection, std::nullopt).retry) continue;
-            breaker_outcome(x, pool, true);
-            auto failure = upstream_failure(ec, "response"); // may have run at Dify: never retried
-            co_return co_await write_error(x, failure);
+            failure = ec;
+            act = attempts.send_failed(x.w.now(), stale, x.body_sent);
+            continue;
         }
         held = co_await hold_error_reply<S>(*lease.conn, *parser);
-        if (!held) break; // success, or a reply that is relayed as it comes
-        pool.release(std::move(lease.conn), parser->get().keep_alive());
-        breaker_outcome(x, pool, breaker_failure(held->failure));
-        std::optional<core::nanos> retry_after;
-        if (auto ra = held->res[http::field::retry_after]; !ra.empty())
-            retry_after = core::parse_retry_after(ra, x.w.unix_seconds());
-        auto d = retry_after_failure(held->failure, retry_after);
-        if (!d.retry) {
-            if (x.ticket) x.ticket->charge(0);
-            co_return co_await write_held_reply(x, *held);
+        if (held) {
+            pool.release(std::move(lease.conn), parser->get().keep_alive());
+            std::optional<core::nanos> retry_after;
+            if (auto ra = held->res[http::field::retry_after]; !ra.empty())
+                retry_after = core::parse_retry_after(ra, x.w.unix_seconds());
+            if (act = attempts.replied(x.w.now(), held->res.result_int(), held->failure, retry_after, x.body_sent);
+                act.step == core::attempt_step::wait)
+                spdlog::debug("request {}: retrying after {} ({} ms)", x.request_id, held->res.result_int(),
+                              std::chrono::duration_cast<std::chrono::milliseconds>(act.delay).count());
+            continue;
         }
-        spdlog::debug("request {}: retrying after {} ({} ms)", x.request_id, held->res.result_int(),
-                      std::chrono::duration_cast<std::chrono::milliseconds>(d.delay).count());
-        co_await backoff(d.delay);
+        act = attempts.replied(x.w.now(), static_cast<int>(parser->get().result_int()), std::nullopt, std::nullopt, x.body_sent);
     }
+    watch.check();
 
     const auto& head = parser->get();
-    breaker_outcome(x, pool, head.result_int() >= 502 && head.result_int() <= 504);
     // Dify refused the request (4xx/5xx before generating): it used no tokens.
     if (x.ticket && head.result_int() != 200) x.ticket->charge(0);
     // A HEAD reply has no body, whatever its type: nothing to relay after the head.

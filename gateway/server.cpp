@@ -9,7 +9,6 @@
 #include "gateway/spawn.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -154,6 +153,7 @@ server::server(std::shared_ptr<const config::gateway_config> cfg, std::string co
     std::map<std::string, std::vector<std::string>> tenant_apps;
     for (const auto& [name, t] : cfg_->tenants) tenant_apps[name] = t.apps;
     usage_ = std::make_shared<usage_counters>(tenant_apps);
+    store_counters_ = usage_->store();
     local_quota_ = std::make_shared<memory_quota_store>(*cfg_, usage_, quota_clocks::system());
     std::random_device rd;
     for (int i = 0; i < n; ++i)
@@ -366,7 +366,7 @@ std::string server::scrape()
     }
     std::vector<upstream_view> views;
     for (auto& [name, u] : upstreams) views.push_back(u);
-    return render_metrics(total, views, *usage_->store());
+    return render_metrics(total, views, *store_counters_); // not usage_: reload() replaces it on another thread
 }
 
 std::vector<std::string> server::reload(const std::string& config_path)

@@ -62,7 +62,8 @@ private:
     void stop_workers();
 
     std::shared_ptr<const config::gateway_config> cfg_;
-    std::shared_ptr<usage_counters> usage_;
+    std::shared_ptr<usage_counters> usage_;              // replaced by reload(): read only there
+    std::shared_ptr<store_counters> store_counters_;     // the same for the process's life: scrape() reads it
     std::shared_ptr<memory_quota_store> local_quota_;
     std::vector<std::unique_ptr<worker>> workers_;
     std::vector<std::shared_ptr<redis_link>> redis_links_; // per worker (Redis store only), kept across reloads

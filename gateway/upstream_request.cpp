@@ -9,7 +9,6 @@
 #include "gateway/spawn.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/json.hpp>
 
 #include <spdlog/spdlog.h>

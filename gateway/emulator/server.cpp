@@ -2,7 +2,6 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -248,6 +247,19 @@ net::awaitable<void> tls_session(tcp::socket socket, service* svc, std::shared_p
     co_await stream.async_shutdown(use_nothrow);
 }
 
+// A session that ends by an unexpected error is reported; the emulator goes on serving.
+void session_ended(std::exception_ptr e)
+{
+    if (!e) return;
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        std::cerr << "dify-emulator: a session ended by an unexpected error: " << ex.what() << "\n";
+    } catch (...) {
+        std::cerr << "dify-emulator: a session ended by an unexpected error\n";
+    }
+}
+
 net::awaitable<void> accept_loop(tcp::acceptor& acceptor, service* svc, std::shared_ptr<ssl::context> tls)
 {
     net::steady_timer backoff(acceptor.get_executor());
@@ -264,9 +276,9 @@ net::awaitable<void> accept_loop(tcp::acceptor& acceptor, service* svc, std::sha
         svc->connection_accepted();
         auto ex = acceptor.get_executor();
         if (tls)
-            net::co_spawn(ex, tls_session(std::move(socket), svc, tls), net::detached);
+            net::co_spawn(ex, tls_session(std::move(socket), svc, tls), session_ended);
         else
-            net::co_spawn(ex, plain_session(std::move(socket), svc), net::detached);
+            net::co_spawn(ex, plain_session(std::move(socket), svc), session_ended);
     }
 }
 

@@ -3,7 +3,6 @@
 #include "gateway/spawn.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/error.hpp>
 
@@ -216,7 +215,7 @@ net::awaitable<void> upstream_pool::reap_idle()
     auto period = std::max(std::chrono::milliseconds(100), idle_timeout / 4);
     while (*alive && !stopped_) {
         reaper_.expires_after(period);
-        auto [ec] = co_await reaper_.async_wait(use_nothrow);
+        co_await reaper_.async_wait(use_nothrow); // cancelled at stop: the checks below end the loop
         if (!*alive || stopped_) co_return;
         auto now = clock::now();
         bool closed_any = false;

@@ -1,7 +1,11 @@
 // Operations: /metrics in the Prometheus text format (checked by promtool) with counters
-// that agree with what the test sent.
+// that agree with what the test sent; spawned tasks that fail are logged and counted.
+#include "gateway/spawn.hpp"
 #include "tests/emulator/emulator_test_util.hpp"
 #include "tests/support/gateway_fixture.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include <gtest/gtest.h>
 
@@ -74,6 +78,34 @@ TEST(GatewayOps, MetricsPassPromtoolAndCountWhatWasSent)
     int rc = ::pclose(p);
     EXPECT_EQ(rc, 0) << output;
     std::remove(path.c_str());
+}
+
+namespace net = boost::asio;
+
+net::awaitable<void> fails_unexpectedly()
+{
+    throw std::runtime_error("an unexpected error");
+    co_return;
+}
+
+net::awaitable<void> marks(bool* ran)
+{
+    *ran = true;
+    co_return;
+}
+
+// Every task the gateway spawns has log_failure as its completion handler: an exception
+// that escapes a task is logged and counted, and the worker's loop goes on serving.
+TEST(GatewayOps, AnExceptionInASpawnedTaskIsLoggedCountedAndTheLoopGoesOn)
+{
+    net::io_context io;
+    const auto before = gateway::task_failures().load();
+    bool next_ran = false;
+    net::co_spawn(io, fails_unexpectedly(), gateway::log_failure("test task"));
+    net::co_spawn(io, marks(&next_ran), gateway::log_failure("next task"));
+    EXPECT_NO_THROW(io.run());
+    EXPECT_EQ(gateway::task_failures().load() - before, 1u);
+    EXPECT_TRUE(next_ran) << "the loop served the next task";
 }
 
 } // namespace

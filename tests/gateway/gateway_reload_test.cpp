@@ -138,5 +138,37 @@ TEST(GatewayReload, SighupReloadsTheProcess)
     std::remove(path.c_str());
 }
 
+// /metrics is read on the admin worker while SIGHUP's reload (another thread) replaces the
+// configuration and usage counters: under TSan this must be clean, and every scrape whole.
+TEST(GatewayReload, MetricsScrapedDuringRepeatedReloads)
+{
+    running_emulator emu;
+    auto path = write_file("m", config_json(emu, true, false, 10));
+    auto loaded = config::load_config_file(path);
+    ASSERT_TRUE(loaded.ok());
+    running_gateway gw(*loaded.config, path);
+    ASSERT_EQ(status(gw, tenant_keys::alpha), 200);
+    std::atomic<bool> stop{false};
+    std::atomic<int> scrapes{0}, bad{0};
+    std::thread scraper([&] {
+        http_client admin(gw.server().admin_endpoint(), false);
+        while (!stop) {
+            auto r = admin.request("GET", "/metrics");
+            bool whole = r.status == 200 && r.body.find("dify_gateway_quota_store_errors_total") != std::string::npos &&
+                         r.body.find("dify_gateway_task_failures_total") != std::string::npos;
+            ++(whole ? scrapes : bad);
+        }
+    });
+    for (int i = 0; i < 20; ++i) {
+        std::ofstream(path) << config_json(emu, i % 2 == 0, i % 2 == 1, 10);
+        EXPECT_TRUE(gw.server().reload(path).empty()); // as SIGHUP does, from outside the workers
+    }
+    while (scrapes.load() < 20 && bad.load() == 0) std::this_thread::yield(); // a few scrapes after the last reload
+    stop = true;
+    scraper.join();
+    EXPECT_EQ(bad.load(), 0);
+    std::remove(path.c_str());
+}
+
 } // namespace
 } // namespace gw::test
