@@ -3,7 +3,7 @@
 // Templates over the upstream stream type (plain or TLS); included by proxy.cpp only.
 #pragma once
 
-#include "core/sse_parser.hpp"
+#include "core/sse_relay.hpp"
 #include "core/stream_facts.hpp"
 #include "core/text.hpp"
 #include "gateway/exchange.hpp"
@@ -82,21 +82,16 @@ net::awaitable<bool> end_stream_with_error(exchange& x, Writer& write_chunk, std
     co_return !lec;
 }
 
-// Relays a text/event-stream body: only whole events go downstream, as soon as each one
-// is complete; an event is held until it is whole (up to the upstream's
-// max_sse_event_bytes; a larger one ends the stream with an error event, never half an
-// event). An upstream failure or silence ends the stream with an error event, and the
-// task is stopped (Dify may still be running it). A client that leaves before the task id
-// was seen: reading goes on (bounded) until an event names the task, which is then
-// stopped. Returns {downstream reusable, upstream reusable}.
+// Relays a text/event-stream body as core::sse_relay decides (whole events only, the
+// task stopped when the stream ends early or the client leaves); this coroutine only
+// reads, writes and records what the events name. Returns {downstream reusable, upstream
+// reusable}.
 template <typename S, typename Parser>
 net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_connection& conn, Parser& p,
                                                        const std::string& upstream_name)
 {
     auto& up = stream_of<S>(conn);
     const auto& upstream_cfg = x.dir.upstream_of(x.target.app);
-    const auto idle = std::chrono::milliseconds(upstream_cfg.stream_idle_timeout_ms);
-    const auto max_event = static_cast<std::size_t>(upstream_cfg.max_sse_event_bytes);
     // Registered so a drain that times out can end this stream (worker::abort_streams).
     struct registration
     {
@@ -111,88 +106,66 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
     } reg{x.w, &conn, x.who.name};
     x.w.relays().insert(&conn);
     ++x.w.metrics().active_streams[x.who.name];
-    core::sse_parser events;
-    core::stream_facts facts;
+    core::sse_relay relay({static_cast<std::size_t>(upstream_cfg.max_sse_event_bytes), max_read_after_client_left,
+                           std::chrono::milliseconds(upstream_cfg.stream_idle_timeout_ms)});
     created_records created; // owners recorded as soon as Dify names the task, conversation, run
-    std::string tail; // the unfinished event, held back
-    std::size_t read_after_left = 0;
-    std::optional<clock::time_point> give_up_at; // once the client left: the end of the wait for the task id
     std::array<char, sse_piece_size> piece; // events are small; this frame lives as long as the stream
     auto write_chunk = [&](std::string_view a, std::string_view b) {
         x.rec->bytes_out += a.size() + b.size();
         std::array<net::const_buffer, 2> bufs{net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())};
         return send_to_client(x, http::make_chunk(bufs));
     };
-    while (!p.is_done()) {
-        p.get().body().data = piece.data();
-        p.get().body().size = piece.size();
-        // Once the client left, Dify gets one idle timeout in all to name the task (1.13
-        // keeps a stream it cannot run open on pings, each of which would reset the idle
-        // timer).
-        if (x.client_gone && !give_up_at) give_up_at = clock::now() + idle;
-        conn.expires_at(give_up_at ? std::min(*give_up_at, clock::now() + idle) : clock::now() + idle);
-        auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
-        if (ec == http::error::need_buffer) ec = {};
-        if (ec && x.client_gone) { // the client left (watch_client closed the upstream, or it broke meanwhile)
-            spawn_stop_call(x, upstream_name, facts.task_id());
-            co_return std::pair{false, false};
-        }
-        if (ec) {
-            // Upstream broke or went silent: drop the partial event, end with an error event.
-            std::string msg = x.w.aborting()  ? "The gateway is shutting down."
-                              : is_timeout(ec) ? "The upstream stream was idle for too long."
-                                               : "The upstream stream broke.";
-            spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
-            spawn_stop_call(x, upstream_name, facts.task_id()); // Dify may be running it still
-            bool ended = co_await end_stream_with_error(x, write_chunk, x.w.aborting() ? "unavailable" : "upstream_stream_broken",
-                                                        x.w.aborting() ? 503 : 502, msg);
-            co_return std::pair{ended, false};
-        }
-        std::string_view got(piece.data(), piece.size() - p.get().body().size);
-        std::size_t complete = 0;
-        events.feed(got, [&](const core::sse_event& e, std::size_t end) {
-            facts.observe(e);
-            complete = end;
-        });
-        if (facts.total_tokens()) x.usage = facts.total_tokens(); // partial streams: what was reported
-        record_created(x, facts, created, true);
-        x.task_known = !facts.task_id().empty();
-        if (x.client_gone) { // nobody to write to: only the task id is still wanted
-            read_after_left += got.size();
-            if (x.task_known || read_after_left > max_read_after_client_left) {
-                spawn_stop_call(x, upstream_name, facts.task_id());
-                co_return std::pair{false, false};
-            }
-            continue;
-        }
-        if (complete > 0) {
-            auto [wec, wn] = co_await write_chunk(tail, got.substr(0, complete));
-            tail.assign(got.substr(complete));
-            if (wec && x.task_known) {
-                spawn_stop_call(x, upstream_name, facts.task_id());
-                co_return std::pair{false, false};
-            }
-            if (wec) x.client_gone = true; // read on until the task id, as when watch_client sees it leave
+    for (;;) {
+        core::sse_action act;
+        if (p.is_done()) {
+            conn.expires_never();
+            act = relay.upstream_ended();
         } else {
-            tail.append(got);
+            p.get().body().data = piece.data();
+            p.get().body().size = piece.size();
+            if (x.client_gone) relay.client_left(); // seen by watch_client
+            conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
+            auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
+            if (ec == http::error::need_buffer) ec = {};
+            if (ec) {
+                if (!x.client_gone) spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
+                if (x.client_gone) relay.client_left();
+                act = relay.upstream_failed(x.w.aborting() ? core::upstream_end::shutting_down
+                                            : is_timeout(ec) ? core::upstream_end::idle
+                                                             : core::upstream_end::broken);
+            } else {
+                act = relay.feed(std::string_view(piece.data(), piece.size() - p.get().body().size));
+                if (auto used = relay.facts().total_tokens()) x.usage = used; // partial streams: what was reported
+                record_created(x, relay.facts(), created, true);
+                x.task_known = relay.task_known();
+            }
         }
-        if (tail.size() > max_event) { // never half an event: the stream ends here
-            spdlog::warn("request {}: an upstream event exceeded {} bytes; stream ended", x.request_id, max_event);
-            spawn_stop_call(x, upstream_name, facts.task_id());
-            bool ended = co_await end_stream_with_error(x, write_chunk, "event_too_large", 502,
-                                                        "An upstream event was larger than the gateway relays.");
+        while (act.step == core::sse_step::write) {
+            auto [wec, wn] = co_await write_chunk(act.held, act.fresh);
+            act = relay.written(!wec);
+        }
+        x.client_gone = x.client_gone || relay.client_gone();
+        if (act.stop_task) spawn_stop_call(x, upstream_name, relay.facts().task_id());
+        switch (act.step) {
+        case core::sse_step::read:
+        case core::sse_step::write: continue;
+        case core::sse_step::close: co_return std::pair{false, false};
+        case core::sse_step::end_with_error: {
+            if (act.error_code == "event_too_large")
+                spdlog::warn("request {}: an upstream event exceeded {} bytes; stream ended", x.request_id, upstream_cfg.max_sse_event_bytes);
+            bool ended = co_await end_stream_with_error(x, write_chunk, act.error_code, act.error_status, act.error_message);
             co_return std::pair{ended, false};
         }
+        case core::sse_step::finish: break;
+        }
+        x.usage = relay.facts().total_tokens();
+        if (!act.held.empty()) {
+            auto [wec, wn] = co_await write_chunk(act.held, {});
+            if (wec) co_return std::pair{false, false};
+        }
+        auto [lec, ln] = co_await send_to_client(x, http::make_chunk_last());
+        co_return std::pair{!lec, p.get().keep_alive()};
     }
-    conn.expires_never();
-    x.usage = facts.total_tokens();
-    if (x.client_gone) co_return std::pair{false, false};
-    if (!tail.empty()) { // Dify ended without a final blank line: pass the bytes on
-        auto [wec, wn] = co_await write_chunk(tail, {});
-        if (wec) co_return std::pair{false, false};
-    }
-    auto [lec, ln] = co_await send_to_client(x, http::make_chunk_last());
-    co_return std::pair{!lec, p.get().keep_alive()};
 }
 
 // While a stream is relayed, reads from the client: the read completes only when the

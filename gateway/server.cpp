@@ -52,10 +52,9 @@ net::awaitable<void> reject(beast::tcp_stream& stream, int status, std::string_v
 // `peer` is the client's address; `client_slot` holds its place under the per-client cap.
 net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, std::shared_ptr<void> client_slot)
 {
-    ++w->active_sessions;
     beast::tcp_stream stream(std::move(socket));
-    auto& entry = w->sessions().emplace_back(session_entry{&stream, true});
-    auto registration = std::prev(w->sessions().end());
+    session_registration registration(*w, stream); // until this frame ends, however it ends
+    auto& entry = registration.entry();
     const config::server_config cfg = w->tenants().config().server; // a copy: a reload may free the old config
     beast::flat_buffer buffer;
     for (;;) {
@@ -91,11 +90,9 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
         bool keep = co_await serve_request(*w, stream, buffer, parser, peer);
         if (!keep) break;
     }
-    w->sessions().erase(registration);
     error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream.socket().close(ignored);
-    --w->active_sessions;
 }
 
 // Answers a connection over the caps with a short 503 (one non-blocking send: it fits in
@@ -158,6 +155,11 @@ server::server(std::shared_ptr<const config::gateway_config> cfg, std::string co
     std::random_device rd;
     for (int i = 0; i < n; ++i)
         workers_.push_back(std::make_unique<worker>(tenants, tls, (std::uint64_t(rd()) << 32) ^ rd(), usage_, local_quota_));
+    drain_wake_ = std::make_unique<net::steady_timer>(workers_[0]->context());
+    for (auto& w : workers_)
+        w->on_session_end([this] {
+            if (draining_.load() && active_sessions() == 0) wake_drain();
+        });
     if (cfg_->quota_store.type == "redis") {
         auto redis_tls = make_redis_tls(cfg_->quota_store);
         for (auto& w : workers_) {
@@ -260,47 +262,50 @@ void server::drain()
     });
 }
 
+int server::active_sessions() const
+{
+    int active = 0;
+    for (const auto& w : workers_) active += w->active_sessions.load();
+    return active;
+}
+
+void server::wake_drain()
+{
+    net::post(workers_[0]->context(), [this] { drain_wake_->cancel(); }); // the timer lives on worker 0
+}
+
+net::awaitable<void> server::wait_for_drain_event(clock::time_point until)
+{
+    drain_wake_->expires_at(until);
+    co_await drain_wake_->async_wait(use_nothrow); // wake_drain() cancels it
+}
+
+// Runs on worker 0. Waits for events (the last session ending, the last flush done), not
+// by polling; a wake-up that comes early only makes a loop look again.
 net::awaitable<void> server::finish_drain()
 {
     const auto deadline = clock::now() + drain_timeout_;
-    net::steady_timer tick(workers_[0]->context());
-    auto active_sessions = [this] {
-        int active = 0;
-        for (auto& w : workers_) active += w->active_sessions.load();
-        return active;
-    };
     // Phase 1: in-flight requests and streams finish by themselves.
-    while (active_sessions() > 0 && clock::now() < deadline) {
-        tick.expires_after(std::chrono::milliseconds(20));
-        co_await tick.async_wait(use_nothrow);
-    }
+    while (active_sessions() > 0 && clock::now() < deadline) co_await wait_for_drain_event(deadline);
     // Phase 2: streams still open end with the gateway's error event; a short grace for that.
     if (int left = active_sessions(); left > 0) {
         spdlog::warn("drain timeout: ending {} connections still open", left);
         for (auto& w : workers_) net::post(w->context(), [wp = w.get()] { wp->abort_streams(); });
         const auto grace = clock::now() + std::chrono::seconds(2);
-        while (active_sessions() > 0 && clock::now() < grace) {
-            tick.expires_after(std::chrono::milliseconds(20));
-            co_await tick.async_wait(use_nothrow);
-        }
+        while (active_sessions() > 0 && clock::now() < grace) co_await wait_for_drain_event(grace);
     }
     // Phase 3: the last settlements and lease releases reach Redis.
-    auto flushed = std::make_shared<std::atomic<std::size_t>>(0);
     const auto flush_deadline = clock::now() + std::chrono::seconds(2);
     for (std::size_t i = 0; i < redis_links_.size(); ++i)
-        net::co_spawn(workers_[i]->context(), flush_link(redis_links_[i], flush_deadline, flushed), log_failure("final quota store flush"));
-    while (flushed->load() < redis_links_.size() && clock::now() < flush_deadline) {
-        tick.expires_after(std::chrono::milliseconds(5));
-        co_await tick.async_wait(use_nothrow);
-    }
+        net::co_spawn(workers_[i]->context(), flush_link(redis_links_[i], flush_deadline), log_failure("final quota store flush"));
+    while (links_flushed_.load() < redis_links_.size() && clock::now() < flush_deadline) co_await wait_for_drain_event(flush_deadline);
     stop_workers();
 }
 
-net::awaitable<void> server::flush_link(std::shared_ptr<redis_link> link, clock::time_point deadline,
-                                        std::shared_ptr<std::atomic<std::size_t>> flushed)
+net::awaitable<void> server::flush_link(std::shared_ptr<redis_link> link, clock::time_point deadline)
 {
     co_await link->flush(deadline);
-    ++*flushed;
+    if (++links_flushed_ == redis_links_.size()) wake_drain();
 }
 
 void server::stop_workers()

@@ -57,8 +57,10 @@ public:
 private:
     net::awaitable<void> accept_loop();
     net::awaitable<void> finish_drain();
-    static net::awaitable<void> flush_link(std::shared_ptr<redis_link> link, std::chrono::steady_clock::time_point deadline,
-                                           std::shared_ptr<std::atomic<std::size_t>> flushed);
+    net::awaitable<void> wait_for_drain_event(std::chrono::steady_clock::time_point until);
+    void wake_drain(); // from any worker: finish_drain looks again
+    int active_sessions() const;
+    net::awaitable<void> flush_link(std::shared_ptr<redis_link> link, std::chrono::steady_clock::time_point deadline);
     void stop_workers();
 
     std::shared_ptr<const config::gateway_config> cfg_;
@@ -79,6 +81,8 @@ private:
     boost::asio::ip::tcp::endpoint endpoint_;
     std::size_t next_worker_ = 0;
     std::atomic<bool> draining_{false};
+    std::unique_ptr<net::steady_timer> drain_wake_; // on worker 0; after workers_: destroyed before them
+    std::atomic<std::size_t> links_flushed_{0};
     std::mutex reload_mutex_;
     std::string config_path_;
 };

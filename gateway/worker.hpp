@@ -17,6 +17,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <functional>
 #include <unordered_map>
 
 namespace gw::gateway {
@@ -83,6 +84,13 @@ public:
     // This worker's metrics: written only on its thread.
     metrics_shard& metrics() { return metrics_; }
     std::atomic<int> active_sessions{0};
+    // Called on this worker's thread each time one of its sessions ends (the server's
+    // drain waits on it instead of polling). Set once, before the worker runs.
+    void on_session_end(std::function<void()> hook) { session_end_hook_ = std::move(hook); }
+    void session_ended()
+    {
+        if (session_end_hook_) session_end_hook_();
+    }
 
 private:
     // Declared before ctx_, so they outlive it: coroutine frames still suspended when the
@@ -100,6 +108,33 @@ private:
     std::shared_ptr<quota_store> quotas_;
     bool draining_ = false;
     bool aborting_ = false;
+    std::function<void()> session_end_hook_;
+};
+
+// A session's registration with its worker, held from the session's start to its end
+// however it ends (an exception included): counted in active_sessions (the drain waits
+// for none) and listed in sessions() (the drain wakes it while idle).
+class session_registration
+{
+public:
+    session_registration(worker& w, beast::tcp_stream& stream) : w_(w)
+    {
+        ++w_.active_sessions;
+        it_ = w_.sessions().insert(w_.sessions().end(), session_entry{&stream, true});
+    }
+    ~session_registration()
+    {
+        w_.sessions().erase(it_);
+        --w_.active_sessions;
+        w_.session_ended();
+    }
+    session_registration(const session_registration&) = delete;
+    session_registration& operator=(const session_registration&) = delete;
+    session_entry& entry() { return *it_; }
+
+private:
+    worker& w_;
+    std::list<session_entry>::iterator it_;
 };
 
 } // namespace gw::gateway
