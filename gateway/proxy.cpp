@@ -220,10 +220,10 @@ net::awaitable<bool> forward(exchange& x)
         parser.emplace();
         parser->body_limit(boost::none);
         if (x.req.method() == http::verb::head) parser->skip(true);
-        lease.conn->expires_at(deadline);
+        lease->expires_at(deadline);
         if (x.ticket) x.ticket->reached_upstream();
-        if (auto ec = co_await send_and_read_head<S>(x, *lease.conn, *parser)) {
-            pool.release(std::move(lease.conn), false);
+        if (auto ec = co_await send_and_read_head<S>(x, *lease, *parser)) {
+            lease.give_back(false);
             if (x.client_broken) co_return false; // the client's body broke off: nothing to answer
             if (x.body_timed_out) {
                 x.client_broken = true; // the rest of the body is still coming: close after the answer
@@ -231,14 +231,14 @@ net::awaitable<bool> forward(exchange& x)
                 co_return co_await write_error(x, slow);
             }
             // A pooled connection the server had already closed: nothing reached Dify.
-            bool stale = lease.reused && !parser->got_some() && !is_timeout(ec);
+            bool stale = lease.reused() && !parser->got_some() && !is_timeout(ec);
             failure = ec;
             act = attempts.send_failed(x.w.now(), stale, x.body_sent);
             continue;
         }
-        held = co_await hold_error_reply<S>(*lease.conn, *parser);
+        held = co_await hold_error_reply<S>(*lease, *parser);
         if (held) {
-            pool.release(std::move(lease.conn), parser->get().keep_alive());
+            lease.give_back(parser->get().keep_alive());
             std::optional<core::nanos> retry_after;
             if (auto ra = held->res[http::field::retry_after]; !ra.empty())
                 retry_after = core::parse_retry_after(ra, x.w.unix_seconds());
@@ -261,15 +261,12 @@ net::awaitable<bool> forward(exchange& x)
     const std::string head_bytes = response_head(x, *parser, sse, keep_alive);
     if (sse) { // the head goes out at once: the client sees the stream open
         auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
-        if (ec) {
-            pool.release(std::move(lease.conn), false);
-            co_return false;
-        }
+        if (ec) co_return false; // the lease closes the upstream connection
     }
-    auto [down_ok, up_ok] = sse ? co_await relay_sse<S>(x, *lease.conn, *parser, upstream_name)
-                                : co_await relay_body<S>(x, *lease.conn, *parser, head_bytes);
-    ++lease.conn->requests;
-    pool.release(std::move(lease.conn), up_ok);
+    auto [down_ok, up_ok] = sse ? co_await relay_sse<S>(x, *lease, *parser, upstream_name)
+                                : co_await relay_body<S>(x, *lease, *parser, head_bytes);
+    ++lease->requests;
+    lease.give_back(up_ok);
     if (x.usage) {
         x.rec->tokens = *x.usage;
         x.w.metrics().tokens[{x.who.name, x.target.app}] += static_cast<std::uint64_t>(*x.usage);

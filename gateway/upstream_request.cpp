@@ -357,12 +357,12 @@ net::awaitable<void> call_stop(worker* w, std::string upstream_name, std::string
     req.set("X-Request-Id", request_id);
     req.body() = json::serialize(json::object{{"user", user}});
     req.prepare_payload();
-    auto& conn = *lease.conn;
+    auto& conn = *lease;
     conn.expires_at(deadline);
     auto [io_ec, status, reusable] = conn.is_tls() ? co_await round_trip<tls_stream>(conn, req)
                                                    : co_await round_trip<beast::tcp_stream>(conn, req);
     conn.expires_never();
-    pool.release(std::move(lease.conn), reusable);
+    lease.give_back(reusable);
     if (io_ec)
         spdlog::warn("stop call for request {} failed: {}", request_id, io_ec.message());
     else

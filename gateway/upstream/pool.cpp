@@ -125,7 +125,7 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             // A connection idle for less than probe_after skips the liveness probe (a syscall
             // per request on a busy pool); if the server did close it, the request fails before
             // any response byte and is retried once on a fresh connection (forward()).
-            if (!expired && (idle_for < probe_after || conn->looks_alive())) co_return std::tuple{error_code{}, lease{std::move(conn), true}};
+            if (!expired && (idle_for < probe_after || conn->looks_alive())) co_return std::tuple{error_code{}, lease{this, std::move(conn), true}};
             conn->close();
             --open_;
         }
@@ -149,7 +149,7 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             }
             ++connects_;
             if (conn->is_tls() && conn->tls().resumed()) ++resumed_;
-            co_return std::tuple{error_code{}, lease{std::move(conn), false}};
+            co_return std::tuple{error_code{}, lease{this, std::move(conn), false}};
         }
         net::steady_timer waiter(ex_);
         waiter.expires_at(deadline);

@@ -72,18 +72,54 @@ public:
     upstream_pool(net::any_io_executor ex, const config::upstream_config& cfg, std::shared_ptr<net::ssl::context> tls);
     ~upstream_pool();
 
-    struct lease
+    // A borrowed connection, back in its pool when the lease ends however it ends:
+    // closed, unless give_back(true) said it can be reused. The pool must outlive the
+    // lease (whoever acquires holds the pool's shared_ptr for longer).
+    class lease
     {
-        std::unique_ptr<upstream_connection> conn;
-        bool reused = false; // came from the idle list (may turn out dead)
+    public:
+        lease() = default;
+        lease(upstream_pool* pool, std::unique_ptr<upstream_connection> conn, bool reused)
+            : pool_(pool), conn_(std::move(conn)), reused_(reused)
+        {
+        }
+        lease(lease&& other) noexcept = default;
+        lease& operator=(lease&& other) noexcept
+        {
+            give_back(false);
+            pool_ = other.pool_;
+            conn_ = std::move(other.conn_);
+            reused_ = other.reused_;
+            return *this;
+        }
+        ~lease() { give_back(false); }
+        lease(const lease&) = delete;
+        lease& operator=(const lease&) = delete;
+
+        upstream_connection& operator*() const { return *conn_; }
+        upstream_connection* operator->() const { return conn_.get(); }
+        bool reused() const { return reused_; } // came from the idle list (may turn out dead)
+        // Returns the connection now (kept for reuse when `reusable`); the lease is empty after.
+        void give_back(bool reusable)
+        {
+            if (conn_) pool_->release(std::move(conn_), reusable);
+        }
+
+    private:
+        upstream_pool* pool_ = nullptr;
+        std::unique_ptr<upstream_connection> conn_;
+        bool reused_ = false;
     };
 
     // An idle connection, or a new one while fewer than max_connections are open, or the
     // first one released before `deadline` (then error::timeout).
     net::awaitable<std::tuple<error_code, lease>> acquire(clock::time_point deadline);
-    // Returns a connection: kept for reuse when `reusable`, else closed.
+
+private:
+    // Takes a connection back (a lease's give_back): kept for reuse when `reusable`, else closed.
     void release(std::unique_ptr<upstream_connection> conn, bool reusable);
 
+public:
     // Closes idle connections and stops the reaper (shutdown).
     void stop();
 

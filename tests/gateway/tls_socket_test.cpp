@@ -1,7 +1,9 @@
 // tls_socket against the TLS dify-emulator: verification (CA, host name, IP), plain HTTP
-// over it with Beast, deadlines, and the end of stream.
+// over it with Beast, deadlines, and the end of stream; the upstream pool's leases over it.
+#include "gateway/upstream/pool.hpp"
 #include "gateway/upstream/tls_socket.hpp"
 #include "tests/support/emulator_fixture.hpp"
+#include "tests/support/gateway_fixture.hpp"
 #include "tests/support/test_certs.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -208,6 +210,41 @@ TEST(TlsSocket, LaterConnectionsResumeTheSessionTheServerIssued)
     connection second(io, ctx, sessions);
     ASSERT_FALSE(handshake(io, second, emu, "localhost", true));
     EXPECT_TRUE(second.tls.resumed());
+}
+
+net::awaitable<void> borrow_then_fail(upstream_pool& pool)
+{
+    auto [ec, lease] = co_await pool.acquire(std::chrono::steady_clock::now() + 5s);
+    if (!ec) throw std::runtime_error("an error between acquire and give_back");
+}
+
+net::awaitable<bool> borrow(upstream_pool& pool)
+{
+    auto [ec, lease] = co_await pool.acquire(std::chrono::steady_clock::now() + 2s);
+    co_return !ec;
+}
+
+// A pool of one connection: a lease ended by an exception gives its connection back (the
+// pool's capacity is not lost), so the next caller gets one at once.
+TEST(UpstreamPool, ALeaseEndedByAnExceptionGivesItsConnectionBack)
+{
+    test::running_emulator emu;
+    net::io_context io;
+    config::upstream_config cfg;
+    cfg.url = "https://localhost:" + std::to_string(emu.endpoint().port());
+    cfg.host = "localhost";
+    cfg.port = emu.endpoint().port();
+    cfg.ca_file = test::test_ca_file();
+    cfg.max_connections = 1;
+    auto pool = std::make_shared<upstream_pool>(io.get_executor(), cfg, make_upstream_tls(cfg));
+    auto failed = net::co_spawn(io, borrow_then_fail(*pool), net::use_future);
+    while (failed.wait_for(0s) != std::future_status::ready) io.run_one();
+    EXPECT_THROW(failed.get(), std::runtime_error);
+    EXPECT_EQ(pool->open(), 0) << "the connection was closed and its place freed";
+    auto next = net::co_spawn(io, borrow(*pool), net::use_future);
+    while (next.wait_for(0s) != std::future_status::ready) io.run_one();
+    EXPECT_TRUE(next.get()) << "not a timeout waiting for a connection that leaked";
+    pool->stop();
 }
 
 } // namespace
