@@ -158,115 +158,110 @@ struct breaker_watch
     }
 };
 
-// Drives the attempts of one call (core::attempt_machine decides): acquires, sends, reads
-// the head, holds small retryable error replies, waits, then relays the answer.
-template <typename S>
-net::awaitable<bool> forward(exchange& x)
+core::attempt_settings attempt_settings_for(const exchange& x, const config::upstream_config& u)
 {
-    const auto& upstream_name = x.dir.config().apps.at(x.target.app).upstream;
-    auto pool_ref = x.w.pool(upstream_name); // kept: a reload may retire the pool meanwhile
-    auto& pool = *pool_ref;
-    const auto& u = pool.config();
-    const auto deadline = clock::now() + std::chrono::milliseconds(u.response_timeout_ms);
-    core::attempt_settings settings;
-    settings.retry = {u.retry.max_attempts, std::chrono::milliseconds(u.retry.base_delay_ms), std::chrono::milliseconds(u.retry.max_delay_ms)};
-    settings.deadline = x.w.now() + std::chrono::milliseconds(u.response_timeout_ms);
-    settings.generating = x.generating;
-    settings.safe_method = x.req.method() == http::verb::get || x.req.method() == http::verb::head;
-    settings.key_count = x.dir.config().apps.at(x.target.app).api_keys.size();
-    core::attempt_machine attempts(settings, pool.breaker, pool.budget, [&w = x.w] { return w.random01(); });
-    breaker_watch watch{upstream_name, pool.breaker};
+    core::attempt_settings s;
+    s.retry = {u.retry.max_attempts, std::chrono::milliseconds(u.retry.base_delay_ms), std::chrono::milliseconds(u.retry.max_delay_ms)};
+    s.deadline = x.w.now() + std::chrono::milliseconds(u.response_timeout_ms);
+    s.generating = x.generating;
+    s.safe_method = x.req.method() == http::verb::get || x.req.method() == http::verb::head;
+    s.key_count = x.dir.config().apps.at(x.target.app).api_keys.size();
+    return s;
+}
 
+// What one call's attempts share: the connection borrowed, the reply being read, the
+// last held error reply, the last failure.
+struct attempt_state
+{
     std::optional<http::response_parser<http::buffer_body>> parser;
-    std::optional<held_reply> held; // the last retryable failure, passed on if retries end
+    std::optional<held_reply> held;
     upstream_pool::lease lease;
-    error_code failure;             // of the last attempt, for fail_connect / fail_response
-    for (auto act = attempts.start(x.w.now()); act.step != core::attempt_step::relay;) {
-        watch.check();
-        if (act.retrying) ++x.w.metrics().retries[{upstream_name, core::to_string(*act.retrying)}];
-        if (act.rotate_key) {
-            x.api_key = x.w.next_api_key(x.target.app);
-            x.up.head.set(http::field::authorization, "Bearer " + x.api_key);
-        }
-        switch (act.step) {
-        case core::attempt_step::wait:
-            timer_for(x).expires_after(act.delay);
-            co_await timer_for(x).async_wait(use_nothrow);
-            act = attempts.resume(x.w.now());
-            continue;
-        case core::attempt_step::pass_held:
-            if (x.ticket) x.ticket->charge(0);
-            co_return co_await write_held_reply(x, *held);
-        case core::attempt_step::fail_circuit_open: {
-            gateway_error open{503, "unavailable", "The upstream is unavailable (circuit open); retry later."};
-            co_return co_await write_error(x, open);
-        }
-        case core::attempt_step::fail_connect:
-        case core::attempt_step::fail_response: {
-            auto error = upstream_failure(failure, act.step == core::attempt_step::fail_connect ? "connect" : "response"); // named: g++ 12
-            co_return co_await write_error(x, error);
-        }
-        case core::attempt_step::acquire:
-        case core::attempt_step::relay: break;
-        }
-        ++x.rec->attempts;
-        auto [aec, acquired] = co_await pool.acquire(deadline);
-        if (aec) {
-            failure = aec;
-            act = attempts.acquire_failed(x.w.now());
-            continue;
-        }
-        lease = std::move(acquired);
-        parser.emplace();
-        parser->body_limit(boost::none);
-        if (x.req.method() == http::verb::head) parser->skip(true);
-        lease->expires_at(deadline);
-        if (x.ticket) x.ticket->reached_upstream();
-        if (auto ec = co_await send_and_read_head<S>(x, *lease, *parser)) {
-            lease.give_back(false);
-            if (x.client_broken) co_return false; // the client's body broke off: nothing to answer
-            if (x.body_timed_out) {
-                x.client_broken = true; // the rest of the body is still coming: close after the answer
-                gateway_error slow{408, "request_timeout", "The request body took too long to arrive."};
-                co_return co_await write_error(x, slow);
-            }
-            // A pooled connection the server had already closed: nothing reached Dify.
-            bool stale = lease.reused() && !parser->got_some() && !is_timeout(ec);
-            failure = ec;
-            act = attempts.send_failed(x.w.now(), stale, x.body_sent);
-            continue;
-        }
-        held = co_await hold_error_reply<S>(*lease, *parser);
-        if (held) {
-            lease.give_back(parser->get().keep_alive());
-            std::optional<core::nanos> retry_after;
-            if (auto ra = held->res[http::field::retry_after]; !ra.empty())
-                retry_after = core::parse_retry_after(ra, x.w.unix_seconds());
-            if (act = attempts.replied(x.w.now(), held->res.result_int(), held->failure, retry_after, x.body_sent);
-                act.step == core::attempt_step::wait)
-                spdlog::debug("request {}: retrying after {} ({} ms)", x.request_id, held->res.result_int(),
-                              std::chrono::duration_cast<std::chrono::milliseconds>(act.delay).count());
-            continue;
-        }
-        act = attempts.replied(x.w.now(), static_cast<int>(parser->get().result_int()), std::nullopt, std::nullopt, x.body_sent);
-    }
-    watch.check();
+    error_code failure;
+    std::optional<bool> answered; // the attempt ended the exchange itself: forward() returns this
+};
 
-    const auto& head = parser->get();
+// One attempt: acquire, send, read the head, hold a small retryable error reply. Returns
+// what the machine says to do next.
+template <typename S>
+net::awaitable<core::attempt_action> run_attempt(exchange& x, upstream_pool& pool, core::attempt_machine& attempts, attempt_state& st,
+                                                 clock::time_point deadline)
+{
+    ++x.rec->attempts;
+    auto [aec, acquired] = co_await pool.acquire(deadline);
+    if (aec) {
+        st.failure = aec;
+        co_return attempts.acquire_failed(x.w.now());
+    }
+    st.lease = std::move(acquired);
+    st.parser.emplace();
+    st.parser->body_limit(boost::none);
+    if (x.req.method() == http::verb::head) st.parser->skip(true);
+    st.lease->expires_at(deadline);
+    if (x.ticket) x.ticket->reached_upstream();
+    if (auto ec = co_await send_and_read_head<S>(x, *st.lease, *st.parser)) {
+        st.lease.give_back(false);
+        if (x.client_broken) { // the client's body broke off: nothing to answer
+            st.answered = false;
+            co_return core::attempt_action{};
+        }
+        if (x.body_timed_out) {
+            x.client_broken = true; // the rest of the body is still coming: close after the answer
+            gateway_error slow{408, "request_timeout", "The request body took too long to arrive."};
+            st.answered = co_await write_error(x, slow);
+            co_return core::attempt_action{};
+        }
+        // A pooled connection the server had already closed: nothing reached Dify.
+        bool stale = st.lease.reused() && !st.parser->got_some() && !is_timeout(ec);
+        st.failure = ec;
+        co_return attempts.send_failed(x.w.now(), stale, x.body_sent);
+    }
+    st.held = co_await hold_error_reply<S>(*st.lease, *st.parser);
+    if (!st.held)
+        co_return attempts.replied(x.w.now(), static_cast<int>(st.parser->get().result_int()), std::nullopt, std::nullopt, x.body_sent);
+    st.lease.give_back(st.parser->get().keep_alive());
+    std::optional<core::nanos> retry_after;
+    if (auto ra = st.held->res[http::field::retry_after]; !ra.empty()) retry_after = core::parse_retry_after(ra, x.w.unix_seconds());
+    auto act = attempts.replied(x.w.now(), st.held->res.result_int(), st.held->failure, retry_after, x.body_sent);
+    if (act.step == core::attempt_step::wait)
+        spdlog::debug("request {}: retrying after {} ({} ms)", x.request_id, st.held->res.result_int(),
+                      std::chrono::duration_cast<std::chrono::milliseconds>(act.delay).count());
+    co_return act;
+}
+
+// The answer when retries end without a reply to relay: Dify's held reply, or ours.
+net::awaitable<bool> answer_without_relay(exchange& x, const core::attempt_action& act, attempt_state& st)
+{
+    if (act.step == core::attempt_step::pass_held) {
+        if (x.ticket) x.ticket->charge(0); // Dify refused: no tokens used
+        co_return co_await write_held_reply(x, *st.held);
+    }
+    if (act.step == core::attempt_step::fail_circuit_open) {
+        gateway_error open{503, "unavailable", "The upstream is unavailable (circuit open); retry later."};
+        co_return co_await write_error(x, open);
+    }
+    auto error = upstream_failure(st.failure, act.step == core::attempt_step::fail_connect ? "connect" : "response"); // named: g++ 12
+    co_return co_await write_error(x, error);
+}
+
+// Relays the reply the attempts ended with, then settles the request's usage.
+template <typename S>
+net::awaitable<bool> relay_response(exchange& x, attempt_state& st, const std::string& upstream_name)
+{
+    const auto& head = st.parser->get();
     // Dify refused the request (4xx/5xx before generating): it used no tokens.
     if (x.ticket && head.result_int() != 200) x.ticket->charge(0);
     // A HEAD reply has no body, whatever its type: nothing to relay after the head.
     bool sse = x.req.method() != http::verb::head && core::media_type(head[http::field::content_type]) == "text/event-stream";
     bool keep_alive = client_reusable(x);
-    const std::string head_bytes = response_head(x, *parser, sse, keep_alive);
+    const std::string head_bytes = response_head(x, *st.parser, sse, keep_alive);
     if (sse) { // the head goes out at once: the client sees the stream open
         auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
         if (ec) co_return false; // the lease closes the upstream connection
     }
-    auto [down_ok, up_ok] = sse ? co_await relay_sse<S>(x, *lease, *parser, upstream_name)
-                                : co_await relay_body<S>(x, *lease, *parser, head_bytes);
-    ++lease->requests;
-    lease.give_back(up_ok);
+    auto [down_ok, up_ok] = sse ? co_await relay_sse<S>(x, *st.lease, *st.parser, upstream_name)
+                                : co_await relay_body<S>(x, *st.lease, *st.parser, head_bytes);
+    ++st.lease->requests;
+    st.lease.give_back(up_ok);
     if (x.usage) {
         x.rec->tokens = *x.usage;
         x.w.metrics().tokens[{x.who.name, x.target.app}] += static_cast<std::uint64_t>(*x.usage);
@@ -276,6 +271,39 @@ net::awaitable<bool> forward(exchange& x)
         x.w.local_quota().observe_usage(x.target.app, *x.usage);
     }
     co_return down_ok && keep_alive;
+}
+
+// Drives the attempts of one call (core::attempt_machine decides), then relays the answer.
+template <typename S>
+net::awaitable<bool> forward(exchange& x)
+{
+    const auto& upstream_name = x.dir.config().apps.at(x.target.app).upstream;
+    auto pool_ref = x.w.pool(upstream_name); // kept: a reload may retire the pool meanwhile
+    auto& pool = *pool_ref;
+    const auto deadline = clock::now() + std::chrono::milliseconds(pool.config().response_timeout_ms);
+    core::attempt_machine attempts(attempt_settings_for(x, pool.config()), pool.breaker, pool.budget, [&w = x.w] { return w.random01(); });
+    breaker_watch watch{upstream_name, pool.breaker};
+    attempt_state st;
+    for (auto act = attempts.start(x.w.now());;) {
+        watch.check();
+        if (act.retrying) ++x.w.metrics().retries[{upstream_name, core::to_string(*act.retrying)}];
+        if (act.rotate_key) {
+            x.api_key = x.w.next_api_key(x.target.app);
+            x.up.head.set(http::field::authorization, "Bearer " + x.api_key);
+        }
+        if (act.step == core::attempt_step::relay) break;
+        if (act.step == core::attempt_step::wait) {
+            timer_for(x).expires_after(act.delay);
+            co_await timer_for(x).async_wait(use_nothrow);
+            act = attempts.resume(x.w.now());
+            continue;
+        }
+        if (act.step != core::attempt_step::acquire) co_return co_await answer_without_relay(x, act, st);
+        act = co_await run_attempt<S>(x, pool, attempts, st, deadline);
+        if (st.answered) co_return *st.answered;
+    }
+    watch.check();
+    co_return co_await relay_response<S>(x, st, upstream_name);
 }
 
 } // namespace
