@@ -1,6 +1,6 @@
 // Internal to gateway/: relaying Dify's response downstream — the head, SSE streams
 // event by event (with a watch on the client), and any other body piece by piece.
-// Templates over the upstream stream type (plain or TLS); included by proxy.cpp only.
+// Templates over the upstream stream type (plain or TLS); included by forward.cpp only.
 #pragma once
 
 #include "core/sse_relay.hpp"

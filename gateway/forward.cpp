@@ -1,0 +1,318 @@
+// Serving one tenant request, the upstream side: the attempts of the call to Dify (driven
+// by core::attempt_machine: retries, breaker, key rotation, held error replies), the
+// request body sent or streamed, and the reply relayed (relay.hpp).
+#include "gateway/forward.hpp"
+
+#include "core/retry.hpp"
+#include "core/text.hpp"
+#include "core/upstream_attempts.hpp"
+#include "gateway/proxy.hpp"
+#include "gateway/relay.hpp"
+
+#include <boost/json.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+namespace gw::gateway {
+
+namespace json = boost::json;
+
+namespace {
+
+// Copies the client's body to Dify piece by piece (endpoints that need no rewrite).
+template <typename S>
+net::awaitable<error_code> stream_client_body(exchange& x, S& up)
+{
+    auto& dp = *x.streamed;
+    // The whole body within client_idle_timeout_ms (a body trickled byte by byte must not
+    // hold an upstream connection and a quota slot for ever).
+    client_deadline deadline(x.down, std::chrono::milliseconds(x.dir.config().server.client_idle_timeout_ms));
+    std::array<char, piece_size> piece;
+    while (!dp.is_done()) {
+        dp.get().body().data = piece.data();
+        dp.get().body().size = piece.size();
+        auto [ec, n] = co_await http::async_read_some(x.down, x.down_buffer, dp, use_nothrow);
+        if (ec == http::error::need_buffer) ec = {};
+        if (deadline.fired()) {
+            x.body_timed_out = true;
+            co_return error_code(beast::error::timeout);
+        }
+        if (ec) {
+            x.client_broken = true;
+            co_return ec;
+        }
+        std::size_t got = piece.size() - dp.get().body().size;
+        if (got == 0) continue;
+        x.body_sent = true;
+        auto [wec, wn] = co_await net::async_write(up, net::buffer(piece.data(), got), use_nothrow);
+        if (wec) co_return wec;
+    }
+    co_return error_code{};
+}
+
+// Sends the request on `conn` and reads the response head within the response deadline.
+template <typename S>
+net::awaitable<error_code> send_and_read_head(exchange& x, upstream_connection& conn,
+                                              http::response_parser<http::buffer_body>& p)
+{
+    auto& up = stream_of<S>(conn);
+    // Head and a body of up to coalesce_limit go out as one buffer: one TLS record and one
+    // send, where TLS streams would otherwise write each buffer (each header) separately.
+    std::string wire = serialize_head(x.up.head);
+    auto body = body_buffers(x, x.body);
+    if (net::buffer_size(body) <= coalesce_limit) {
+        for (const auto& b : body) wire.append(static_cast<const char*>(b.data()), b.size());
+        body.clear();
+    }
+    auto [hec, hn] = co_await net::async_write(up, net::buffer(wire), use_nothrow);
+    if (hec) co_return hec;
+    if (!body.empty()) {
+        auto [bec, bn] = co_await net::async_write(up, body, use_nothrow);
+        if (bec) co_return bec;
+    }
+    if (x.streamed) {
+        if (auto ec = co_await stream_client_body(x, up)) co_return ec;
+    }
+    auto [rec, rn] = co_await http::async_read_header(up, conn.buffer(), p, use_nothrow);
+    co_return rec;
+}
+
+// A Dify reply kept whole to decide on a retry (small error bodies only).
+struct held_reply
+{
+    http::response<http::string_body> res;
+    core::upstream_failure failure;
+};
+
+constexpr std::size_t max_held_reply = 64 * 1024;
+
+// Reads the rest of a small error reply so it can be retried or passed on whole.
+// nullopt: not a retryable kind of reply, or too large to hold (then relayed as usual).
+template <typename S>
+net::awaitable<std::optional<held_reply>> hold_error_reply(upstream_connection& conn, http::response_parser<http::buffer_body>& p)
+{
+    const int status = static_cast<int>(p.get().result_int());
+    if (status != 400 && status != 429 && status != 500 && status != 502 && status != 503 && status != 504) co_return std::nullopt;
+    auto len = p.content_length();
+    if (!len || *len > max_held_reply) co_return std::nullopt;
+    held_reply out;
+    out.res.result(p.get().result());
+    out.res.version(11);
+    for (const auto& f : p.get()) out.res.insert(f.name_string(), f.value());
+    std::string body;
+    std::array<char, piece_size> piece;
+    auto& up = stream_of<S>(conn);
+    while (!p.is_done()) {
+        p.get().body().data = piece.data();
+        p.get().body().size = piece.size();
+        auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) co_return std::nullopt;
+        body.append(piece.data(), piece.size() - p.get().body().size);
+    }
+    std::string code, message;
+    json::error_code jec;
+    auto doc = json::parse(body, jec);
+    if (!jec && doc.is_object()) {
+        if (auto* c = doc.get_object().if_contains("code"); c && c->is_string()) code = std::string(c->get_string());
+        if (auto* m = doc.get_object().if_contains("message"); m && m->is_string()) message = std::string(m->get_string());
+    }
+    out.failure = core::classify_status(status, code, message).value_or(core::upstream_failure::other);
+    out.res.body() = std::move(body);
+    co_return out;
+}
+
+// Passes a held Dify reply to the client unchanged (status, end-to-end headers, body).
+net::awaitable<bool> write_held_reply(exchange& x, held_reply& h)
+{
+    http::response<http::string_body> res{h.res.result(), 11};
+    for (const auto& f : h.res)
+        if (!is_hop_by_hop(f.name_string()) && !core::iequals(f.name_string(), "content-length")) res.insert(f.name_string(), f.value());
+    res.set("X-Request-Id", x.request_id);
+    for (const auto& [k, v] : x.quota_headers) res.set(k, v);
+    bool keep_alive = client_reusable(x);
+    res.keep_alive(keep_alive);
+    res.body() = std::move(h.res.body());
+    res.prepare_payload();
+    x.rec->status = static_cast<int>(res.result_int());
+    x.rec->bytes_out += res.body().size();
+    auto [ec, n] = co_await http::async_write(x.down, res, use_nothrow);
+    co_return !ec && keep_alive;
+}
+
+// Logs a change of the upstream's circuit state once.
+struct breaker_watch
+{
+    const std::string& upstream;
+    const core::circuit_breaker& breaker;
+    core::circuit_breaker::state before = breaker.current();
+    void check()
+    {
+        auto now = breaker.current();
+        if (now != before) spdlog::warn("upstream {}: circuit {}", upstream, core::to_string(now));
+        before = now;
+    }
+};
+
+core::attempt_settings attempt_settings_for(const exchange& x, const config::upstream_config& u)
+{
+    core::attempt_settings s;
+    s.retry = {u.retry.max_attempts, std::chrono::milliseconds(u.retry.base_delay_ms), std::chrono::milliseconds(u.retry.max_delay_ms)};
+    s.deadline = x.w.now() + std::chrono::milliseconds(u.response_timeout_ms);
+    s.generating = x.generating;
+    s.safe_method = x.req.method() == http::verb::get || x.req.method() == http::verb::head;
+    s.key_count = x.dir.config().apps.at(x.target.app).api_keys.size();
+    return s;
+}
+
+// What one call's attempts share: the connection borrowed, the reply being read, the
+// last held error reply, the last failure.
+struct attempt_state
+{
+    std::optional<http::response_parser<http::buffer_body>> parser;
+    std::optional<held_reply> held;
+    upstream_pool::lease lease;
+    error_code failure;
+    std::optional<bool> answered; // the attempt ended the exchange itself: forward() returns this
+};
+
+// One attempt: acquire, send, read the head, hold a small retryable error reply. Returns
+// what the machine says to do next.
+template <typename S>
+net::awaitable<core::attempt_action> run_attempt(exchange& x, upstream_pool& pool, core::attempt_machine& attempts, attempt_state& st,
+                                                 clock::time_point deadline)
+{
+    ++x.rec->attempts;
+    auto [aec, acquired] = co_await pool.acquire(deadline);
+    if (aec) {
+        st.failure = aec;
+        co_return attempts.acquire_failed(x.w.now());
+    }
+    st.lease = std::move(acquired);
+    st.parser.emplace();
+    st.parser->body_limit(boost::none);
+    if (x.req.method() == http::verb::head) st.parser->skip(true);
+    st.lease->expires_at(deadline);
+    if (x.ticket) x.ticket->reached_upstream();
+    if (auto ec = co_await send_and_read_head<S>(x, *st.lease, *st.parser)) {
+        st.lease.give_back(false);
+        if (x.client_broken) { // the client's body broke off: nothing to answer
+            st.answered = false;
+            co_return core::attempt_action{};
+        }
+        if (x.body_timed_out) {
+            x.client_broken = true; // the rest of the body is still coming: close after the answer
+            gateway_error slow{408, "request_timeout", "The request body took too long to arrive."};
+            st.answered = co_await write_error(x, slow);
+            co_return core::attempt_action{};
+        }
+        // A pooled connection the server had already closed: nothing reached Dify.
+        bool stale = st.lease.reused() && !st.parser->got_some() && !is_timeout(ec);
+        st.failure = ec;
+        co_return attempts.send_failed(x.w.now(), stale, x.body_sent);
+    }
+    st.held = co_await hold_error_reply<S>(*st.lease, *st.parser);
+    if (!st.held)
+        co_return attempts.replied(x.w.now(), static_cast<int>(st.parser->get().result_int()), std::nullopt, std::nullopt, x.body_sent);
+    st.lease.give_back(st.parser->get().keep_alive());
+    std::optional<core::nanos> retry_after;
+    if (auto ra = st.held->res[http::field::retry_after]; !ra.empty()) retry_after = core::parse_retry_after(ra, x.w.unix_seconds());
+    auto act = attempts.replied(x.w.now(), st.held->res.result_int(), st.held->failure, retry_after, x.body_sent);
+    if (act.step == core::attempt_step::wait)
+        spdlog::debug("request {}: retrying after {} ({} ms)", x.request_id, st.held->res.result_int(),
+                      std::chrono::duration_cast<std::chrono::milliseconds>(act.delay).count());
+    co_return act;
+}
+
+// The answer when retries end without a reply to relay: Dify's held reply, or ours.
+net::awaitable<bool> answer_without_relay(exchange& x, const core::attempt_action& act, attempt_state& st)
+{
+    if (act.step == core::attempt_step::pass_held) {
+        if (x.ticket) x.ticket->charge(0); // Dify refused: no tokens used
+        co_return co_await write_held_reply(x, *st.held);
+    }
+    if (act.step == core::attempt_step::fail_circuit_open) {
+        gateway_error open{503, "unavailable", "The upstream is unavailable (circuit open); retry later."};
+        co_return co_await write_error(x, open);
+    }
+    auto error = upstream_failure(st.failure, act.step == core::attempt_step::fail_connect ? "connect" : "response"); // named: g++ 12
+    co_return co_await write_error(x, error);
+}
+
+// Relays the reply the attempts ended with, then settles the request's usage.
+template <typename S>
+net::awaitable<bool> relay_response(exchange& x, attempt_state& st, const std::string& upstream_name)
+{
+    const auto& head = st.parser->get();
+    // Dify refused the request (4xx/5xx before generating): it used no tokens.
+    if (x.ticket && head.result_int() != 200) x.ticket->charge(0);
+    // A HEAD reply has no body, whatever its type: nothing to relay after the head.
+    bool sse = x.req.method() != http::verb::head && core::media_type(head[http::field::content_type]) == "text/event-stream";
+    bool keep_alive = client_reusable(x);
+    const std::string head_bytes = response_head(x, *st.parser, sse, keep_alive);
+    if (sse) { // the head goes out at once: the client sees the stream open
+        auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
+        if (ec) co_return false; // the lease closes the upstream connection
+    }
+    auto [down_ok, up_ok] = sse ? co_await relay_sse<S>(x, *st.lease, *st.parser, upstream_name)
+                                : co_await relay_body<S>(x, *st.lease, *st.parser, head_bytes);
+    ++st.lease->requests;
+    st.lease.give_back(up_ok);
+    if (x.usage) {
+        x.rec->tokens = *x.usage;
+        x.w.metrics().tokens[{x.who.name, x.target.app}] += static_cast<std::uint64_t>(*x.usage);
+    }
+    if (x.ticket && x.usage) {
+        x.ticket->charge(*x.usage);
+        x.w.local_quota().observe_usage(x.target.app, *x.usage);
+    }
+    co_return down_ok && keep_alive;
+}
+
+// Drives the attempts of one call (core::attempt_machine decides), then relays the answer.
+template <typename S>
+net::awaitable<bool> forward(exchange& x)
+{
+    const auto& upstream_name = x.dir.config().apps.at(x.target.app).upstream;
+    auto pool_ref = x.w.pool(upstream_name); // kept: a reload may retire the pool meanwhile
+    auto& pool = *pool_ref;
+    const auto deadline = clock::now() + std::chrono::milliseconds(pool.config().response_timeout_ms);
+    core::attempt_machine attempts(attempt_settings_for(x, pool.config()), pool.breaker, pool.budget, [&w = x.w] { return w.random01(); });
+    breaker_watch watch{upstream_name, pool.breaker};
+    attempt_state st;
+    for (auto act = attempts.start(x.w.now());;) {
+        watch.check();
+        if (act.retrying) ++x.w.metrics().retries[{upstream_name, core::to_string(*act.retrying)}];
+        if (act.rotate_key) {
+            x.api_key = x.w.next_api_key(x.target.app);
+            x.up.head.set(http::field::authorization, "Bearer " + x.api_key);
+        }
+        if (act.step == core::attempt_step::relay) break;
+        if (act.step == core::attempt_step::wait) {
+            timer_for(x).expires_after(act.delay);
+            co_await timer_for(x).async_wait(use_nothrow);
+            act = attempts.resume(x.w.now());
+            continue;
+        }
+        if (act.step != core::attempt_step::acquire) co_return co_await answer_without_relay(x, act, st);
+        act = co_await run_attempt<S>(x, pool, attempts, st, deadline);
+        if (st.answered) co_return *st.answered;
+    }
+    watch.check();
+    co_return co_await relay_response<S>(x, st, upstream_name);
+}
+
+} // namespace
+
+net::awaitable<bool> forward_request(exchange& x)
+{
+    if (auto refused = build_upstream_request(x)) co_return co_await write_error(x, *refused);
+    if (auto refs = named_resources(x); !refs.empty())
+        if (auto foreign = co_await check_ownership(x, std::move(refs))) co_return co_await write_error(x, *foreign);
+    if (x.dir.upstream_of(x.target.app).tls) co_return co_await forward<tls_stream>(x);
+    co_return co_await forward<beast::tcp_stream>(x);
+}
+
+} // namespace gw::gateway
