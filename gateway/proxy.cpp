@@ -8,6 +8,7 @@
 #include "gateway/exchange.hpp"
 #include "gateway/forward.hpp"
 #include "gateway/request_checks.hpp"
+#include "gateway/request_plan.hpp"
 
 #include <boost/json.hpp>
 
@@ -171,11 +172,75 @@ net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::r
 
 } // namespace
 
+namespace {
+
+// What serving a request needs from its session, bundled for the helpers below.
+struct downstream_request
+{
+    worker& w;
+    const tenant_directory& dir;
+    beast::tcp_stream& down;
+    beast::flat_buffer& buffer;
+    const std::string& request_id;
+    request_record& rec;
+};
+
+exchange make_exchange(downstream_request& d, const http::request_header<>& req, bool keep_alive, request_plan& plan,
+                       quota_ticket* ticket, header_list quota_headers)
+{
+    exchange x{d.w, d.dir, d.down, d.buffer, req, *plan.who, std::move(*plan.app), d.request_id, keep_alive, ticket,
+               std::move(quota_headers)};
+    x.rec = &d.rec;
+    x.generating = plan.generates;
+    x.place = plan.place;
+    x.uploads_file = plan.uploads_file;
+    return x;
+}
+
+// A body with nothing to change in it: it goes to Dify as it arrives.
+net::awaitable<bool> forward_streamed_body(downstream_request& d, header_parser& hp, request_plan& plan, quota_ticket* ticket,
+                                           header_list quota_headers)
+{
+    http::request_parser<http::buffer_body> body_parser{std::move(hp)};
+    body_parser.body_limit(static_cast<std::uint64_t>(d.dir.config().server.max_request_body_bytes));
+    if (!co_await continue_if_expected(d.down, body_parser.get())) co_return false;
+    auto x = make_exchange(d, body_parser.get(), body_parser.get().keep_alive(), plan, ticket, std::move(quota_headers));
+    x.streamed = &body_parser;
+    d.rec.bytes_in = *body_parser.content_length();
+    co_return co_await forward_request(x);
+}
+
+// A body read whole first (`user` is rewritten in it; or no body at all), then forwarded.
+net::awaitable<bool> forward_whole_body(downstream_request& d, header_parser& hp, request_plan& plan, quota_ticket* ticket,
+                                        header_list quota_headers)
+{
+    const bool has_body = !hp.is_done();
+    http::request_parser<http::string_body> body_parser{std::move(hp)};
+    if (has_body) {
+        if (!co_await continue_if_expected(d.down, body_parser.get())) co_return false;
+        const auto fields_before = field_count(body_parser.get());
+        if (!co_await read_whole_body(d.w, d.down, d.buffer, body_parser, d.request_id)) co_return false;
+        // Beast merges a chunked body's trailer fields into the header: Dify's stack would
+        // see them (or not) differently, so a request with trailers is refused.
+        if (field_count(body_parser.get()) != fields_before) {
+            gateway_error trailers{400, "bad_request", "Requests with trailers are not accepted."};
+            d.rec.status = trailers.status;
+            co_await write_gateway_error(d.down, trailers, d.request_id, false);
+            co_return false;
+        }
+    }
+    auto x = make_exchange(d, body_parser.get(), body_parser.get().keep_alive(), plan, ticket, std::move(quota_headers));
+    x.body = std::move(body_parser.get().body());
+    d.rec.bytes_in = x.body.size();
+    co_return co_await forward_request(x);
+}
+
+} // namespace
+
 net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp,
                                    const std::string& peer)
 {
     const auto snapshot = w.tenants_snapshot(); // in-flight requests finish on the config they started with
-    const auto& dir = *snapshot;
     const auto& head = hp.get();
     std::string request_id(head["X-Request-Id"]);
     if (!valid_request_id(request_id)) request_id = w.new_request_id();
@@ -188,97 +253,37 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     } r{w, {}};
     r.rec.request_id = request_id;
     r.rec.method = std::string(head.method_string());
-    r.rec.client = client_address(peer, head, dir.config().server.trusted_proxies);
-    bool keep_alive = head.keep_alive() && !w.draining();
+    r.rec.client = client_address(peer, head, snapshot->config().server.trusted_proxies);
+    const bool keep_alive = head.keep_alive() && !w.draining();
 
-    // What Dify's stack could read differently is refused before anything else; the
-    // connection closes, since the request's framing may itself be in doubt.
-    if (auto ambiguous = check_request_head(head)) {
-        r.rec.status = ambiguous->status;
-        co_return co_await refuse_early(down, buffer, hp, *ambiguous, request_id, false, {});
+    auto plan = plan_request(*snapshot, head);
+    if (plan.who) r.rec.tenant = plan.who->name;
+    if (plan.app) {
+        r.rec.app = plan.app->app;
+        r.rec.endpoint = endpoint_label(plan.route);
     }
-    std::string why;
-    std::string_view target = head.target();
-    auto path = core::canonicalize_path(target.substr(0, target.find('?')), &why);
-    if (!path) {
-        gateway_error bad_path{400, "bad_request", "The request path cannot be read unambiguously: " + why + "."};
-        r.rec.status = bad_path.status;
-        co_return co_await refuse_early(down, buffer, hp, bad_path, request_id, keep_alive, {});
+    if (plan.refusal) {
+        r.rec.status = plan.refusal->status;
+        co_return co_await refuse_early(down, buffer, hp, *plan.refusal, request_id, keep_alive && !plan.close_after_refusal, {});
     }
-
-    gateway_error err;
-    const tenant* who = dir.authenticate(head[http::field::authorization], err);
-    if (!who) {
-        r.rec.status = err.status;
-        co_return co_await refuse_early(down, buffer, hp, err, request_id, keep_alive, {});
-    }
-    r.rec.tenant = who->name;
-    const std::string_view method = head.method_string();
-    auto app = dir.route(*who, method, *path, err);
-    if (!app) {
-        r.rec.status = err.status;
-        co_return co_await refuse_early(down, buffer, hp, err, request_id, keep_alive, {});
-    }
-    r.rec.app = app->app;
-    const core::dify_route* route = app->match.route; // null: an unknown route forwarded by switch
-    r.rec.endpoint = endpoint_label(route);
-
     // Quotas are checked before any upstream work (and before the body is read).
-    const bool generates = route && route->generating;
-    auto* counts = w.usage().find(who->name, app->app);
+    const auto& tenant_name = plan.who->name;
+    auto* counts = w.usage().find(tenant_name, plan.app->app);
     if (counts) ++counts->requests;
-    auto admitted = co_await w.quotas().admit(who->name, app->app, generates);
+    auto admitted = co_await w.quotas().admit(tenant_name, plan.app->app, plan.generates);
     auto quota_headers = rate_headers(admitted);
     if (admitted.refused) {
         if (counts) ++counts->refused[static_cast<std::size_t>(*admitted.refused)];
-        ++w.metrics().rate_limited[{who->name, reason_name(*admitted.refused)}];
-        auto refusal = quota_error(*who->cfg, *admitted.refused);
+        ++w.metrics().rate_limited[{tenant_name, reason_name(*admitted.refused)}];
+        auto refusal = quota_error(*plan.who->cfg, *admitted.refused);
         r.rec.status = refusal.status;
         co_return co_await refuse_early(down, buffer, hp, refusal, request_id, keep_alive, quota_headers);
     }
-    std::unique_ptr<quota_ticket> ticket = std::move(admitted.ticket);
-
-    const bool has_body = !hp.is_done();
-    const auto place = route ? route->place : core::user_place::anywhere;
-    const bool rewrite = place != core::user_place::none;
-    if (has_body && !rewrite && hp.content_length()) {
-        // Nothing to change in this body: it goes to Dify as it arrives.
-        http::request_parser<http::buffer_body> body_parser{std::move(hp)};
-        body_parser.body_limit(static_cast<std::uint64_t>(dir.config().server.max_request_body_bytes));
-        if (!co_await continue_if_expected(down, body_parser.get())) co_return false;
-        exchange x{w, dir, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive(),
-                   ticket.get(), std::move(quota_headers)};
-        x.streamed = &body_parser;
-        x.rec = &r.rec;
-        x.generating = generates;
-        x.place = place;
-        x.uploads_file = route && route->creates_file;
-        r.rec.bytes_in = *body_parser.content_length();
-        co_return co_await forward_request(x);
-    }
-    http::request_parser<http::string_body> body_parser{std::move(hp)};
-    if (has_body) {
-        if (!co_await continue_if_expected(down, body_parser.get())) co_return false;
-        const auto fields_before = field_count(body_parser.get());
-        if (!co_await read_whole_body(w, down, buffer, body_parser, request_id)) co_return false;
-        // Beast merges a chunked body's trailer fields into the header: Dify's stack would
-        // see them (or not) differently, so a request with trailers is refused.
-        if (field_count(body_parser.get()) != fields_before) {
-            gateway_error trailers{400, "bad_request", "Requests with trailers are not accepted."};
-            r.rec.status = trailers.status;
-            co_await write_gateway_error(down, trailers, request_id, false);
-            co_return false;
-        }
-    }
-    exchange x{w, dir, down, buffer, body_parser.get(), *who, std::move(*app), request_id, body_parser.get().keep_alive(),
-               ticket.get(), std::move(quota_headers)};
-    x.body = std::move(body_parser.get().body());
-    x.rec = &r.rec;
-    x.generating = generates;
-    x.place = place;
-    x.uploads_file = route && route->creates_file;
-    r.rec.bytes_in = x.body.size();
-    co_return co_await forward_request(x);
+    std::unique_ptr<quota_ticket> ticket = std::move(admitted.ticket); // returned when this frame ends
+    downstream_request d{w, *snapshot, down, buffer, request_id, r.rec};
+    if (!hp.is_done() && plan.place == core::user_place::none && hp.content_length())
+        co_return co_await forward_streamed_body(d, hp, plan, ticket.get(), std::move(quota_headers));
+    co_return co_await forward_whole_body(d, hp, plan, ticket.get(), std::move(quota_headers));
 }
 
 } // namespace gw::gateway

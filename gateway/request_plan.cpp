@@ -1,0 +1,42 @@
+#include "gateway/request_plan.hpp"
+
+#include "gateway/request_checks.hpp"
+
+namespace gw::gateway {
+
+request_plan plan_request(const tenant_directory& dir, const boost::beast::http::request_header<>& head)
+{
+    request_plan plan;
+    // What Dify's stack could read differently is refused before anything else; the
+    // connection closes, since the request's framing may itself be in doubt.
+    if (auto ambiguous = check_request_head(head)) {
+        plan.refusal = std::move(ambiguous);
+        plan.close_after_refusal = true;
+        return plan;
+    }
+    std::string why;
+    std::string_view target = head.target();
+    auto path = core::canonicalize_path(target.substr(0, target.find('?')), &why);
+    if (!path) {
+        plan.refusal = gateway_error{400, "bad_request", "The request path cannot be read unambiguously: " + why + "."};
+        return plan;
+    }
+    gateway_error err;
+    plan.who = dir.authenticate(head[boost::beast::http::field::authorization], err);
+    if (!plan.who) {
+        plan.refusal = err;
+        return plan;
+    }
+    plan.app = dir.route(*plan.who, head.method_string(), *path, err);
+    if (!plan.app) {
+        plan.refusal = err;
+        return plan;
+    }
+    plan.route = plan.app->match.route;
+    plan.generates = plan.route && plan.route->generating;
+    plan.place = plan.route ? plan.route->place : core::user_place::anywhere;
+    plan.uploads_file = plan.route && plan.route->creates_file;
+    return plan;
+}
+
+} // namespace gw::gateway

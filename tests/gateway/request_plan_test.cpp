@@ -1,0 +1,103 @@
+// plan_request, without sockets: a request head and a configuration snapshot resolve to a
+// refusal (in the order the gateway checks) or to the tenant, app, route and how Dify
+// reads the request.
+#include "gateway/request_plan.hpp"
+
+#include "config/validate.hpp"
+#include "tests/emulator/emulator_test_util.hpp"
+#include "tests/support/gateway_fixture.hpp"
+
+#include <gtest/gtest.h>
+
+namespace gw::gateway {
+namespace {
+
+namespace http = boost::beast::http;
+
+std::shared_ptr<const tenant_directory> directory()
+{
+    config::gateway_config c;
+    c.server.listen = "127.0.0.1:0";
+    c.admin.listen = "127.0.0.1:0";
+    config::upstream_config u;
+    u.url = "https://localhost:8443";
+    c.upstreams["dify"] = u;
+    c.apps["chat"] = {"dify", {test::keys::chat}, 0};
+    c.apps["workflow"] = {"dify", {test::keys::workflow}, 0};
+    config::tenant_config alpha;
+    alpha.keys = {test::tenant_keys::alpha};
+    alpha.apps = {"chat", "workflow"};
+    alpha.default_app = "chat";
+    c.tenants["alpha"] = alpha;
+    config::problems problems;
+    config::validate(c, problems);
+    EXPECT_TRUE(problems.empty());
+    return std::make_shared<const tenant_directory>(std::make_shared<const config::gateway_config>(std::move(c)));
+}
+
+http::request_header<> head(http::verb method, std::string target, const std::string& key = test::tenant_keys::alpha)
+{
+    http::request_header<> h;
+    h.method(method);
+    h.target(target);
+    h.version(11);
+    h.set(http::field::host, "gateway");
+    if (!key.empty()) h.set(http::field::authorization, "Bearer " + key);
+    return h;
+}
+
+TEST(RequestPlan, AGenerationRouteResolvesOnce)
+{
+    auto dir = directory();
+    auto plan = plan_request(*dir, head(http::verb::post, "/v1/chat-messages"));
+    ASSERT_FALSE(plan.refusal);
+    EXPECT_EQ(plan.who->name, "alpha");
+    EXPECT_EQ(plan.app->app, "chat") << "the tenant's default app";
+    ASSERT_NE(plan.route, nullptr);
+    EXPECT_TRUE(plan.generates);
+    EXPECT_EQ(plan.place, core::user_place::json_body);
+    EXPECT_FALSE(plan.uploads_file);
+    auto upload = plan_request(*dir, head(http::verb::post, "/apps/workflow/v1/files/upload"));
+    ASSERT_FALSE(upload.refusal);
+    EXPECT_EQ(upload.app->app, "workflow");
+    EXPECT_TRUE(upload.uploads_file);
+    EXPECT_FALSE(upload.generates);
+}
+
+TEST(RequestPlan, RefusalsComeInTheOrderTheGatewayChecks)
+{
+    auto dir = directory();
+    auto ambiguous = head(http::verb::post, "/v1/chat-messages", "no-such-key");
+    ambiguous.insert(http::field::content_length, "1");
+    ambiguous.insert(http::field::content_length, "2");
+    auto plan = plan_request(*dir, ambiguous);
+    ASSERT_TRUE(plan.refusal);
+    EXPECT_EQ(plan.refusal->status, 400) << "framing first, before the key is even looked at";
+    EXPECT_TRUE(plan.close_after_refusal);
+    EXPECT_EQ(plan.who, nullptr);
+
+    plan = plan_request(*dir, head(http::verb::get, "/v1/../../etc", "no-such-key"));
+    ASSERT_TRUE(plan.refusal);
+    EXPECT_EQ(plan.refusal->status, 400) << "a path above the root";
+    EXPECT_FALSE(plan.close_after_refusal);
+
+    plan = plan_request(*dir, head(http::verb::get, "/v1/parameters", "no-such-key"));
+    ASSERT_TRUE(plan.refusal);
+    EXPECT_EQ(plan.refusal->status, 401);
+
+    plan = plan_request(*dir, head(http::verb::get, "/apps/not-mine/v1/parameters"));
+    ASSERT_TRUE(plan.refusal);
+    EXPECT_NE(plan.who, nullptr) << "authenticated, then refused on the app";
+    EXPECT_FALSE(plan.app);
+
+    plan = plan_request(*dir, head(http::verb::get, "/v1/no-such-route"));
+    ASSERT_TRUE(plan.refusal);
+    EXPECT_EQ(plan.refusal->status, 404);
+
+    plan = plan_request(*dir, head(http::verb::delete_, "/v1/chat-messages"));
+    ASSERT_TRUE(plan.refusal);
+    EXPECT_EQ(plan.refusal->status, 405);
+}
+
+} // namespace
+} // namespace gw::gateway
