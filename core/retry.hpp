@@ -86,6 +86,9 @@ public:
     bool allow(nanos now);
     void on_success();
     void on_failure(nanos now);
+    // The probe ended without telling anything about the upstream (a stale pooled
+    // connection, the client gone): another request may probe.
+    void release_probe() { probe_in_flight_ = false; }
     state current() const { return state_; }
     std::int64_t transitions() const { return transitions_; }
 

@@ -63,6 +63,7 @@ attempt_action attempt_machine::send_failed(nanos now, bool stale, bool body_sen
     if (stale) { // nothing reached Dify: straight to another connection, if retries allow
         auto a = after_failure(now, upstream_failure::stale_connection, std::nullopt, body_sent);
         if (a.step == attempt_step::wait) {
+            breaker_.release_probe(); // says nothing about the upstream: this call may probe again
             auto next = next_attempt(now); // no pause: no Dify was bothered
             next.retrying = upstream_failure::stale_connection;
             return next;

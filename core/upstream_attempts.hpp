@@ -76,6 +76,10 @@ public:
     attempt_action replied(nanos now, int status, std::optional<upstream_failure> failure, std::optional<nanos> retry_after,
                            bool body_sent);
 
+    // The driver ended the call without an outcome for the breaker (the client's body
+    // broke off or timed out): a probe it held is released.
+    void abandoned() { breaker_.release_probe(); }
+
     int attempts() const { return attempts_; }
     // Whether an error reply is held (the driver keeps it until relay or pass_held).
     bool holds_reply() const { return holding_; }

@@ -198,6 +198,7 @@ net::awaitable<core::attempt_action> run_attempt(exchange& x, upstream_pool& poo
     if (x.ticket) x.ticket->reached_upstream();
     if (auto ec = co_await send_and_read_head<S>(x, *st.lease, *st.parser)) {
         st.lease.give_back(false);
+        if (x.client_broken || x.body_timed_out) attempts.abandoned(); // nothing learnt about Dify
         if (x.client_broken) { // the client's body broke off: nothing to answer
             st.answered = false;
             co_return core::attempt_action{};

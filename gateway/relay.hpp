@@ -134,6 +134,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
                                             : is_timeout(ec) ? core::upstream_end::idle
                                                              : core::upstream_end::broken);
             } else {
+                if (x.client_gone) relay.client_left(); // it left during the read: only the task id is wanted now
                 act = relay.feed(std::string_view(piece.data(), piece.size() - p.get().body().size));
                 if (auto used = relay.facts().total_tokens()) x.usage = used; // partial streams: what was reported
                 record_created(x, relay.facts(), created, true);

@@ -203,6 +203,9 @@ server::~server()
         stop_workers();
         wait();
     }
+    // Session frames still suspended end when their worker's context goes, one worker
+    // after another: none may reach back into this server or its other workers.
+    for (auto& w : workers_) w->on_session_end(nullptr);
 }
 
 void server::start()

@@ -85,7 +85,8 @@ public:
     metrics_shard& metrics() { return metrics_; }
     std::atomic<int> active_sessions{0};
     // Called on this worker's thread each time one of its sessions ends (the server's
-    // drain waits on it instead of polling). Set once, before the worker runs.
+    // drain waits on it instead of polling). Set before the worker runs; cleared (nullptr)
+    // once its thread has stopped, before the worker goes.
     void on_session_end(std::function<void()> hook) { session_end_hook_ = std::move(hook); }
     void session_ended()
     {
@@ -98,6 +99,7 @@ private:
     std::list<session_entry> sessions_;
     std::set<upstream_connection*> relays_;
     metrics_shard metrics_;
+    std::function<void()> session_end_hook_;
     net::io_context ctx_{1};
     std::shared_ptr<const tenant_directory> tenants_;
     std::map<std::string, std::shared_ptr<upstream_pool>> pools_;
@@ -108,7 +110,6 @@ private:
     std::shared_ptr<quota_store> quotas_;
     bool draining_ = false;
     bool aborting_ = false;
-    std::function<void()> session_end_hook_;
 };
 
 // A session's registration with its worker, held from the session's start to its end

@@ -112,8 +112,9 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
     if (auto batch = admissions_.add(tenant, std::move(mine)); !batch.empty()) {
         // This caller leads its batch: it sends it and reads the replies itself (its own
         // verdict needs no wake-up); batches that waited meanwhile go on without it.
+        batch_turn turn{*this, tenant};
         co_await send_admission_batch(tenant, std::move(batch));
-        if (auto next = admissions_.done(tenant); !next.empty())
+        if (auto next = turn.end(); !next.empty())
             net::co_spawn(co_await net::this_coro::executor, send_admissions(self, tenant, std::move(next)),
                           log_failure("quota store admissions"));
     }
@@ -180,13 +181,26 @@ net::awaitable<void> redis_quota_store::send_admissions(std::shared_ptr<redis_qu
                                                         std::vector<pending_admission> batch)
 {
     while (!batch.empty()) {
+        batch_turn turn{*self, tenant};
         co_await self->send_admission_batch(tenant, std::move(batch));
-        batch = self->admissions_.done(tenant);
+        batch = turn.end();
+    }
+}
+
+redis_quota_store::batch_turn::~batch_turn()
+{
+    if (ended_) return;
+    // The batch ended abnormally (an exception, or its frame destroyed): the tenant's group
+    // must not stay "in flight". Calls that waited for it are dropped; their callers give
+    // up at their deadlines, as for a lost reply.
+    while (!store_.admissions_.done(tenant_).empty()) {
     }
 }
 
 // One tenant script naming every admission, and one app script per app with a
 // concurrency limit, in one pipeline; each caller gets its own elements of the replies.
+// The pipeline waits until the latest caller's deadline: each caller's own wait ends at
+// its own, and a caller that gave up has queued the give-back of its lease.
 net::awaitable<void> redis_quota_store::send_admission_batch(const std::string& tenant, std::vector<pending_admission> batch)
 {
     // A caller that gave up (its deadline passed while it waited here) has queued the
@@ -203,7 +217,7 @@ net::awaitable<void> redis_quota_store::send_admission_batch(const std::string& 
         const auto& p = batch[i];
         args.insert(args.end(), {p.lease, std::to_string(p.estimate), p.generates ? "1" : "0"});
         if (cfg_.apps.at(p.app).max_concurrent > 0) by_app[p.app].push_back(i);
-        until = std::min(until, p.deadline);
+        until = std::max(until, p.deadline);
     }
     std::vector<redis_client::command> calls;
     calls.push_back(redis_scripts::admit_tenant(

@@ -52,6 +52,26 @@ private:
         // Owned by the waiting caller: expired once it gave up and went.
         std::weak_ptr<redis_call> call;
     };
+    // A batch's turn in its tenant's group: end() hands over to the batch that waited (if
+    // any); a turn that ends otherwise releases the group.
+    class batch_turn
+    {
+    public:
+        batch_turn(redis_quota_store& store, const std::string& tenant) : store_(store), tenant_(tenant) {}
+        ~batch_turn();
+        batch_turn(const batch_turn&) = delete;
+        batch_turn& operator=(const batch_turn&) = delete;
+        std::vector<pending_admission> end()
+        {
+            ended_ = true;
+            return store_.admissions_.done(tenant_);
+        }
+
+    private:
+        redis_quota_store& store_;
+        const std::string& tenant_;
+        bool ended_ = false;
+    };
     // Sends `batch`, then every batch of `tenant` that waited for it, until none did.
     static net::awaitable<void> send_admissions(std::shared_ptr<redis_quota_store> self, std::string tenant,
                                                 std::vector<pending_admission> batch);

@@ -153,11 +153,21 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
         }
         net::steady_timer waiter(ex_);
         waiter.expires_at(deadline);
+        // Listed while this frame waits, however it ends (also destroyed unresumed at
+        // shutdown): a release must never wake a timer that is gone.
+        struct waiting
+        {
+            std::list<net::steady_timer*>& list;
+            net::steady_timer* timer;
+            std::shared_ptr<bool> alive;
+            ~waiting()
+            {
+                if (*alive) list.remove(timer);
+            }
+        } listed{waiters_, &waiter, alive_};
         waiters_.push_back(&waiter);
-        auto alive = alive_;
         auto [ec] = co_await waiter.async_wait(use_nothrow);
-        if (!*alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
-        waiters_.remove(&waiter);
+        if (!*listed.alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
         if (!ec) co_return std::tuple{error_code(beast::error::timeout), lease{}}; // deadline passed
     }
 }

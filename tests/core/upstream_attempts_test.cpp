@@ -213,5 +213,18 @@ TEST(UpstreamAttempts, ACircuitOpenedDuringTheWaitPassesTheHeldReply)
     EXPECT_EQ(m.resume(50ms).step, step::pass_held) << "Dify's own reply, not a bare 503";
 }
 
+TEST(UpstreamAttempts, AProbeThatLearnsNothingLeavesTheBreakerProbing)
+{
+    fixture f;
+    for (int i = 0; i < 5; ++i) f.breaker.on_failure(0s);
+    ASSERT_EQ(f.breaker.current(), circuit_breaker::state::open);
+    auto probe = f.call({}, 6s);
+    ASSERT_EQ(probe.start(6s).step, step::acquire) << "half-open: this call probes";
+    EXPECT_EQ(probe.send_failed(6s, true, false).step, step::acquire) << "a stale pooled connection: the same call probes again";
+    probe.abandoned(); // then its client went away
+    auto next = f.call({}, 7s);
+    EXPECT_EQ(next.start(7s).step, step::acquire) << "the probe was given back: the breaker is not wedged";
+}
+
 } // namespace
 } // namespace gw::core
