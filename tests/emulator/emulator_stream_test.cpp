@@ -276,14 +276,16 @@ TEST(EmulatorFaults, StallsTrickleMalformedFramesAndErrorEvents)
     EXPECT_EQ(r.status, 200);
     EXPECT_GE(std::chrono::steady_clock::now() - started, 150ms) << "headers come after the stall";
 
+    // Timed from the request: the emulator's stall may begin before this side has read the
+    // first event, so only the whole exchange is sure to last the stall.
+    started = std::chrono::steady_clock::now();
     c->send("POST", "/v1/chat-messages", {{"Authorization", "Bearer " + keys::chat}, {"Content-Type", "application/json"},
                                           {"X-Emulator-Fault", "stall_ms=150; after=1"}},
             json::serialize(chat_body("one two three four", "u", "streaming")));
     ASSERT_EQ(c->read_head().status, 200);
     c->read_until("\n\n");
-    started = std::chrono::steady_clock::now();
     auto rest = c->read_rest();
-    EXPECT_GE(std::chrono::steady_clock::now() - started, 150ms) << "silence after the first event";
+    EXPECT_GE(std::chrono::steady_clock::now() - started, 150ms) << "a silence after the first event";
     EXPECT_EQ(sse_events(rest).back().at("event"), "message_end");
 
     c->send("POST", "/v1/chat-messages", {{"Authorization", "Bearer " + keys::chat}, {"Content-Type", "application/json"},
