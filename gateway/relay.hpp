@@ -127,14 +127,13 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
             conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
             auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
             if (ec == http::error::need_buffer) ec = {};
+            if (x.client_gone) relay.client_left(); // it left during the read: only the task id is wanted now
             if (ec) {
                 if (!x.client_gone) spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
-                if (x.client_gone) relay.client_left();
                 act = relay.upstream_failed(x.w.aborting() ? core::upstream_end::shutting_down
                                             : is_timeout(ec) ? core::upstream_end::idle
                                                              : core::upstream_end::broken);
             } else {
-                if (x.client_gone) relay.client_left(); // it left during the read: only the task id is wanted now
                 act = relay.feed(std::string_view(piece.data(), piece.size() - p.get().body().size));
                 if (auto used = relay.facts().total_tokens()) x.usage = used; // partial streams: what was reported
                 record_created(x, relay.facts(), created, true);

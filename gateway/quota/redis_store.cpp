@@ -208,9 +208,9 @@ net::awaitable<void> redis_quota_store::send_admission_batch(const std::string& 
     std::erase_if(batch, [](const pending_admission& p) { return p.call.expired(); });
     if (batch.empty()) co_return;
     const auto& t = cfg_.tenants.at(tenant);
+    const auto ttl = std::to_string(link_->lease_ttl().count());
     std::vector<std::string> args{number(t.rate ? t.rate->requests_per_second : 0), number(t.rate ? t.rate->burst : 0),
-                                  std::to_string(t.max_concurrent), std::to_string(t.tokens_per_day),
-                                  std::to_string(link_->lease_ttl().count())};
+                                  std::to_string(t.max_concurrent), std::to_string(t.tokens_per_day), ttl};
     std::map<std::string, std::vector<std::size_t>> by_app; // apps with a concurrency limit -> their admissions
     auto until = batch.front().deadline;
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -224,7 +224,7 @@ net::awaitable<void> redis_quota_store::send_admission_batch(const std::string& 
         {tenant_key(tenant, "rate"), tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "cancelled")},
         std::move(args)));
     for (const auto& [app, which] : by_app) {
-        std::vector<std::string> app_args{std::to_string(cfg_.apps.at(app).max_concurrent), std::to_string(link_->lease_ttl().count())};
+        std::vector<std::string> app_args{std::to_string(cfg_.apps.at(app).max_concurrent), ttl};
         for (auto i : which) app_args.push_back(batch[i].lease);
         calls.push_back(redis_scripts::admit_app({app_key(app), app_cancelled_key(app)}, std::move(app_args)));
     }
