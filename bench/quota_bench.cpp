@@ -9,7 +9,7 @@
 #include "core/token_bucket.hpp"
 #include "gateway/quota/memory_store.hpp"
 #include "gateway/quota/redis_store.hpp"
-#include "gateway/exchange.hpp"
+#include "gateway/proxy/exchange.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>

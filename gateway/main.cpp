@@ -1,5 +1,5 @@
-// dify-gateway entry point: everything lives in gateway/cli.cpp so tests can run it.
-#include "gateway/cli.hpp"
+// dify-gateway entry point: everything lives in gateway/ops/cli.cpp so tests can run it.
+#include "gateway/ops/cli.hpp"
 
 #include <iostream>
 

@@ -2,9 +2,9 @@
 // Sessions accepted onto a worker run only on its io_context, so nothing here is locked.
 #pragma once
 
-#include "gateway/metrics.hpp"
+#include "gateway/ops/metrics.hpp"
 #include "gateway/quota/memory_store.hpp"
-#include "gateway/tenants.hpp"
+#include "gateway/proxy/tenants.hpp"
 #include "gateway/upstream/pool.hpp"
 
 #include <boost/asio/io_context.hpp>

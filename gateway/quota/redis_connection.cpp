@@ -1,6 +1,6 @@
 #include "gateway/quota/redis_connection.hpp"
 
-#include "gateway/spawn.hpp"
+#include "gateway/ops/spawn.hpp"
 #include "gateway/upstream/tls_socket.hpp"
 
 #include <boost/asio/co_spawn.hpp>

@@ -1,7 +1,7 @@
 #include "gateway/quota/redis_link.hpp"
 
 #include "gateway/quota/redis_scripts.hpp"
-#include "gateway/spawn.hpp"
+#include "gateway/ops/spawn.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 

@@ -8,7 +8,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 
-#include "gateway/spawn.hpp"
+#include "gateway/ops/spawn.hpp"
 
 #include <cmath>
 #include <map>

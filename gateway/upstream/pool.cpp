@@ -1,6 +1,6 @@
 #include "gateway/upstream/pool.hpp"
 
-#include "gateway/spawn.hpp"
+#include "gateway/ops/spawn.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>

@@ -94,15 +94,16 @@ bool tls_socket::set_peer(const std::string& host, bool verify)
     tcp_.socket().non_blocking(true, ec); // OpenSSL reads and writes the descriptor itself
     if (ec) return false;
     if (!::SSL_set_fd(ssl_, static_cast<int>(tcp_.socket().native_handle()))) return false;
-    auto ip = net::ip::make_address(host, ec);
-    if (ec && !::SSL_set_tlsext_host_name(ssl_, host.c_str())) return false; // SNI carries names only
+    net::ip::make_address(host, ec);
+    const bool is_ip = !ec;
+    if (!is_ip && !::SSL_set_tlsext_host_name(ssl_, host.c_str())) return false; // SNI carries names only
     if (!verify) {
         ::SSL_set_verify(ssl_, SSL_VERIFY_NONE, nullptr);
         return true;
     }
     ::SSL_set_verify(ssl_, SSL_VERIFY_PEER, nullptr);
     auto* param = ::SSL_get0_param(ssl_);
-    return ec ? ::X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size()) == 1
+    return !is_ip ? ::X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size()) == 1
               : ::X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) == 1;
 }
 

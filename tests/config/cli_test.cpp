@@ -1,5 +1,5 @@
 // The dify-gateway command line: exit codes and output of each command.
-#include "gateway/cli.hpp"
+#include "gateway/ops/cli.hpp"
 
 #include <gtest/gtest.h>
 

@@ -3,8 +3,8 @@
 // app routing, where Dify reads `user`, the IDs the request names, and the JSON rewrite.
 #include "core/dify_routes.hpp"
 #include "core/user_rewrite.hpp"
-#include "gateway/request_checks.hpp"
-#include "gateway/tenants.hpp"
+#include "gateway/downstream/request_checks.hpp"
+#include "gateway/proxy/tenants.hpp"
 
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http.hpp>

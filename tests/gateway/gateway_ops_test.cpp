@@ -1,6 +1,6 @@
 // Operations: /metrics in the Prometheus text format (checked by promtool) with counters
 // that agree with what the test sent; spawned tasks that fail are logged and counted.
-#include "gateway/spawn.hpp"
+#include "gateway/ops/spawn.hpp"
 #include "tests/emulator/emulator_test_util.hpp"
 #include "tests/support/gateway_fixture.hpp"
 

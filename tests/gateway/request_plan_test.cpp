@@ -1,7 +1,7 @@
 // plan_request, without sockets: a request head and a configuration snapshot resolve to a
 // refusal (in the order the gateway checks) or to the tenant, app, route and how Dify
 // reads the request.
-#include "gateway/request_plan.hpp"
+#include "gateway/proxy/request_plan.hpp"
 
 #include "config/validate.hpp"
 #include "tests/emulator/emulator_test_util.hpp"

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "config/gateway_config.hpp"
-#include "gateway/server.hpp"
+#include "gateway/downstream/server.hpp"
 #include "tests/support/emulator_fixture.hpp"
 
 #include <functional>

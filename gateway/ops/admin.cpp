@@ -1,8 +1,8 @@
-#include "gateway/admin.hpp"
+#include "gateway/ops/admin.hpp"
 
 #include "core/text.hpp"
 
-#include "gateway/spawn.hpp"
+#include "gateway/ops/spawn.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/beast/core/flat_buffer.hpp>

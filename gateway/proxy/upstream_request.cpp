@@ -1,12 +1,12 @@
 // Building the request Dify gets (target, headers, the app's key, tenant-namespaced
 // `user`) and the stop call made when a client leaves a stream.
-#include "gateway/exchange.hpp"
+#include "gateway/proxy/exchange.hpp"
 
 #include "core/dify_routes.hpp"
 #include "core/text.hpp"
-#include "gateway/request_checks.hpp"
+#include "gateway/downstream/request_checks.hpp"
 
-#include "gateway/spawn.hpp"
+#include "gateway/ops/spawn.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/json.hpp>

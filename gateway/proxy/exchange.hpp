@@ -5,8 +5,8 @@
 #include "core/dify_routes.hpp"
 #include "core/stream_facts.hpp"
 #include "core/user_rewrite.hpp"
-#include "gateway/logging.hpp"
-#include "gateway/proxy.hpp"
+#include "gateway/ops/logging.hpp"
+#include "gateway/downstream/serve_request.hpp"
 #include "gateway/quota/quota.hpp"
 
 #include <boost/asio/steady_timer.hpp>

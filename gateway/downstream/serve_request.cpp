@@ -1,14 +1,14 @@
 // Serving one tenant request, the downstream side: authenticate and route on the header,
 // admit against the quotas, read or stream the body, then hand the exchange to
-// forward_request (forward.cpp) for the upstream side.
-#include "gateway/proxy.hpp"
+// forward_request (proxy/forward.cpp) for the upstream side.
+#include "gateway/downstream/serve_request.hpp"
 
 #include "core/dify_routes.hpp"
 #include "core/text.hpp"
-#include "gateway/exchange.hpp"
-#include "gateway/forward.hpp"
-#include "gateway/request_checks.hpp"
-#include "gateway/request_plan.hpp"
+#include "gateway/proxy/exchange.hpp"
+#include "gateway/proxy/forward.hpp"
+#include "gateway/downstream/request_checks.hpp"
+#include "gateway/proxy/request_plan.hpp"
 
 #include <boost/json.hpp>
 
@@ -150,9 +150,8 @@ net::awaitable<bool> refuse_early(beast::tcp_stream& down, beast::flat_buffer& b
     if (hp.is_done()) co_return true;
     http::request_parser<http::string_body> p{std::move(hp)};
     p.body_limit(64 * 1024);
-    down.expires_after(std::chrono::seconds(10));
+    client_deadline deadline(down, std::chrono::seconds(10));
     auto [ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
-    down.expires_never();
     co_return !ec;
 }
 

@@ -3,7 +3,7 @@
 // then sends it with retries and relays the reply to the client.
 #pragma once
 
-#include "gateway/exchange.hpp"
+#include "gateway/proxy/exchange.hpp"
 
 namespace gw::gateway {
 

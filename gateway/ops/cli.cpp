@@ -1,10 +1,19 @@
-#include "gateway/cli.hpp"
+#include "gateway/ops/cli.hpp"
 
 #include "config/loader.hpp"
 #include "core/key_hash.hpp"
-#include "gateway/server.hpp"
+#include "gateway/downstream/server.hpp"
 
+#include "gateway/ops/logging.hpp"
+
+#include <boost/asio/signal_set.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <functional>
+#include <iostream>
 #include <ostream>
+#include <thread>
 
 namespace gw::gateway {
 
@@ -34,6 +43,61 @@ int check_config(const std::string& path, std::ostream& out, std::ostream& err)
     err << path << ": " << result.problems.size() << (result.problems.size() == 1 ? " problem" : " problems") << "\n";
     for (const auto& p : result.problems) err << "  " << p << "\n";
     return exit_bad_config;
+}
+
+} // namespace
+
+namespace {
+
+// Runs the gateway for `config_path` until SIGTERM/SIGINT (drain; a second signal stops
+// at once); SIGHUP reloads. Returns the process exit code.
+int run_gateway(const std::string& config_path)
+{
+    auto loaded = config::load_config_file(config_path);
+    if (!loaded.ok()) {
+        std::cerr << config_path << ": " << loaded.problems.size() << " problem(s)\n";
+        for (const auto& p : loaded.problems) std::cerr << "  " << p << "\n";
+        return 2;
+    }
+    auto cfg = std::make_shared<const config::gateway_config>(std::move(*loaded.config));
+    setup_logging(cfg->log);
+    try {
+        server srv(cfg, config_path);
+        srv.start();
+        net::io_context signals_ctx;
+        net::signal_set signals(signals_ctx, SIGINT, SIGTERM, SIGHUP);
+        int received = 0;
+        std::function<void(const error_code&, int)> on_signal = [&](const error_code& ec, int sig) {
+            if (ec) return;
+            if (sig == SIGHUP) {
+                srv.reload(config_path);
+                signals.async_wait(on_signal);
+                return;
+            }
+            if (++received == 1) {
+                spdlog::info("signal {}: draining (up to {} ms)", sig, cfg->server.drain_timeout_ms);
+                srv.drain();
+                signals.async_wait(on_signal);
+            } else {
+                spdlog::warn("second signal: stopping now");
+                std::_Exit(1);
+            }
+        };
+        signals.async_wait(on_signal);
+        std::thread signal_thread([&] { signals_ctx.run(); });
+        // Announced once signals are handled, so a SIGHUP right after this line reloads.
+        std::cout << "dify-gateway listening on http://" << srv.endpoint() << " (" << srv.worker_count() << " workers)"
+                  << std::endl;
+        srv.wait();
+        signals_ctx.stop();
+        signal_thread.join();
+        spdlog::info("stopped");
+        spdlog::shutdown(); // flush the async loggers
+        return 0;
+    } catch (const std::exception& e) {
+        std::cerr << "dify-gateway: " << e.what() << "\n";
+        return 1;
+    }
 }
 
 } // namespace

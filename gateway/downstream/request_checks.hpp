@@ -5,7 +5,7 @@
 // bodies, CR/LF inside values, targets that are not origin-form.
 #pragma once
 
-#include "gateway/tenants.hpp"
+#include "gateway/proxy/tenants.hpp"
 
 #include <boost/beast/http/message.hpp>
 

@@ -1,4 +1,4 @@
-#include "gateway/request_checks.hpp"
+#include "gateway/downstream/request_checks.hpp"
 
 #include "core/text.hpp"
 

@@ -1,4 +1,4 @@
-#include "gateway/tenants.hpp"
+#include "gateway/proxy/tenants.hpp"
 
 #include "core/key_hash.hpp"
 #include "core/text.hpp"

@@ -1,118 +1,29 @@
-#include "gateway/server.hpp"
+#include "gateway/downstream/server.hpp"
 
 #include "config/loader.hpp"
 #include "core/text.hpp"
-#include "gateway/logging.hpp"
-#include "gateway/proxy.hpp"
+#include "gateway/ops/logging.hpp"
+#include "gateway/downstream/session.hpp"
 #include "gateway/quota/redis_store.hpp"
 
-#include "gateway/spawn.hpp"
+#include "gateway/ops/spawn.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
-#include <boost/beast/http.hpp>
 
 #include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <future>
-#include <iostream>
 #include <random>
 
 namespace gw::gateway {
 
-namespace http = beast::http;
 using tcp = net::ip::tcp;
 
 namespace {
-
-// Reads the next request's first bytes, waiting at most the keep-alive idle time.
-net::awaitable<error_code> wait_for_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, session_entry& entry,
-                                            const config::server_config& cfg)
-{
-    if (buffer.size() > 0) co_return error_code{}; // pipelined bytes already here
-    entry.idle = true;
-    stream.expires_after(std::chrono::milliseconds(cfg.client_idle_timeout_ms));
-    auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
-    buffer.commit(n);
-    entry.idle = false;
-    co_return ec;
-}
-
-// A plain-text error for requests the gateway cannot even parse; the connection closes.
-net::awaitable<void> reject(beast::tcp_stream& stream, int status, std::string_view code, std::string_view message)
-{
-    gateway_error e{status, std::string(code), std::string(message)};
-    co_await write_gateway_error(stream, e, "", false);
-}
-
-// `peer` is the client's address; `client_slot` holds its place under the per-client cap.
-net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, std::shared_ptr<void> client_slot)
-{
-    beast::tcp_stream stream(std::move(socket));
-    session_registration registration(*w, stream); // until this frame ends, however it ends
-    auto& entry = registration.entry();
-    const config::server_config cfg = w->tenants().config().server; // a copy: a reload may free the old config
-    beast::flat_buffer buffer;
-    for (;;) {
-        if (w->draining() && buffer.size() == 0) break;
-        if (auto ec = co_await wait_for_request(stream, buffer, entry, cfg)) break;
-        header_parser parser; // a new parser per request
-        parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
-        parser.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
-        error_code hec;
-        {
-            client_deadline deadline(stream, std::chrono::milliseconds(cfg.client_header_timeout_ms));
-            auto [read_ec, n] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
-            hec = deadline.fired() ? error_code(beast::error::timeout) : read_ec;
-        }
-        if (hec == http::error::header_limit) {
-            co_await reject(stream, 431, "request_header_too_large", "Request headers are too large.");
-            break;
-        }
-        if (hec == http::error::body_limit) { // Content-Length above the limit
-            co_await reject(stream, 413, "request_too_large", "The request body is larger than the gateway accepts.");
-            break;
-        }
-        if (hec == beast::error::timeout) { // slow-loris: the request began but its headers never ended
-            co_await reject(stream, 408, "request_timeout", "The request headers took too long to arrive.");
-            break;
-        }
-        if (hec == http::error::end_of_stream || hec == net::error::eof) break;
-        if (hec) {
-            co_await reject(stream, 400, "bad_request", "Malformed HTTP request.");
-            break;
-        }
-        stream.expires_never();
-        bool keep = co_await serve_request(*w, stream, buffer, parser, peer);
-        if (!keep) break;
-    }
-    error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream.socket().close(ignored);
-}
-
-// Answers a connection over the caps with a short 503 (one non-blocking send: it fits in
-// the socket buffer) and closes it; logs at most once a second.
-template <typename Socket>
-void turn_away(Socket& socket, std::string_view why)
-{
-    static std::atomic<std::int64_t> last_log{0};
-    std::string body = std::string(R"({"code":"too_many_connections","message":")") + std::string(why) + R"(","status":503})" + "\n";
-    std::string reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-                        "Connection: close\r\nContent-Length: " +
-                        std::to_string(body.size()) + "\r\n\r\n" + body;
-    error_code ignored;
-    socket.non_blocking(true, ignored);
-    socket.send(net::buffer(reply), 0, ignored);
-    socket.shutdown(tcp::socket::shutdown_both, ignored);
-    socket.close(ignored);
-    auto now = std::chrono::duration_cast<std::chrono::seconds>(clock::now().time_since_epoch()).count();
-    if (last_log.exchange(now) != now) spdlog::warn("connection turned away: {}", why);
-}
 
 // Hands the worker's batch of access lines to the logger once a second (on its thread).
 net::awaitable<void> flush_access_log_every_second()
@@ -246,7 +157,7 @@ net::awaitable<void> server::accept_loop()
         std::string peer = ignored ? std::string("-") : remote.address().to_string();
         auto slot = chosen ? limits_->try_open(peer) : nullptr;
         if (!slot) {
-            turn_away(socket, chosen ? "Too many connections from this address." : "The gateway is at its connection limit.");
+            turn_away(std::move(socket), chosen ? "Too many connections from this address." : "The gateway is at its connection limit.");
             continue;
         }
         socket.set_option(tcp::no_delay(true), ignored);
@@ -443,55 +354,6 @@ std::uint64_t server::upstream_connect_attempts()
         total += f.get();
     }
     return total;
-}
-
-int run_gateway(const std::string& config_path)
-{
-    auto loaded = config::load_config_file(config_path);
-    if (!loaded.ok()) {
-        std::cerr << config_path << ": " << loaded.problems.size() << " problem(s)\n";
-        for (const auto& p : loaded.problems) std::cerr << "  " << p << "\n";
-        return 2;
-    }
-    auto cfg = std::make_shared<const config::gateway_config>(std::move(*loaded.config));
-    setup_logging(cfg->log);
-    try {
-        server srv(cfg, config_path);
-        srv.start();
-        net::io_context signals_ctx;
-        net::signal_set signals(signals_ctx, SIGINT, SIGTERM, SIGHUP);
-        int received = 0;
-        std::function<void(const error_code&, int)> on_signal = [&](const error_code& ec, int sig) {
-            if (ec) return;
-            if (sig == SIGHUP) {
-                srv.reload(config_path);
-                signals.async_wait(on_signal);
-                return;
-            }
-            if (++received == 1) {
-                spdlog::info("signal {}: draining (up to {} ms)", sig, cfg->server.drain_timeout_ms);
-                srv.drain();
-                signals.async_wait(on_signal);
-            } else {
-                spdlog::warn("second signal: stopping now");
-                std::_Exit(1);
-            }
-        };
-        signals.async_wait(on_signal);
-        std::thread signal_thread([&] { signals_ctx.run(); });
-        // Announced once signals are handled, so a SIGHUP right after this line reloads.
-        std::cout << "dify-gateway listening on http://" << srv.endpoint() << " (" << srv.worker_count() << " workers)"
-                  << std::endl;
-        srv.wait();
-        signals_ctx.stop();
-        signal_thread.join();
-        spdlog::info("stopped");
-        spdlog::shutdown(); // flush the async loggers
-        return 0;
-    } catch (const std::exception& e) {
-        std::cerr << "dify-gateway: " << e.what() << "\n";
-        return 1;
-    }
 }
 
 } // namespace gw::gateway

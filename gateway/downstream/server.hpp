@@ -5,8 +5,8 @@
 #pragma once
 
 #include "config/gateway_config.hpp"
-#include "gateway/admin.hpp"
-#include "gateway/connection_limits.hpp"
+#include "gateway/ops/admin.hpp"
+#include "gateway/downstream/connection_limits.hpp"
 #include "gateway/quota/redis_link.hpp"
 #include "gateway/worker.hpp"
 
@@ -86,9 +86,5 @@ private:
     std::mutex reload_mutex_;
     std::string config_path_;
 };
-
-// Runs the gateway for `config_path` until SIGTERM/SIGINT (drain; a second signal stops
-// at once). Returns the process exit code.
-int run_gateway(const std::string& config_path);
 
 } // namespace gw::gateway

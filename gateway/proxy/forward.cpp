@@ -1,13 +1,13 @@
 // Serving one tenant request, the upstream side: the attempts of the call to Dify (driven
 // by core::attempt_machine: retries, breaker, key rotation, held error replies), the
 // request body sent or streamed, and the reply relayed (relay.hpp).
-#include "gateway/forward.hpp"
+#include "gateway/proxy/forward.hpp"
 
 #include "core/retry.hpp"
 #include "core/text.hpp"
 #include "core/upstream_attempts.hpp"
-#include "gateway/proxy.hpp"
-#include "gateway/relay.hpp"
+#include "gateway/downstream/serve_request.hpp"
+#include "gateway/proxy/relay.hpp"
 
 #include <boost/json.hpp>
 

@@ -1,6 +1,6 @@
-#include "gateway/request_plan.hpp"
+#include "gateway/proxy/request_plan.hpp"
 
-#include "gateway/request_checks.hpp"
+#include "gateway/downstream/request_checks.hpp"
 
 namespace gw::gateway {
 

@@ -6,7 +6,7 @@
 #include "core/sse_relay.hpp"
 #include "core/stream_facts.hpp"
 #include "core/text.hpp"
-#include "gateway/exchange.hpp"
+#include "gateway/proxy/exchange.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>

@@ -1,7 +1,7 @@
-#include "gateway/metrics.hpp"
+#include "gateway/ops/metrics.hpp"
 
 #include "core/text.hpp"
-#include "gateway/spawn.hpp"
+#include "gateway/ops/spawn.hpp"
 
 #include <cstdio>
 

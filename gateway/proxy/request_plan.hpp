@@ -5,7 +5,7 @@
 // request (nothing after it looks names up again).
 #pragma once
 
-#include "gateway/tenants.hpp"
+#include "gateway/proxy/tenants.hpp"
 
 #include <boost/beast/http/message.hpp>
 

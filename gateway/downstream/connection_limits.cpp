@@ -1,4 +1,4 @@
-#include "gateway/connection_limits.hpp"
+#include "gateway/downstream/connection_limits.hpp"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "gateway/logging.hpp"
+#include "gateway/ops/logging.hpp"
 
 #include <spdlog/async.h>
 #include <spdlog/sinks/stdout_sinks.h>

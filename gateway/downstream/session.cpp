@@ -1,0 +1,101 @@
+#include "gateway/downstream/session.hpp"
+
+#include "gateway/downstream/serve_request.hpp"
+#include "gateway/proxy/tenants.hpp"
+
+#include <boost/beast/http.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+
+namespace gw::gateway {
+
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+// Reads the next request's first bytes, waiting at most the keep-alive idle time.
+net::awaitable<error_code> wait_for_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, session_entry& entry,
+                                            const config::server_config& cfg)
+{
+    if (buffer.size() > 0) co_return error_code{}; // pipelined bytes already here
+    entry.idle = true;
+    client_deadline deadline(stream, std::chrono::milliseconds(cfg.client_idle_timeout_ms));
+    auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
+    buffer.commit(n);
+    entry.idle = false;
+    co_return ec;
+}
+
+// A plain-text error for requests the gateway cannot even parse; the connection closes.
+net::awaitable<void> reject(beast::tcp_stream& stream, int status, std::string_view code, std::string_view message)
+{
+    gateway_error e{status, std::string(code), std::string(message)};
+    co_await write_gateway_error(stream, e, "", false);
+}
+
+} // namespace
+
+net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, std::shared_ptr<void> client_slot)
+{
+    beast::tcp_stream stream(std::move(socket));
+    session_registration registration(*w, stream); // until this frame ends, however it ends
+    auto& entry = registration.entry();
+    const config::server_config cfg = w->tenants().config().server; // a copy: a reload may free the old config
+    beast::flat_buffer buffer;
+    for (;;) {
+        if (w->draining() && buffer.size() == 0) break;
+        if (auto ec = co_await wait_for_request(stream, buffer, entry, cfg)) break;
+        header_parser parser; // a new parser per request
+        parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
+        parser.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
+        error_code hec;
+        {
+            client_deadline deadline(stream, std::chrono::milliseconds(cfg.client_header_timeout_ms));
+            auto [read_ec, n] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+            hec = deadline.fired() ? error_code(beast::error::timeout) : read_ec;
+        }
+        if (hec == http::error::header_limit) {
+            co_await reject(stream, 431, "request_header_too_large", "Request headers are too large.");
+            break;
+        }
+        if (hec == http::error::body_limit) { // Content-Length above the limit
+            co_await reject(stream, 413, "request_too_large", "The request body is larger than the gateway accepts.");
+            break;
+        }
+        if (hec == beast::error::timeout) { // slow-loris: the request began but its headers never ended
+            co_await reject(stream, 408, "request_timeout", "The request headers took too long to arrive.");
+            break;
+        }
+        if (hec == http::error::end_of_stream || hec == net::error::eof) break;
+        if (hec) {
+            co_await reject(stream, 400, "bad_request", "Malformed HTTP request.");
+            break;
+        }
+        bool keep = co_await serve_request(*w, stream, buffer, parser, peer);
+        if (!keep) break;
+    }
+    error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream.socket().close(ignored);
+}
+
+void turn_away(tcp::socket socket, std::string_view why)
+{
+    static std::atomic<std::int64_t> last_log{0};
+    std::string body = std::string(R"({"code":"too_many_connections","message":")") + std::string(why) + R"(","status":503})" + "\n";
+    std::string reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                        "Connection: close\r\nContent-Length: " +
+                        std::to_string(body.size()) + "\r\n\r\n" + body;
+    error_code ignored;
+    socket.non_blocking(true, ignored);
+    socket.send(net::buffer(reply), 0, ignored);
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    auto now = std::chrono::duration_cast<std::chrono::seconds>(clock::now().time_since_epoch()).count();
+    if (last_log.exchange(now) != now) spdlog::warn("connection turned away: {}", why);
+}
+
+} // namespace gw::gateway
