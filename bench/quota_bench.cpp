@@ -115,10 +115,10 @@ void redis_store_admit_and_settle(benchmark::State& state)
         return;
     }
     auto cfg = bench_config();
-    cfg.quota_store.type = "redis";
+    cfg.quota_store.type = gw::config::store_kind::redis;
     cfg.quota_store.url = url;
-    cfg.quota_store.timeout_ms = 1000;
-    cfg.quota_store.on_error = "deny";
+    cfg.quota_store.timeout_ms = std::chrono::milliseconds(1000);
+    cfg.quota_store.on_error = gw::config::store_error_policy::deny;
     std::map<std::string, std::vector<std::string>> ta{{"bench", {"chat"}}};
     auto counters = std::make_shared<gateway::usage_counters>(ta);
     auto local = std::make_shared<gateway::memory_quota_store>(cfg, counters, gateway::quota_clocks::system());

@@ -1,14 +1,40 @@
-// The gateway's configuration as plain structs with defaults.
-// Filled by config/loader from JSON; every duration is in milliseconds, as its key says.
+// The gateway's configuration as plain structs with defaults, typed: durations are
+// std::chrono durations (the JSON key names the unit: _ms, _s), closed sets are enums.
+// Filled and checked once by config/loader; nothing downstream parses a setting again.
 #pragma once
 
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gw::config {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// The names of each enum's values, in order (as written in the JSON config).
+enum class log_level { trace, debug, info, warn, error, critical, off };
+inline constexpr std::array<std::string_view, 7> log_level_names{"trace", "debug",    "info", "warn",
+                                                                 "error", "critical", "off"};
+enum class log_format { json, text };
+inline constexpr std::array<std::string_view, 2> log_format_names{"json", "text"};
+enum class store_kind { memory, redis };
+inline constexpr std::array<std::string_view, 2> store_kind_names{"memory", "redis"};
+// What an admission does when the shared store cannot answer in time: admit, refuse
+// (503), or decide with this process's own counters.
+enum class store_error_policy { allow, deny, local };
+inline constexpr std::array<std::string_view, 3> store_error_policy_names{"allow", "deny", "local"};
+
+template <typename Enum, std::size_t N>
+constexpr std::string_view name_of(Enum e, const std::array<std::string_view, N>& names)
+{
+    return names[static_cast<std::size_t>(e)];
+}
 
 struct server_config
 {
@@ -16,11 +42,12 @@ struct server_config
     int threads = 0; // 0 = one worker per core
     std::int64_t max_request_body_bytes = 16 * 1024 * 1024;
     std::int64_t max_header_bytes = 16 * 1024;
-    std::int64_t client_header_timeout_ms = 10'000;
-    std::int64_t client_idle_timeout_ms = 75'000;
-    std::int64_t drain_timeout_ms = 30'000;
-    std::int64_t client_send_timeout_ms = 60'000; // a client that takes longer to accept one write is dropped
-    bool forward_unknown_routes = false;          // routes not in the route table: 404, or forwarded with `user` namespaced
+    milliseconds client_header_timeout_ms{10'000};
+    milliseconds client_idle_timeout_ms{75'000};
+    milliseconds drain_timeout_ms{30'000};
+    milliseconds client_send_timeout_ms{60'000}; // a client that takes longer to accept one write is dropped
+    bool forward_unknown_routes =
+        false; // routes not in the route table: 404, or forwarded with `user` namespaced
     std::vector<std::string> trusted_proxies; // peers (IPs) whose X-Forwarded-For names the client
     int max_connections_per_worker = 10'000;  // client connections one worker serves at once
     int max_connections_per_client = 1'000;   // from one peer address (trusted proxies exempt); 0 = no limit
@@ -35,35 +62,37 @@ struct admin_config
 
 struct log_config
 {
-    std::string level = "info";  // trace, debug, info, warn, error, critical, off
-    std::string format = "json"; // json or text
+    log_level level = log_level::info;
+    log_format format = log_format::json;
     bool access_log = true;
 };
 
 struct retry_config
 {
     int max_attempts = 3;
-    std::int64_t base_delay_ms = 100;
-    std::int64_t max_delay_ms = 2'000;
+    milliseconds base_delay_ms{100};
+    milliseconds max_delay_ms{2'000};
     int budget_percent = 20;
+    bool operator==(const retry_config&) const = default;
 };
 
 struct circuit_breaker_config
 {
-    int failures = 5;                 // consecutive failures that open the circuit
-    std::int64_t open_ms = 5'000;     // how long it stays open before a probe
+    int failures = 5;            // consecutive failures that open the circuit
+    milliseconds open_ms{5'000}; // how long it stays open before a probe
+    bool operator==(const circuit_breaker_config&) const = default;
 };
 
 struct upstream_config
 {
-    std::string url;          // http:// or https:// (required)
-    std::string ca_file;      // "" = system trust store
+    std::string url;     // http:// or https:// (required)
+    std::string ca_file; // "" = system trust store
     bool verify_tls = true;
     int max_connections = 256;
-    std::int64_t idle_timeout_ms = 50'000;
-    std::int64_t connect_timeout_ms = 3'000;
-    std::int64_t response_timeout_ms = 100'000;
-    std::int64_t stream_idle_timeout_ms = 60'000;
+    milliseconds idle_timeout_ms{50'000};
+    milliseconds connect_timeout_ms{3'000};
+    milliseconds response_timeout_ms{100'000};
+    milliseconds stream_idle_timeout_ms{60'000};
     std::int64_t max_sse_event_bytes = 1024 * 1024; // a larger event ends the stream with an error event
     retry_config retry;
     circuit_breaker_config circuit_breaker;
@@ -73,6 +102,7 @@ struct upstream_config
     std::string host;
     std::uint16_t port = 443;
     std::string base_path; // path prefix without trailing '/', usually ""
+    bool operator==(const upstream_config&) const = default;
 };
 
 struct app_config
@@ -92,24 +122,27 @@ struct tenant_config
 {
     std::vector<std::string> keys; // plaintext or "sha256:<hex>"
     std::vector<std::string> apps;
-    std::vector<std::string> admin_apps; // apps whose app-wide routes (logs, feedbacks, annotations) this tenant may use
-    std::string default_app;       // "" = the only app, when there is exactly one
+    std::vector<std::string>
+        admin_apps;          // apps whose app-wide routes (logs, feedbacks, annotations) this tenant may use
+    std::string default_app; // "" = the only app, when there is exactly one
     std::optional<rate_config> rate;
-    int max_concurrent = 0;        // 0 = unlimited
+    int max_concurrent = 0;          // 0 = unlimited
     std::int64_t tokens_per_day = 0; // 0 = unlimited
 };
 
 struct quota_store_config
 {
-    std::string type = "memory"; // memory or redis
-    std::string url;             // redis://host:port/db
-    std::int64_t timeout_ms = 20;
-    std::string on_error = "allow"; // allow, deny, local
-    std::int64_t ownership_ttl_s = 604'800; // how long the tenant that created a task/conversation/run/file is remembered
-    int ownership_max_entries = 200'000;     // records kept in each process (oldest go first); 42 bytes each, allocated at start
+    store_kind type = store_kind::memory;
+    std::string url; // redis://host:port/db
+    milliseconds timeout_ms{20};
+    store_error_policy on_error = store_error_policy::allow;
+    seconds ownership_ttl_s{
+        604'800}; // how long the tenant that created a task/conversation/run/file is remembered
+    int ownership_max_entries =
+        200'000; // records kept in each process (oldest go first); 42 bytes each, allocated at start
     // A concurrency lease expires this long after its last renewal (a replica that died
     // cannot hold slots longer); a running request renews its lease every third of it.
-    std::int64_t lease_ttl_s = 60;
+    seconds lease_ttl_s{60};
     // rediss:// only: the CA bundle ("" = system trust store), whether to verify the server
     // (chain and name), the name to verify and send as SNI instead of the host Redis is
     // reached at (Cluster nodes announce IP addresses), and a client certificate and key

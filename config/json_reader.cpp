@@ -109,6 +109,20 @@ void json_reader::get(std::string_view key, double& out, double min, double max)
     out = d;
 }
 
+std::size_t json_reader::pick(std::string_view key, const std::string_view* names, std::size_t n)
+{
+    auto* v = find(key, false);
+    if (!v) return n;
+    if (v->is_string())
+        for (std::size_t i = 0; i < n; ++i)
+            if (v->get_string() == names[i]) return i;
+    std::string choices;
+    for (std::size_t i = 0; i < n; ++i)
+        choices += (i == 0 ? "\"" : i + 1 == n ? " or \"" : ", \"") + std::string(names[i]) + "\"";
+    out_.add(child_path(path_, key), "must be " + choices + " (got " + json::serialize(*v) + ")");
+    return n + 1;
+}
+
 void json_reader::get(std::string_view key, std::vector<std::string>& out, bool required)
 {
     auto* v = find(key, required);

@@ -7,6 +7,8 @@
 
 #include <boost/json/value.hpp>
 
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -31,6 +33,23 @@ public:
     void get(std::string_view key, std::int64_t& out, std::int64_t min, std::int64_t max);
     void get(std::string_view key, double& out, double min, double max);
     void get(std::string_view key, std::vector<std::string>& out, bool required = false);
+    // A duration given as a whole number of `Duration`'s unit (the key says which: _ms, _s).
+    template <typename Rep, typename Period>
+    void get(std::string_view key, std::chrono::duration<Rep, Period>& out, std::int64_t min, std::int64_t max)
+    {
+        std::int64_t n = out.count();
+        get(key, n, min, max);
+        out = std::chrono::duration<Rep, Period>(n);
+    }
+    // One of a closed set of names (`names[i]` is the name of enum value i); anything else
+    // is a problem naming the choices. False when the key held something else.
+    template <typename Enum, std::size_t N>
+    bool get(std::string_view key, Enum& out, const std::array<std::string_view, N>& names)
+    {
+        auto i = pick(key, names.data(), N);
+        if (i < N) out = static_cast<Enum>(i);
+        return i <= N;
+    }
 
     // The member's value for nested readers; nullptr when absent. Marks the key as known.
     const boost::json::value* member(std::string_view key);
@@ -39,6 +58,8 @@ public:
     void finish();
 
 private:
+    // The index of the key's string among `names`; N when absent, N + 1 when invalid.
+    std::size_t pick(std::string_view key, const std::string_view* names, std::size_t n);
     const boost::json::value* find(std::string_view key, bool required);
 
     const boost::json::object* obj_ = nullptr;

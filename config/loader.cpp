@@ -122,10 +122,11 @@ void read_tenant(json_reader r, tenant_config& c, problems& out)
 
 void read_quota_store(json_reader r, quota_store_config& c)
 {
-    r.get("type", c.type);
+    const bool known_type = r.get("type", c.type, store_kind_names);
     r.get("url", c.url);
+    if (!known_type) c.url.clear(); // a store of unknown type: its URL is not checked as well
     r.get("timeout_ms", c.timeout_ms, 1, 60'000);
-    r.get("on_error", c.on_error);
+    r.get("on_error", c.on_error, store_error_policy_names);
     r.get("ownership_ttl_s", c.ownership_ttl_s, 60, 31'536'000);
     r.get("ownership_max_entries", c.ownership_max_entries, 1'000, 100'000'000);
     r.get("lease_ttl_s", c.lease_ttl_s, 5, 86'400);
@@ -172,8 +173,8 @@ load_result load_config_text(std::string_view text, const env_lookup& env)
         }
         if (auto* v = root.member("log")) {
             json_reader r(*v, "log", p);
-            r.get("level", c.log.level);
-            r.get("format", c.log.format);
+            r.get("level", c.log.level, log_level_names);
+            r.get("format", c.log.format, log_format_names);
             r.get("access_log", c.log.access_log);
             r.finish();
         }

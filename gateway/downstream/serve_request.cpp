@@ -62,7 +62,7 @@ net::awaitable<bool> read_whole_body(worker& w, beast::tcp_stream& down, beast::
     p.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
     error_code ec;
     {
-        client_deadline deadline(down, std::chrono::milliseconds(cfg.client_idle_timeout_ms));
+        client_deadline deadline(down, cfg.client_idle_timeout_ms);
         auto [read_ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
         ec = deadline.fired() ? error_code(beast::error::timeout) : read_ec;
     }

@@ -71,11 +71,11 @@ server::server(std::shared_ptr<const config::gateway_config> cfg, std::string co
         w->on_session_end([this] {
             if (draining_.load() && active_sessions() == 0) wake_drain();
         });
-    if (cfg_->quota_store.type == "redis") {
+    if (cfg_->quota_store.type == config::store_kind::redis) {
         auto redis_tls = make_redis_tls(cfg_->quota_store);
         for (auto& w : workers_) {
             auto link = std::make_shared<redis_link>(w->context().get_executor(), redis_options(cfg_->quota_store, redis_tls),
-                                                     std::chrono::seconds(cfg_->quota_store.lease_ttl_s), usage_->store());
+                                                     cfg_->quota_store.lease_ttl_s, usage_->store());
             link->start();
             redis_links_.push_back(link);
             w->set_quotas(std::make_shared<redis_quota_store>(link, cfg_, usage_, local_quota_));
@@ -90,7 +90,7 @@ server::server(std::shared_ptr<const config::gateway_config> cfg, std::string co
     tcp::endpoint ep(address, hp->port);
     limits_ = std::make_shared<connection_limits>(cfg_->server.max_connections_per_client, cfg_->server.trusted_proxies);
     max_per_worker_ = cfg_->server.max_connections_per_worker;
-    drain_timeout_ = std::chrono::milliseconds(cfg_->server.drain_timeout_ms);
+    drain_timeout_ = cfg_->server.drain_timeout_ms;
     acceptor_ = std::make_unique<tcp::acceptor>(workers_[0]->context());
     acceptor_->open(ep.protocol());
     acceptor_->set_option(tcp::acceptor::reuse_address(true));
@@ -325,7 +325,7 @@ std::vector<std::string> server::reload(const std::string& config_path)
     for (std::size_t i = 0; i < workers_.size(); ++i) {
         auto& w = workers_[i];
         std::shared_ptr<quota_store> quotas = local;
-        if (cfg->quota_store.type == "redis") quotas = std::make_shared<redis_quota_store>(redis_links_[i], cfg, usage, local);
+        if (cfg->quota_store.type == config::store_kind::redis) quotas = std::make_shared<redis_quota_store>(redis_links_[i], cfg, usage, local);
         if (w->context().get_executor().running_in_this_thread())
             w->reconfigure(tenants, tls, usage, local, quotas);
         else

@@ -43,7 +43,7 @@ net::awaitable<json::value> usage_report(worker& w)
             {"apps", apps}};
     }
     const auto& store = *w.usage().store();
-    co_return json::object{{"quota_store", json::object{{"type", cfg.quota_store.type},
+    co_return json::object{{"quota_store", json::object{{"type", config::name_of(cfg.quota_store.type, config::store_kind_names)},
                                                         {"errors", store.errors.load()},
                                                         {"pending_writes", std::max<std::int64_t>(0, store.writes_pending.load())},
                                                         {"retried_writes", store.writes_retried.load()},

@@ -75,7 +75,7 @@ int run_gateway(const std::string& config_path)
                 return;
             }
             if (++received == 1) {
-                spdlog::info("signal {}: draining (up to {} ms)", sig, cfg->server.drain_timeout_ms);
+                spdlog::info("signal {}: draining (up to {} ms)", sig, cfg->server.drain_timeout_ms.count());
                 srv.drain();
                 signals.async_wait(on_signal);
             } else {

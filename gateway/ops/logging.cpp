@@ -11,6 +11,20 @@ namespace gw::gateway {
 
 namespace {
 
+spdlog::level::level_enum spdlog_level(config::log_level l)
+{
+    switch (l) {
+    case config::log_level::trace: return spdlog::level::trace;
+    case config::log_level::debug: return spdlog::level::debug;
+    case config::log_level::info: return spdlog::level::info;
+    case config::log_level::warn: return spdlog::level::warn;
+    case config::log_level::error: return spdlog::level::err;
+    case config::log_level::critical: return spdlog::level::critical;
+    case config::log_level::off: return spdlog::level::off;
+    }
+    return spdlog::level::info;
+}
+
 std::shared_ptr<spdlog::logger>& access_logger()
 {
     static std::shared_ptr<spdlog::logger> logger;
@@ -135,12 +149,12 @@ void setup_logging(const config::log_config& cfg)
     auto sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
     auto main = std::make_shared<spdlog::async_logger>("gateway", sink, spdlog::thread_pool(),
                                                        spdlog::async_overflow_policy::overrun_oldest);
-    json_format() = cfg.format == "json";
+    json_format() = cfg.format == config::log_format::json;
     if (json_format())
         main->set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","message":"%v"})", spdlog::pattern_time_type::utc);
     else
         main->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
-    main->set_level(spdlog::level::from_str(cfg.level));
+    main->set_level(spdlog_level(cfg.level));
     main->flush_on(spdlog::level::warn);
     spdlog::set_default_logger(main);
     if (cfg.access_log) {

@@ -82,7 +82,7 @@ bool client_reusable(const exchange& x);
 template <typename Buffers>
 net::awaitable<std::tuple<error_code, std::size_t>> send_to_client(exchange& x, Buffers buffers)
 {
-    client_deadline deadline(x.down, std::chrono::milliseconds(x.dir.config().server.client_send_timeout_ms));
+    client_deadline deadline(x.down, x.dir.config().server.client_send_timeout_ms);
     auto [ec, n] = co_await net::async_write(x.down, buffers, use_nothrow);
     if (deadline.fired()) {
         ec = beast::error::timeout;

@@ -28,7 +28,7 @@ net::awaitable<error_code> stream_client_body(exchange& x, S& up)
     auto& dp = *x.streamed;
     // The whole body within client_idle_timeout_ms (a body trickled byte by byte must not
     // hold an upstream connection and a quota slot for ever).
-    client_deadline deadline(x.down, std::chrono::milliseconds(x.dir.config().server.client_idle_timeout_ms));
+    client_deadline deadline(x.down, x.dir.config().server.client_idle_timeout_ms);
     std::array<char, piece_size> piece;
     while (!dp.is_done()) {
         dp.get().body().data = piece.data();
@@ -159,8 +159,8 @@ struct breaker_watch
 core::attempt_settings attempt_settings_for(const exchange& x, const config::upstream_config& u)
 {
     core::attempt_settings s;
-    s.retry = {u.retry.max_attempts, std::chrono::milliseconds(u.retry.base_delay_ms), std::chrono::milliseconds(u.retry.max_delay_ms)};
-    s.deadline = x.w.now() + std::chrono::milliseconds(u.response_timeout_ms);
+    s.retry = {u.retry.max_attempts, u.retry.base_delay_ms, u.retry.max_delay_ms};
+    s.deadline = x.w.now() + u.response_timeout_ms;
     s.generating = x.generating;
     s.safe_method = x.req.method() == http::verb::get || x.req.method() == http::verb::head;
     s.key_count = x.dir.config().apps.at(x.target.app).api_keys.size();
@@ -279,7 +279,7 @@ net::awaitable<bool> forward(exchange& x)
     const auto& upstream_name = x.dir.config().apps.at(x.target.app).upstream;
     auto pool_ref = x.w.pool(upstream_name); // kept: a reload may retire the pool meanwhile
     auto& pool = *pool_ref;
-    const auto deadline = clock::now() + std::chrono::milliseconds(pool.config().response_timeout_ms);
+    const auto deadline = clock::now() + pool.config().response_timeout_ms;
     core::attempt_machine attempts(attempt_settings_for(x, pool.config()), pool.breaker, pool.budget, [&w = x.w] { return w.random01(); });
     breaker_watch watch{upstream_name, pool.breaker};
     attempt_state st;

@@ -107,7 +107,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
     x.w.relays().insert(&conn);
     ++x.w.metrics().active_streams[x.who.name];
     core::sse_relay relay({static_cast<std::size_t>(upstream_cfg.max_sse_event_bytes), max_read_after_client_left,
-                           std::chrono::milliseconds(upstream_cfg.stream_idle_timeout_ms)});
+                           upstream_cfg.stream_idle_timeout_ms});
     created_records created; // owners recorded as soon as Dify names the task, conversation, run
     std::array<char, sse_piece_size> piece; // events are small; this frame lives as long as the stream
     auto write_chunk = [&](std::string_view a, std::string_view b) {

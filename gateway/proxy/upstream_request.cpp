@@ -344,7 +344,7 @@ net::awaitable<void> call_stop(worker* w, std::string upstream_name, std::string
     auto pool_ref = w->pool(upstream_name);
     auto& pool = *pool_ref;
     const auto& u = pool.config();
-    auto deadline = clock::now() + std::chrono::milliseconds(u.response_timeout_ms);
+    auto deadline = clock::now() + u.response_timeout_ms;
     auto [ec, lease] = co_await pool.acquire(deadline);
     if (ec) {
         spdlog::warn("stop call for request {} failed: {}", request_id, ec.message());

@@ -56,7 +56,7 @@ net::awaitable<std::optional<std::string>> memory_quota_store::owner_of(core::ow
 
 void memory_quota_store::build(const config::gateway_config& cfg, const memory_quota_store* previous)
 {
-    ownership_ttl_s_ = cfg.quota_store.ownership_ttl_s;
+    ownership_ttl_s_ = cfg.quota_store.ownership_ttl_s.count();
     auto now = clocks_.steady();
     for (const auto& [name, t] : cfg.tenants) {
         std::shared_ptr<tenant_state> s;

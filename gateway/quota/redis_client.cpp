@@ -63,7 +63,7 @@ redis_client_options redis_options(const config::quota_store_config& cfg, std::s
     o.tls = std::move(tls);
     o.tls_name = cfg.tls_server_name;
     o.verify_tls = cfg.verify_tls;
-    o.timeout = std::chrono::milliseconds(cfg.timeout_ms);
+    o.timeout = cfg.timeout_ms;
     return o;
 }
 

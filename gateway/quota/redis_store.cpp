@@ -72,7 +72,7 @@ redis_quota_store::redis_quota_store(std::shared_ptr<redis_link> link, std::shar
 
 redis_client::clock::time_point redis_quota_store::deadline() const
 {
-    return redis_client::clock::now() + std::chrono::milliseconds(cfg_.quota_store.timeout_ms);
+    return redis_client::clock::now() + cfg_.quota_store.timeout_ms;
 }
 
 net::awaitable<admission> redis_quota_store::on_store_error(const std::string& tenant, const std::string& app, bool generates,
@@ -80,9 +80,9 @@ net::awaitable<admission> redis_quota_store::on_store_error(const std::string& t
 {
     ++counters_->store_errors();
     const auto& policy = cfg_.quota_store.on_error;
-    if (policy == "local") co_return local_->admit_now(tenant, app, generates);
+    if (policy == config::store_error_policy::local) co_return local_->admit_now(tenant, app, generates);
     admission out;
-    if (policy == "deny") {
+    if (policy == config::store_error_policy::deny) {
         out.refused = quota_reason::store_unavailable;
         out.retry_after_seconds = 1;
         co_return out;
@@ -138,7 +138,7 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
         if (!failing_) // one line per outage, not one per request
             spdlog::warn("quota store failing ({}); on_error = {}",
                          ec ? ec.message() : replies.empty() ? std::string("no reply") : "unexpected reply: " + replies[0].str,
-                         cfg_.quota_store.on_error);
+                         config::name_of(cfg_.quota_store.on_error, config::store_error_policy_names));
         failing_ = true;
         co_return co_await on_store_error(tenant, app, generates, lease);
     }
@@ -285,7 +285,7 @@ void redis_quota_store::record_owner(core::owned_kind kind, const std::string& i
     if (id.empty()) return;
     local_->record_owner(kind, id, tenant);
     // NX: the first owner stays; the owner's later uses do not extend the key (EX on create).
-    link_->write({"SET", owner_key(kind, id), tenant, "NX", "EX", std::to_string(cfg_.quota_store.ownership_ttl_s)});
+    link_->write({"SET", owner_key(kind, id), tenant, "NX", "EX", std::to_string(cfg_.quota_store.ownership_ttl_s.count())});
 }
 
 net::awaitable<std::optional<std::string>> redis_quota_store::owner_of(core::owned_kind kind, const std::string& id)

@@ -81,12 +81,7 @@ void upstream_connection::close()
 
 bool same_connection_settings(const config::upstream_config& a, const config::upstream_config& b)
 {
-    return a.url == b.url && a.ca_file == b.ca_file && a.verify_tls == b.verify_tls && a.max_connections == b.max_connections &&
-           a.idle_timeout_ms == b.idle_timeout_ms && a.connect_timeout_ms == b.connect_timeout_ms &&
-           a.response_timeout_ms == b.response_timeout_ms && a.stream_idle_timeout_ms == b.stream_idle_timeout_ms &&
-           a.retry.max_attempts == b.retry.max_attempts && a.retry.base_delay_ms == b.retry.base_delay_ms &&
-           a.retry.max_delay_ms == b.retry.max_delay_ms && a.retry.budget_percent == b.retry.budget_percent &&
-           a.circuit_breaker.failures == b.circuit_breaker.failures && a.circuit_breaker.open_ms == b.circuit_breaker.open_ms;
+    return a == b; // every setting, the derived ones included (they follow from `url`)
 }
 
 std::shared_ptr<ssl::context> make_upstream_tls(const config::upstream_config& u)
@@ -98,7 +93,7 @@ std::shared_ptr<ssl::context> make_upstream_tls(const config::upstream_config& u
 }
 
 upstream_pool::upstream_pool(net::any_io_executor ex, const config::upstream_config& cfg, std::shared_ptr<ssl::context> tls)
-    : breaker(cfg.circuit_breaker.failures, std::chrono::milliseconds(cfg.circuit_breaker.open_ms)),
+    : breaker(cfg.circuit_breaker.failures, cfg.circuit_breaker.open_ms),
       budget(cfg.retry.budget_percent),
       ex_(ex),
       cfg_(cfg),
@@ -121,7 +116,7 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             auto conn = std::move(idle_.back());
             idle_.pop_back();
             auto idle_for = clock::now() - conn->idle_since;
-            bool expired = idle_for >= std::chrono::milliseconds(cfg_.idle_timeout_ms);
+            bool expired = idle_for >= cfg_.idle_timeout_ms;
             // A connection idle for less than probe_after skips the liveness probe (a syscall
             // per request on a busy pool); if the server did close it, the request fails before
             // any response byte and is retried once on a fresh connection (forward()).
@@ -134,7 +129,7 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             ++connect_attempts;
             auto conn = std::make_unique<upstream_connection>(ex_, tls_.get(), sessions_);
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
-            auto timeout = std::min(std::chrono::milliseconds(cfg_.connect_timeout_ms), std::max(left, std::chrono::milliseconds(1)));
+            auto timeout = std::min(cfg_.connect_timeout_ms, std::max(left, std::chrono::milliseconds(1)));
             auto alive = alive_;
             auto [rec, addresses] = co_await endpoints();
             if (!*alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
@@ -221,7 +216,7 @@ void upstream_pool::stop()
 net::awaitable<void> upstream_pool::reap_idle()
 {
     auto alive = alive_;
-    const auto idle_timeout = std::chrono::milliseconds(cfg_.idle_timeout_ms);
+    const auto idle_timeout = cfg_.idle_timeout_ms;
     auto period = std::max(std::chrono::milliseconds(100), idle_timeout / 4);
     while (*alive && !stopped_) {
         reaper_.expires_after(period);

@@ -51,7 +51,7 @@ TEST(ConfigLoader, MinimalConfigGetsDefaults)
     EXPECT_EQ(c.server.listen, "0.0.0.0:8080");
     EXPECT_EQ(c.server.max_request_body_bytes, 16 * 1024 * 1024);
     EXPECT_EQ(c.admin.listen, "127.0.0.1:9901");
-    EXPECT_EQ(c.log.format, "json");
+    EXPECT_EQ(c.log.format, config::log_format::json);
     const auto& u = c.upstreams.at("dify");
     EXPECT_TRUE(u.tls);
     EXPECT_EQ(u.host, "api.dify.ai");
@@ -60,7 +60,7 @@ TEST(ConfigLoader, MinimalConfigGetsDefaults)
     EXPECT_EQ(u.retry.max_attempts, 3);
     EXPECT_EQ(c.apps.at("support-bot").upstream, "dify");
     EXPECT_EQ(c.tenants.at("billing").default_app, "support-bot"); // the only app
-    EXPECT_EQ(c.quota_store.type, "memory");
+    EXPECT_EQ(c.quota_store.type, config::store_kind::memory);
 }
 
 TEST(ConfigLoader, FullConfigWithCommentsTrailingCommasAndEnv)
@@ -87,8 +87,8 @@ TEST(ConfigLoader, FullConfigWithCommentsTrailingCommasAndEnv)
     ASSERT_TRUE(r.ok()) << all(r);
     const auto& c = *r.config;
     EXPECT_EQ(c.server.threads, 2);
-    EXPECT_EQ(c.server.drain_timeout_ms, 7000);
-    EXPECT_EQ(c.log.level, "debug");
+    EXPECT_EQ(c.server.drain_timeout_ms, std::chrono::milliseconds(7000));
+    EXPECT_EQ(c.log.level, config::log_level::debug);
     EXPECT_FALSE(c.log.access_log);
     const auto& u = c.upstreams.at("dify");
     EXPECT_FALSE(u.tls);
@@ -99,7 +99,7 @@ TEST(ConfigLoader, FullConfigWithCommentsTrailingCommasAndEnv)
     EXPECT_EQ(c.apps.at("a").api_keys, (std::vector<std::string>{"app-A", "pre-B-post"}));
     EXPECT_EQ(c.tenants.at("t1").keys.front(), "tenant-one-key-0001");
     EXPECT_DOUBLE_EQ(c.tenants.at("t1").rate->burst, 3); // default: ceil(rps)
-    EXPECT_EQ(c.quota_store.on_error, "deny");
+    EXPECT_EQ(c.quota_store.on_error, config::store_error_policy::deny);
 }
 
 TEST(ConfigLoader, SyntaxErrorNamesLineAndColumn)
@@ -155,7 +155,7 @@ TEST(ConfigLoader, AllProblemsAreReportedAtOnce)
       "quota_store": {"type": "etcd"}
     })", fake_env({}));
     EXPECT_TRUE(has_problem(r, "server.listen: \"nowhere\" is not HOST:PORT")) << all(r);
-    EXPECT_TRUE(has_problem(r, "log.level: must be one of trace, debug, info, warn, error, critical, off (got \"loud\")"));
+    EXPECT_TRUE(has_problem(r, "log.level: must be \"trace\", \"debug\", \"info\", \"warn\", \"error\", \"critical\" or \"off\" (got \"loud\")"));
     EXPECT_TRUE(has_problem(r, "log.format: must be \"json\" or \"text\" (got \"xml\")"));
     EXPECT_TRUE(has_problem(r, "upstreams.dify.url: scheme must be http or https (got \"ftp\")"));
     EXPECT_TRUE(has_problem(r, "apps.a.api_keys: must not be empty"));

@@ -24,8 +24,8 @@ TEST(GatewayAbuse, SlowHeadersAndTrickledBodiesGet408)
 {
     running_emulator emu;
     running_gateway gw(emu, [](config::gateway_config& c) {
-        c.server.client_header_timeout_ms = 100;
-        c.server.client_idle_timeout_ms = 150;
+        c.server.client_header_timeout_ms = std::chrono::milliseconds(100);
+        c.server.client_idle_timeout_ms = std::chrono::milliseconds(150);
     });
     auto c = gw.client();
     // Headers that never end (slow-loris): 408 once client_header_timeout_ms passes.

@@ -111,7 +111,7 @@ TEST(GatewayHostile, ATrickledBodyGets408AndFreesItsSlot)
 {
     running_emulator emu;
     running_gateway gw(emu, [](config::gateway_config& c) {
-        c.server.client_idle_timeout_ms = 300;
+        c.server.client_idle_timeout_ms = std::chrono::milliseconds(300);
         c.tenants["alpha"].admin_apps = {"chat"};
         c.tenants["alpha"].max_concurrent = 1;
     });
@@ -136,7 +136,7 @@ TEST(GatewayHostile, AClientThatStopsReadingIsDroppedAndItsSlotFreed)
 {
     running_emulator emu;
     running_gateway gw(emu, [](config::gateway_config& c) {
-        c.server.client_send_timeout_ms = 300;
+        c.server.client_send_timeout_ms = std::chrono::milliseconds(300);
         c.server.max_request_body_bytes = 64 << 20;
         c.tenants["alpha"].max_concurrent = 1;
     });
@@ -222,7 +222,7 @@ TEST(GatewayHostile, ABlockingGenerationIsChargedWhatItUsedEvenWhenTheClientLeft
 TEST(GatewayHostile, AStreamTheGatewayEndsItselfStopsItsTask)
 {
     running_emulator emu;
-    running_gateway gw(emu, [](config::gateway_config& c) { c.upstreams["dify"].stream_idle_timeout_ms = 300; });
+    running_gateway gw(emu, [](config::gateway_config& c) { c.upstreams["dify"].stream_idle_timeout_ms = std::chrono::milliseconds(300); });
     auto c = gw.client();
     auto h = bearer(tenant_keys::alpha);
     h.emplace_back("X-Emulator-Fault", "stall_ms=3000; after=2"); // Dify goes silent mid-stream

@@ -278,8 +278,8 @@ TEST(GatewayLimits, SlowHeadersAndIdleConnectionsAreClosed)
 {
     running_emulator emu;
     running_gateway gw(emu, [](config::gateway_config& c) {
-        c.server.client_header_timeout_ms = 100;
-        c.server.client_idle_timeout_ms = 150;
+        c.server.client_header_timeout_ms = std::chrono::milliseconds(100);
+        c.server.client_idle_timeout_ms = std::chrono::milliseconds(150);
     });
     auto c = gw.client();
     // A request whose headers never finish (slow loris) is cut off with a 408.

@@ -21,9 +21,9 @@ using namespace std::chrono_literals;
 std::function<void(config::gateway_config&)> with_redis(const running_redis& redis, std::function<void(config::gateway_config&)> more = {})
 {
     return [url = redis.url(), more](config::gateway_config& c) {
-        c.quota_store.type = "redis";
+        c.quota_store.type = gw::config::store_kind::redis;
         c.quota_store.url = url;
-        c.quota_store.timeout_ms = 200;
+        c.quota_store.timeout_ms = std::chrono::milliseconds(200);
         if (more) more(c);
     };
 }
@@ -139,14 +139,16 @@ TEST(GatewayRedis, OnErrorPoliciesWhenRedisDiesAndRecovery)
     running_redis redis;
     running_emulator emu;
     auto rate = [](config::gateway_config& c) { c.tenants["alpha"].rate = config::rate_config{0.001, 3}; };
-    auto policy = [&](const std::string& on_error) {
+    auto policy = [&](config::store_error_policy on_error) {
         return with_redis(redis, [&rate, on_error](config::gateway_config& c) {
             rate(c);
             c.server.threads = 1; // one Redis client each: recovery is observable per gateway
             c.quota_store.on_error = on_error;
         });
     };
-    running_gateway deny(emu, policy("deny")), allow(emu, policy("allow")), local(emu, policy("local"));
+    using config::store_error_policy;
+    running_gateway deny(emu, policy(store_error_policy::deny)), allow(emu, policy(store_error_policy::allow)),
+        local(emu, policy(store_error_policy::local));
     EXPECT_EQ(status_of(deny), 200); // 1 of the shared burst of 3
     redis.stop();
     for (int i = 0; i < 5; ++i) {
@@ -191,7 +193,7 @@ TEST(GatewayRedis, ConnectionsPooledBeforeARestartNeverReachARequest)
     running_emulator emu;
     running_gateway gw(emu, with_redis(redis, [](config::gateway_config& c) {
         c.server.threads = 1;
-        c.quota_store.on_error = "deny";
+        c.quota_store.on_error = gw::config::store_error_policy::deny;
         c.tenants["alpha"].rate = config::rate_config{1000, 1000}; // every request is decided in Redis
     }));
     for (int i = 0; i < 3; ++i) ASSERT_EQ(status_of(gw), 200); // connections now pooled
@@ -211,9 +213,9 @@ TEST(GatewayRedis, AnAclUserWithAnyPassword)
     auto url = "redis://gw:p%40ss%3Aw%2Frd@127.0.0.1:" + std::to_string(redis.port()) + "/0";
     auto as = [&](const std::string& u) {
         return [u](config::gateway_config& c) {
-            c.quota_store.type = "redis";
+            c.quota_store.type = gw::config::store_kind::redis;
             c.quota_store.url = u;
-            c.quota_store.on_error = "deny";
+            c.quota_store.on_error = gw::config::store_error_policy::deny;
             c.tenants["alpha"].rate = config::rate_config{1000, 1000};
         };
     };
@@ -227,8 +229,8 @@ TEST(GatewayRedis, OwnershipRecordsAreSharedAcrossGateways)
 {
     running_redis redis;
     running_emulator emu;
-    running_gateway a(emu, with_redis(redis, [](config::gateway_config& c) { c.quota_store.ownership_ttl_s = 3600; }));
-    running_gateway b(emu, with_redis(redis, [](config::gateway_config& c) { c.quota_store.ownership_ttl_s = 3600; }));
+    running_gateway a(emu, with_redis(redis, [](config::gateway_config& c) { c.quota_store.ownership_ttl_s = std::chrono::seconds(3600); }));
+    running_gateway b(emu, with_redis(redis, [](config::gateway_config& c) { c.quota_store.ownership_ttl_s = std::chrono::seconds(3600); }));
     auto ca = a.client();
     auto cb = b.client();
     auto run = post_json(*ca, "/apps/workflow/v1/workflows/run", tenant_keys::alpha,
@@ -254,7 +256,7 @@ TEST(GatewayRedis, TwoGatewayProcessesShareTheLimits)
     running_emulator emu;
     auto cfg = gateway_config_for(emu);
     with_redis(redis)(cfg);
-    cfg.log.level = "error";
+    cfg.log.level = gw::config::log_level::error;
     // Written as the JSON an operator would write.
     std::string path = "/tmp/gw-redis-test-" + std::to_string(::getpid()) + ".json";
     std::ofstream(path) << R"({

@@ -26,10 +26,10 @@ using namespace std::chrono_literals;
 std::function<void(config::gateway_config&)> store_at(const std::string& url, std::function<void(config::gateway_config&)> more = {})
 {
     return [url, more](config::gateway_config& c) {
-        c.quota_store.type = "redis";
+        c.quota_store.type = gw::config::store_kind::redis;
         c.quota_store.url = url;
-        c.quota_store.timeout_ms = 1000; // sanitizer builds are slow; outages are tested elsewhere
-        c.quota_store.on_error = "deny";
+        c.quota_store.timeout_ms = std::chrono::milliseconds(1000); // sanitizer builds are slow; outages are tested elsewhere
+        c.quota_store.on_error = gw::config::store_error_policy::deny;
         if (more) more(c);
     };
 }
@@ -325,7 +325,7 @@ TEST(GatewayRedisLeases, AStreamLongerThanTheLeaseTtlKeepsItsSlotAndReleasesIt)
     running_redis redis;
     running_emulator emu;
     running_gateway gw(emu, store_at(redis.url(), [](config::gateway_config& g) {
-        g.quota_store.lease_ttl_s = 5; // renewed every ~1.7 s
+        g.quota_store.lease_ttl_s = std::chrono::seconds(5); // renewed every ~1.7 s
         g.tenants["alpha"].max_concurrent = 1;
     }));
     auto c = gw.client();
@@ -369,8 +369,8 @@ TEST(GatewayRedisOutage, UsageAdmittedWhileRedisHangsIsSettledWhenItAnswersAgain
     running_emulator emu;
     running_gateway gw(emu, store_at(redis.url(), [](config::gateway_config& g) {
         g.server.threads = 1;
-        g.quota_store.timeout_ms = 100;
-        g.quota_store.on_error = "allow";
+        g.quota_store.timeout_ms = std::chrono::milliseconds(100);
+        g.quota_store.on_error = gw::config::store_error_policy::allow;
         g.tenants["alpha"].tokens_per_day = 1'000'000;
     }));
     std::int64_t reported = 0;

@@ -32,7 +32,7 @@ TEST(GatewayRetry, TransientFailuresBecomeOneSuccess)
 {
     running_emulator emu;
     running_gateway gw(emu, [](config::gateway_config& c) {
-        c.upstreams["dify"].retry = {3, 50, 200, 100};
+        c.upstreams["dify"].retry = {3, std::chrono::milliseconds(50), std::chrono::milliseconds(200), 100};
     });
     program(emu, "status=503", 2);
     auto c = gw.client();
@@ -137,7 +137,7 @@ TEST(GatewayRetry, TheBudgetCapsRetriesUnderSustainedFailure)
     running_emulator emu;
     running_gateway gw(emu, [](config::gateway_config& c) {
         c.server.threads = 1;
-        c.upstreams["dify"].retry = {3, 1, 2, 20};
+        c.upstreams["dify"].retry = {3, std::chrono::milliseconds(1), std::chrono::milliseconds(2), 20};
         c.upstreams["dify"].circuit_breaker.failures = 1000; // keep the breaker out of this count
     });
     program(emu, "status=503", 1000, "/v1/parameters");
@@ -154,8 +154,8 @@ TEST(GatewayBreaker, OpensOnADeadUpstreamAndClosesAfterRecovery)
     emulator::service_options none;
     auto cfg = gateway_config_for(running_emulator{none}); // a template; the upstream is replaced below
     cfg.upstreams["dify"].url = "https://localhost:" + std::to_string(port);
-    cfg.upstreams["dify"].circuit_breaker = {3, 300};
-    cfg.upstreams["dify"].retry = {2, 1, 2, 100};
+    cfg.upstreams["dify"].circuit_breaker = {3, std::chrono::milliseconds(300)};
+    cfg.upstreams["dify"].retry = {2, std::chrono::milliseconds(1), std::chrono::milliseconds(2), 100};
     cfg.server.threads = 1;
     running_gateway gw(cfg);
     auto c = gw.client();

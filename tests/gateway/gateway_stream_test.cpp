@@ -133,7 +133,7 @@ TEST(GatewayStream, UpstreamResetMidStreamEndsWithAnErrorEvent)
 TEST(GatewayStream, SilentUpstreamHitsTheStreamIdleTimeout)
 {
     running_emulator emu;
-    running_gateway gw(emu, [](config::gateway_config& c) { c.upstreams["dify"].stream_idle_timeout_ms = 100; });
+    running_gateway gw(emu, [](config::gateway_config& c) { c.upstreams["dify"].stream_idle_timeout_ms = std::chrono::milliseconds(100); });
     auto c = gw.client();
     auto h = bearer(tenant_keys::alpha);
     h.emplace_back("X-Emulator-Fault", "stall_ms=1000; after=1");
@@ -149,8 +149,8 @@ TEST(GatewayUpstream, TimeoutsAndConnectFailuresBeforeAnyByte)
     running_emulator emu;
     {
         running_gateway gw(emu, [](config::gateway_config& c) {
-            c.upstreams["dify"].response_timeout_ms = 150;
-            c.upstreams["dify"].connect_timeout_ms = 100;
+            c.upstreams["dify"].response_timeout_ms = std::chrono::milliseconds(150);
+            c.upstreams["dify"].connect_timeout_ms = std::chrono::milliseconds(100);
         });
         auto c = gw.client();
         auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("x", "u"), {{"X-Emulator-Fault", "stall_ms=1000"}});
@@ -256,7 +256,7 @@ TEST(GatewayServer, DrainWithFiftyOpenStreams)
 TEST(GatewayServer, StreamsOutlastingTheDrainTimeoutEndWithAnErrorEvent)
 {
     running_emulator emu;
-    running_gateway gw(emu, [](config::gateway_config& c) { c.server.drain_timeout_ms = 200; });
+    running_gateway gw(emu, [](config::gateway_config& c) { c.server.drain_timeout_ms = std::chrono::milliseconds(200); });
     auto c = gw.client();
     auto h = bearer(tenant_keys::alpha);
     h.emplace_back("X-Emulator-Fault", "stall_ms=20000; after=1");

@@ -26,7 +26,7 @@ config::gateway_config gateway_config_for(const running_emulator& emu)
     c.server.listen = "127.0.0.1:0";
     c.server.threads = 2;
     c.admin.listen = "127.0.0.1:0";
-    c.log.level = "warn";
+    c.log.level = gw::config::log_level::warn;
     config::upstream_config u;
     u.url = (emu.tls() ? "https://localhost:" : "http://localhost:") + std::to_string(emu.endpoint().port());
     u.ca_file = emu.tls() ? test_ca_file() : "";
