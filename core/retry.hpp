@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -26,6 +27,7 @@ enum class upstream_failure
     status_500,
     other,              // anything else: not retried
 };
+inline constexpr std::size_t upstream_failure_count = 9;
 
 // Classifies a response status (+ body for 400s).
 std::optional<upstream_failure> classify_status(int status, std::string_view code, std::string_view message);

@@ -1,31 +1,49 @@
 #include "gateway/worker.hpp"
 
+#include "gateway/ops/metric_names.hpp"
+
 #include <cstdio>
 
 namespace gw::gateway {
 
-worker::worker(std::shared_ptr<const tenant_directory> tenants,
-               const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls, std::uint64_t seed,
-               std::shared_ptr<usage_counters> usage, std::shared_ptr<memory_quota_store> local_quota)
-    : tenants_(std::move(tenants)), rng_(seed), usage_(std::move(usage)), local_quota_(std::move(local_quota)),
-      quotas_(local_quota_)
+worker::worker(
+    std::shared_ptr<const tenant_directory> tenants,
+    const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls,
+    std::uint64_t seed,
+    std::shared_ptr<usage_counters> usage,
+    std::shared_ptr<memory_quota_store> local_quota
+)
+    : tenants_(std::move(tenants)), rng_(seed), usage_(std::move(usage)),
+      local_quota_(std::move(local_quota)), quotas_(local_quota_)
 {
     for (const auto& [name, u] : tenants_->config().upstreams)
         pools_.emplace(name, std::make_shared<upstream_pool>(ctx_.get_executor(), u, upstream_tls.at(name)));
+    index_pools();
 }
 
-const std::string& worker::next_api_key(const std::string& app)
+void worker::index_pools()
 {
-    const auto& keys = tenants_->config().apps.at(app).api_keys;
-    auto& cursor = key_cursor_[app];
-    return keys[cursor++ % keys.size()];
+    for (const auto& [name, p] : pools_) {
+        auto id = metric_names::process().upstream(name);
+        if (id >= pool_by_id_.size()) pool_by_id_.resize(id + 1);
+        pool_by_id_[id] = p;
+    }
+}
+
+const std::string& worker::next_api_key(const app_handle& app)
+{
+    const auto& keys = app.cfg->api_keys;
+    if (app.id >= key_cursor_.size()) key_cursor_.resize(app.id + 1);
+    return keys[key_cursor_[app.id]++ % keys.size()];
 }
 
 std::string worker::new_request_id()
 {
     char buf[33];
-    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng_()),
-                  static_cast<unsigned long long>(rng_()));
+    std::snprintf(
+        buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng_()),
+        static_cast<unsigned long long>(rng_())
+    );
     return buf;
 }
 
@@ -36,10 +54,13 @@ void worker::begin_drain()
         if (s.idle && s.stream) s.stream->cancel();
 }
 
-void worker::reconfigure(std::shared_ptr<const tenant_directory> tenants,
-                         const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls,
-                         std::shared_ptr<usage_counters> usage, std::shared_ptr<memory_quota_store> local_quota,
-                         std::shared_ptr<quota_store> quotas)
+void worker::reconfigure(
+    std::shared_ptr<const tenant_directory> tenants,
+    const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls,
+    std::shared_ptr<usage_counters> usage,
+    std::shared_ptr<memory_quota_store> local_quota,
+    std::shared_ptr<quota_store> quotas
+)
 {
     std::map<std::string, std::shared_ptr<upstream_pool>> pools;
     for (const auto& [name, u] : tenants->config().upstreams) {
@@ -47,11 +68,15 @@ void worker::reconfigure(std::shared_ptr<const tenant_directory> tenants,
         if (old != pools_.end() && same_connection_settings(old->second->config(), u))
             pools.emplace(name, old->second);
         else
-            pools.emplace(name, std::make_shared<upstream_pool>(ctx_.get_executor(), u, upstream_tls.at(name)));
+            pools.emplace(
+                name, std::make_shared<upstream_pool>(ctx_.get_executor(), u, upstream_tls.at(name))
+            );
     }
     for (auto& [name, p] : pools_)
-        if (!pools.contains(name) || pools.at(name) != p) p->stop(); // idle connections close; leased ones on return
+        if (!pools.contains(name) || pools.at(name) != p)
+            p->stop(); // idle connections close; leased ones on return
     pools_ = std::move(pools);
+    index_pools();
     tenants_ = std::move(tenants);
     usage_ = std::move(usage);
     local_quota_ = std::move(local_quota);
@@ -61,12 +86,14 @@ void worker::reconfigure(std::shared_ptr<const tenant_directory> tenants,
 void worker::abort_streams()
 {
     aborting_ = true;
-    for (auto* c : relays_) c->close(); // each relay then ends with an error event
+    for (auto* c : relays_)
+        c->close(); // each relay then ends with an error event
 }
 
 void worker::stop_pools()
 {
-    for (auto& [name, p] : pools_) p->stop();
+    for (auto& [name, p] : pools_)
+        p->stop();
 }
 
 } // namespace gw::gateway

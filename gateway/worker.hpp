@@ -3,22 +3,22 @@
 #pragma once
 
 #include "gateway/ops/metrics.hpp"
-#include "gateway/quota/memory_store.hpp"
 #include "gateway/proxy/tenants.hpp"
+#include "gateway/quota/memory_store.hpp"
 #include "gateway/upstream/pool.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <atomic>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
 #include <random>
 #include <set>
 #include <string>
-#include <functional>
-#include <unordered_map>
+#include <vector>
 
 namespace gw::gateway {
 
@@ -33,27 +33,40 @@ struct session_entry
 class worker
 {
 public:
-    worker(std::shared_ptr<const tenant_directory> tenants,
-           const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls, std::uint64_t seed,
-           std::shared_ptr<usage_counters> usage, std::shared_ptr<memory_quota_store> local_quota);
+    worker(
+        std::shared_ptr<const tenant_directory> tenants,
+        const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls,
+        std::uint64_t seed,
+        std::shared_ptr<usage_counters> usage,
+        std::shared_ptr<memory_quota_store> local_quota
+    );
 
     net::io_context& context() { return ctx_; }
     const tenant_directory& tenants() const { return *tenants_; }
     // The configuration new requests use; a request keeps the snapshot it started with.
     std::shared_ptr<const tenant_directory> tenants_snapshot() const { return tenants_; }
-    std::shared_ptr<upstream_pool> pool(const std::string& upstream) const { return pools_.at(upstream); }
+    // The pool of an upstream by its metric_names id (app_handle::upstream_id). An upstream a
+    // reload removed keeps its stopped pool here: requests still on the old configuration
+    // get a clear failure from it.
+    std::shared_ptr<upstream_pool> pool(std::uint32_t upstream_id) const
+    {
+        return pool_by_id_.at(upstream_id);
+    }
     const std::map<std::string, std::shared_ptr<upstream_pool>>& pools() const { return pools_; }
 
     // Hot reload, on this worker's thread: new requests see `tenants`; upstreams whose
     // settings did not change keep their pool (and its connections), others get a new one
     // while requests in flight finish on the old. Quota state lives in the stores.
-    void reconfigure(std::shared_ptr<const tenant_directory> tenants,
-                     const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls,
-                     std::shared_ptr<usage_counters> usage, std::shared_ptr<memory_quota_store> local_quota,
-                     std::shared_ptr<quota_store> quotas);
+    void reconfigure(
+        std::shared_ptr<const tenant_directory> tenants,
+        const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls,
+        std::shared_ptr<usage_counters> usage,
+        std::shared_ptr<memory_quota_store> local_quota,
+        std::shared_ptr<quota_store> quotas
+    );
 
     // The app's next Dify key (round-robin per worker).
-    const std::string& next_api_key(const std::string& app);
+    const std::string& next_api_key(const app_handle& app);
     // A new request id: 32 hex digits.
     std::string new_request_id();
     // Uniform in [0, 1), for retry jitter.
@@ -103,7 +116,9 @@ private:
     net::io_context ctx_{1};
     std::shared_ptr<const tenant_directory> tenants_;
     std::map<std::string, std::shared_ptr<upstream_pool>> pools_;
-    std::unordered_map<std::string, std::size_t> key_cursor_;
+    std::vector<std::shared_ptr<upstream_pool>> pool_by_id_; // by metric_names upstream id
+    std::vector<std::size_t> key_cursor_;                    // by metric_names app id
+    void index_pools();
     std::mt19937_64 rng_;
     std::shared_ptr<usage_counters> usage_;
     std::shared_ptr<memory_quota_store> local_quota_;

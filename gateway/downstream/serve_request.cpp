@@ -96,11 +96,11 @@ std::string client_address(const std::string& peer, const http::request_header<>
 void record_request(worker& w, const request_record& r)
 {
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.start).count();
-    auto& m = w.metrics();
-    ++m.requests[{r.tenant, r.app, r.endpoint, r.status}];
-    if (!r.tenant.empty()) {
-        m.duration[{r.tenant, r.app}].observe(seconds);
-        if (r.ttfb_seconds) m.ttfb[{r.tenant, r.app}].observe(*r.ttfb_seconds);
+    auto& figures = w.metrics().pair(r.pair);
+    figures.count_request(r.endpoint, r.status);
+    if (r.pair != metric_names::anonymous) {
+        figures.duration.observe(seconds);
+        if (r.ttfb_seconds) figures.ttfb.observe(*r.ttfb_seconds);
     }
     log_access(r, seconds);
 }
@@ -187,7 +187,7 @@ struct downstream_request
 exchange make_exchange(downstream_request& d, const http::request_header<>& req, bool keep_alive, request_plan& plan,
                        quota_ticket* ticket, header_list quota_headers)
 {
-    exchange x{d.w, d.dir, d.down, d.buffer, req, *plan.who, std::move(*plan.app), d.request_id, keep_alive, ticket,
+    exchange x{d.w, d.dir, d.down, d.buffer, req, *plan.who, std::move(*plan.target), d.request_id, keep_alive, ticket,
                std::move(quota_headers)};
     x.rec = &d.rec;
     x.generating = plan.generates;
@@ -257,23 +257,21 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
 
     auto plan = plan_request(*snapshot, head);
     if (plan.who) r.rec.tenant = plan.who->name;
-    if (plan.app) {
-        r.rec.app = plan.app->app;
-        r.rec.endpoint = endpoint_label(plan.route);
-    }
+    if (plan.target) r.rec.app = plan.target->app->name;
+    r.rec.pair = plan.pair;
+    r.rec.endpoint = plan.endpoint;
     if (plan.refusal) {
         r.rec.status = plan.refusal->status;
         co_return co_await refuse_early(down, buffer, hp, *plan.refusal, request_id, keep_alive && !plan.close_after_refusal, {});
     }
     // Quotas are checked before any upstream work (and before the body is read).
-    const auto& tenant_name = plan.who->name;
-    auto* counts = w.usage().find(tenant_name, plan.app->app);
+    auto* counts = w.usage().find(plan.pair);
     if (counts) ++counts->requests;
-    auto admitted = co_await w.quotas().admit(tenant_name, plan.app->app, plan.generates);
+    auto admitted = co_await w.quotas().admit(plan.who->name, plan.target->app->name, plan.generates);
     auto quota_headers = rate_headers(admitted);
     if (admitted.refused) {
         if (counts) ++counts->refused[static_cast<std::size_t>(*admitted.refused)];
-        ++w.metrics().rate_limited[{tenant_name, reason_name(*admitted.refused)}];
+        ++w.metrics().tenant(plan.who->id).rate_limited[static_cast<std::size_t>(*admitted.refused)];
         auto refusal = quota_error(*plan.who->cfg, *admitted.refused);
         r.rec.status = refusal.status;
         co_return co_await refuse_early(down, buffer, hp, refusal, request_id, keep_alive, quota_headers);

@@ -1,5 +1,7 @@
 #include "gateway/ops/logging.hpp"
 
+#include "gateway/ops/metrics.hpp"
+
 #include <spdlog/async.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -107,7 +109,7 @@ void append_json_line(std::string& out, const request_record& r, std::int64_t du
     out += ",\"method\":";
     append_json_string(out, r.method);
     out += ",\"endpoint\":";
-    append_json_string(out, r.endpoint);
+    append_json_string(out, endpoint_label(r.endpoint));
     out += ",\"status\":";
     append_number(out, r.status);
     out += ",\"duration_ms\":";
@@ -136,7 +138,7 @@ void append_text_line(std::string& out, const request_record& r, std::int64_t du
     fmt::format_to(std::back_inserter(out),
                    " access request_id={} tenant={} app={} method={} endpoint=\"{}\" status={} duration_ms={} ttfb_ms={} "
                    "attempts={} tokens={} bytes_in={} bytes_out={} client={}\n",
-                   r.request_id, r.tenant, r.app, r.method, r.endpoint, r.status, duration_ms,
+                   r.request_id, r.tenant, r.app, r.method, endpoint_label(r.endpoint), r.status, duration_ms,
                    r.ttfb_seconds ? std::to_string(static_cast<std::int64_t>(*r.ttfb_seconds * 1000.0 + 0.5)) : "-",
                    r.attempts, r.tokens, r.bytes_in, r.bytes_out, r.client);
 }

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace gw::gateway {
 
@@ -21,7 +22,10 @@ void setup_logging(const config::log_config& cfg);
 // One request's facts for the access log and the metrics.
 struct request_record
 {
-    std::string request_id, tenant, app, method, endpoint, client;
+    std::string request_id, method, client;
+    std::string_view tenant, app;          // names owned by the request's configuration snapshot
+    std::uint32_t pair = 0;                // metric_names pair (tenant, app); 0 = no tenant
+    std::uint16_t endpoint = 0;            // endpoint_id (metrics.hpp)
     int status = 0;
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     std::optional<double> ttfb_seconds; // streams: when the response head went out

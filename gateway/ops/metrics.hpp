@@ -4,20 +4,19 @@
 #pragma once
 
 #include "core/dify_routes.hpp"
+#include "core/retry.hpp"
 #include "gateway/quota/quota.hpp"
 
 #include <array>
 #include <cstdint>
-#include <map>
 #include <string>
-#include <tuple>
 #include <vector>
 
 namespace gw::gateway {
 
 // Bucket upper bounds (seconds): LLM calls run from milliseconds to ten minutes.
-inline constexpr std::array<double, 18> latency_buckets{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                                       1,     2.5,    5,     10,   30,    60,   120, 300, 600};
+inline constexpr std::array<double, 18> latency_buckets{
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
 
 struct histogram
 {
@@ -28,18 +27,51 @@ struct histogram
     void add(const histogram& o);
 };
 
+// The endpoint label of a request, as a small id: 0 = not routed (label ""), 1 = a route
+// forwarded by switch ("unknown"), 2 + i = route i of the route table ("POST
+// /conversations/{}/name"). A closed set, so metric series stay few.
+inline constexpr std::uint16_t no_endpoint = 0;
+std::uint16_t endpoint_id(const core::dify_route* route); // for a routed request
+std::string endpoint_label(std::uint16_t endpoint);
+
+// Figures indexed by the ids of metric_names: a request adds to them without a string key
+// or a lookup by name. Vectors grow on first use of an id (a reload that adds names).
 struct metrics_shard
 {
-    using tenant_app = std::pair<std::string, std::string>;
-    std::map<std::tuple<std::string, std::string, std::string, int>, std::uint64_t> requests; // tenant, app, endpoint, status
-    std::map<tenant_app, histogram> duration;
-    std::map<tenant_app, histogram> ttfb; // streams
-    std::map<std::string, std::int64_t> active_streams;  // tenant
-    std::map<tenant_app, std::uint64_t> rate_limited;    // tenant, reason
-    std::map<tenant_app, std::uint64_t> retries;         // upstream, reason
-    std::map<tenant_app, std::uint64_t> tokens;          // tenant, app
+    struct pair_figures // one (tenant, app)
+    {
+        std::vector<std::pair<std::uint32_t, std::uint64_t>> requests; // endpoint * 1000 + status -> count
+        histogram duration;
+        histogram ttfb; // streams
+        std::uint64_t tokens = 0;
+        void count_request(std::uint16_t endpoint, int status);
+    };
+    struct tenant_figures
+    {
+        bool streamed = false; // active_streams is reported once a stream ran
+        std::int64_t active_streams = 0;
+        std::array<std::uint64_t, quota_reason_count> rate_limited{};
+    };
+    struct upstream_figures
+    {
+        std::array<std::uint64_t, core::upstream_failure_count> retries{}; // by failure retried
+    };
+    std::vector<pair_figures> pairs;
+    std::vector<tenant_figures> tenants;
+    std::vector<upstream_figures> upstreams;
+
+    pair_figures& pair(std::uint32_t id) { return at(pairs, id); }
+    tenant_figures& tenant(std::uint32_t id) { return at(tenants, id); }
+    upstream_figures& upstream(std::uint32_t id) { return at(upstreams, id); }
 
     void add(const metrics_shard& o);
+
+private:
+    template <typename T> static T& at(std::vector<T>& v, std::uint32_t id)
+    {
+        if (id >= v.size()) v.resize(id + 1);
+        return v[id];
+    }
 };
 
 // Per-upstream pool figures, read at scrape time.
@@ -52,11 +84,9 @@ struct upstream_view
     std::uint64_t resumed = 0; // TLS connections that resumed a session
 };
 
-// The Prometheus text exposition of everything.
-std::string render_metrics(const metrics_shard& m, const std::vector<upstream_view>& upstreams, const store_counters& store);
-
-// The endpoint label of a request: its route in the route table ("POST /conversations/{}/name"),
-// "unknown" for a route forwarded by switch — a closed set, so metric series stay few.
-std::string endpoint_label(const core::dify_route* route);
+// The Prometheus text exposition of everything (labels from metric_names).
+std::string render_metrics(
+    const metrics_shard& m, const std::vector<upstream_view>& upstreams, const store_counters& store
+);
 
 } // namespace gw::gateway

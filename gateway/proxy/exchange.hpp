@@ -129,7 +129,7 @@ std::vector<core::owned_reference> named_resources(const exchange& x);
 net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x, std::vector<core::owned_reference> refs);
 
 // Calls Dify's stop endpoint for this request's task (detached), when it started one.
-void spawn_stop_call(exchange& x, const std::string& upstream_name, const std::string& task_id);
+void spawn_stop_call(exchange& x, const std::string& task_id);
 
 template <typename S>
 S& stream_of(upstream_connection& c);

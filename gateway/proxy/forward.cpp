@@ -163,7 +163,7 @@ core::attempt_settings attempt_settings_for(const exchange& x, const config::ups
     s.deadline = x.w.now() + u.response_timeout_ms;
     s.generating = x.generating;
     s.safe_method = x.req.method() == http::verb::get || x.req.method() == http::verb::head;
-    s.key_count = x.dir.config().apps.at(x.target.app).api_keys.size();
+    s.key_count = x.target.app->cfg->api_keys.size();
     return s;
 }
 
@@ -244,7 +244,7 @@ net::awaitable<bool> answer_without_relay(exchange& x, const core::attempt_actio
 
 // Relays the reply the attempts ended with, then settles the request's usage.
 template <typename S>
-net::awaitable<bool> relay_response(exchange& x, attempt_state& st, const std::string& upstream_name)
+net::awaitable<bool> relay_response(exchange& x, attempt_state& st)
 {
     const auto& head = st.parser->get();
     // Dify refused the request (4xx/5xx before generating): it used no tokens.
@@ -257,17 +257,17 @@ net::awaitable<bool> relay_response(exchange& x, attempt_state& st, const std::s
         auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
         if (ec) co_return false; // the lease closes the upstream connection
     }
-    auto [down_ok, up_ok] = sse ? co_await relay_sse<S>(x, *st.lease, *st.parser, upstream_name)
+    auto [down_ok, up_ok] = sse ? co_await relay_sse<S>(x, *st.lease, *st.parser)
                                 : co_await relay_body<S>(x, *st.lease, *st.parser, head_bytes);
     ++st.lease->requests;
     st.lease.give_back(up_ok);
     if (x.usage) {
         x.rec->tokens = *x.usage;
-        x.w.metrics().tokens[{x.who.name, x.target.app}] += static_cast<std::uint64_t>(*x.usage);
+        x.w.metrics().pair(x.target.pair).tokens += static_cast<std::uint64_t>(*x.usage);
     }
     if (x.ticket && x.usage) {
         x.ticket->charge(*x.usage);
-        x.w.local_quota().observe_usage(x.target.app, *x.usage);
+        x.w.local_quota().observe_usage(x.target.app->name, *x.usage);
     }
     co_return down_ok && keep_alive;
 }
@@ -276,18 +276,18 @@ net::awaitable<bool> relay_response(exchange& x, attempt_state& st, const std::s
 template <typename S>
 net::awaitable<bool> forward(exchange& x)
 {
-    const auto& upstream_name = x.dir.config().apps.at(x.target.app).upstream;
-    auto pool_ref = x.w.pool(upstream_name); // kept: a reload may retire the pool meanwhile
+    const auto& app = *x.target.app;
+    auto pool_ref = x.w.pool(app.upstream_id); // kept: a reload may retire the pool meanwhile
     auto& pool = *pool_ref;
     const auto deadline = clock::now() + pool.config().response_timeout_ms;
     core::attempt_machine attempts(attempt_settings_for(x, pool.config()), pool.breaker, pool.budget, [&w = x.w] { return w.random01(); });
-    breaker_watch watch{upstream_name, pool.breaker};
+    breaker_watch watch{*app.upstream_name, pool.breaker};
     attempt_state st;
     for (auto act = attempts.start(x.w.now());;) {
         watch.check();
-        if (act.retrying) ++x.w.metrics().retries[{upstream_name, core::to_string(*act.retrying)}];
+        if (act.retrying) ++x.w.metrics().upstream(app.upstream_id).retries[static_cast<std::size_t>(*act.retrying)];
         if (act.rotate_key) {
-            x.api_key = x.w.next_api_key(x.target.app);
+            x.api_key = x.w.next_api_key(app);
             x.up.head.set(http::field::authorization, "Bearer " + x.api_key);
         }
         if (act.step == core::attempt_step::relay) break;
@@ -302,7 +302,7 @@ net::awaitable<bool> forward(exchange& x)
         if (st.answered) co_return *st.answered;
     }
     watch.check();
-    co_return co_await relay_response<S>(x, st, upstream_name);
+    co_return co_await relay_response<S>(x, st);
 }
 
 } // namespace
@@ -312,7 +312,7 @@ net::awaitable<bool> forward_request(exchange& x)
     if (auto refused = build_upstream_request(x)) co_return co_await write_error(x, *refused);
     if (auto refs = named_resources(x); !refs.empty())
         if (auto foreign = co_await check_ownership(x, std::move(refs))) co_return co_await write_error(x, *foreign);
-    if (x.dir.upstream_of(x.target.app).tls) co_return co_await forward<tls_stream>(x);
+    if (x.target.app->upstream->tls) co_return co_await forward<tls_stream>(x);
     co_return co_await forward<beast::tcp_stream>(x);
 }
 

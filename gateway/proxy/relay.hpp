@@ -82,30 +82,43 @@ net::awaitable<bool> end_stream_with_error(exchange& x, Writer& write_chunk, std
     co_return !lec;
 }
 
+// An SSE relay's registration with its worker, held for the relay's life: listed in
+// relays() (a drain that times out ends the stream, worker::abort_streams) and counted in
+// the tenant's active_streams gauge.
+class stream_registration
+{
+public:
+    stream_registration(worker& w, upstream_connection& c, std::uint32_t tenant) : w_(w), c_(&c), tenant_(tenant)
+    {
+        w_.relays().insert(c_);
+        auto& figures = w_.metrics().tenant(tenant_);
+        figures.streamed = true;
+        ++figures.active_streams;
+    }
+    ~stream_registration()
+    {
+        w_.relays().erase(c_);
+        --w_.metrics().tenant(tenant_).active_streams;
+    }
+    stream_registration(const stream_registration&) = delete;
+    stream_registration& operator=(const stream_registration&) = delete;
+
+private:
+    worker& w_;
+    upstream_connection* c_;
+    std::uint32_t tenant_;
+};
+
 // Relays a text/event-stream body as core::sse_relay decides (whole events only, the
 // task stopped when the stream ends early or the client leaves); this coroutine only
 // reads, writes and records what the events name. Returns {downstream reusable, upstream
 // reusable}.
 template <typename S, typename Parser>
-net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_connection& conn, Parser& p,
-                                                       const std::string& upstream_name)
+net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_connection& conn, Parser& p)
 {
     auto& up = stream_of<S>(conn);
-    const auto& upstream_cfg = x.dir.upstream_of(x.target.app);
-    // Registered so a drain that times out can end this stream (worker::abort_streams).
-    struct registration
-    {
-        worker& w;
-        upstream_connection* c;
-        const std::string& tenant;
-        ~registration()
-        {
-            w.relays().erase(c);
-            --w.metrics().active_streams[tenant];
-        }
-    } reg{x.w, &conn, x.who.name};
-    x.w.relays().insert(&conn);
-    ++x.w.metrics().active_streams[x.who.name];
+    const auto& upstream_cfg = *x.target.app->upstream;
+    stream_registration registered(x.w, conn, x.who.id); // until this frame ends
     core::sse_relay relay({static_cast<std::size_t>(upstream_cfg.max_sse_event_bytes), max_read_after_client_left,
                            upstream_cfg.stream_idle_timeout_ms});
     created_records created; // owners recorded as soon as Dify names the task, conversation, run
@@ -145,7 +158,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
             act = relay.written(!wec);
         }
         x.client_gone = x.client_gone || relay.client_gone();
-        if (act.stop_task) spawn_stop_call(x, upstream_name, relay.facts().task_id());
+        if (act.stop_task) spawn_stop_call(x, relay.facts().task_id());
         switch (act.step) {
         case core::sse_step::read:
         case core::sse_step::write: continue;
@@ -191,10 +204,9 @@ inline net::awaitable<void> watch_client(exchange& x, upstream_connection& conn)
 }
 
 template <typename S, typename Parser>
-net::awaitable<std::pair<bool, bool>> relay_sse_then_stop_watching(exchange& x, upstream_connection& conn, Parser& p,
-                                                                   const std::string& upstream_name)
+net::awaitable<std::pair<bool, bool>> relay_sse_then_stop_watching(exchange& x, upstream_connection& conn, Parser& p)
 {
-    auto result = co_await relay_sse_events<S>(x, conn, p, upstream_name);
+    auto result = co_await relay_sse_events<S>(x, conn, p);
     x.stream_done = true;
     error_code ignored;
     x.down.socket().cancel(ignored); // ends watch_client's read
@@ -202,12 +214,11 @@ net::awaitable<std::pair<bool, bool>> relay_sse_then_stop_watching(exchange& x, 
 }
 
 template <typename S, typename Parser>
-net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection& conn, Parser& p,
-                                                const std::string& upstream_name)
+net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection& conn, Parser& p)
 {
     using namespace net::experimental::awaitable_operators;
     // Both branches return error codes as values; && waits for both to finish.
-    co_return co_await (relay_sse_then_stop_watching<S>(x, conn, p, upstream_name) && watch_client(x, conn));
+    co_return co_await (relay_sse_then_stop_watching<S>(x, conn, p) && watch_client(x, conn));
 }
 
 // Relays any other body piece by piece (JSON, audio, file bytes), chunked or sized as

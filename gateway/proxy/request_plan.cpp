@@ -18,7 +18,8 @@ request_plan plan_request(const tenant_directory& dir, const boost::beast::http:
     std::string_view target = head.target();
     auto path = core::canonicalize_path(target.substr(0, target.find('?')), &why);
     if (!path) {
-        plan.refusal = gateway_error{400, "bad_request", "The request path cannot be read unambiguously: " + why + "."};
+        plan.refusal =
+            gateway_error{400, "bad_request", "The request path cannot be read unambiguously: " + why + "."};
         return plan;
     }
     gateway_error err;
@@ -27,12 +28,15 @@ request_plan plan_request(const tenant_directory& dir, const boost::beast::http:
         plan.refusal = err;
         return plan;
     }
-    plan.app = dir.route(*plan.who, head.method_string(), *path, err);
-    if (!plan.app) {
+    plan.pair = plan.who->unrouted;
+    plan.target = dir.route(*plan.who, head.method_string(), *path, err);
+    if (!plan.target) {
         plan.refusal = err;
         return plan;
     }
-    plan.route = plan.app->match.route;
+    plan.pair = plan.target->pair;
+    plan.route = plan.target->match.route;
+    plan.endpoint = endpoint_id(plan.route);
     plan.generates = plan.route && plan.route->generating;
     plan.place = plan.route ? plan.route->place : core::user_place::anywhere;
     plan.uploads_file = plan.route && plan.route->creates_file;

@@ -5,6 +5,8 @@
 // request (nothing after it looks names up again).
 #pragma once
 
+#include "gateway/ops/metric_names.hpp"
+#include "gateway/ops/metrics.hpp"
 #include "gateway/proxy/tenants.hpp"
 
 #include <boost/beast/http/message.hpp>
@@ -16,13 +18,15 @@ namespace gw::gateway {
 struct request_plan
 {
     std::optional<gateway_error> refusal;
-    bool close_after_refusal = false;        // the request's framing itself is in doubt
-    const tenant* who = nullptr;             // set once authenticated
-    std::optional<app_target> app;           // set once routed
-    const core::dify_route* route = nullptr; // null: an unknown route forwarded by switch
-    bool generates = false;                  // starts an LLM generation (quota, not idempotent)
+    bool close_after_refusal = false;                    // the request's framing itself is in doubt
+    const tenant* who = nullptr;                         // set once authenticated
+    std::optional<app_target> target;                    // set once routed
+    const core::dify_route* route = nullptr;             // null: an unknown route forwarded by switch
+    std::uint32_t pair = metric_names::anonymous;        // metric_names pair the request counts under
+    std::uint16_t endpoint = no_endpoint;                // endpoint_id(route) once routed
+    bool generates = false;                              // starts an LLM generation (quota, not idempotent)
     core::user_place place = core::user_place::anywhere; // where Dify reads `user`
-    bool uploads_file = false;               // the reply names a new file
+    bool uploads_file = false;                           // the reply names a new file
 };
 
 // Checks in order: a head Dify's stack could read differently (400, connection closes),

@@ -2,6 +2,7 @@
 
 #include "core/key_hash.hpp"
 #include "core/text.hpp"
+#include "gateway/ops/metric_names.hpp"
 
 #include <algorithm>
 
@@ -9,14 +10,35 @@ namespace gw::gateway {
 
 tenant_directory::tenant_directory(std::shared_ptr<const config::gateway_config> cfg) : cfg_(std::move(cfg))
 {
-    for (const auto& [name, t] : cfg_->tenants) {
-        for (const auto& key : t.keys) {
-            auto digest = key.starts_with(core::sha256_prefix) ? core::to_lower(key.substr(core::sha256_prefix.size()))
-                                                                : core::sha256_hex(key);
-            by_digest_.emplace(std::move(digest), tenant{name, &t});
-        }
-        for (const auto& app : t.apps) ++tenants_of_app_[app];
+    auto& names = metric_names::process();
+    for (const auto& [name, a] : cfg_->apps) {
+        auto upstream = cfg_->upstreams.find(a.upstream); // validation made sure it exists
+        apps_.emplace(
+            name,
+            app_handle{
+                name, &a, &upstream->first, &upstream->second, names.app(name), names.upstream(a.upstream)}
+        );
     }
+    for (const auto& [name, t] : cfg_->tenants) {
+        auto& entry = tenants_[name];
+        entry = tenant{name, &t, names.tenant(name), names.pair(name, ""), {}};
+        for (const auto& app : t.apps) {
+            entry.pair_of_app.emplace(app, names.pair(name, app));
+            ++tenants_of_app_[app];
+        }
+        for (const auto& key : t.keys) {
+            auto digest = key.starts_with(core::sha256_prefix)
+                              ? core::to_lower(key.substr(core::sha256_prefix.size()))
+                              : core::sha256_hex(key);
+            by_digest_.emplace(std::move(digest), &entry);
+        }
+    }
+}
+
+const app_handle* tenant_directory::app(std::string_view name) const
+{
+    auto it = apps_.find(std::string(name));
+    return it == apps_.end() ? nullptr : &it->second;
 }
 
 const tenant* tenant_directory::authenticate(std::string_view authorization, gateway_error& err) const
@@ -38,43 +60,47 @@ const tenant* tenant_directory::authenticate(std::string_view authorization, gat
         err = {401, "unauthorized", "Access token is invalid"};
         return nullptr;
     }
-    return &it->second;
+    return it->second;
 }
 
 bool tenant_directory::administers(const tenant& t, const std::string& app) const
 {
-    if (std::find(t.cfg->admin_apps.begin(), t.cfg->admin_apps.end(), app) != t.cfg->admin_apps.end()) return true;
+    if (std::find(t.cfg->admin_apps.begin(), t.cfg->admin_apps.end(), app) != t.cfg->admin_apps.end())
+        return true;
     auto it = tenants_of_app_.find(app);
     return it != tenants_of_app_.end() && it->second == 1;
 }
 
-std::optional<app_target> tenant_directory::route(const tenant& t, std::string_view method, const core::canonical_path& path,
-                                                  gateway_error& err) const
+std::optional<app_target> tenant_directory::route(
+    const tenant& t, std::string_view method, const core::canonical_path& path, gateway_error& err
+) const
 {
     const auto& seg = path.segments;
     const gateway_error no_such_url{404, "not_found", "The requested URL was not found on the gateway."};
-    std::string app;
+    std::string_view name;
     std::size_t first; // index of the first Dify segment (after "v1")
     if (!seg.empty() && seg[0] == "v1") {
-        app = t.cfg->default_app;
+        name = t.cfg->default_app;
         first = 1;
     } else if (seg.size() >= 3 && seg[0] == "apps" && seg[2] == "v1") {
-        app = seg[1];
+        name = seg[1];
         first = 3;
-        if (!cfg_->apps.contains(app)) {
-            err = {404, "app_not_found", "App '" + app + "' does not exist."};
-            return std::nullopt;
-        }
-        if (std::find(t.cfg->apps.begin(), t.cfg->apps.end(), app) == t.cfg->apps.end()) {
-            err = {403, "forbidden", "This key may not use app '" + app + "'."};
-            return std::nullopt;
-        }
     } else {
         err = no_such_url;
         return std::nullopt;
     }
     app_target out;
-    out.app = std::move(app);
+    out.app = app(name);
+    auto pair = t.pair_of_app.find(std::string(name));
+    if (!out.app) {
+        err = {404, "app_not_found", "App '" + std::string(name) + "' does not exist."};
+        return std::nullopt;
+    }
+    if (pair == t.pair_of_app.end()) {
+        err = {403, "forbidden", "This key may not use app '" + std::string(name) + "'."};
+        return std::nullopt;
+    }
+    out.pair = pair->second;
     std::span<const std::string> dify(seg.begin() + static_cast<std::ptrdiff_t>(first), seg.end());
     out.wire_path = core::encode_path(dify);
     for (const auto& s : dify) {
@@ -83,9 +109,10 @@ std::optional<app_target> tenant_directory::route(const tenant& t, std::string_v
     }
     if (out.dify_path.empty()) out.dify_path.push_back('/');
     out.match = core::find_route(method, dify);
-    out.administers = administers(t, out.app);
+    out.administers = administers(t, out.app->name);
     switch (out.match.outcome) {
-    case core::route_outcome::found: break;
+    case core::route_outcome::found:
+        break;
     case core::route_outcome::method_not_allowed:
         err = {405, "method_not_allowed", "The method is not allowed for the requested URL."};
         return std::nullopt;
@@ -96,9 +123,10 @@ std::optional<app_target> tenant_directory::route(const tenant& t, std::string_v
     }
     const auto& r = *out.match.route;
     if (r.app_wide && !out.administers && r.end_user_filter.empty()) {
-        err = {403, "forbidden",
-               "This route reads or changes data of every tenant of app '" + out.app +
-                   "'; it needs administration of the app (tenants." + t.name + ".admin_apps)."};
+        err = {
+            403, "forbidden",
+            "This route reads or changes data of every tenant of app '" + out.app->name +
+                "'; it needs administration of the app (tenants." + t.name + ".admin_apps)."};
         return std::nullopt;
     }
     return out;

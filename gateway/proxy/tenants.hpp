@@ -1,7 +1,8 @@
 // Tenant authentication and app selection: a tenant's gateway key (plaintext
 // or sha256 in config) maps to the tenant; a path names the app (`/v1/...` = the
-// tenant's default app, `/apps/<app>/v1/...`). Immutable after construction: shared by
-// all workers without locks.
+// tenant's default app, `/apps/<app>/v1/...`). Built once per configuration (apps, their
+// upstreams and metric ids resolved here); immutable after construction: shared by all
+// workers without locks.
 #pragma once
 
 #include "config/gateway_config.hpp"
@@ -22,21 +23,37 @@ struct gateway_error
     std::string message;
 };
 
+// An app as the configuration resolved it at load: what the hops after the plan need,
+// without looking a name up again.
+struct app_handle
+{
+    std::string name;
+    const config::app_config* cfg = nullptr;
+    const std::string* upstream_name = nullptr;
+    const config::upstream_config* upstream = nullptr;
+    std::uint32_t id = 0;          // metric_names app id: the worker's Dify key cursor
+    std::uint32_t upstream_id = 0; // metric_names upstream id: the worker's pool, retry metrics
+};
+
 struct tenant
 {
     std::string name;
-    const config::tenant_config* cfg;
+    const config::tenant_config* cfg = nullptr;
+    std::uint32_t id = 0;       // metric_names tenant id
+    std::uint32_t unrouted = 0; // metric_names pair (tenant, ""): requests refused before an app was chosen
+    std::unordered_map<std::string, std::uint32_t> pair_of_app; // metric_names pair (tenant, app)
 };
 
 // Where a request goes: the tenant's app, the Dify path below /v1 (canonical: decoded
 // for decisions, encoded for the wire) and the route it matched in the route table.
 struct app_target
 {
-    std::string app;
-    std::string dify_path;     // decoded, e.g. "/chat-messages"
-    std::string wire_path;     // percent-encoded as it goes upstream (after /v1)
-    core::route_match match;   // match.route is null for an unknown route forwarded by switch
-    bool administers = false;  // the tenant may use this app's app-wide routes
+    const app_handle* app = nullptr;
+    std::uint32_t pair = 0;   // metric_names pair (tenant, app)
+    std::string dify_path;    // decoded, e.g. "/chat-messages"
+    std::string wire_path;    // percent-encoded as it goes upstream (after /v1)
+    core::route_match match;  // match.route is null for an unknown route forwarded by switch
+    bool administers = false; // the tenant may use this app's app-wide routes
 };
 
 class tenant_directory
@@ -50,24 +67,24 @@ public:
     // The app, Dify path and route a canonical request path selects for `t`, or
     // 404 app_not_found / 403 forbidden (app not allowed, app-wide route on a shared app) /
     // 404 not_found (no such route) / 405 method_not_allowed.
-    std::optional<app_target> route(const tenant& t, std::string_view method, const core::canonical_path& path,
-                                    gateway_error& err) const;
+    std::optional<app_target> route(
+        const tenant& t, std::string_view method, const core::canonical_path& path, gateway_error& err
+    ) const;
 
     // Whether `t` may use the app-wide routes of `app`: an explicit grant (admin_apps), or
     // no other tenant may use the app.
     bool administers(const tenant& t, const std::string& app) const;
 
     const config::gateway_config& config() const { return *cfg_; }
-    // The upstream an app is served by.
-    const config::upstream_config& upstream_of(const std::string& app) const
-    {
-        return cfg_->upstreams.at(cfg_->apps.at(app).upstream);
-    }
+    // A configured app; nullptr when there is none of that name.
+    const app_handle* app(std::string_view name) const;
 
 private:
     std::shared_ptr<const config::gateway_config> cfg_;
-    std::unordered_map<std::string, tenant> by_digest_; // sha256 hex of the key -> tenant
-    std::unordered_map<std::string, int> tenants_of_app_; // how many tenants may use each app
+    std::unordered_map<std::string, app_handle> apps_;
+    std::unordered_map<std::string, tenant> tenants_;
+    std::unordered_map<std::string, const tenant*> by_digest_; // sha256 hex of the key -> tenant
+    std::unordered_map<std::string, int> tenants_of_app_;      // how many tenants may use each app
 };
 
 } // namespace gw::gateway

@@ -200,7 +200,7 @@ void scope_to_tenant(exchange& x, std::string& query)
 
 std::optional<gateway_error> build_upstream_request(exchange& x)
 {
-    const auto& upstream = x.dir.upstream_of(x.target.app);
+    const auto& upstream = *x.target.app->upstream;
     std::string_view target = x.req.target();
     auto q = target.find('?');
     std::string query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
@@ -222,7 +222,7 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
     for (const auto& f : x.req)
         if (forwarded_request_header(f.name_string(), connection_tokens)) h.insert(f.name_string(), f.value());
     h.set(http::field::host, host_header(upstream));
-    x.api_key = x.w.next_api_key(x.target.app);
+    x.api_key = x.w.next_api_key(*x.target.app);
     h.set(http::field::authorization, "Bearer " + x.api_key);
     h.set("X-Request-Id", x.request_id);
     std::size_t length = x.streamed             ? *x.streamed->content_length()
@@ -338,10 +338,10 @@ net::awaitable<std::tuple<error_code, unsigned, bool>> round_trip(upstream_conne
 
 // Calls Dify's stop endpoint for a task whose client went away. Spawned on its own;
 // takes everything by value.
-net::awaitable<void> call_stop(worker* w, std::string upstream_name, std::string target, std::string api_key,
+net::awaitable<void> call_stop(worker* w, std::uint32_t upstream_id, std::string target, std::string api_key,
                                std::string user, std::string request_id)
 {
-    auto pool_ref = w->pool(upstream_name);
+    auto pool_ref = w->pool(upstream_id);
     auto& pool = *pool_ref;
     const auto& u = pool.config();
     auto deadline = clock::now() + u.response_timeout_ms;
@@ -371,12 +371,12 @@ net::awaitable<void> call_stop(worker* w, std::string upstream_name, std::string
 
 } // namespace
 
-void spawn_stop_call(exchange& x, const std::string& upstream_name, const std::string& task_id)
+void spawn_stop_call(exchange& x, const std::string& task_id)
 {
     if (!x.target.match.route) return;
     auto target = core::stop_path_for(*x.target.match.route, task_id);
     if (target.empty() || x.up.namespaced_user.empty()) return;
-    net::co_spawn(x.w.context(), call_stop(&x.w, upstream_name, target, x.api_key, x.up.namespaced_user, x.request_id),
+    net::co_spawn(x.w.context(), call_stop(&x.w, x.target.app->upstream_id, target, x.api_key, x.up.namespaced_user, x.request_id),
                   log_failure("stop call"));
 }
 

@@ -1,5 +1,7 @@
 #include "gateway/quota/quota.hpp"
 
+#include "gateway/ops/metric_names.hpp"
+
 namespace gw::gateway {
 
 const char* reason_name(quota_reason r)
@@ -39,7 +41,10 @@ usage_counters::usage_counters(const std::map<std::string, std::vector<std::stri
             std::pair key{tenant, app};
             auto old = previous ? previous->counts_.find(key) : counts_.end();
             bool carried = previous && old != previous->counts_.end();
-            counts_.emplace(key, carried ? old->second : std::make_shared<counts>());
+            auto& c = counts_.emplace(key, carried ? old->second : std::make_shared<counts>()).first->second;
+            auto pair = metric_names::process().pair(tenant, app);
+            if (pair >= by_pair_.size()) by_pair_.resize(pair + 1);
+            by_pair_[pair] = c.get();
         }
     }
 }

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace gw::gateway {
 
@@ -97,6 +98,8 @@ public:
     // `previous` (a config reload), pairs that existed keep their counts.
     usage_counters(const std::map<std::string, std::vector<std::string>>& tenant_apps, const usage_counters* previous = nullptr);
     counts* find(const std::string& tenant, const std::string& app);
+    // The same by metric_names pair id (the request path: no lookup by name).
+    counts* find(std::uint32_t pair) { return pair < by_pair_.size() ? by_pair_[pair] : nullptr; }
     void add_tokens(const std::string& tenant, const std::string& app, std::int64_t day, std::int64_t tokens);
     static void add_tokens(counts& c, std::int64_t day, std::int64_t tokens);
     std::atomic<std::uint64_t>& store_errors() { return store_->errors; }
@@ -104,6 +107,7 @@ public:
 
 private:
     std::map<std::pair<std::string, std::string>, std::shared_ptr<counts>> counts_;
+    std::vector<counts*> by_pair_; // by metric_names pair id; null for pairs not configured
     std::shared_ptr<store_counters> store_ = std::make_shared<store_counters>();
 };
 

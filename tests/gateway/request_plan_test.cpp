@@ -52,16 +52,47 @@ TEST(RequestPlan, AGenerationRouteResolvesOnce)
     auto plan = plan_request(*dir, head(http::verb::post, "/v1/chat-messages"));
     ASSERT_FALSE(plan.refusal);
     EXPECT_EQ(plan.who->name, "alpha");
-    EXPECT_EQ(plan.app->app, "chat") << "the tenant's default app";
+    EXPECT_EQ(plan.target->app->name, "chat") << "the tenant's default app";
     ASSERT_NE(plan.route, nullptr);
     EXPECT_TRUE(plan.generates);
     EXPECT_EQ(plan.place, core::user_place::json_body);
     EXPECT_FALSE(plan.uploads_file);
     auto upload = plan_request(*dir, head(http::verb::post, "/apps/workflow/v1/files/upload"));
     ASSERT_FALSE(upload.refusal);
-    EXPECT_EQ(upload.app->app, "workflow");
+    EXPECT_EQ(upload.target->app->name, "workflow");
     EXPECT_TRUE(upload.uploads_file);
     EXPECT_FALSE(upload.generates);
+}
+
+TEST(RequestPlan, NamesAreResolvedToHandlesOnceAtLoad)
+{
+    auto dir = directory();
+    auto plan = plan_request(*dir, head(http::verb::post, "/apps/workflow/v1/workflows/run"));
+    ASSERT_FALSE(plan.refusal);
+    const auto& app = *plan.target->app;
+    EXPECT_EQ(app.cfg, &dir->config().apps.at("workflow"));
+    EXPECT_EQ(app.upstream, &dir->config().upstreams.at("dify")) << "the upstream, without a lookup by name later";
+    EXPECT_EQ(*app.upstream_name, "dify");
+    EXPECT_EQ(plan.endpoint, endpoint_id(plan.route));
+    EXPECT_EQ(endpoint_label(plan.endpoint), "POST /workflows/run");
+
+    auto& names = metric_names::process();
+    EXPECT_EQ(plan.pair, names.pair("alpha", "workflow"));
+    EXPECT_EQ(app.upstream_id, names.upstream("dify"));
+    EXPECT_EQ(plan.who->id, names.tenant("alpha"));
+    auto labels = names.all();
+    EXPECT_EQ(labels.pairs.at(plan.pair), (std::pair<std::string, std::string>{"alpha", "workflow"}));
+
+    auto refused = plan_request(*dir, head(http::verb::get, "/v1/no-such-route"));
+    EXPECT_EQ(refused.pair, names.pair("alpha", "")) << "authenticated, not routed";
+    EXPECT_EQ(endpoint_label(refused.endpoint), "");
+    auto anonymous = plan_request(*dir, head(http::verb::get, "/v1/parameters", "no-such-key"));
+    EXPECT_EQ(anonymous.pair, metric_names::anonymous);
+
+    auto reloaded = directory(); // a reload of the same names keeps every id
+    auto again = plan_request(*reloaded, head(http::verb::post, "/apps/workflow/v1/workflows/run"));
+    EXPECT_EQ(again.pair, plan.pair);
+    EXPECT_EQ(again.target->app->id, app.id);
 }
 
 TEST(RequestPlan, RefusalsComeInTheOrderTheGatewayChecks)
@@ -88,7 +119,7 @@ TEST(RequestPlan, RefusalsComeInTheOrderTheGatewayChecks)
     plan = plan_request(*dir, head(http::verb::get, "/apps/not-mine/v1/parameters"));
     ASSERT_TRUE(plan.refusal);
     EXPECT_NE(plan.who, nullptr) << "authenticated, then refused on the app";
-    EXPECT_FALSE(plan.app);
+    EXPECT_FALSE(plan.target);
 
     plan = plan_request(*dir, head(http::verb::get, "/v1/no-such-route"));
     ASSERT_TRUE(plan.refusal);
