@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <span>
 
 namespace gw::gateway {
 
@@ -69,17 +70,35 @@ std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
     return out;
 }
 
-// The last frame of a stream the gateway ends itself, and the end of the chunked body.
-template <typename Writer>
-net::awaitable<bool> end_stream_with_error(exchange& x, Writer& write_chunk, std::string_view code, int status,
-                                           std::string_view message)
+// One chunk of an SSE body to the client: `a` then `b` (a held tail, then fresh bytes).
+inline net::awaitable<std::tuple<error_code, std::size_t>> write_sse_chunk(exchange& x, std::string_view a, std::string_view b)
 {
-    boost::json::object error{{"event", "error"}, {"code", code}, {"status", status}, {"message", message}};
+    x.rec->bytes_out += a.size() + b.size();
+    std::array<net::const_buffer, 2> bufs{net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())};
+    co_return co_await send_to_client(x, http::make_chunk(bufs));
+}
+
+// The last frame of a stream the gateway ends itself, and the end of the chunked body.
+inline net::awaitable<bool> end_stream_with_error(exchange& x, const core::sse_action& act)
+{
+    boost::json::object error{{"event", "error"}, {"code", act.error_code}, {"status", act.error_status}, {"message", act.error_message}};
     std::string frame = "data: " + boost::json::serialize(error) + "\n\n";
-    auto [wec, wn] = co_await write_chunk(frame, {});
+    auto [wec, wn] = co_await write_sse_chunk(x, frame, {});
     if (wec) co_return false;
     auto [lec, ln] = co_await send_to_client(x, http::make_chunk_last());
     co_return !lec;
+}
+
+// The end of a stream Dify finished: the tail the relay held, then the last chunk.
+// Returns {downstream reusable, upstream reusable}.
+inline net::awaitable<std::pair<bool, bool>> finish_sse_stream(exchange& x, const core::sse_action& act, bool upstream_keep_alive)
+{
+    if (!act.held.empty()) {
+        auto [wec, wn] = co_await write_sse_chunk(x, act.held, {});
+        if (wec) co_return std::pair{false, false};
+    }
+    auto [lec, ln] = co_await send_to_client(x, http::make_chunk_last());
+    co_return std::pair{!lec, upstream_keep_alive};
 }
 
 // An SSE relay's registration with its worker, held for the relay's life: listed in
@@ -109,6 +128,37 @@ private:
     std::uint32_t tenant_;
 };
 
+// Reads the next piece of an SSE body into `piece` and tells `relay` what came (bytes,
+// the end, a failure); records what the events name on the way. The read's deadline is
+// the relay's (stream_idle_timeout_ms since the last bytes).
+template <typename S, typename Parser>
+net::awaitable<core::sse_action> read_sse_piece(exchange& x, upstream_connection& conn, Parser& p, core::sse_relay& relay,
+                                                std::span<char> piece, created_records& created)
+{
+    if (p.is_done()) {
+        conn.expires_never();
+        co_return relay.upstream_ended();
+    }
+    p.get().body().data = piece.data();
+    p.get().body().size = piece.size();
+    if (x.client_gone) relay.client_left(); // seen by watch_client
+    conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
+    auto [ec, n] = co_await http::async_read_some(stream_of<S>(conn), conn.buffer(), p, use_nothrow);
+    if (ec == http::error::need_buffer) ec = {};
+    if (x.client_gone) relay.client_left(); // it left during the read: only the task id is wanted now
+    if (ec) {
+        if (!x.client_gone) spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
+        co_return relay.upstream_failed(x.w.aborting() ? core::upstream_end::shutting_down
+                                        : is_timeout(ec) ? core::upstream_end::idle
+                                                         : core::upstream_end::broken);
+    }
+    auto act = relay.feed(std::string_view(piece.data(), piece.size() - p.get().body().size));
+    if (auto used = relay.facts().total_tokens()) x.usage = used; // partial streams: what was reported
+    record_created(x, relay.facts(), created, true);
+    x.task_known = relay.task_known();
+    co_return act;
+}
+
 // Relays a text/event-stream body as core::sse_relay decides (whole events only, the
 // task stopped when the stream ends early or the client leaves); this coroutine only
 // reads, writes and records what the events name. Returns {downstream reusable, upstream
@@ -116,45 +166,17 @@ private:
 template <typename S, typename Parser>
 net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_connection& conn, Parser& p)
 {
-    auto& up = stream_of<S>(conn);
     const auto& upstream_cfg = *x.target.app->upstream;
     stream_registration registered(x.w, conn, x.who.id); // until this frame ends
     core::sse_relay relay({static_cast<std::size_t>(upstream_cfg.max_sse_event_bytes), max_read_after_client_left,
                            upstream_cfg.stream_idle_timeout_ms});
     created_records created; // owners recorded as soon as Dify names the task, conversation, run
-    std::array<char, sse_piece_size> piece; // events are small; this frame lives as long as the stream
-    auto write_chunk = [&](std::string_view a, std::string_view b) {
-        x.rec->bytes_out += a.size() + b.size();
-        std::array<net::const_buffer, 2> bufs{net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())};
-        return send_to_client(x, http::make_chunk(bufs));
-    };
+    std::array<char, sse_piece_size> storage; // events are small; this frame lives as long as the stream
+    const std::span<char> piece(storage);
     for (;;) {
-        core::sse_action act;
-        if (p.is_done()) {
-            conn.expires_never();
-            act = relay.upstream_ended();
-        } else {
-            p.get().body().data = piece.data();
-            p.get().body().size = piece.size();
-            if (x.client_gone) relay.client_left(); // seen by watch_client
-            conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
-            auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
-            if (ec == http::error::need_buffer) ec = {};
-            if (x.client_gone) relay.client_left(); // it left during the read: only the task id is wanted now
-            if (ec) {
-                if (!x.client_gone) spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
-                act = relay.upstream_failed(x.w.aborting() ? core::upstream_end::shutting_down
-                                            : is_timeout(ec) ? core::upstream_end::idle
-                                                             : core::upstream_end::broken);
-            } else {
-                act = relay.feed(std::string_view(piece.data(), piece.size() - p.get().body().size));
-                if (auto used = relay.facts().total_tokens()) x.usage = used; // partial streams: what was reported
-                record_created(x, relay.facts(), created, true);
-                x.task_known = relay.task_known();
-            }
-        }
+        auto act = co_await read_sse_piece<S>(x, conn, p, relay, piece, created);
         while (act.step == core::sse_step::write) {
-            auto [wec, wn] = co_await write_chunk(act.held, act.fresh);
+            auto [wec, wn] = co_await write_sse_chunk(x, act.held, act.fresh);
             act = relay.written(!wec);
         }
         x.client_gone = x.client_gone || relay.client_gone();
@@ -166,18 +188,13 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
         case core::sse_step::end_with_error: {
             if (act.error_code == "event_too_large")
                 spdlog::warn("request {}: an upstream event exceeded {} bytes; stream ended", x.request_id, upstream_cfg.max_sse_event_bytes);
-            bool ended = co_await end_stream_with_error(x, write_chunk, act.error_code, act.error_status, act.error_message);
+            const bool ended = co_await end_stream_with_error(x, act);
             co_return std::pair{ended, false};
         }
-        case core::sse_step::finish: break;
+        case core::sse_step::finish:
+            x.usage = relay.facts().total_tokens();
+            co_return co_await finish_sse_stream(x, act, p.get().keep_alive());
         }
-        x.usage = relay.facts().total_tokens();
-        if (!act.held.empty()) {
-            auto [wec, wn] = co_await write_chunk(act.held, {});
-            if (wec) co_return std::pair{false, false};
-        }
-        auto [lec, ln] = co_await send_to_client(x, http::make_chunk_last());
-        co_return std::pair{!lec, p.get().keep_alive()};
     }
 }
 
@@ -219,6 +236,25 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
     using namespace net::experimental::awaitable_operators;
     // Both branches return error codes as values; && waits for both to finish.
     co_return co_await (relay_sse_then_stop_watching<S>(x, conn, p) && watch_client(x, conn));
+}
+
+// What a JSON reply read on the side named: its usage, and the records it created.
+inline void settle_scanned_body(exchange& x, core::stream_facts& facts)
+{
+    facts.end_json_body();
+    x.usage = facts.total_tokens();
+    created_records created;
+    record_created(x, facts, created, true);
+}
+
+// The end of a relayed body: the last chunk of a chunked one, or the head of an empty
+// one that has not gone out yet. False: the client did not take it.
+inline net::awaitable<bool> end_body(exchange& x, bool chunked, net::const_buffer unsent_head)
+{
+    if (!chunked && unsent_head.size() == 0) co_return true;
+    auto last = http::make_chunk_last();
+    auto [ec, n] = chunked ? co_await send_to_client(x, beast::buffers_cat(unsent_head, last)) : co_await send_to_client(x, unsent_head);
+    co_return !ec;
 }
 
 // Relays any other body piece by piece (JSON, audio, file bytes), chunked or sized as
@@ -269,21 +305,10 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         if (wec) client_gone = true;
     }
     conn.expires_never();
-    if (scan) {
-        facts.end_json_body();
-        x.usage = facts.total_tokens();
-        created_records created;
-        record_created(x, facts, created, true);
-    }
+    if (scan) settle_scanned_body(x, facts);
     if (client_gone) co_return std::pair{false, p.get().keep_alive()};
-    if (chunked || unsent_head.size() > 0) {
-        auto head_part = std::exchange(unsent_head, net::const_buffer{});
-        auto last = http::make_chunk_last();
-        auto [lec, ln] = chunked ? co_await send_to_client(x, beast::buffers_cat(head_part, last))
-                                 : co_await send_to_client(x, head_part);
-        if (lec) co_return std::pair{false, false};
-    }
-    co_return std::pair{true, p.get().keep_alive()};
+    const bool ended = co_await end_body(x, chunked, unsent_head);
+    co_return std::pair{ended, ended && p.get().keep_alive()};
 }
 
 } // namespace gw::gateway

@@ -121,31 +121,52 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
 
     // Not retried on failure: a script Redis ran before the connection broke would count twice.
     auto ec = co_await wait_for(*call, until);
-    const auto& replies = call->replies;
-    bool app_limited = a.max_concurrent > 0;
-    bool malformed = !ec && (replies.size() != (app_limited ? 2u : 1u) || replies[0].type != redis_value::kind::array ||
-                             replies[0].elements.size() != 4 || replies[0].elements[0].integer > 3 ||
-                             (app_limited && (replies[1].type != redis_value::kind::integer || replies[1].integer > 2)));
-    if (ec || malformed) {
-        // The scripts may have run before the failure (a reply lost with its connection, a
-        // deadline passed while Redis was paused): give back whatever they took. Idempotent,
-        // and queued behind the admission on the same connection. Not when they were never
-        // sent (no connection): after a minute of outage that would be thousands of writes.
-        if (might_have_run(ec) && (t.max_concurrent > 0 || (generates && t.tokens_per_day > 0)))
-            link_->write(redis_scripts::cancel_tenant({tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "cancelled")},
-                                                      {lease}));
-        if (might_have_run(ec) && app_limited) link_->write(redis_scripts::cancel_app({app_key(app), app_cancelled_key(app)}, {lease}));
+    const bool app_limited = a.max_concurrent > 0;
+    if (ec || !well_formed(call->replies, app_limited)) {
+        give_back_after_failure(tenant, app, lease, ec, generates);
         if (!failing_) // one line per outage, not one per request
             spdlog::warn("quota store failing ({}); on_error = {}",
-                         ec ? ec.message() : replies.empty() ? std::string("no reply") : "unexpected reply: " + replies[0].str,
+                         ec                      ? ec.message()
+                         : call->replies.empty() ? std::string("no reply")
+                                                 : "unexpected reply: " + call->replies[0].str,
                          config::name_of(cfg_.quota_store.on_error, config::store_error_policy_names));
         failing_ = true;
         co_return co_await on_store_error(tenant, app, generates, lease);
     }
     if (failing_) spdlog::info("quota store reachable again");
     failing_ = false;
+    co_return decide(tenant, app, generates, lease, call->replies);
+}
+
+bool redis_quota_store::well_formed(const std::vector<redis_value>& replies, bool app_limited)
+{
+    return replies.size() == (app_limited ? 2u : 1u) && replies[0].type == redis_value::kind::array &&
+           replies[0].elements.size() == 4 && replies[0].elements[0].integer <= 3 &&
+           (!app_limited || (replies[1].type == redis_value::kind::integer && replies[1].integer <= 2));
+}
+
+void redis_quota_store::give_back_after_failure(const std::string& tenant, const std::string& app, const std::string& lease,
+                                                const error_code& ec, bool generates)
+{
+    // The scripts may have run before the failure (a reply lost with its connection, a
+    // deadline passed while Redis was paused): give back whatever they took. Idempotent,
+    // and queued behind the admission on the same connection. Not when they were never
+    // sent (no connection): after a minute of outage that would be thousands of writes.
+    if (!might_have_run(ec)) return;
+    const auto& t = cfg_.tenants.at(tenant);
+    if (t.max_concurrent > 0 || (generates && t.tokens_per_day > 0))
+        link_->write(redis_scripts::cancel_tenant({tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "cancelled")},
+                                                  {lease}));
+    if (cfg_.apps.at(app).max_concurrent > 0) link_->write(redis_scripts::cancel_app({app_key(app), app_cancelled_key(app)}, {lease}));
+}
+
+admission redis_quota_store::decide(const std::string& tenant, const std::string& app, bool generates, const std::string& lease,
+                                    const std::vector<redis_value>& replies)
+{
+    const auto& t = cfg_.tenants.at(tenant);
+    const bool app_limited = cfg_.apps.at(app).max_concurrent > 0;
     const auto& r = replies[0].elements;
-    int verdict = static_cast<int>(r[0].integer);
+    int verdict = static_cast<int>(r[0].integer); // 0 admitted, 1 rate, 2 tenant concurrency, 3 tokens
     double bucket = std::strtod(r[1].str.c_str(), nullptr);
     std::int64_t unix_seconds = r[2].integer;
     std::int64_t reserved = r[3].integer;
@@ -163,7 +184,7 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
             link_->hold_lease(lease, ticket->holds_tenant_slot ? tenant_key(tenant, "active") : "",
                               ticket->holds_app_slot ? app_key(app) : "");
         out.ticket = std::move(ticket);
-        co_return out;
+        return out;
     }
     // Refused: give back whatever one of the two scripts took (the ticket's finish does).
     if (verdict == 0)
@@ -174,7 +195,7 @@ net::awaitable<admission> redis_quota_store::admit(const std::string& tenant, co
                               : verdict == 3 ? seconds_to_utc_midnight(unix_seconds)
                                              : 1;
     ticket->charge(0);
-    co_return out;
+    return out;
 }
 
 net::awaitable<void> redis_quota_store::send_admissions(std::shared_ptr<redis_quota_store> self, std::string tenant,

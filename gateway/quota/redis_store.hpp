@@ -76,6 +76,12 @@ private:
     static net::awaitable<void> send_admissions(std::shared_ptr<redis_quota_store> self, std::string tenant,
                                                 std::vector<pending_admission> batch);
     net::awaitable<void> send_admission_batch(const std::string& tenant, std::vector<pending_admission> batch);
+    // An admission's replies: their shape, and the admission they say.
+    static bool well_formed(const std::vector<redis_value>& replies, bool app_limited);
+    admission decide(const std::string& tenant, const std::string& app, bool generates, const std::string& lease,
+                     const std::vector<redis_value>& replies);
+    void give_back_after_failure(const std::string& tenant, const std::string& app, const std::string& lease, const error_code& ec,
+                                 bool generates);
     net::awaitable<admission> on_store_error(const std::string& tenant, const std::string& app, bool generates, const std::string& lease);
     redis_client::clock::time_point deadline() const;
 
