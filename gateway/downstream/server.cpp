@@ -52,7 +52,7 @@ std::map<std::string, std::shared_ptr<net::ssl::context>> upstream_tls_contexts(
 
 } // namespace
 
-server::server(std::shared_ptr<const config::gateway_config> cfg, std::string config_path)
+server::server(std::shared_ptr<const config::gateway_config> cfg, std::string config_path, quota_clocks clocks)
     : cfg_(std::move(cfg)), config_path_(std::move(config_path))
 {
     int n = cfg_->server.threads > 0 ? cfg_->server.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -62,7 +62,7 @@ server::server(std::shared_ptr<const config::gateway_config> cfg, std::string co
     for (const auto& [name, t] : cfg_->tenants) tenant_apps[name] = t.apps;
     usage_ = std::make_shared<usage_counters>(tenant_apps);
     store_counters_ = usage_->store();
-    local_quota_ = std::make_shared<memory_quota_store>(*cfg_, usage_, quota_clocks::system());
+    local_quota_ = std::make_shared<memory_quota_store>(*cfg_, usage_, std::move(clocks));
     std::random_device rd;
     for (int i = 0; i < n; ++i)
         workers_.push_back(std::make_unique<worker>(tenants, tls, (std::uint64_t(rd()) << 32) ^ rd(), usage_, local_quota_));

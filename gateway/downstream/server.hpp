@@ -24,8 +24,10 @@ class server
 {
 public:
     // Binds server.listen (throws std::runtime_error with a clear message on failure).
-    // `config_path` (optional) is what SIGHUP and POST /admin/reload re-read.
-    explicit server(std::shared_ptr<const config::gateway_config> cfg, std::string config_path = "");
+    // `config_path` (optional) is what SIGHUP and POST /admin/reload re-read. `clocks` are
+    // what rates, breakers and retry waits measure time with (tests move them on).
+    explicit server(std::shared_ptr<const config::gateway_config> cfg, std::string config_path = "",
+                    quota_clocks clocks = quota_clocks::system());
     ~server();
 
     boost::asio::ip::tcp::endpoint endpoint() const { return endpoint_; }

@@ -59,13 +59,20 @@ running_gateway::running_gateway(const running_emulator& emu, const std::functio
 {
 }
 
-running_gateway::running_gateway(config::gateway_config cfg, std::string config_path)
+gateway::quota_clocks movable_clocks::clocks() const
+{
+    auto clocks = gateway::quota_clocks::system();
+    clocks.steady = [system = clocks.steady, ahead = ahead_ns] { return system() + core::nanos(ahead->load()); };
+    return clocks;
+}
+
+running_gateway::running_gateway(config::gateway_config cfg, std::string config_path, gateway::quota_clocks clocks)
 {
     config::problems problems;
     config::validate(cfg, problems); // fills derived fields (upstream host/port/tls)
     if (!problems.empty()) throw std::runtime_error("test gateway config: " + problems.list().front());
     server_ = std::make_unique<gateway::server>(std::make_shared<const config::gateway_config>(std::move(cfg)),
-                                                std::move(config_path));
+                                                std::move(config_path), std::move(clocks));
     server_->start();
 }
 

@@ -7,6 +7,8 @@
 #include "gateway/downstream/server.hpp"
 #include "tests/support/emulator_fixture.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 
@@ -24,7 +26,8 @@ class running_gateway
 {
 public:
     explicit running_gateway(const running_emulator& emu, const std::function<void(config::gateway_config&)>& adjust = {});
-    explicit running_gateway(config::gateway_config cfg, std::string config_path = "");
+    explicit running_gateway(config::gateway_config cfg, std::string config_path = "",
+                             gateway::quota_clocks clocks = gateway::quota_clocks::system());
     ~running_gateway();
 
     boost::asio::ip::tcp::endpoint endpoint() const { return server_->endpoint(); }
@@ -36,6 +39,15 @@ public:
 private:
     std::unique_ptr<gateway::server> server_;
     bool stopped_ = false;
+};
+
+// The system clocks, with a steady clock the test can move on at once (monotonic: only
+// forward), for what depends on time passing (a breaker's open time, a rate's refill).
+struct movable_clocks
+{
+    std::shared_ptr<std::atomic<std::int64_t>> ahead_ns = std::make_shared<std::atomic<std::int64_t>>(0);
+    void move_on(std::chrono::nanoseconds d) const { *ahead_ns += d.count(); }
+    gateway::quota_clocks clocks() const;
 };
 
 // The test CA as a file (written once per process), for upstreams.*.ca_file.
