@@ -34,6 +34,9 @@ inline constexpr std::uint16_t no_endpoint = 0;
 std::uint16_t endpoint_id(const core::dify_route* route); // for a routed request
 std::string endpoint_label(std::uint16_t endpoint);
 
+static_assert(quota_reason_count == static_cast<std::size_t>(quota_reason::store_unavailable) + 1);
+static_assert(core::upstream_failure_count == static_cast<std::size_t>(core::upstream_failure::other) + 1);
+
 // Figures indexed by the ids of metric_names: a request adds to them without a string key
 // or a lookup by name. Vectors grow on first use of an id (a reload that adds names).
 struct metrics_shard

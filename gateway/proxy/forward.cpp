@@ -274,10 +274,9 @@ net::awaitable<bool> relay_response(exchange& x, attempt_state& st)
 
 // Drives the attempts of one call (core::attempt_machine decides), then relays the answer.
 template <typename S>
-net::awaitable<bool> forward(exchange& x)
+net::awaitable<bool> forward(exchange& x, std::shared_ptr<upstream_pool> pool_ref) // kept: a reload may retire the pool meanwhile
 {
     const auto& app = *x.target.app;
-    auto pool_ref = x.w.pool(app.upstream_id); // kept: a reload may retire the pool meanwhile
     auto& pool = *pool_ref;
     const auto deadline = clock::now() + pool.config().response_timeout_ms;
     core::attempt_machine attempts(attempt_settings_for(x, pool.config()), pool.breaker, pool.budget, [&w = x.w] { return w.random01(); });
@@ -312,8 +311,15 @@ net::awaitable<bool> forward_request(exchange& x)
     if (auto refused = build_upstream_request(x)) co_return co_await write_error(x, *refused);
     if (auto refs = named_resources(x); !refs.empty())
         if (auto foreign = co_await check_ownership(x, std::move(refs))) co_return co_await write_error(x, *foreign);
-    if (x.target.app->upstream->tls) co_return co_await forward<tls_stream>(x);
-    co_return co_await forward<beast::tcp_stream>(x);
+    auto pool = x.w.pool(x.target.app->upstream_id);
+    // A reload changed this upstream (its URL, TLS, limits) after the request was planned on
+    // the old settings: the request is not sent anywhere the old settings did not name.
+    if (!same_connection_settings(pool->config(), *x.target.app->upstream)) {
+        gateway_error changed{503, "unavailable", "The upstream was reconfigured while this request waited; retry it."};
+        co_return co_await write_error(x, changed);
+    }
+    if (pool->config().tls) co_return co_await forward<tls_stream>(x, std::move(pool));
+    co_return co_await forward<beast::tcp_stream>(x, std::move(pool));
 }
 
 } // namespace gw::gateway

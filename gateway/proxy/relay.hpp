@@ -75,7 +75,8 @@ inline net::awaitable<std::tuple<error_code, std::size_t>> write_sse_chunk(excha
 {
     x.rec->bytes_out += a.size() + b.size();
     std::array<net::const_buffer, 2> bufs{net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())};
-    co_return co_await send_to_client(x, http::make_chunk(bufs));
+    auto chunk = http::make_chunk(bufs); // named: no temporaries inside co_await (g++ 12)
+    co_return co_await send_to_client(x, std::move(chunk));
 }
 
 // The last frame of a stream the gateway ends itself, and the end of the chunked body.

@@ -1,15 +1,14 @@
 #include "gateway/quota/redis_store.hpp"
 
 #include "core/key_hash.hpp"
-
+#include "gateway/ops/spawn.hpp"
 #include "gateway/quota/redis_scripts.hpp"
-
-#include <spdlog/spdlog.h>
 
 #include <boost/asio/co_spawn.hpp>
 
-#include "gateway/ops/spawn.hpp"
+#include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <cmath>
 #include <map>
 #include <random>
@@ -334,8 +333,19 @@ net::awaitable<budget_view> redis_quota_store::budget(const std::string& tenant)
         ++counters_->store_errors();
         co_return co_await local_->budget(tenant);
     }
-    auto value = [](const redis_value& v) { return v.type == redis_value::kind::string ? std::stoll(v.str) : 0LL; };
-    std::int64_t used = value(replies[0].elements[0]), held = value(replies[0].elements[1]);
+    // A field that is missing (nil) counts 0; one that is not a whole number is the store
+    // failing, not a reason to end the admin request with an exception.
+    std::int64_t figures[2] = {0, 0};
+    for (int i = 0; i < 2; ++i) {
+        const auto& v = replies[0].elements[static_cast<std::size_t>(i)];
+        if (v.type != redis_value::kind::string) continue;
+        auto [end, err] = std::from_chars(v.str.data(), v.str.data() + v.str.size(), figures[i]);
+        if (err != std::errc{} || end != v.str.data() + v.str.size()) {
+            ++counters_->store_errors();
+            co_return co_await local_->budget(tenant);
+        }
+    }
+    const std::int64_t used = figures[0], held = figures[1];
     co_return budget_view{used, std::max<std::int64_t>(0, t.tokens_per_day - used - held)};
 }
 

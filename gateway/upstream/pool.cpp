@@ -81,7 +81,11 @@ void upstream_connection::close()
 
 bool same_connection_settings(const config::upstream_config& a, const config::upstream_config& b)
 {
-    return a == b; // every setting, the derived ones included (they follow from `url`)
+    // What the pool and its breaker use; the relay's settings (max_sse_event_bytes,
+    // stream_idle_timeout_ms) are read from the request's own configuration.
+    return a.url == b.url && a.ca_file == b.ca_file && a.verify_tls == b.verify_tls && a.max_connections == b.max_connections &&
+           a.idle_timeout_ms == b.idle_timeout_ms && a.connect_timeout_ms == b.connect_timeout_ms &&
+           a.response_timeout_ms == b.response_timeout_ms && a.retry == b.retry && a.circuit_breaker == b.circuit_breaker;
 }
 
 std::shared_ptr<ssl::context> make_upstream_tls(const config::upstream_config& u)

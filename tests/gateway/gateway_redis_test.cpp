@@ -2,6 +2,7 @@
 // gateways (in-process and as separate dify-gateway processes), the script-cache
 // fallback, and on_error = allow / deny / local when Redis dies, then recovery.
 #include "core/text.hpp"
+#include "gateway/ops/spawn.hpp"
 #include "tests/emulator/emulator_test_util.hpp"
 #include "tests/support/gateway_fixture.hpp"
 #include "tests/support/process.hpp"
@@ -10,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <fstream>
 #include <thread>
 
@@ -41,8 +43,16 @@ TEST(GatewayRedis, TwoGatewaysShareOneRate)
     // A burst of 10 and almost no refill: 40 requests through two gateways at once pass
     // 10 times in all. (Refill over time is Redis' own clock in the script; the bucket's
     // rules are unit-tested.)
-    auto cfg = with_redis(redis, [](config::gateway_config& c) { c.tenants["alpha"].rate = config::rate_config{0.001, 10}; });
+    auto cfg = with_redis(redis, [](config::gateway_config& c) {
+        c.tenants["alpha"].rate = config::rate_config{0.001, 10};
+        c.quota_store.timeout_ms = std::chrono::seconds(5); // a slow machine must not turn into "allow"
+        c.quota_store.on_error = gw::config::store_error_policy::deny;
+    });
     running_gateway a(emu, cfg), b(emu, cfg);
+    for (auto* gw : {&a, &b}) { // connections and scripts loaded before the count starts
+        auto c = gw->client();
+        ASSERT_EQ(get(*c, "/v1/parameters", tenant_keys::beta).status, 200);
+    }
     std::atomic<int> admitted{0}, refused{0};
     std::vector<std::thread> clients;
     for (auto* gw : {&a, &b, &a, &b})
@@ -57,6 +67,10 @@ TEST(GatewayRedis, TwoGatewaysShareOneRate)
     for (auto& t : clients) t.join();
     EXPECT_EQ(admitted.load(), 10) << "one shared bucket, not one per gateway";
     EXPECT_EQ(refused.load(), 30);
+    for (auto* gw : {&a, &b}) {
+        http_client admin(gw->server().admin_endpoint(), false);
+        EXPECT_EQ(admin.request("GET", "/admin/usage").json().at("quota_store").at("errors"), 0) << "every admission decided by Redis";
+    }
 }
 
 TEST(GatewayRedis, ConcurrencyAndTokensAreSharedAndReleased)
@@ -363,6 +377,22 @@ TEST(GatewayRedis, ALeaseLeftByADeadReplicaStopsCountingWhenItExpires)
         if (!free_again) std::this_thread::sleep_for(10ms);
     }
     EXPECT_TRUE(free_again);
+}
+
+TEST(GatewayRedis, AGarbledUsageFieldIsAStoreErrorNotAnException)
+{
+    running_redis redis;
+    running_emulator emu;
+    running_gateway gw(emu, with_redis(redis, [](config::gateway_config& c) { c.tenants["alpha"].tokens_per_day = 100; }));
+    const auto failures_before = gateway::task_failures().load();
+    const auto day = std::to_string(std::time(nullptr) / 86'400);
+    redis.cli("HSET 'dify-gateway:{t:alpha}:tokens' used:" + day + " not-a-number");
+    http_client admin(gw.server().admin_endpoint(), false);
+    auto r = admin.request("GET", "/admin/usage");
+    ASSERT_EQ(r.status, 200) << "answered from this gateway's own counts";
+    EXPECT_EQ(r.json().at("tenants").at("alpha").at("tokens_today"), 0);
+    EXPECT_GE(r.json().at("quota_store").at("errors").to_number<std::int64_t>(), 1);
+    EXPECT_EQ(gateway::task_failures().load(), failures_before) << "nothing thrown";
 }
 
 } // namespace

@@ -6,6 +6,10 @@
 #include "tests/support/gateway_fixture.hpp"
 #include "tests/support/process.hpp"
 
+#include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/write.hpp>
+
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -135,6 +139,49 @@ TEST(GatewayReload, SighupReloadsTheProcess)
     ASSERT_EQ(::kill(gw.pid(), SIGHUP), 0);
     EXPECT_EQ(call(gamma_key), 200);
     EXPECT_EQ(gw.terminate(), 0);
+    std::remove(path.c_str());
+}
+
+// A request planned on an upstream's old settings (here https) whose body arrives after a
+// reload changed them (to http) is answered 503, never sent with the old settings' stream
+// type or host to the new pool. 100-continue tells the test when the plan is made.
+TEST(GatewayReload, ARequestPlannedBeforeItsUpstreamChangedIsNotSentOnTheNewSettings)
+{
+    running_emulator emu;
+    const auto tls_config = config_json(emu, true, false, 1000);
+    auto path = write_file("c", tls_config);
+    auto loaded = config::load_config_file(path);
+    ASSERT_TRUE(loaded.ok());
+    running_gateway gw(*loaded.config, path);
+
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::socket s(io);
+    s.connect(gw.endpoint());
+    const std::string body = json::serialize(chat_body("planned before", "u"));
+    const std::string head = "POST /v1/chat-messages HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " + tenant_keys::alpha +
+                             "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nConnection: close\r\nContent-Length: " +
+                             std::to_string(body.size()) + "\r\n\r\n";
+    boost::asio::write(s, boost::asio::buffer(head));
+    std::string got;
+    boost::asio::read_until(s, boost::asio::dynamic_buffer(got), "\r\n\r\n");
+    ASSERT_EQ(got.rfind("HTTP/1.1 100", 0), 0u) << got;
+    got.clear();
+
+    auto plain = tls_config;
+    plain.replace(plain.find("https://localhost"), 8, "http://");
+    const auto ca = plain.find(R"(, "ca_file")");
+    plain.erase(ca, plain.find('}', ca) - ca); // no CA for plain http
+    std::ofstream(path) << plain;
+    http_client admin(gw.server().admin_endpoint(), false);
+    auto reloaded = admin.request("POST", "/admin/reload");
+    ASSERT_EQ(reloaded.status, 200) << reloaded.body;
+
+    boost::asio::write(s, boost::asio::buffer(body));
+    boost::system::error_code ec;
+    boost::asio::read(s, boost::asio::dynamic_buffer(got), ec); // to the end: the answer closes or is read whole
+    EXPECT_EQ(got.rfind("HTTP/1.1 503", 0), 0u) << got;
+    EXPECT_NE(got.find("\"unavailable\""), std::string::npos) << got;
+    EXPECT_EQ(status(gw, tenant_keys::alpha), 502) << "new requests use the new (here wrong) settings, and still get an answer";
     std::remove(path.c_str());
 }
 
