@@ -105,11 +105,29 @@ struct upstream_config
     bool operator==(const upstream_config&) const = default;
 };
 
+// How the OpenAI-compatible front (/openai/v1) calls an app. chat covers Dify's chat,
+// agent and chatflow apps (the newest user message is the query); workflow and
+// completion apps take the message text in an input variable.
+enum class openai_app_kind { chat, workflow, completion };
+inline constexpr std::array<std::string_view, 3> openai_app_kind_names{"chat", "workflow", "completion"};
+
+struct openai_app_config
+{
+    openai_app_kind type = openai_app_kind::chat;
+    std::string instructions_input; // the inputs variable system messages go to ("" = dropped)
+    std::string text_input;         // workflow / completion: the inputs variable for the text ("" = "query")
+    std::string output;             // workflow: the output variable that is the answer ("" = the only one)
+    // A history the gateway has not seen (edited, or forgotten): the prior turns go into
+    // the new conversation's first query as context (true), or are left out (false).
+    bool unknown_history_as_context = true;
+};
+
 struct app_config
 {
     std::string upstream = "dify";
     std::vector<std::string> api_keys;
     int max_concurrent = 0; // 0 = unlimited
+    openai_app_config openai{};
 };
 
 struct rate_config

@@ -92,11 +92,20 @@ void read_upstream(json_reader r, upstream_config& c, problems& out)
     r.finish();
 }
 
-void read_app(json_reader r, app_config& c)
+void read_app(json_reader r, app_config& c, problems& out)
 {
     r.get("upstream", c.upstream);
     r.get("api_keys", c.api_keys, true);
     r.get("max_concurrent", c.max_concurrent, 0, 1'000'000);
+    if (auto* v = r.member("openai")) {
+        json_reader o(*v, child_path(r.path(), "openai"), out);
+        o.get("type", c.openai.type, openai_app_kind_names);
+        o.get("instructions_input", c.openai.instructions_input);
+        o.get("text_input", c.openai.text_input);
+        o.get("output", c.openai.output);
+        o.get("unknown_history_as_context", c.openai.unknown_history_as_context);
+        o.finish();
+    }
     r.finish();
 }
 
@@ -181,7 +190,7 @@ load_result load_config_text(std::string_view text, const env_lookup& env)
         read_named(root.member("upstreams"), "upstreams", c.upstreams, p, [&](json_reader r, upstream_config& u) {
             read_upstream(std::move(r), u, p);
         });
-        read_named(root.member("apps"), "apps", c.apps, p, [](json_reader r, app_config& a) { read_app(std::move(r), a); });
+        read_named(root.member("apps"), "apps", c.apps, p, [&](json_reader r, app_config& a) { read_app(std::move(r), a, p); });
         read_named(root.member("tenants"), "tenants", c.tenants, p, [&](json_reader r, tenant_config& t) {
             read_tenant(std::move(r), t, p);
         });

@@ -168,6 +168,10 @@ void validate(gateway_config& c, problems& out)
         if (!valid_name(name)) out.add(path, "name must be 1-64 characters of A-Z a-z 0-9 . _ -");
         if (!c.upstreams.contains(a.upstream))
             out.add(path + ".upstream", quoted(a.upstream) + " is not defined in upstreams");
+        if (a.openai.type == openai_app_kind::chat && !a.openai.text_input.empty())
+            out.add(path + ".openai.text_input", "is for workflow and completion apps (a chat app takes the text as its query)");
+        if (a.openai.type != openai_app_kind::workflow && !a.openai.output.empty())
+            out.add(path + ".openai.output", "is for workflow apps");
     }
     if (c.tenants.empty()) out.add("tenants", "at least one tenant is required");
     std::map<std::string, std::string> key_owner; // sha256 hex -> tenant

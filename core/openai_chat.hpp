@@ -5,7 +5,7 @@
 //
 // Mapping: the newest message must be the user's; its text is Dify's `query` (chat-type
 // apps) or the configured input variable (workflow and completion apps), its images become
-// Dify `files` (remote URLs as they are; `data:` URLs are uploaded first by the caller).
+// Dify `files` (the caller decides which URLs it accepts).
 // System and developer messages go into a configured input variable, or are dropped.
 // Sampling parameters (temperature, max_tokens, tools, ...) are the Dify app's to decide:
 // accepted and ignored, as the app's model settings apply.

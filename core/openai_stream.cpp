@@ -140,9 +140,16 @@ std::string completion_translator::on_event(std::string_view data)
         return content_frame(delta);
     }
     if (event == "message_replace") {
-        answer_ = std::string(text_of(e, "answer"));
+        // A stream's client keeps what it was sent, then the replacement; a blocking one gets
+        // the replacement alone. answer() is what the client has (the next turn resends it).
+        const auto replacement = text_of(e, "answer");
         finish_reason_ = "content_filter";
-        return content_frame(answer_);
+        if (!o_.stream) {
+            answer_ = std::string(replacement);
+            return {};
+        }
+        answer_ += replacement;
+        return content_frame(replacement);
     }
     if (event == "message_end" && o_.app != app_mapping::kind::workflow) {
         if (const auto* meta = object_of(e, "metadata"))
@@ -206,6 +213,7 @@ std::string completion_translator::on_end()
 std::string completion_translator::on_failure(std::string_view code, std::string_view message)
 {
     if (ended_) return {};
+    if (finished_) return on_end(); // the answer was complete (message_end) before Dify broke off
     ended_ = true;
     finished_ = false;
     error_ = api_error{500, "server_error", std::string(code), "", std::string(message)};

@@ -5,8 +5,9 @@
 // Content comes from `message` and `agent_message` deltas (chat, chatflow, agent apps) and
 // `text_chunk` (workflow apps; when a workflow streamed no text, the configured output
 // variable at `workflow_finished` is the answer). Agent thoughts, workflow node events,
-// files and TTS are not content. `message_replace` (moderation) replaces the answer: the
-// stream gets the replacement as a last delta and finish_reason "content_filter".
+// files and TTS are not content. `message_replace` (moderation) replaces the answer: a
+// stream gets the replacement as a last delta, a blocking reply the replacement alone, and
+// finish_reason is "content_filter".
 // Usage is Dify's (`message_end`, or `workflow_finished`'s total for workflows, whose
 // prompt/completion split Dify does not give: both 0), never estimated.
 #pragma once

@@ -8,8 +8,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 deploy/install_deps.sh test
-# The official Dify Node SDK, pinned by tests/node/package-lock.json.
-[ -d tests/node/node_modules/dify-client ] || (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+# The official Dify and OpenAI Node SDKs, pinned by tests/node/package-lock.json.
+[ -d tests/node/node_modules/dify-client ] && [ -d tests/node/node_modules/openai ] ||
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 
 jobs=$(nproc)
 export CCACHE_DIR=${CCACHE_DIR:-$root/.ccache}

@@ -8,6 +8,8 @@
 #include "gateway/proxy/exchange.hpp"
 #include "gateway/proxy/forward.hpp"
 #include "gateway/downstream/request_checks.hpp"
+#include "gateway/downstream/request_steps.hpp"
+#include "gateway/downstream/serve_openai.hpp"
 #include "gateway/proxy/request_plan.hpp"
 
 #include <boost/json.hpp>
@@ -38,14 +40,16 @@ client_deadline::~client_deadline()
 }
 
 net::awaitable<bool> write_gateway_error(beast::tcp_stream& down, const gateway_error& e, const std::string& request_id,
-                                         bool keep_alive, const header_list& extra)
+                                         bool keep_alive, const header_list& extra, api_front front)
 {
     http::response<http::string_body> res{static_cast<http::status>(e.status), 11};
     res.set(http::field::content_type, "application/json");
     res.set("X-Request-Id", request_id);
     for (const auto& [k, v] : extra) res.set(k, v);
     if (e.status == 401) res.set(http::field::www_authenticate, "Bearer realm=\"api\"");
-    res.body() = json::serialize(json::object{{"code", e.code}, {"message", e.message}, {"status", e.status}}) + "\n";
+    res.body() = front == api_front::dify
+                     ? json::serialize(json::object{{"code", e.code}, {"message", e.message}, {"status", e.status}}) + "\n"
+                     : core::openai::error_body(openai_error(e));
     res.keep_alive(keep_alive);
     res.prepare_payload();
     auto [ec, n] = co_await http::async_write(down, res, use_nothrow);
@@ -53,148 +57,6 @@ net::awaitable<bool> write_gateway_error(beast::tcp_stream& down, const gateway_
 }
 
 namespace {
-
-// Reads the whole body for the rewrite path; answers 413/400 itself. False: do not go on.
-net::awaitable<bool> read_whole_body(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer,
-                                     http::request_parser<http::string_body>& p, const std::string& request_id)
-{
-    const config::server_config cfg = w.tenants().config().server; // a copy: a reload may free the old config
-    p.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
-    error_code ec;
-    {
-        client_deadline deadline(down, cfg.client_idle_timeout_ms);
-        auto [read_ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
-        ec = deadline.fired() ? error_code(beast::error::timeout) : read_ec;
-    }
-    // Errors are named before co_await: g++ 12 mishandles temporaries inside co_await expressions.
-    if (ec == http::error::body_limit) {
-        gateway_error too_large{413, "request_too_large", "The request body is larger than the gateway accepts."};
-        co_await write_gateway_error(down, too_large, request_id, false);
-    } else if (ec == beast::error::timeout) { // a body trickled too slowly (client_idle_timeout_ms in all)
-        gateway_error slow{408, "request_timeout", "The request body took too long to arrive."};
-        co_await write_gateway_error(down, slow, request_id, false);
-    } else if (ec && ec != net::error::eof && ec != http::error::partial_message) {
-        gateway_error malformed{400, "bad_request", "Malformed HTTP request body."};
-        co_await write_gateway_error(down, malformed, request_id, false);
-    }
-    co_return !ec;
-}
-
-// The client's address: the peer, or the last X-Forwarded-For hop when the peer is a
-// trusted proxy (nginx in front).
-std::string client_address(const std::string& peer, const http::request_header<>& req, const std::vector<std::string>& trusted)
-{
-    auto forwarded = req["X-Forwarded-For"];
-    if (!forwarded.empty() && std::find(trusted.begin(), trusted.end(), peer) != trusted.end()) {
-        auto parts = core::split(forwarded, ',');
-        return std::string(core::trim(parts.back()));
-    }
-    return peer;
-}
-
-// Metrics and the access log for one finished request.
-void record_request(worker& w, const request_record& r)
-{
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.start).count();
-    auto& figures = w.metrics().pair(r.pair);
-    figures.count_request(r.endpoint, r.status);
-    if (r.pair != metric_names::anonymous) {
-        figures.duration.observe(seconds);
-        if (r.ttfb_seconds) figures.ttfb.observe(*r.ttfb_seconds);
-    }
-    log_access(r, seconds);
-}
-
-// X-RateLimit-* (and Retry-After when refused) for tenants with a rate.
-header_list rate_headers(const admission& a)
-{
-    header_list h;
-    if (a.rate) {
-        h.emplace_back("X-RateLimit-Limit", std::to_string(a.rate->limit));
-        h.emplace_back("X-RateLimit-Remaining", std::to_string(a.rate->remaining));
-        h.emplace_back("X-RateLimit-Reset", std::to_string(a.rate->reset_seconds));
-    }
-    if (a.refused) h.emplace_back("Retry-After", std::to_string(a.retry_after_seconds));
-    return h;
-}
-
-gateway_error quota_error(const config::tenant_config& t, quota_reason r)
-{
-    switch (r) {
-    case quota_reason::rate: {
-        char rate[32];
-        std::snprintf(rate, sizeof rate, "%g", t.rate ? t.rate->requests_per_second : 0.0);
-        return {429, "too_many_requests", std::string("Rate limit exceeded (") + rate + " requests per second)."};
-    }
-    case quota_reason::tenant_concurrency:
-        return {429, "too_many_requests", "Too many concurrent requests (at most " + std::to_string(t.max_concurrent) + ")."};
-    case quota_reason::app_concurrency: return {429, "too_many_requests", "Too many concurrent requests for this app."};
-    case quota_reason::tokens:
-        return {429, "quota_exceeded", "The daily token quota (" + std::to_string(t.tokens_per_day) +
-                                           " tokens) is used up; it renews at 00:00 UTC."};
-    case quota_reason::store_unavailable: return {503, "unavailable", "Quotas cannot be checked right now."};
-    }
-    return {500, "internal_error", "Unexpected quota decision."};
-}
-
-// Answers a request refused before its body was read. The answer goes out at once; a
-// small body (≤ 64 KiB, not awaiting 100-continue) is then read and dropped so the
-// connection stays usable; otherwise the connection closes. True: reusable.
-net::awaitable<bool> refuse_early(beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp, const gateway_error& e,
-                                  const std::string& request_id, bool keep_alive, const header_list& extra)
-{
-    auto len = hp.content_length();
-    bool small = hp.is_done() ||
-                 (len && *len <= 64 * 1024 && !beast::iequals(hp.get()[http::field::expect], "100-continue"));
-    if (!co_await write_gateway_error(down, e, request_id, keep_alive && small, extra)) co_return false;
-    if (hp.is_done()) co_return true;
-    http::request_parser<http::string_body> p{std::move(hp)};
-    p.body_limit(64 * 1024);
-    client_deadline deadline(down, std::chrono::seconds(10));
-    auto [ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
-    co_return !ec;
-}
-
-std::size_t field_count(const http::request_header<>& h)
-{
-    return static_cast<std::size_t>(std::distance(h.begin(), h.end()));
-}
-
-// "HTTP/1.1 100 Continue" when the client waits for it before sending its body.
-net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::request_header<>& req)
-{
-    if (!beast::iequals(req[http::field::expect], "100-continue")) co_return true;
-    http::response<http::empty_body> cont{http::status::continue_, 11};
-    auto [ec, n] = co_await http::async_write(down, cont, use_nothrow);
-    co_return !ec;
-}
-
-} // namespace
-
-namespace {
-
-// What serving a request needs from its session, bundled for the helpers below.
-struct downstream_request
-{
-    worker& w;
-    const tenant_directory& dir;
-    beast::tcp_stream& down;
-    beast::flat_buffer& buffer;
-    const std::string& request_id;
-    request_record& rec;
-};
-
-exchange make_exchange(downstream_request& d, const http::request_header<>& req, bool keep_alive, request_plan& plan,
-                       quota_ticket* ticket, header_list quota_headers)
-{
-    exchange x{d.w, d.dir, d.down, d.buffer, req, *plan.who, std::move(*plan.target), d.request_id, keep_alive, ticket,
-               std::move(quota_headers)};
-    x.rec = &d.rec;
-    x.generating = plan.generates;
-    x.place = plan.place;
-    x.uploads_file = plan.uploads_file;
-    return x;
-}
 
 // A body with nothing to change in it: it goes to Dify as it arrives.
 net::awaitable<bool> forward_streamed_body(downstream_request& d, header_parser& hp, request_plan& plan, quota_ticket* ticket,
@@ -218,7 +80,7 @@ net::awaitable<bool> forward_whole_body(downstream_request& d, header_parser& hp
     if (has_body) {
         if (!co_await continue_if_expected(d.down, body_parser.get())) co_return false;
         const auto fields_before = field_count(body_parser.get());
-        if (!co_await read_whole_body(d.w, d.down, d.buffer, body_parser, d.request_id)) co_return false;
+        if (!co_await read_whole_body(d.w, d.down, d.buffer, body_parser, d.request_id, api_front::dify)) co_return false;
         // Beast merges a chunked body's trailer fields into the header: Dify's stack would
         // see them (or not) differently, so a request with trailers is refused.
         if (field_count(body_parser.get()) != fields_before) {
@@ -262,19 +124,18 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     r.rec.endpoint = plan.endpoint;
     if (plan.refusal) {
         r.rec.status = plan.refusal->status;
-        co_return co_await refuse_early(down, buffer, hp, *plan.refusal, request_id, keep_alive && !plan.close_after_refusal, {});
+        co_return co_await refuse_early(down, buffer, hp, *plan.refusal, request_id, keep_alive && !plan.close_after_refusal, {}, plan.front);
+    }
+    if (plan.front != api_front::dify) { // the OpenAI front: its app is named in its body
+        downstream_request d{w, *snapshot, down, buffer, request_id, r.rec};
+        co_return co_await serve_openai(d, hp, plan, keep_alive);
     }
     // Quotas are checked before any upstream work (and before the body is read).
-    auto* counts = w.usage().find(plan.pair);
-    if (counts) ++counts->requests;
     auto admitted = co_await w.quotas().admit(plan.who->name, plan.target->app->name, plan.generates);
     auto quota_headers = rate_headers(admitted);
-    if (admitted.refused) {
-        if (counts) ++counts->refused[static_cast<std::size_t>(*admitted.refused)];
-        ++w.metrics().tenant(plan.who->id).rate_limited[static_cast<std::size_t>(*admitted.refused)];
-        auto refusal = quota_error(*plan.who->cfg, *admitted.refused);
-        r.rec.status = refusal.status;
-        co_return co_await refuse_early(down, buffer, hp, refusal, request_id, keep_alive, quota_headers);
+    if (auto refusal = account_admission(w, plan, admitted)) {
+        r.rec.status = refusal->status;
+        co_return co_await refuse_early(down, buffer, hp, *refusal, request_id, keep_alive, quota_headers, api_front::dify);
     }
     std::unique_ptr<quota_ticket> ticket = std::move(admitted.ticket); // returned when this frame ends
     downstream_request d{w, *snapshot, down, buffer, request_id, r.rec};

@@ -50,8 +50,9 @@ private:
     std::shared_ptr<state> state_ = std::make_shared<state>();
 };
 
-// A gateway-made error response in Dify's shape (plus `extra` headers), written to `down`.
+// A gateway-made error response (plus `extra` headers), written to `down`: in Dify's
+// shape, or in OpenAI's for the OpenAI front.
 net::awaitable<bool> write_gateway_error(beast::tcp_stream& down, const gateway_error& e, const std::string& request_id,
-                                         bool keep_alive, const header_list& extra = {});
+                                         bool keep_alive, const header_list& extra = {}, api_front front = api_front::dify);
 
 } // namespace gw::gateway

@@ -6,6 +6,7 @@
 #include "core/stream_facts.hpp"
 #include "core/user_rewrite.hpp"
 #include "gateway/ops/logging.hpp"
+#include "gateway/proxy/openai_front.hpp"
 #include "gateway/downstream/serve_request.hpp"
 #include "gateway/quota/quota.hpp"
 
@@ -65,6 +66,7 @@ struct exchange
     core::user_place place = core::user_place::none; // where Dify reads `user` on this endpoint
     core::json_references refs{};           // what a JSON body refers to (conversation, files)
     bool uploads_file = false;              // POST /files/upload: the reply names a new file
+    openai_turn* openai = nullptr;          // a turn of the OpenAI front: its reply is translated
 };
 
 // The exchange's backoff timer (made on first use).

@@ -7,6 +7,7 @@
 #include "core/text.hpp"
 #include "core/upstream_attempts.hpp"
 #include "gateway/downstream/serve_request.hpp"
+#include "gateway/proxy/openai_relay.hpp"
 #include "gateway/proxy/relay.hpp"
 
 #include <boost/json.hpp>
@@ -124,9 +125,14 @@ net::awaitable<std::optional<held_reply>> hold_error_reply(upstream_connection& 
     co_return out;
 }
 
-// Passes a held Dify reply to the client unchanged (status, end-to-end headers, body).
+// Passes a held Dify reply to the client unchanged (status, end-to-end headers, body);
+// through the OpenAI front, as OpenAI's error.
 net::awaitable<bool> write_held_reply(exchange& x, held_reply& h)
 {
+    if (x.openai) {
+        auto e = openai_error_of_dify(static_cast<int>(h.res.result_int()), h.res.body());
+        co_return co_await write_openai_error(x, e, h.res[http::field::retry_after]);
+    }
     http::response<http::string_body> res{h.res.result(), 11};
     for (const auto& f : h.res)
         if (!is_hop_by_hop(f.name_string()) && !core::iequals(f.name_string(), "content-length")) res.insert(f.name_string(), f.value());
@@ -246,19 +252,11 @@ net::awaitable<bool> answer_without_relay(exchange& x, const core::attempt_actio
 template <typename S>
 net::awaitable<bool> relay_response(exchange& x, attempt_state& st)
 {
-    const auto& head = st.parser->get();
     // Dify refused the request (4xx/5xx before generating): it used no tokens.
-    if (x.ticket && head.result_int() != 200) x.ticket->charge(0);
-    // A HEAD reply has no body, whatever its type: nothing to relay after the head.
-    bool sse = x.req.method() != http::verb::head && core::media_type(head[http::field::content_type]) == "text/event-stream";
-    bool keep_alive = client_reusable(x);
-    const std::string head_bytes = response_head(x, *st.parser, sse, keep_alive);
-    if (sse) { // the head goes out at once: the client sees the stream open
-        auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
-        if (ec) co_return false; // the lease closes the upstream connection
-    }
-    auto [down_ok, up_ok] = sse ? co_await relay_sse<S>(x, *st.lease, *st.parser)
-                                : co_await relay_body<S>(x, *st.lease, *st.parser, head_bytes);
+    if (x.ticket && st.parser->get().result_int() != 200) x.ticket->charge(0);
+    const bool keep_alive = client_reusable(x);
+    auto [down_ok, up_ok] = x.openai ? co_await relay_openai<S>(x, *st.lease, *st.parser, keep_alive)
+                                     : co_await relay_dify<S>(x, *st.lease, *st.parser, keep_alive);
     ++st.lease->requests;
     st.lease.give_back(up_ok);
     if (x.usage) {
@@ -269,6 +267,7 @@ net::awaitable<bool> relay_response(exchange& x, attempt_state& st)
         x.ticket->charge(*x.usage);
         x.w.local_quota().observe_usage(x.target.app->name, *x.usage);
     }
+    if (x.openai) remember_turn(x);
     co_return down_ok && keep_alive;
 }
 

@@ -70,9 +70,38 @@ std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
     return out;
 }
 
+// Frames of the OpenAI front to the client (nothing when it waits for the whole answer).
+inline net::awaitable<std::tuple<error_code, std::size_t>> write_openai_frames(exchange& x, const std::string& frames, bool last)
+{
+    if (!x.openai->request.stream || (frames.empty() && !last)) co_return std::tuple{error_code{}, std::size_t{0}};
+    x.rec->bytes_out += frames.size();
+    auto chunk = http::make_chunk(net::buffer(frames)); // named: no temporaries inside co_await (g++ 12)
+    if (!last) co_return co_await send_to_client(x, std::move(chunk));
+    auto end = http::make_chunk_last();
+    if (frames.empty()) co_return co_await send_to_client(x, std::move(end));
+    auto both = beast::buffers_cat(chunk, end);
+    co_return co_await send_to_client(x, std::move(both));
+}
+
+// Whole Dify events (`a` then `b`) through the OpenAI front's translator.
+inline std::string translate_events(exchange& x, std::string_view a, std::string_view b)
+{
+    std::string frames;
+    auto on_event = [&](const core::sse_event& e, std::size_t) {
+        if (e.event.empty() || e.event == "message") frames += x.openai->translator.on_event(e.data);
+    };
+    x.openai->events.feed(a, on_event);
+    x.openai->events.feed(b, on_event);
+    return frames;
+}
+
 // One chunk of an SSE body to the client: `a` then `b` (a held tail, then fresh bytes).
 inline net::awaitable<std::tuple<error_code, std::size_t>> write_sse_chunk(exchange& x, std::string_view a, std::string_view b)
 {
+    if (x.openai) {
+        const auto frames = translate_events(x, a, b); // named: no temporaries inside co_await (g++ 12)
+        co_return co_await write_openai_frames(x, frames, false);
+    }
     x.rec->bytes_out += a.size() + b.size();
     std::array<net::const_buffer, 2> bufs{net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())};
     auto chunk = http::make_chunk(bufs); // named: no temporaries inside co_await (g++ 12)
@@ -82,6 +111,11 @@ inline net::awaitable<std::tuple<error_code, std::size_t>> write_sse_chunk(excha
 // The last frame of a stream the gateway ends itself, and the end of the chunked body.
 inline net::awaitable<bool> end_stream_with_error(exchange& x, const core::sse_action& act)
 {
+    if (x.openai) {
+        auto frames = x.openai->translator.on_failure(act.error_code, act.error_message);
+        auto [ec, n] = co_await write_openai_frames(x, frames, true);
+        co_return !ec;
+    }
     boost::json::object error{{"event", "error"}, {"code", act.error_code}, {"status", act.error_status}, {"message", act.error_message}};
     std::string frame = "data: " + boost::json::serialize(error) + "\n\n";
     auto [wec, wn] = co_await write_sse_chunk(x, frame, {});
@@ -94,6 +128,11 @@ inline net::awaitable<bool> end_stream_with_error(exchange& x, const core::sse_a
 // Returns {downstream reusable, upstream reusable}.
 inline net::awaitable<std::pair<bool, bool>> finish_sse_stream(exchange& x, const core::sse_action& act, bool upstream_keep_alive)
 {
+    if (x.openai) {
+        auto frames = translate_events(x, act.held, {}) + x.openai->translator.on_end();
+        auto [ec, n] = co_await write_openai_frames(x, frames, true);
+        co_return std::pair{!ec, upstream_keep_alive};
+    }
     if (!act.held.empty()) {
         auto [wec, wn] = co_await write_sse_chunk(x, act.held, {});
         if (wec) co_return std::pair{false, false};

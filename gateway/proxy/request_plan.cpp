@@ -22,6 +22,22 @@ request_plan plan_request(const tenant_directory& dir, const boost::beast::http:
             gateway_error{400, "bad_request", "The request path cannot be read unambiguously: " + why + "."};
         return plan;
     }
+    const auto& seg = path->segments;
+    const bool openai = seg.size() >= 2 && seg[0] == "openai" && seg[1] == "v1";
+    if (openai) {
+        const bool chat = seg.size() == 4 && seg[2] == "chat" && seg[3] == "completions";
+        const bool models = seg.size() == 3 && seg[2] == "models";
+        plan.front = chat ? api_front::openai_chat : api_front::openai_models;
+        const auto wanted = chat ? boost::beast::http::verb::post : boost::beast::http::verb::get;
+        if (!chat && !models) {
+            plan.refusal = gateway_error{404, "not_found", "The OpenAI-compatible front serves /chat/completions and /models."};
+            return plan;
+        }
+        if (head.method() != wanted) {
+            plan.refusal = gateway_error{405, "method_not_allowed", "The method is not allowed for the requested URL."};
+            return plan;
+        }
+    }
     gateway_error err;
     plan.who = dir.authenticate(head[boost::beast::http::field::authorization], err);
     if (!plan.who) {
@@ -29,6 +45,7 @@ request_plan plan_request(const tenant_directory& dir, const boost::beast::http:
         return plan;
     }
     plan.pair = plan.who->unrouted;
+    if (openai) return plan; // the app is named in the body
     plan.target = dir.route(*plan.who, head.method_string(), *path, err);
     if (!plan.target) {
         plan.refusal = err;

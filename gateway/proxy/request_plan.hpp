@@ -17,6 +17,7 @@ namespace gw::gateway {
 
 struct request_plan
 {
+    api_front front = api_front::dify;
     std::optional<gateway_error> refusal;
     bool close_after_refusal = false;                    // the request's framing itself is in doubt
     const tenant* who = nullptr;                         // set once authenticated
@@ -31,7 +32,7 @@ struct request_plan
 
 // Checks in order: a head Dify's stack could read differently (400, connection closes),
 // a path that cannot be read unambiguously (400), the tenant key (401), the app and route
-// (403/404/405).
+// (403/404/405). An OpenAI front request stops after the key: its app is in its body.
 request_plan plan_request(const tenant_directory& dir, const boost::beast::http::request_header<>& head);
 
 } // namespace gw::gateway

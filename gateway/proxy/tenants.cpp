@@ -63,6 +63,30 @@ const tenant* tenant_directory::authenticate(std::string_view authorization, gat
     return it->second;
 }
 
+std::optional<app_target> tenant_directory::openai_target(const tenant& t, std::string_view model, gateway_error& err) const
+{
+    const auto* handle = app(model);
+    auto pair = t.pair_of_app.find(std::string(model));
+    if (!handle || pair == t.pair_of_app.end()) {
+        err = {404, "model_not_found", "The model '" + std::string(model) + "' does not exist or you do not have access to it."};
+        return std::nullopt;
+    }
+    std::vector<std::string> dify;
+    switch (handle->cfg->openai.type) {
+    case config::openai_app_kind::chat: dify = {"chat-messages"}; break;
+    case config::openai_app_kind::workflow: dify = {"workflows", "run"}; break;
+    case config::openai_app_kind::completion: dify = {"completion-messages"}; break;
+    }
+    app_target out;
+    out.app = handle;
+    out.pair = pair->second;
+    out.wire_path = core::encode_path(dify);
+    for (const auto& s : dify) out.dify_path += "/" + s;
+    out.match = core::find_route("POST", dify);
+    out.administers = administers(t, handle->name);
+    return out;
+}
+
 bool tenant_directory::administers(const tenant& t, const std::string& app) const
 {
     if (std::find(t.cfg->admin_apps.begin(), t.cfg->admin_apps.end(), app) != t.cfg->admin_apps.end())

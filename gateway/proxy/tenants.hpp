@@ -23,6 +23,15 @@ struct gateway_error
     std::string message;
 };
 
+// Which API a request speaks: Dify's own (/v1, /apps/<app>/v1), or the OpenAI-compatible
+// front (/openai/v1), whose app is named in the body and whose errors are OpenAI's.
+enum class api_front
+{
+    dify,
+    openai_chat,   // POST /openai/v1/chat/completions
+    openai_models, // GET /openai/v1/models (and the front's unknown paths)
+};
+
 // An app as the configuration resolved it at load: what the hops after the plan need,
 // without looking a name up again.
 struct app_handle
@@ -70,6 +79,11 @@ public:
     std::optional<app_target> route(
         const tenant& t, std::string_view method, const core::canonical_path& path, gateway_error& err
     ) const;
+
+    // The OpenAI front's target for `model` (an app `t` may use): the Dify route its kind
+    // of app takes a turn on (chat-messages, workflows/run, completion-messages); else 404
+    // model_not_found (an app of another tenant is not named).
+    std::optional<app_target> openai_target(const tenant& t, std::string_view model, gateway_error& err) const;
 
     // Whether `t` may use the app-wide routes of `app`: an explicit grant (admin_apps), or
     // no other tenant may use the app.

@@ -60,7 +60,8 @@ net::awaitable<bool> write_error(exchange& x, const gateway_error& e)
     const bool droppable = unread && x.streamed->content_length().value_or(max_dropped_body + 1) <= max_dropped_body &&
                            !beast::iequals(x.req[http::field::expect], "100-continue");
     const bool keep = x.client_keep_alive && !x.w.draining() && !x.client_broken && (!unread || droppable);
-    if (!co_await write_gateway_error(x.down, e, x.request_id, keep, x.quota_headers)) co_return false;
+    const auto front = x.openai ? api_front::openai_chat : api_front::dify;
+    if (!co_await write_gateway_error(x.down, e, x.request_id, keep, x.quota_headers, front)) co_return false;
     if (!unread) co_return true;
     co_return co_await drop_rest_of_body(x);
 }
@@ -203,8 +204,9 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
     const auto& upstream = *x.target.app->upstream;
     std::string_view target = x.req.target();
     auto q = target.find('?');
-    std::string query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
-    if (auto refused = rewrite_user(x, query)) return refused;
+    std::string query = q == std::string_view::npos || x.openai ? std::string() : std::string(target.substr(q + 1));
+    // A turn of the OpenAI front: the gateway wrote the JSON body; `user` is namespaced in it.
+    if (auto refused = x.openai ? rewrite_json_body(x) : rewrite_user(x, query)) return refused;
     scope_to_tenant(x, query);
 
     auto& h = x.up.head;
@@ -219,8 +221,11 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
         for (auto token : core::split(it->value(), ','))
             if (auto t = core::trim(token); !t.empty()) connection_tokens.push_back(core::to_lower(t));
     std::sort(connection_tokens.begin(), connection_tokens.end());
-    for (const auto& f : x.req)
-        if (forwarded_request_header(f.name_string(), connection_tokens)) h.insert(f.name_string(), f.value());
+    if (x.openai) // the request is the gateway's: none of the client's (OpenAI SDK) headers
+        h.set(http::field::content_type, "application/json");
+    else
+        for (const auto& f : x.req)
+            if (forwarded_request_header(f.name_string(), connection_tokens)) h.insert(f.name_string(), f.value());
     h.set(http::field::host, host_header(upstream));
     x.api_key = x.w.next_api_key(*x.target.app);
     h.set(http::field::authorization, "Bearer " + x.api_key);

@@ -25,7 +25,8 @@ std::int64_t seconds_to_utc_midnight(std::int64_t unix_seconds)
 memory_quota_store::memory_quota_store(const config::gateway_config& cfg, std::shared_ptr<usage_counters> counters,
                                        quota_clocks clocks)
     : counters_(std::move(counters)), clocks_(std::move(clocks)),
-      owners_(std::make_shared<core::ownership_table>(static_cast<std::size_t>(cfg.quota_store.ownership_max_entries)))
+      owners_(std::make_shared<core::ownership_table>(static_cast<std::size_t>(cfg.quota_store.ownership_max_entries))),
+      conversations_(std::make_shared<core::conversation_map>(static_cast<std::size_t>(cfg.quota_store.ownership_max_entries)))
 {
     build(cfg, nullptr);
 }
@@ -35,6 +36,7 @@ std::shared_ptr<memory_quota_store> memory_quota_store::reconfigured(const confi
 {
     auto next = std::shared_ptr<memory_quota_store>(new memory_quota_store(std::move(counters), clocks_));
     next->owners_ = owners_;
+    next->conversations_ = conversations_;
     next->build(cfg, this);
     return next;
 }
@@ -52,6 +54,21 @@ std::optional<std::string> memory_quota_store::owner_now(core::owned_kind kind, 
 net::awaitable<std::optional<std::string>> memory_quota_store::owner_of(core::owned_kind kind, const std::string& id)
 {
     co_return owner_now(kind, id);
+}
+
+void memory_quota_store::remember_conversation(const std::string& key, const std::string& conversation_id)
+{
+    conversations_->remember(key, conversation_id, clocks_.unix_seconds(), ownership_ttl_s_);
+}
+
+std::optional<std::string> memory_quota_store::conversation_now(const std::string& key)
+{
+    return conversations_->find(key, clocks_.unix_seconds());
+}
+
+net::awaitable<std::optional<std::string>> memory_quota_store::conversation_of(const std::string& key)
+{
+    co_return conversation_now(key);
 }
 
 void memory_quota_store::build(const config::gateway_config& cfg, const memory_quota_store* previous)

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "config/gateway_config.hpp"
+#include "core/conversation_map.hpp"
 #include "gateway/quota/quota.hpp"
 
 #include <functional>
@@ -39,6 +40,9 @@ public:
     void record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant) override;
     net::awaitable<std::optional<std::string>> owner_of(core::owned_kind kind, const std::string& id) override;
     std::optional<std::string> owner_now(core::owned_kind kind, const std::string& id);
+    void remember_conversation(const std::string& key, const std::string& conversation_id) override;
+    net::awaitable<std::optional<std::string>> conversation_of(const std::string& key) override;
+    std::optional<std::string> conversation_now(const std::string& key);
 
     // The app's current per-request token estimate (from its recent usage).
     std::int64_t estimate(const std::string& app);
@@ -78,6 +82,7 @@ private:
     std::shared_ptr<usage_counters> counters_;
     quota_clocks clocks_;
     std::shared_ptr<core::ownership_table> owners_; // shared with reconfigured stores
+    std::shared_ptr<core::conversation_map> conversations_; // the same
     std::int64_t ownership_ttl_s_ = 0;
 };
 

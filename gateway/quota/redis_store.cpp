@@ -321,6 +321,35 @@ net::awaitable<std::optional<std::string>> redis_quota_store::owner_of(core::own
     co_return replies[0].str;
 }
 
+namespace {
+
+// One key per history, hashed on itself: conversations spread over a Cluster's nodes.
+std::string conversation_key(const std::string& key)
+{
+    return "dify-gateway:{oa:" + key + "}";
+}
+
+} // namespace
+
+void redis_quota_store::remember_conversation(const std::string& key, const std::string& conversation_id)
+{
+    local_->remember_conversation(key, conversation_id);
+    link_->write({"SET", conversation_key(key), conversation_id, "EX", std::to_string(cfg_.quota_store.ownership_ttl_s.count())});
+}
+
+net::awaitable<std::optional<std::string>> redis_quota_store::conversation_of(const std::string& key)
+{
+    auto self = shared_from_this(); // a reload may replace this store while the call waits
+    std::vector<redis_client::command> query{{"GET", conversation_key(key)}};
+    auto [ec, replies] = co_await link_->client().exec(std::move(query), deadline()); // named: no braced temporaries in co_await (g++ 12)
+    if (ec || replies.size() != 1 || replies[0].is_error()) {
+        ++counters_->store_errors();
+        co_return local_->conversation_now(key);
+    }
+    if (replies[0].type != redis_value::kind::string) co_return local_->conversation_now(key); // still being written
+    co_return replies[0].str;
+}
+
 net::awaitable<budget_view> redis_quota_store::budget(const std::string& tenant)
 {
     auto self = shared_from_this(); // a reload may replace this store while the call waits

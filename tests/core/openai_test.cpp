@@ -245,7 +245,16 @@ TEST(OpenAiStream, ModerationReplacesTheAnswer)
     t.on_event(message_end);
     auto end = frames_of(t.on_end());
     EXPECT_EQ(end[0].at("choices").at(0).at("finish_reason"), "content_filter");
-    EXPECT_EQ(t.answer(), "[removed]");
+    EXPECT_EQ(t.answer(), "something bad[removed]") << "what the streamed client holds";
+
+    auto o = chat_options();
+    o.stream = false;
+    completion_translator blocking(o);
+    blocking.on_event(R"({"event":"message","answer":"something bad"})");
+    blocking.on_event(R"({"event":"message_replace","answer":"[removed]"})");
+    blocking.on_event(message_end);
+    blocking.on_end();
+    EXPECT_EQ(blocking.completion().at("choices").at(0).at("message").at("content"), "[removed]");
 }
 
 TEST(OpenAiStream, WorkflowTextChunksOrItsOutputVariableAndItsTotal)
@@ -312,6 +321,14 @@ TEST(OpenAiStream, ErrorsAndCutStreamsEndWithAnErrorFrame)
     ASSERT_EQ(f.size(), 1u);
     EXPECT_EQ(f[0].at("error").at("type"), "server_error");
     EXPECT_EQ(silent.on_end(), "");
+
+    completion_translator late(chat_options()); // Dify broke off after its answer was complete
+    late.on_event(R"({"event":"message","answer":"done"})");
+    late.on_event(message_end);
+    f = frames_of(late.on_failure("upstream_stream_broken", "x"));
+    ASSERT_EQ(f.size(), 2u);
+    EXPECT_EQ(f[1], "[DONE]");
+    EXPECT_FALSE(late.error());
 
     completion_translator junk(chat_options());
     EXPECT_EQ(junk.on_event("{not json"), "") << "a malformed event is skipped";

@@ -5,7 +5,7 @@ on free loopback ports, for tests written in other languages.
 As a library: `with Stack(emulator_bin, gateway_bin) as s: ...` gives s.emulator_url,
 s.gateway_url, s.tenant_key, s.ca_file. As a command:
   stack.py --emulator BIN [--gateway BIN] -- COMMAND...
-runs COMMAND with DIFY_EMULATOR_URL, DIFY_GATEWAY_URL, DIFY_GATEWAY_KEY,
+runs COMMAND with DIFY_EMULATOR_URL, DIFY_GATEWAY_URL, DIFY_GATEWAY_KEY, DIFY_GATEWAY_LIMITED_KEY,
 REQUESTS_CA_BUNDLE and NODE_EXTRA_CA_CERTS set, and exits with its status.
 """
 import argparse
@@ -18,6 +18,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAKE_CERTS = os.path.join(HERE, '..', '..', 'deploy', 'make_certs.sh')
 TENANT_KEY = 'gw-seed-tenant-key-0123456789'
+LIMITED_KEY = 'gw-seed-limited-key-0123456789'  # a second tenant: chat only, one request per second
+OPENAI_TYPES = {'workflow': 'workflow', 'completion': 'completion'}  # how the OpenAI front calls them
 APPS = {
     'chat': 'app-emuchat00000000000000001',
     'agent': 'app-emuagent0000000000000001',
@@ -59,8 +61,11 @@ class Stack:
                 'admin': {'listen': '127.0.0.1:0'},
                 'log': {'level': 'warn', 'format': 'text'},
                 'upstreams': {'dify': {'url': self.emulator_url, 'ca_file': self.ca_file}},
-                'apps': {name: {'api_keys': [key]} for name, key in APPS.items()},
-                'tenants': {'seed': {'keys': [TENANT_KEY], 'apps': list(APPS), 'default_app': 'chat'}},
+                'apps': {name: {'api_keys': [key], 'openai': {'type': OPENAI_TYPES.get(name, 'chat')}}
+                         for name, key in APPS.items()},
+                'tenants': {'seed': {'keys': [TENANT_KEY], 'apps': list(APPS), 'default_app': 'chat'},
+                            'limited': {'keys': [LIMITED_KEY], 'apps': ['chat'],
+                                        'rate': {'requests_per_second': 1, 'burst': 1}}},
             }
             path = os.path.join(d, 'gateway.json')
             with open(path, 'w') as f:
@@ -89,7 +94,8 @@ class Stack:
         env.update({'DIFY_EMULATOR_URL': self.emulator_url, 'REQUESTS_CA_BUNDLE': self.ca_file,
                     'NODE_EXTRA_CA_CERTS': self.ca_file, 'NO_PROXY': '*', 'no_proxy': '*'})
         if self.gateway_url:
-            env.update({'DIFY_GATEWAY_URL': self.gateway_url, 'DIFY_GATEWAY_KEY': self.tenant_key})
+            env.update({'DIFY_GATEWAY_URL': self.gateway_url, 'DIFY_GATEWAY_KEY': self.tenant_key,
+                        'DIFY_GATEWAY_LIMITED_KEY': LIMITED_KEY})
         return env
 
 

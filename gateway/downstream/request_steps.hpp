@@ -1,0 +1,78 @@
+// The steps serving a request is made of on the downstream side, shared by the Dify path
+// (serve_request) and the OpenAI front (serve_openai). Each answers its own errors, in the
+// request's front's shape; a `false` from a step means: do not go on with this connection.
+#pragma once
+
+#include "gateway/downstream/serve_request.hpp"
+#include "gateway/proxy/exchange.hpp"
+#include "gateway/proxy/request_plan.hpp"
+
+#include <boost/beast/http/string_body.hpp>
+
+#include <string>
+#include <vector>
+
+namespace gw::gateway {
+
+// What serving a request needs from its session.
+struct downstream_request
+{
+    worker& w;
+    const tenant_directory& dir;
+    beast::tcp_stream& down;
+    beast::flat_buffer& buffer;
+    const std::string& request_id;
+    request_record& rec;
+};
+
+// Reads the whole body (server.max_request_body_bytes, within client_idle_timeout_ms);
+// answers 413/408/400 itself.
+net::awaitable<bool> read_whole_body(
+    worker& w,
+    beast::tcp_stream& down,
+    beast::flat_buffer& buffer,
+    http::request_parser<http::string_body>& p,
+    const std::string& request_id,
+    api_front front
+);
+// The client's address: the peer, or the last X-Forwarded-For hop when the peer is a
+// trusted proxy (nginx in front).
+std::string client_address(
+    const std::string& peer, const http::request_header<>& req, const std::vector<std::string>& trusted
+);
+// Metrics and the access log for one finished request.
+void record_request(worker& w, const request_record& r);
+// X-RateLimit-* (and Retry-After when refused) for tenants with a rate.
+header_list rate_headers(const admission& a);
+// The answer to a quota refusal.
+gateway_error quota_error(const config::tenant_config& t, quota_reason r);
+// Counts a request and its admission (usage counters, metrics); the answer to give when
+// the quotas refused it.
+std::optional<gateway_error> account_admission(worker& w, const request_plan& plan, const admission& a);
+// Answers a request refused before its body was read. The answer goes out at once; a
+// small body (<= 64 KiB, not awaiting 100-continue) is then read and dropped so the
+// connection stays usable; otherwise the connection closes. True: reusable.
+net::awaitable<bool> refuse_early(
+    beast::tcp_stream& down,
+    beast::flat_buffer& buffer,
+    header_parser& hp,
+    const gateway_error& e,
+    const std::string& request_id,
+    bool keep_alive,
+    const header_list& extra,
+    api_front front
+);
+std::size_t field_count(const http::request_header<>& h);
+// "HTTP/1.1 100 Continue" when the client waits for it before sending its body.
+net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::request_header<>& req);
+// The exchange of an admitted request, for forward_request.
+exchange make_exchange(
+    downstream_request& d,
+    const http::request_header<>& req,
+    bool keep_alive,
+    request_plan& plan,
+    quota_ticket* ticket,
+    header_list quota_headers
+);
+
+} // namespace gw::gateway

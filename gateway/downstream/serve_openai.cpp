@@ -1,0 +1,197 @@
+#include "gateway/downstream/serve_openai.hpp"
+
+#include "gateway/proxy/forward.hpp"
+
+#include <boost/json.hpp>
+
+#include <memory>
+
+namespace gw::gateway {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view default_end_user = "openai"; // a request without `user`
+
+net::awaitable<bool>
+write_json(downstream_request& d, int status, std::string body, bool keep_alive, const header_list& extra)
+{
+    http::response<http::string_body> res{static_cast<http::status>(status), 11};
+    res.set(http::field::content_type, "application/json");
+    res.set("X-Request-Id", d.request_id);
+    for (const auto& [k, v] : extra)
+        res.set(k, v);
+    res.keep_alive(keep_alive);
+    res.body() = std::move(body);
+    res.prepare_payload();
+    d.rec.status = status;
+    d.rec.bytes_out += res.body().size();
+    auto [ec, n] = co_await http::async_write(d.down, res, use_nothrow);
+    co_return !ec && keep_alive;
+}
+
+// Reads the body of a chat completion request; false: answered (or the connection is done).
+net::awaitable<bool>
+read_chat_body(downstream_request& d, http::request_parser<http::string_body>& p, bool has_body)
+{
+    if (!has_body) co_return true;
+    if (!co_await continue_if_expected(d.down, p.get())) co_return false;
+    const auto fields_before = field_count(p.get());
+    if (!co_await read_whole_body(d.w, d.down, d.buffer, p, d.request_id, api_front::openai_chat))
+        co_return false;
+    if (field_count(p.get()) == fields_before) co_return true;
+    gateway_error trailers{400, "bad_request", "Requests with trailers are not accepted."};
+    d.rec.status = trailers.status;
+    const header_list none;
+    co_await write_gateway_error(d.down, trailers, d.request_id, false, none, api_front::openai_chat);
+    co_return false;
+}
+
+// Dify file objects for the newest message's images; a `data:` URL (which Dify would
+// need uploaded first) is refused with a clear error for now.
+std::optional<json::array> image_files(const core::openai::message& newest, core::openai::api_error& err)
+{
+    json::array files;
+    for (const auto& url : newest.images) {
+        if (!url.starts_with("https://") && !url.starts_with("http://")) {
+            err = {
+                400, "invalid_request_error", "unsupported_image", "messages",
+                "Images must be given as http(s) URLs (data: URLs are not accepted by this gateway)."};
+            return std::nullopt;
+        }
+        files.push_back(json::object{{"type", "image"}, {"transfer_method", "remote_url"}, {"url", url}});
+    }
+    return files;
+}
+
+// The Dify conversation a turn continues: the one pinned by the request's header, or the
+// one its history was last seen in (chat apps; turn.remembered_as is then its key); "" = a
+// new one (also what a forgotten entry holds).
+net::awaitable<void> find_conversation(downstream_request& d, openai_turn& turn, std::string_view pinned)
+{
+    if (!pinned.empty()) {
+        turn.conversation_id = std::string(pinned);
+        co_return;
+    }
+    const auto& r = turn.request;
+    if (core::openai::history_length(r) == 0) co_return;
+    auto key = conversation_key(
+        turn.conversation_scope, core::openai::history_digest(r.messages, core::openai::history_length(r))
+    );
+    auto found = co_await d.w.quotas().conversation_of(key);
+    if (!found || found->empty()) co_return;
+    turn.conversation_id = std::move(*found);
+    turn.remembered_as = std::move(key);
+}
+
+// The plan completed with the app `model` names (a turn generates; `user` is in its JSON).
+bool route_to_model(downstream_request& d, request_plan& plan, std::string_view model, gateway_error& err)
+{
+    plan.target = d.dir.openai_target(*plan.who, model, err);
+    if (!plan.target) return false;
+    plan.pair = plan.target->pair;
+    plan.route = plan.target->match.route;
+    plan.endpoint = endpoint_id(plan.route);
+    plan.generates = true;
+    plan.place = core::user_place::json_body;
+    d.rec.app = plan.target->app->name;
+    d.rec.pair = plan.pair;
+    d.rec.endpoint = plan.endpoint;
+    return true;
+}
+
+// The translator of a turn's reply.
+core::openai::completion_translator translator_for(
+    downstream_request& d,
+    const core::openai::chat_request& r,
+    const core::openai::app_mapping& m,
+    const std::string& app
+)
+{
+    core::openai::completion_translator::options out;
+    out.id = "chatcmpl-" + d.request_id;
+    out.created = d.w.unix_seconds();
+    out.model = app;
+    out.stream = r.stream;
+    out.include_usage = r.include_usage;
+    out.app = m.app;
+    out.output = m.output;
+    return core::openai::completion_translator(std::move(out));
+}
+
+} // namespace
+
+net::awaitable<bool>
+serve_openai(downstream_request& d, header_parser& hp, request_plan& plan, bool keep_alive)
+{
+    const auto& who = *plan.who;
+    const header_list none;
+    if (plan.front == api_front::openai_models) { // not admitted against the quotas: it reads the config only
+        // A body (none is expected) is not read: the connection closes after the answer,
+        // so its bytes are never taken for the next request.
+        auto models = openai_models_body(who, d.w.unix_seconds());
+        co_return co_await write_json(d, 200, std::move(models), keep_alive && hp.is_done(), none);
+    }
+
+    const bool has_body = !hp.is_done();
+    http::request_parser<http::string_body> body_parser{std::move(hp)};
+    if (!co_await read_chat_body(d, body_parser, has_body)) co_return false;
+    d.rec.bytes_in = body_parser.get().body().size();
+    core::openai::api_error bad;
+    auto request = core::openai::parse_chat_request(body_parser.get().body(), bad);
+    auto files =
+        request ? image_files(request->newest(), bad) : std::nullopt; // checked before the quotas are spent
+    if (!request || !files) {
+        auto error = core::openai::error_body(bad);
+        co_return co_await write_json(d, bad.status, std::move(error), keep_alive, none);
+    }
+    gateway_error unknown;
+    if (!route_to_model(d, plan, request->model, unknown)) {
+        d.rec.status = unknown.status;
+        co_return co_await write_gateway_error(d.down, unknown, d.request_id, keep_alive, none, plan.front);
+    }
+    const auto& app = *plan.target->app;
+    auto admitted = co_await d.w.quotas().admit(who.name, app.name, true);
+    auto quota_headers = rate_headers(admitted);
+    if (auto refusal = account_admission(d.w, plan, admitted)) {
+        d.rec.status = refusal->status;
+        // A daily token quota spent: retrying before midnight is pointless (the OpenAI SDKs
+        // honour this header; they ignore a Retry-After of more than a minute).
+        if (*admitted.refused == quota_reason::tokens) quota_headers.emplace_back("x-should-retry", "false");
+        co_return co_await write_gateway_error(
+            d.down, *refusal, d.request_id, keep_alive, quota_headers, plan.front
+        );
+    }
+    std::unique_ptr<quota_ticket> ticket = std::move(admitted.ticket); // returned when this frame ends
+
+    const auto mapping = openai_mapping(*app.cfg);
+    const std::string end_user = request->user.empty() ? std::string(default_end_user) : request->user;
+    auto translator = translator_for(d, *request, mapping, app.name);
+    openai_turn turn{
+        std::move(*request),
+        std::move(translator),
+        core::sse_parser(static_cast<std::size_t>(app.upstream->max_sse_event_bytes)),
+        conversation_scope(who.name, app.name, end_user),
+        {},
+        {}};
+    if (mapping.app == core::openai::app_mapping::kind::chat)
+        co_await find_conversation(d, turn, body_parser.get()[conversation_header]);
+    const bool unknown_history =
+        turn.conversation_id.empty() && core::openai::history_length(turn.request) > 0;
+    const std::string context = unknown_history && app.cfg->openai.unknown_history_as_context
+                                    ? core::openai::prior_turns_as_context(turn.request)
+                                    : "";
+    auto body = core::openai::dify_body(
+        turn.request, mapping, end_user, turn.conversation_id, context, std::move(*files)
+    );
+    if (!turn.conversation_id.empty())
+        quota_headers.emplace_back(std::string(conversation_header), turn.conversation_id);
+
+    auto x = make_exchange(d, body_parser.get(), keep_alive, plan, ticket.get(), std::move(quota_headers));
+    x.body = json::serialize(body);
+    x.openai = &turn;
+    co_return co_await forward_request(x);
+}
+
+} // namespace gw::gateway

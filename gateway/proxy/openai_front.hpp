@@ -1,0 +1,50 @@
+// The OpenAI-compatible front (/openai/v1) over the gateway's Dify path: a turn is made
+// into an ordinary Dify request (chat-messages, workflows/run or completion-messages) that
+// then takes the same path as every other (user namespaced, quotas, ownership, retries),
+// and Dify's stream is translated back on the way out (core/openai_stream). This file
+// holds what both sides share: the turn an exchange carries, OpenAI's error shape for the
+// gateway's own errors and Dify's, the model list and the conversation keys.
+#pragma once
+
+#include "core/openai_chat.hpp"
+#include "core/openai_stream.hpp"
+#include "core/sse_parser.hpp"
+#include "gateway/proxy/tenants.hpp"
+
+#include <string>
+#include <string_view>
+
+namespace gw::gateway {
+
+// One turn through the front, carried by its exchange.
+struct openai_turn
+{
+    core::openai::chat_request request;
+    core::openai::completion_translator translator;
+    core::sse_parser events;        // Dify's whole events, as the SSE relay hands them over
+    std::string conversation_scope; // tenant, app and end user: the prefix of its conversation keys
+    std::string conversation_id;    // the Dify conversation it continues ("" = a new one)
+    std::string remembered_as;      // the conversation map's key it was found under ("" = not from the map)
+};
+
+// The response header that names the Dify conversation of a turn; a request may send it
+// to continue a conversation of its choice (one of its tenant's: ownership is checked).
+inline constexpr std::string_view conversation_header = "X-Dify-Conversation-Id";
+
+// OpenAI's error for a gateway-made one (401 invalid_api_key, 404 model_not_found, 429
+// rate_limit_exceeded or insufficient_quota, ...).
+core::openai::api_error openai_error(const gateway_error& e);
+// OpenAI's error for Dify's error reply (its JSON {code, message, status}, or anything).
+// Dify refusing the gateway's app key (401/403) is the upstream's failure, not the
+// client's key: 502 upstream_auth_failed.
+core::openai::api_error openai_error_of_dify(int status, std::string_view body);
+// GET /openai/v1/models: the apps `t` may use, as OpenAI models.
+std::string openai_models_body(const tenant& t, std::int64_t created);
+// The mapping core::openai needs from an app's configuration.
+core::openai::app_mapping openai_mapping(const config::app_config& a);
+// The store key of a conversation's history digest within its scope.
+std::string conversation_key(std::string_view scope, std::string_view digest);
+// The scope of a turn: tenant, app and end user.
+std::string conversation_scope(std::string_view tenant, std::string_view app, std::string_view user);
+
+} // namespace gw::gateway

@@ -1,0 +1,142 @@
+// Internal to gateway/: Dify's reply to a turn of the OpenAI front, relayed in OpenAI's
+// terms — its stream as chat.completion.chunk frames (stream: true) or one
+// chat.completion (stream: false), an error reply as OpenAI's error — and Dify's own
+// replies relayed as they are (relay_dify). Templates over the upstream stream type;
+// included by forward.cpp only.
+#pragma once
+
+#include "gateway/proxy/relay.hpp"
+
+#include <boost/json.hpp>
+
+namespace gw::gateway {
+
+// An error in OpenAI's shape for the OpenAI front (Dify's Retry-After kept).
+inline net::awaitable<bool>
+write_openai_error(exchange& x, const core::openai::api_error& e, std::string_view retry_after)
+{
+    http::response<http::string_body> res{static_cast<http::status>(e.status), 11};
+    res.set(http::field::content_type, "application/json");
+    res.set("X-Request-Id", x.request_id);
+    for (const auto& [k, v] : x.quota_headers)
+        res.set(k, v);
+    if (!retry_after.empty()) res.set(http::field::retry_after, retry_after);
+    const bool keep_alive = client_reusable(x);
+    res.keep_alive(keep_alive);
+    res.body() = core::openai::error_body(e);
+    res.prepare_payload();
+    x.rec->status = e.status;
+    x.rec->bytes_out += res.body().size();
+    client_deadline deadline(
+        x.down, x.dir.config().server.client_send_timeout_ms
+    ); // a client that does not read is dropped
+    auto [ec, n] = co_await http::async_write(x.down, res, use_nothrow);
+    co_return !ec && keep_alive;
+}
+
+// stream: false: the whole answer as one chat.completion (or the turn's error).
+inline net::awaitable<bool> write_completion(exchange& x, bool keep_alive)
+{
+    auto& turn = *x.openai;
+    if (turn.translator.error()) co_return co_await write_openai_error(x, *turn.translator.error(), "");
+    http::response<http::string_body> res{http::status::ok, 11};
+    res.set(http::field::content_type, "application/json");
+    res.set("X-Request-Id", x.request_id);
+    for (const auto& [k, v] : x.quota_headers)
+        res.set(k, v);
+    if (!turn.translator.conversation_id().empty())
+        res.set(conversation_header, turn.translator.conversation_id());
+    res.keep_alive(keep_alive);
+    res.body() = boost::json::serialize(turn.translator.completion()) + "\n";
+    res.prepare_payload();
+    x.rec->status = 200;
+    x.rec->bytes_out += res.body().size();
+    client_deadline deadline(
+        x.down, x.dir.config().server.client_send_timeout_ms
+    ); // a client that does not read is dropped
+    auto [ec, n] = co_await http::async_write(x.down, res, use_nothrow);
+    co_return !ec && keep_alive;
+}
+
+// The body of a reply that is not a stream, read whole up to `limit` bytes. {body, read to
+// its end}.
+template <typename S, typename Parser>
+net::awaitable<std::pair<std::string, bool>>
+read_small_body(upstream_connection& conn, Parser& p, std::size_t limit)
+{
+    std::string body;
+    std::array<char, piece_size> piece;
+    while (!p.is_done() && body.size() < limit) {
+        p.get().body().data = piece.data();
+        p.get().body().size = piece.size();
+        auto [ec, n] = co_await http::async_read_some(stream_of<S>(conn), conn.buffer(), p, use_nothrow);
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) co_return std::pair{std::move(body), false};
+        body.append(piece.data(), piece.size() - p.get().body().size);
+    }
+    co_return std::pair{std::move(body), p.is_done()};
+}
+
+// The next turn of this conversation will resend this history: remember which Dify
+// conversation it continues (chat apps; a turn that finished).
+inline void remember_turn(exchange& x)
+{
+    auto& turn = *x.openai;
+    if (!turn.translator.finished() || x.target.app->cfg->openai.type != config::openai_app_kind::chat)
+        return;
+    const auto& id =
+        turn.translator.conversation_id().empty() ? turn.conversation_id : turn.translator.conversation_id();
+    if (id.empty()) return;
+    auto digest = core::openai::digest_after_answer(turn.request, turn.translator.answer());
+    x.w.quotas().remember_conversation(conversation_key(turn.conversation_scope, digest), id);
+}
+
+// Dify's reply relayed as it is: a stream event by event (the head at once: the client
+// sees the stream open), any other body piece by piece. {downstream ok, upstream reusable}.
+template <typename S, typename Parser>
+net::awaitable<std::pair<bool, bool>>
+relay_dify(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
+{
+    // A HEAD reply has no body, whatever its type: nothing to relay after the head.
+    const bool sse = x.req.method() != http::verb::head &&
+                     core::media_type(p.get()[http::field::content_type]) == "text/event-stream";
+    const std::string head_bytes = response_head(x, p, sse, keep_alive);
+    if (!sse) co_return co_await relay_body<S>(x, conn, p, head_bytes);
+    auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
+    if (ec) co_return std::pair{false, false}; // the lease closes the upstream connection
+    co_return co_await relay_sse<S>(x, conn, p);
+}
+
+// A turn's reply translated (see the top of this file).
+template <typename S, typename Parser>
+net::awaitable<std::pair<bool, bool>>
+relay_openai(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
+{
+    auto& turn = *x.openai;
+    const int status = static_cast<int>(p.get().result_int());
+    if (status != 200 || core::media_type(p.get()[http::field::content_type]) != "text/event-stream") {
+        auto [body, complete] = co_await read_small_body<S>(conn, p, 64 * 1024);
+        // The remembered conversation is gone at Dify (deleted): forgotten, so the client's
+        // retry starts a new one instead of meeting this 404 until the entry expires.
+        if (status == 404 && !turn.remembered_as.empty())
+            x.w.quotas().remember_conversation(turn.remembered_as, "");
+        auto e = status != 200
+                     ? openai_error_of_dify(status, body)
+                     : core::openai::api_error{
+                           502, "server_error", "unexpected_reply", "", "Dify did not answer with a stream."};
+        const bool ok = co_await write_openai_error(x, e, p.get()[http::field::retry_after]);
+        co_return std::pair{ok, complete && p.get().keep_alive()};
+    }
+    if (turn.request.stream) {
+        const std::string head_bytes = response_head(x, p, true, keep_alive);
+        auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
+        if (ec) co_return std::pair{false, false};
+        co_return co_await relay_sse<S>(x, conn, p);
+    }
+    auto [down_ok, up_ok] = co_await relay_sse<S>(x, conn, p); // nothing written: the answer is assembled
+    if (!down_ok) co_return std::pair{false, up_ok};
+    const bool written = co_await write_completion(x, keep_alive);
+    co_return std::pair{written, up_ok};
+}
+
+} // namespace gw::gateway
