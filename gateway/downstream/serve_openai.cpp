@@ -14,6 +14,11 @@ namespace {
 
 constexpr std::string_view default_end_user = "openai"; // a request without `user`
 
+std::string end_user_of(const core::openai::chat_request& r)
+{
+    return r.user.empty() ? std::string(default_end_user) : r.user;
+}
+
 net::awaitable<bool>
 write_json(downstream_request& d, int status, std::string body, bool keep_alive, const header_list& extra)
 {
@@ -101,23 +106,79 @@ bool route_to_model(downstream_request& d, request_plan& plan, std::string_view 
     return true;
 }
 
-// The translator of a turn's reply.
-core::openai::completion_translator translator_for(
+// A turn: its request, the translator of its reply, its conversation scope.
+openai_turn make_turn(
     downstream_request& d,
-    const core::openai::chat_request& r,
+    const tenant& who,
+    const app_handle& app,
     const core::openai::app_mapping& m,
-    const std::string& app
+    core::openai::chat_request r
 )
 {
     core::openai::completion_translator::options out;
     out.id = "chatcmpl-" + d.request_id;
     out.created = d.w.unix_seconds();
-    out.model = app;
+    out.model = app.name;
     out.stream = r.stream;
     out.include_usage = r.include_usage;
     out.app = m.app;
     out.output = m.output;
-    return core::openai::completion_translator(std::move(out));
+    auto scope = conversation_scope(who.name, app.name, end_user_of(r));
+    return openai_turn{
+        std::move(r),
+        core::openai::completion_translator(std::move(out)),
+        core::sse_parser(static_cast<std::size_t>(app.upstream->max_sse_event_bytes)),
+        std::move(scope),
+        {},
+        {}};
+}
+
+// Dify's request body for a turn: a history the gateway has not seen gives its earlier
+// turns as context (apps.<name>.openai.unknown_history_as_context).
+json::object dify_request_body(
+    const openai_turn& turn,
+    const config::app_config& app,
+    const core::openai::app_mapping& m,
+    json::array files
+)
+{
+    const bool unknown_history =
+        turn.conversation_id.empty() && core::openai::history_length(turn.request) > 0;
+    const std::string context = unknown_history && app.openai.unknown_history_as_context
+                                    ? core::openai::prior_turns_as_context(turn.request)
+                                    : "";
+    return core::openai::dify_body(
+        turn.request, m, end_user_of(turn.request), turn.conversation_id, context, std::move(files)
+    );
+}
+
+// What a chat completion request asks: read, parsed, its images checked (before the
+// quotas are spent). nullopt: answered (`reusable` says whether the connection may go on).
+struct turn_request
+{
+    core::openai::chat_request request;
+    json::array files;
+};
+
+net::awaitable<std::optional<turn_request>> read_turn(
+    downstream_request& d,
+    http::request_parser<http::string_body>& p,
+    bool has_body,
+    bool keep_alive,
+    bool& reusable
+)
+{
+    reusable = false;
+    if (!co_await read_chat_body(d, p, has_body)) co_return std::nullopt;
+    d.rec.bytes_in = p.get().body().size();
+    core::openai::api_error bad;
+    auto request = core::openai::parse_chat_request(p.get().body(), bad);
+    auto files = request ? image_files(request->newest(), bad) : std::nullopt;
+    if (request && files) co_return turn_request{std::move(*request), std::move(*files)};
+    auto error = core::openai::error_body(bad);
+    const header_list none;
+    reusable = co_await write_json(d, bad.status, std::move(error), keep_alive, none);
+    co_return std::nullopt;
 }
 
 } // namespace
@@ -133,21 +194,13 @@ serve_openai(downstream_request& d, header_parser& hp, request_plan& plan, bool 
         auto models = openai_models_body(who, d.w.unix_seconds());
         co_return co_await write_json(d, 200, std::move(models), keep_alive && hp.is_done(), none);
     }
-
     const bool has_body = !hp.is_done();
     http::request_parser<http::string_body> body_parser{std::move(hp)};
-    if (!co_await read_chat_body(d, body_parser, has_body)) co_return false;
-    d.rec.bytes_in = body_parser.get().body().size();
-    core::openai::api_error bad;
-    auto request = core::openai::parse_chat_request(body_parser.get().body(), bad);
-    auto files =
-        request ? image_files(request->newest(), bad) : std::nullopt; // checked before the quotas are spent
-    if (!request || !files) {
-        auto error = core::openai::error_body(bad);
-        co_return co_await write_json(d, bad.status, std::move(error), keep_alive, none);
-    }
+    bool reusable = false;
+    auto asked = co_await read_turn(d, body_parser, has_body, keep_alive, reusable);
+    if (!asked) co_return reusable;
     gateway_error unknown;
-    if (!route_to_model(d, plan, request->model, unknown)) {
+    if (!route_to_model(d, plan, asked->request.model, unknown)) {
         d.rec.status = unknown.status;
         co_return co_await write_gateway_error(d.down, unknown, d.request_id, keep_alive, none, plan.front);
     }
@@ -166,28 +219,12 @@ serve_openai(downstream_request& d, header_parser& hp, request_plan& plan, bool 
     std::unique_ptr<quota_ticket> ticket = std::move(admitted.ticket); // returned when this frame ends
 
     const auto mapping = openai_mapping(*app.cfg);
-    const std::string end_user = request->user.empty() ? std::string(default_end_user) : request->user;
-    auto translator = translator_for(d, *request, mapping, app.name);
-    openai_turn turn{
-        std::move(*request),
-        std::move(translator),
-        core::sse_parser(static_cast<std::size_t>(app.upstream->max_sse_event_bytes)),
-        conversation_scope(who.name, app.name, end_user),
-        {},
-        {}};
+    auto turn = make_turn(d, who, app, mapping, std::move(asked->request));
     if (mapping.app == core::openai::app_mapping::kind::chat)
         co_await find_conversation(d, turn, body_parser.get()[conversation_header]);
-    const bool unknown_history =
-        turn.conversation_id.empty() && core::openai::history_length(turn.request) > 0;
-    const std::string context = unknown_history && app.cfg->openai.unknown_history_as_context
-                                    ? core::openai::prior_turns_as_context(turn.request)
-                                    : "";
-    auto body = core::openai::dify_body(
-        turn.request, mapping, end_user, turn.conversation_id, context, std::move(*files)
-    );
+    auto body = dify_request_body(turn, *app.cfg, mapping, std::move(asked->files));
     if (!turn.conversation_id.empty())
         quota_headers.emplace_back(std::string(conversation_header), turn.conversation_id);
-
     auto x = make_exchange(d, body_parser.get(), keep_alive, plan, ticket.get(), std::move(quota_headers));
     x.body = json::serialize(body);
     x.openai = &turn;
