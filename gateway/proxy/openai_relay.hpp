@@ -11,27 +11,39 @@
 
 namespace gw::gateway {
 
-// An error in OpenAI's shape for the OpenAI front (Dify's Retry-After kept).
-inline net::awaitable<bool>
-write_openai_error(exchange& x, const core::openai::api_error& e, std::string_view retry_after)
+// A JSON reply of the OpenAI front, within server.client_send_timeout_ms (a client that
+// does not read is dropped), with X-Request-Id, the quota headers and `extra` (if named).
+inline net::awaitable<bool> write_json_reply(
+    exchange& x,
+    int status,
+    std::string body,
+    bool keep_alive,
+    std::pair<std::string_view, std::string_view> extra
+)
 {
-    http::response<http::string_body> res{static_cast<http::status>(e.status), 11};
+    http::response<http::string_body> res{static_cast<http::status>(status), 11};
     res.set(http::field::content_type, "application/json");
     res.set("X-Request-Id", x.request_id);
     for (const auto& [k, v] : x.quota_headers)
         res.set(k, v);
-    if (!retry_after.empty()) res.set(http::field::retry_after, retry_after);
-    const bool keep_alive = client_reusable(x);
+    if (!extra.second.empty()) res.set(extra.first, extra.second);
     res.keep_alive(keep_alive);
-    res.body() = core::openai::error_body(e);
+    res.body() = std::move(body);
     res.prepare_payload();
-    x.rec->status = e.status;
+    x.rec->status = status;
     x.rec->bytes_out += res.body().size();
-    client_deadline deadline(
-        x.down, x.dir.config().server.client_send_timeout_ms
-    ); // a client that does not read is dropped
+    client_deadline deadline(x.down, x.dir.config().server.client_send_timeout_ms);
     auto [ec, n] = co_await http::async_write(x.down, res, use_nothrow);
     co_return !ec && keep_alive;
+}
+
+// An error in OpenAI's shape for the OpenAI front (Dify's Retry-After kept).
+inline net::awaitable<bool>
+write_openai_error(exchange& x, const core::openai::api_error& e, std::string_view retry_after)
+{
+    auto body = core::openai::error_body(e);
+    const std::pair<std::string_view, std::string_view> header{"Retry-After", retry_after};
+    co_return co_await write_json_reply(x, e.status, std::move(body), client_reusable(x), header);
 }
 
 // stream: false: the whole answer as one chat.completion (or the turn's error).
@@ -39,23 +51,10 @@ inline net::awaitable<bool> write_completion(exchange& x, bool keep_alive)
 {
     auto& turn = *x.openai;
     if (turn.translator.error()) co_return co_await write_openai_error(x, *turn.translator.error(), "");
-    http::response<http::string_body> res{http::status::ok, 11};
-    res.set(http::field::content_type, "application/json");
-    res.set("X-Request-Id", x.request_id);
-    for (const auto& [k, v] : x.quota_headers)
-        res.set(k, v);
-    if (!turn.translator.conversation_id().empty())
-        res.set(conversation_header, turn.translator.conversation_id());
-    res.keep_alive(keep_alive);
-    res.body() = boost::json::serialize(turn.translator.completion()) + "\n";
-    res.prepare_payload();
-    x.rec->status = 200;
-    x.rec->bytes_out += res.body().size();
-    client_deadline deadline(
-        x.down, x.dir.config().server.client_send_timeout_ms
-    ); // a client that does not read is dropped
-    auto [ec, n] = co_await http::async_write(x.down, res, use_nothrow);
-    co_return !ec && keep_alive;
+    auto body = boost::json::serialize(turn.translator.completion()) + "\n";
+    const std::pair<std::string_view, std::string_view> header{
+        conversation_header, turn.translator.conversation_id()};
+    co_return co_await write_json_reply(x, 200, std::move(body), keep_alive, header);
 }
 
 // The body of a reply that is not a stream, read whole up to `limit` bytes. {body, read to
