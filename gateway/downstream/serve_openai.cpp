@@ -85,7 +85,7 @@ net::awaitable<void> find_conversation(downstream_request& d, openai_turn& turn,
         turn.conversation_scope, core::openai::history_digest(r.messages, core::openai::history_length(r))
     );
     auto found = co_await d.w.quotas().conversation_of(key);
-    if (!found || found->empty()) co_return;
+    if (!found || found->empty() || *found == ambiguous_conversation) co_return;
     turn.conversation_id = std::move(*found);
     turn.remembered_as = std::move(key);
 }
@@ -199,6 +199,15 @@ serve_openai(downstream_request& d, header_parser& hp, request_plan& plan, bool 
     bool reusable = false;
     auto asked = co_await read_turn(d, body_parser, has_body, keep_alive, reusable);
     if (!asked) co_return reusable;
+    const auto pin = body_parser.get()[conversation_header];
+    const auto pinned = pin.empty() ? std::nullopt : canonical_conversation_id(pin);
+    if (!pin.empty() && !pinned) {
+        const core::openai::api_error bad_pin{
+            400, "invalid_request_error", "invalid_conversation_id", "X-Dify-Conversation-Id",
+            "X-Dify-Conversation-Id must be a conversation id (a UUID)."};
+        auto error = core::openai::error_body(bad_pin);
+        co_return co_await write_json(d, 400, std::move(error), keep_alive, none);
+    }
     gateway_error unknown;
     if (!route_to_model(d, plan, asked->request.model, unknown)) {
         d.rec.status = unknown.status;
@@ -220,8 +229,10 @@ serve_openai(downstream_request& d, header_parser& hp, request_plan& plan, bool 
 
     const auto mapping = openai_mapping(*app.cfg);
     auto turn = make_turn(d, who, app, mapping, std::move(asked->request));
-    if (mapping.app == core::openai::app_mapping::kind::chat)
-        co_await find_conversation(d, turn, body_parser.get()[conversation_header]);
+    if (mapping.app == core::openai::app_mapping::kind::chat) {
+        const std::string pinned_id = pinned.value_or(""); // named: no temporaries inside co_await (g++ 12)
+        co_await find_conversation(d, turn, pinned_id);
+    }
     auto body = dify_request_body(turn, *app.cfg, mapping, std::move(asked->files));
     if (!turn.conversation_id.empty())
         quota_headers.emplace_back(std::string(conversation_header), turn.conversation_id);

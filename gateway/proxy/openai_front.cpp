@@ -4,6 +4,8 @@
 
 #include <boost/json.hpp>
 
+#include <cctype>
+
 namespace gw::gateway {
 
 namespace json = boost::json;
@@ -74,6 +76,20 @@ core::openai::app_mapping openai_mapping(const config::app_config& a)
     m.text_input = a.openai.text_input;
     m.output = a.openai.output;
     return m;
+}
+
+std::optional<std::string> canonical_conversation_id(std::string_view id)
+{
+    if (id.size() != 36) return std::nullopt;
+    std::string out(id);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        const char c = out[i];
+        if (dash != (c == '-')) return std::nullopt;
+        if (!dash && !std::isxdigit(static_cast<unsigned char>(c))) return std::nullopt;
+        out[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    return out;
 }
 
 std::string conversation_scope(std::string_view tenant, std::string_view app, std::string_view user)

@@ -11,6 +11,7 @@
 #include "core/sse_parser.hpp"
 #include "gateway/proxy/tenants.hpp"
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,13 @@ struct openai_turn
 // The response header that names the Dify conversation of a turn; a request may send it
 // to continue a conversation of its choice (one of its tenant's: ownership is checked).
 inline constexpr std::string_view conversation_header = "X-Dify-Conversation-Id";
+// What the conversation map holds for a history two conversations reached (it continues
+// neither); "" is a forgotten entry (Dify no longer has the conversation).
+inline constexpr std::string_view ambiguous_conversation = "-";
+// A Dify conversation id as the pin header may give it: the canonical UUID form
+// (8-4-4-4-12 hex digits), returned in lower case; nullopt for any other spelling (Dify's
+// own parsing would accept more, which the ownership check could not follow).
+std::optional<std::string> canonical_conversation_id(std::string_view id);
 
 // OpenAI's error for a gateway-made one (401 invalid_api_key, 404 model_not_found, 429
 // rate_limit_exceeded or insufficient_quota, ...).

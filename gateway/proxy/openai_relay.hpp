@@ -57,6 +57,23 @@ inline net::awaitable<bool> write_completion(exchange& x, bool keep_alive)
     co_return co_await write_json_reply(x, 200, std::move(body), keep_alive, header);
 }
 
+// The head of a streamed turn: the gateway's own (none of Dify's headers), chunked.
+inline std::string openai_stream_head(exchange& x, bool keep_alive)
+{
+    std::string out =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
+        "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nX-Request-Id: " +
+        x.request_id + "\r\n";
+    for (const auto& [k, v] : x.quota_headers)
+        out.append(k).append(": ").append(v).append("\r\n");
+    if (!keep_alive) out += "Connection: close\r\n";
+    out += "\r\n";
+    x.rec->status = 200;
+    x.rec->ttfb_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - x.rec->start).count();
+    return out;
+}
+
 // The body of a reply that is not a stream, read whole up to `limit` bytes. {body, read to
 // its end}.
 template <typename S, typename Parser>
@@ -78,16 +95,23 @@ read_small_body(upstream_connection& conn, Parser& p, std::size_t limit)
 
 // The next turn of this conversation will resend this history: remember which Dify
 // conversation it continues (chat apps; a turn that finished).
-inline void remember_turn(exchange& x)
+// Two conversations that reached the same history (the same first question and a
+// predictable answer, from two clients of one end user) make it ambiguous: it is marked so,
+// and continues neither (one client must never land in the other's conversation).
+inline net::awaitable<void> remember_turn(exchange& x)
 {
     auto& turn = *x.openai;
     if (!turn.translator.finished() || x.target.app->cfg->openai.type != config::openai_app_kind::chat)
-        return;
-    const auto& id =
+        co_return;
+    const std::string id =
         turn.translator.conversation_id().empty() ? turn.conversation_id : turn.translator.conversation_id();
-    if (id.empty()) return;
+    if (id.empty()) co_return;
     auto digest = core::openai::digest_after_answer(turn.request, turn.translator.answer());
-    x.w.quotas().remember_conversation(conversation_key(turn.conversation_scope, digest), id);
+    auto key = conversation_key(turn.conversation_scope, digest);
+    auto known = co_await x.w.quotas().conversation_of(key);
+    if (known && *known == ambiguous_conversation) co_return;
+    const bool clash = known && !known->empty() && *known != id;
+    x.w.quotas().remember_conversation(key, clash ? std::string(ambiguous_conversation) : id);
 }
 
 // Dify's reply relayed as it is: a stream event by event (the head at once: the client
@@ -127,7 +151,7 @@ relay_openai(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
         co_return std::pair{ok, complete && p.get().keep_alive()};
     }
     if (turn.request.stream) {
-        const std::string head_bytes = response_head(x, p, true, keep_alive);
+        const std::string head_bytes = openai_stream_head(x, keep_alive);
         auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
         if (ec) co_return std::pair{false, false};
         co_return co_await relay_sse<S>(x, conn, p);

@@ -4,6 +4,7 @@
 #include "tests/emulator/emulator_test_util.hpp"
 #include "tests/support/gateway_fixture.hpp"
 
+#include <cctype>
 #include <chrono>
 #include <gtest/gtest.h>
 #include <set>
@@ -181,6 +182,65 @@ TEST(GatewayOpenAi, AConversationOfAnotherTenantCannotBePinned)
     );
     EXPECT_EQ(stolen.status, 404) << stolen.body;
     EXPECT_TRUE(stolen.json().at("error").is_object()) << "OpenAI's error shape";
+}
+
+TEST(GatewayOpenAi, TwoChatsThatReachTheSameHistoryContinueNeither)
+{
+    // Two clients of one end user (no `user` sent) ask the same first question and get the
+    // same answer: that history now names two conversations, so it continues neither.
+    running_emulator emu;
+    running_gateway gw(emu);
+    auto c = gw.client();
+    auto ask = [&](const json::array& messages) {
+        return complete(*c, tenant_keys::alpha, json::object{{"model", "chat"}, {"messages", messages}});
+    };
+    auto a = ask({user_turn("hi")});
+    auto b = ask({user_turn("hi")});
+    ASSERT_EQ(a.status, 200);
+    ASSERT_EQ(answer_of(a), answer_of(b));
+    EXPECT_NE(a.header("x-dify-conversation-id"), b.header("x-dify-conversation-id"));
+    json::array history{
+        user_turn("hi"), json::object{{"role", "assistant"}, {"content", answer_of(a)}},
+        user_turn("my card PIN is 4321")};
+    auto next = ask(history);
+    ASSERT_EQ(next.status, 200) << next.body;
+    EXPECT_NE(answer_of(next).find("Turn 1."), std::string::npos)
+        << "a new conversation: " << answer_of(next);
+    EXPECT_NE(next.header("x-dify-conversation-id"), b.header("x-dify-conversation-id"));
+}
+
+TEST(GatewayOpenAi, APinnedConversationIsACanonicalUuidAndStreamsCarryOnlyTheGatewaysHeaders)
+{
+    running_emulator emu;
+    running_gateway gw(emu);
+    auto c = gw.client();
+    auto first = complete(*c, tenant_keys::alpha, chat_request({user_turn("pin me")}));
+    ASSERT_EQ(first.status, 200);
+    std::string id = first.header("x-dify-conversation-id");
+    for (auto spelling :
+         {"{" + id + "}", "urn:uuid:" + id, "\xc2\xa0" + id, id.substr(0, 8) + id.substr(9),
+          std::string("x")}) {
+        auto r = complete(
+            *c, tenant_keys::alpha, chat_request({user_turn("again")}), {{"X-Dify-Conversation-Id", spelling}}
+        );
+        EXPECT_EQ(r.status, 400) << spelling;
+        EXPECT_EQ(r.json().at("error").at("code"), "invalid_conversation_id");
+    }
+    std::string upper = id;
+    for (auto& ch : upper)
+        ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    auto pinned = complete(
+        *c, tenant_keys::alpha, chat_request({user_turn("again")}), {{"X-Dify-Conversation-Id", upper}}
+    );
+    ASSERT_EQ(pinned.status, 200) << pinned.body;
+    EXPECT_NE(answer_of(pinned).find("Turn 2."), std::string::npos);
+
+    auto body = chat_request({user_turn("stream")});
+    body["stream"] = true;
+    auto s = complete(*c, tenant_keys::alpha, body);
+    ASSERT_EQ(s.status, 200);
+    EXPECT_EQ(s.header("x-version"), "") << "Dify's own headers stay behind the gateway";
+    EXPECT_NE(s.header("content-type").find("text/event-stream"), std::string::npos);
 }
 
 TEST(GatewayOpenAi, AWorkflowAppThroughTheFront)
