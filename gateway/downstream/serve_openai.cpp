@@ -32,6 +32,7 @@ write_json(downstream_request& d, int status, std::string body, bool keep_alive,
     res.prepare_payload();
     d.rec.status = status;
     d.rec.bytes_out += res.body().size();
+    client_deadline deadline(d.down, d.dir.config().server.client_send_timeout_ms); // a client that does not read is dropped
     auto [ec, n] = co_await http::async_write(d.down, res, use_nothrow);
     co_return !ec && keep_alive;
 }
@@ -53,8 +54,8 @@ read_chat_body(downstream_request& d, http::request_parser<http::string_body>& p
     co_return false;
 }
 
-// Dify file objects for the newest message's images; a `data:` URL (which Dify would
-// need uploaded first) is refused with a clear error for now.
+// Dify file objects for the newest message's images (remote URLs, which Dify fetches). A
+// `data:` URL would have to be uploaded to Dify first: refused with 400.
 std::optional<json::array> image_files(const core::openai::message& newest, core::openai::api_error& err)
 {
     json::array files;

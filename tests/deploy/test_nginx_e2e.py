@@ -115,7 +115,10 @@ def setUpModule():
                             'rate': {'requests_per_second': 0.001, 'burst': 30}},
                     'unlimited': {'keys': [UNLIMITED_KEY], 'apps': ['workflow']},
                     'mallory': {'keys': [MALLORY_KEY], 'apps': ['workflow']}},
-        'quota_store': {'type': 'redis', 'url': f'redis://127.0.0.1:{redis_port}/0', 'on_error': 'deny'},
+        # A loaded test machine (sanitizers, parallel tests) must not turn a slow Redis reply
+        # into a refusal: the default 20 ms is for production.
+        'quota_store': {'type': 'redis', 'url': f'redis://127.0.0.1:{redis_port}/0', 'on_error': 'deny',
+                        'timeout_ms': 2000},
     }
     with open(f'{tmp}/gateway.json', 'w') as f:
         json.dump(config, f)
