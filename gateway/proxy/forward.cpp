@@ -267,7 +267,6 @@ net::awaitable<bool> relay_response(exchange& x, attempt_state& st)
         x.ticket->charge(*x.usage);
         x.w.local_quota().observe_usage(x.target.app->name, *x.usage);
     }
-    if (x.openai) co_await remember_turn(x);
     co_return down_ok && keep_alive;
 }
 

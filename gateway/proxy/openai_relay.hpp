@@ -93,27 +93,6 @@ read_small_body(upstream_connection& conn, Parser& p, std::size_t limit)
     co_return std::pair{std::move(body), p.is_done()};
 }
 
-// The next turn of this conversation will resend this history: remember which Dify
-// conversation it continues (chat apps; a turn that finished).
-// Two conversations that reached the same history (the same first question and a
-// predictable answer, from two clients of one end user) make it ambiguous: it is marked so,
-// and continues neither (one client must never land in the other's conversation).
-inline net::awaitable<void> remember_turn(exchange& x)
-{
-    auto& turn = *x.openai;
-    if (!turn.translator.finished() || x.target.app->cfg->openai.type != config::openai_app_kind::chat)
-        co_return;
-    const std::string id =
-        turn.translator.conversation_id().empty() ? turn.conversation_id : turn.translator.conversation_id();
-    if (id.empty()) co_return;
-    auto digest = core::openai::digest_after_answer(turn.request, turn.translator.answer());
-    auto key = conversation_key(turn.conversation_scope, digest);
-    auto known = co_await x.w.quotas().conversation_of(key);
-    if (known && *known == ambiguous_conversation) co_return;
-    const bool clash = known && !known->empty() && *known != id;
-    x.w.quotas().remember_conversation(key, clash ? std::string(ambiguous_conversation) : id);
-}
-
 // Dify's reply relayed as it is: a stream event by event (the head at once: the client
 // sees the stream open), any other body piece by piece. {downstream ok, upstream reusable}.
 template <typename S, typename Parser>
@@ -158,6 +137,7 @@ relay_openai(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
     }
     auto [down_ok, up_ok] = co_await relay_sse<S>(x, conn, p); // nothing written: the answer is assembled
     if (!down_ok) co_return std::pair{false, up_ok};
+    co_await remember_turn(x); // before the reply: the client's next turn may come on another connection at once
     const bool written = co_await write_completion(x, keep_alive);
     co_return std::pair{written, up_ok};
 }

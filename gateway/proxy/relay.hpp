@@ -124,12 +124,34 @@ inline net::awaitable<bool> end_stream_with_error(exchange& x, const core::sse_a
     co_return !lec;
 }
 
+// The next turn of this conversation will resend this history: remember which Dify
+// conversation it continues (chat apps; a turn that finished).
+// Two conversations that reached the same history (the same first question and a
+// predictable answer, from two clients of one end user) make it ambiguous: it is marked so,
+// and continues neither (one client must never land in the other's conversation).
+inline net::awaitable<void> remember_turn(exchange& x)
+{
+    auto& turn = *x.openai;
+    if (!turn.translator.finished() || x.target.app->cfg->openai.type != config::openai_app_kind::chat)
+        co_return;
+    const std::string id =
+        turn.translator.conversation_id().empty() ? turn.conversation_id : turn.translator.conversation_id();
+    if (id.empty()) co_return;
+    auto digest = core::openai::digest_after_answer(turn.request, turn.translator.answer());
+    auto key = conversation_key(turn.conversation_scope, digest);
+    auto known = co_await x.w.quotas().conversation_of(key);
+    if (known && *known == ambiguous_conversation) co_return;
+    const bool clash = known && !known->empty() && *known != id;
+    x.w.quotas().remember_conversation(key, clash ? std::string(ambiguous_conversation) : id);
+}
+
 // The end of a stream Dify finished: the tail the relay held, then the last chunk.
 // Returns {downstream reusable, upstream reusable}.
 inline net::awaitable<std::pair<bool, bool>> finish_sse_stream(exchange& x, const core::sse_action& act, bool upstream_keep_alive)
 {
     if (x.openai) {
         auto frames = translate_events(x, act.held, {}) + x.openai->translator.on_end();
+        if (x.openai->request.stream) co_await remember_turn(x); // before the last frames: the next turn may follow at once
         auto [ec, n] = co_await write_openai_frames(x, frames, true);
         co_return std::pair{!ec, upstream_keep_alive};
     }
