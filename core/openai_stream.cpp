@@ -57,18 +57,19 @@ json::value usage_json(const token_usage& u)
 
 completion_translator::completion_translator(options o) : o_(std::move(o)) {}
 
+json::object completion_translator::envelope(const char* object, json::array choices) const
+{
+    return json::object{
+        {"id", o_.id}, {"object", object}, {"created", o_.created}, {"model", o_.model}, {"choices", std::move(choices)}};
+}
+
 std::string completion_translator::chunk(json::object delta, const char* finish_reason)
 {
     json::object choice{
         {"index", 0},
         {"delta", std::move(delta)},
         {"finish_reason", finish_reason ? json::value(finish_reason) : json::value(nullptr)}};
-    json::object c{
-        {"id", o_.id},
-        {"object", "chat.completion.chunk"},
-        {"created", o_.created},
-        {"model", o_.model},
-        {"choices", json::array{std::move(choice)}}};
+    auto c = envelope("chat.completion.chunk", json::array{std::move(choice)});
     if (o_.include_usage) c["usage"] = nullptr; // every chunk but the usage chunk, as OpenAI does
     return frame(c);
 }
@@ -197,13 +198,8 @@ std::string completion_translator::on_end()
     }
     out += chunk(std::move(last_delta), finish_reason_);
     if (o_.include_usage) {
-        json::object c{
-            {"id", o_.id},
-            {"object", "chat.completion.chunk"},
-            {"created", o_.created},
-            {"model", o_.model},
-            {"choices", json::array{}},
-            {"usage", usage_ ? usage_json(*usage_) : json::value(nullptr)}};
+        auto c = envelope("chat.completion.chunk", json::array{});
+        c["usage"] = usage_ ? usage_json(*usage_) : json::value(nullptr);
         out += frame(c);
     }
     out += "data: [DONE]\n\n";
@@ -224,12 +220,7 @@ json::object completion_translator::completion() const
 {
     json::object message{{"role", "assistant"}, {"content", answer_}};
     json::object choice{{"index", 0}, {"message", std::move(message)}, {"finish_reason", finish_reason_}};
-    json::object c{
-        {"id", o_.id},
-        {"object", "chat.completion"},
-        {"created", o_.created},
-        {"model", o_.model},
-        {"choices", json::array{std::move(choice)}}};
+    auto c = envelope("chat.completion", json::array{std::move(choice)});
     c["usage"] = usage_ ? usage_json(*usage_) : json::value(nullptr);
     return c;
 }

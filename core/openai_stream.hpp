@@ -64,6 +64,8 @@ public:
 
 private:
     std::string content_frame(std::string_view text);
+    // id, object, created, model and choices: what every chunk and the completion carry.
+    boost::json::object envelope(const char* object, boost::json::array choices) const;
     std::string chunk(boost::json::object delta, const char* finish_reason);
     std::string error_frame();
     void take_workflow_end(const boost::json::object& data);
