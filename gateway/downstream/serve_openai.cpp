@@ -131,7 +131,9 @@ openai_turn make_turn(
         core::sse_parser(static_cast<std::size_t>(app.upstream->max_sse_event_bytes)),
         std::move(scope),
         {},
-        {}};
+        {},
+        false,
+        true};
 }
 
 // Dify's request body for a turn: a history the gateway has not seen gives its earlier

@@ -26,6 +26,8 @@ struct openai_turn
     std::string conversation_scope; // tenant, app and end user: the prefix of its conversation keys
     std::string conversation_id;    // the Dify conversation it continues ("" = a new one)
     std::string remembered_as;      // the conversation map's key it was found under ("" = not from the map)
+    bool head_pending = false;      // stream: true, the head not yet written (it waits for Dify's first event)
+    bool head_keep_alive = true;    // the client connection goes on after the stream
 };
 
 // The response header that names the Dify conversation of a turn; a request may send it

@@ -57,23 +57,6 @@ inline net::awaitable<bool> write_completion(exchange& x, bool keep_alive)
     co_return co_await write_json_reply(x, 200, std::move(body), keep_alive, header);
 }
 
-// The head of a streamed turn: the gateway's own (none of Dify's headers), chunked.
-inline std::string openai_stream_head(exchange& x, bool keep_alive)
-{
-    std::string out =
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
-        "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nX-Request-Id: " +
-        x.request_id + "\r\n";
-    for (const auto& [k, v] : x.quota_headers)
-        out.append(k).append(": ").append(v).append("\r\n");
-    if (!keep_alive) out += "Connection: close\r\n";
-    out += "\r\n";
-    x.rec->status = 200;
-    x.rec->ttfb_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - x.rec->start).count();
-    return out;
-}
-
 // The body of a reply that is not a stream, read whole up to `limit` bytes. {body, read to
 // its end}.
 template <typename S, typename Parser>
@@ -130,9 +113,11 @@ relay_openai(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
         co_return std::pair{ok, complete && p.get().keep_alive()};
     }
     if (turn.request.stream) {
-        const std::string head_bytes = openai_stream_head(x, keep_alive);
-        auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
-        if (ec) co_return std::pair{false, false};
+        // The head waits for Dify's first event, which names a new conversation's id.
+        turn.head_pending = true;
+        turn.head_keep_alive = keep_alive;
+        x.rec->status = 200; // what Dify answered, should the client leave before the head
+
         co_return co_await relay_sse<S>(x, conn, p);
     }
     auto [down_ok, up_ok] = co_await relay_sse<S>(x, conn, p); // nothing written: the answer is assembled

@@ -70,17 +70,57 @@ std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
     return out;
 }
 
+// The head of a streamed turn: the gateway's own (none of Dify's headers), chunked, with
+// the Dify conversation's id for chat apps once Dify has named it.
+inline std::string openai_stream_head(exchange& x)
+{
+    const auto& turn = *x.openai;
+    std::string out =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
+        "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nX-Request-Id: " +
+        x.request_id + "\r\n";
+    for (const auto& [k, v] : x.quota_headers)
+        out.append(k).append(": ").append(v).append("\r\n");
+    // A continued conversation's id is among the quota headers already.
+    const auto& named = turn.translator.conversation_id();
+    if (turn.conversation_id.empty() && !named.empty() &&
+        x.target.app->cfg->openai.type == config::openai_app_kind::chat)
+        out.append(conversation_header).append(": ").append(named).append("\r\n");
+    if (!turn.head_keep_alive) out += "Connection: close\r\n";
+    out += "\r\n";
+    x.rec->status = 200;
+    x.rec->ttfb_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - x.rec->start).count();
+    return out;
+}
+
 // Frames of the OpenAI front to the client (nothing when it waits for the whole answer).
+// The head goes out with the first frames, or as soon as Dify has named the conversation,
+// or with the end.
 inline net::awaitable<std::tuple<error_code, std::size_t>> write_openai_frames(exchange& x, const std::string& frames, bool last)
 {
-    if (!x.openai->request.stream || (frames.empty() && !last)) co_return std::tuple{error_code{}, std::size_t{0}};
+    auto& turn = *x.openai;
+    if (!turn.request.stream) co_return std::tuple{error_code{}, std::size_t{0}};
+    const bool head_due =
+        turn.head_pending && (!frames.empty() || last || !turn.translator.conversation_id().empty());
+    const std::string head = head_due ? openai_stream_head(x) : std::string();
+    turn.head_pending = turn.head_pending && !head_due;
+    if (frames.empty() && !last && head.empty()) co_return std::tuple{error_code{}, std::size_t{0}};
     x.rec->bytes_out += frames.size();
-    auto chunk = http::make_chunk(net::buffer(frames)); // named: no temporaries inside co_await (g++ 12)
-    if (!last) co_return co_await send_to_client(x, std::move(chunk));
+    const auto head_part = net::buffer(head);
     auto end = http::make_chunk_last();
-    if (frames.empty()) co_return co_await send_to_client(x, std::move(end));
-    auto both = beast::buffers_cat(chunk, end);
-    co_return co_await send_to_client(x, std::move(both));
+    if (frames.empty()) { // a zero-size chunk would end the body: none is made
+        if (!last) co_return co_await send_to_client(x, head_part);
+        auto head_end = beast::buffers_cat(head_part, end); // named: no temporaries inside co_await (g++ 12)
+        co_return co_await send_to_client(x, std::move(head_end));
+    }
+    auto chunk = http::make_chunk(net::buffer(frames));
+    if (!last) {
+        auto head_chunk = beast::buffers_cat(head_part, chunk);
+        co_return co_await send_to_client(x, std::move(head_chunk));
+    }
+    auto all = beast::buffers_cat(head_part, chunk, end);
+    co_return co_await send_to_client(x, std::move(all));
 }
 
 // Whole Dify events (`a` then `b`) through the OpenAI front's translator.

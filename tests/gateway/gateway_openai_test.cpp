@@ -105,6 +105,9 @@ TEST(GatewayOpenAi, AStreamOfChunksThenUsageThenDone)
     auto r = complete(*c, tenant_keys::alpha, body);
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_NE(r.header("content-type").find("text/event-stream"), std::string::npos);
+    // The head waited for Dify's first event: it names the new conversation.
+    const auto conversation = r.header("x-dify-conversation-id");
+    ASSERT_EQ(conversation.size(), 36u) << r.body;
     std::vector<std::string> datas;
     for (const auto& f : sse_frames(r.body))
         datas.push_back(f.substr(std::string("data: ").size()));
@@ -123,6 +126,10 @@ TEST(GatewayOpenAi, AStreamOfChunksThenUsageThenDone)
     auto usage = json::parse(datas[datas.size() - 2]);
     EXPECT_EQ(usage.at("choices").as_array().size(), 0u);
     EXPECT_GT(usage.at("usage").at("total_tokens").as_int64(), 0);
+    // The id named in the head is the conversation's: pinned, the next turn continues it.
+    auto next = complete(*c, tenant_keys::alpha, chat_request({user_turn("and then?")}), {{"X-Dify-Conversation-Id", conversation}});
+    ASSERT_EQ(next.status, 200) << next.body;
+    EXPECT_EQ(answer_of(next).rfind("Turn 2.", 0), 0u) << next.body;
 }
 
 TEST(GatewayOpenAi, FiveTurnsResendingTheHistoryAreOneDifyConversation)
