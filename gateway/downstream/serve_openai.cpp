@@ -184,6 +184,56 @@ net::awaitable<std::optional<turn_request>> read_turn(
     co_return std::nullopt;
 }
 
+// Sends a turn to Dify and relays the reply; the headers name the conversation it
+// continues, if any.
+net::awaitable<bool> send_turn(
+    downstream_request& d,
+    const http::request_header<>& req,
+    bool keep_alive,
+    request_plan& plan,
+    quota_ticket* ticket,
+    header_list headers,
+    openai_turn& turn,
+    json::object body
+)
+{
+    if (!turn.conversation_id.empty())
+        headers.emplace_back(std::string(conversation_header), turn.conversation_id);
+    auto x = make_exchange(d, req, keep_alive, plan, ticket, std::move(headers));
+    x.body = json::serialize(body);
+    x.openai = &turn;
+    co_return co_await forward_request(x);
+}
+
+// A turn sent to Dify and its reply relayed; sent once more as a new conversation when the
+// conversation its history was remembered in is gone at Dify (deleted: nothing was answered
+// yet), as for a history never seen.
+net::awaitable<bool> run_turn(
+    downstream_request& d,
+    const http::request_header<>& req,
+    bool keep_alive,
+    request_plan& plan,
+    quota_ticket* ticket,
+    header_list quota_headers,
+    openai_turn& turn,
+    json::array files
+)
+{
+    const app_target target = *plan.target; // kept: make_exchange takes the plan's
+    const auto& app = *target.app->cfg;
+    const auto mapping = openai_mapping(app);
+    auto body = dify_request_body(turn, app, mapping, files);
+    const bool reusable = co_await send_turn(d, req, keep_alive, plan, ticket, quota_headers, turn, std::move(body));
+    if (!turn.conversation_gone) co_return reusable;
+    turn.conversation_id.clear();
+    turn.remembered_as.clear();
+    turn.conversation_gone = false;
+    turn.restarted = true;
+    plan.target = target;
+    auto fresh = dify_request_body(turn, app, mapping, std::move(files));
+    co_return co_await send_turn(d, req, keep_alive, plan, ticket, std::move(quota_headers), turn, std::move(fresh));
+}
+
 } // namespace
 
 net::awaitable<bool>
@@ -236,13 +286,9 @@ serve_openai(downstream_request& d, header_parser& hp, request_plan& plan, bool 
         const std::string pinned_id = pinned.value_or(""); // named: no temporaries inside co_await (g++ 12)
         co_await find_conversation(d, turn, pinned_id);
     }
-    auto body = dify_request_body(turn, *app.cfg, mapping, std::move(asked->files));
-    if (!turn.conversation_id.empty())
-        quota_headers.emplace_back(std::string(conversation_header), turn.conversation_id);
-    auto x = make_exchange(d, body_parser.get(), keep_alive, plan, ticket.get(), std::move(quota_headers));
-    x.body = json::serialize(body);
-    x.openai = &turn;
-    co_return co_await forward_request(x);
+    co_return co_await run_turn(
+        d, body_parser.get(), keep_alive, plan, ticket.get(), std::move(quota_headers), turn, std::move(asked->files)
+    );
 }
 
 } // namespace gw::gateway

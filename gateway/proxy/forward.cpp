@@ -252,11 +252,13 @@ net::awaitable<bool> answer_without_relay(exchange& x, const core::attempt_actio
 template <typename S>
 net::awaitable<bool> relay_response(exchange& x, attempt_state& st)
 {
-    // Dify refused the request (4xx/5xx before generating): it used no tokens.
-    if (x.ticket && st.parser->get().result_int() != 200) x.ticket->charge(0);
+    const bool refused = st.parser->get().result_int() != 200;
     const bool keep_alive = client_reusable(x);
     auto [down_ok, up_ok] = x.openai ? co_await relay_openai<S>(x, *st.lease, *st.parser, keep_alive)
                                      : co_await relay_dify<S>(x, *st.lease, *st.parser, keep_alive);
+    // Dify refused the request (4xx/5xx before generating): it used no tokens. A turn sent
+    // again as a new conversation is charged by its second sending.
+    if (x.ticket && refused && !(x.openai && x.openai->conversation_gone)) x.ticket->charge(0);
     ++st.lease->requests;
     st.lease.give_back(up_ok);
     if (x.usage) {

@@ -28,6 +28,10 @@ struct openai_turn
     std::string remembered_as;      // the conversation map's key it was found under ("" = not from the map)
     bool head_pending = false;      // stream: true, the head not yet written (it waits for Dify's first event)
     bool head_keep_alive = true;    // the client connection goes on after the stream
+    // The remembered conversation is gone at Dify (deleted): nothing was answered, and the
+    // turn is sent once more as a new conversation.
+    bool conversation_gone = false;
+    bool restarted = false; // this is that second sending
 };
 
 // The response header that names the Dify conversation of a turn; a request may send it

@@ -101,10 +101,13 @@ relay_openai(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
     const int status = static_cast<int>(p.get().result_int());
     if (status != 200 || core::media_type(p.get()[http::field::content_type]) != "text/event-stream") {
         auto [body, complete] = co_await read_small_body<S>(conn, p, 64 * 1024);
-        // The remembered conversation is gone at Dify (deleted): forgotten, so the client's
-        // retry starts a new one instead of meeting this 404 until the entry expires.
-        if (status == 404 && !turn.remembered_as.empty())
+        // The remembered conversation is gone at Dify (deleted): forgotten, and the turn
+        // starts a new one (serve_openai sends it again); nothing is answered here.
+        if (status == 404 && !turn.remembered_as.empty()) {
             x.w.quotas().remember_conversation(turn.remembered_as, "");
+            turn.conversation_gone = !turn.restarted;
+            if (turn.conversation_gone) co_return std::pair{true, complete && p.get().keep_alive()};
+        }
         auto e = status != 200
                      ? openai_error_of_dify(status, body)
                      : core::openai::api_error{

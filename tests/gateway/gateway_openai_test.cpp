@@ -171,6 +171,31 @@ TEST(GatewayOpenAi, FiveTurnsResendingTheHistoryAreOneDifyConversation)
     EXPECT_NE(answer_of(fresh).find("assistant: something else"), std::string::npos) << answer_of(fresh);
 }
 
+TEST(GatewayOpenAi, AHistoryWhoseConversationWasDeletedStartsANewOne)
+{
+    running_emulator emu;
+    running_gateway gw(emu);
+    auto c = gw.client();
+    json::array history{user_turn("remember me")};
+    auto first = complete(*c, tenant_keys::alpha, chat_request(history));
+    ASSERT_EQ(first.status, 200) << first.body;
+    const auto id = first.header("x-dify-conversation-id");
+    auto deleted =
+        c->request("DELETE", "/v1/conversations/" + id, bearer(tenant_keys::alpha), R"({"user": "u1"})");
+    ASSERT_EQ(deleted.status, 204) << deleted.body;
+
+    history.push_back(json::object{{"role", "assistant"}, {"content", answer_of(first)}});
+    history.push_back(user_turn("still there?"));
+    auto next = complete(*c, tenant_keys::alpha, chat_request(history));
+    ASSERT_EQ(next.status, 200) << "Dify's 404 for the remembered conversation is not the client's: " << next.body;
+    EXPECT_NE(next.header("x-dify-conversation-id"), id);
+    EXPECT_EQ(answer_of(next).rfind("Turn 1.", 0), 0u) << answer_of(next);
+    EXPECT_NE(answer_of(next).find("user: remember me"), std::string::npos) << "earlier turns as context";
+    // A pinned conversation that is gone is the client's to hear about.
+    auto pinned = complete(*c, tenant_keys::alpha, chat_request({user_turn("hello?")}), {{"X-Dify-Conversation-Id", id}});
+    EXPECT_EQ(pinned.status, 404) << pinned.body;
+}
+
 TEST(GatewayOpenAi, AConversationOfAnotherTenantCannotBePinned)
 {
     running_emulator emu;
