@@ -1,5 +1,7 @@
 #include "gateway/downstream/serve_openai.hpp"
 
+#include "core/openai_images.hpp"
+#include "core/user_rewrite.hpp"
 #include "gateway/proxy/forward.hpp"
 
 #include <boost/json.hpp>
@@ -54,21 +56,75 @@ read_chat_body(downstream_request& d, http::request_parser<http::string_body>& p
     co_return false;
 }
 
-// Dify file objects for the newest message's images (remote URLs, which Dify fetches). A
-// `data:` URL would have to be uploaded to Dify first: refused with 400.
-std::optional<json::array> image_files(const core::openai::message& newest, core::openai::api_error& err)
+// The newest message's images read: http(s) URLs pass (Dify fetches them), data: URLs are
+// decoded to be uploaded first; anything else is refused (400).
+std::optional<std::vector<core::openai::inline_image>>
+inline_images(const core::openai::message& newest, core::openai::api_error& err)
 {
-    json::array files;
+    std::vector<core::openai::inline_image> out;
     for (const auto& url : newest.images) {
-        if (!url.starts_with("https://") && !url.starts_with("http://")) {
-            err = {
-                400, "invalid_request_error", "unsupported_image", "messages",
-                "Images must be given as http(s) URLs (data: URLs are not accepted by this gateway)."};
+        if (url.starts_with("https://") || url.starts_with("http://")) continue;
+        std::string why;
+        auto image = core::openai::parse_image_data_url(url, why);
+        if (!image) {
+            err = {400, "invalid_request_error", "invalid_image_url", "messages", std::move(why)};
             return std::nullopt;
         }
-        files.push_back(json::object{{"type", "image"}, {"transfer_method", "remote_url"}, {"url", url}});
+        out.push_back(std::move(*image));
+    }
+    return out;
+}
+
+// Dify file objects for the newest message's images, in order: remote URLs as they are,
+// data: URLs as the files uploaded for them (`uploaded`, in the same order).
+json::array image_files(const core::openai::message& newest, const std::vector<std::string>& uploaded)
+{
+    json::array files;
+    auto next = uploaded.begin();
+    for (const auto& url : newest.images) {
+        if (core::openai::is_data_url(url))
+            files.push_back(json::object{
+                {"type", "image"}, {"transfer_method", "local_file"}, {"upload_file_id", *next++}});
+        else
+            files.push_back(json::object{{"type", "image"}, {"transfer_method", "remote_url"}, {"url", url}});
     }
     return files;
+}
+
+// The turn's data: images uploaded to Dify (files/upload, as the turn's end user, owned by
+// its tenant), in order. nullopt: an upload failed and its error was answered in OpenAI's
+// shape (`reusable` then says whether the connection goes on).
+net::awaitable<std::optional<std::vector<std::string>>> upload_images(
+    downstream_request& d,
+    const http::request_header<>& req,
+    bool keep_alive,
+    const request_plan& plan,
+    openai_turn& turn,
+    const std::vector<core::openai::inline_image>& images,
+    const header_list& quota_headers,
+    bool& reusable
+)
+{
+    std::vector<std::string> ids;
+    const auto user = core::namespaced_user(plan.who->name, end_user_of(turn.request));
+    for (std::size_t i = 0; i < images.size(); ++i) {
+        const auto name = "image-" + std::to_string(i + 1) + "." + images[i].extension;
+        auto form = core::openai::files_upload_form(user, name, images[i]);
+        image_upload upload{std::move(form.content_type), {}};
+        request_plan upload_plan = plan;
+        upload_plan.target = files_upload_target(*plan.target);
+        upload_plan.generates = false;
+        upload_plan.place = core::user_place::form;
+        upload_plan.uploads_file = true;
+        auto x = make_exchange(d, req, keep_alive, upload_plan, nullptr, quota_headers);
+        x.body = std::move(form.body);
+        x.openai = &turn;
+        x.upload = &upload;
+        reusable = co_await forward_request(x);
+        if (upload.file_id.empty()) co_return std::nullopt;
+        ids.push_back(std::move(upload.file_id));
+    }
+    co_return ids;
 }
 
 // The Dify conversation a turn continues: the one pinned by the request's header, or the
@@ -160,7 +216,7 @@ json::object dify_request_body(
 struct turn_request
 {
     core::openai::chat_request request;
-    json::array files;
+    std::vector<core::openai::inline_image> images; // data: URLs, to be uploaded
 };
 
 net::awaitable<std::optional<turn_request>> read_turn(
@@ -176,8 +232,8 @@ net::awaitable<std::optional<turn_request>> read_turn(
     d.rec.bytes_in = p.get().body().size();
     core::openai::api_error bad;
     auto request = core::openai::parse_chat_request(p.get().body(), bad);
-    auto files = request ? image_files(request->newest(), bad) : std::nullopt;
-    if (request && files) co_return turn_request{std::move(*request), std::move(*files)};
+    auto images = request ? inline_images(request->newest(), bad) : std::nullopt;
+    if (request && images) co_return turn_request{std::move(*request), std::move(*images)};
     auto error = core::openai::error_body(bad);
     const header_list none;
     reusable = co_await write_json(d, bad.status, std::move(error), keep_alive, none);
@@ -205,7 +261,7 @@ net::awaitable<bool> send_turn(
     co_return co_await forward_request(x);
 }
 
-// A turn sent to Dify and its reply relayed; sent once more as a new conversation when the
+// A turn sent to Dify (its data: images uploaded first) and its reply relayed; sent once more as a new conversation when the
 // conversation its history was remembered in is gone at Dify (deleted: nothing was answered
 // yet), as for a history never seen.
 net::awaitable<bool> run_turn(
@@ -216,9 +272,13 @@ net::awaitable<bool> run_turn(
     quota_ticket* ticket,
     header_list quota_headers,
     openai_turn& turn,
-    json::array files
+    const std::vector<core::openai::inline_image>& images
 )
 {
+    bool uploaded_ok = false;
+    auto uploaded = co_await upload_images(d, req, keep_alive, plan, turn, images, quota_headers, uploaded_ok);
+    if (!uploaded) co_return uploaded_ok;
+    auto files = image_files(turn.request.newest(), *uploaded);
     const app_target target = *plan.target; // kept: make_exchange takes the plan's
     const auto& app = *target.app->cfg;
     const auto mapping = openai_mapping(app);
@@ -287,7 +347,7 @@ serve_openai(downstream_request& d, header_parser& hp, request_plan& plan, bool 
         co_await find_conversation(d, turn, pinned_id);
     }
     co_return co_await run_turn(
-        d, body_parser.get(), keep_alive, plan, ticket.get(), std::move(quota_headers), turn, std::move(asked->files)
+        d, body_parser.get(), keep_alive, plan, ticket.get(), std::move(quota_headers), turn, asked->images
     );
 }
 

@@ -67,6 +67,7 @@ struct exchange
     core::json_references refs{};           // what a JSON body refers to (conversation, files)
     bool uploads_file = false;              // POST /files/upload: the reply names a new file
     openai_turn* openai = nullptr;          // a turn of the OpenAI front: its reply is translated
+    image_upload* upload = nullptr;         // with openai: an image of the turn uploaded first (its reply kept, not relayed)
 };
 
 // The exchange's backoff timer (made on first use).

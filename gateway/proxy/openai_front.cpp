@@ -102,6 +102,15 @@ std::string conversation_scope(std::string_view tenant, std::string_view app, st
     return scope;
 }
 
+app_target files_upload_target(app_target turn)
+{
+    const std::vector<std::string> path{"files", "upload"};
+    turn.wire_path = core::encode_path(path);
+    turn.dify_path = "/files/upload";
+    turn.match = core::find_route("POST", path);
+    return turn;
+}
+
 std::string conversation_key(std::string_view scope, std::string_view digest)
 {
     std::string material(scope);

@@ -34,6 +34,16 @@ struct openai_turn
     bool restarted = false; // this is that second sending
 };
 
+// A `data:` image of a turn on its way to Dify's files/upload, sent before the turn: the
+// form the gateway wrote (its type; the exchange's body), and the id Dify gave the file.
+struct image_upload
+{
+    std::string content_type;
+    std::string file_id; // "" until Dify answered 201 with one
+};
+// Where a turn's images are uploaded: the turn's app, POST /files/upload.
+app_target files_upload_target(app_target turn);
+
 // The response header that names the Dify conversation of a turn; a request may send it
 // to continue a conversation of its choice (one of its tenant's: ownership is checked).
 inline constexpr std::string_view conversation_header = "X-Dify-Conversation-Id";

@@ -92,6 +92,25 @@ relay_dify(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
     co_return co_await relay_sse<S>(x, conn, p);
 }
 
+// An image upload's reply (201): the new file's id kept for the turn, and recorded as the
+// tenant's; nothing is written to the client unless Dify named no file.
+template <typename S, typename Parser>
+net::awaitable<std::pair<bool, bool>> keep_upload_reply(exchange& x, upstream_connection& conn, Parser& p)
+{
+    auto [body, complete] = co_await read_small_body<S>(conn, p, 64 * 1024);
+    core::stream_facts facts;
+    facts.feed_json_body(body);
+    facts.end_json_body();
+    created_records created;
+    record_created(x, facts, created, false);
+    x.upload->file_id = facts.id();
+    const bool reusable = complete && p.get().keep_alive();
+    if (!x.upload->file_id.empty()) co_return std::pair{true, reusable};
+    const core::openai::api_error e{502, "server_error", "unexpected_reply", "", "Dify's upload of an image named no file."};
+    const bool ok = co_await write_openai_error(x, e, "");
+    co_return std::pair{ok, reusable};
+}
+
 // A turn's reply translated (see the top of this file).
 template <typename S, typename Parser>
 net::awaitable<std::pair<bool, bool>>
@@ -99,16 +118,17 @@ relay_openai(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
 {
     auto& turn = *x.openai;
     const int status = static_cast<int>(p.get().result_int());
-    if (status != 200 || core::media_type(p.get()[http::field::content_type]) != "text/event-stream") {
+    if (x.upload && status == 201) co_return co_await keep_upload_reply<S>(x, conn, p);
+    if (x.upload || status != 200 || core::media_type(p.get()[http::field::content_type]) != "text/event-stream") {
         auto [body, complete] = co_await read_small_body<S>(conn, p, 64 * 1024);
         // The remembered conversation is gone at Dify (deleted): forgotten, and the turn
         // starts a new one (serve_openai sends it again); nothing is answered here.
-        if (status == 404 && !turn.remembered_as.empty()) {
+        if (status == 404 && !turn.remembered_as.empty() && !x.upload) {
             x.w.quotas().remember_conversation(turn.remembered_as, "");
             turn.conversation_gone = !turn.restarted;
             if (turn.conversation_gone) co_return std::pair{true, complete && p.get().keep_alive()};
         }
-        auto e = status != 200
+        auto e = status != 200 && status != 201
                      ? openai_error_of_dify(status, body)
                      : core::openai::api_error{
                            502, "server_error", "unexpected_reply", "", "Dify did not answer with a stream."};

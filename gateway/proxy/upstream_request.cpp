@@ -205,8 +205,10 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
     std::string_view target = x.req.target();
     auto q = target.find('?');
     std::string query = q == std::string_view::npos || x.openai ? std::string() : std::string(target.substr(q + 1));
-    // A turn of the OpenAI front: the gateway wrote the JSON body; `user` is namespaced in it.
-    if (auto refused = x.openai ? rewrite_json_body(x) : rewrite_user(x, query)) return refused;
+    // A turn of the OpenAI front: the gateway wrote the JSON body; `user` is namespaced in
+    // it. An image upload's form is the gateway's own, its `user` namespaced already.
+    if (x.upload) x.up.owned_body = std::move(x.body);
+    else if (auto refused = x.openai ? rewrite_json_body(x) : rewrite_user(x, query)) return refused;
     scope_to_tenant(x, query);
 
     auto& h = x.up.head;
@@ -222,7 +224,7 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
             if (auto t = core::trim(token); !t.empty()) connection_tokens.push_back(core::to_lower(t));
     std::sort(connection_tokens.begin(), connection_tokens.end());
     if (x.openai) // the request is the gateway's: none of the client's (OpenAI SDK) headers
-        h.set(http::field::content_type, "application/json");
+        h.set(http::field::content_type, x.upload ? x.upload->content_type : std::string("application/json"));
     else
         for (const auto& f : x.req)
             if (forwarded_request_header(f.name_string(), connection_tokens)) h.insert(f.name_string(), f.value());

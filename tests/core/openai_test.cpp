@@ -1,8 +1,9 @@
 // The OpenAI front's sans-io parts: reading a chat completion request (and what each bad
 // one gets), conversation digests, the Dify body of a turn, and Dify events turned into
-// OpenAI chunks or one completion.
+// OpenAI chunks or one completion; data: images and their upload form.
 #include "core/conversation_map.hpp"
 #include "core/openai_chat.hpp"
+#include "core/openai_images.hpp"
 #include "core/openai_stream.hpp"
 
 #include <boost/json.hpp>
@@ -363,6 +364,56 @@ TEST(ConversationMap, RemembersExpiresAndForgetsTheOldestFirst)
     for (int i = 0; i < 1000; ++i)
         m.remember("a", "conv", 1003, 60); // rewrites do not grow anything
     EXPECT_EQ(m.size(), 2u);
+}
+
+TEST(OpenAiImages, DataUrlsAreDecodedAndEveryBadOneSaysWhy)
+{
+    std::string why;
+    auto png = parse_image_data_url("data:image/png;base64,iVBORw0KGgo=", why);
+    ASSERT_TRUE(png) << why;
+    EXPECT_EQ(png->media_type, "image/png");
+    EXPECT_EQ(png->extension, "png");
+    EXPECT_EQ(png->bytes, std::string("\x89PNG\r\n\x1a\n", 8));
+    auto jpg = parse_image_data_url("DATA:Image/JPG;name=x.jpg;BASE64,/9j/", why);
+    ASSERT_TRUE(jpg) << why;
+    EXPECT_EQ(jpg->media_type, "image/jpeg") << "the registered type goes to Dify";
+    EXPECT_EQ(jpg->bytes, std::string("\xff\xd8\xff", 3));
+    EXPECT_TRUE(parse_image_data_url("data:image/webp;base64,UklGRg", why)) << "padding is optional";
+
+    struct bad_case
+    {
+        const char* url;
+        const char* says;
+    };
+    for (auto [url, says] : std::initializer_list<bad_case>{
+             {"https://example.com/a.png", "http(s) URL or a data: URL"},
+             {"data:image/png,rawbytes", "base64-encoded"},
+             {"data:image/svg+xml;base64,PHN2Zz4=", "PNG, JPEG, GIF or WebP"},
+             {"data:text/plain;base64,aGk=", "PNG, JPEG, GIF or WebP"},
+             {"data:image/png;base64,iVBO Rw0K", "not base64"},
+             {"data:image/png;base64,iVBORw0KG", "not base64"}, // a lone sixth bit group
+             {"data:image/png;base64,===", "not base64"},
+             {"data:image/png;base64,", "not base64"},
+             {"data:image/png;base64", "http(s) URL or a data: URL"}}) {
+        why.clear();
+        EXPECT_FALSE(parse_image_data_url(url, why)) << url;
+        EXPECT_NE(why.find(says), std::string::npos) << url << ": " << why;
+    }
+}
+
+TEST(OpenAiImages, TheUploadFormsBoundaryOccursInNeitherTheUserNorTheBytes)
+{
+    inline_image image{"image/png", "png", "a--dify-gateway-image\r\nb"};
+    auto form = files_upload_form("alpha:u1", "image-1.png", image);
+    const std::string boundary = "dify-gateway-image-0";
+    EXPECT_EQ(form.content_type, "multipart/form-data; boundary=" + boundary);
+    EXPECT_EQ(
+        form.body, "--" + boundary + "\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nalpha:u1\r\n--" + boundary +
+                       "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"image-1.png\"\r\n"
+                       "Content-Type: image/png\r\n\r\na--dify-gateway-image\r\nb\r\n--" + boundary + "--\r\n"
+    );
+    auto other = files_upload_form("dify-gateway-image-0", "image-1.png", image);
+    EXPECT_EQ(other.content_type, "multipart/form-data; boundary=dify-gateway-image-1");
 }
 
 } // namespace

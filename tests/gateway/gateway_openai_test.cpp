@@ -196,6 +196,29 @@ TEST(GatewayOpenAi, AHistoryWhoseConversationWasDeletedStartsANewOne)
     EXPECT_EQ(pinned.status, 404) << pinned.body;
 }
 
+TEST(GatewayOpenAi, DataUrlImagesAreUploadedToDifyFirst)
+{
+    running_emulator emu;
+    running_gateway gw(emu);
+    auto c = gw.client();
+    json::array parts{
+        json::object{{"type", "text"}, {"text", "what is in these?"}},
+        json::object{{"type", "image_url"}, {"image_url", json::object{{"url", "https://example.com/cat.png"}}}},
+        json::object{{"type", "image_url"}, {"image_url", json::object{{"url", "data:image/png;base64,iVBORw0KGgo="}}}}};
+    auto r = complete(*c, tenant_keys::alpha, chat_request({json::object{{"role", "user"}, {"content", parts}}}));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_NE(answer_of(r).find("Files: image-1.png (8 bytes)"), std::string::npos) << answer_of(r);
+    auto upload =
+        wait_for_request(emu, [](const json::value& s) { return s.at("path") == "/v1/files/upload"; });
+    ASSERT_TRUE(upload);
+    EXPECT_EQ(upload->at("user"), "alpha:u1") << "uploaded as the turn's end user";
+    // A malformed data: URL never reaches Dify.
+    json::array bad{json::object{{"type", "image_url"}, {"image_url", json::object{{"url", "data:image/png;base64,@@"}}}}};
+    auto refused = complete(*c, tenant_keys::alpha, chat_request({json::object{{"role", "user"}, {"content", bad}}}));
+    EXPECT_EQ(refused.status, 400);
+    EXPECT_EQ(refused.json().at("error").at("code"), "invalid_image_url");
+}
+
 TEST(GatewayOpenAi, AConversationOfAnotherTenantCannotBePinned)
 {
     running_emulator emu;
