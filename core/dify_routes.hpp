@@ -55,10 +55,10 @@ struct dify_route
     user_place place;
     bool generating = false;     // starts an LLM generation (quota, not idempotent)
     bool app_wide = false;       // data of the whole app, not of one end user
-    std::optional<owned_kind> names; // what the first "{}" segment names
-    std::string_view stop_pattern;   // generating routes: the stop call for their task
+    std::optional<owned_kind> names{}; // what the first "{}" segment names
+    std::string_view stop_pattern{}; // generating routes: the stop call for their task
     bool creates_file = false;       // the reply names a new uploaded file
-    std::string_view end_user_filter; // app-wide routes Dify can filter exactly by end user
+    std::string_view end_user_filter{}; // app-wide routes Dify can filter exactly by end user
 };
 
 // Every route, in table order (the README lists them).

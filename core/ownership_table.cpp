@@ -60,7 +60,6 @@ ownership_table::ownership_table(std::size_t capacity) : capacity_(std::min<std:
     while (n < 2 * capacity_) n *= 2;
     slots_.resize(n);
     mask_ = n - 1;
-    ring_.resize(capacity_);
 }
 
 ownership_table::key ownership_table::key_of(owned_kind kind, std::string_view id)
@@ -132,15 +131,12 @@ void ownership_table::record(owned_kind kind, std::string_view id, std::string_v
             slots_[i] = slot{k, who, expires_at}; // the old record had expired
         return;
     }
-    if (count_ == capacity_) { // the oldest record goes (its key is first in the ring)
-        erase_at(find(ring_[head_]));
-        head_ = (head_ + 1) % capacity_;
-        --count_;
+    if (order_.size() == capacity_) { // the oldest record of the tenant holding the most goes
+        erase_at(find(order_.pop_from_largest().second));
         i = find(k); // the shift may have moved the hole
     }
     slots_[i] = slot{k, who, expires_at};
-    ring_[(head_ + count_) % capacity_] = k;
-    ++count_;
+    order_.push(who, k);
 }
 
 std::optional<std::string> ownership_table::owner(owned_kind kind, std::string_view id, std::int64_t now)
@@ -155,7 +151,7 @@ std::optional<std::string> ownership_table::owner(owned_kind kind, std::string_v
 std::size_t ownership_table::size()
 {
     std::lock_guard lock(m_);
-    return count_;
+    return order_.size();
 }
 
 } // namespace gw::core

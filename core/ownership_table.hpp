@@ -1,15 +1,19 @@
 // Which tenant created a Dify resource (task, conversation, workflow run, uploaded file),
 // so that another tenant sharing the app cannot use it where Dify itself does not check
 // the end user (stop of workflow tasks, workflow run details, file previews, file
-// references, checked against the workspace only). The in-process table: bounded (oldest records
-// go first), entries expire, time is passed in. Flat: one open-addressing array (linear
-// probing, at most half full, backward-shift deletion) and a ring of keys in insertion
-// order, both allocated once -- a record is a fixed-size key (Dify's IDs are UUIDs: 16
-// bytes; anything else is reduced to a 128-bit hash, kept apart from UUID keys), an
-// interned tenant and an expiry: 24 bytes in the array plus 18 in the ring, and no
-// allocation per record (a node per record churned the allocator on the data path).
+// references, checked against the workspace only). The in-process table: bounded, entries
+// expire, time is passed in. When it is full, the tenant holding the most records loses
+// its oldest (core/fair_fifo): a tenant creating resources in bulk evicts its own records,
+// never another's within its share. Flat: one open-addressing array (linear probing, at
+// most half full, backward-shift deletion) allocated once, and each tenant's keys in
+// insertion order -- a record is a fixed-size key (Dify's IDs are UUIDs: 16 bytes;
+// anything else is reduced to a 128-bit hash, kept apart from UUID keys), an interned
+// tenant and an expiry: 24 bytes in the array plus 18 in the order, which grows in blocks
+// (no allocation per record: a node per record churned the allocator on the data path).
 // Thread-safe: one short lock per call.
 #pragma once
+
+#include "core/fair_fifo.hpp"
 
 #include <array>
 #include <cstdint>
@@ -66,8 +70,7 @@ private:
     std::size_t capacity_;
     std::vector<slot> slots_; // power of two, at least twice the capacity
     std::size_t mask_ = 0;
-    std::vector<key> ring_;   // insertion order
-    std::size_t head_ = 0, count_ = 0;
+    fair_fifo<key> order_;    // each tenant's records, oldest first
     std::vector<std::string> tenants_;
 };
 

@@ -124,7 +124,7 @@ relay_openai(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
         // The remembered conversation is gone at Dify (deleted): forgotten, and the turn
         // starts a new one (serve_openai sends it again); nothing is answered here.
         if (status == 404 && !turn.remembered_as.empty() && !x.upload) {
-            x.w.quotas().remember_conversation(turn.remembered_as, "");
+            x.w.quotas().remember_conversation(x.who.name, turn.remembered_as, "");
             turn.conversation_gone = !turn.restarted;
             if (turn.conversation_gone) co_return std::pair{true, complete && p.get().keep_alive()};
         }

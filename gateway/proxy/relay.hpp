@@ -182,7 +182,7 @@ inline net::awaitable<void> remember_turn(exchange& x)
     auto known = co_await x.w.quotas().conversation_of(key);
     if (known && *known == ambiguous_conversation) co_return;
     const bool clash = known && !known->empty() && *known != id;
-    x.w.quotas().remember_conversation(key, clash ? std::string(ambiguous_conversation) : id);
+    x.w.quotas().remember_conversation(x.who.name, key, clash ? std::string(ambiguous_conversation) : id);
 }
 
 // The end of a stream Dify finished: the tail the relay held, then the last chunk.

@@ -56,9 +56,11 @@ net::awaitable<std::optional<std::string>> memory_quota_store::owner_of(core::ow
     co_return owner_now(kind, id);
 }
 
-void memory_quota_store::remember_conversation(const std::string& key, const std::string& conversation_id)
+void memory_quota_store::remember_conversation(
+    const std::string& tenant, const std::string& key, const std::string& conversation_id
+)
 {
-    conversations_->remember(key, conversation_id, clocks_.unix_seconds(), ownership_ttl_s_);
+    conversations_->remember(tenant, key, conversation_id, clocks_.unix_seconds(), ownership_ttl_s_);
 }
 
 std::optional<std::string> memory_quota_store::conversation_now(const std::string& key)

@@ -40,7 +40,7 @@ public:
     void record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant) override;
     net::awaitable<std::optional<std::string>> owner_of(core::owned_kind kind, const std::string& id) override;
     std::optional<std::string> owner_now(core::owned_kind kind, const std::string& id);
-    void remember_conversation(const std::string& key, const std::string& conversation_id) override;
+    void remember_conversation(const std::string& tenant, const std::string& key, const std::string& conversation_id) override;
     net::awaitable<std::optional<std::string>> conversation_of(const std::string& key) override;
     std::optional<std::string> conversation_now(const std::string& key);
 

@@ -136,9 +136,10 @@ public:
     // shared store is unreachable and this replica has no record).
     virtual net::awaitable<std::optional<std::string>> owner_of(core::owned_kind kind, const std::string& id) = 0;
     // The OpenAI front's conversations: `key` (a digest of tenant, app, end user and the
-    // history so far) continues Dify conversation `conversation_id`; kept
+    // history so far; `tenant`'s) continues Dify conversation `conversation_id`; kept
     // quota_store.ownership_ttl_s, written off the request path.
-    virtual void remember_conversation(const std::string& key, const std::string& conversation_id) = 0;
+    virtual void
+    remember_conversation(const std::string& tenant, const std::string& key, const std::string& conversation_id) = 0;
     // nullopt when unknown, expired, or the shared store is unreachable and this replica
     // has no record.
     virtual net::awaitable<std::optional<std::string>> conversation_of(const std::string& key) = 0;

@@ -331,9 +331,11 @@ std::string conversation_key(const std::string& key)
 
 } // namespace
 
-void redis_quota_store::remember_conversation(const std::string& key, const std::string& conversation_id)
+void redis_quota_store::remember_conversation(
+    const std::string& tenant, const std::string& key, const std::string& conversation_id
+)
 {
-    local_->remember_conversation(key, conversation_id);
+    local_->remember_conversation(tenant, key, conversation_id);
     link_->write({"SET", conversation_key(key), conversation_id, "EX", std::to_string(cfg_.quota_store.ownership_ttl_s.count())});
 }
 

@@ -30,7 +30,7 @@ public:
     // kept in the local store, which answers while Redis cannot.
     void record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant) override;
     net::awaitable<std::optional<std::string>> owner_of(core::owned_kind kind, const std::string& id) override;
-    void remember_conversation(const std::string& key, const std::string& conversation_id) override;
+    void remember_conversation(const std::string& tenant, const std::string& key, const std::string& conversation_id) override;
     net::awaitable<std::optional<std::string>> conversation_of(const std::string& key) override;
     void finish(quota_ticket& t, std::int64_t tokens) override;
     net::awaitable<budget_view> budget(const std::string& tenant) override;

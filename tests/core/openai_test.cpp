@@ -350,20 +350,36 @@ TEST(OpenAiStream, AnEmptyAnswerStillNamesItsRole)
 TEST(ConversationMap, RemembersExpiresAndForgetsTheOldestFirst)
 {
     conversation_map m(2);
-    m.remember("a", "conv-a", 1000, 60);
+    m.remember("alpha", "a", "conv-a", 1000, 60);
     EXPECT_EQ(m.find("a", 1059), "conv-a");
     EXPECT_FALSE(m.find("a", 1060)) << "expired";
-    m.remember("a", "conv-a", 1000, 60);
-    m.remember("b", "conv-b", 1000, 60);
-    m.remember("a", "conv-a2", 1001, 60); // rewritten: now the newest
-    m.remember("c", "conv-c", 1002, 60);  // over capacity: b, the oldest, goes
+    m.remember("alpha", "a", "conv-a", 1000, 60);
+    m.remember("alpha", "b", "conv-b", 1000, 60);
+    m.remember("alpha", "a", "conv-a2", 1001, 60); // rewritten: now the newest
+    m.remember("alpha", "c", "conv-c", 1002, 60);  // over capacity: b, the oldest, goes
     EXPECT_FALSE(m.find("b", 1010));
     EXPECT_EQ(m.find("a", 1010), "conv-a2");
     EXPECT_EQ(m.find("c", 1010), "conv-c");
     EXPECT_EQ(m.size(), 2u);
     for (int i = 0; i < 1000; ++i)
-        m.remember("a", "conv", 1003, 60); // rewrites do not grow anything
+        m.remember("alpha", "a", "conv", 1003, 60); // rewrites do not grow anything
     EXPECT_EQ(m.size(), 2u);
+}
+
+TEST(ConversationMap, ATenantFillingTheMapForgetsItsOwnConversationsOnly)
+{
+    conversation_map m(10);
+    for (int i = 0; i < 3; ++i)
+        m.remember("beta", "b" + std::to_string(i), "conv-b", 1000, 60);
+    for (int i = 0; i < 1000; ++i) {
+        m.remember("alpha", "a" + std::to_string(i), "conv-a", 1000, 60);
+        m.remember("alpha", "a" + std::to_string(i), "conv-a2", 1000, 60); // rewrites queue too
+    }
+    EXPECT_EQ(m.size(), 10u);
+    for (int i = 0; i < 3; ++i)
+        EXPECT_EQ(m.find("b" + std::to_string(i), 1001), "conv-b");
+    EXPECT_EQ(m.find("a999", 1001), "conv-a2");
+    EXPECT_FALSE(m.find("a0", 1001));
 }
 
 TEST(OpenAiImages, DataUrlsAreDecodedAndEveryBadOneSaysWhy)

@@ -5,8 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
+#include <vector>
 
 namespace gw::core {
 namespace {
@@ -38,6 +40,24 @@ TEST(OwnershipTable, TheOldestRecordsGoFirstAtCapacity)
     EXPECT_EQ(t.owner(owned_kind::file, "f4", 1), "alpha");
 }
 
+TEST(OwnershipTable, ATenantFillingTheTableEvictsItsOwnRecordsOnly)
+{
+    ownership_table t(100);
+    for (int i = 0; i < 10; ++i) t.record(owned_kind::conversation, "b" + std::to_string(i), "beta", 0, 100);
+    for (int i = 0; i < 10'000; ++i) t.record(owned_kind::conversation, "a" + std::to_string(i), "alpha", 0, 100);
+    EXPECT_EQ(t.size(), 100u);
+    for (int i = 0; i < 10; ++i)
+        EXPECT_EQ(t.owner(owned_kind::conversation, "b" + std::to_string(i), 1), "beta") << "beta's records stay";
+    EXPECT_EQ(t.owner(owned_kind::conversation, "a9999", 1), "alpha");
+    EXPECT_FALSE(t.owner(owned_kind::conversation, "a0", 1)) << "alpha's oldest went";
+    // Beta growing past alpha's share makes beta the one that gives way.
+    for (int i = 10; i < 80; ++i) t.record(owned_kind::conversation, "b" + std::to_string(i), "beta", 0, 100);
+    EXPECT_EQ(t.size(), 100u);
+    EXPECT_FALSE(t.owner(owned_kind::conversation, "b0", 1));
+    EXPECT_EQ(t.owner(owned_kind::conversation, "b79", 1), "beta");
+    EXPECT_EQ(t.owner(owned_kind::conversation, "a9999", 1), "alpha") << "alpha keeps its newest half";
+}
+
 TEST(OwnershipTable, UuidsAndOtherIdsNeverShareAKey)
 {
     ownership_table t;
@@ -53,10 +73,12 @@ TEST(OwnershipTable, UuidsAndOtherIdsNeverShareAKey)
 TEST(OwnershipTable, AgreesWithASimpleModelUnderChurn)
 {
     // Random records over a small pool of IDs in a small table: every lookup agrees with
-    // a straightforward model (map + insertion order), through evictions and shifts.
+    // a straightforward model (map + each tenant's insertion order; the tenant holding the
+    // most loses its oldest), through evictions and shifts.
     ownership_table t(64);
     std::map<std::string, std::pair<std::string, std::int64_t>> model; // id -> tenant, expiry
-    std::deque<std::string> order;
+    std::vector<std::string> tenants;                                   // in order of first record
+    std::vector<std::deque<std::string>> order;                         // per tenant
     std::uint64_t seed = 42;
     auto next = [&] { return seed = seed * 6364136223846793005ULL + 1442695040888963407ULL; };
     for (int step = 0; step < 20'000; ++step) {
@@ -67,6 +89,13 @@ TEST(OwnershipTable, AgreesWithASimpleModelUnderChurn)
         std::int64_t ttl = 5 + static_cast<std::int64_t>((next() >> 33) % 50);
         if ((next() >> 33) % 3) {
             t.record(owned_kind::file, id, tenant, now, ttl);
+            auto known = std::find(tenants.begin(), tenants.end(), tenant);
+            if (known == tenants.end()) {
+                tenants.push_back(tenant);
+                order.emplace_back();
+                known = tenants.end() - 1;
+            }
+            const auto who = static_cast<std::size_t>(known - tenants.begin());
             auto it = model.find(id);
             if (it != model.end()) {
                 if (it->second.first == tenant)
@@ -75,11 +104,14 @@ TEST(OwnershipTable, AgreesWithASimpleModelUnderChurn)
                     it->second = {tenant, now + ttl};
             } else {
                 if (model.size() == 64) {
-                    model.erase(order.front());
-                    order.pop_front();
+                    std::size_t largest = 0;
+                    for (std::size_t i = 1; i < order.size(); ++i)
+                        if (order[i].size() > order[largest].size()) largest = i;
+                    model.erase(order[largest].front());
+                    order[largest].pop_front();
                 }
                 model[id] = {tenant, now + ttl};
-                order.push_back(id);
+                order[who].push_back(id);
             }
         } else {
             auto it = model.find(id);
