@@ -17,6 +17,11 @@ struct dify_fields
     bool object = false; // the document is a JSON object
     std::string event, id, task_id, conversation_id, workflow_run_id, message_id, code, message, form_token;
     std::optional<std::int64_t> status, usage_total_tokens, data_total_tokens;
+    std::optional<std::int64_t> usage_prompt_tokens, usage_completion_tokens;
+    // Members of `data` a workflow node event has.
+    std::string data_id, node_id, node_type, title, data_status, data_error;
+    std::optional<double> elapsed_time;
+    std::optional<std::int64_t> node_tokens; // data.execution_metadata.total_tokens
 };
 
 class fields_handler
@@ -60,7 +65,12 @@ public:
     bool on_number_part(std::string_view, json::error_code&) { return true; }
     bool on_int64(std::int64_t i, std::string_view, json::error_code&) { return number(i); }
     bool on_uint64(std::uint64_t u, std::string_view, json::error_code&) { return number(static_cast<std::int64_t>(u)); }
-    bool on_double(double d, std::string_view, json::error_code&) { return number(static_cast<std::int64_t>(d)); }
+    bool on_double(double d, std::string_view, json::error_code&)
+    {
+        if (!under_data(2) || key_ != "elapsed_time") return number(static_cast<std::int64_t>(d));
+        out_->elapsed_time = d;
+        return value_done();
+    }
     bool on_bool(bool, json::error_code&) { return value_done(); }
     bool on_null(json::error_code&) { return value_done(); }
     bool on_comment_part(std::string_view, json::error_code&) { return true; }
@@ -69,7 +79,7 @@ public:
 private:
     // Containers from the root inward: which member each sits under (only the names
     // this reader follows are told apart) and whether it is an object.
-    enum class name : unsigned char { other, metadata, usage, data };
+    enum class name : unsigned char { other, metadata, usage, data, execution_metadata };
     struct level
     {
         name under;
@@ -81,6 +91,7 @@ private:
         if (key_ == "metadata") return name::metadata;
         if (key_ == "usage") return name::usage;
         if (key_ == "data") return name::data;
+        if (key_ == "execution_metadata") return name::execution_metadata;
         return name::other;
     }
 
@@ -98,6 +109,22 @@ private:
         return value_done();
     }
     bool in_object() const { return !levels_.empty() && levels_.back().object; }
+    // At a member `depth` containers deep whose second container is the event's `data`.
+    bool under_data(std::size_t depth) const
+    {
+        return levels_.size() == depth && in_object() && key_done_ && levels_[1].under == name::data;
+    }
+    std::string* data_string_target()
+    {
+        if (key_ == "form_token") return &out_->form_token;
+        if (key_ == "id") return &out_->data_id;
+        if (key_ == "node_id") return &out_->node_id;
+        if (key_ == "node_type") return &out_->node_type;
+        if (key_ == "title") return &out_->title;
+        if (key_ == "status") return &out_->data_status;
+        if (key_ == "error") return &out_->data_error;
+        return nullptr;
+    }
     // A repeated member replaces the earlier value (as Python's json does).
     void append_string(std::string_view s)
     {
@@ -116,8 +143,7 @@ private:
     // Where a string value at the current position goes (nullptr: not wanted).
     std::string* string_target()
     {
-        if (levels_.size() == 2 && in_object() && key_done_ && levels_[1].under == name::data && key_ == "form_token")
-            return &out_->form_token;
+        if (under_data(2)) return data_string_target();
         if (levels_.size() != 1 || !in_object() || !key_done_) return nullptr;
         if (key_ == "event") return &out_->event;
         if (key_ == "id") return &out_->id;
@@ -133,10 +159,18 @@ private:
     {
         if (in_object() && key_done_) {
             if (levels_.size() == 1 && key_ == "status") out_->status = n;
-            if (levels_.size() == 3 && key_ == "total_tokens" && levels_[1].under == name::metadata &&
-                levels_[2].under == name::usage)
-                out_->usage_total_tokens = n;
-            if (levels_.size() == 2 && key_ == "total_tokens" && levels_[1].under == name::data) out_->data_total_tokens = n;
+            const bool in_usage =
+                levels_.size() == 3 && levels_[1].under == name::metadata && levels_[2].under == name::usage;
+            if (in_usage && key_ == "total_tokens") out_->usage_total_tokens = n;
+            if (in_usage && key_ == "prompt_tokens") out_->usage_prompt_tokens = n;
+            if (in_usage && key_ == "completion_tokens") out_->usage_completion_tokens = n;
+            if (levels_.size() == 2 && levels_[1].under == name::data) {
+                if (key_ == "total_tokens") out_->data_total_tokens = n;
+                if (key_ == "elapsed_time") out_->elapsed_time = static_cast<double>(n);
+            }
+            if (levels_.size() == 3 && key_ == "total_tokens" && levels_[1].under == name::data &&
+                levels_[2].under == name::execution_metadata)
+                out_->node_tokens = n;
         }
         return value_done();
     }
@@ -194,8 +228,14 @@ void stream_facts::observe(const sse_event& e)
     if (workflow_run_id_.empty()) workflow_run_id_ = std::move(f->workflow_run_id);
     if (message_id_.empty()) message_id_ = std::move(f->message_id);
     if (!f->form_token.empty()) form_tokens_.push_back(std::move(f->form_token));
+    if (keep_node_events_ && (f->event == "node_started" || f->event == "node_finished") && !f->data_id.empty())
+        node_events_.push_back(workflow_node_event{
+            f->event == "node_finished", std::move(f->data_id), std::move(f->node_id), std::move(f->node_type),
+            std::move(f->title), std::move(f->data_status), std::move(f->data_error), f->elapsed_time, f->node_tokens});
     if (f->event == "message_end") {
         if (f->usage_total_tokens) total_tokens_ = f->usage_total_tokens;
+        prompt_tokens_ = f->usage_prompt_tokens;
+        completion_tokens_ = f->usage_completion_tokens;
         finished_ = true;
     } else if (f->event == "workflow_finished") {
         // Chatflows report usage in both; message_end's value is the same run's total.
@@ -236,6 +276,8 @@ void stream_facts::end_json_body()
     workflow_run_id_ = std::move(f->workflow_run_id);
     message_id_ = std::move(f->message_id);
     if (!f->form_token.empty()) form_tokens_.push_back(std::move(f->form_token));
+    prompt_tokens_ = f->usage_prompt_tokens;
+    completion_tokens_ = f->usage_completion_tokens;
     if (f->usage_total_tokens)
         total_tokens_ = f->usage_total_tokens;
     else if (f->data_total_tokens)

@@ -10,8 +10,20 @@
 #include <vector>
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace gw::core {
+
+// A workflow node's start or end, as a streamed node_started / node_finished event names it.
+struct workflow_node_event
+{
+    bool finished = false;    // node_finished (else node_started)
+    std::string execution_id; // data.id: this run of the node
+    std::string node_id, node_type, title;
+    std::string status, error; // node_finished: succeeded, failed, ...
+    std::optional<double> elapsed_seconds;
+    std::optional<std::int64_t> total_tokens; // data.execution_metadata.total_tokens
+};
 
 struct stream_error
 {
@@ -43,6 +55,13 @@ public:
     // Human-input form tokens named so far (data.form_token), in order.
     const std::vector<std::string>& form_tokens() const { return form_tokens_; }
     std::optional<std::int64_t> total_tokens() const { return total_tokens_; }
+    // metadata.usage's split (chat apps; workflows report only a total).
+    std::optional<std::int64_t> prompt_tokens() const { return prompt_tokens_; }
+    std::optional<std::int64_t> completion_tokens() const { return completion_tokens_; }
+    // Workflow node events are kept (for tracing) only when asked; take_node_events()
+    // hands over those seen since the last call.
+    void keep_node_events(bool on) { keep_node_events_ = on; }
+    std::vector<workflow_node_event> take_node_events() { return std::exchange(node_events_, {}); }
     const std::optional<stream_error>& error() const { return error_; }
     bool finished() const { return finished_; } // a terminal event was seen
     std::size_t events() const { return events_; }
@@ -53,8 +72,10 @@ private:
     std::unique_ptr<body_reader> body_; // a blocking reply being scanned
     std::string id_, task_id_, conversation_id_, workflow_run_id_, message_id_;
     std::vector<std::string> form_tokens_;
-    std::optional<std::int64_t> total_tokens_;
+    std::optional<std::int64_t> total_tokens_, prompt_tokens_, completion_tokens_;
     std::optional<stream_error> error_;
+    std::vector<workflow_node_event> node_events_;
+    bool keep_node_events_ = false;
     bool finished_ = false;
     std::size_t events_ = 0;
     std::size_t malformed_ = 0;
