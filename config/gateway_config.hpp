@@ -173,6 +173,22 @@ struct quota_store_config
     bool operator==(const quota_store_config&) const = default;
 };
 
+// Traces: W3C trace context in and out always; spans exported over OTLP/HTTP (JSON) only
+// when an endpoint is set (here or by OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT).
+struct tracing_config
+{
+    std::string otlp_endpoint;                  // the traces URL, http(s)://host:port/v1/traces; "" = no export
+    std::map<std::string, std::string> headers; // sent with every export (e.g. an API key)
+    std::string service_name = "dify-gateway";
+    double sample_ratio = 1.0; // traces the gateway starts: the share sampled
+    bool parent_based = true;  // a caller's sampled flag decides for its trace
+    milliseconds export_timeout_ms{10'000};
+    milliseconds schedule_delay_ms{5'000}; // a worker's spans are sent at least this often
+    int max_queue_spans = 2'048;           // per worker; spans beyond it are dropped (and counted)
+    int max_batch_spans = 512;             // spans per export request
+    bool operator==(const tracing_config&) const = default;
+};
+
 struct gateway_config
 {
     server_config server;
@@ -182,6 +198,7 @@ struct gateway_config
     std::map<std::string, app_config> apps;
     std::map<std::string, tenant_config> tenants;
     quota_store_config quota_store;
+    tracing_config tracing;
 };
 
 } // namespace gw::config

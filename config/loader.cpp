@@ -1,6 +1,7 @@
 #include "config/loader.hpp"
 
 #include "config/json_reader.hpp"
+#include "config/tracing.hpp"
 #include "config/validate.hpp"
 
 #include <boost/json/parse_options.hpp>
@@ -195,6 +196,10 @@ load_result load_config_text(std::string_view text, const env_lookup& env)
             read_tenant(std::move(r), t, p);
         });
         if (auto* v = root.member("quota_store")) read_quota_store(json_reader(*v, "quota_store", p), c.quota_store);
+        apply_otel_env(c.tracing, env, p); // the environment first: the file's keys win
+        if (auto* v = root.member("tracing")) read_tracing(json_reader(*v, "tracing", p), c.tracing, p);
+        else if (std::string why; !c.tracing.otlp_endpoint.empty() && !parse_otlp_endpoint(c.tracing.otlp_endpoint, &why))
+            p.add("environment", "the OTLP endpoint '" + c.tracing.otlp_endpoint + "' " + why);
         root.finish();
         validate(c, p);
         if (p.empty()) result.config = std::move(c);

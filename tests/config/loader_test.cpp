@@ -2,6 +2,7 @@
 // its exact message and JSON path. Bad input always yields problems, never a throw.
 #include "config/loader.hpp"
 #include "config/redis_url.hpp"
+#include "config/tracing.hpp"
 #include "core/key_hash.hpp"
 
 #include <gtest/gtest.h>
@@ -305,6 +306,89 @@ TEST(RedisUrl, OneReadingForValidationAndTheClient)
     EXPECT_FALSE(parse_redis_url("redis://h?db=1", &why));
     EXPECT_FALSE(parse_redis_url("redis:///0", &why));
     EXPECT_EQ(why, "has no host");
+}
+
+
+TEST(ConfigLoader, TracingFromTheOtelEnvironmentThenTheFile)
+{
+    auto none = load_config_text(minimal(), fake_env({}));
+    ASSERT_TRUE(none.ok()) << all(none);
+    EXPECT_EQ(none.config->tracing.otlp_endpoint, "") << "nothing is exported unless configured";
+    EXPECT_EQ(none.config->tracing.sample_ratio, 1.0);
+
+    auto env = fake_env({
+        {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"},
+        {"OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s%20ecret, tenant = ops"},
+        {"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"},
+        {"OTEL_SERVICE_NAME", "edge-gw"},
+        {"OTEL_TRACES_SAMPLER", "traceidratio"},
+        {"OTEL_TRACES_SAMPLER_ARG", "0.25"},
+        {"OTEL_BSP_SCHEDULE_DELAY", "200"},
+        {"OTEL_BSP_MAX_QUEUE_SIZE", "100"},
+        {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"},
+        {"OTEL_EXPORTER_OTLP_TIMEOUT", "3000"},
+    });
+    auto r = load_config_text(minimal(), env);
+    ASSERT_TRUE(r.ok()) << all(r);
+    const auto& t = r.config->tracing;
+    EXPECT_EQ(t.otlp_endpoint, "http://collector:4318/v1/traces");
+    EXPECT_EQ(t.headers.at("x-api-key"), "s ecret");
+    EXPECT_EQ(t.headers.at("tenant"), "ops");
+    EXPECT_EQ(t.service_name, "edge-gw");
+    EXPECT_EQ(t.sample_ratio, 0.25);
+    EXPECT_FALSE(t.parent_based);
+    EXPECT_EQ(t.schedule_delay_ms.count(), 200);
+    EXPECT_EQ(t.max_queue_spans, 100);
+    EXPECT_EQ(t.max_batch_spans, 10);
+    EXPECT_EQ(t.export_timeout_ms.count(), 3000);
+
+    auto file = load_config_text(
+        minimal(R"(, "tracing": {"otlp_endpoint": "https://otlp.example.com/v1/traces", "sample_ratio": 0.5, "parent_based": true})"),
+        env
+    );
+    ASSERT_TRUE(file.ok()) << all(file);
+    EXPECT_EQ(file.config->tracing.otlp_endpoint, "https://otlp.example.com/v1/traces") << "the file wins";
+    EXPECT_EQ(file.config->tracing.sample_ratio, 0.5);
+    EXPECT_EQ(file.config->tracing.service_name, "edge-gw") << "what the file leaves is the environment's";
+    auto t2 = parse_otlp_endpoint(file.config->tracing.otlp_endpoint);
+    ASSERT_TRUE(t2);
+    EXPECT_TRUE(t2->tls);
+    EXPECT_EQ(t2->port, 443);
+    EXPECT_EQ(t2->target, "/v1/traces");
+
+    auto traces_only = load_config_text(minimal(), fake_env({{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/custom"}}));
+    ASSERT_TRUE(traces_only.ok());
+    EXPECT_EQ(traces_only.config->tracing.otlp_endpoint, "http://c:4318/custom") << "used as it is";
+    auto disabled = load_config_text(
+        minimal(), fake_env({{"OTEL_SDK_DISABLED", "true"}, {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"}})
+    );
+    ASSERT_TRUE(disabled.ok());
+    EXPECT_EQ(disabled.config->tracing.otlp_endpoint, "");
+}
+
+TEST(ConfigLoader, EachBadTracingSettingIsNamed)
+{
+    auto grpc = load_config_text(minimal(), fake_env({{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"}, {"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"}}));
+    EXPECT_TRUE(has_problem(grpc, "environment: OTEL_EXPORTER_OTLP_PROTOCOL is 'grpc': only OTLP over HTTP (http/json, http/protobuf) is supported")) << all(grpc);
+    auto sampler = load_config_text(minimal(), fake_env({{"OTEL_TRACES_SAMPLER", "sometimes"}}));
+    EXPECT_FALSE(sampler.ok());
+    auto ratio = load_config_text(minimal(), fake_env({{"OTEL_TRACES_SAMPLER", "traceidratio"}, {"OTEL_TRACES_SAMPLER_ARG", "2"}}));
+    EXPECT_TRUE(has_problem(ratio, "environment: OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1")) << all(ratio);
+    auto delay = load_config_text(minimal(), fake_env({{"OTEL_BSP_SCHEDULE_DELAY", "soon"}}));
+    EXPECT_FALSE(delay.ok());
+    auto headers = load_config_text(minimal(), fake_env({{"OTEL_EXPORTER_OTLP_HEADERS", "novalue"}}));
+    EXPECT_FALSE(headers.ok());
+    auto env_url = load_config_text(minimal(), fake_env({{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318"}}));
+    EXPECT_FALSE(env_url.ok()) << "an endpoint from the environment is checked too";
+    auto bad = load_config_text(
+        minimal(R"(, "tracing": {"otlp_endpoint": "ftp://x/v1/traces", "sample_ratio": 3, "headers": {"a b": "c", "d": 1}, "colour": 1})"),
+        fake_env({})
+    );
+    EXPECT_TRUE(has_problem(bad, "tracing.otlp_endpoint: 'ftp://x/v1/traces' is not an http:// or https:// URL")) << all(bad);
+    EXPECT_TRUE(has_problem(bad, "tracing.headers.d: must be a string")) << all(bad);
+    EXPECT_TRUE(has_problem(bad, "tracing.headers: 'a b' is not a valid header")) << all(bad);
+    EXPECT_TRUE(has_problem(bad, "tracing.colour: unknown key")) << all(bad);
+    EXPECT_EQ(bad.problems.size(), 5u) << all(bad);
 }
 
 } // namespace
