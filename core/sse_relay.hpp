@@ -80,6 +80,9 @@ public:
     // When the next read from Dify must have completed, given the time now.
     nanos read_deadline(nanos now);
     const stream_facts& facts() const { return facts_; }
+    // Workflow node events, kept for tracing once asked (stream_facts::keep_node_events).
+    void keep_node_events() { facts_.keep_node_events(true); }
+    std::vector<workflow_node_event> take_node_events() { return facts_.take_node_events(); }
     bool task_known() const { return !facts_.task_id().empty(); }
     bool client_gone() const { return client_gone_; }
 

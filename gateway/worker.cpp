@@ -19,6 +19,8 @@ worker::worker(
     for (const auto& [name, u] : tenants_->config().upstreams)
         pools_.emplace(name, std::make_shared<upstream_pool>(ctx_.get_executor(), u, upstream_tls.at(name)));
     index_pools();
+    tracer_ = std::make_unique<span_exporter>(ctx_.get_executor());
+    tracer_->configure(tenants_->config().tracing, GW_VERSION);
 }
 
 void worker::index_pools()
@@ -77,6 +79,7 @@ void worker::reconfigure(
             p->stop(); // idle connections close; leased ones on return
     pools_ = std::move(pools);
     index_pools();
+    tracer_->configure(tenants->config().tracing, GW_VERSION);
     tenants_ = std::move(tenants);
     usage_ = std::move(usage);
     local_quota_ = std::move(local_quota);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "gateway/ops/metrics.hpp"
+#include "gateway/ops/span_exporter.hpp"
 #include "gateway/proxy/tenants.hpp"
 #include "gateway/quota/memory_store.hpp"
 #include "gateway/upstream/pool.hpp"
@@ -69,6 +70,10 @@ public:
     const std::string& next_api_key(const app_handle& app);
     // A new request id: 32 hex digits.
     std::string new_request_id();
+    // 64 random bits (trace and span ids).
+    std::uint64_t random64() { return rng_(); }
+    // Where this worker's finished spans go (exported only when tracing is configured).
+    span_exporter& tracer() { return *tracer_; }
     // Uniform in [0, 1), for retry jitter.
     double random01() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
     // Clocks: monotonic (rates, breakers) and Unix seconds (Retry-After dates).
@@ -114,6 +119,9 @@ private:
     metrics_shard metrics_;
     std::function<void()> session_end_hook_;
     net::io_context ctx_{1};
+    // After ctx_: its timer goes before the context; the export loop's frame, suspended in
+    // the context, goes with it and touches nothing of the exporter.
+    std::unique_ptr<span_exporter> tracer_;
     std::shared_ptr<const tenant_directory> tenants_;
     std::map<std::string, std::shared_ptr<upstream_pool>> pools_;
     std::vector<std::shared_ptr<upstream_pool>> pool_by_id_; // by metric_names upstream id

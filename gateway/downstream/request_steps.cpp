@@ -5,6 +5,7 @@
 #include "gateway/downstream/request_steps.hpp"
 
 #include "core/text.hpp"
+#include "gateway/ops/tracing.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -70,6 +71,7 @@ void record_request(worker& w, const request_record& r)
         if (r.ttfb_seconds) figures.ttfb.observe(*r.ttfb_seconds);
     }
     log_access(r, seconds);
+    if (r.trace.exported) record_server_span(w, r);
 }
 
 // X-RateLimit-* (and Retry-After when refused) for tenants with a rate.
@@ -150,6 +152,19 @@ net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::r
     http::response<http::empty_body> cont{http::status::continue_, 11};
     auto [ec, n] = co_await http::async_write(down, cont, use_nothrow);
     co_return !ec;
+}
+
+net::awaitable<admission> admit(worker& w, const request_plan& plan, request_record& rec)
+{
+    const auto& app = plan.target->app->name;
+    const bool shared = w.tenants().config().quota_store.type == config::store_kind::redis;
+    if (!rec.trace.exported || !shared) co_return co_await w.quotas().admit(plan.who->name, app, plan.generates);
+    auto span = start_span(w, rec.trace, "quota admission", core::span_kind::internal);
+    auto admitted = co_await w.quotas().admit(plan.who->name, app, plan.generates);
+    span.set("dify_gateway.quota.store", "redis");
+    span.set("dify_gateway.quota.decision", admitted.refused ? reason_name(*admitted.refused) : "admitted");
+    finish_span(w, std::move(span));
+    co_return admitted;
 }
 
 std::optional<gateway_error> account_admission(worker& w, const request_plan& plan, const admission& a)

@@ -46,6 +46,9 @@ void record_request(worker& w, const request_record& r);
 header_list rate_headers(const admission& a);
 // The answer to a quota refusal.
 gateway_error quota_error(const config::tenant_config& t, quota_reason r);
+// Admits the request against the quotas. A decision the shared store (Redis) makes is a
+// span of the request's trace (exported traces).
+net::awaitable<admission> admit(worker& w, const request_plan& plan, request_record& rec);
 // Counts a request and its admission (usage counters, metrics); the answer to give when
 // the quotas refused it.
 std::optional<gateway_error> account_admission(worker& w, const request_plan& plan, const admission& a);

@@ -327,7 +327,7 @@ serve_openai(downstream_request& d, header_parser& hp, request_plan& plan, bool 
         co_return co_await write_gateway_error(d.down, unknown, d.request_id, keep_alive, none, plan.front);
     }
     const auto& app = *plan.target->app;
-    auto admitted = co_await d.w.quotas().admit(who.name, app.name, true);
+    auto admitted = co_await admit(d.w, plan, d.rec);
     auto quota_headers = rate_headers(admitted);
     if (auto refusal = account_admission(d.w, plan, admitted)) {
         d.rec.status = refusal->status;

@@ -10,6 +10,7 @@
 #include "gateway/downstream/request_checks.hpp"
 #include "gateway/downstream/request_steps.hpp"
 #include "gateway/downstream/serve_openai.hpp"
+#include "gateway/ops/tracing.hpp"
 #include "gateway/proxy/request_plan.hpp"
 
 #include <boost/json.hpp>
@@ -115,6 +116,12 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     r.rec.request_id = request_id;
     r.rec.method = std::string(head.method_string());
     r.rec.client = client_address(peer, head, snapshot->config().server.trusted_proxies);
+    r.rec.trace = begin_request_trace(w, head);
+    if (r.rec.trace.exported) {
+        const std::string_view target = head.target();
+        r.rec.path = std::string(target.substr(0, target.find('?')));
+        r.rec.user_agent = std::string(head[http::field::user_agent]);
+    }
     const bool keep_alive = head.keep_alive() && !w.draining();
 
     auto plan = plan_request(*snapshot, head);
@@ -131,7 +138,7 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
         co_return co_await serve_openai(d, hp, plan, keep_alive);
     }
     // Quotas are checked before any upstream work (and before the body is read).
-    auto admitted = co_await w.quotas().admit(plan.who->name, plan.target->app->name, plan.generates);
+    auto admitted = co_await admit(w, plan, r.rec);
     auto quota_headers = rate_headers(admitted);
     if (auto refusal = account_admission(w, plan, admitted)) {
         r.rec.status = refusal->status;

@@ -208,11 +208,14 @@ net::awaitable<void> server::finish_drain()
         const auto grace = clock::now() + std::chrono::seconds(2);
         while (active_sessions() > 0 && clock::now() < grace) co_await wait_for_drain_event(grace);
     }
-    // Phase 3: the last settlements and lease releases reach Redis.
+    // Phase 3: the last settlements and lease releases reach Redis, the last spans their
+    // collector.
     const auto flush_deadline = clock::now() + std::chrono::seconds(2);
     for (std::size_t i = 0; i < redis_links_.size(); ++i)
         net::co_spawn(workers_[i]->context(), flush_link(redis_links_[i], flush_deadline), log_failure("final quota store flush"));
-    while (links_flushed_.load() < redis_links_.size() && clock::now() < flush_deadline) co_await wait_for_drain_event(flush_deadline);
+    for (auto& w : workers_) net::co_spawn(w->context(), flush_spans(w.get()), log_failure("final span export"));
+    auto flushed = [this] { return links_flushed_.load() == redis_links_.size() && spans_flushed_.load() == workers_.size(); };
+    while (!flushed() && clock::now() < flush_deadline) co_await wait_for_drain_event(flush_deadline);
     stop_workers();
 }
 
@@ -220,6 +223,12 @@ net::awaitable<void> server::flush_link(std::shared_ptr<redis_link> link, clock:
 {
     co_await link->flush(deadline);
     if (++links_flushed_ == redis_links_.size()) wake_drain();
+}
+
+net::awaitable<void> server::flush_spans(worker* w)
+{
+    co_await w->tracer().flush();
+    if (++spans_flushed_ == workers_.size()) wake_drain();
 }
 
 void server::stop_workers()

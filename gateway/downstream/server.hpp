@@ -63,6 +63,7 @@ private:
     void wake_drain(); // from any worker: finish_drain looks again
     int active_sessions() const;
     net::awaitable<void> flush_link(std::shared_ptr<redis_link> link, std::chrono::steady_clock::time_point deadline);
+    net::awaitable<void> flush_spans(worker* w);
     void stop_workers();
 
     std::shared_ptr<const config::gateway_config> cfg_;
@@ -85,6 +86,7 @@ private:
     std::atomic<bool> draining_{false};
     std::unique_ptr<net::steady_timer> drain_wake_; // on worker 0; after workers_: destroyed before them
     std::atomic<std::size_t> links_flushed_{0};
+    std::atomic<std::size_t> spans_flushed_{0};
     std::mutex reload_mutex_;
     std::string config_path_;
 };

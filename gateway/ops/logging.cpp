@@ -129,7 +129,11 @@ void append_json_line(std::string& out, const request_record& r, std::int64_t du
     append_number(out, static_cast<std::int64_t>(r.bytes_out));
     out += ",\"client\":";
     append_json_string(out, r.client);
-    out += "}\n";
+    out += ",\"trace_id\":\"";
+    out += core::to_hex(r.trace.trace);
+    out += "\",\"span_id\":\"";
+    out += core::to_hex(r.trace.span);
+    out += "\"}\n";
 }
 
 void append_text_line(std::string& out, const request_record& r, std::int64_t duration_ms)
@@ -137,10 +141,11 @@ void append_text_line(std::string& out, const request_record& r, std::int64_t du
     append_utc_now(out);
     fmt::format_to(std::back_inserter(out),
                    " access request_id={} tenant={} app={} method={} endpoint=\"{}\" status={} duration_ms={} ttfb_ms={} "
-                   "attempts={} tokens={} bytes_in={} bytes_out={} client={}\n",
+                   "attempts={} tokens={} bytes_in={} bytes_out={} client={} trace_id={} span_id={}\n",
                    r.request_id, r.tenant, r.app, r.method, endpoint_label(r.endpoint), r.status, duration_ms,
                    r.ttfb_seconds ? std::to_string(static_cast<std::int64_t>(*r.ttfb_seconds * 1000.0 + 0.5)) : "-",
-                   r.attempts, r.tokens, r.bytes_in, r.bytes_out, r.client);
+                   r.attempts, r.tokens, r.bytes_in, r.bytes_out, r.client, core::to_hex(r.trace.trace),
+                   core::to_hex(r.trace.span));
 }
 
 } // namespace

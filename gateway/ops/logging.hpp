@@ -8,6 +8,7 @@
 #pragma once
 
 #include "config/gateway_config.hpp"
+#include "gateway/ops/request_trace.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -32,6 +33,10 @@ struct request_record
     int attempts = 0;
     std::int64_t tokens = 0;
     std::uint64_t bytes_in = 0, bytes_out = 0;
+    request_trace trace;
+    // Kept for the SERVER span (exported traces only).
+    std::string path, user_agent;
+    std::optional<std::int64_t> input_tokens, output_tokens; // Dify's usage split, when it gives one
 };
 
 // Adds the access line (if enabled) for a finished request to this thread's batch.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/dify_routes.hpp"
+#include "core/span.hpp"
 #include "core/stream_facts.hpp"
 #include "core/user_rewrite.hpp"
 #include "gateway/ops/logging.hpp"
@@ -68,6 +69,8 @@ struct exchange
     bool uploads_file = false;              // POST /files/upload: the reply names a new file
     openai_turn* openai = nullptr;          // a turn of the OpenAI front: its reply is translated
     image_upload* upload = nullptr;         // with openai: an image of the turn uploaded first (its reply kept, not relayed)
+    core::span_id attempt_id{};             // the current attempt's span: the parent in the traceparent Dify gets
+    std::optional<core::span> attempt_span{}; // its CLIENT span (exported traces), until the attempt ends
 };
 
 // The exchange's backoff timer (made on first use).
@@ -130,6 +133,12 @@ std::vector<core::owned_reference> named_resources(const exchange& x);
 // Refuses a request that names another tenant's task, conversation, workflow run or file
 // (404, before anything reaches Dify).
 net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x, std::vector<core::owned_reference> refs);
+
+// The current attempt's traceparent on the request Dify gets, and its CLIENT span
+// (exported traces). With no exporter the caller's traceparent goes as it came.
+void begin_attempt_span(exchange& x);
+// Ends the attempt's span, if open: Dify's status (0: none came) or the failure.
+void end_attempt_span(exchange& x, unsigned status, const error_code& failure = {});
 
 // Calls Dify's stop endpoint for this request's task (detached), when it started one.
 void spawn_stop_call(exchange& x, const std::string& task_id);

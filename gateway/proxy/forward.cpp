@@ -191,9 +191,11 @@ net::awaitable<core::attempt_action> run_attempt(exchange& x, upstream_pool& poo
                                                  clock::time_point deadline)
 {
     ++x.rec->attempts;
+    begin_attempt_span(x);
     auto [aec, acquired] = co_await pool.acquire(deadline);
     if (aec) {
         st.failure = aec;
+        end_attempt_span(x, 0, aec);
         co_return attempts.acquire_failed(x.w.now());
     }
     st.lease = std::move(acquired);
@@ -204,6 +206,7 @@ net::awaitable<core::attempt_action> run_attempt(exchange& x, upstream_pool& poo
     if (x.ticket) x.ticket->reached_upstream();
     if (auto ec = co_await send_and_read_head<S>(x, *st.lease, *st.parser)) {
         st.lease.give_back(false);
+        end_attempt_span(x, 0, ec);
         if (x.client_broken || x.body_timed_out) attempts.abandoned(); // nothing learnt about Dify
         if (x.client_broken) { // the client's body broke off: nothing to answer
             st.answered = false;
@@ -221,6 +224,7 @@ net::awaitable<core::attempt_action> run_attempt(exchange& x, upstream_pool& poo
         co_return attempts.send_failed(x.w.now(), stale, x.body_sent);
     }
     st.held = co_await hold_error_reply<S>(*st.lease, *st.parser);
+    if (st.held) end_attempt_span(x, st.held->res.result_int()); // a reply relayed ends its span after the relay
     if (!st.held)
         co_return attempts.replied(x.w.now(), static_cast<int>(st.parser->get().result_int()), std::nullopt, std::nullopt, x.body_sent);
     st.lease.give_back(st.parser->get().keep_alive());
@@ -236,6 +240,7 @@ net::awaitable<core::attempt_action> run_attempt(exchange& x, upstream_pool& poo
 // The answer when retries end without a reply to relay: Dify's held reply, or ours.
 net::awaitable<bool> answer_without_relay(exchange& x, const core::attempt_action& act, attempt_state& st)
 {
+    end_attempt_span(x, 0); // one the machine did not relay
     if (act.step == core::attempt_step::pass_held) {
         if (x.ticket) x.ticket->charge(0); // Dify refused: no tokens used
         co_return co_await write_held_reply(x, *st.held);
@@ -261,6 +266,7 @@ net::awaitable<bool> relay_response(exchange& x, attempt_state& st)
     if (x.ticket && refused && !(x.openai && x.openai->conversation_gone)) x.ticket->charge(0);
     ++st.lease->requests;
     st.lease.give_back(up_ok);
+    end_attempt_span(x, st.parser->get().result_int());
     if (x.usage) {
         x.rec->tokens = *x.usage;
         x.w.metrics().pair(x.target.pair).tokens += static_cast<std::uint64_t>(*x.usage);

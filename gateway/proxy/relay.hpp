@@ -6,6 +6,8 @@
 #include "core/sse_relay.hpp"
 #include "core/stream_facts.hpp"
 #include "core/text.hpp"
+#include "core/workflow_spans.hpp"
+#include "gateway/ops/tracing.hpp"
 #include "gateway/proxy/exchange.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -230,6 +232,54 @@ private:
     std::uint32_t tenant_;
 };
 
+// The spans of the workflow nodes a stream reports (exported traces only), children of
+// the attempt that streams them; nodes still open are closed when the relay ends.
+class stream_node_spans
+{
+public:
+    stream_node_spans(exchange& x, core::sse_relay& relay) : x_(x)
+    {
+        if (!x.rec->trace.exported) return;
+        relay.keep_node_events();
+        nodes_.emplace(x.rec->trace.trace, x.attempt_id);
+    }
+    ~stream_node_spans()
+    {
+        if (!nodes_) return;
+        nodes_->end(unix_nanos_now(), done_);
+        submit();
+    }
+    stream_node_spans(const stream_node_spans&) = delete;
+    stream_node_spans& operator=(const stream_node_spans&) = delete;
+
+    // What the piece just read reported.
+    void take(core::sse_relay& relay)
+    {
+        if (!nodes_) return;
+        for (auto& e : relay.take_node_events())
+            nodes_->on_event(std::move(e), unix_nanos_now(), core::make_span_id(x_.w.random64()), done_);
+        submit();
+    }
+
+private:
+    void submit()
+    {
+        for (auto& s : done_) x_.w.tracer().submit(std::move(s));
+        done_.clear();
+    }
+    exchange& x_;
+    std::optional<core::workflow_node_spans> nodes_;
+    std::vector<core::span> done_;
+};
+
+// Dify's usage so far: the total (what the quota is charged) and, for the trace, its split.
+inline void note_usage(exchange& x, const core::stream_facts& facts)
+{
+    if (auto used = facts.total_tokens()) x.usage = used;
+    if (auto in = facts.prompt_tokens()) x.rec->input_tokens = in;
+    if (auto out = facts.completion_tokens()) x.rec->output_tokens = out;
+}
+
 // Reads the next piece of an SSE body into `piece` and tells `relay` what came (bytes,
 // the end, a failure); records what the events name on the way. The read's deadline is
 // the relay's (stream_idle_timeout_ms since the last bytes).
@@ -255,7 +305,7 @@ net::awaitable<core::sse_action> read_sse_piece(exchange& x, upstream_connection
                                                          : core::upstream_end::broken);
     }
     auto act = relay.feed(std::string_view(piece.data(), piece.size() - p.get().body().size));
-    if (auto used = relay.facts().total_tokens()) x.usage = used; // partial streams: what was reported
+    note_usage(x, relay.facts()); // partial streams: what was reported
     record_created(x, relay.facts(), created, true);
     x.task_known = relay.task_known();
     co_return act;
@@ -273,10 +323,12 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
     core::sse_relay relay({static_cast<std::size_t>(upstream_cfg.max_sse_event_bytes), max_read_after_client_left,
                            upstream_cfg.stream_idle_timeout_ms});
     created_records created; // owners recorded as soon as Dify names the task, conversation, run
+    stream_node_spans nodes(x, relay);
     std::array<char, sse_piece_size> storage; // events are small; this frame lives as long as the stream
     const std::span<char> piece(storage);
     for (;;) {
         auto act = co_await read_sse_piece<S>(x, conn, p, relay, piece, created);
+        nodes.take(relay);
         while (act.step == core::sse_step::write) {
             auto [wec, wn] = co_await write_sse_chunk(x, act.held, act.fresh);
             act = relay.written(!wec);
@@ -344,6 +396,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
 inline void settle_scanned_body(exchange& x, core::stream_facts& facts)
 {
     facts.end_json_body();
+    note_usage(x, facts);
     x.usage = facts.total_tokens();
     created_records created;
     record_created(x, facts, created, true);

@@ -7,6 +7,8 @@
 #include "gateway/downstream/request_checks.hpp"
 
 #include "gateway/ops/spawn.hpp"
+#include "gateway/ops/tracing.hpp"
+#include "gateway/upstream/round_trip.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/json.hpp>
@@ -223,9 +225,12 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
         for (auto token : core::split(it->value(), ','))
             if (auto t = core::trim(token); !t.empty()) connection_tokens.push_back(core::to_lower(t));
     std::sort(connection_tokens.begin(), connection_tokens.end());
-    if (x.openai) // the request is the gateway's: none of the client's (OpenAI SDK) headers
+    const auto& trace = x.rec->trace;
+    if (x.openai) { // the request is the gateway's: none of the client's (OpenAI SDK) headers but its trace
         h.set(http::field::content_type, x.upload ? x.upload->content_type : std::string("application/json"));
-    else
+        if (!core::is_zero(trace.parent)) h.set("traceparent", traceparent_for(trace, trace.parent));
+        if (!core::is_zero(trace.parent) && !trace.tracestate.empty()) h.set("tracestate", trace.tracestate);
+    } else
         for (const auto& f : x.req)
             if (forwarded_request_header(f.name_string(), connection_tokens)) h.insert(f.name_string(), f.value());
     h.set(http::field::host, host_header(upstream));
@@ -331,22 +336,10 @@ gateway_error upstream_failure(const error_code& ec, std::string_view phase)
 
 namespace {
 
-// One small request/response on a pooled connection (the stop call).
-template <typename S>
-net::awaitable<std::tuple<error_code, unsigned, bool>> round_trip(upstream_connection& conn, http::request<http::string_body>& req)
-{
-    auto& s = stream_of<S>(conn);
-    http::response<http::string_body> res;
-    auto [wec, wn] = co_await http::async_write(s, req, use_nothrow);
-    if (wec) co_return std::tuple{wec, 0u, false};
-    auto [rec, rn] = co_await http::async_read(s, conn.buffer(), res, use_nothrow);
-    co_return std::tuple{rec, res.result_int(), !rec && res.keep_alive()};
-}
-
-// Calls Dify's stop endpoint for a task whose client went away. Spawned on its own;
-// takes everything by value.
+// Calls Dify's stop endpoint for a task whose client went away (a CLIENT span of the
+// request's trace). Spawned on its own; takes everything by value.
 net::awaitable<void> call_stop(worker* w, std::uint32_t upstream_id, std::string target, std::string api_key,
-                               std::string user, std::string request_id)
+                               std::string user, std::string request_id, request_trace trace)
 {
     auto pool_ref = w->pool(upstream_id);
     auto& pool = *pool_ref;
@@ -364,12 +357,23 @@ net::awaitable<void> call_stop(worker* w, std::uint32_t upstream_id, std::string
     req.set("X-Request-Id", request_id);
     req.body() = json::serialize(json::object{{"user", user}});
     req.prepare_payload();
+    std::optional<core::span> span;
+    if (trace.exported) {
+        span = start_span(*w, trace, "POST", core::span_kind::client);
+        span->set("http.request.method", "POST");
+        span->set("url.full", (u.tls ? "https://" : "http://") + host_header(u) + std::string(req.target()));
+        span->set("dify_gateway.stop_call", true);
+    }
+    if (w->tracer().enabled()) req.set("traceparent", traceparent_for(trace, span ? span->id : core::make_span_id(w->random64())));
     auto& conn = *lease;
     conn.expires_at(deadline);
-    auto [io_ec, status, reusable] = conn.is_tls() ? co_await round_trip<tls_stream>(conn, req)
-                                                   : co_await round_trip<beast::tcp_stream>(conn, req);
+    auto [io_ec, status, reusable] = co_await round_trip(conn, req);
     conn.expires_never();
     lease.give_back(reusable);
+    if (span) {
+        if (status != 0) span->set("http.response.status_code", static_cast<std::int64_t>(status));
+        finish_span(*w, std::move(*span), io_ec ? io_ec.message() : status >= 500 ? std::to_string(status) : "");
+    }
     if (io_ec)
         spdlog::warn("stop call for request {} failed: {}", request_id, io_ec.message());
     else
@@ -378,12 +382,47 @@ net::awaitable<void> call_stop(worker* w, std::uint32_t upstream_id, std::string
 
 } // namespace
 
+void begin_attempt_span(exchange& x)
+{
+    end_attempt_span(x, 0); // one left open by an attempt the machine did not relay
+    const auto& t = x.rec->trace;
+    if (!x.w.tracer().enabled()) return;
+    x.attempt_id = core::make_span_id(x.w.random64());
+    x.up.head.set("traceparent", traceparent_for(t, x.attempt_id));
+    if (!t.tracestate.empty()) x.up.head.set("tracestate", t.tracestate);
+    if (!t.exported) return;
+    const auto& u = *x.target.app->upstream;
+    auto s = start_span(x.w, t, std::string(x.up.head.method_string()), core::span_kind::client);
+    s.id = x.attempt_id;
+    s.set("http.request.method", x.up.head.method_string());
+    s.set("server.address", u.host);
+    s.set("server.port", static_cast<std::int64_t>(u.port));
+    const std::string_view target = x.up.head.target();
+    s.set("url.full", (u.tls ? "https://" : "http://") + host_header(u) + std::string(target.substr(0, target.find('?'))));
+    if (x.rec->attempts > 1) s.set("http.request.resend_count", x.rec->attempts - 1);
+    x.attempt_span = std::move(s);
+}
+
+void end_attempt_span(exchange& x, unsigned status, const error_code& failure)
+{
+    if (!x.attempt_span) return;
+    auto s = std::move(*x.attempt_span);
+    x.attempt_span.reset();
+    std::string error;
+    if (status != 0) s.set("http.response.status_code", static_cast<std::int64_t>(status));
+    if (failure) error = is_timeout(failure) ? "timeout" : failure.message();
+    else if (status >= 500) error = std::to_string(status);
+    if (!error.empty()) s.set("error.type", is_timeout(failure) ? "timeout" : failure ? "connection" : error);
+    finish_span(x.w, std::move(s), error);
+}
+
 void spawn_stop_call(exchange& x, const std::string& task_id)
 {
     if (!x.target.match.route) return;
     auto target = core::stop_path_for(*x.target.match.route, task_id);
     if (target.empty() || x.up.namespaced_user.empty()) return;
-    net::co_spawn(x.w.context(), call_stop(&x.w, x.target.app->upstream_id, target, x.api_key, x.up.namespaced_user, x.request_id),
+    net::co_spawn(x.w.context(),
+                  call_stop(&x.w, x.target.app->upstream_id, target, x.api_key, x.up.namespaced_user, x.request_id, x.rec->trace),
                   log_failure("stop call"));
 }
 
