@@ -131,8 +131,14 @@ void ownership_table::record(owned_kind kind, std::string_view id, std::string_v
             slots_[i] = slot{k, who, expires_at}; // the old record had expired
         return;
     }
-    if (order_.size() == capacity_) { // the oldest record of the tenant holding the most goes
-        erase_at(find(order_.pop_from_largest().second));
+    while (order_.size() == capacity_) { // the oldest record of the tenant holding the most goes
+        auto [owner, oldest] = order_.pop_from_largest();
+        const auto at = find(oldest);
+        if (slots_[at].tenant != empty && slots_[at].tenant != owner) { // taken over since: its new owner's now
+            order_.push(slots_[at].tenant, oldest);
+            continue;
+        }
+        erase_at(at);
         i = find(k); // the shift may have moved the hole
     }
     slots_[i] = slot{k, who, expires_at};

@@ -56,23 +56,21 @@ read_chat_body(downstream_request& d, http::request_parser<http::string_body>& p
     co_return false;
 }
 
-// The newest message's images read: http(s) URLs pass (Dify fetches them), data: URLs are
-// decoded to be uploaded first; anything else is refused (400).
-std::optional<std::vector<core::openai::inline_image>>
-inline_images(const core::openai::message& newest, core::openai::api_error& err)
+// The files/upload form for the turn's `index`th data: image (checked when the request
+// was read; decoded only now, after the quotas admitted it).
+std::optional<core::openai::upload_form> upload_form_for(
+    worker& w, std::string_view user, std::size_t index, std::string url, core::openai::api_error& err
+)
 {
-    std::vector<core::openai::inline_image> out;
-    for (const auto& url : newest.images) {
-        if (url.starts_with("https://") || url.starts_with("http://")) continue;
-        std::string why;
-        auto image = core::openai::parse_image_data_url(url, why);
-        if (!image) {
-            err = {400, "invalid_request_error", "invalid_image_url", "messages", std::move(why)};
-            return std::nullopt;
-        }
-        out.push_back(std::move(*image));
+    std::string why;
+    auto image = core::openai::parse_image_data_url(url, why);
+    if (!image) {
+        err = {400, "invalid_request_error", "invalid_image_url", "messages", std::move(why)};
+        return std::nullopt;
     }
-    return out;
+    url = std::string();
+    const auto name = "image-" + std::to_string(index + 1) + "." + image->extension;
+    return core::openai::files_upload_form(user, name, *image, [&w] { return w.random64(); });
 }
 
 // Dify file objects for the newest message's images, in order: remote URLs as they are,
@@ -91,16 +89,17 @@ json::array image_files(const core::openai::message& newest, const std::vector<s
     return files;
 }
 
-// The turn's data: images uploaded to Dify (files/upload, as the turn's end user, owned by
-// its tenant), in order. nullopt: an upload failed and its error was answered in OpenAI's
-// shape (`reusable` then says whether the connection goes on).
+// The turn's data: images decoded and uploaded to Dify (files/upload, as the turn's end
+// user, owned by its tenant) one at a time, each URL freed once sent. The file ids, in
+// order; nullopt: an upload failed and its error was answered in OpenAI's shape
+// (`reusable` then says whether the connection goes on).
 net::awaitable<std::optional<std::vector<std::string>>> upload_images(
     downstream_request& d,
     const http::request_header<>& req,
     bool keep_alive,
     const request_plan& plan,
     openai_turn& turn,
-    const std::vector<core::openai::inline_image>& images,
+    std::vector<std::string>& images,
     const header_list& quota_headers,
     bool& reusable
 )
@@ -108,16 +107,21 @@ net::awaitable<std::optional<std::vector<std::string>>> upload_images(
     std::vector<std::string> ids;
     const auto user = core::namespaced_user(plan.who->name, end_user_of(turn.request));
     for (std::size_t i = 0; i < images.size(); ++i) {
-        const auto name = "image-" + std::to_string(i + 1) + "." + images[i].extension;
-        auto form = core::openai::files_upload_form(user, name, images[i]);
-        image_upload upload{std::move(form.content_type), {}};
+        core::openai::api_error bad;
+        auto form = upload_form_for(d.w, user, i, std::exchange(images[i], {}), bad);
+        if (!form) {
+            auto error = core::openai::error_body(bad);
+            reusable = co_await write_json(d, bad.status, std::move(error), keep_alive, quota_headers);
+            co_return std::nullopt;
+        }
+        image_upload upload{std::move(form->content_type), {}};
         request_plan upload_plan = plan;
         upload_plan.target = files_upload_target(*plan.target);
         upload_plan.generates = false;
         upload_plan.place = core::user_place::form;
         upload_plan.uploads_file = true;
         auto x = make_exchange(d, req, keep_alive, upload_plan, nullptr, quota_headers);
-        x.body = std::move(form.body);
+        x.body = std::move(form->body);
         x.openai = &turn;
         x.upload = &upload;
         reusable = co_await forward_request(x);
@@ -189,6 +193,7 @@ openai_turn make_turn(
         {},
         {},
         false,
+        false,
         true};
 }
 
@@ -216,7 +221,7 @@ json::object dify_request_body(
 struct turn_request
 {
     core::openai::chat_request request;
-    std::vector<core::openai::inline_image> images; // data: URLs, to be uploaded
+    std::vector<std::string> images; // the newest message's data: URLs, to be uploaded
 };
 
 net::awaitable<std::optional<turn_request>> read_turn(
@@ -232,7 +237,8 @@ net::awaitable<std::optional<turn_request>> read_turn(
     d.rec.bytes_in = p.get().body().size();
     core::openai::api_error bad;
     auto request = core::openai::parse_chat_request(p.get().body(), bad);
-    auto images = request ? inline_images(request->newest(), bad) : std::nullopt;
+    std::string().swap(p.get().body()); // parsed: a large body is not kept for the turn's life
+    auto images = request ? core::openai::take_inline_images(*request, bad) : std::nullopt;
     if (request && images) co_return turn_request{std::move(*request), std::move(*images)};
     auto error = core::openai::error_body(bad);
     const header_list none;
@@ -272,7 +278,7 @@ net::awaitable<bool> run_turn(
     quota_ticket* ticket,
     header_list quota_headers,
     openai_turn& turn,
-    const std::vector<core::openai::inline_image>& images
+    std::vector<std::string> images
 )
 {
     bool uploaded_ok = false;
@@ -347,7 +353,7 @@ serve_openai(downstream_request& d, header_parser& hp, request_plan& plan, bool 
         co_await find_conversation(d, turn, pinned_id);
     }
     co_return co_await run_turn(
-        d, body_parser.get(), keep_alive, plan, ticket.get(), std::move(quota_headers), turn, asked->images
+        d, body_parser.get(), keep_alive, plan, ticket.get(), std::move(quota_headers), turn, std::move(asked->images)
     );
 }
 

@@ -27,6 +27,7 @@ struct openai_turn
     std::string conversation_id;    // the Dify conversation it continues ("" = a new one)
     std::string remembered_as;      // the conversation map's key it was found under ("" = not from the map)
     bool head_pending = false;      // stream: true, the head not yet written (it waits for Dify's first event)
+    bool saw_event = false;         // Dify has sent an event (pings aside)
     bool head_keep_alive = true;    // the client connection goes on after the stream
     // The remembered conversation is gone at Dify (deleted): nothing was answered, and the
     // turn is sent once more as a new conversation.

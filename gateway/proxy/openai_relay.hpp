@@ -126,6 +126,7 @@ relay_openai(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
         if (status == 404 && !turn.remembered_as.empty() && !x.upload) {
             x.w.quotas().remember_conversation(x.who.name, turn.remembered_as, "");
             turn.conversation_gone = !turn.restarted;
+            if (turn.conversation_gone && x.ticket) x.ticket->not_reached();
             if (turn.conversation_gone) co_return std::pair{true, complete && p.get().keep_alive()};
         }
         auto e = status != 200 && status != 201

@@ -83,11 +83,11 @@ inline std::string openai_stream_head(exchange& x)
         x.request_id + "\r\n";
     for (const auto& [k, v] : x.quota_headers)
         out.append(k).append(": ").append(v).append("\r\n");
-    // A continued conversation's id is among the quota headers already.
-    const auto& named = turn.translator.conversation_id();
-    if (turn.conversation_id.empty() && !named.empty() &&
-        x.target.app->cfg->openai.type == config::openai_app_kind::chat)
-        out.append(conversation_header).append(": ").append(named).append("\r\n");
+    // A continued conversation's id is among the quota headers already; a new one's is
+    // Dify's, written only in its canonical form.
+    const auto named = canonical_conversation_id(turn.translator.conversation_id());
+    if (turn.conversation_id.empty() && named && x.target.app->cfg->openai.type == config::openai_app_kind::chat)
+        out.append(conversation_header).append(": ").append(*named).append("\r\n");
     if (!turn.head_keep_alive) out += "Connection: close\r\n";
     out += "\r\n";
     x.rec->status = 200;
@@ -97,14 +97,13 @@ inline std::string openai_stream_head(exchange& x)
 }
 
 // Frames of the OpenAI front to the client (nothing when it waits for the whole answer).
-// The head goes out with the first frames, or as soon as Dify has named the conversation,
-// or with the end.
+// The head goes out once Dify has sent its first event (for chat apps, it names the
+// conversation), or with the end.
 inline net::awaitable<std::tuple<error_code, std::size_t>> write_openai_frames(exchange& x, const std::string& frames, bool last)
 {
     auto& turn = *x.openai;
     if (!turn.request.stream) co_return std::tuple{error_code{}, std::size_t{0}};
-    const bool head_due =
-        turn.head_pending && (!frames.empty() || last || !turn.translator.conversation_id().empty());
+    const bool head_due = turn.head_pending && (turn.saw_event || !frames.empty() || last);
     const std::string head = head_due ? openai_stream_head(x) : std::string();
     turn.head_pending = turn.head_pending && !head_due;
     if (frames.empty() && !last && head.empty()) co_return std::tuple{error_code{}, std::size_t{0}};
@@ -130,7 +129,9 @@ inline std::string translate_events(exchange& x, std::string_view a, std::string
 {
     std::string frames;
     auto on_event = [&](const core::sse_event& e, std::size_t) {
-        if (e.event.empty() || e.event == "message") frames += x.openai->translator.on_event(e.data);
+        if (!e.event.empty() && e.event != "message") return; // pings
+        x.openai->saw_event = true;
+        frames += x.openai->translator.on_event(e.data);
     };
     x.openai->events.feed(a, on_event);
     x.openai->events.feed(b, on_event);

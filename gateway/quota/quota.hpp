@@ -47,6 +47,9 @@ public:
     void charge(std::int64_t tokens);
     // From now on an unsettled ticket is charged its reservation (the request reached Dify).
     void reached_upstream() { fallback_ = reservation.amount; }
+    // What reached Dify generated nothing and is sent again (a turn restarted as a new
+    // conversation): only the new sending can make the ticket charge its reservation.
+    void not_reached() { fallback_ = 0; }
 
     const std::string& tenant() const { return *tenant_; }
     const std::string& app() const { return *app_; }

@@ -417,19 +417,56 @@ TEST(OpenAiImages, DataUrlsAreDecodedAndEveryBadOneSaysWhy)
     }
 }
 
-TEST(OpenAiImages, TheUploadFormsBoundaryOccursInNeitherTheUserNorTheBytes)
+TEST(OpenAiImages, TheUploadFormsBoundaryIsRandomAndOccursInNeitherTheUserNorTheBytes)
 {
-    inline_image image{"image/png", "png", "a--dify-gateway-image\r\nb"};
-    auto form = files_upload_form("alpha:u1", "image-1.png", image);
-    const std::string boundary = "dify-gateway-image-0";
-    EXPECT_EQ(form.content_type, "multipart/form-data; boundary=" + boundary);
+    std::vector<std::uint64_t> draws{1, 2, 3, 4};
+    std::size_t next = 0;
+    auto random = [&] { return draws[next++ % draws.size()]; };
+    const std::string first = "dify-gateway-00000000000000010000000000000002";
+    const std::string second = "dify-gateway-00000000000000030000000000000004";
+    inline_image image{"image/png", "png", "a--" + first + "\r\nb"};
+    auto form = files_upload_form("alpha:u1", "image-1.png", image, random);
+    EXPECT_EQ(form.content_type, "multipart/form-data; boundary=" + second) << "the first draw occurs in the bytes";
     EXPECT_EQ(
-        form.body, "--" + boundary + "\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nalpha:u1\r\n--" + boundary +
+        form.body, "--" + second + "\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nalpha:u1\r\n--" + second +
                        "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"image-1.png\"\r\n"
-                       "Content-Type: image/png\r\n\r\na--dify-gateway-image\r\nb\r\n--" + boundary + "--\r\n"
+                       "Content-Type: image/png\r\n\r\na--" + first + "\r\nb\r\n--" + second + "--\r\n"
     );
-    auto other = files_upload_form("dify-gateway-image-0", "image-1.png", image);
-    EXPECT_EQ(other.content_type, "multipart/form-data; boundary=dify-gateway-image-1");
+}
+
+TEST(OpenAiImages, TheNewestMessagesDataImagesAreTakenOutAndEveryOneIsReplacedByItsDigest)
+{
+    auto request = [](std::string history_image, std::vector<std::string> newest) {
+        chat_request r;
+        r.messages.push_back({"user", "before", {std::move(history_image)}});
+        r.messages.push_back({"assistant", "ok", {}});
+        r.messages.push_back({"user", "now", std::move(newest)});
+        return r;
+    };
+    const std::string png = "data:image/png;base64,iVBORw0KGgo=";
+    auto r = request(png, {"https://example.com/a.png", png});
+    api_error err;
+    auto taken = take_inline_images(r, err);
+    ASSERT_TRUE(taken) << err.message;
+    EXPECT_EQ(*taken, std::vector<std::string>{png});
+    EXPECT_EQ(r.messages[0].images[0].rfind("data:sha256,", 0), 0u);
+    EXPECT_EQ(r.messages[0].images[0], r.messages[2].images[1]) << "the same image, the same stand-in";
+    EXPECT_EQ(r.messages[2].images[0], "https://example.com/a.png");
+    auto again = request(png, {});
+    take_inline_images(again, err);
+    EXPECT_EQ(history_digest(r.messages, 1), history_digest(again.messages, 1));
+
+    auto too_many = request("https://x/y.png", std::vector<std::string>(max_inline_images + 1, png));
+    EXPECT_FALSE(take_inline_images(too_many, err));
+    EXPECT_NE(err.message.find("at most 10 data: images"), std::string::npos) << err.message;
+    auto too_big = request("https://x/y.png", {"data:image/png;base64," + std::string(max_inline_image_bytes / 3 * 4 + 8, 'A')});
+    EXPECT_FALSE(take_inline_images(too_big, err));
+    EXPECT_NE(err.message.find("at most 10 MiB"), std::string::npos) << err.message;
+    auto bad_history = request("data:nonsense", {});
+    EXPECT_TRUE(take_inline_images(bad_history, err)) << "history images are not checked: they are not sent";
+    auto other_scheme = request("https://x/y.png", {"ftp://x/y.png"});
+    EXPECT_FALSE(take_inline_images(other_scheme, err));
+    EXPECT_EQ(err.code, "invalid_image_url");
 }
 
 } // namespace

@@ -103,12 +103,20 @@ TEST(OwnershipTable, AgreesWithASimpleModelUnderChurn)
                 else if (it->second.second <= now)
                     it->second = {tenant, now + ttl};
             } else {
-                if (model.size() == 64) {
+                while (model.size() == 64) { // the largest holder's oldest; a record taken over moves to its owner
                     std::size_t largest = 0;
                     for (std::size_t i = 1; i < order.size(); ++i)
                         if (order[i].size() > order[largest].size()) largest = i;
-                    model.erase(order[largest].front());
+                    const auto oldest = order[largest].front();
                     order[largest].pop_front();
+                    const auto owner = static_cast<std::size_t>(
+                        std::find(tenants.begin(), tenants.end(), model.at(oldest).first) - tenants.begin()
+                    );
+                    if (owner != largest) {
+                        order[owner].push_back(oldest);
+                        continue;
+                    }
+                    model.erase(oldest);
                 }
                 model[id] = {tenant, now + ttl};
                 order[who].push_back(id);
