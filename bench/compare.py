@@ -15,6 +15,7 @@ its figures are not meant to be read.
 """
 import argparse
 import datetime
+import http.server
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -158,6 +160,7 @@ class Bench:
         self.build = os.path.abspath(args.build)
         self.dir = tempfile.mkdtemp(prefix='dify-bench-')
         self.services = []
+        self.sinks = []
         self.commands = []
         subprocess.run([os.path.join(ROOT, 'deploy', 'make_certs.sh'), self.dir], check=True)
         self.ca = os.path.join(self.dir, 'ca.pem')
@@ -175,6 +178,8 @@ class Bench:
     def close(self):
         for s in reversed(self.services):
             s.stop()
+        for sink in self.sinks:
+            sink.shutdown()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- servers
@@ -185,8 +190,29 @@ class Bench:
                                        '--tls-key', os.path.join(self.dir, 'server.key'),
                                        '--token-delay-ms', str(token_delay_ms)], port)
 
+    def otlp_sink(self):
+        """An OTLP/HTTP collector that takes every export and keeps nothing (a thread of
+        this process: its CPU is not the gateway's)."""
+        class Sink(http.server.BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get('Content-Length', 0)))
+                self.send_response(200)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', '2')
+                self.end_headers()
+                self.wfile.write(b'{}')
+
+            def log_message(self, *args):
+                pass
+        server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Sink)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.sinks.append(server)
+        return f'http://127.0.0.1:{server.server_address[1]}/v1/traces'
+
     def gateway(self, name, emu_port, quota=None, redis_port=None, tenant_extra=None, max_connections=20000,
-                upstream_extra=None, store_extra=None):
+                upstream_extra=None, store_extra=None, tracing=None):
         port, admin = free_port(), free_port()
         tenant = {'keys': [TENANT_KEY], 'apps': ['chat']}
         if quota:
@@ -206,6 +232,8 @@ class Bench:
             if quota == 'redis' else {'type': 'memory'},
         }
         config['quota_store'].update(store_extra or {})
+        if tracing:
+            config['tracing'] = tracing
         path = os.path.join(self.dir, name + '.json')
         with open(path, 'w') as f:
             json.dump(config, f, indent=1)
@@ -378,10 +406,12 @@ def run(args):
         paths = {
             'direct': (f'https://localhost:{emu.port}', CHAT_KEY, None),
             'dify-gateway': None, 'dify-gateway + memory quotas': None, 'dify-gateway + Redis quotas': None,
-            'nginx': None, 'haproxy': None,
+            'dify-gateway + tracing (every request)': None, 'nginx': None, 'haproxy': None,
         }
         gw = b.gateway('gateway', emu.port)
         paths['dify-gateway'] = (f'http://127.0.0.1:{gw.port}', TENANT_KEY, gw)
+        gwt = b.gateway('gateway-tracing', emu.port, tracing={'otlp_endpoint': b.otlp_sink(), 'sample_ratio': 1.0})
+        paths['dify-gateway + tracing (every request)'] = (f'http://127.0.0.1:{gwt.port}', TENANT_KEY, gwt)
         gwm = b.gateway('gateway-memory', emu.port, quota='memory')
         paths['dify-gateway + memory quotas'] = (f'http://127.0.0.1:{gwm.port}', TENANT_KEY, gwm)
         gwr = b.gateway('gateway-redis', emu.port, quota='redis', redis_port=redis.port)
@@ -594,6 +624,11 @@ def targets_table(report):
             row('Redis commands per generating request (one round trip on the request path)',
                 f"{red['redis_commands_per_request']:.2f} ({per}); redis-server CPU {red.get('redis_cpu_us_per_request', 0):.1f} µs",
                 True)
+    traced = report['blocking'].get('dify-gateway + tracing (every request)')
+    if traced:
+        row('tracing: the cost per request with every request sampled and exported (no exporter: the dify-gateway row)',
+            f"{traced['cpu_us_per_request']:.1f} µs vs {gw['cpu_us_per_request']:.1f} µs "
+            f"({traced['cpu_us_per_request'] - gw['cpu_us_per_request']:+.1f} µs)", True)
     pool = report['pooling']
     row('new upstream TLS connections ≤ max_connections over the pooling run',
         f"{pool['handshakes']} for {pool['requests']} requests (max_connections {pool.get('max_connections', '?')})",

@@ -198,8 +198,7 @@ load_result load_config_text(std::string_view text, const env_lookup& env)
         if (auto* v = root.member("quota_store")) read_quota_store(json_reader(*v, "quota_store", p), c.quota_store);
         apply_otel_env(c.tracing, env, p); // the environment first: the file's keys win
         if (auto* v = root.member("tracing")) read_tracing(json_reader(*v, "tracing", p), c.tracing, p);
-        else if (std::string why; !c.tracing.otlp_endpoint.empty() && !parse_otlp_endpoint(c.tracing.otlp_endpoint, &why))
-            p.add("environment", "the OTLP endpoint '" + c.tracing.otlp_endpoint + "' " + why);
+        check_tracing(c.tracing, p);
         root.finish();
         validate(c, p);
         if (p.empty()) result.config = std::move(c);

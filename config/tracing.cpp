@@ -5,6 +5,7 @@
 #include <boost/url/decode_view.hpp>
 #include <boost/url/parse.hpp>
 
+#include <algorithm>
 #include <charconv>
 
 namespace gw::config {
@@ -109,12 +110,15 @@ void apply_otel_env(tracing_config& c, const env_lookup& env, problems& out)
     }
     for (const char* name : {"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"})
         if (auto h = env(name); h && !h->empty()) read_env_headers(name, *h, c, out);
-    for (const char* name : {"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"}) {
+    { // the traces-specific protocol overrides the general one
+        std::string name = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
         auto p = env(name);
+        if (!p || p->empty()) p = env(name = "OTEL_EXPORTER_OTLP_PROTOCOL");
         if (p && !p->empty() && *p != "http/json" && *p != "http/protobuf")
-            out.add(env_path, std::string(name) + " is '" + *p + "': only OTLP over HTTP (http/json, http/protobuf) is supported");
+            out.add(env_path, name + " is '" + *p + "': only OTLP over HTTP (http/json, http/protobuf) is supported");
     }
-    for (const char* name : {"OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_BSP_EXPORT_TIMEOUT"})
+    // The most specific timeout set wins.
+    for (const char* name : {"OTEL_BSP_EXPORT_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"})
         if (auto ms = env_int(env, name, 1, 600'000, out)) c.export_timeout_ms = milliseconds(*ms);
     if (auto s = env("OTEL_SERVICE_NAME"); s && !s->empty()) c.service_name = *s;
     read_env_sampler(env, c, out);
@@ -143,13 +147,21 @@ void read_tracing(json_reader r, tracing_config& c, problems& out)
     r.get("max_queue_spans", c.max_queue_spans, 1, 1'000'000);
     r.get("max_batch_spans", c.max_batch_spans, 1, 1'000'000);
     r.finish();
+}
+
+void check_tracing(const tracing_config& c, problems& out)
+{
     std::string why;
     if (!c.otlp_endpoint.empty() && !parse_otlp_endpoint(c.otlp_endpoint, &why))
-        out.add(child_path(r.path(), "otlp_endpoint"), "'" + c.otlp_endpoint + "' " + why);
+        out.add("tracing.otlp_endpoint", "'" + c.otlp_endpoint + "' " + why);
+    auto token_char = [](unsigned char ch) { return ch > 0x20 && ch < 0x7f && ch != ':'; };
+    auto value_char = [](unsigned char ch) { return ch == '\t' || (ch >= 0x20 && ch != 0x7f); };
     for (const auto& [k, v] : c.headers)
-        if (k.empty() || k.find_first_of(":\r\n ") != std::string::npos || v.find_first_of("\r\n") != std::string::npos)
-            out.add(child_path(r.path(), "headers"), "'" + k + "' is not a valid header");
-    if (c.service_name.empty()) out.add(child_path(r.path(), "service_name"), "must not be empty");
+        if (k.empty() || !std::all_of(k.begin(), k.end(), token_char) || !std::all_of(v.begin(), v.end(), value_char))
+            out.add("tracing.headers", "'" + k + "' is not a valid header");
+    if (c.service_name.empty()) out.add("tracing.service_name", "must not be empty");
+    if (c.max_batch_spans > c.max_queue_spans)
+        out.add("tracing.max_batch_spans", "must not be more than max_queue_spans");
 }
 
 } // namespace gw::config

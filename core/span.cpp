@@ -56,6 +56,14 @@ json::object span_json(const span& s)
 
 } // namespace
 
+std::string bounded_text(std::string_view v)
+{
+    if (v.size() <= max_span_text) return std::string(v);
+    std::size_t end = max_span_text;
+    while (end > 0 && (static_cast<unsigned char>(v[end]) & 0xC0) == 0x80) --end; // not inside a character
+    return std::string(v.substr(0, end));
+}
+
 std::string otlp_json(const span_resource& resource, const std::vector<span>& spans)
 {
     std::vector<span_attribute> resource_attributes{{"service.name", resource.service_name}};

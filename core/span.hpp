@@ -30,6 +30,12 @@ struct span_event
     std::int64_t time_unix_nano = 0;
 };
 
+// Span text (names, string attributes, status messages) is cut to this many bytes, at a
+// UTF-8 character boundary: what tenants and Dify put in it (a node title, an error
+// message, a user agent) never makes a queued span large.
+inline constexpr std::size_t max_span_text = 1024;
+std::string bounded_text(std::string_view v);
+
 struct span
 {
     trace_id trace{};
@@ -44,8 +50,8 @@ struct span
     span_status status = span_status::unset;
     std::string status_message;
 
-    void set(std::string key, std::string_view v) { attributes.push_back({std::move(key), std::string(v)}); }
-    void set(std::string key, const char* v) { attributes.push_back({std::move(key), std::string(v)}); }
+    void set(std::string key, std::string_view v) { attributes.push_back({std::move(key), bounded_text(v)}); }
+    void set(std::string key, const char* v) { attributes.push_back({std::move(key), bounded_text(v)}); }
     void set(std::string key, std::int64_t v) { attributes.push_back({std::move(key), v}); }
     void set(std::string key, int v) { attributes.push_back({std::move(key), static_cast<std::int64_t>(v)}); }
     void set(std::string key, double v) { attributes.push_back({std::move(key), v}); }

@@ -25,7 +25,8 @@ public:
     // The stream ended: nodes still open are closed as not finished.
     void end(std::int64_t now_unix_nano, std::vector<span>& done);
 
-    static constexpr std::size_t max_open = 256; // nodes running at once that are followed
+    static constexpr std::size_t max_open = 256;    // nodes running at once that are followed
+    static constexpr std::size_t max_spans = 1'000; // node spans one stream makes at most
 
 private:
     struct open_node
@@ -38,6 +39,7 @@ private:
     trace_id trace_;
     span_id parent_;
     std::vector<open_node> open_;
+    std::size_t spans_made_ = 0;
 };
 
 } // namespace gw::core

@@ -23,6 +23,11 @@ worker::worker(
     tracer_->configure(tenants_->config().tracing, GW_VERSION);
 }
 
+worker::~worker()
+{
+    tracer_->close();
+}
+
 void worker::index_pools()
 {
     for (const auto& [name, p] : pools_) {

@@ -34,6 +34,7 @@ struct session_entry
 class worker
 {
 public:
+    ~worker();
     worker(
         std::shared_ptr<const tenant_directory> tenants,
         const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls,
@@ -118,10 +119,11 @@ private:
     std::set<upstream_connection*> relays_;
     metrics_shard metrics_;
     std::function<void()> session_end_hook_;
-    net::io_context ctx_{1};
-    // After ctx_: its timer goes before the context; the export loop's frame, suspended in
-    // the context, goes with it and touches nothing of the exporter.
+    // Before ctx_, like the members above: request frames destroyed with the context still
+    // hand it spans (it takes none once closed: ~worker closes it, and its timer goes,
+    // before the context).
     std::unique_ptr<span_exporter> tracer_;
+    net::io_context ctx_{1};
     std::shared_ptr<const tenant_directory> tenants_;
     std::map<std::string, std::shared_ptr<upstream_pool>> pools_;
     std::vector<std::shared_ptr<upstream_pool>> pool_by_id_; // by metric_names upstream id

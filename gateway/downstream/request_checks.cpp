@@ -68,7 +68,8 @@ bool forwarded_request_header(std::string_view name, const std::vector<std::stri
 {
     static constexpr std::string_view dropped[] = {
         "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
-        "transfer-encoding", "upgrade", "host", "authorization", "content-length", "x-request-id", "expect"};
+        "transfer-encoding", "upgrade", "host", "authorization", "content-length", "x-request-id", "expect",
+        "traceparent", "tracestate"}; // the trace context goes as the gateway read it (upstream_request.cpp)
     if (name.find('_') != std::string_view::npos) return false;
     for (auto d : dropped)
         if (core::iequals(name, d)) return false;

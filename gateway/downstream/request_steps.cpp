@@ -71,7 +71,9 @@ void record_request(worker& w, const request_record& r)
         if (r.ttfb_seconds) figures.ttfb.observe(*r.ttfb_seconds);
     }
     log_access(r, seconds);
-    if (r.trace.exported) record_server_span(w, r);
+    // A request refused before it named a tenant exports nothing: no unauthenticated client
+    // fills the span queue.
+    if (r.trace.exported && !r.tenant.empty()) record_server_span(w, r);
 }
 
 // X-RateLimit-* (and Retry-After when refused) for tenants with a rate.

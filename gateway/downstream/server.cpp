@@ -277,6 +277,22 @@ std::string server::scrape()
     };
     metrics_shard total;
     std::map<std::string, upstream_view> upstreams;
+    auto on_first_worker = [](worker* w) { // its configuration and local store, read on its thread
+        std::vector<tenant_quota_line> lines;
+        const auto& cfg = w->tenants().config();
+        const bool exact = cfg.quota_store.type == config::store_kind::memory;
+        for (const auto& [name, t] : cfg.tenants) {
+            auto view = w->local_quota().quota_view(name);
+            if (!view) continue;
+            if (t.rate) view->rate_per_second = t.rate->requests_per_second;
+            lines.push_back({name, *view, exact});
+        }
+        return lines;
+    };
+    auto* first = workers_.front().get();
+    auto quotas = first->context().get_executor().running_in_this_thread()
+                      ? on_first_worker(first)
+                      : net::post(first->context(), net::use_future([first, &on_first_worker] { return on_first_worker(first); })).get();
     for (auto& w : workers_) {
         auto part = w->context().get_executor().running_in_this_thread()
                         ? snapshot(w.get())
@@ -294,7 +310,7 @@ std::string server::scrape()
     }
     std::vector<upstream_view> views;
     for (auto& [name, u] : upstreams) views.push_back(u);
-    return render_metrics(total, views, *store_counters_); // not usage_: reload() replaces it on another thread
+    return render_metrics(total, views, *store_counters_, quotas); // not usage_: reload() replaces it on another thread
 }
 
 std::vector<std::string> server::reload(const std::string& config_path)

@@ -17,7 +17,7 @@ void stats::record(const request& req, const request_facts& facts, int status, c
     auto at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
     seen s{req.method, req.path, req.query, facts.app_key, facts.app_name, facts.user, facts.user_source, fault, status,
            req.body.size(), at_ms, {}};
-    static const char* kept[] = {"content-type", "x-request-id", "traceparent", "user-agent", "x-emulator-fault",
+    static const char* kept[] = {"content-type", "x-request-id", "traceparent", "tracestate", "user-agent", "x-emulator-fault",
                                  "connection", "transfer-encoding", "content-length", "x-forwarded-for", "host"};
     for (const auto& [k, v] : req.headers) {
         auto name = core::to_lower(k);

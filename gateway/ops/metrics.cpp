@@ -1,5 +1,7 @@
 #include "gateway/ops/metrics.hpp"
 
+#include "gateway/ops/span_exporter.hpp"
+
 #include "core/text.hpp"
 #include "gateway/ops/metric_names.hpp"
 #include "gateway/ops/spawn.hpp"
@@ -156,12 +158,59 @@ void histograms(
 
 } // namespace
 
+namespace {
+
+// dify_gateway_tenant_quota_limit / _remaining, one line per tenant and quota it has.
+void quota_gauges(std::string& out, const std::vector<tenant_quota_line>& quotas)
+{
+    auto line = [&out](const char* name, const std::string& tenant, const char* quota, double v) {
+        if (v >= 0)
+            out += std::string("dify_gateway_") + name + "{tenant=\"" + esc(tenant) + "\",quota=\"" + quota + "\"} " +
+                   num(v) + "\n";
+    };
+    header(out, "tenant_quota_limit", "gauge", "A tenant's configured limits: rate (per second), burst, concurrency, tokens_per_day.");
+    for (const auto& q : quotas) {
+        line("tenant_quota_limit", q.tenant, "rate", q.quota.rate_per_second);
+        line("tenant_quota_limit", q.tenant, "burst", q.quota.burst);
+        line("tenant_quota_limit", q.tenant, "concurrency", static_cast<double>(q.quota.max_concurrent));
+        line("tenant_quota_limit", q.tenant, "tokens_per_day", static_cast<double>(q.quota.tokens_per_day));
+    }
+    header(out, "tenant_quota_remaining", "gauge", "What is left of a tenant's limits now: burst (rate tokens), concurrency, tokens_per_day (today).");
+    for (const auto& q : quotas) {
+        if (!q.remaining_known) continue;
+        line("tenant_quota_remaining", q.tenant, "burst", q.quota.rate_remaining);
+        line("tenant_quota_remaining", q.tenant, "concurrency", static_cast<double>(q.quota.concurrent_remaining));
+        line("tenant_quota_remaining", q.tenant, "tokens_per_day", static_cast<double>(q.quota.tokens_remaining));
+    }
+}
+
+// build_info and the span exporter's figures.
+void process_figures(std::string& out)
+{
+    header(out, "build_info", "gauge", "The running build: its version (always 1).");
+    out += std::string("dify_gateway_build_info{version=\"") + GW_VERSION + "\"} 1\n";
+    const auto& t = trace_figures::process();
+    header(out, "trace_spans_exported_total", "counter", "Spans the OTLP collector accepted.");
+    out += "dify_gateway_trace_spans_exported_total " + std::to_string(t.spans_exported.load()) + "\n";
+    header(out, "trace_spans_dropped_total", "counter", "Spans dropped: a full queue, or an export that failed.");
+    out += "dify_gateway_trace_spans_dropped_total " + std::to_string(t.spans_dropped.load()) + "\n";
+    header(out, "trace_exports_failed_total", "counter", "Span exports that failed (not retried).");
+    out += "dify_gateway_trace_exports_failed_total " + std::to_string(t.exports_failed.load()) + "\n";
+}
+
+} // namespace
+
 std::string render_metrics(
-    const metrics_shard& m, const std::vector<upstream_view>& upstreams, const store_counters& store
+    const metrics_shard& m,
+    const std::vector<upstream_view>& upstreams,
+    const store_counters& store,
+    const std::vector<tenant_quota_line>& quotas
 )
 {
     std::string out;
     const auto names = metric_names::process().all();
+    process_figures(out);
+    quota_gauges(out, quotas);
     header(out, "requests_total", "counter", "Requests answered, by tenant, app, endpoint and status.");
     for (std::uint32_t id = 0; id < m.pairs.size(); ++id)
         for (const auto& [key, n] : m.pairs[id].requests)

@@ -87,9 +87,20 @@ struct upstream_view
     std::uint64_t resumed = 0; // TLS connections that resumed a session
 };
 
+// A tenant's quotas for the limit and remaining gauges.
+struct tenant_quota_line
+{
+    std::string tenant;
+    tenant_quota_view quota;
+    bool remaining_known = false; // the memory store: exact; with Redis the shared state is not scraped
+};
+
 // The Prometheus text exposition of everything (labels from metric_names).
 std::string render_metrics(
-    const metrics_shard& m, const std::vector<upstream_view>& upstreams, const store_counters& store
+    const metrics_shard& m,
+    const std::vector<upstream_view>& upstreams,
+    const store_counters& store,
+    const std::vector<tenant_quota_line>& quotas
 );
 
 } // namespace gw::gateway

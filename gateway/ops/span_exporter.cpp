@@ -38,7 +38,7 @@ config::upstream_config collector_settings(const config::tracing_config& c, cons
 
 span_exporter::~span_exporter()
 {
-    if (collector_) collector_->stop();
+    close();
 }
 
 void span_exporter::configure(const config::tracing_config& c, const std::string& service_version)
@@ -65,7 +65,7 @@ void span_exporter::configure(const config::tracing_config& c, const std::string
         running_ = true;
         net::co_spawn(ex_, run(), log_failure("span exporter"));
     }
-    wake_.cancel(); // the loop picks up the new schedule (or ends)
+    if (wake_) wake_->cancel(); // the loop picks up the new schedule (or ends)
 }
 
 void span_exporter::submit(core::span s)
@@ -76,7 +76,17 @@ void span_exporter::submit(core::span s)
         return;
     }
     queue_.push_back(std::move(s));
-    if (queue_.size() == static_cast<std::size_t>(cfg_.max_batch_spans)) wake_.cancel();
+    if (queue_.size() == static_cast<std::size_t>(cfg_.max_batch_spans) && wake_) wake_->cancel();
+}
+
+void span_exporter::close()
+{
+    target_.reset();
+    trace_figures::process().spans_dropped += queue_.size();
+    queue_.clear();
+    if (collector_) collector_->stop();
+    collector_.reset();
+    wake_.reset();
 }
 
 net::awaitable<void> span_exporter::flush()
@@ -86,9 +96,9 @@ net::awaitable<void> span_exporter::flush()
 
 net::awaitable<void> span_exporter::run()
 {
-    while (target_) {
-        wake_.expires_after(cfg_.schedule_delay_ms);
-        co_await wake_.async_wait(use_nothrow); // the delay passed, a batch filled, or a reload
+    while (target_ && wake_) {
+        wake_->expires_after(cfg_.schedule_delay_ms);
+        co_await wake_->async_wait(use_nothrow); // the delay passed, a batch filled, or a reload
         co_await flush();
     }
     running_ = false;

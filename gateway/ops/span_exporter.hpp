@@ -34,7 +34,7 @@ struct trace_figures
 class span_exporter
 {
 public:
-    explicit span_exporter(net::any_io_executor ex) : ex_(ex), wake_(ex) {}
+    explicit span_exporter(net::any_io_executor ex) : ex_(ex), wake_(std::in_place, ex) {}
     ~span_exporter();
     span_exporter(const span_exporter&) = delete;
     span_exporter& operator=(const span_exporter&) = delete;
@@ -48,6 +48,9 @@ public:
     void submit(core::span s);
     // Sends what is queued now (the worker is stopping; each export within its timeout).
     net::awaitable<void> flush();
+    // The worker is going: nothing more is taken or sent, and the timer goes while its
+    // io_context still exists.
+    void close();
     std::size_t queued() const { return queue_.size(); }
 
 private:
@@ -55,7 +58,7 @@ private:
     net::awaitable<void> export_batch();
 
     net::any_io_executor ex_;
-    net::steady_timer wake_;
+    std::optional<net::steady_timer> wake_; // reset by close()
     config::tracing_config cfg_;
     std::optional<config::otlp_target> target_;
     core::span_resource resource_;

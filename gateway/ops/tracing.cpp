@@ -4,6 +4,8 @@
 #include "gateway/ops/metrics.hpp"
 #include "gateway/worker.hpp"
 
+#include <algorithm>
+
 namespace gw::gateway {
 
 namespace http = boost::beast::http;
@@ -59,21 +61,29 @@ void finish_span(worker& w, core::span s, std::string_view error)
 void record_server_span(worker& w, const request_record& r)
 {
     const auto& t = r.trace;
-    const core::dify_route* route =
-        r.endpoint >= 2 && r.endpoint - 2u < core::all_routes().size() ? &core::all_routes()[r.endpoint - 2u] : nullptr;
+    // The OpenAI front's requests are named by their own route; Dify's by theirs.
+    const bool openai = r.path == "/openai/v1/chat/completions" || r.path == "/openai/v1/models";
+    const core::dify_route* route = !openai && r.endpoint >= 2 && r.endpoint - 2u < core::all_routes().size()
+                                        ? &core::all_routes()[r.endpoint - 2u]
+                                        : nullptr;
     core::span s;
     s.trace = t.trace;
     s.id = t.span;
     s.parent = t.parent;
     s.tracestate = t.tracestate;
     s.kind = core::span_kind::server;
-    s.name = route ? r.method + " /v1" + std::string(route->pattern) : r.method;
+    // Only the standard methods name a span (any other token is "HTTP": no unbounded names).
+    static constexpr std::string_view known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+    const bool standard = std::find(std::begin(known), std::end(known), r.method) != std::end(known);
+    const std::string method = standard ? r.method : "HTTP";
+    s.name = route ? method + " /v1" + std::string(route->pattern) : openai ? method + " " + r.path : method;
     s.start_unix_nano = t.start_unix_nano;
     s.end_unix_nano = unix_nanos_now();
-    s.set("http.request.method", r.method);
+    s.set("http.request.method", standard ? r.method : "_OTHER");
     s.set("url.path", r.path);
     if (route) s.set("http.route", "/v1" + std::string(route->pattern));
-    s.set("http.response.status_code", r.status);
+    if (openai) s.set("http.route", r.path);
+    if (r.status > 0) s.set("http.response.status_code", r.status);
     s.set("network.protocol.version", "1.1");
     s.set("client.address", r.client);
     if (!r.user_agent.empty()) s.set("user_agent.original", r.user_agent);

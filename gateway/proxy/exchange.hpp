@@ -69,6 +69,7 @@ struct exchange
     bool uploads_file = false;              // POST /files/upload: the reply names a new file
     openai_turn* openai = nullptr;          // a turn of the OpenAI front: its reply is translated
     image_upload* upload = nullptr;         // with openai: an image of the turn uploaded first (its reply kept, not relayed)
+    int attempts = 0;                       // this exchange's attempts so far (an OpenAI turn may make several exchanges)
     core::span_id attempt_id{};             // the current attempt's span: the parent in the traceparent Dify gets
     std::optional<core::span> attempt_span{}; // its CLIENT span (exported traces), until the attempt ends
 };

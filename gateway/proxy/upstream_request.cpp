@@ -225,12 +225,14 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
         for (auto token : core::split(it->value(), ','))
             if (auto t = core::trim(token); !t.empty()) connection_tokens.push_back(core::to_lower(t));
     std::sort(connection_tokens.begin(), connection_tokens.end());
+    // The caller's trace context as the gateway read it (valid, or none); each attempt puts
+    // its own span in it when spans are exported (begin_attempt_span).
     const auto& trace = x.rec->trace;
-    if (x.openai) { // the request is the gateway's: none of the client's (OpenAI SDK) headers but its trace
+    if (!core::is_zero(trace.parent)) h.set("traceparent", traceparent_for(trace, trace.parent));
+    if (!core::is_zero(trace.parent) && !trace.tracestate.empty()) h.set("tracestate", trace.tracestate);
+    if (x.openai) // the request is the gateway's: none of the client's (OpenAI SDK) headers
         h.set(http::field::content_type, x.upload ? x.upload->content_type : std::string("application/json"));
-        if (!core::is_zero(trace.parent)) h.set("traceparent", traceparent_for(trace, trace.parent));
-        if (!core::is_zero(trace.parent) && !trace.tracestate.empty()) h.set("tracestate", trace.tracestate);
-    } else
+    else
         for (const auto& f : x.req)
             if (forwarded_request_header(f.name_string(), connection_tokens)) h.insert(f.name_string(), f.value());
     h.set(http::field::host, host_header(upstream));
@@ -372,7 +374,7 @@ net::awaitable<void> call_stop(worker* w, std::uint32_t upstream_id, std::string
     lease.give_back(reusable);
     if (span) {
         if (status != 0) span->set("http.response.status_code", static_cast<std::int64_t>(status));
-        finish_span(*w, std::move(*span), io_ec ? io_ec.message() : status >= 500 ? std::to_string(status) : "");
+        finish_span(*w, std::move(*span), io_ec ? io_ec.message() : status >= 400 ? std::to_string(status) : "");
     }
     if (io_ec)
         spdlog::warn("stop call for request {} failed: {}", request_id, io_ec.message());
@@ -385,6 +387,7 @@ net::awaitable<void> call_stop(worker* w, std::uint32_t upstream_id, std::string
 void begin_attempt_span(exchange& x)
 {
     end_attempt_span(x, 0); // one left open by an attempt the machine did not relay
+    ++x.attempts;
     const auto& t = x.rec->trace;
     if (!x.w.tracer().enabled()) return;
     x.attempt_id = core::make_span_id(x.w.random64());
@@ -399,7 +402,7 @@ void begin_attempt_span(exchange& x)
     s.set("server.port", static_cast<std::int64_t>(u.port));
     const std::string_view target = x.up.head.target();
     s.set("url.full", (u.tls ? "https://" : "http://") + host_header(u) + std::string(target.substr(0, target.find('?'))));
-    if (x.rec->attempts > 1) s.set("http.request.resend_count", x.rec->attempts - 1);
+    if (x.attempts > 1) s.set("http.request.resend_count", x.attempts - 1);
     x.attempt_span = std::move(s);
 }
 
@@ -411,7 +414,7 @@ void end_attempt_span(exchange& x, unsigned status, const error_code& failure)
     std::string error;
     if (status != 0) s.set("http.response.status_code", static_cast<std::int64_t>(status));
     if (failure) error = is_timeout(failure) ? "timeout" : failure.message();
-    else if (status >= 500) error = std::to_string(status);
+    else if (status >= 400) error = std::to_string(status); // a CLIENT span's 4xx is an error too
     if (!error.empty()) s.set("error.type", is_timeout(failure) ? "timeout" : failure ? "connection" : error);
     finish_span(x.w, std::move(s), error);
 }

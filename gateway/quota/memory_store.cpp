@@ -214,6 +214,29 @@ net::awaitable<budget_view> memory_quota_store::budget(const std::string& tenant
     co_return budget_view{t.budget->used(today()), t.budget->remaining(today())};
 }
 
+std::optional<tenant_quota_view> memory_quota_store::quota_view(const std::string& tenant)
+{
+    auto slot = tenant_slots_.find(tenant);
+    if (slot == tenant_slots_.end()) return std::nullopt;
+    auto& t = *tenants_[slot->second];
+    std::lock_guard lock(t.m);
+    tenant_quota_view v;
+    if (t.bucket) {
+        const auto now = clocks_.steady();
+        v.burst = static_cast<double>(t.bucket->peek(now).limit);
+        v.rate_remaining = t.bucket->tokens(now);
+    }
+    if (t.max_concurrent > 0) {
+        v.max_concurrent = t.max_concurrent;
+        v.concurrent_remaining = std::max(0, t.max_concurrent - t.active);
+    }
+    if (t.budget) {
+        v.tokens_per_day = t.budget->limit();
+        v.tokens_remaining = t.budget->remaining(today());
+    }
+    return v;
+}
+
 std::int64_t memory_quota_store::estimate(const std::string& app)
 {
     auto it = app_slots_.find(app);

@@ -44,6 +44,9 @@ public:
     net::awaitable<std::optional<std::string>> conversation_of(const std::string& key) override;
     std::optional<std::string> conversation_now(const std::string& key);
 
+    // A tenant's limits and what is left of them now (for /metrics); nullopt for a tenant
+    // this store does not know.
+    std::optional<tenant_quota_view> quota_view(const std::string& tenant);
     // The app's current per-request token estimate (from its recent usage).
     std::int64_t estimate(const std::string& app);
     // Feeds a finished request's usage into the app's estimate.

@@ -114,6 +114,15 @@ private:
     std::shared_ptr<store_counters> store_ = std::make_shared<store_counters>();
 };
 
+// A tenant's quotas as this process's store sees them (-1: no such limit).
+struct tenant_quota_view
+{
+    double rate_per_second = -1, burst = -1;
+    double rate_remaining = -1; // tokens in the bucket
+    std::int64_t max_concurrent = -1, concurrent_remaining = -1;
+    std::int64_t tokens_per_day = -1, tokens_remaining = -1;
+};
+
 // The budget view of a tenant for /admin/usage.
 struct budget_view
 {

@@ -378,6 +378,14 @@ TEST(ConfigLoader, EachBadTracingSettingIsNamed)
     EXPECT_FALSE(delay.ok());
     auto headers = load_config_text(minimal(), fake_env({{"OTEL_EXPORTER_OTLP_HEADERS", "novalue"}}));
     EXPECT_FALSE(headers.ok());
+    auto split = load_config_text(minimal(), fake_env({{"OTEL_EXPORTER_OTLP_HEADERS", "x=a%0D%0AEvil: 1"}}));
+    EXPECT_TRUE(has_problem(split, "tracing.headers: 'x' is not a valid header")) << "a decoded CR/LF never reaches a request: " << all(split);
+    auto traces_protocol = load_config_text(
+        minimal(), fake_env({{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"}, {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"}})
+    );
+    EXPECT_TRUE(traces_protocol.ok()) << "the traces-specific protocol overrides: " << all(traces_protocol);
+    auto batch = load_config_text(minimal(R"(, "tracing": {"max_queue_spans": 10, "max_batch_spans": 20})"), fake_env({}));
+    EXPECT_TRUE(has_problem(batch, "tracing.max_batch_spans: must not be more than max_queue_spans")) << all(batch);
     auto env_url = load_config_text(minimal(), fake_env({{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318"}}));
     EXPECT_FALSE(env_url.ok()) << "an endpoint from the environment is checked too";
     auto bad = load_config_text(

@@ -163,7 +163,7 @@ TEST(WorkflowSpans, NodesBecomeChildSpansOfTheAttempt)
     EXPECT_EQ(done[0].trace, trace);
     EXPECT_EQ(done[0].start_unix_nano, 1000);
     EXPECT_EQ(done[0].end_unix_nano, 3000);
-    EXPECT_EQ(done[0].status, span_status::ok);
+    EXPECT_EQ(done[0].status, span_status::unset) << "success is the instrumentation's to leave unset";
     EXPECT_EQ(done[1].name, "code") << "no title: the node type";
     EXPECT_EQ(done[1].start_unix_nano, 7000) << "no start seen: dated back by Dify's elapsed time";
     EXPECT_EQ(done[1].status, span_status::error);
@@ -172,6 +172,24 @@ TEST(WorkflowSpans, NodesBecomeChildSpansOfTheAttempt)
     ASSERT_EQ(done.size(), 3u);
     EXPECT_EQ(done[2].name, "Draft");
     EXPECT_EQ(done[2].status, span_status::error) << "never finished";
+}
+
+TEST(WorkflowSpans, WhatDifySendsIsBounded)
+{
+    workflow_node_spans nodes(make_trace_id(1, 2), make_span_id(3));
+    std::vector<span> done;
+    const std::string huge(100'000, 'x');
+    nodes.on_event({true, "ex", "n", "code", huge, "failed", "\xc3\xa9" + huge, 1e300, {}}, 5'000'000'000, make_span_id(4), done);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].name.size(), max_span_text);
+    EXPECT_LE(done[0].status_message.size(), max_span_text);
+    EXPECT_GE(done[0].end_unix_nano, done[0].start_unix_nano) << "an absurd elapsed time is clamped, not overflowed";
+    for (int i = 0; i < 5'000; ++i)
+        nodes.on_event({true, "e" + std::to_string(i), "n", "llm", "t", "succeeded", "", 0.1, {}}, 10, make_span_id(5), done);
+    EXPECT_EQ(done.size(), workflow_node_spans::max_spans);
+    EXPECT_EQ(bounded_text("\xc3\xa9" + std::string(max_span_text, 'a')).size(), max_span_text)
+        << "cut at a character boundary";
+    EXPECT_EQ(bounded_text(std::string(max_span_text - 1, 'a') + "\xc3\xa9").size(), max_span_text - 1);
 }
 
 } // namespace

@@ -168,11 +168,14 @@ class ThroughNginx(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_2_blocking_call(self):
-        r = requests.post(S['base'] + '/v1/chat-messages', headers=headers(),
+        trace = '4bf92f3577b34da6a3ce929d0e0e4736'
+        r = requests.post(S['base'] + '/v1/chat-messages',
+                          headers={**headers(), 'traceparent': f'00-{trace}-00f067aa0ba902b7-01'},
                           json={'inputs': {}, 'query': 'through nginx', 'response_mode': 'blocking', 'user': 'u1'})
         self.assertEqual(r.status_code, 200, r.text)
         self.assertEqual(r.json()['answer'], 'Turn 1. You said: "through nginx".')
         self.assertTrue(r.headers.get('X-Request-Id'))
+        S['traced'] = (r.headers['X-Request-Id'], trace)  # its access line is checked in test_6
 
     def test_3_first_event_arrives_while_dify_still_streams(self):
         query = ' '.join(f'word{i}' for i in range(16))  # ~10 events, 150 ms apart
@@ -245,6 +248,14 @@ class ThroughNginx(unittest.TestCase):
                 self.assertNotIn(secret, text, f'{secret} leaked into {name}')
             # Clients are logged from X-Forwarded-For set by nginx (a trusted proxy).
             self.assertIn('"client":"127.0.0.1"', text)
+        # The access line names the caller's trace (and the gateway's span in it).
+        request_id, trace = S['traced']
+        lines = [json.loads(line) for name in ('gateway-0.log', 'gateway-1.log')
+                 for line in read(S['tmp'], name).splitlines() if '"type":"access"' in line]
+        traced = [line for line in lines if line['request_id'] == request_id]
+        self.assertEqual(len(traced), 1)
+        self.assertEqual(traced[0]['trace_id'], trace)
+        self.assertRegex(traced[0]['span_id'], r'^[0-9a-f]{16}$')
 
 
 class DeployFiles(unittest.TestCase):

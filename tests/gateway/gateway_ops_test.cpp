@@ -67,6 +67,10 @@ TEST(GatewayOps, MetricsPassPromtoolAndCountWhatWasSent)
     EXPECT_GE(sample(m, R"(dify_gateway_upstream_connects_total{upstream="dify"})"), 1);
     EXPECT_EQ(sample(m, R"(dify_gateway_quota_store_errors_total)"), 0);
     EXPECT_EQ(sample(m, R"(dify_gateway_upstream_circuit_open{upstream="dify"})"), 0);
+    EXPECT_EQ(sample(m, R"(dify_gateway_tenant_quota_limit{tenant="alpha",quota="burst"})"), 6);
+    EXPECT_LT(sample(m, R"(dify_gateway_tenant_quota_remaining{tenant="alpha",quota="burst"})"), 1) << "all six spent";
+    EXPECT_GE(sample(m, R"(dify_gateway_tenant_quota_remaining{tenant="alpha",quota="burst"})"), 0);
+    EXPECT_EQ(sample(m, R"(dify_gateway_build_info{version=")" + std::string(GW_VERSION) + "\"}"), 1);
 
     std::string path = "/tmp/gw-metrics-" + std::to_string(::getpid()) + ".txt";
     std::ofstream(path) << scrape.body;
@@ -78,6 +82,32 @@ TEST(GatewayOps, MetricsPassPromtoolAndCountWhatWasSent)
     int rc = ::pclose(p);
     EXPECT_EQ(rc, 0) << output;
     std::remove(path.c_str());
+}
+
+// deploy/'s dashboard and alert rules query only metrics the gateway exports (a renamed
+// metric would leave a panel or an alert silently empty).
+TEST(GatewayOps, TheDashboardAndAlertRulesUseExportedMetricNames)
+{
+    running_emulator emu;
+    running_gateway gw(emu);
+    http_client admin(gw.server().admin_endpoint(), false);
+    const auto exported = admin.request("GET", "/metrics").body;
+    for (const char* file : {"/deploy/grafana/dify-gateway.json", "/deploy/prometheus/alerts.yml"}) {
+        std::ifstream in(std::string(GW_SOURCE_DIR) + file);
+        ASSERT_TRUE(in) << file;
+        const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const std::regex metric("dify_gateway_[a-z_]+");
+        int found = 0;
+        for (auto it = std::sregex_iterator(text.begin(), text.end(), metric); it != std::sregex_iterator(); ++it) {
+            std::string name = it->str();
+            for (const char* suffix : {"_bucket", "_sum", "_count"})
+                if (name.ends_with(suffix) && exported.find("# TYPE " + name + " ") == std::string::npos)
+                    name.resize(name.size() - std::string_view(suffix).size());
+            EXPECT_NE(exported.find("# TYPE " + name + " "), std::string::npos) << file << " queries " << it->str();
+            ++found;
+        }
+        EXPECT_GT(found, 5) << file;
+    }
 }
 
 namespace net = boost::asio;

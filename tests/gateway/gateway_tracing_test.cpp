@@ -61,11 +61,14 @@ TEST(GatewayTracing, ABlockingCallIsAServerSpanWithItsAttemptInTheCallersTrace)
     auto c = gw.client();
     auto r = chat(*c, false, {{"traceparent", caller_traceparent()}, {"tracestate", "vendor=x"}});
     ASSERT_EQ(r.status, 200) << r.body;
-    auto spans = otlp.wait_for([](const auto& s) { return s.size() >= 2; });
+    auto seen = wait_for_request(emu, [](const json::value& s) { return s.at("path") == "/v1/chat-messages"; });
+    gw.drain_and_wait(); // every span is exported by then
+    auto spans = otlp.spans();
     auto servers = of_kind(spans, server_kind);
     auto clients = of_kind(spans, client_kind);
     ASSERT_EQ(servers.size(), 1u);
     ASSERT_EQ(clients.size(), 1u);
+    ASSERT_EQ(spans.size(), 2u);
     const auto& server = servers[0];
     EXPECT_EQ(server.at("traceId"), json::value(caller_trace));
     EXPECT_EQ(server.at("parentSpanId"), json::value(caller_span)) << "the caller's span is the parent";
@@ -85,9 +88,9 @@ TEST(GatewayTracing, ABlockingCallIsAServerSpanWithItsAttemptInTheCallersTrace)
     EXPECT_EQ(attempt.at("parentSpanId"), server.at("spanId"));
     EXPECT_EQ(attribute(attempt, "http.response.status_code").at("intValue"), "200");
     EXPECT_EQ(text(attribute(attempt, "server.address")), "localhost");
-    // Dify saw the attempt as its parent.
-    auto seen = wait_for_request(emu, [](const json::value& s) { return s.at("path") == "/v1/chat-messages"; });
+    // Dify saw the attempt as its parent, and the caller's tracestate.
     ASSERT_TRUE(seen);
+    EXPECT_EQ(seen->at("headers").at("tracestate"), "vendor=x");
     EXPECT_EQ(seen->at("headers").at("traceparent"),
               json::value("00-" + caller_trace + "-" + std::string(attempt.at("spanId").as_string()) + "-01"));
     bool keyed = false;
@@ -110,7 +113,9 @@ TEST(GatewayTracing, ARetriedCallHasTwoAttemptSpans)
     auto c = gw.client();
     auto r = chat(*c, false);
     ASSERT_EQ(r.status, 200) << r.body;
-    auto spans = otlp.wait_for([](const auto& s) { return s.size() >= 3; });
+    gw.drain_and_wait();
+    auto spans = otlp.spans();
+    ASSERT_EQ(spans.size(), 3u);
     auto servers = of_kind(spans, server_kind);
     auto clients = of_kind(spans, client_kind);
     ASSERT_EQ(servers.size(), 1u);
@@ -136,7 +141,9 @@ TEST(GatewayTracing, AWorkflowStreamsNodesAreChildSpansOfItsAttempt)
     std::size_t node_events = 0;
     for (const auto& f : sse_frames(r.body)) node_events += f.find("\"node_finished\"") != std::string::npos;
     ASSERT_GT(node_events, 0u);
-    auto spans = otlp.wait_for([&](const auto& s) { return s.size() >= node_events + 2; });
+    gw.drain_and_wait();
+    auto spans = otlp.spans();
+    ASSERT_EQ(spans.size(), node_events + 2);
     auto clients = of_kind(spans, client_kind);
     auto nodes = of_kind(spans, internal);
     ASSERT_EQ(clients.size(), 1u);
@@ -161,7 +168,9 @@ TEST(GatewayTracing, AStreamIsTracedLikeABlockingCall)
     auto c = gw.client();
     auto r = chat(*c, true, {{"traceparent", caller_traceparent()}});
     ASSERT_EQ(r.status, 200);
-    auto spans = otlp.wait_for([](const auto& s) { return s.size() >= 2; });
+    gw.drain_and_wait();
+    auto spans = otlp.spans();
+    ASSERT_EQ(spans.size(), 2u);
     auto servers = of_kind(spans, server_kind);
     ASSERT_EQ(servers.size(), 1u);
     EXPECT_EQ(servers[0].at("traceId"), json::value(caller_trace));
@@ -181,10 +190,29 @@ TEST(GatewayTracing, AnUnsampledCallerIsFollowedAndAnInvalidTraceparentStartsATr
     const std::string sent(seen->at("headers").at("traceparent").as_string());
     EXPECT_EQ(sent.substr(0, 36), "00-" + std::string(caller_trace) + "-") << "the trace goes on to Dify";
     EXPECT_EQ(sent.substr(53), "00") << "unsampled";
-    ASSERT_EQ(chat(*c, false, {{"traceparent", "00-XYZ-00f067aa0ba902b7-01"}}).status, 200);
-    auto spans = otlp.wait_for([](const auto& s) { return s.size() >= 2; });
+    ASSERT_EQ(chat(*c, false, {{"traceparent", "00-XYZ-00f067aa0ba902b7-01"}, {"tracestate", "dropped=1"}}).status, 200);
+    gw.drain_and_wait();
+    auto spans = otlp.spans();
+    ASSERT_EQ(spans.size(), 2u);
     ASSERT_EQ(of_kind(spans, server_kind).size(), 1u) << "only the second request was sampled";
     EXPECT_FALSE(of_kind(spans, server_kind)[0].contains("parentSpanId")) << "an invalid traceparent is ignored";
+    const auto stats = emu.stats();
+    const auto& last = stats.at("recent_requests").as_array().back();
+    EXPECT_FALSE(last.at("headers").as_object().contains("tracestate")) << "nor is its tracestate passed on";
+    EXPECT_NE(std::string(last.at("headers").at("traceparent").as_string()).find(std::string(of_kind(spans, server_kind)[0].at("traceId").as_string())),
+              std::string::npos) << "Dify gets the gateway's trace";
+}
+
+TEST(GatewayTracing, AnUnauthenticatedRequestExportsNothing)
+{
+    running_emulator emu;
+    otlp_receiver otlp;
+    auto gw = traced_gateway(emu, otlp);
+    auto c = gw.client();
+    for (int i = 0; i < 5; ++i)
+        EXPECT_EQ(c->request("GET", "/v1/info", bearer("not-a-key-0123456789")).status, 401);
+    gw.drain_and_wait();
+    EXPECT_TRUE(otlp.spans().empty());
 }
 
 TEST(GatewayTracing, ACollectorThatFailsCostsDroppedSpansNotRequests)
@@ -209,10 +237,26 @@ TEST(GatewayTracing, NothingIsExportedUnlessConfiguredAndTheCallersTraceparentPa
     running_emulator emu;
     running_gateway gw(emu);
     auto c = gw.client();
-    ASSERT_EQ(chat(*c, false, {{"traceparent", caller_traceparent()}}).status, 200);
+    const auto exported = gateway::trace_figures::process().spans_exported.load();
+    const auto dropped = gateway::trace_figures::process().spans_dropped.load();
+    ASSERT_EQ(chat(*c, false, {{"traceparent", caller_traceparent()}, {"tracestate", "vendor=x"}}).status, 200);
     auto seen = wait_for_request(emu, [](const json::value& s) { return s.at("path") == "/v1/chat-messages"; });
     ASSERT_TRUE(seen);
     EXPECT_EQ(seen->at("headers").at("traceparent"), json::value(caller_traceparent()));
+    EXPECT_EQ(seen->at("headers").at("tracestate"), "vendor=x");
+    // Two traceparents cannot be told apart: none goes on.
+    const std::string body = R"({"inputs": {}, "query": "twice", "user": "u1", "response_mode": "blocking"})";
+    auto reply = gw.client()->raw_exchange(
+        "POST /v1/chat-messages HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + tenant_keys::alpha +
+        "\r\nContent-Type: application/json\r\ntraceparent: " + caller_traceparent() +
+        "\r\ntraceparent: 00-11111111111111111111111111111111-2222222222222222-01\r\nConnection: close\r\n"
+        "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    ASSERT_EQ(reply.rfind("HTTP/1.1 200", 0), 0u) << reply;
+    gw.drain_and_wait();
+    const auto stats = emu.stats();
+    EXPECT_FALSE(stats.at("recent_requests").as_array().back().at("headers").as_object().contains("traceparent"));
+    EXPECT_EQ(gateway::trace_figures::process().spans_exported.load(), exported);
+    EXPECT_EQ(gateway::trace_figures::process().spans_dropped.load(), dropped);
 }
 
 } // namespace

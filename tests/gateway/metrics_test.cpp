@@ -29,7 +29,23 @@ TEST(Metrics, ShardsCountByIdAndRenderByName)
     metrics_shard sum;
     sum.add(one);
     sum.add(two);
-    auto text = render_metrics(sum, {}, store_counters{});
+    tenant_quota_view limited;
+    limited.rate_per_second = 2.5;
+    limited.burst = 5;
+    limited.rate_remaining = 3;
+    limited.max_concurrent = 8;
+    limited.concurrent_remaining = 6;
+    std::vector<tenant_quota_line> quotas{{"metrics-a", limited, true}, {"metrics-b", limited, false}};
+    auto text = render_metrics(sum, {}, store_counters{}, quotas);
+    EXPECT_NE(text.find("dify_gateway_tenant_quota_limit{tenant=\"metrics-a\",quota=\"rate\"} 2.5\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("dify_gateway_tenant_quota_limit{tenant=\"metrics-a\",quota=\"concurrency\"} 8\n"), std::string::npos);
+    EXPECT_EQ(text.find("dify_gateway_tenant_quota_limit{tenant=\"metrics-a\",quota=\"tokens_per_day\"}"), std::string::npos)
+        << "a limit the tenant does not have is no series";
+    EXPECT_NE(text.find("dify_gateway_tenant_quota_remaining{tenant=\"metrics-a\",quota=\"concurrency\"} 6\n"), std::string::npos);
+    EXPECT_EQ(text.find("dify_gateway_tenant_quota_remaining{tenant=\"metrics-b\""), std::string::npos)
+        << "remaining is exported only where this process knows it";
+    EXPECT_NE(text.find("dify_gateway_build_info{version=\""), std::string::npos);
+    EXPECT_NE(text.find("dify_gateway_trace_spans_dropped_total "), std::string::npos);
     const std::string labels = "tenant=\"metrics-a\",app=\"app\\\"1\"";
     const auto route = endpoint_label(chat);
     EXPECT_NE(
