@@ -471,7 +471,7 @@ def run(args):
                 for n in paths), flush=True)
 
         # 3. Pooling: upstream TLS connections a fresh gateway opens over N requests.
-        for s in (gw, gwm, gwr, ngx, hap, redis):
+        for s in (gw, gwm, gwr, gwt, ngx, hap, redis):
             b.stop(s)
         fresh = b.gateway('gateway-pooling', emu.port, max_connections=8)
         n = 2000 if quick else 100000

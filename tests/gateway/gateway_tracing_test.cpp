@@ -5,6 +5,7 @@
 #include "tests/emulator/emulator_test_util.hpp"
 #include "tests/support/gateway_fixture.hpp"
 #include "tests/support/otlp_receiver.hpp"
+#include "tests/support/process.hpp"
 
 #include <gtest/gtest.h>
 
@@ -19,13 +20,15 @@ std::string caller_traceparent()
     return "00-" + std::string(caller_trace) + "-" + std::string(caller_span) + "-01";
 }
 
-running_gateway traced_gateway(const running_emulator& emu, const otlp_receiver& otlp, double ratio = 1.0)
+running_gateway traced_gateway(
+    const running_emulator& emu, const otlp_receiver& otlp, const std::function<void(config::gateway_config&)>& more = {}
+)
 {
     return running_gateway(emu, [&](config::gateway_config& c) {
         c.tracing.otlp_endpoint = otlp.url();
         c.tracing.schedule_delay_ms = std::chrono::milliseconds(10);
-        c.tracing.sample_ratio = ratio;
         c.tracing.headers["x-collector-key"] = "k1";
+        if (more) more(c);
     });
 }
 
@@ -201,6 +204,65 @@ TEST(GatewayTracing, AnUnsampledCallerIsFollowedAndAnInvalidTraceparentStartsATr
     EXPECT_FALSE(last.at("headers").as_object().contains("tracestate")) << "nor is its tracestate passed on";
     EXPECT_NE(std::string(last.at("headers").at("traceparent").as_string()).find(std::string(of_kind(spans, server_kind)[0].at("traceId").as_string())),
               std::string::npos) << "Dify gets the gateway's trace";
+}
+
+TEST(GatewayTracing, TheStopCallAfterAClientLeftIsAClientSpanOfTheRequest)
+{
+    emulator::service_options slow;
+    slow.token_delay = std::chrono::milliseconds(30);
+    running_emulator emu(slow);
+    otlp_receiver otlp;
+    auto gw = traced_gateway(emu, otlp);
+    std::string task_id;
+    {
+        auto c = gw.client();
+        json::object body{{"inputs", json::object{}}, {"query", "a question long enough to stream for a while"},
+                          {"user", "u1"}, {"response_mode", "streaming"}};
+        c->send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha), json::serialize(body));
+        ASSERT_EQ(c->read_head().status, 200);
+        task_id = std::string(sse_events(c->read_until("\n\n")).at(0).at("task_id").as_string());
+        c->close(); // the client leaves mid-stream
+    }
+    const auto stop_path = "/v1/chat-messages/" + task_id + "/stop";
+    ASSERT_TRUE(wait_for_request(emu, [&](const json::value& r) { return r.at("path") == json::value(stop_path); }));
+    auto spans = otlp.wait_for([](const auto& s) {
+        for (const auto& span : s)
+            if (attribute(span, "dify_gateway.stop_call").is_object()) return true;
+        return false;
+    });
+    const json::object* stop = nullptr;
+    for (const auto& s : spans)
+        if (attribute(s, "dify_gateway.stop_call").is_object()) stop = &s;
+    ASSERT_NE(stop, nullptr);
+    EXPECT_EQ(stop->at("kind"), client_kind);
+    EXPECT_NE(text(attribute(*stop, "url.full")).find(stop_path), std::string::npos);
+    gw.drain_and_wait();
+    auto all = otlp.spans();
+    auto servers = of_kind(all, server_kind);
+    ASSERT_EQ(servers.size(), 1u);
+    EXPECT_EQ(stop->at("parentSpanId"), servers[0].at("spanId")) << "a child of the request it stops";
+}
+
+TEST(GatewayTracing, AQuotaDecisionInRedisIsASpan)
+{
+    running_redis redis;
+    running_emulator emu;
+    otlp_receiver otlp;
+    auto gw = traced_gateway(emu, otlp, [&](config::gateway_config& c) {
+        c.quota_store.type = config::store_kind::redis;
+        c.quota_store.url = redis.url();
+        c.quota_store.timeout_ms = std::chrono::milliseconds(500);
+        c.tenants["alpha"].rate = config::rate_config{0.001, 1};
+    });
+    auto c = gw.client();
+    EXPECT_EQ(chat(*c, false).status, 200);
+    EXPECT_EQ(chat(*c, false).status, 429);
+    gw.drain_and_wait();
+    std::vector<std::string> decisions;
+    for (const auto& s : of_kind(otlp.spans(), internal))
+        if (s.at("name") == "quota admission") decisions.push_back(text(attribute(s, "dify_gateway.quota.decision")));
+    std::sort(decisions.begin(), decisions.end());
+    EXPECT_EQ(decisions, (std::vector<std::string>{"admitted", "rate"}));
 }
 
 TEST(GatewayTracing, AnUnauthenticatedRequestExportsNothing)
