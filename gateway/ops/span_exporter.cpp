@@ -47,7 +47,8 @@ void span_exporter::configure(const config::tracing_config& c, const std::string
     cfg_ = c;
     resource_.service_name = c.service_name;
     resource_.service_version = service_version;
-    resource_.instance_id = net::ip::host_name();
+    error_code no_name; // a host without a name: the resource simply has no instance id
+    resource_.instance_id = net::ip::host_name(no_name);
     target_ = c.otlp_endpoint.empty() ? std::nullopt : config::parse_otlp_endpoint(c.otlp_endpoint);
     if (!same_endpoint || !target_) {
         if (collector_) collector_->stop();
@@ -87,11 +88,17 @@ void span_exporter::close()
     if (collector_) collector_->stop();
     collector_.reset();
     wake_.reset();
+    exported_.reset();
 }
 
 net::awaitable<void> span_exporter::flush()
 {
-    while (!queue_.empty() && target_) co_await export_batch();
+    for (;;) {
+        while (!queue_.empty() && target_) co_await export_batch();
+        if (in_flight_ == 0 || !exported_) co_return;
+        exported_->expires_at(net::steady_timer::time_point::max());
+        co_await exported_->async_wait(use_nothrow); // an export in flight ended
+    }
 }
 
 net::awaitable<void> span_exporter::run()
@@ -118,6 +125,16 @@ net::awaitable<void> span_exporter::export_batch()
     req.prepare_payload();
     auto collector = collector_; // kept: a reload may replace it meanwhile
     auto& figures = trace_figures::process();
+    struct in_flight // counted while on its way; its end wakes a waiting flush
+    {
+        span_exporter& e;
+        explicit in_flight(span_exporter& e) : e(e) { ++e.in_flight_; }
+        ~in_flight()
+        {
+            --e.in_flight_;
+            if (e.exported_) e.exported_->cancel();
+        }
+    } counted{*this};
     const auto deadline = clock::now() + cfg_.export_timeout_ms;
     auto [aec, lease] = co_await collector->acquire(deadline);
     error_code ec = aec;

@@ -34,7 +34,7 @@ struct trace_figures
 class span_exporter
 {
 public:
-    explicit span_exporter(net::any_io_executor ex) : ex_(ex), wake_(std::in_place, ex) {}
+    explicit span_exporter(net::any_io_executor ex) : ex_(ex), wake_(std::in_place, ex), exported_(std::in_place, ex) {}
     ~span_exporter();
     span_exporter(const span_exporter&) = delete;
     span_exporter& operator=(const span_exporter&) = delete;
@@ -46,7 +46,8 @@ public:
     const config::tracing_config& settings() const { return cfg_; }
 
     void submit(core::span s);
-    // Sends what is queued now (the worker is stopping; each export within its timeout).
+    // Sends what is queued now, and waits for exports already on their way (the worker is
+    // stopping; each export within its timeout).
     net::awaitable<void> flush();
     // The worker is going: nothing more is taken or sent, and the timer goes while its
     // io_context still exists.
@@ -58,7 +59,9 @@ private:
     net::awaitable<void> export_batch();
 
     net::any_io_executor ex_;
-    std::optional<net::steady_timer> wake_; // reset by close()
+    std::optional<net::steady_timer> wake_;     // reset by close()
+    std::optional<net::steady_timer> exported_; // cancelled when an export ends (flush waits on it); reset by close()
+    std::size_t in_flight_ = 0;                 // exports on their way
     config::tracing_config cfg_;
     std::optional<config::otlp_target> target_;
     core::span_resource resource_;
