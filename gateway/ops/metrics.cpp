@@ -77,12 +77,17 @@ std::uint16_t endpoint_id(const core::dify_route* route)
     return route ? static_cast<std::uint16_t>(route - core::all_routes().data() + 2) : 1;
 }
 
+const core::dify_route* route_of_endpoint(std::uint16_t endpoint)
+{
+    return endpoint >= 2 && endpoint - 2u < core::all_routes().size() ? &core::all_routes()[endpoint - 2u] : nullptr;
+}
+
 std::string endpoint_label(std::uint16_t endpoint)
 {
     if (endpoint == no_endpoint) return "";
-    if (endpoint == 1 || endpoint - 2u >= core::all_routes().size()) return "unknown";
-    const auto& route = core::all_routes()[endpoint - 2u];
-    return std::string(route.method) + " " + std::string(route.pattern);
+    const auto* route = route_of_endpoint(endpoint);
+    if (!route) return "unknown";
+    return std::string(route->method) + " " + std::string(route->pattern);
 }
 
 namespace {

@@ -33,6 +33,8 @@ struct histogram
 inline constexpr std::uint16_t no_endpoint = 0;
 std::uint16_t endpoint_id(const core::dify_route* route); // for a routed request
 std::string endpoint_label(std::uint16_t endpoint);
+// The route an endpoint id names (nullptr: not routed, or unknown).
+const core::dify_route* route_of_endpoint(std::uint16_t endpoint);
 
 static_assert(quota_reason_count == static_cast<std::size_t>(quota_reason::store_unavailable) + 1);
 static_assert(core::upstream_failure_count == static_cast<std::size_t>(core::upstream_failure::other) + 1);

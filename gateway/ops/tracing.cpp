@@ -63,9 +63,7 @@ void record_server_span(worker& w, const request_record& r)
     const auto& t = r.trace;
     // The OpenAI front's requests are named by their own route; Dify's by theirs.
     const bool openai = r.path == "/openai/v1/chat/completions" || r.path == "/openai/v1/models";
-    const core::dify_route* route = !openai && r.endpoint >= 2 && r.endpoint - 2u < core::all_routes().size()
-                                        ? &core::all_routes()[r.endpoint - 2u]
-                                        : nullptr;
+    const core::dify_route* route = openai ? nullptr : route_of_endpoint(r.endpoint);
     core::span s;
     s.trace = t.trace;
     s.id = t.span;
