@@ -83,6 +83,22 @@ public:
         return out;
     }
 
+    // Every new item (not retries) that `wanted` picks, oldest first, whatever the batch
+    // size: what must reach the store before a call about to be sent, however many wait.
+    template <typename Pred> std::vector<entry> take_new_if(Pred wanted)
+    {
+        std::vector<entry> out;
+        std::deque<entry> rest;
+        for (auto& e : fresh_) {
+            if (wanted(e.item))
+                out.push_back(std::move(e));
+            else
+                rest.push_back(std::move(e));
+        }
+        fresh_ = std::move(rest);
+        return out;
+    }
+
     // Entries of a batch that did not land: queued again after their pause, unless they
     // have waited give_up_after (then dropped and counted).
     void retry(std::vector<entry> failed, time_point now)

@@ -18,7 +18,8 @@ using namespace std::chrono_literals;
 
 // A background batch may take longer than a request's admission would wait.
 constexpr auto min_write_deadline = 1000ms;
-// Writes one admission carries at most (each adds a little to that request's wait).
+// Writes other than slot releases one admission carries at most (each adds a little to that
+// request's wait); releases all go.
 constexpr std::size_t max_riders = 64;
 // While writes fail, one batch every this long finds out whether Redis is back.
 constexpr auto probe_interval = 200ms;
@@ -109,7 +110,14 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run
     // down) must not decide whether this admission succeeds.
     // Nor while writes fail: the flusher's probes find out when Redis is back.
     bool ride = !client_->in_cluster() && !failing_;
-    auto riders = ride ? queue_.take(last_admission_, max_riders) : decltype(queue_.take(last_admission_)){};
+    auto riders = ride ? queue_.take(last_admission_, max_riders) : entries{};
+    if (ride) {
+        // However many writes wait, every slot given back goes too (they merge into a call
+        // per sorted set and per tenant's day): an admission must never see a slot that a
+        // request of this worker has already freed.
+        auto releases = queue_.take_new_if([](const command& c) { return redis_scripts::merge_prefix(c) > 0; });
+        riders.insert(riders.end(), std::make_move_iterator(releases.begin()), std::make_move_iterator(releases.end()));
+    }
     if (riders.empty()) co_return co_await run_scripts(std::move(calls), deadline);
     in_flight_ += riders.size();
     auto merged = merge_writes(riders);

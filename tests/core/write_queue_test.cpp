@@ -96,5 +96,21 @@ TEST(WriteQueue, NewItemsGoBeforeRetriesAndTheQueueIsBounded)
     EXPECT_EQ(items(q.take(t0 + 100ms)), (std::vector<int>{2, 1})) << "then the due retry";
 }
 
+TEST(WriteQueue, PickedNewItemsAreTakenAllAtOnceAndRetriesStay)
+{
+    auto l = limits();
+    l.max_pending = 100;
+    queue q(l);
+    const queue::time_point t0{};
+    q.push(10, t0);
+    q.retry(q.take(t0), t0); // 10 waits as a retry
+    for (int i = 1; i <= 8; ++i) q.push(i, t0);
+    auto even = [](int i) { return i % 2 == 0; };
+    EXPECT_EQ(items(q.take_new_if(even)), (std::vector<int>{2, 4, 6, 8})) << "more than a batch, oldest first; the retry stays";
+    EXPECT_EQ(q.size(), 5u);
+    EXPECT_EQ(items(q.take(t0 + 1s)), (std::vector<int>{7, 5, 3})) << "the others keep their order";
+    EXPECT_TRUE(q.take_new_if(even).empty());
+}
+
 } // namespace
 } // namespace gw::core
