@@ -45,6 +45,10 @@ struct server_config
     milliseconds client_header_timeout_ms{10'000};
     milliseconds client_idle_timeout_ms{75'000};
     milliseconds drain_timeout_ms{30'000};
+    // While draining, a keep-alive connection stays open this long after its last reply, so
+    // a request a proxy already sent on it is served (with `Connection: close`) instead of
+    // meeting a closed socket. A proxy in front should drop idle connections sooner.
+    milliseconds drain_idle_grace_ms{5'000};
     milliseconds client_send_timeout_ms{60'000}; // a client that takes longer to accept one write is dropped
     bool forward_unknown_routes =
         false; // routes not in the route table: 404, or forwarded with `user` namespaced

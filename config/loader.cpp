@@ -55,6 +55,7 @@ void read_server(json_reader r, server_config& c)
     r.get("client_header_timeout_ms", c.client_header_timeout_ms, 1, max_ms);
     r.get("client_idle_timeout_ms", c.client_idle_timeout_ms, 1, max_ms);
     r.get("drain_timeout_ms", c.drain_timeout_ms, 0, max_ms);
+    r.get("drain_idle_grace_ms", c.drain_idle_grace_ms, 0, max_ms);
     r.get("client_send_timeout_ms", c.client_send_timeout_ms, 1, max_ms);
     r.get("forward_unknown_routes", c.forward_unknown_routes);
     r.get("trusted_proxies", c.trusted_proxies);

@@ -54,11 +54,18 @@ std::string worker::new_request_id()
     return buf;
 }
 
-void worker::begin_drain()
+void worker::begin_drain(std::chrono::milliseconds idle_grace)
 {
     draining_ = true;
-    for (auto& s : sessions_)
-        if (s.idle && s.stream) s.stream->cancel();
+    // Connections that become idle from now on wait at most idle_grace themselves
+    // (wait_for_request); those idle already close once they have waited as long.
+    const auto began = std::chrono::steady_clock::now();
+    drain_idle_timer_.emplace(ctx_, began + idle_grace);
+    drain_idle_timer_->async_wait([this, began](error_code ec) {
+        if (ec) return;
+        for (auto& s : sessions_)
+            if (s.idle && s.stream && s.idle_since <= began) s.stream->cancel();
+    });
 }
 
 void worker::reconfigure(
@@ -96,6 +103,8 @@ void worker::abort_streams()
     aborting_ = true;
     for (auto* c : relays_)
         c->close(); // each relay then ends with an error event
+    for (auto& s : sessions_)
+        if (s.idle && s.stream) s.stream->cancel();
 }
 
 void worker::stop_pools()

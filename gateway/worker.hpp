@@ -9,6 +9,7 @@
 #include "gateway/upstream/pool.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <atomic>
@@ -16,6 +17,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -29,6 +31,7 @@ struct session_entry
 {
     beast::tcp_stream* stream = nullptr;
     bool idle = true; // waiting for the next request
+    std::chrono::steady_clock::time_point idle_since{};
 };
 
 class worker
@@ -89,11 +92,14 @@ public:
     usage_counters& usage() { return *usage_; }
 
     bool draining() const { return draining_; }
-    // Stop taking requests: idle connections close now, busy ones after their response.
-    void begin_drain();
+    // Stop taking requests: busy connections close after their response (which says
+    // `Connection: close`), idle ones once idle for `idle_grace` (a request already on its
+    // way on one is still served).
+    void begin_drain(std::chrono::milliseconds idle_grace);
     // Closes every upstream pool's idle connections.
     void stop_pools();
-    // Drain timeout: streams still open end now with the gateway's error event.
+    // Drain timeout: streams still open end now with the gateway's error event; idle
+    // connections close.
     void abort_streams();
     bool aborting() const { return aborting_; }
     // SSE relays in progress (their upstream connections), for abort_streams().
@@ -135,6 +141,7 @@ private:
     std::shared_ptr<quota_store> quotas_;
     bool draining_ = false;
     bool aborting_ = false;
+    std::optional<net::steady_timer> drain_idle_timer_; // after ctx_: destroyed before it
 };
 
 // A session's registration with its worker, held from the session's start to its end

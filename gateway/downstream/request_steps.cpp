@@ -115,9 +115,7 @@ gateway_error quota_error(const config::tenant_config& t, quota_reason r)
     return {500, "internal_error", "Unexpected quota decision."};
 }
 
-// Answers a request refused before its body was read. The answer goes out at once; a
-// small body (≤ 64 KiB, not awaiting 100-continue) is then read and dropped so the
-// connection stays usable; otherwise the connection closes. True: reusable.
+// Answers a request refused before its body was read (see the header).
 net::awaitable<bool> refuse_early(
     beast::tcp_stream& down,
     beast::flat_buffer& buffer,
@@ -129,17 +127,22 @@ net::awaitable<bool> refuse_early(
     api_front front
 )
 {
-    auto len = hp.content_length();
-    bool small = hp.is_done() ||
-                 (len && *len <= 64 * 1024 && !beast::iequals(hp.get()[http::field::expect], "100-continue"));
-    if (!co_await write_gateway_error(down, e, request_id, keep_alive && small, extra, front))
-        co_return false;
-    if (hp.is_done()) co_return true;
-    http::request_parser<http::string_body> p{std::move(hp)};
-    p.body_limit(64 * 1024);
-    client_deadline deadline(down, std::chrono::seconds(10));
-    auto [ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
-    co_return !ec;
+    constexpr std::uint64_t max_dropped = 64 * 1024;
+    const auto len = hp.content_length();
+    const bool droppable = keep_alive && !beast::iequals(hp.get()[http::field::expect], "100-continue") &&
+                           (!len || *len <= max_dropped);
+    if (!hp.is_done()) {
+        bool dropped = false;
+        if (droppable) {
+            http::request_parser<http::string_body> p{std::move(hp)};
+            p.body_limit(max_dropped); // a chunked body that grows beyond it: the connection closes
+            client_deadline deadline(down, std::chrono::seconds(10));
+            auto [ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
+            dropped = !ec && !deadline.fired();
+        }
+        keep_alive = keep_alive && dropped;
+    }
+    co_return co_await write_gateway_error(down, e, request_id, keep_alive, extra, front);
 }
 
 std::size_t field_count(const http::request_header<>& h)

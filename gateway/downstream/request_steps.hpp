@@ -52,9 +52,13 @@ net::awaitable<admission> admit(worker& w, const request_plan& plan, request_rec
 // Counts a request and its admission (usage counters, metrics); the answer to give when
 // the quotas refused it.
 std::optional<gateway_error> account_admission(worker& w, const request_plan& plan, const admission& a);
-// Answers a request refused before its body was read. The answer goes out at once; a
-// small body (<= 64 KiB, not awaiting 100-continue) is then read and dropped so the
-// connection stays usable; otherwise the connection closes. True: reusable.
+// Answers a request refused before its body was read. A small body (<= 64 KiB, chunked or
+// not, not awaiting 100-continue) is read and dropped first, then the answer goes out and
+// the connection stays usable: a proxy relaying the body as it comes (nginx with
+// proxy_request_buffering off) has sent all of it by then, so it keeps its own client's
+// connection alive (nginx closes it when an answer ends while it still reads the body).
+// A larger body gets the answer at once with `Connection: close` (the session then
+// lingers, reading what still comes, so the answer is not lost to a reset). True: reusable.
 net::awaitable<bool> refuse_early(
     beast::tcp_stream& down,
     beast::flat_buffer& buffer,

@@ -91,6 +91,7 @@ server::server(std::shared_ptr<const config::gateway_config> cfg, std::string co
     limits_ = std::make_shared<connection_limits>(cfg_->server.max_connections_per_client, cfg_->server.trusted_proxies);
     max_per_worker_ = cfg_->server.max_connections_per_worker;
     drain_timeout_ = cfg_->server.drain_timeout_ms;
+    drain_idle_grace_ = cfg_->server.drain_idle_grace_ms;
     acceptor_ = std::make_unique<tcp::acceptor>(workers_[0]->context());
     acceptor_->open(ep.protocol());
     acceptor_->set_option(tcp::acceptor::reuse_address(true));
@@ -171,7 +172,7 @@ void server::drain()
     net::post(workers_[0]->context(), [this] {
         error_code ignored;
         acceptor_->close(ignored);
-        for (auto& w : workers_) net::post(w->context(), [wp = w.get()] { wp->begin_drain(); });
+        for (auto& w : workers_) net::post(w->context(), [wp = w.get(), grace = drain_idle_grace_] { wp->begin_drain(grace); });
         net::co_spawn(workers_[0]->context(), finish_drain(), log_failure("drain"));
     });
 }

@@ -80,6 +80,7 @@ private:
     std::shared_ptr<connection_limits> limits_;
     int max_per_worker_ = 0;
     std::chrono::milliseconds drain_timeout_{0};
+    std::chrono::milliseconds drain_idle_grace_{0};
     std::unique_ptr<admin_listener> admin_;
     boost::asio::ip::tcp::endpoint endpoint_;
     std::size_t next_worker_ = 0;

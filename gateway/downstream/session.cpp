@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 
 namespace gw::gateway {
@@ -16,17 +17,35 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-// Reads the next request's first bytes, waiting at most the keep-alive idle time.
+// Reads the next request's first bytes, waiting at most the keep-alive idle time (while
+// draining, at most the drain's idle grace).
 net::awaitable<error_code> wait_for_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, session_entry& entry,
-                                            const config::server_config& cfg)
+                                            const config::server_config& cfg, bool draining)
 {
     if (buffer.size() > 0) co_return error_code{}; // pipelined bytes already here
     entry.idle = true;
-    client_deadline deadline(stream, cfg.client_idle_timeout_ms);
+    entry.idle_since = std::chrono::steady_clock::now();
+    client_deadline deadline(stream, draining ? std::min(cfg.client_idle_timeout_ms, cfg.drain_idle_grace_ms) : cfg.client_idle_timeout_ms);
     auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
     buffer.commit(n);
     entry.idle = false;
     co_return ec;
+}
+
+// After an answer that closes the connection, the client may still be sending (a body the
+// gateway did not read): closing at once would reset the connection and could destroy the
+// answer in flight. The send side is shut, and what still comes is read and dropped until
+// the client closes too, for at most two seconds.
+net::awaitable<void> linger_before_close(beast::tcp_stream& stream)
+{
+    error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    client_deadline deadline(stream, std::chrono::seconds(2));
+    std::array<char, 4096> scratch;
+    for (;;) {
+        auto [ec, n] = co_await stream.async_read_some(net::buffer(scratch), use_nothrow);
+        if (ec) break;
+    }
 }
 
 // A plain-text error for requests the gateway cannot even parse; the connection closes.
@@ -49,9 +68,10 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
     auto& entry = registration.entry();
     const config::server_config cfg = w->tenants().config().server; // a copy: a reload may free the old config
     beast::flat_buffer buffer;
+    bool linger = false; // the last answer closed the connection: the client may still send
     for (;;) {
-        if (w->draining() && buffer.size() == 0) break;
-        if (auto ec = co_await wait_for_request(stream, buffer, entry, cfg)) break;
+        if (w->aborting() && buffer.size() == 0) break;
+        if (auto ec = co_await wait_for_request(stream, buffer, entry, cfg, w->draining())) break;
         header_parser parser; // a new parser per request
         parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
         parser.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
@@ -63,24 +83,29 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
         }
         if (hec == http::error::header_limit) {
             co_await reject(stream, 431, "request_header_too_large", "Request headers are too large.");
+            linger = true;
             break;
         }
         if (hec == http::error::body_limit) { // Content-Length above the limit
             co_await reject(stream, 413, "request_too_large", "The request body is larger than the gateway accepts.");
+            linger = true;
             break;
         }
         if (hec == beast::error::timeout) { // slow-loris: the request began but its headers never ended
             co_await reject(stream, 408, "request_timeout", "The request headers took too long to arrive.");
+            linger = true;
             break;
         }
         if (hec == http::error::end_of_stream || hec == net::error::eof) break;
         if (hec) {
             co_await reject(stream, 400, "bad_request", "Malformed HTTP request.");
+            linger = true;
             break;
         }
-        bool keep = co_await serve_request(*w, stream, buffer, parser, peer);
-        if (!keep) break;
+        linger = !co_await serve_request(*w, stream, buffer, parser, peer);
+        if (linger) break;
     }
+    if (linger && stream.socket().is_open()) co_await linger_before_close(stream);
     error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream.socket().close(ignored);

@@ -6,6 +6,7 @@
 
 #include <boost/asio/signal_set.hpp>
 
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -25,6 +26,8 @@ options:
   --ping-interval-ms N     send `event: ping` after N ms without a frame (default 10000)
   --token-delay-ms N       delay between streamed events; blocking replies wait the sum (default 0)
   --seed N                 seed for generated ids (default: random)
+  --drain-timeout-ms N     on SIGTERM/SIGINT, let replies and streams under way finish for at
+                           most N ms, then stop (default 30000; a second signal stops at once)
   --version, --help
 
 control routes (outside /v1): GET /_emulator/stats, GET|POST|DELETE /_emulator/faults,
@@ -46,6 +49,7 @@ int main(int argc, char** argv)
     namespace emu = gw::emulator;
     std::string listen = "127.0.0.1:5001", cert, key, apps_file;
     emu::service_options opts;
+    std::chrono::milliseconds drain_timeout{30000};
     try {
         for (int i = 1; i < argc; ++i) {
             std::string a = argv[i];
@@ -71,6 +75,8 @@ int main(int argc, char** argv)
                 opts.ping_interval = std::chrono::milliseconds(std::max(1L, parse_number(a, value())));
             } else if (a == "--token-delay-ms") {
                 opts.token_delay = std::chrono::milliseconds(parse_number(a, value()));
+            } else if (a == "--drain-timeout-ms") {
+                drain_timeout = std::chrono::milliseconds(parse_number(a, value()));
             } else if (a == "--seed") {
                 opts.seed = static_cast<std::uint64_t>(parse_number(a, value()));
             } else {
@@ -88,9 +94,10 @@ int main(int argc, char** argv)
         emu::server srv(io, svc, so);
         srv.start();
         boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-        signals.async_wait([&](const boost::system::error_code&, int) {
-            srv.stop();
-            io.stop();
+        signals.async_wait([&](const boost::system::error_code& ec, int) {
+            if (ec) return;
+            signals.async_wait([&](const boost::system::error_code&, int) { io.stop(); }); // a second signal
+            srv.drain(drain_timeout, [&] { io.stop(); });
         });
         auto ep = srv.endpoint();
         std::cout << "dify-emulator listening on " << (so.tls ? "https" : "http") << "://"

@@ -15,6 +15,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <utility>
 
 namespace gw::emulator {
 
@@ -93,7 +94,10 @@ template <class Stream>
 class connection
 {
 public:
-    connection(Stream& stream, beast::tcp_stream& tcp, service& svc) : stream_(stream), tcp_(tcp), svc_(svc), timer_(tcp.get_executor()) {}
+    connection(Stream& stream, beast::tcp_stream& tcp, service& svc, server::activity& activity)
+        : stream_(stream), tcp_(tcp), svc_(svc), activity_(activity), timer_(tcp.get_executor())
+    {
+    }
 
     // Serves requests until the peer leaves, an error occurs or keep-alive ends.
     net::awaitable<void> run()
@@ -118,7 +122,13 @@ public:
                 co_return;
             }
             tcp_.expires_never();
-            bool keep_alive = parser.get().keep_alive();
+            bool keep_alive = parser.get().keep_alive() && !activity_.draining;
+            struct replying // counted until this reply is written, however it ends
+            {
+                server::activity& a;
+                explicit replying(server::activity& act) : a(act) { ++a.replying; }
+                ~replying() { a.reply_done(); }
+            } counted(activity_);
             auto d = svc_.handle(to_request(parser.release()));
             if (!co_await respond(d, keep_alive) || !keep_alive) co_return;
         }
@@ -219,20 +229,22 @@ private:
     Stream& stream_;
     beast::tcp_stream& tcp_;
     service& svc_;
+    server::activity& activity_;
     net::steady_timer timer_;
     std::chrono::steady_clock::time_point last_frame_{};
 };
 
-net::awaitable<void> plain_session(tcp::socket socket, service* svc)
+net::awaitable<void> plain_session(tcp::socket socket, service* svc, std::shared_ptr<server::activity> activity)
 {
     beast::tcp_stream stream(std::move(socket));
-    connection<beast::tcp_stream> conn(stream, stream, *svc);
+    connection<beast::tcp_stream> conn(stream, stream, *svc, *activity);
     co_await conn.run();
     beast::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
 
-net::awaitable<void> tls_session(tcp::socket socket, service* svc, std::shared_ptr<ssl::context> ctx)
+net::awaitable<void> tls_session(tcp::socket socket, service* svc, std::shared_ptr<ssl::context> ctx,
+                                 std::shared_ptr<server::activity> activity)
 {
     ssl::stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *ctx);
     auto& tcp = beast::get_lowest_layer(stream);
@@ -240,7 +252,7 @@ net::awaitable<void> tls_session(tcp::socket socket, service* svc, std::shared_p
     auto [ec] = co_await stream.async_handshake(ssl::stream_base::server, use_nothrow);
     if (ec) co_return;
     svc->tls_handshake();
-    connection<ssl::stream<beast::tcp_stream>> conn(stream, tcp, *svc);
+    connection<ssl::stream<beast::tcp_stream>> conn(stream, tcp, *svc, *activity);
     co_await conn.run();
     if (!tcp.socket().is_open()) co_return;
     tcp.expires_after(2s);
@@ -260,7 +272,8 @@ void session_ended(std::exception_ptr e)
     }
 }
 
-net::awaitable<void> accept_loop(tcp::acceptor& acceptor, service* svc, std::shared_ptr<ssl::context> tls)
+net::awaitable<void> accept_loop(tcp::acceptor& acceptor, service* svc, std::shared_ptr<ssl::context> tls,
+                                 std::shared_ptr<server::activity> activity)
 {
     net::steady_timer backoff(acceptor.get_executor());
     for (;;) {
@@ -276,9 +289,9 @@ net::awaitable<void> accept_loop(tcp::acceptor& acceptor, service* svc, std::sha
         svc->connection_accepted();
         auto ex = acceptor.get_executor();
         if (tls)
-            net::co_spawn(ex, tls_session(std::move(socket), svc, tls), session_ended);
+            net::co_spawn(ex, tls_session(std::move(socket), svc, tls, activity), session_ended);
         else
-            net::co_spawn(ex, plain_session(std::move(socket), svc), session_ended);
+            net::co_spawn(ex, plain_session(std::move(socket), svc, activity), session_ended);
     }
 }
 
@@ -295,7 +308,7 @@ server::server(net::io_context& io, service& svc, server_options opts) : io_(io)
 
 void server::start()
 {
-    net::co_spawn(io_, accept_loop(acceptor_, &svc_, opts_.tls), [](std::exception_ptr e) {
+    net::co_spawn(io_, accept_loop(acceptor_, &svc_, opts_.tls, activity_), [](std::exception_ptr e) {
         if (e) std::cerr << "dify-emulator: accept loop ended with an exception\n";
     });
 }
@@ -304,6 +317,26 @@ void server::stop()
 {
     beast::error_code ignored;
     acceptor_.close(ignored);
+}
+
+void server::drain(std::chrono::milliseconds limit, std::function<void()> quiet)
+{
+    stop();
+    activity_->draining = true;
+    activity_->on_quiet = std::move(quiet);
+    drain_limit_ = std::make_unique<net::steady_timer>(io_, limit);
+    drain_limit_->async_wait([a = activity_](beast::error_code ec) {
+        if (ec || !a->on_quiet) return;
+        std::cerr << "dify-emulator: drain limit reached with " << a->replying << " replies under way\n";
+        std::exchange(a->on_quiet, nullptr)();
+    });
+    if (activity_->replying == 0) std::exchange(activity_->on_quiet, nullptr)();
+}
+
+void server::activity::reply_done()
+{
+    --replying;
+    if (draining && replying == 0 && on_quiet) std::exchange(on_quiet, nullptr)();
 }
 
 std::shared_ptr<ssl::context> make_server_tls(const std::string& cert_file, const std::string& key_file)

@@ -37,7 +37,7 @@ namespace {
 
 constexpr std::uint64_t max_dropped_body = 64 * 1024;
 
-// Reads the rest of a streamed body and drops it (the request was answered early).
+// Reads the rest of a streamed body and drops it (the request is answered without it).
 net::awaitable<bool> drop_rest_of_body(exchange& x)
 {
     auto& p = *x.streamed;
@@ -61,11 +61,11 @@ net::awaitable<bool> write_error(exchange& x, const gateway_error& e)
     const bool unread = x.streamed && !x.streamed->is_done() && !x.client_broken;
     const bool droppable = unread && x.streamed->content_length().value_or(max_dropped_body + 1) <= max_dropped_body &&
                            !beast::iequals(x.req[http::field::expect], "100-continue");
-    const bool keep = x.client_keep_alive && !x.w.draining() && !x.client_broken && (!unread || droppable);
+    bool keep = x.client_keep_alive && !x.w.draining() && !x.client_broken && (!unread || droppable);
+    // The rest of a small body is read and dropped before the answer (see refuse_early).
+    if (keep && unread && !co_await drop_rest_of_body(x)) keep = false;
     const auto front = x.openai ? api_front::openai_chat : api_front::dify;
-    if (!co_await write_gateway_error(x.down, e, x.request_id, keep, x.quota_headers, front)) co_return false;
-    if (!unread) co_return true;
-    co_return co_await drop_rest_of_body(x);
+    co_return co_await write_gateway_error(x.down, e, x.request_id, keep, x.quota_headers, front);
 }
 
 bool is_hop_by_hop(std::string_view name)

@@ -7,6 +7,8 @@ config paths, and no key ever appears in the gateways' logs (debug level, access
   test_nginx_e2e.py --emulator BIN --gateway BIN
 """
 import argparse
+import collections
+import http.client
 import json
 import os
 import re
@@ -15,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -74,6 +77,12 @@ def start(cmd, log, word):
     return proc, line
 
 
+def start_gateway(i, log):
+    gw, _ = start([ARGS.gateway, '--config', f'{S["tmp"]}/gateway-{i}.json'], f'{S["tmp"]}/{log}', 'listening on')
+    S['procs'].append(gw)
+    return gw
+
+
 def adapted_nginx_conf(listen_port, gateway_ports, tmp):
     """deploy/nginx.conf with loopback addresses and temporary paths; nothing else."""
     text = read(ROOT, 'deploy', 'nginx.conf')
@@ -120,15 +129,13 @@ def setUpModule():
         'quota_store': {'type': 'redis', 'url': f'redis://127.0.0.1:{redis_port}/0', 'on_error': 'deny',
                         'timeout_ms': 2000},
     }
-    with open(f'{tmp}/gateway.json', 'w') as f:
-        json.dump(config, f)
     S['gateways'] = []
-    ports = []
+    ports = [free_port(), free_port()]  # fixed: a replica restarts on its own port
     for i in range(2):
-        gw, line = start([ARGS.gateway, '--config', f'{tmp}/gateway.json'], f'{tmp}/gateway-{i}.log', 'listening on')
-        S['procs'].append(gw)
-        S['gateways'].append(gw)
-        ports.append(int(line.split()[3].rsplit(':', 1)[1]))
+        config['server']['listen'] = f'127.0.0.1:{ports[i]}'
+        with open(f'{tmp}/gateway-{i}.json', 'w') as f:
+            json.dump(config, f)
+        S['gateways'].append(start_gateway(i, f'gateway-{i}.log'))
     nginx_port = free_port()
     with open(f'{tmp}/nginx.conf', 'w') as f:
         f.write(adapted_nginx_conf(nginx_port, ports, tmp))
@@ -224,6 +231,72 @@ class ThroughNginx(unittest.TestCase):
             self.assertIn(f'mine{i}', json.dumps(outputs))
             self.assertNotIn('injected', json.dumps(outputs))
 
+    def test_4c_refusals_keep_the_clients_connection(self):
+        # A client sends its headers, then its body (as SDKs do for larger bodies): nginx
+        # relays the head at once, and a gateway that answered before the body arrived made
+        # nginx close the client's keep-alive connection after the answer.
+        host, port = S['base'][len('http://'):].split(':')
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        body = json.dumps({'inputs': {}, 'query': 'x' * 2000, 'response_mode': 'blocking', 'user': 'u'}).encode()
+        statuses, reconnects = collections.Counter(), 0
+        for i in range(120):
+            key = 'gw-not-a-key-0123456789' if i % 2 else TENANT_KEY  # 401, then 429 (the burst is spent)
+            conn.putrequest('POST', '/v1/chat-messages')
+            for name, value in (('Authorization', f'Bearer {key}'), ('Content-Type', 'application/json'),
+                                ('Content-Length', str(len(body)))):
+                conn.putheader(name, value)
+            conn.endheaders()
+            sock = conn.sock
+            time.sleep(0.002)  # the body comes a moment after the head, as over a real network
+            conn.send(body)
+            r = conn.getresponse()
+            r.read()
+            statuses[r.status] += 1
+            self.assertNotEqual(r.getheader('Connection', '').lower(), 'close', f'request {i}: {r.status}')
+            reconnects += conn.sock is not sock
+        self.assertEqual(set(statuses), {401, 429}, statuses)
+        self.assertEqual(reconnects, 0)
+        conn.close()
+
+    def test_4d_a_rolling_restart_under_load_fails_no_request(self):
+        stop = threading.Event()
+        done = collections.Counter()
+        failures = []
+
+        def load():
+            session = requests.Session()  # keep-alive, as Dify's SDKs
+            while not stop.is_set():
+                try:
+                    r = session.post(S['base'] + '/v1/files/upload', headers={'Authorization': f'Bearer {UNLIMITED_KEY}'},
+                                     files={'file': ('a.txt', b'hello', 'text/plain')}, data={'user': 'u'}, timeout=30)
+                    done[r.status_code] += 1
+                    if r.status_code != 201:
+                        failures.append(f'{r.status_code} {r.text[:200]}')
+                except requests.RequestException as e:
+                    failures.append(repr(e))
+
+        def wait_for(total):
+            while sum(done.values()) < total and not failures:
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            wait_for(100)
+            old = S['gateways'][0]
+            old.send_signal(signal.SIGTERM)  # drains while nginx keeps sending
+            self.assertEqual(old.wait(timeout=30), 0)
+            before = sum(done.values())
+            S['gateways'][0] = start_gateway(0, 'gateway-0-restarted.log')
+            wait_for(before + 200)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        self.assertEqual(failures, [])
+        self.assertGreater(done[201], 300)
+
     def test_5_sigterm_during_a_stream_drains_without_truncation(self):
         r = requests.post(S['base'] + '/apps/workflow/v1/workflows/run', stream=True,
                           headers={'Authorization': f'Bearer {UNLIMITED_KEY}'},
@@ -241,16 +314,17 @@ class ThroughNginx(unittest.TestCase):
 
     def test_6_no_key_in_any_log_line(self):
         secrets = [TENANT_KEY, UNLIMITED_KEY] + list(APPS.values())
-        for name in ('gateway-0.log', 'gateway-1.log'):
+        for name in ('gateway-0.log', 'gateway-1.log', 'gateway-0-restarted.log'):
             text = read(S['tmp'], name)
-            self.assertIn('"type":"access"', text)
             for secret in secrets:
                 self.assertNotIn(secret, text, f'{secret} leaked into {name}')
-            # Clients are logged from X-Forwarded-For set by nginx (a trusted proxy).
-            self.assertIn('"client":"127.0.0.1"', text)
+            if name != 'gateway-0-restarted.log':  # nginx may not have sent it anything yet
+                self.assertIn('"type":"access"', text)
+                # Clients are logged from X-Forwarded-For set by nginx (a trusted proxy).
+                self.assertIn('"client":"127.0.0.1"', text)
         # The access line names the caller's trace (and the gateway's span in it).
         request_id, trace = S['traced']
-        lines = [json.loads(line) for name in ('gateway-0.log', 'gateway-1.log')
+        lines = [json.loads(line) for name in ('gateway-0.log', 'gateway-1.log', 'gateway-0-restarted.log')
                  for line in read(S['tmp'], name).splitlines() if '"type":"access"' in line]
         traced = [line for line in lines if line['request_id'] == request_id]
         self.assertEqual(len(traced), 1)

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <future>
 
 namespace gw::test {
 namespace {
@@ -132,6 +133,24 @@ TEST(EmulatorStream, StopEndsAnInFlightStream)
     EXPECT_LT(partial.size(), std::string("Turn 1. You said: \"a long question that produces many events to stream\".").size());
     // Unknown task ids also answer success.
     EXPECT_EQ(post_json(*other, "/v1/chat-messages/nope/stop", keys::chat, json::object{{"user", "alice"}}).status, 200);
+}
+
+TEST(EmulatorStream, ADrainLetsStreamsUnderWayFinishAndIdleConnectionsDoNotHoldItUp)
+{
+    running_emulator emu(delays(30ms));
+    auto idle = emu.client();
+    ASSERT_EQ(idle->request("GET", "/v1/info", bearer(keys::chat, "")).status, 200); // then stays open, idle
+    auto c = emu.client();
+    c->send("POST", "/v1/chat-messages", bearer(keys::chat), json::serialize(chat_body("one two three four five six", "u", "streaming")));
+    ASSERT_EQ(c->read_head().status, 200);
+    auto first = c->read_until("\n\n");
+    std::promise<void> quiet;
+    auto quiet_called = quiet.get_future();
+    emu.drain(30s, [&] { quiet.set_value(); });
+    auto events = sse_events(first + c->read_rest());
+    EXPECT_EQ(events.back().at("event"), "message_end") << "the stream under way ran to its end";
+    EXPECT_EQ(quiet_called.wait_for(30s), std::future_status::ready) << "then the drain was done";
+    EXPECT_ANY_THROW(emu.client()->request("GET", "/v1/info", bearer(keys::chat, ""))) << "no new connections";
 }
 
 TEST(EmulatorStream, WorkflowStopFinishesAsStopped)

@@ -251,6 +251,29 @@ TEST(GatewayLimits, OversizedBodiesHeadersAndMalformedRequests)
     EXPECT_EQ(get(*c, "/v1/info", tenant_keys::alpha).status, 200) << "still serving";
 }
 
+TEST(GatewayLimits, ARefusedRequestsBodyIsReadBeforeTheAnswerOrTheConnectionLingers)
+{
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& c) { c.server.max_request_body_bytes = 4 << 20; });
+    auto c = gw.client();
+    // A small chunked body of a refused request is read to its end first: the connection
+    // goes on (a proxy relaying it has then sent it all, and keeps its client's connection).
+    const std::string chunked = "POST /v1/chat-messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    auto raw = c->raw_exchange(chunked + "GET /v1/info HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tenant_keys::alpha +
+                               "\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(raw.rfind("HTTP/1.1 401 ", 0), 0u) << raw.substr(0, 60);
+    EXPECT_NE(raw.find("HTTP/1.1 200 OK"), std::string::npos) << "the next request on the connection was served";
+    // A body too large to read for nothing gets the answer at once and the connection closes;
+    // the gateway reads what still comes before closing, so the answer is not lost to a reset.
+    auto big = gw.client();
+    raw = big->raw_exchange("POST /v1/chat-messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
+                            "Content-Length: 3000000\r\n\r\n" + std::string(3'000'000, 'x'));
+    EXPECT_EQ(raw.rfind("HTTP/1.1 401 ", 0), 0u) << raw.substr(0, 60);
+    EXPECT_NE(raw.find("Connection: close"), std::string::npos);
+    EXPECT_EQ(emu.stats().at("requests_total"), 1) << "only the /v1/info";
+}
+
 TEST(GatewayBodies, BodiesWithNothingToRewriteAreStreamed)
 {
     running_emulator emu;

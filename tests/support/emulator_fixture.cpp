@@ -40,6 +40,11 @@ running_emulator::~running_emulator()
     thread_.join();
 }
 
+void running_emulator::drain(std::chrono::milliseconds limit, std::function<void()> quiet)
+{
+    boost::asio::post(io_, [this, limit, quiet = std::move(quiet)]() mutable { server_->drain(limit, std::move(quiet)); });
+}
+
 boost::json::value running_emulator::stats() const
 {
     auto c = client();

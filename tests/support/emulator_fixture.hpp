@@ -8,6 +8,8 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -25,6 +27,8 @@ public:
     std::unique_ptr<http_client> client() const { return std::make_unique<http_client>(endpoint_, tls_); }
     // GET /_emulator/stats as JSON.
     boost::json::value stats() const;
+    // The emulator's graceful stop (server::drain), started on its thread; `quiet` runs there.
+    void drain(std::chrono::milliseconds limit, std::function<void()> quiet);
 
 private:
     bool tls_;

@@ -25,6 +25,7 @@ config::gateway_config gateway_config_for(const running_emulator& emu)
     config::gateway_config c;
     c.server.listen = "127.0.0.1:0";
     c.server.threads = 2;
+    c.server.drain_idle_grace_ms = std::chrono::milliseconds(0); // idle test clients do not hold a drain up
     c.admin.listen = "127.0.0.1:0";
     c.log.level = gw::config::log_level::warn;
     config::upstream_config u;
