@@ -61,6 +61,9 @@ struct server_config
 struct admin_config
 {
     std::string listen = "127.0.0.1:9901";
+    // Needed for /admin/usage and /admin/reload when set (plain or "sha256:<hex>"); without
+    // it those answer only callers on the same host. Health, readiness, metrics stay open.
+    std::string token;
     bool operator==(const admin_config&) const = default;
 };
 

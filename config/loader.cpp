@@ -180,6 +180,7 @@ load_result load_config_text(std::string_view text, const env_lookup& env)
         if (auto* v = root.member("admin")) {
             json_reader r(*v, "admin", p);
             r.get("listen", c.admin.listen);
+            r.get("token", c.admin.token);
             r.finish();
         }
         if (auto* v = root.member("log")) {

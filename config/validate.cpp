@@ -155,6 +155,13 @@ void validate(gateway_config& c, problems& out)
 {
     check_listen("server.listen", c.server.listen, out);
     check_listen("admin.listen", c.admin.listen, out);
+    if (!c.admin.token.empty() && !core::is_hashed_key(c.admin.token) && c.admin.token.size() < 16)
+        out.add("admin.token", "must be at least 16 characters (or \"sha256:<hex>\")");
+    for (char ch : c.admin.token)
+        if (ch <= 0x20 || ch >= 0x7F) {
+            out.add("admin.token", "must be printable ASCII without spaces");
+            break;
+        }
     auto server_ep = core::parse_host_port(c.server.listen);
     if (c.server.listen == c.admin.listen && server_ep && server_ep->port != 0)
         out.add("admin.listen", "must differ from server.listen");

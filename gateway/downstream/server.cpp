@@ -100,7 +100,7 @@ server::server(std::shared_ptr<const config::gateway_config> cfg, std::string co
     acceptor_->listen(net::socket_base::max_listen_connections);
     endpoint_ = acceptor_->local_endpoint();
     admin_ = std::make_unique<admin_listener>(
-        *workers_[0], cfg_->admin.listen, [this] { return !draining_.load(); },
+        *workers_[0], cfg_->admin, [this] { return !draining_.load(); },
         [this]() -> std::vector<std::string> {
             if (config_path_.empty()) return {"this gateway was not started from a config file"};
             return reload(config_path_);

@@ -1,5 +1,6 @@
 #include "gateway/ops/admin.hpp"
 
+#include "core/admin_access.hpp"
 #include "core/text.hpp"
 
 #include "gateway/ops/spawn.hpp"
@@ -51,63 +52,56 @@ net::awaitable<json::value> usage_report(worker& w)
                            {"tenants", tenants}};
 }
 
-net::awaitable<void> admin_session(tcp::socket socket, worker* w, std::function<bool()>* ready, admin_listener::reload_fn* reload,
-                                   std::function<std::string()>* metrics)
+// An /admin/ action the caller may not use: the answer is set and true.
+bool refuse_action(http::response<http::string_body>& res, core::admin_access access)
 {
-    beast::tcp_stream stream(std::move(socket));
-    beast::flat_buffer buffer;
-    for (;;) {
-        http::request<http::string_body> req;
-        stream.expires_after(std::chrono::seconds(30));
-        auto [ec, n] = co_await http::async_read(stream, buffer, req, use_nothrow);
-        if (ec) break;
-        http::response<http::string_body> res{http::status::ok, 11};
-        res.set(http::field::content_type, "application/json");
-        std::string_view path = req.target();
-        path = path.substr(0, path.find('?'));
-        if (path == "/admin/reload" && req.method() == http::verb::post) {
-            auto problems = (*reload)();
-            json::array list;
-            for (const auto& p : problems) list.push_back(json::value(p));
-            res.result(problems.empty() ? http::status::ok : http::status::bad_request);
-            res.body() = json::serialize(problems.empty() ? json::object{{"result", "reloaded"}}
-                                                          : json::object{{"result", "rejected"}, {"problems", list}});
-        } else if (req.method() != http::verb::get) {
-            res.result(http::status::method_not_allowed);
-            res.body() = R"({"code":"method_not_allowed","message":"Use GET.","status":405})";
-        } else if (path == "/healthz") {
-            res.body() = R"({"status":"ok"})";
-        } else if (path == "/readyz") {
-            bool ok = (*ready)();
-            res.result(ok ? http::status::ok : http::status::service_unavailable);
-            res.body() = ok ? R"({"status":"ready"})" : R"({"status":"draining"})";
-        } else if (path == "/metrics") {
-            res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-            res.body() = (*metrics)();
-            res.body().pop_back(); // the newline appended below ends the last line
-        } else if (path == "/admin/usage") {
-            auto report = co_await usage_report(*w);
-            res.body() = json::serialize(report);
-        } else {
-            res.result(http::status::not_found);
-            res.body() = R"({"code":"not_found","message":"No such admin endpoint.","status":404})";
-        }
-        res.body() += "\n";
-        res.keep_alive(req.keep_alive());
-        res.prepare_payload();
-        auto [wec, wn] = co_await http::async_write(stream, res, use_nothrow);
-        if (wec || !req.keep_alive()) break;
+    if (access == core::admin_access::allowed) return false;
+    if (access == core::admin_access::token_required) {
+        res.result(http::status::unauthorized);
+        res.set(http::field::www_authenticate, "Bearer realm=\"dify-gateway admin\"");
+        res.body() = R"({"code":"unauthorized","message":"Admin actions need the admin token (Authorization: Bearer).","status":401})";
+    } else {
+        res.result(http::status::forbidden);
+        res.body() = R"({"code":"forbidden","message":"Admin actions are served only on this host unless admin.token is set.","status":403})";
     }
-    error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    return true;
+}
+
+std::string reload_answer(http::response<http::string_body>& res, const std::vector<std::string>& problems)
+{
+    json::array list;
+    for (const auto& p : problems) list.push_back(json::value(p));
+    res.result(problems.empty() ? http::status::ok : http::status::bad_request);
+    return json::serialize(problems.empty() ? json::object{{"result", "reloaded"}} : json::object{{"result", "rejected"}, {"problems", list}});
+}
+
+// GET /healthz, /readyz, /metrics, or 404.
+void answer_probe(http::response<http::string_body>& res, std::string_view path, const std::function<bool()>& ready,
+                  const std::function<std::string()>& metrics)
+{
+    if (path == "/healthz") {
+        res.body() = R"({"status":"ok"})";
+    } else if (path == "/readyz") {
+        bool ok = ready();
+        res.result(ok ? http::status::ok : http::status::service_unavailable);
+        res.body() = ok ? R"({"status":"ready"})" : R"({"status":"draining"})";
+    } else if (path == "/metrics") {
+        res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+        res.body() = metrics();
+        res.body().pop_back(); // the newline appended after every answer ends the last line
+    } else {
+        res.result(http::status::not_found);
+        res.body() = R"({"code":"not_found","message":"No such admin endpoint.","status":404})";
+    }
 }
 
 } // namespace
 
-admin_listener::admin_listener(worker& w, const std::string& listen, std::function<bool()> ready, reload_fn reload,
+admin_listener::admin_listener(worker& w, const config::admin_config& cfg, std::function<bool()> ready, reload_fn reload,
                                std::function<std::string()> metrics)
-    : w_(w), ready_(std::move(ready)), reload_(std::move(reload)), metrics_(std::move(metrics))
+    : w_(w), token_(cfg.token), ready_(std::move(ready)), reload_(std::move(reload)), metrics_(std::move(metrics))
 {
+    const auto& listen = cfg.listen;
     auto hp = core::parse_host_port(listen);
     if (!hp) throw std::runtime_error("admin.listen: not HOST:PORT");
     error_code ec;
@@ -134,14 +128,51 @@ void admin_listener::stop()
     acceptor_->close(ignored);
 }
 
+net::awaitable<void> admin_listener::session(tcp::socket socket)
+{
+    error_code ignored;
+    const auto peer = socket.remote_endpoint(ignored).address();
+    const bool local = !ignored && (peer.is_loopback() || (peer.is_v6() && peer.to_v6().is_v4_mapped() &&
+                                                           net::ip::make_address_v4(net::ip::v4_mapped, peer.to_v6()).is_loopback()));
+    beast::tcp_stream stream(std::move(socket));
+    beast::flat_buffer buffer;
+    for (;;) {
+        http::request<http::string_body> req;
+        stream.expires_after(std::chrono::seconds(30));
+        auto [ec, n] = co_await http::async_read(stream, buffer, req, use_nothrow);
+        if (ec) break;
+        http::response<http::string_body> res{http::status::ok, 11};
+        res.set(http::field::content_type, "application/json");
+        std::string_view path = req.target();
+        path = path.substr(0, path.find('?'));
+        if (path.starts_with("/admin/") && refuse_action(res, core::admin_action_access(req[http::field::authorization], local, token_))) {
+            // refused: the answer says why
+        } else if (path == "/admin/reload" && req.method() == http::verb::post) {
+            res.body() = reload_answer(res, reload_());
+        } else if (req.method() != http::verb::get) {
+            res.result(http::status::method_not_allowed);
+            res.body() = R"({"code":"method_not_allowed","message":"Use GET.","status":405})";
+        } else if (path == "/admin/usage") {
+            res.body() = json::serialize(co_await usage_report(w_));
+        } else {
+            answer_probe(res, path, ready_, metrics_);
+        }
+        res.body() += "\n";
+        res.keep_alive(req.keep_alive());
+        res.prepare_payload();
+        auto [wec, wn] = co_await http::async_write(stream, res, use_nothrow);
+        if (wec || !req.keep_alive()) break;
+    }
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
 net::awaitable<void> admin_listener::accept_loop()
 {
     for (;;) {
         auto [ec, socket] = co_await acceptor_->async_accept(use_nothrow);
         if (!acceptor_->is_open()) co_return;
         if (ec) continue;
-        net::co_spawn(w_.context(), admin_session(std::move(socket), &w_, &ready_, &reload_, &metrics_),
-                      log_failure("admin connection"));
+        net::co_spawn(w_.context(), session(std::move(socket)), log_failure("admin connection"));
     }
 }
 

@@ -225,6 +225,12 @@ TEST(ConfigLoader, ListenAndQuotaStoreRules)
     auto r = load_config_text(minimal(R"(, "server": {"listen": "127.0.0.1:9901"}, "admin": {"listen": "127.0.0.1:9901"},
         "quota_store": {"type": "redis", "on_error": "maybe"})"), fake_env({}));
     EXPECT_TRUE(has_problem(r, "admin.listen: must differ from server.listen")) << all(r);
+    auto t = load_config_text(minimal(R"(, "admin": {"token": "short"})"), fake_env({}));
+    EXPECT_TRUE(has_problem(t, "admin.token: must be at least 16 characters (or \"sha256:<hex>\")")) << all(t);
+    t = load_config_text(minimal(R"(, "admin": {"token": "${ADMIN_TOKEN}"})"), fake_env({{"ADMIN_TOKEN", "has a space 0123456789"}}));
+    EXPECT_TRUE(has_problem(t, "admin.token: must be printable ASCII without spaces")) << all(t);
+    t = load_config_text(minimal(R"(, "admin": {"token": "${ADMIN_TOKEN}"})"), fake_env({{"ADMIN_TOKEN", "admin-token-0123456789"}}));
+    EXPECT_TRUE(t.problems.empty()) << all(t);
     EXPECT_TRUE(has_problem(r, "quota_store.on_error: must be \"allow\", \"deny\" or \"local\" (got \"maybe\")")) << all(r);
     EXPECT_TRUE(has_problem(r, "quota_store.url: is required when type is \"redis\"")) << all(r);
     r = load_config_text(minimal(R"(, "server": {"listen": "[::1]:70000"},

@@ -7,6 +7,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include "core/key_hash.hpp"
+
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -126,6 +128,28 @@ net::awaitable<void> marks(bool* ran)
 
 // Every task the gateway spawns has log_failure as its completion handler: an exception
 // that escapes a task is logged and counted, and the worker's loop goes on serving.
+TEST(GatewayOps, AdminActionsNeedTheTokenWhileProbesAndMetricsStayOpen)
+{
+    running_emulator emu;
+    const std::string token = "admin-token-0123456789abcdef";
+    running_gateway gw(emu, [&](config::gateway_config& c) { c.admin.token = core::hash_key(token); });
+    http_client admin(gw.server().admin_endpoint(), false);
+    EXPECT_EQ(admin.request("GET", "/healthz").status, 200);
+    EXPECT_EQ(admin.request("GET", "/readyz").status, 200);
+    EXPECT_EQ(admin.request("GET", "/metrics").status, 200);
+    auto refused = admin.request("GET", "/admin/usage");
+    EXPECT_EQ(refused.status, 401);
+    EXPECT_EQ(refused.json().at("code"), "unauthorized");
+    EXPECT_EQ(refused.header("www-authenticate"), "Bearer realm=\"dify-gateway admin\"");
+    EXPECT_EQ(admin.request("POST", "/admin/reload", {{"Authorization", "Bearer wrong-token-0123456789"}}).status, 401);
+    auto usage = admin.request("GET", "/admin/usage", {{"Authorization", "Bearer " + token}});
+    EXPECT_EQ(usage.status, 200);
+    EXPECT_TRUE(usage.json().as_object().contains("tenants"));
+    auto reload = admin.request("POST", "/admin/reload", {{"Authorization", "Bearer " + token}});
+    EXPECT_EQ(reload.status, 400) << "authorized: this gateway has no config file to read again";
+    EXPECT_EQ(admin.request("GET", "/admin/nothing-here", {{"Authorization", "Bearer " + token}}).status, 404);
+}
+
 TEST(GatewayOps, AnExceptionInASpawnedTaskIsLoggedCountedAndTheLoopGoesOn)
 {
     net::io_context io;
