@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages dify-gateway needs, only those missing (idempotent,
-# non-interactive). Usage: install_deps.sh [build|test|bench]
+# non-interactive). Usage: install_deps.sh [build|test|bench|docker]
 #   build: toolchain and libraries (quickstart); test: also the test tools (which include
-#   what bench/compare.py needs: nginx, haproxy, Redis, gnuplot); bench: the same as test.
+#   what bench/compare.py needs: nginx, haproxy, Redis, gnuplot); bench: the same as test;
+#   docker: Debian's Docker engine, docker-compose and debootstrap (the compose stack test).
 set -euo pipefail
 profile=${1:-build}
 [ "$profile" = bench ] && profile=test
@@ -12,8 +13,11 @@ build_pkgs=(cmake ninja-build g++ ccache pkg-config openssl ca-certificates
     libssl-dev libspdlog-dev libhiredis-dev libgtest-dev libgmock-dev libbenchmark-dev)
 test_pkgs=(python3 python3-requests python3-flask gunicorn redis-server nginx haproxy gnuplot-nox prometheus clang libclang-rt-14-dev)
 
+docker_pkgs=(docker.io docker-compose debootstrap)
+
 pkgs=("${build_pkgs[@]}")
 [ "$profile" = test ] && pkgs+=("${test_pkgs[@]}")
+[ "$profile" = docker ] && pkgs=("${docker_pkgs[@]}")
 
 # Node.js and npm (the Node SDK test) may come from Debian or be preinstalled otherwise.
 if [ "$profile" = test ] && ! { command -v node >/dev/null && command -v npm >/dev/null; }; then

@@ -336,19 +336,32 @@ class DeployFiles(unittest.TestCase):
     def test_compose_and_dockerfile_agree_with_the_config(self):
         compose = read(ROOT, 'deploy', 'docker-compose.yml')
         dockerfile = read(ROOT, 'deploy', 'Dockerfile')
-        config_text = read(ROOT, 'deploy', 'gateway.json')
-        self.assertIn('./gateway.json:/etc/dify-gateway/gateway.json', compose)
+        config_text = read(ROOT, 'deploy', 'config', 'gateway.json')
+        nginx_conf = read(ROOT, 'deploy', 'nginx.conf')
+        self.assertIn('./config:/etc/dify-gateway:ro', compose)  # the directory: edits are seen by a reload
         self.assertIn('./nginx.conf:/etc/nginx/nginx.conf', compose)
-        self.assertIn('/etc/dify-gateway/gateway.json', dockerfile)
+        self.assertIn('COPY deploy/config/gateway.json /etc/dify-gateway/gateway.json', dockerfile)
         self.assertIn('USER gateway', dockerfile)
         self.assertRegex(dockerfile, r'HEALTHCHECK .*127\.0\.0\.1:9901/healthz')
         self.assertIn('"listen": "0.0.0.0:9901"', config_text)
         self.assertIn('"listen": "0.0.0.0:8080"', config_text)
         for path in re.findall(r'^COPY (?!--from)(\S+)', dockerfile, re.M):
             self.assertTrue(os.path.exists(os.path.join(ROOT, path)), path)
-        grace = int(re.search(r'stop_grace_period: (\d+)s', compose).group(1))
+        # Stop order and grace periods: the gateways stop first (they depend on nginx), and
+        # every grace period covers the drain before it.
+        graces = [int(g) for g in re.findall(r'stop_grace_period: (\d+)s', compose)]
+        gateway_grace, nginx_grace = graces[0], graces[1]
         drain_ms = int(re.search(r'"drain_timeout_ms": (\d+)', config_text).group(1))
-        self.assertLess(drain_ms, grace * 1000)
+        self.assertLess(drain_ms, gateway_grace * 1000)
+        self.assertLess(gateway_grace, nginx_grace)
+        self.assertIn('depends_on: [redis, nginx]', compose)
+        # nginx closes idle upstream connections before a draining gateway does.
+        keepalive_s = int(re.search(r'keepalive_timeout (\d+)s;', nginx_conf).group(1))
+        grace_ms = int(re.search(r'"drain_idle_grace_ms": (\d+)', config_text).group(1))
+        self.assertLess(keepalive_s * 1000, grace_ms)
+        # nginx is the trusted proxy, by its fixed address.
+        nginx_ip = re.search(r'nginx:.*?ipv4_address: ([0-9.]+)', compose, re.S).group(1)
+        self.assertIn(f'"trusted_proxies": ["{nginx_ip}"]', config_text)
         # Every package the build stage installs is one the README names.
         readme = read(ROOT, 'README.md') + read(ROOT, 'deploy', 'install_deps.sh')
         for pkg in ('libboost1.81-dev', 'libboost-json1.81-dev', 'libboost-url1.81-dev', 'libssl-dev', 'libspdlog-dev',
@@ -358,8 +371,8 @@ class DeployFiles(unittest.TestCase):
 
     def test_the_container_config_validates(self):
         env = dict(os.environ, DIFY_URL='https://api.dify.ai', DIFY_CA_FILE='', DIFY_CHAT_APP_KEY='app-x',
-                   DIFY_WORKFLOW_APP_KEY='app-y', DEMO_TENANT_KEY='demo-tenant-key-0123456789')
-        r = subprocess.run([ARGS.gateway, '--check-config', os.path.join(ROOT, 'deploy', 'gateway.json')],
+                   DIFY_WORKFLOW_APP_KEY='app-y', DEMO_TENANT_KEY='demo-tenant-key-0123456789', ADMIN_TOKEN='')
+        r = subprocess.run([ARGS.gateway, '--check-config', os.path.join(ROOT, 'deploy', 'config', 'gateway.json')],
                            env=env, capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
 
