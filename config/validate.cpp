@@ -155,7 +155,13 @@ void validate(gateway_config& c, problems& out)
 {
     check_listen("server.listen", c.server.listen, out);
     check_listen("admin.listen", c.admin.listen, out);
-    if (!c.admin.token.empty() && !core::is_hashed_key(c.admin.token) && c.admin.token.size() < 16)
+    if (c.server.drain_timeout_ms.count() > 0 && c.server.drain_idle_grace_ms >= c.server.drain_timeout_ms)
+        out.add("server.drain_idle_grace_ms", "must be below server.drain_timeout_ms (idle connections would hold every drain to its end)");
+    if (core::is_hashed_key(c.admin.token))
+        c.admin.token = std::string(core::sha256_prefix) + core::to_lower(c.admin.token.substr(core::sha256_prefix.size()));
+    else if (c.admin.token.starts_with(core::sha256_prefix))
+        out.add("admin.token", "must be sha256: followed by 64 hex digits");
+    else if (!c.admin.token.empty() && c.admin.token.size() < 16)
         out.add("admin.token", "must be at least 16 characters (or \"sha256:<hex>\")");
     for (char ch : c.admin.token)
         if (ch <= 0x20 || ch >= 0x7F) {

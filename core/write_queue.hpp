@@ -83,14 +83,14 @@ public:
         return out;
     }
 
-    // Every new item (not retries) that `wanted` picks, oldest first, whatever the batch
-    // size: what must reach the store before a call about to be sent, however many wait.
-    template <typename Pred> std::vector<entry> take_new_if(Pred wanted)
+    // The new items (not retries) that `wanted` picks, oldest first, at most `most` (beyond
+    // the batch size): what must reach the store before a call about to be sent.
+    template <typename Pred> std::vector<entry> take_new_if(Pred wanted, std::size_t most)
     {
         std::vector<entry> out;
         std::deque<entry> rest;
         for (auto& e : fresh_) {
-            if (wanted(e.item))
+            if (out.size() < most && wanted(e.item))
                 out.push_back(std::move(e));
             else
                 rest.push_back(std::move(e));

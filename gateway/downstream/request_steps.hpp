@@ -57,8 +57,10 @@ std::optional<gateway_error> account_admission(worker& w, const request_plan& pl
 // the connection stays usable: a proxy relaying the body as it comes (nginx with
 // proxy_request_buffering off) has sent all of it by then, so it keeps its own client's
 // connection alive (nginx closes it when an answer ends while it still reads the body).
-// A larger body gets the answer at once with `Connection: close` (the session then
-// lingers, reading what still comes, so the answer is not lost to a reset). True: reusable.
+// A body announced larger gets the answer at once with `Connection: close` (a chunked one
+// once 64 KiB of it were read; a small one that does not arrive within 10 s, after those);
+// the session then lingers, reading what still comes, so the answer is not lost to a
+// reset. True: reusable.
 net::awaitable<bool> refuse_early(
     beast::tcp_stream& down,
     beast::flat_buffer& buffer,

@@ -42,9 +42,9 @@ net::awaitable<void> linger_before_close(beast::tcp_stream& stream)
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     client_deadline deadline(stream, std::chrono::seconds(2));
     std::array<char, 4096> scratch;
-    for (;;) {
+    for (;;) { // the deadline is checked too: a read that finds bytes waiting completes at once
         auto [ec, n] = co_await stream.async_read_some(net::buffer(scratch), use_nothrow);
-        if (ec) break;
+        if (ec || deadline.fired()) break;
     }
 }
 

@@ -96,7 +96,10 @@ int main(int argc, char** argv)
         boost::asio::signal_set signals(io, SIGINT, SIGTERM);
         signals.async_wait([&](const boost::system::error_code& ec, int) {
             if (ec) return;
-            signals.async_wait([&](const boost::system::error_code&, int) { io.stop(); }); // a second signal
+            signals.async_wait([&](const boost::system::error_code&, int) { // a second signal
+                srv.abandon_drain();
+                io.stop();
+            });
             srv.drain(drain_timeout, [&] { io.stop(); });
         });
         auto ep = srv.endpoint();

@@ -40,6 +40,8 @@ public:
     // Stops accepting; calls `quiet` once no reply is under way, or after `limit` at the
     // latest. Idle keep-alive connections do not hold it up.
     void drain(std::chrono::milliseconds limit, std::function<void()> quiet);
+    // A drain nothing waits for any more (a second signal stops at once): `quiet` is dropped.
+    void abandon_drain() { activity_->on_quiet = nullptr; }
 
     // Replies under way on every connection, and what a drain waits for.
     struct activity

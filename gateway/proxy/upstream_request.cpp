@@ -59,8 +59,8 @@ net::awaitable<bool> write_error(exchange& x, const gateway_error& e)
 {
     x.rec->status = e.status;
     const bool unread = x.streamed && !x.streamed->is_done() && !x.client_broken;
-    const bool droppable = unread && x.streamed->content_length().value_or(max_dropped_body + 1) <= max_dropped_body &&
-                           !beast::iequals(x.req[http::field::expect], "100-continue");
+    // (A client that sent Expect: 100-continue got its 100 before the body was streamed.)
+    const bool droppable = unread && x.streamed->content_length().value_or(max_dropped_body + 1) <= max_dropped_body;
     bool keep = x.client_keep_alive && !x.w.draining() && !x.client_broken && (!unread || droppable);
     // The rest of a small body is read and dropped before the answer (see refuse_early).
     if (keep && unread && !co_await drop_rest_of_body(x)) keep = false;

@@ -18,9 +18,10 @@ using namespace std::chrono_literals;
 
 // A background batch may take longer than a request's admission would wait.
 constexpr auto min_write_deadline = 1000ms;
-// Writes other than slot releases one admission carries at most (each adds a little to that
-// request's wait); releases all go.
+// Writes one admission carries at most (each adds a little to that request's wait), and
+// slot releases beyond them (they merge into a call per sorted set and tenant's day).
 constexpr std::size_t max_riders = 64;
+constexpr std::size_t max_release_riders = 1024;
 // While writes fail, one batch every this long finds out whether Redis is back.
 constexpr auto probe_interval = 200ms;
 
@@ -112,10 +113,11 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run
     bool ride = !client_->in_cluster() && !failing_;
     auto riders = ride ? queue_.take(last_admission_, max_riders) : entries{};
     if (ride) {
-        // However many writes wait, every slot given back goes too (they merge into a call
-        // per sorted set and per tenant's day): an admission must never see a slot that a
-        // request of this worker has already freed.
-        auto releases = queue_.take_new_if([](const command& c) { return redis_scripts::merge_prefix(c) > 0; });
+        // The slots this worker's requests gave back go too, not only the newest writes: the
+        // next admission of a client at its concurrency limit must not see its previous
+        // request's slot still taken. (Not covered: releases waiting as retries after a
+        // failure, and on a Cluster, where writes do not ride.)
+        auto releases = queue_.take_new_if([](const command& c) { return redis_scripts::merge_prefix(c) > 0; }, max_release_riders);
         riders.insert(riders.end(), std::make_move_iterator(releases.begin()), std::make_move_iterator(releases.end()));
     }
     if (riders.empty()) co_return co_await run_scripts(std::move(calls), deadline);

@@ -231,6 +231,12 @@ TEST(ConfigLoader, ListenAndQuotaStoreRules)
     EXPECT_TRUE(has_problem(t, "admin.token: must be printable ASCII without spaces")) << all(t);
     t = load_config_text(minimal(R"(, "admin": {"token": "${ADMIN_TOKEN}"})"), fake_env({{"ADMIN_TOKEN", "admin-token-0123456789"}}));
     EXPECT_TRUE(t.problems.empty()) << all(t);
+    t = load_config_text(minimal(R"(, "admin": {"token": "sha256:0123"}, "server": {"drain_timeout_ms": 5000})"), fake_env({}));
+    EXPECT_TRUE(has_problem(t, "admin.token: must be sha256: followed by 64 hex digits")) << all(t);
+    EXPECT_TRUE(has_problem(t, "server.drain_idle_grace_ms: must be below server.drain_timeout_ms (idle connections would hold every drain to its end)")) << all(t);
+    t = load_config_text(minimal(R"(, "admin": {"token": "sha256:)" + std::string(64, 'A') + R"("})"), fake_env({}));
+    ASSERT_TRUE(t.config) << all(t);
+    EXPECT_EQ(t.config->admin.token, "sha256:" + std::string(64, 'a')) << "stored lower-case, as hash_key() writes it";
     EXPECT_TRUE(has_problem(r, "quota_store.on_error: must be \"allow\", \"deny\" or \"local\" (got \"maybe\")")) << all(r);
     EXPECT_TRUE(has_problem(r, "quota_store.url: is required when type is \"redis\"")) << all(r);
     r = load_config_text(minimal(R"(, "server": {"listen": "[::1]:70000"},

@@ -106,10 +106,13 @@ TEST(WriteQueue, PickedNewItemsAreTakenAllAtOnceAndRetriesStay)
     q.retry(q.take(t0), t0); // 10 waits as a retry
     for (int i = 1; i <= 8; ++i) q.push(i, t0);
     auto even = [](int i) { return i % 2 == 0; };
-    EXPECT_EQ(items(q.take_new_if(even)), (std::vector<int>{2, 4, 6, 8})) << "more than a batch, oldest first; the retry stays";
+    EXPECT_EQ(items(q.take_new_if(even, 100)), (std::vector<int>{2, 4, 6, 8})) << "more than a batch, oldest first; the retry stays";
     EXPECT_EQ(q.size(), 5u);
     EXPECT_EQ(items(q.take(t0 + 1s)), (std::vector<int>{7, 5, 3})) << "the others keep their order";
-    EXPECT_TRUE(q.take_new_if(even).empty());
+    EXPECT_TRUE(q.take_new_if(even, 100).empty());
+    for (int i = 20; i <= 28; i += 2) q.push(i, t0);
+    EXPECT_EQ(items(q.take_new_if(even, 2)), (std::vector<int>{20, 22})) << "at most `most`";
+    EXPECT_EQ(items(q.take_new_if(even, 100)), (std::vector<int>{24, 26, 28}));
 }
 
 } // namespace
