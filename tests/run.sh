@@ -38,3 +38,13 @@ cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_TSAN=ON
 cmake --build build-tsan -j "$jobs" --target gw_gateway_tests dify-gateway
 echo "== tests (TSan)"
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 build-tsan/tests/gw_gateway_tests --gtest_brief=1
+
+echo "== deploy (Docker): images built on a Debian base made here, the compose stack run for real"
+deploy/install_deps.sh docker
+rc=0
+/usr/bin/python3 tests/deploy/test_docker_stack.py || rc=$?
+if [ "$rc" -eq 77 ]; then
+    echo "== deploy (Docker): SKIPPED: no Docker engine could be started on this machine"
+elif [ "$rc" -ne 0 ]; then
+    exit "$rc"
+fi

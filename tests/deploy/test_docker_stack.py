@@ -13,7 +13,6 @@ DOCKER_STACK_NO_BUILD=1 reuses the images built before (when changing this scrip
 DOCKER_STACK_LOG=FILE keeps the containers' logs.
 """
 import collections
-import http.client
 import json
 import os
 import shutil
@@ -26,6 +25,8 @@ import time
 import unittest
 
 import requests
+
+from keepalive_probe import refusals_on_one_connection
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, '..', '..'))
@@ -79,6 +80,19 @@ def container(service):
 
 def inspect(service, fmt):
     return run(['docker', 'inspect', '-f', fmt, container(service)]).stdout.strip()
+
+
+def logs(service):
+    out = run(['docker', 'logs', container(service)])
+    return out.stdout + out.stderr
+
+
+def wait_for_log(service, text, timeout=15):
+    """The service's log once `text` is in it (access lines reach stdout within a second or so)."""
+    deadline = time.time() + timeout
+    while text not in (out := logs(service)) and time.time() < deadline:
+        time.sleep(0.2)
+    return out
 
 
 def wait_healthy(services, timeout=120):
@@ -222,12 +236,12 @@ class ComposeStack(unittest.TestCase):
         for _ in range(10):
             requests.get(S['base'] + '/v1/parameters', headers=auth(), timeout=10)
         for gw in ('gateway-1', 'gateway-2'):
-            self.assertIn('"type":"access"', run(['docker', 'logs', container(gw)]).stdout, gw)
+            self.assertIn('"type":"access"', wait_for_log(gw, '"type":"access"'), gw)
         keys = run(['docker', 'exec', container('redis'), 'redis-cli', '--scan', '--pattern', 'dify-gateway:{t:demo}:*']).stdout
         self.assertIn('dify-gateway:{t:demo}:rate', keys)
         # Clients are logged from X-Forwarded-For (nginx is a trusted proxy), never as nginx.
         access = [json.loads(line) for gw in ('gateway-1', 'gateway-2')
-                  for line in run(['docker', 'logs', container(gw)]).stdout.splitlines() if '"type":"access"' in line]
+                  for line in logs(gw).splitlines() if '"type":"access"' in line]
         self.assertTrue(access)
         self.assertNotIn('172.30.89.10', {a['client'] for a in access})
 
@@ -243,26 +257,9 @@ class ComposeStack(unittest.TestCase):
         self.assertEqual(admin('/admin/usage', f'Authorization: Bearer {ADMIN_TOKEN}'), '200')
 
     def test_4_refusals_keep_the_clients_connection(self):
-        host, port = S['base'][len('http://'):].split(':')
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        body = json.dumps({'inputs': {}, 'query': 'x' * 2000, 'response_mode': 'blocking', 'user': 'u'}).encode()
-        statuses, reconnects = collections.Counter(), 0
-        for _ in range(200):
-            conn.putrequest('POST', '/v1/chat-messages')
-            for name, value in (('Authorization', 'Bearer gw-not-a-key-0123456789'), ('Content-Type', 'application/json'),
-                                ('Content-Length', str(len(body)))):
-                conn.putheader(name, value)
-            conn.endheaders()
-            sock = conn.sock
-            time.sleep(0.002)  # the body comes a moment after the head, as over a real network
-            conn.send(body)
-            r = conn.getresponse()
-            r.read()
-            statuses[r.status] += 1
-            reconnects += conn.sock is not sock
-        conn.close()
+        statuses, reconnects, closing = refusals_on_one_connection(S['base'], ['gw-not-a-key-0123456789'], 200)
         self.assertEqual(statuses, {401: 200})
-        self.assertEqual(reconnects, 0, 'nginx kept the connection')
+        self.assertEqual((reconnects, closing), (0, 0), 'nginx kept the connection')
 
     def test_5_a_config_edit_and_sighup_change_a_limit(self):
         def limits():
@@ -283,7 +280,7 @@ class ComposeStack(unittest.TestCase):
             time.sleep(0.2)
         self.assertEqual(limits(), {'55'}, 'both replicas read the edited file')
         for gw in ('gateway-1', 'gateway-2'):
-            self.assertIn('configuration reloaded', run(['docker', 'logs', container(gw)]).stdout + run(['docker', 'logs', container(gw)]).stderr)
+            self.assertIn('configuration reloaded', wait_for_log(gw, 'configuration reloaded'), gw)
 
     def test_6_a_rolling_restart_under_load_fails_no_request(self):
         stop = threading.Event()
