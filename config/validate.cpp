@@ -149,6 +149,20 @@ void check_quota_store(quota_store_config& q, problems& out)
     }
 }
 
+// admin.token: plain (>= 16 printable characters) or "sha256:<hex>", stored lower-case as
+// core::hash_key() writes it.
+void check_admin_token(std::string& token, problems& out)
+{
+    if (core::is_hashed_key(token))
+        token = std::string(core::sha256_prefix) + core::to_lower(token.substr(core::sha256_prefix.size()));
+    else if (token.starts_with(core::sha256_prefix))
+        out.add("admin.token", "must be sha256: followed by 64 hex digits");
+    else if (!token.empty() && token.size() < 16)
+        out.add("admin.token", "must be at least 16 characters (or \"sha256:<hex>\")");
+    if (std::any_of(token.begin(), token.end(), [](char ch) { return ch <= 0x20 || ch >= 0x7F; }))
+        out.add("admin.token", "must be printable ASCII without spaces");
+}
+
 } // namespace
 
 void validate(gateway_config& c, problems& out)
@@ -157,17 +171,7 @@ void validate(gateway_config& c, problems& out)
     check_listen("admin.listen", c.admin.listen, out);
     if (c.server.drain_timeout_ms.count() > 0 && c.server.drain_idle_grace_ms >= c.server.drain_timeout_ms)
         out.add("server.drain_idle_grace_ms", "must be below server.drain_timeout_ms (idle connections would hold every drain to its end)");
-    if (core::is_hashed_key(c.admin.token))
-        c.admin.token = std::string(core::sha256_prefix) + core::to_lower(c.admin.token.substr(core::sha256_prefix.size()));
-    else if (c.admin.token.starts_with(core::sha256_prefix))
-        out.add("admin.token", "must be sha256: followed by 64 hex digits");
-    else if (!c.admin.token.empty() && c.admin.token.size() < 16)
-        out.add("admin.token", "must be at least 16 characters (or \"sha256:<hex>\")");
-    for (char ch : c.admin.token)
-        if (ch <= 0x20 || ch >= 0x7F) {
-            out.add("admin.token", "must be printable ASCII without spaces");
-            break;
-        }
+    check_admin_token(c.admin.token, out);
     auto server_ep = core::parse_host_port(c.server.listen);
     if (c.server.listen == c.admin.listen && server_ep && server_ep->port != 0)
         out.add("admin.listen", "must differ from server.listen");

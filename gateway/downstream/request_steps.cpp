@@ -127,15 +127,14 @@ net::awaitable<bool> refuse_early(
     api_front front
 )
 {
-    constexpr std::uint64_t max_dropped = 64 * 1024;
     const auto len = hp.content_length();
     const bool droppable = keep_alive && !beast::iequals(hp.get()[http::field::expect], "100-continue") &&
-                           (!len || *len <= max_dropped);
+                           (!len || *len <= max_dropped_body);
     if (!hp.is_done()) {
         bool dropped = false;
         if (droppable) {
             http::request_parser<http::string_body> p{std::move(hp)};
-            p.body_limit(max_dropped); // a chunked body that grows beyond it: the connection closes
+            p.body_limit(max_dropped_body); // a chunked body that grows beyond it: the connection closes
             client_deadline deadline(down, std::chrono::seconds(10));
             auto [ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
             dropped = !ec && !deadline.fired();

@@ -48,10 +48,16 @@ net::awaitable<void> linger_before_close(beast::tcp_stream& stream)
     }
 }
 
-// A plain-text error for requests the gateway cannot even parse; the connection closes.
-net::awaitable<void> reject(beast::tcp_stream& stream, int status, std::string_view code, std::string_view message)
+// The error for a request head the gateway could not read (`hec`); the connection closes.
+net::awaitable<void> reject(beast::tcp_stream& stream, error_code hec)
 {
-    gateway_error e{status, std::string(code), std::string(message)};
+    gateway_error e{400, "bad_request", "Malformed HTTP request."};
+    if (hec == http::error::header_limit)
+        e = {431, "request_header_too_large", "Request headers are too large."};
+    else if (hec == http::error::body_limit) // Content-Length above the limit
+        e = {413, "request_too_large", "The request body is larger than the gateway accepts."};
+    else if (hec == beast::error::timeout) // slow-loris: the request began but its headers never ended
+        e = {408, "request_timeout", "The request headers took too long to arrive."};
     co_await write_gateway_error(stream, e, "", false);
 }
 
@@ -81,24 +87,9 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
             auto [read_ec, n] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
             hec = deadline.fired() ? error_code(beast::error::timeout) : read_ec;
         }
-        if (hec == http::error::header_limit) {
-            co_await reject(stream, 431, "request_header_too_large", "Request headers are too large.");
-            linger = true;
-            break;
-        }
-        if (hec == http::error::body_limit) { // Content-Length above the limit
-            co_await reject(stream, 413, "request_too_large", "The request body is larger than the gateway accepts.");
-            linger = true;
-            break;
-        }
-        if (hec == beast::error::timeout) { // slow-loris: the request began but its headers never ended
-            co_await reject(stream, 408, "request_timeout", "The request headers took too long to arrive.");
-            linger = true;
-            break;
-        }
         if (hec == http::error::end_of_stream || hec == net::error::eof) break;
         if (hec) {
-            co_await reject(stream, 400, "bad_request", "Malformed HTTP request.");
+            co_await reject(stream, hec);
             linger = true;
             break;
         }

@@ -74,6 +74,10 @@ struct exchange
     std::optional<core::span> attempt_span{}; // its CLIENT span (exported traces), until the attempt ends
 };
 
+// The largest body of a refused request that is read and dropped (so the connection stays
+// usable) rather than answered with `Connection: close`.
+inline constexpr std::uint64_t max_dropped_body = 64 * 1024;
+
 // The exchange's backoff timer (made on first use).
 net::steady_timer& timer_for(exchange& x);
 // A gateway error for this request (status recorded, quota headers added). A streamed

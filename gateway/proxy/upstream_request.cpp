@@ -35,8 +35,6 @@ bool client_reusable(const exchange& x)
 
 namespace {
 
-constexpr std::uint64_t max_dropped_body = 64 * 1024;
-
 // Reads the rest of a streamed body and drops it (the request is answered without it).
 net::awaitable<bool> drop_rest_of_body(exchange& x)
 {
