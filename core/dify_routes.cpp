@@ -107,7 +107,11 @@ std::optional<canonical_path> canonicalize_path(std::string_view raw, std::strin
     for (unsigned char c : *decoded)
         if (c < 0x20 || c == 0x7F) return fail("the path contains a control character");
     if (!valid_utf8(*decoded)) return fail("the path is not valid UTF-8");
-    for (auto seg : split(*decoded, '/')) {
+    out.segments.reserve(8);
+    for (std::string_view rest = *decoded; !rest.empty();) {
+        const auto slash = rest.find('/');
+        const auto seg = rest.substr(0, slash);
+        rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
         if (seg.empty() || seg == ".") continue;
         if (seg == "..") {
             if (out.segments.empty()) return fail("the path climbs above the root");
@@ -180,19 +184,27 @@ std::string normalized_id(std::string_view decoded)
     // One UUID has several spellings that Dify resolves to the same row: PostgreSQL's uuid
     // input takes upper case, braces and hyphens after any group of four digits (or none),
     // and Python's uuid.UUID() (Dify's id validation) also drops "urn:uuid:". Any of them
-    // becomes the canonical form, so that the ledger cannot be passed by respelling an id.
-    std::string lower = to_lower(decoded);
-    std::string_view v = lower;
-    if (v.starts_with("urn:uuid:")) v.remove_prefix(9);
-    if (v.starts_with('{') && v.ends_with('}')) v = v.substr(1, v.size() - 2);
-    std::string hex;
+    // becomes the canonical form, so that the ledger cannot be passed by respelling an id;
+    // anything else is only lower-cased. One pass, one allocation (the result).
+    auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    std::string_view v = decoded;
+    if (v.size() >= 9 && iequals(v.substr(0, 9), "urn:uuid:")) v.remove_prefix(9);
+    if (v.size() >= 2 && v.front() == '{' && v.back() == '}') v = v.substr(1, v.size() - 2);
+    char hex[32];
+    std::size_t n = 0;
     for (char c : v) {
         if (c == '-') continue;
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) || hex.size() == 32) return lower;
-        hex.push_back(c);
+        c = lower(c);
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) || n == 32) return to_lower(decoded);
+        hex[n++] = c;
     }
-    if (hex.size() != 32) return lower;
-    return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" + hex.substr(20);
+    if (n != 32) return to_lower(decoded);
+    std::string out(36, '-');
+    for (std::size_t i = 0, at = 0; i < 32; ++i, ++at) {
+        if (i == 8 || i == 12 || i == 16 || i == 20) ++at;
+        out[at] = hex[i];
+    }
+    return out;
 }
 
 std::vector<owned_reference> owned_references(const route_match& m, std::string_view query)

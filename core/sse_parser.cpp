@@ -32,7 +32,10 @@ void sse_parser::line_done(std::size_t end, const std::function<void(const sse_e
             // With CRLF endings the event's last byte is the LF after this CR.
             on_event(current_, end);
         }
-        current_ = {};
+        // Cleared, not replaced: the strings keep their capacity for the next event.
+        current_.event.clear();
+        current_.data.clear();
+        current_.id.clear();
         has_fields_ = false;
         truncated_ = false;
         pending_ = 0;
@@ -56,9 +59,9 @@ void sse_parser::line_done(std::size_t end, const std::function<void(const sse_e
             truncated_ = true;
         }
     } else if (field == "event") {
-        current_.event = std::string(value);
+        current_.event.assign(value);
     } else if (field == "id") {
-        current_.id = std::string(value);
+        current_.id.assign(value);
     }
     line_.clear();
 }

@@ -1,5 +1,6 @@
 #include "core/stream_facts.hpp"
 
+#include <boost/container/small_vector.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 
 #include <vector>
@@ -22,6 +23,17 @@ struct dify_fields
     std::string data_id, node_id, node_type, title, data_status, data_error;
     std::optional<double> elapsed_time;
     std::optional<std::int64_t> node_tokens; // data.execution_metadata.total_tokens
+
+    // Empty again, the strings keeping their capacity (a stream's reader is reused per event).
+    void clear()
+    {
+        object = false;
+        for (auto* s : {&event, &id, &task_id, &conversation_id, &workflow_run_id, &message_id, &code, &message, &form_token,
+                        &data_id, &node_id, &node_type, &title, &data_status, &data_error})
+            s->clear();
+        status = usage_total_tokens = data_total_tokens = usage_prompt_tokens = usage_completion_tokens = node_tokens = std::nullopt;
+        elapsed_time = std::nullopt;
+    }
 };
 
 class fields_handler
@@ -33,6 +45,14 @@ public:
     static constexpr std::size_t max_string_size = std::size_t(-1);
 
     explicit fields_handler(dify_fields* out) : out_(out) {}
+    // Ready for the next document (a failed one may have left containers open).
+    void reset()
+    {
+        levels_.clear();
+        key_.clear();
+        key_done_ = false;
+        string_started_ = false;
+    }
 
     bool on_document_begin(json::error_code&) { return true; }
     bool on_document_end(json::error_code&) { return true; }
@@ -176,7 +196,7 @@ private:
     }
 
     dify_fields* out_;
-    std::vector<level> levels_;
+    boost::container::small_vector<level, 8> levels_; // Dify's documents nest a few levels: no allocation
     std::string key_;
     bool key_done_ = false;
     bool string_started_ = false;
@@ -189,24 +209,26 @@ json::parse_options reader_options()
     return o;
 }
 
-// nullopt: not valid JSON.
-std::optional<dify_fields> read_fields(std::string_view text)
-{
-    dify_fields out;
-    json::basic_parser<fields_handler> parser(reader_options(), &out);
-    json::error_code ec;
-    parser.write_some(false, text.data(), text.size(), ec);
-    if (ec) return std::nullopt;
-    return out;
-}
-
 } // namespace
 
+// A reply's or a stream's reader: the stream's is reused for every event, so reading an
+// event allocates nothing once its strings have grown to an event's ids.
 struct stream_facts::body_reader
 {
     dify_fields fields;
     json::basic_parser<fields_handler> parser{reader_options(), &fields};
     bool failed = false;
+
+    // Reads one whole document; false when it is not valid JSON.
+    bool read_document(std::string_view text)
+    {
+        fields.clear();
+        parser.reset();
+        parser.handler().reset();
+        json::error_code ec;
+        parser.write_some(false, text.data(), text.size(), ec);
+        return !ec;
+    }
 };
 
 stream_facts::stream_facts() = default;
@@ -218,16 +240,18 @@ void stream_facts::observe(const sse_event& e)
 {
     ++events_;
     if (e.data.empty()) return; // ping, comment
-    auto f = read_fields(e.data);
-    if (!f || !f->object) {
+    if (!events_reader_) events_reader_ = std::make_unique<body_reader>();
+    if (!events_reader_->read_document(e.data) || !events_reader_->fields.object) {
         ++malformed_;
         return;
     }
-    if (task_id_.empty()) task_id_ = std::move(f->task_id);
-    if (conversation_id_.empty()) conversation_id_ = std::move(f->conversation_id);
-    if (workflow_run_id_.empty()) workflow_run_id_ = std::move(f->workflow_run_id);
-    if (message_id_.empty()) message_id_ = std::move(f->message_id);
-    if (!f->form_token.empty()) form_tokens_.push_back(std::move(f->form_token));
+    auto* f = &events_reader_->fields;
+    // Copied, not moved: the reader keeps its strings' capacity for the next event.
+    if (task_id_.empty()) task_id_ = f->task_id;
+    if (conversation_id_.empty()) conversation_id_ = f->conversation_id;
+    if (workflow_run_id_.empty()) workflow_run_id_ = f->workflow_run_id;
+    if (message_id_.empty()) message_id_ = f->message_id;
+    if (!f->form_token.empty()) form_tokens_.push_back(f->form_token);
     if (keep_node_events_ && (f->event == "node_started" || f->event == "node_finished") && !f->data_id.empty())
         node_events_.push_back(workflow_node_event{
             f->event == "node_finished", std::move(f->data_id), std::move(f->node_id), std::move(f->node_type),

@@ -69,7 +69,8 @@ public:
 
 private:
     struct body_reader;
-    std::unique_ptr<body_reader> body_; // a blocking reply being scanned
+    std::unique_ptr<body_reader> body_;           // a blocking reply being scanned
+    std::unique_ptr<body_reader> events_reader_;  // a stream's events, one after another
     std::string id_, task_id_, conversation_id_, workflow_run_id_, message_id_;
     std::vector<std::string> form_tokens_;
     std::optional<std::int64_t> total_tokens_, prompt_tokens_, completion_tokens_;

@@ -5,6 +5,7 @@
 
 #include "gateway/worker.hpp"
 
+#include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -47,7 +48,8 @@ private:
         bool done = false, fired = false;
     };
     net::steady_timer timer_;
-    std::shared_ptr<state> state_ = std::make_shared<state>();
+    // From the thread's recycled blocks (one per client write: no malloc each time).
+    std::shared_ptr<state> state_ = std::allocate_shared<state>(net::recycling_allocator<state>());
 };
 
 // A gateway-made error response (plus `extra` headers), written to `down`: in Dify's

@@ -19,6 +19,8 @@
 #include <future>
 #include <random>
 
+#include <pthread.h>
+
 namespace gw::gateway {
 
 using tcp = net::ip::tcp;
@@ -126,11 +128,14 @@ void server::start()
     net::co_spawn(workers_[0]->context(), accept_loop(), log_failure("accept loop"));
     admin_->start();
     for (auto& w : workers_) net::co_spawn(w->context(), flush_access_log_every_second(), log_failure("access log flush"));
-    for (auto& w : workers_)
-        threads_.emplace_back([ctx = &w->context()] {
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        auto name = "gw-worker-" + std::to_string(i); // top -H, perf and ps -L show it
+        threads_.emplace_back([ctx = &workers_[i]->context(), name = std::move(name)] {
+            pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
             ctx->run();
             flush_access_log(); // this worker's last lines
         });
+    }
 }
 
 net::awaitable<void> server::accept_loop()

@@ -8,6 +8,7 @@
 #include "core/text.hpp"
 #include "core/workflow_spans.hpp"
 #include "gateway/ops/tracing.hpp"
+#include "gateway/proxy/chunk_frame.hpp"
 #include "gateway/proxy/exchange.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -26,6 +27,7 @@ inline constexpr std::size_t sse_piece_size = 2 * 1024; // bytes read per step o
 // learn the task id (so that it can be stopped) before giving up; the time allowed is the
 // upstream's stream_idle_timeout_ms.
 inline constexpr std::size_t max_read_after_client_left = 64 * 1024;
+
 
 // The response head for the client, serialized: Dify's status and end-to-end headers,
 // plus ours (X-Request-Id, X-RateLimit-*, SSE no-buffering hints, framing). Built as one
@@ -115,7 +117,7 @@ inline net::awaitable<std::tuple<error_code, std::size_t>> write_openai_frames(e
         auto head_end = beast::buffers_cat(head_part, end); // named: no temporaries inside co_await (g++ 12)
         co_return co_await send_to_client(x, std::move(head_end));
     }
-    auto chunk = http::make_chunk(net::buffer(frames));
+    const chunk_frame<1> chunk({net::buffer(frames)});
     if (!last) {
         auto head_chunk = beast::buffers_cat(head_part, chunk);
         co_return co_await send_to_client(x, std::move(head_chunk));
@@ -138,17 +140,23 @@ inline std::string translate_events(exchange& x, std::string_view a, std::string
     return frames;
 }
 
-// One chunk of an SSE body to the client: `a` then `b` (a held tail, then fresh bytes).
+// One chunk of an SSE body to the client: `a` then `b` (a held tail, then fresh bytes;
+// not both empty). Not a coroutine itself: the write's own frame is the only one.
+inline net::awaitable<std::tuple<error_code, std::size_t>> send_sse_chunk(exchange& x, std::string_view a, std::string_view b)
+{
+    x.rec->bytes_out += a.size() + b.size();
+    return send_to_client(x, chunk_frame<2>({net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())}));
+}
+
+// The same through the OpenAI front's translator, when the turn has one.
 inline net::awaitable<std::tuple<error_code, std::size_t>> write_sse_chunk(exchange& x, std::string_view a, std::string_view b)
 {
     if (x.openai) {
         const auto frames = translate_events(x, a, b); // named: no temporaries inside co_await (g++ 12)
         co_return co_await write_openai_frames(x, frames, false);
     }
-    x.rec->bytes_out += a.size() + b.size();
-    std::array<net::const_buffer, 2> bufs{net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())};
-    auto chunk = http::make_chunk(bufs); // named: no temporaries inside co_await (g++ 12)
-    co_return co_await send_to_client(x, std::move(chunk));
+    if (a.empty() && b.empty()) co_return std::tuple{error_code{}, std::size_t{0}}; // never a zero-size chunk
+    co_return co_await send_sse_chunk(x, a, b);
 }
 
 // The last frame of a stream the gateway ends itself, and the end of the chunked body.
@@ -281,35 +289,44 @@ inline void note_usage(exchange& x, const core::stream_facts& facts)
     if (auto out = facts.completion_tokens()) x.rec->output_tokens = out;
 }
 
-// Reads the next piece of an SSE body into `piece` and tells `relay` what came (bytes,
-// the end, a failure); records what the events name on the way. The read's deadline is
-// the relay's (stream_idle_timeout_ms since the last bytes).
-template <typename S, typename Parser>
-net::awaitable<core::sse_action> read_sse_piece(exchange& x, upstream_connection& conn, Parser& p, core::sse_relay& relay,
-                                                std::span<char> piece, created_records& created)
+// A step of an SSE relay's read, in two halves around the read itself (written inline in
+// relay_sse_events: a coroutine of its own would allocate a frame per piece).
+// Before: the action when nothing is left to read (Dify's body ended), or nullopt: read
+// the next piece into `piece` within the relay's deadline (stream_idle_timeout_ms since the
+// last bytes).
+template <typename Parser>
+std::optional<core::sse_action> before_sse_read(exchange& x, upstream_connection& conn, Parser& p, core::sse_relay& relay,
+                                                std::span<char> piece)
 {
     if (p.is_done()) {
         conn.expires_never();
-        co_return relay.upstream_ended();
+        return relay.upstream_ended();
     }
     p.get().body().data = piece.data();
     p.get().body().size = piece.size();
     if (x.client_gone) relay.client_left(); // seen by watch_client
     conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
-    auto [ec, n] = co_await http::async_read_some(stream_of<S>(conn), conn.buffer(), p, use_nothrow);
+    return std::nullopt;
+}
+
+// After: tells `relay` what came (bytes, a failure) and records what the events name.
+template <typename Parser>
+core::sse_action after_sse_read(exchange& x, Parser& p, core::sse_relay& relay, std::span<char> piece, error_code ec,
+                                created_records& created)
+{
     if (ec == http::error::need_buffer) ec = {};
     if (x.client_gone) relay.client_left(); // it left during the read: only the task id is wanted now
     if (ec) {
         if (!x.client_gone) spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
-        co_return relay.upstream_failed(x.w.aborting() ? core::upstream_end::shutting_down
-                                        : is_timeout(ec) ? core::upstream_end::idle
-                                                         : core::upstream_end::broken);
+        return relay.upstream_failed(x.w.aborting() ? core::upstream_end::shutting_down
+                                     : is_timeout(ec) ? core::upstream_end::idle
+                                                      : core::upstream_end::broken);
     }
     auto act = relay.feed(std::string_view(piece.data(), piece.size() - p.get().body().size));
     note_usage(x, relay.facts()); // partial streams: what was reported
     record_created(x, relay.facts(), created, true);
     x.task_known = relay.task_known();
-    co_return act;
+    return act;
 }
 
 // Relays a text/event-stream body as core::sse_relay decides (whole events only, the
@@ -328,27 +345,38 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
     std::array<char, sse_piece_size> storage; // events are small; this frame lives as long as the stream
     const std::span<char> piece(storage);
     for (;;) {
-        auto act = co_await read_sse_piece<S>(x, conn, p, relay, piece, created);
+        auto act = before_sse_read(x, conn, p, relay, piece);
+        if (!act) {
+            auto [ec, n] = co_await http::async_read_some(stream_of<S>(conn), conn.buffer(), p, use_nothrow);
+            act = after_sse_read(x, p, relay, piece, ec, created);
+        }
         nodes.take(relay);
-        while (act.step == core::sse_step::write) {
-            auto [wec, wn] = co_await write_sse_chunk(x, act.held, act.fresh);
+        while (act->step == core::sse_step::write) {
+            error_code wec;
+            if (x.openai) {
+                auto [ec, n] = co_await write_sse_chunk(x, act->held, act->fresh);
+                wec = ec;
+            } else {
+                auto [ec, n] = co_await send_sse_chunk(x, act->held, act->fresh);
+                wec = ec;
+            }
             act = relay.written(!wec);
         }
         x.client_gone = x.client_gone || relay.client_gone();
-        if (act.stop_task) spawn_stop_call(x, relay.facts().task_id());
-        switch (act.step) {
+        if (act->stop_task) spawn_stop_call(x, relay.facts().task_id());
+        switch (act->step) {
         case core::sse_step::read:
         case core::sse_step::write: continue;
         case core::sse_step::close: co_return std::pair{false, false};
         case core::sse_step::end_with_error: {
-            if (act.error_code == "event_too_large")
+            if (act->error_code == "event_too_large")
                 spdlog::warn("request {}: an upstream event exceeded {} bytes; stream ended", x.request_id, upstream_cfg.max_sse_event_bytes);
-            const bool ended = co_await end_stream_with_error(x, act);
+            const bool ended = co_await end_stream_with_error(x, *act);
             co_return std::pair{ended, false};
         }
         case core::sse_step::finish:
             x.usage = relay.facts().total_tokens();
-            co_return co_await finish_sse_stream(x, act, p.get().keep_alive());
+            co_return co_await finish_sse_stream(x, *act, p.get().keep_alive());
         }
     }
 }
@@ -452,7 +480,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         x.rec->bytes_out += filled;
         auto bytes = net::buffer(piece.data(), std::exchange(filled, 0));
         auto head_part = std::exchange(unsent_head, net::const_buffer{});
-        auto framed = http::make_chunk(bytes);
+        const chunk_frame<1> framed({bytes});
         auto [wec, wn] = chunked ? co_await send_to_client(x, beast::buffers_cat(head_part, framed))
                                  : co_await send_to_client(x, beast::buffers_cat(head_part, bytes));
         if (wec && !scan) co_return std::pair{false, false};

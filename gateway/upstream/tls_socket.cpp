@@ -109,23 +109,44 @@ bool tls_socket::set_peer(const std::string& host, bool verify)
 
 void tls_socket::expires_at(std::chrono::steady_clock::time_point t)
 {
+    auto& d = *deadline_;
+    d.expired = false;
+    d.due = t;
+    // A wait already running that ends no later than `t` is kept: when it ends it finds the
+    // deadline moved on and waits for the rest. (A stream's idle deadline moves with every
+    // event; re-arming each time would start one wait and cancel another per event.)
+    if (d.waiting && timer_.expiry() <= t) return;
+    arm(t);
+}
+
+void tls_socket::arm(std::chrono::steady_clock::time_point t)
+{
     auto state = deadline_;
-    state->expired = false;
-    auto generation = ++state->generation;
-    timer_.expires_at(t); // cancels the previous wait
-    timer_.async_wait([state, generation](error_code ec) {
-        if (ec || state->generation != generation || !state->owner) return;
-        state->expired = true;
-        error_code ignored;
-        state->owner->tcp_.socket().cancel(ignored); // outstanding waits end; wait_error says timeout
-    });
+    const auto generation = ++state->generation;
+    state->waiting = true;
+    timer_.expires_at(t); // cancels a wait still running: its handler sees an old generation
+    timer_.async_wait([state, generation](error_code ec) { on_timer(state, generation, ec); });
+}
+
+void tls_socket::on_timer(const std::shared_ptr<deadline_state>& state, std::uint64_t generation, error_code ec)
+{
+    if (state->generation != generation) return; // re-armed since: a newer wait runs
+    state->waiting = false;
+    if (ec || !state->owner || state->due == std::chrono::steady_clock::time_point::max()) return;
+    if (std::chrono::steady_clock::now() < state->due) { // moved on while this wait ran
+        state->owner->arm(state->due);
+        return;
+    }
+    state->expired = true;
+    error_code ignored;
+    state->owner->tcp_.socket().cancel(ignored); // outstanding waits end; wait_error says timeout
 }
 
 void tls_socket::expires_never()
 {
-    ++deadline_->generation;
+    // A wait still running ends on its own and finds no deadline.
+    deadline_->due = std::chrono::steady_clock::time_point::max();
     deadline_->expired = false;
-    timer_.cancel();
 }
 
 error_code tls_socket::wait_error(const error_code& ec) const

@@ -187,9 +187,14 @@ private:
     struct deadline_state
     {
         bool expired = false;
+        bool waiting = false;        // a wait runs on timer_ (its generation is the current one)
         std::uint64_t generation = 0;
+        std::chrono::steady_clock::time_point due = std::chrono::steady_clock::time_point::max(); // max: none
         tls_socket* owner = nullptr;
     };
+    // Starts a wait until `t` (the one running is cancelled).
+    void arm(std::chrono::steady_clock::time_point t);
+    static void on_timer(const std::shared_ptr<deadline_state>& state, std::uint64_t generation, error_code ec);
 
     beast::tcp_stream& tcp_;
     SSL* ssl_ = nullptr;

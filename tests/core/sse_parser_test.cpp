@@ -120,6 +120,35 @@ TEST(StreamFacts, LearnsTaskConversationUsageAndErrors)
     EXPECT_EQ(err.error()->status, 400);
 }
 
+TEST(SseParser, AnEventsFieldsDoNotCarryIntoTheNext)
+{
+    auto out = feed_in_pieces("event: a_rather_long_event_name\nid: 42\ndata: first\n\ndata: second\n\n", 3);
+    ASSERT_EQ(out.events.size(), 2u);
+    EXPECT_EQ(out.events[0].event, "a_rather_long_event_name");
+    EXPECT_EQ(out.events[0].id, "42");
+    EXPECT_EQ(out.events[1].event, "") << "the parser reuses its strings, never their contents";
+    EXPECT_EQ(out.events[1].id, "");
+    EXPECT_EQ(out.events[1].data, "second");
+}
+
+TEST(StreamFacts, EachEventIsReadOnItsOwnThoughTheReaderIsReused)
+{
+    stream_facts facts;
+    sse_parser p;
+    p.feed("data: {\"event\":\"human_input_required\",\"task_id\":\"t1\",\"data\":{\"form_token\":\"ft1\"}}\n\n"
+           "data: {\"event\":\"message\",\"data\":{\"x\":[[[{\"form_token\":\n\n" // broken deep inside: counted, then forgotten
+           "data: {\"event\":\"message\",\"conversation_id\":\"c3\"}\n\n"
+           "data: {\"event\":\"message_end\",\"metadata\":{\"usage\":{\"total_tokens\":7}}}\n\n",
+           [&](const sse_event& e, std::size_t) { facts.observe(e); });
+    EXPECT_EQ(facts.malformed(), 1u);
+    EXPECT_EQ(facts.task_id(), "t1");
+    EXPECT_EQ(facts.conversation_id(), "c3") << "read at its own depth after a document that broke off nested";
+    ASSERT_EQ(facts.form_tokens().size(), 1u) << "a later event without a form token adds none";
+    EXPECT_EQ(facts.form_tokens()[0], "ft1");
+    EXPECT_EQ(facts.total_tokens(), 7);
+    EXPECT_TRUE(facts.finished());
+}
+
 TEST(StreamFacts, BlockingBodies)
 {
     stream_facts chat;

@@ -141,6 +141,83 @@ TEST(TlsSocket, CarriesHttpBothWaysAndTimesOutASilentPeer)
     EXPECT_EQ(timeout, beast::error::timeout);
 }
 
+// What the reader and the deadline mover share (either may end first).
+struct moving_deadline
+{
+    bool read_ended = false;
+    bool ended_early = false; // the read ended before the last move
+};
+
+// Moves a silent read's deadline on `moves` times, 50 ms apart, each time 1 s ahead, as an
+// SSE relay does with every event.
+net::awaitable<void> keep_moving_the_deadline(connection& c, int moves, std::shared_ptr<moving_deadline> state)
+{
+    net::steady_timer pause(c.tcp.get_executor());
+    for (int i = 0; i < moves; ++i) {
+        pause.expires_after(50ms);
+        co_await pause.async_wait(use_nothrow);
+        if (state->read_ended) state->ended_early = true;
+        c.tls.expires_after(1s);
+    }
+}
+
+// A read nothing answers, its deadline moved on while it waits: {the read's error, what
+// the mover saw (read once the mover is done too)}.
+net::awaitable<std::tuple<error_code, std::shared_ptr<moving_deadline>>> read_with_a_moving_deadline(connection& c)
+{
+    auto req = parameters_request();
+    auto [wec, wn] = co_await http::async_write(c.tls, req, use_nothrow);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    auto [rec, rn] = co_await http::async_read(c.tls, buffer, res, use_nothrow);
+    if (wec || rec) co_return std::tuple{wec ? wec : rec, std::make_shared<moving_deadline>()};
+    // The first deadline (1 s) passes while the moves (25 x 50 ms) go on; only the last counts.
+    c.tls.expires_after(1s);
+    auto state = std::make_shared<moving_deadline>();
+    net::co_spawn(c.tcp.get_executor(), keep_moving_the_deadline(c, 25, state), [](std::exception_ptr e) {
+        EXPECT_FALSE(e) << "the deadline mover failed";
+    });
+    char byte;
+    auto [tec, tn] = co_await c.tls.async_read_some(net::buffer(&byte, 1), use_nothrow);
+    state->read_ended = true;
+    co_return std::tuple{tec, state};
+}
+
+TEST(TlsSocket, ADeadlineMovedOnEndsTheReadOnlyWhenTheLastOnePasses)
+{
+    auto [ec, seen] = on_verified_connection(read_with_a_moving_deadline);
+    EXPECT_EQ(ec, beast::error::timeout);
+    EXPECT_FALSE(seen->ended_early) << "an earlier deadline, already moved on, ended the read";
+}
+
+// A long deadline replaced by a short one, and a deadline lifted then set again (a pooled
+// connection's next request): each read ends at the deadline in force.
+net::awaitable<std::tuple<error_code, error_code>> reads_with_changed_deadlines(connection& c)
+{
+    auto req = parameters_request();
+    auto [wec, wn] = co_await http::async_write(c.tls, req, use_nothrow);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    auto [rec, rn] = co_await http::async_read(c.tls, buffer, res, use_nothrow);
+    if (wec || rec) co_return std::tuple{wec ? wec : rec, error_code{}};
+    char byte;
+    c.tls.expires_after(std::chrono::hours(1));
+    c.tls.expires_after(50ms); // earlier: the hour's wait must not be the one that counts
+    auto [first, n1] = co_await c.tls.async_read_some(net::buffer(&byte, 1), use_nothrow);
+    c.tls.expires_after(std::chrono::hours(1));
+    c.tls.expires_never();
+    c.tls.expires_after(50ms);
+    auto [second, n2] = co_await c.tls.async_read_some(net::buffer(&byte, 1), use_nothrow);
+    co_return std::tuple{first, second};
+}
+
+TEST(TlsSocket, AnEarlierDeadlineReplacesALaterOne)
+{
+    auto [first, second] = on_verified_connection(reads_with_changed_deadlines);
+    EXPECT_EQ(first, beast::error::timeout);
+    EXPECT_EQ(second, beast::error::timeout);
+}
+
 // A request the emulator answers by closing the connection; the next read's error.
 net::awaitable<error_code> request_then_read_close(connection& c)
 {
