@@ -510,6 +510,7 @@ def run(args):
 
         # 5. Microbenchmarks.
         report['micro'] = micro(b.build, quick)
+        report['allocations'] = allocations(b.build)
         report['machine'] = machine()
         report['versions'] = versions(b.build)
         report['commands'] = b.commands
@@ -537,6 +538,22 @@ def micro(build, quick):
                 row['items_s'] = bm['items_per_second']
             rows.append(row)
     return rows
+
+
+def allocations(build):
+    """Heap allocations on the gateway's worker thread (bench/path_bench: gateway and
+    emulator in one process, every malloc of the worker counted): per blocking request, and
+    per relayed SSE event as the difference between a 64-word and an 8-word stream."""
+    r = subprocess.run([os.path.join(build, 'bench', 'path_bench'), '--benchmark_format=json'], capture_output=True,
+                       text=True, check=True)
+    by = {bm['name'].split('/iterations')[0]: bm for bm in json.loads(r.stdout)['benchmarks']}
+    short, long_ = by['streamed_chat/8'], by['streamed_chat/64']
+    events = long_['events_per_stream'] - short['events_per_stream']
+    return {
+        'per_request': by['blocking_chat']['allocations_per_request'],
+        'per_stream': short['allocations_per_stream'],
+        'per_event': (long_['allocations_per_stream'] - short['allocations_per_stream']) / max(events, 1),
+    }
 
 
 # ---- the report ---------------------------------------------------------------------
@@ -633,6 +650,12 @@ def targets_table(report):
     row('new upstream TLS connections ≤ max_connections over the pooling run',
         f"{pool['handshakes']} for {pool['requests']} requests (max_connections {pool.get('max_connections', '?')})",
         pool['handshakes'] <= pool.get('max_connections', pool['handshakes']))
+    alloc = report.get('allocations')
+    if alloc:
+        row('heap allocations per blocking request: single digits besides the body buffers (bench/path_bench)',
+            f"{alloc['per_request']:.0f}", alloc['per_request'] < 10)
+        row('heap allocations per relayed SSE event: none',
+            f"{alloc['per_event']:.1f} (a stream's own: {alloc['per_stream']:.0f})", alloc['per_event'] < 0.5)
     decision = next((m['ns'] for m in report['micro'] if m['name'] == 'token_bucket_decision'), None)
     if decision is not None:
         row('local quota decision ≤ 100 ns', f'{decision:.1f} ns (token bucket)', decision <= 100)
