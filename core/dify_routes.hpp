@@ -93,5 +93,8 @@ std::vector<owned_reference> owned_references(const route_match& m, std::string_
 // An ID as Dify compares it: lower-case, and a UUID in its canonical spelling whichever
 // spelling Dify would accept for it (braces, "urn:uuid:", hyphens moved or left out).
 std::string normalized_id(std::string_view decoded);
+// True when `id` is already in normalized_id's form (a lower-case hyphenated UUID, as Dify
+// writes its ids), so that it can be used as it is.
+bool is_normalized_uuid(std::string_view id);
 
 } // namespace gw::core

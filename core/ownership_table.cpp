@@ -20,11 +20,18 @@ const char* kind_name(owned_kind k)
 
 namespace {
 
+// Hex digit values by character (-1: not a lower-case hex digit; IDs arrive lower-cased).
+constexpr std::array<signed char, 256> hex_values = [] {
+    std::array<signed char, 256> t{};
+    for (auto& v : t) v = -1;
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = static_cast<signed char>(c - '0');
+    for (int c = 'a'; c <= 'f'; ++c) t[static_cast<std::size_t>(c)] = static_cast<signed char>(c - 'a' + 10);
+    return t;
+}();
+
 int hex_value(char c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1; // IDs arrive lower-cased
+    return hex_values[static_cast<unsigned char>(c)];
 }
 
 // 8-4-4-4-12 lower-case hex into 16 bytes; false for anything else.

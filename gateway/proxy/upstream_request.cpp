@@ -254,7 +254,10 @@ void record_created(exchange& x, const core::stream_facts& facts, created_record
     auto once = [&](bool& flag, core::owned_kind kind, const std::string& id) {
         if (flag || id.empty()) return;
         flag = true;
-        store.record_owner(kind, core::normalized_id(id), tenant);
+        if (core::is_normalized_uuid(id)) // Dify's own spelling: no copy
+            store.record_owner(kind, id, tenant);
+        else
+            store.record_owner(kind, core::normalized_id(id), tenant);
     };
     if (x.generating) {
         // A task matters while it runs (its stop call); a blocking reply comes when it is done.

@@ -162,6 +162,17 @@ TEST(OwnedReferences, EverySpellingOfAUuidIsOneId)
     EXPECT_EQ(normalized_id("8d617aaa-0000-4000-8000-0000000000fg"), "8d617aaa-0000-4000-8000-0000000000fg");
     EXPECT_EQ(normalized_id("Task-ABC"), "task-abc") << "other ids: lower-case only";
     EXPECT_EQ(normalized_id("{abc}"), "{abc}");
+    EXPECT_EQ(normalized_id("URN:UUID:{8D617AAA-0000-4000-8000-0000000000F1}"), canonical) << "prefix in any case, then braces";
+    EXPECT_EQ(normalized_id("urn:uuid:"), "urn:uuid:");
+    EXPECT_EQ(normalized_id(""), "");
+    // The fast path used for Dify's own ids: exactly the canonical form, nothing else.
+    EXPECT_TRUE(is_normalized_uuid(canonical));
+    for (std::string other : {"8D617AAA-0000-4000-8000-0000000000F1", "8d617aaa000040008000" "0000000000f1",
+                              "{8d617aaa-0000-4000-8000-0000000000f1}", "8d617aaa-0000-4000-8000-0000000000fg",
+                              "8d617aaa-0000-4000-8000_0000000000f1", ""}) {
+        EXPECT_FALSE(is_normalized_uuid(other)) << other;
+    }
+    EXPECT_EQ(normalized_id(canonical), canonical) << "what the fast path skips would change nothing";
 }
 
 TEST(HeaderParams, AmbiguousParametersAreRefused)
