@@ -13,6 +13,7 @@
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -73,6 +74,7 @@ void* memalign(std::size_t align, std::size_t n)
 }
 int posix_memalign(void** out, std::size_t align, std::size_t n)
 {
+    if (align < sizeof(void*) || (align & (align - 1)) != 0) return EINVAL;
     count();
     void* p = __libc_memalign(align, n);
     if (!p) return ENOMEM;

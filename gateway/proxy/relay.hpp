@@ -117,7 +117,8 @@ inline net::awaitable<std::tuple<error_code, std::size_t>> write_openai_frames(e
         auto head_end = beast::buffers_cat(head_part, end); // named: no temporaries inside co_await (g++ 12)
         co_return co_await send_to_client(x, std::move(head_end));
     }
-    const chunk_frame<1> chunk({net::buffer(frames)});
+    const chunk_size_line line(frames.size()); // in this frame until the write is done
+    const auto chunk = chunk_buffers<1>(line, {net::buffer(frames)});
     if (!last) {
         auto head_chunk = beast::buffers_cat(head_part, chunk);
         co_return co_await send_to_client(x, std::move(head_chunk));
@@ -141,11 +142,14 @@ inline std::string translate_events(exchange& x, std::string_view a, std::string
 }
 
 // One chunk of an SSE body to the client: `a` then `b` (a held tail, then fresh bytes;
-// not both empty). Not a coroutine itself: the write's own frame is the only one.
-inline net::awaitable<std::tuple<error_code, std::size_t>> send_sse_chunk(exchange& x, std::string_view a, std::string_view b)
+// not both empty), its size line in `line`, which the caller keeps until the write is done.
+// Not a coroutine itself: the write's own frame is the only one.
+inline net::awaitable<std::tuple<error_code, std::size_t>> send_sse_chunk(exchange& x, chunk_size_line& line, std::string_view a,
+                                                                          std::string_view b)
 {
     x.rec->bytes_out += a.size() + b.size();
-    return send_to_client(x, chunk_frame<2>({net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())}));
+    line = chunk_size_line(a.size() + b.size());
+    return send_to_client(x, chunk_buffers<2>(line, {net::buffer(a.data(), a.size()), net::buffer(b.data(), b.size())}));
 }
 
 // The same through the OpenAI front's translator, when the turn has one.
@@ -156,7 +160,8 @@ inline net::awaitable<std::tuple<error_code, std::size_t>> write_sse_chunk(excha
         co_return co_await write_openai_frames(x, frames, false);
     }
     if (a.empty() && b.empty()) co_return std::tuple{error_code{}, std::size_t{0}}; // never a zero-size chunk
-    co_return co_await send_sse_chunk(x, a, b);
+    chunk_size_line line;
+    co_return co_await send_sse_chunk(x, line, a, b);
 }
 
 // The last frame of a stream the gateway ends itself, and the end of the chunked body.
@@ -344,6 +349,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
     stream_node_spans nodes(x, relay);
     std::array<char, sse_piece_size> storage; // events are small; this frame lives as long as the stream
     const std::span<char> piece(storage);
+    chunk_size_line size_line; // the size line of the chunk being written
     for (;;) {
         auto act = before_sse_read(x, conn, p, relay, piece);
         if (!act) {
@@ -357,7 +363,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
                 auto [ec, n] = co_await write_sse_chunk(x, act->held, act->fresh);
                 wec = ec;
             } else {
-                auto [ec, n] = co_await send_sse_chunk(x, act->held, act->fresh);
+                auto [ec, n] = co_await send_sse_chunk(x, size_line, act->held, act->fresh);
                 wec = ec;
             }
             act = relay.written(!wec);
@@ -480,7 +486,8 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         x.rec->bytes_out += filled;
         auto bytes = net::buffer(piece.data(), std::exchange(filled, 0));
         auto head_part = std::exchange(unsent_head, net::const_buffer{});
-        const chunk_frame<1> framed({bytes});
+        const chunk_size_line line(bytes.size()); // in this frame until the write is done
+        const auto framed = chunk_buffers<1>(line, {bytes});
         auto [wec, wn] = chunked ? co_await send_to_client(x, beast::buffers_cat(head_part, framed))
                                  : co_await send_to_client(x, beast::buffers_cat(head_part, bytes));
         if (wec && !scan) co_return std::pair{false, false};
