@@ -634,8 +634,12 @@ def targets_table(report):
         mem_half = report['load'].get('dify-gateway + memory quotas', {}).get(0.5)
         red_half = report['load'].get('dify-gateway + Redis quotas', {}).get(0.5)
         if mem_half and red_half:
-            added = (red_half['p99_us'] - mem_half['p99_us']) / 1000
-            row('Redis quota store: added p99 ≤ 2 ms at half saturation', f'{added:+.2f} ms', added <= 2.0)
+            # Against the lower p99 of the gateway without Redis (memory quotas or none): one
+            # run's outlier on the memory path must not read as Redis costing nothing.
+            base = min(mem_half['p99_us'], gw_half['p99_us'])
+            added = (red_half['p99_us'] - base) / 1000
+            row('Redis quota store: added p99 ≤ 2 ms at half saturation (against the gateway without Redis)',
+                f'{added:+.2f} ms', added <= 2.0)
         if 'redis_commands_per_request' in red:
             per = ', '.join(f'{k} {v}' for k, v in red['redis_commands'].items())
             row('Redis commands per generating request (one round trip on the request path)',
