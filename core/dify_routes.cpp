@@ -209,16 +209,7 @@ std::string normalized_id(std::string_view decoded)
 
 bool is_normalized_uuid(std::string_view id)
 {
-    if (id.size() != 36) return false;
-    for (std::size_t i = 0; i < id.size(); ++i) {
-        const char c = id[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-') return false;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-            return false;
-        }
-    }
-    return true;
+    return parse_canonical_uuid(id).has_value();
 }
 
 std::vector<owned_reference> owned_references(const route_match& m, std::string_view query)

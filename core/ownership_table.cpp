@@ -1,5 +1,7 @@
 #include "core/ownership_table.hpp"
 
+#include "core/text.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -19,39 +21,6 @@ const char* kind_name(owned_kind k)
 }
 
 namespace {
-
-// Hex digit values by character (-1: not a lower-case hex digit; IDs arrive lower-cased).
-constexpr std::array<signed char, 256> hex_values = [] {
-    std::array<signed char, 256> t{};
-    for (auto& v : t) v = -1;
-    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = static_cast<signed char>(c - '0');
-    for (int c = 'a'; c <= 'f'; ++c) t[static_cast<std::size_t>(c)] = static_cast<signed char>(c - 'a' + 10);
-    return t;
-}();
-
-int hex_value(char c)
-{
-    return hex_values[static_cast<unsigned char>(c)];
-}
-
-// 8-4-4-4-12 lower-case hex into 16 bytes; false for anything else.
-bool parse_uuid(std::string_view id, std::uint8_t* out)
-{
-    if (id.size() != 36) return false;
-    std::size_t byte = 0;
-    for (std::size_t i = 0; i < id.size();) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (id[i] != '-') return false;
-            ++i;
-            continue;
-        }
-        int hi = hex_value(id[i]), lo = hex_value(id[i + 1]);
-        if (hi < 0 || lo < 0) return false;
-        out[byte++] = static_cast<std::uint8_t>(hi * 16 + lo);
-        i += 2;
-    }
-    return byte == 16;
-}
 
 std::uint64_t fnv1a(std::string_view s, std::uint64_t h)
 {
@@ -73,7 +42,8 @@ ownership_table::key ownership_table::key_of(owned_kind kind, std::string_view i
 {
     key k{};
     k[0] = static_cast<std::uint8_t>(kind);
-    if (parse_uuid(id, k.data() + 2)) {
+    if (auto uuid = parse_canonical_uuid(id)) {
+        std::memcpy(k.data() + 2, uuid->data(), uuid->size());
         k[1] = 1;
     } else { // not a UUID: a 128-bit hash stands in (Dify does not make such IDs)
         std::uint64_t a = fnv1a(id, 0xcbf29ce484222325ULL), b = fnv1a(id, 0x84222325cbf29ce4ULL ^ id.size());

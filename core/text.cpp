@@ -192,6 +192,39 @@ std::optional<std::string> percent_decode(std::string_view s)
     return decode_escapes(s, false);
 }
 
+namespace {
+
+// Hex digit values by character (-1: not a lower-case hex digit).
+constexpr std::array<signed char, 256> lower_hex_values = [] {
+    std::array<signed char, 256> t{};
+    for (auto& v : t) v = -1;
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = static_cast<signed char>(c - '0');
+    for (int c = 'a'; c <= 'f'; ++c) t[static_cast<std::size_t>(c)] = static_cast<signed char>(c - 'a' + 10);
+    return t;
+}();
+
+} // namespace
+
+std::optional<uuid_bytes> parse_canonical_uuid(std::string_view id)
+{
+    if (id.size() != 36) return std::nullopt;
+    uuid_bytes out{};
+    std::size_t byte = 0;
+    for (std::size_t i = 0; i < id.size();) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (id[i] != '-') return std::nullopt;
+            ++i;
+            continue;
+        }
+        const int hi = lower_hex_values[static_cast<unsigned char>(id[i])];
+        const int lo = lower_hex_values[static_cast<unsigned char>(id[i + 1])];
+        if (hi < 0 || lo < 0) return std::nullopt;
+        out[byte++] = static_cast<std::uint8_t>(hi * 16 + lo);
+        i += 2;
+    }
+    return out;
+}
+
 bool valid_utf8(std::string_view s)
 {
     std::size_t i = 0;

@@ -1,7 +1,8 @@
 // Small text helpers shared by config, emulator and gateway: ASCII case folding,
-// trimming, splitting and HTTP header parameter extraction.
+// trimming, splitting, HTTP header parameter extraction and UUID reading.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -49,6 +50,11 @@ std::optional<std::string> form_decode(std::string_view s);
 std::optional<std::string> percent_decode(std::string_view s);
 // Whether `s` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
 bool valid_utf8(std::string_view s);
+
+// The 16 bytes of a UUID written as Dify writes its ids: 8-4-4-4-12 lower-case hex digits
+// with hyphens; nullopt for any other spelling (upper case, braces, no hyphens...).
+using uuid_bytes = std::array<std::uint8_t, 16>;
+std::optional<uuid_bytes> parse_canonical_uuid(std::string_view id);
 
 } // namespace gw::core
 

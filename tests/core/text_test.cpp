@@ -38,6 +38,24 @@ TEST(Text, HostPort)
         EXPECT_FALSE(parse_host_port(bad)) << bad;
 }
 
+TEST(Text, ACanonicalUuidIsReadIntoItsBytesAndNoOtherSpellingIs)
+{
+    auto bytes = parse_canonical_uuid("0123abcd-4567-89ef-0a1b-2c3d4e5f6071");
+    ASSERT_TRUE(bytes);
+    const uuid_bytes expected{0x01, 0x23, 0xab, 0xcd, 0x45, 0x67, 0x89, 0xef, 0x0a, 0x1b, 0x2c, 0x3d, 0x4e, 0x5f, 0x60, 0x71};
+    EXPECT_EQ(*bytes, expected);
+    for (std::string_view other : {"0123ABCD-4567-89ef-0a1b-2c3d4e5f6071",   // upper case
+                                   "{0123abcd-4567-89ef-0a1b-2c3d4e5f6071}", // braces
+                                   "0123abcd456789ef0a1b2c3d4e5f6071",       // no hyphens
+                                   "0123abcd-4567-89ef-0a1b2c3d4e5f60712",   // a hyphen moved
+                                   "0123abcd-4567-89ef-0a1b-2c3d4e5f607",    // short
+                                   "0123abcd-4567-89ef-0a1b-2c3d4e5f60712",  // long
+                                   "0123abcg-4567-89ef-0a1b-2c3d4e5f6071",   // not hex
+                                   ""})
+        EXPECT_FALSE(parse_canonical_uuid(other)) << other;
+    EXPECT_FALSE(parse_canonical_uuid(std::string_view("0123abcd-4567-89ef-0a1b-2c3d4e5f607\0", 36))); // a NUL byte
+}
+
 TEST(Multipart, ParsesFieldsAndFiles)
 {
     std::string body = "--XyZ\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nalice\r\n"
