@@ -73,6 +73,27 @@ TEST(GatewayRedis, TwoGatewaysShareOneRate)
     }
 }
 
+TEST(GatewayRedis, TheRateBucketKeepsRedisTimeToTheMicrosecond)
+{
+    running_redis redis;
+    running_emulator emu;
+    running_gateway gw(emu, with_redis(redis, [](config::gateway_config& c) { c.tenants["alpha"].rate = config::rate_config{1000, 10}; }));
+    ASSERT_EQ(status_of(gw), 200);
+    // Redis's clock in microseconds (16 digits): written as Lua's tostring writes a number
+    // ("1.7961156335316e+15") the last two digits were lost, and every refill was computed
+    // from a time up to 50 us off.
+    auto ts = std::string(core::trim(redis.cli("HGET 'dify-gateway:{t:alpha}:rate' ts")));
+    ASSERT_EQ(ts.size(), 16u) << ts;
+    EXPECT_EQ(ts.find_first_not_of("0123456789"), std::string::npos) << ts;
+    const auto time_reply = redis.cli("TIME"); // seconds, then microseconds, one per line
+    auto now = core::split(core::trim(time_reply), '\n');
+    ASSERT_FALSE(now.empty());
+    const long long seconds = std::stoll(std::string(core::trim(now[0])));
+    const long long written = std::stoll(ts) / 1000000;
+    EXPECT_LE(written, seconds);
+    EXPECT_GE(written, seconds - 60) << "the bucket's time is Redis's clock";
+}
+
 TEST(GatewayRedis, ConcurrencyAndTokensAreSharedAndReleased)
 {
     running_redis redis;
