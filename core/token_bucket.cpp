@@ -33,29 +33,40 @@ double token_bucket::tokens(nanos now)
     return tokens_;
 }
 
-rate_decision token_bucket::describe(bool allowed) const
+namespace {
+
+// Whole seconds, rounded up, within [0, 1e12]: a double beyond int64's range (or infinite)
+// must not be converted.
+std::int64_t whole_seconds(double s)
+{
+    return static_cast<std::int64_t>(std::clamp(std::ceil(s), 0.0, 1e12));
+}
+
+} // namespace
+
+rate_decision describe_bucket(double rate, double burst, double tokens, bool allowed)
 {
     rate_decision d;
     d.allowed = allowed;
-    d.limit = static_cast<std::int64_t>(burst_);
-    d.remaining = static_cast<std::int64_t>(std::floor(std::max(0.0, tokens_)));
-    d.reset_seconds = static_cast<std::int64_t>(std::ceil((burst_ - tokens_) / rate_));
-    if (!allowed) d.retry_after_seconds = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil((1.0 - tokens_) / rate_)));
+    d.limit = static_cast<std::int64_t>(burst);
+    d.remaining = static_cast<std::int64_t>(std::floor(std::max(0.0, tokens)));
+    d.reset_seconds = whole_seconds((burst - tokens) / rate);
+    if (!allowed) d.retry_after_seconds = std::max<std::int64_t>(1, whole_seconds((1.0 - tokens) / rate));
     return d;
 }
 
 rate_decision token_bucket::try_acquire(nanos now)
 {
     refill(now);
-    if (tokens_ < 1.0) return describe(false);
+    if (tokens_ < 1.0) return describe_bucket(rate_, burst_, tokens_, false);
     tokens_ -= 1.0;
-    return describe(true);
+    return describe_bucket(rate_, burst_, tokens_, true);
 }
 
 rate_decision token_bucket::peek(nanos now)
 {
     refill(now);
-    return describe(true);
+    return describe_bucket(rate_, burst_, tokens_, true);
 }
 
 } // namespace gw::core

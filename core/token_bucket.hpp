@@ -18,6 +18,10 @@ struct rate_decision
     std::int64_t retry_after_seconds = 0; // when refused: until one token is available, rounded up
 };
 
+// The decision a bucket of `rate` and `burst` holding `tokens` reports. Seconds are rounded
+// up and capped at about 31,700 years (a rate near zero makes them arbitrarily large).
+rate_decision describe_bucket(double rate, double burst, double tokens, bool allowed);
+
 class token_bucket
 {
 public:
@@ -34,7 +38,6 @@ public:
 
 private:
     void refill(nanos now);
-    rate_decision describe(bool allowed) const;
 
     double rate_;
     double burst_;

@@ -19,12 +19,16 @@ local limit, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local leases = {}
 for i = 6, #ARGV, 3 do leases[#leases + 1] = ARGV[i] end
 local cancelled = redis.call('HMGET', KEYS[4], unpack(leases))
-local tokens, took = -1, false
+local tokens, took, bucket_time = -1, false, now
 if rate > 0 then
   local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
   tokens = tonumber(b[1]) or burst
+  -- The bucket's own clock: a time written ahead of Redis's (a failover to a node whose clock
+  -- is behind) holds refills back until Redis's clock passes it, but never moves the clock
+  -- that leases are swept and scored by.
   local ts = tonumber(b[2]) or now
-  if now > ts then tokens = math.min(burst, tokens + (now - ts) / 1000000 * rate) else now = ts end
+  if now > ts then tokens = math.min(burst, tokens + (now - ts) / 1000000 * rate) end
+  bucket_time = math.max(now, ts)
 end
 local active = 0
 if max_conc > 0 then
@@ -59,7 +63,7 @@ for i = 1, #leases do
         reserved = math.min(tonumber(ARGV[at + 1]), left)
         held, reserved_now = held + reserved, reserved_now + reserved
         holds[#holds + 1] = 'hold:' .. leases[i]
-        holds[#holds + 1] = day .. ':' .. reserved
+        holds[#holds + 1] = day .. ':' .. string.format('%.0f', reserved) -- no exponent (finish reads digits)
       end
     end
     if verdict == 0 and max_conc > 0 then
@@ -72,8 +76,10 @@ for i = 1, #leases do
 end
 if took then
   -- '%.0f': the whole microsecond count (tostring keeps 14 digits: a 100 us step here)
-  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', string.format('%.0f', now))
-  redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 60000)
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', string.format('%.0f', bucket_time))
+  -- Until the bucket is full again, and a minute; capped (a rate near zero gives 1e17 or
+  -- inf, which PEXPIRE refuses: the script would fail on every admission).
+  redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.min(math.ceil(burst / rate * 1000) + 60000, 1e15)))
 end
 if #holds > 0 then
   if reserved_now > 0 then redis.call('HINCRBY', KEYS[3], 'reserved:' .. day, reserved_now) end

@@ -24,18 +24,6 @@ std::string number(double v)
     return buf;
 }
 
-core::rate_decision rate_view(const config::rate_config& r, double tokens, bool allowed)
-{
-    core::rate_decision d;
-    d.allowed = allowed;
-    d.limit = static_cast<std::int64_t>(r.burst);
-    d.remaining = static_cast<std::int64_t>(std::floor(std::max(0.0, tokens)));
-    d.reset_seconds = static_cast<std::int64_t>(std::ceil((r.burst - tokens) / r.requests_per_second));
-    if (!allowed)
-        d.retry_after_seconds = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil((1.0 - tokens) / r.requests_per_second)));
-    return d;
-}
-
 // Whether calls that failed with `ec` may have reached Redis: not when no connection was
 // there to carry them.
 bool might_have_run(const error_code& ec)
@@ -172,7 +160,7 @@ admission redis_quota_store::decide(const std::string& tenant, const std::string
     bool app_ok = !app_limited || replies[1].integer == 0;
 
     admission out;
-    if (t.rate) out.rate = rate_view(*t.rate, bucket, verdict != 1);
+    if (t.rate) out.rate = core::describe_bucket(t.rate->requests_per_second, t.rate->burst, bucket, verdict != 1);
     auto ticket = std::make_unique<quota_ticket>(shared_from_this(), cfg_.tenants.find(tenant)->first, cfg_.apps.find(app)->first);
     ticket->lease = lease;
     ticket->reservation = {core::utc_day(unix_seconds), reserved, verdict == 0 && generates && t.tokens_per_day > 0};

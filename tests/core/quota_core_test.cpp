@@ -46,6 +46,22 @@ TEST(TokenBucket, NeverExceedsBurstAndHandlesSlowRates)
     EXPECT_FALSE(b.try_acquire(t + 1h - 1s).allowed) << "time going backwards adds nothing";
 }
 
+TEST(TokenBucket, ARateNearZeroReportsCappedSecondsNotAnOverflow)
+{
+    // The config takes any rate above 0: seconds beyond int64's range (or infinite) are
+    // capped, not converted (undefined behaviour, caught by UBSan).
+    nanos t = 0s;
+    token_bucket b(1e-320, 1e9, t);
+    EXPECT_TRUE(b.try_acquire(t).allowed);
+    auto d = describe_bucket(1e-320, 1e9, 0.5, false);
+    EXPECT_FALSE(d.allowed);
+    EXPECT_EQ(d.retry_after_seconds, 1'000'000'000'000);
+    EXPECT_EQ(d.reset_seconds, 1'000'000'000'000);
+    EXPECT_EQ(d.remaining, 0);
+    EXPECT_EQ(describe_bucket(2, 10, 10, true).reset_seconds, 0) << "a full bucket resets now";
+    EXPECT_EQ(describe_bucket(2, 10, 9.5, true).reset_seconds, 1);
+}
+
 TEST(TokenBudget, ReservesAtMostWhatIsLeftAndSettlesOnce)
 {
     token_budget b(1000);

@@ -94,6 +94,45 @@ TEST(GatewayRedis, TheRateBucketKeepsRedisTimeToTheMicrosecond)
     EXPECT_GE(written, seconds - 60) << "the bucket's time is Redis's clock";
 }
 
+TEST(GatewayRedis, ARateNearZeroStillAdmitsItsBurst)
+{
+    // One request per 11.6 days, a burst of 10^8: "until the bucket is full" is 10^17 ms,
+    // which PEXPIRE refused as "1e+17" (the script failed on every admission, after its
+    // HSET had taken a token). The key's lifetime is capped.
+    running_redis redis;
+    running_emulator emu;
+    running_gateway gw(emu, with_redis(redis, [](config::gateway_config& c) {
+        c.tenants["alpha"].rate = config::rate_config{1e-6, 1e8};
+        c.quota_store.on_error = gw::config::store_error_policy::deny;
+    }));
+    EXPECT_EQ(status_of(gw), 200);
+    EXPECT_EQ(status_of(gw), 200);
+    http_client admin(gw.server().admin_endpoint(), false);
+    EXPECT_EQ(admin.request("GET", "/admin/usage").json().at("quota_store").at("errors"), 0);
+    EXPECT_GT(std::stoll(std::string(core::trim(redis.cli("PTTL 'dify-gateway:{t:alpha}:rate'")))), 0);
+}
+
+TEST(GatewayRedis, ABucketTimeAheadOfRedisClockSweepsNoLiveLease)
+{
+    // After a failover to a node whose clock is behind, the bucket's stored time is ahead
+    // of Redis's clock. Leases are still scored and swept by Redis's clock: another
+    // replica's live lease keeps counting.
+    running_redis redis;
+    running_emulator emu;
+    running_gateway gw(emu, with_redis(redis, [](config::gateway_config& c) {
+        c.tenants["alpha"].rate = config::rate_config{1000, 1000};
+        c.tenants["alpha"].max_concurrent = 1;
+    }));
+    const auto time_reply = redis.cli("TIME");
+    auto now = core::split(core::trim(time_reply), '\n');
+    ASSERT_EQ(now.size(), 2u) << time_reply;
+    const long long micros = std::stoll(std::string(core::trim(now[0]))) * 1'000'000 + std::stoll(std::string(core::trim(now[1])));
+    redis.cli("HSET 'dify-gateway:{t:alpha}:rate' tokens 1000 ts " + std::to_string(micros + 3'600'000'000LL)); // an hour ahead
+    redis.cli("ZADD 'dify-gateway:{t:alpha}:active' " + std::to_string(micros + 30'000'000) + " other-replica-lease"); // live for 30 s
+    EXPECT_EQ(status_of(gw), 429) << "the other replica's request holds the tenant's one slot";
+    EXPECT_EQ(core::trim(redis.cli("ZSCORE 'dify-gateway:{t:alpha}:active' other-replica-lease")), std::to_string(micros + 30'000'000));
+}
+
 TEST(GatewayRedis, ConcurrencyAndTokensAreSharedAndReleased)
 {
     running_redis redis;
