@@ -9,7 +9,6 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
-#include <cmath>
 #include <map>
 #include <random>
 

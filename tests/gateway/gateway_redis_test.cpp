@@ -13,6 +13,7 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <stdexcept>
 #include <thread>
 
 namespace gw::test {
@@ -34,6 +35,15 @@ int status_of(running_gateway& gw, const std::string& path = "/v1/parameters")
 {
     auto c = gw.client();
     return get(*c, path, tenant_keys::alpha).status;
+}
+
+// Redis's clock (TIME: seconds, then microseconds, one per line) in microseconds.
+long long redis_time_micros(const running_redis& redis)
+{
+    const auto reply = redis.cli("TIME");
+    auto parts = core::split(core::trim(reply), '\n');
+    if (parts.size() != 2) throw std::runtime_error("unexpected TIME reply: " + reply);
+    return std::stoll(std::string(core::trim(parts[0]))) * 1'000'000 + std::stoll(std::string(core::trim(parts[1])));
 }
 
 TEST(GatewayRedis, TwoGatewaysShareOneRate)
@@ -85,10 +95,7 @@ TEST(GatewayRedis, TheRateBucketKeepsRedisTimeToTheMicrosecond)
     auto ts = std::string(core::trim(redis.cli("HGET 'dify-gateway:{t:alpha}:rate' ts")));
     ASSERT_EQ(ts.size(), 16u) << ts;
     EXPECT_EQ(ts.find_first_not_of("0123456789"), std::string::npos) << ts;
-    const auto time_reply = redis.cli("TIME"); // seconds, then microseconds, one per line
-    auto now = core::split(core::trim(time_reply), '\n');
-    ASSERT_FALSE(now.empty());
-    const long long seconds = std::stoll(std::string(core::trim(now[0])));
+    const long long seconds = redis_time_micros(redis) / 1000000;
     const long long written = std::stoll(ts) / 1000000;
     EXPECT_LE(written, seconds);
     EXPECT_GE(written, seconds - 60) << "the bucket's time is Redis's clock";
@@ -123,10 +130,7 @@ TEST(GatewayRedis, ABucketTimeAheadOfRedisClockSweepsNoLiveLease)
         c.tenants["alpha"].rate = config::rate_config{1000, 1000};
         c.tenants["alpha"].max_concurrent = 1;
     }));
-    const auto time_reply = redis.cli("TIME");
-    auto now = core::split(core::trim(time_reply), '\n');
-    ASSERT_EQ(now.size(), 2u) << time_reply;
-    const long long micros = std::stoll(std::string(core::trim(now[0]))) * 1'000'000 + std::stoll(std::string(core::trim(now[1])));
+    const long long micros = redis_time_micros(redis);
     redis.cli("HSET 'dify-gateway:{t:alpha}:rate' tokens 1000 ts " + std::to_string(micros + 3'600'000'000LL)); // an hour ahead
     redis.cli("ZADD 'dify-gateway:{t:alpha}:active' " + std::to_string(micros + 30'000'000) + " other-replica-lease"); // live for 30 s
     EXPECT_EQ(status_of(gw), 429) << "the other replica's request holds the tenant's one slot";
