@@ -209,6 +209,18 @@ json::parse_options reader_options()
     return o;
 }
 
+// The thread's spare readers. Bounded: a burst of concurrent replies does not keep its
+// readers for good. The capacity is reserved on first use, so giving a reader back
+// never allocates (and never throws).
+constexpr std::size_t max_spare_readers = 16;
+
+template <typename Reader>
+std::vector<std::unique_ptr<Reader>>& spare_readers()
+{
+    thread_local std::vector<std::unique_ptr<Reader>> spares;
+    return spares;
+}
+
 } // namespace
 
 // A reply's or a stream's reader: the stream's is reused for every event, so reading an
@@ -219,17 +231,41 @@ struct stream_facts::body_reader
     json::basic_parser<fields_handler> parser{reader_options(), &fields};
     bool failed = false;
 
-    // Reads one whole document; false when it is not valid JSON.
-    bool read_document(std::string_view text)
+    // Ready for a new document; what was read is gone, the capacity stays.
+    void restart()
     {
         fields.clear();
         parser.reset();
         parser.handler().reset();
+        failed = false;
+    }
+    // Reads one whole document; false when it is not valid JSON.
+    bool read_document(std::string_view text)
+    {
+        restart();
         json::error_code ec;
         parser.write_some(false, text.data(), text.size(), ec);
         return !ec;
     }
 };
+
+stream_facts::reader_ptr stream_facts::borrow_reader()
+{
+    auto& spares = spare_readers<body_reader>();
+    if (spares.capacity() < max_spare_readers) spares.reserve(max_spare_readers);
+    if (spares.empty()) return reader_ptr(new body_reader);
+    reader_ptr reader(spares.back().release());
+    spares.pop_back();
+    reader->restart();
+    return reader;
+}
+
+void stream_facts::return_reader::operator()(body_reader* r) const noexcept
+{
+    std::unique_ptr<body_reader> reader(r);
+    auto& spares = spare_readers<body_reader>();
+    if (spares.size() < spares.capacity()) spares.push_back(std::move(reader));
+}
 
 stream_facts::stream_facts() = default;
 stream_facts::~stream_facts() = default;
@@ -240,17 +276,17 @@ void stream_facts::observe(const sse_event& e)
 {
     ++events_;
     if (e.data.empty()) return; // ping, comment
-    if (!events_reader_) events_reader_ = std::make_unique<body_reader>();
+    if (!events_reader_) events_reader_ = borrow_reader();
     if (!events_reader_->read_document(e.data) || !events_reader_->fields.object) {
         ++malformed_;
         return;
     }
     auto* f = &events_reader_->fields;
     // Copied, not moved: the reader keeps its strings' capacity for the next event.
-    if (task_id_.empty()) task_id_ = f->task_id;
-    if (conversation_id_.empty()) conversation_id_ = f->conversation_id;
-    if (workflow_run_id_.empty()) workflow_run_id_ = f->workflow_run_id;
-    if (message_id_.empty()) message_id_ = f->message_id;
+    if (task_id_.empty()) task_id_.assign(f->task_id);
+    if (conversation_id_.empty()) conversation_id_.assign(f->conversation_id);
+    if (workflow_run_id_.empty()) workflow_run_id_.assign(f->workflow_run_id);
+    if (message_id_.empty()) message_id_.assign(f->message_id);
     if (!f->form_token.empty()) form_tokens_.push_back(f->form_token);
     if (keep_node_events_ && (f->event == "node_started" || f->event == "node_finished") && !f->data_id.empty())
         node_events_.push_back(workflow_node_event{
@@ -279,7 +315,7 @@ void stream_facts::observe_json_body(std::string_view body)
 
 void stream_facts::feed_json_body(std::string_view piece)
 {
-    if (!body_) body_ = std::make_unique<body_reader>();
+    if (!body_) body_ = borrow_reader();
     if (body_->failed || piece.empty()) return;
     json::error_code ec;
     body_->parser.write_some(true, piece.data(), piece.size(), ec);
@@ -288,17 +324,18 @@ void stream_facts::feed_json_body(std::string_view piece)
 
 void stream_facts::end_json_body()
 {
-    if (!body_) body_ = std::make_unique<body_reader>();
+    if (!body_) body_ = borrow_reader();
     json::error_code ec;
     if (!body_->failed) body_->parser.write_some(false, nullptr, 0, ec);
-    auto reader = std::move(body_);
+    auto reader = std::move(body_); // back to the thread's spares at the end of this call
     if (reader->failed || ec || !reader->fields.object) return;
     auto* f = &reader->fields;
-    id_ = std::move(f->id);
-    task_id_ = std::move(f->task_id);
-    conversation_id_ = std::move(f->conversation_id);
-    workflow_run_id_ = std::move(f->workflow_run_id);
-    message_id_ = std::move(f->message_id);
+    // Copied, not moved: the reader keeps its strings' capacity for the next reply.
+    id_.assign(f->id);
+    task_id_.assign(f->task_id);
+    conversation_id_.assign(f->conversation_id);
+    workflow_run_id_.assign(f->workflow_run_id);
+    message_id_.assign(f->message_id);
     if (!f->form_token.empty()) form_tokens_.push_back(std::move(f->form_token));
     prompt_tokens_ = f->usage_prompt_tokens;
     completion_tokens_ = f->usage_completion_tokens;

@@ -5,11 +5,14 @@
 
 #include "core/sse_parser.hpp"
 
+#include <boost/container/small_vector.hpp>
+
 #include <cstdint>
 #include <memory>
 #include <vector>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace gw::core {
@@ -32,6 +35,19 @@ struct stream_error
     std::string message;
 };
 
+// An id as read from a reply or event: inline up to 40 bytes (Dify's ids are 36-byte
+// UUIDs), so keeping one allocates nothing; a longer one goes to the heap.
+class id_text
+{
+public:
+    void assign(std::string_view s) { bytes_.assign(s.begin(), s.end()); }
+    std::string_view view() const { return {bytes_.data(), bytes_.size()}; }
+    bool empty() const { return bytes_.empty(); }
+
+private:
+    boost::container::small_vector<char, 40> bytes_;
+};
+
 class stream_facts
 {
 public:
@@ -47,11 +63,11 @@ public:
     void feed_json_body(std::string_view piece);
     void end_json_body();
 
-    const std::string& id() const { return id_; } // a blocking body's top-level id (an uploaded file's)
-    const std::string& task_id() const { return task_id_; }
-    const std::string& conversation_id() const { return conversation_id_; }
-    const std::string& workflow_run_id() const { return workflow_run_id_; }
-    const std::string& message_id() const { return message_id_; }
+    std::string_view id() const { return id_.view(); } // a blocking body's top-level id (an uploaded file's)
+    std::string_view task_id() const { return task_id_.view(); }
+    std::string_view conversation_id() const { return conversation_id_.view(); }
+    std::string_view workflow_run_id() const { return workflow_run_id_.view(); }
+    std::string_view message_id() const { return message_id_.view(); }
     // Human-input form tokens named so far (data.form_token), in order.
     const std::vector<std::string>& form_tokens() const { return form_tokens_; }
     std::optional<std::int64_t> total_tokens() const { return total_tokens_; }
@@ -69,9 +85,18 @@ public:
 
 private:
     struct body_reader;
-    std::unique_ptr<body_reader> body_;           // a blocking reply being scanned
-    std::unique_ptr<body_reader> events_reader_;  // a stream's events, one after another
-    std::string id_, task_id_, conversation_id_, workflow_run_id_, message_id_;
+    // Readers are borrowed from the thread's spares and go back there (their strings and
+    // parser keep their capacity: the next reply's scan allocates nothing).
+    struct return_reader
+    {
+        void operator()(body_reader* r) const noexcept;
+    };
+    using reader_ptr = std::unique_ptr<body_reader, return_reader>;
+    static reader_ptr borrow_reader();
+
+    reader_ptr body_;          // a blocking reply being scanned
+    reader_ptr events_reader_; // a stream's events, one after another
+    id_text id_, task_id_, conversation_id_, workflow_run_id_, message_id_;
     std::vector<std::string> form_tokens_;
     std::optional<std::int64_t> total_tokens_, prompt_tokens_, completion_tokens_;
     std::optional<stream_error> error_;

@@ -1,5 +1,7 @@
 #include "core/text.hpp"
 
+#include <algorithm>
+
 namespace gw::core {
 
 namespace {
@@ -19,6 +21,16 @@ bool iequals(std::string_view a, std::string_view b)
     for (std::size_t i = 0; i < a.size(); ++i)
         if (lower(a[i]) != lower(b[i])) return false;
     return true;
+}
+
+bool iless(std::string_view a, std::string_view b)
+{
+    const auto n = std::min(a.size(), b.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto x = static_cast<unsigned char>(lower(a[i])), y = static_cast<unsigned char>(lower(b[i]));
+        if (x != y) return x < y;
+    }
+    return a.size() < b.size();
 }
 
 std::string to_lower(std::string_view s)
@@ -149,15 +161,30 @@ bool plain_media_type(std::string_view content_type)
     return true;
 }
 
+namespace {
+std::string_view media_type_as_sent(std::string_view content_type)
+{
+    return trim(content_type.substr(0, content_type.find(';')));
+}
+} // namespace
+
 std::string media_type(std::string_view content_type)
 {
-    return to_lower(trim(content_type.substr(0, content_type.find(';'))));
+    return to_lower(media_type_as_sent(content_type));
+}
+
+bool has_media_type(std::string_view content_type, std::string_view type)
+{
+    return iequals(media_type_as_sent(content_type), type);
 }
 
 bool is_json_media_type(std::string_view content_type)
 {
-    auto type = media_type(content_type);
-    return type == "application/json" || (type.starts_with("application/") && type.ends_with("+json"));
+    constexpr std::string_view prefix = "application/", suffix = "+json";
+    const auto type = media_type_as_sent(content_type);
+    return iequals(type, "application/json") ||
+           (type.size() >= prefix.size() + suffix.size() && iequals(type.substr(0, prefix.size()), prefix) &&
+            iequals(type.substr(type.size() - suffix.size()), suffix));
 }
 
 namespace {

@@ -13,6 +13,9 @@
 namespace gw::core {
 
 bool iequals(std::string_view a, std::string_view b);
+// ASCII case-insensitive order, bytes compared unsigned (as std::string orders them once
+// lower-cased): sorts and searches names without lower-casing copies of them.
+bool iless(std::string_view a, std::string_view b);
 std::string to_lower(std::string_view s);
 std::string_view trim(std::string_view s);
 std::vector<std::string_view> split(std::string_view s, char sep);
@@ -39,6 +42,8 @@ bool plain_media_type(std::string_view content_type);
 
 // The media type of a Content-Type value, lowercased, without parameters.
 std::string media_type(std::string_view content_type);
+// Whether that media type is `type` (given in lower case); compares without a copy.
+bool has_media_type(std::string_view content_type, std::string_view type);
 // Whether Flask reads a body of this type as JSON (request.is_json): application/json or
 // any application/*+json.
 bool is_json_media_type(std::string_view content_type);

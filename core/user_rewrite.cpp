@@ -13,7 +13,10 @@ namespace json = boost::json;
 
 std::string namespaced_user(std::string_view tenant, std::string_view user)
 {
-    return std::string(tenant) + ":" + std::string(user.empty() ? default_user : user);
+    if (user.empty()) user = default_user;
+    std::string out;
+    out.reserve(tenant.size() + 1 + user.size());
+    return out.append(tenant).append(1, ':').append(user);
 }
 
 namespace {
@@ -40,7 +43,12 @@ std::optional<std::string> rewrite_json_user(std::string_view body, std::string_
     json::error_code ec;
     json::parse_options limits;
     limits.max_depth = 64;
-    auto doc = json::parse(body, ec, {}, limits);
+    // The document lives for this call only: its nodes come from a buffer on the stack (a
+    // request body of a few hundred bytes allocates nothing), a larger one from blocks the
+    // resource frees all at once.
+    unsigned char first_block[4096];
+    json::monotonic_resource nodes(first_block, sizeof first_block);
+    auto doc = json::parse(body, ec, &nodes, limits);
     if (ec || !doc.is_object()) return std::nullopt;
     auto& o = doc.get_object();
     std::string user;
@@ -51,13 +59,13 @@ std::optional<std::string> rewrite_json_user(std::string_view body, std::string_
             user = json::serialize(*v); // Dify would use str(value)
     }
     auto value = namespaced_user(tenant, user);
-    if (namespaced) *namespaced = value;
     if (refs) {
         if (auto* c = o.if_contains("conversation_id"); c && c->is_string()) refs->conversation_id = std::string(c->get_string());
         if (auto* m = o.if_contains("message_id"); m && m->is_string()) refs->message_id = std::string(m->get_string());
         collect_file_ids(doc, refs->upload_file_ids);
     }
     o["user"] = value;
+    if (namespaced) *namespaced = std::move(value);
     return json::serialize(doc);
 }
 

@@ -64,7 +64,7 @@ std::optional<gateway_error> check_request_head(const http::request_header<>& he
     return std::nullopt;
 }
 
-bool forwarded_request_header(std::string_view name, const std::vector<std::string>& connection_tokens)
+bool forwarded_request_header(std::string_view name, std::span<const std::string_view> connection_tokens)
 {
     static constexpr std::string_view dropped[] = {
         "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
@@ -73,9 +73,7 @@ bool forwarded_request_header(std::string_view name, const std::vector<std::stri
     if (name.find('_') != std::string_view::npos) return false;
     for (auto d : dropped)
         if (core::iequals(name, d)) return false;
-    if (connection_tokens.empty()) return true;
-    auto lower = core::to_lower(name);
-    return !std::binary_search(connection_tokens.begin(), connection_tokens.end(), lower);
+    return !std::binary_search(connection_tokens.begin(), connection_tokens.end(), name, core::iless);
 }
 
 } // namespace gw::gateway

@@ -10,6 +10,7 @@
 #include <boost/beast/http/message.hpp>
 
 #include <optional>
+#include <span>
 #include <string_view>
 
 namespace gw::gateway {
@@ -19,7 +20,8 @@ std::optional<gateway_error> check_request_head(const boost::beast::http::reques
 
 // Whether a request header is forwarded to Dify: not hop-by-hop, not one the gateway sets
 // or replaces, and not a name with '_' (nginx drops those, and WSGI would merge `X_A` with
-// `X-A`). `connection_tokens` are the names the Connection header lists, lower-cased.
-bool forwarded_request_header(std::string_view name, const std::vector<std::string>& connection_tokens);
+// `X-A`). `connection_tokens` are the names the Connection header lists, sorted by
+// core::iless (any case: they are compared without case).
+bool forwarded_request_header(std::string_view name, std::span<const std::string_view> connection_tokens);
 
 } // namespace gw::gateway

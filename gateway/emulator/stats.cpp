@@ -17,13 +17,9 @@ void stats::record(const request& req, const request_facts& facts, int status, c
     auto at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
     seen s{req.method, req.path, req.query, facts.app_key, facts.app_name, facts.user, facts.user_source, fault, status,
            req.body.size(), at_ms, {}};
-    static const char* kept[] = {"content-type", "x-request-id", "traceparent", "tracestate", "user-agent", "x-emulator-fault",
-                                 "connection", "transfer-encoding", "content-length", "x-forwarded-for", "host"};
-    for (const auto& [k, v] : req.headers) {
-        auto name = core::to_lower(k);
-        for (const char* keep : kept)
-            if (name == keep) s.headers[name] = v;
-    }
+    // Every header as received (names lower-cased), but the credential (app_key has it).
+    for (const auto& [k, v] : req.headers)
+        if (auto name = core::to_lower(k); name != "authorization") s.headers[name] = v;
     recent_.push_back(std::move(s));
     if (recent_.size() > recent_limit) recent_.pop_front();
 }

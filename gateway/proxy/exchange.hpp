@@ -146,7 +146,7 @@ void begin_attempt_span(exchange& x);
 void end_attempt_span(exchange& x, unsigned status, const error_code& failure = {});
 
 // Calls Dify's stop endpoint for this request's task (detached), when it started one.
-void spawn_stop_call(exchange& x, const std::string& task_id);
+void spawn_stop_call(exchange& x, std::string_view task_id);
 
 template <typename S>
 S& stream_of(upstream_connection& c);

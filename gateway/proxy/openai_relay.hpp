@@ -84,7 +84,7 @@ relay_dify(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
 {
     // A HEAD reply has no body, whatever its type: nothing to relay after the head.
     const bool sse = x.req.method() != http::verb::head &&
-                     core::media_type(p.get()[http::field::content_type]) == "text/event-stream";
+                     core::has_media_type(p.get()[http::field::content_type], "text/event-stream");
     const std::string head_bytes = response_head(x, p, sse, keep_alive);
     if (!sse) co_return co_await relay_body<S>(x, conn, p, head_bytes);
     auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
@@ -119,7 +119,7 @@ relay_openai(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
     auto& turn = *x.openai;
     const int status = static_cast<int>(p.get().result_int());
     if (x.upload && status == 201) co_return co_await keep_upload_reply<S>(x, conn, p);
-    if (x.upload || status != 200 || core::media_type(p.get()[http::field::content_type]) != "text/event-stream") {
+    if (x.upload || status != 200 || !core::has_media_type(p.get()[http::field::content_type], "text/event-stream")) {
         auto [body, complete] = co_await read_small_body<S>(conn, p, 64 * 1024);
         // The remembered conversation is gone at Dify (deleted): forgotten, and the turn
         // starts a new one (serve_openai sends it again); nothing is answered here.

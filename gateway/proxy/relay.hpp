@@ -457,7 +457,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
     // A blocking generate reply carries its usage (and an upload's reply its file id): read
     // on the side as it passes, whatever its size.
     const bool scan = (x.generating || x.uploads_file) && p.get().result_int() / 100 == 2 &&
-                      core::media_type(p.get()[http::field::content_type]) == "application/json";
+                      core::has_media_type(p.get()[http::field::content_type], "application/json");
     core::stream_facts facts;
     std::array<char, piece_size> piece;
     std::size_t filled = 0; // bytes in piece not yet written

@@ -114,15 +114,15 @@ std::optional<gateway_error> rewrite_json_body(exchange& x)
 
 // A form body (multipart or url-encoded, both read by Werkzeug) with `user` namespaced;
 // `is_form` is set false (and nothing done) when the body is of another type.
-std::optional<gateway_error> rewrite_form_body(exchange& x, std::string_view type, bool& is_form)
+std::optional<gateway_error> rewrite_form_body(exchange& x, bool& is_form)
 {
     const auto ct = x.req[http::field::content_type];
     is_form = true;
-    if (type == "application/x-www-form-urlencoded") {
+    if (core::has_media_type(ct, "application/x-www-form-urlencoded")) {
         x.up.owned_body = core::rewrite_query_user(x.body, x.who.name);
         return std::nullopt;
     }
-    if (type != "multipart/form-data") {
+    if (!core::has_media_type(ct, "multipart/form-data")) {
         is_form = false;
         return std::nullopt;
     }
@@ -141,7 +141,6 @@ std::optional<gateway_error> rewrite_form_body(exchange& x, std::string_view typ
 // tenant's namespaced user).
 std::optional<gateway_error> rewrite_user(exchange& x, std::string& query)
 {
-    const auto type = core::media_type(x.req[http::field::content_type]);
     bool is_form = false;
     // A `user` in the query is namespaced on every route, read there or not.
     if (x.place != core::user_place::query && x.place != core::user_place::anywhere)
@@ -168,14 +167,14 @@ std::optional<gateway_error> rewrite_user(exchange& x, std::string& query)
         }
         return rewrite_json_body(x);
     case core::user_place::form: {
-        auto refused = rewrite_form_body(x, type, is_form);
+        auto refused = rewrite_form_body(x, is_form);
         if (!is_form) x.up.owned_body = std::move(x.body); // no form for Werkzeug: `user` is not read
         return refused;
     }
     case core::user_place::anywhere: {
         query = core::rewrite_query_user(query, x.who.name);
         if (core::is_json_media_type(x.req[http::field::content_type])) return rewrite_json_body(x);
-        auto refused = rewrite_form_body(x, type, is_form);
+        auto refused = rewrite_form_body(x, is_form);
         if (is_form || refused) return refused;
         if (!x.body.empty())
             return gateway_error{400, "bad_request",
@@ -217,12 +216,13 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
     h.version(11);
     // End-to-end headers pass; hop-by-hop ones, the tenant's credentials and what the
     // gateway recomputes do not. Headers named by Connection are hop-by-hop too (a sorted
-    // set: filtering stays linear in the header block's size).
-    std::vector<std::string> connection_tokens;
+    // set, compared without case: filtering stays linear in the header block's size). The
+    // tokens are views of the request's own Connection values.
+    std::vector<std::string_view> connection_tokens;
     for (auto [it, end] = x.req.equal_range(http::field::connection); it != end; ++it)
         for (auto token : core::split(it->value(), ','))
-            if (auto t = core::trim(token); !t.empty()) connection_tokens.push_back(core::to_lower(t));
-    std::sort(connection_tokens.begin(), connection_tokens.end());
+            if (auto t = core::trim(token); !t.empty()) connection_tokens.push_back(t);
+    std::sort(connection_tokens.begin(), connection_tokens.end(), core::iless);
     // The caller's trace context as the gateway read it (valid, or none); each attempt puts
     // its own span in it when spans are exported (begin_attempt_span).
     const auto& trace = x.rec->trace;
@@ -251,7 +251,7 @@ void record_created(exchange& x, const core::stream_facts& facts, created_record
 {
     auto& store = x.w.quotas();
     const auto& tenant = x.who.name;
-    auto once = [&](bool& flag, core::owned_kind kind, const std::string& id) {
+    auto once = [&](bool& flag, core::owned_kind kind, std::string_view id) {
         if (flag || id.empty()) return;
         flag = true;
         if (core::is_normalized_uuid(id)) // Dify's own spelling: no copy
@@ -420,7 +420,7 @@ void end_attempt_span(exchange& x, unsigned status, const error_code& failure)
     finish_span(x.w, std::move(s), error);
 }
 
-void spawn_stop_call(exchange& x, const std::string& task_id)
+void spawn_stop_call(exchange& x, std::string_view task_id)
 {
     if (!x.target.match.route) return;
     auto target = core::stop_path_for(*x.target.match.route, task_id);

@@ -41,7 +41,7 @@ std::shared_ptr<memory_quota_store> memory_quota_store::reconfigured(const confi
     return next;
 }
 
-void memory_quota_store::record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant)
+void memory_quota_store::record_owner(core::owned_kind kind, std::string_view id, const std::string& tenant)
 {
     owners_->record(kind, id, tenant, clocks_.unix_seconds(), ownership_ttl_s_);
 }

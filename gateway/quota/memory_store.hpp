@@ -37,7 +37,7 @@ public:
     net::awaitable<admission> admit(const std::string& tenant, const std::string& app, bool generates) override;
     void finish(quota_ticket& t, std::int64_t tokens) override;
     net::awaitable<budget_view> budget(const std::string& tenant) override;
-    void record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant) override;
+    void record_owner(core::owned_kind kind, std::string_view id, const std::string& tenant) override;
     net::awaitable<std::optional<std::string>> owner_of(core::owned_kind kind, const std::string& id) override;
     std::optional<std::string> owner_now(core::owned_kind kind, const std::string& id);
     void remember_conversation(const std::string& tenant, const std::string& key, const std::string& conversation_id) override;

@@ -143,7 +143,7 @@ public:
     virtual net::awaitable<budget_view> budget(const std::string& tenant) = 0;
     // Records that `tenant` created `id` (kept quota_store.ownership_ttl_s). Off the request
     // path: the write completes in the background.
-    virtual void record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant) = 0;
+    virtual void record_owner(core::owned_kind kind, std::string_view id, const std::string& tenant) = 0;
     // The tenant that created `id`; nullopt when unknown (never recorded, expired, or the
     // shared store is unreachable and this replica has no record).
     virtual net::awaitable<std::optional<std::string>> owner_of(core::owned_kind kind, const std::string& id) = 0;

@@ -280,14 +280,15 @@ void redis_quota_store::finish(quota_ticket& t, std::int64_t tokens)
 
 namespace {
 
-std::string owner_key(core::owned_kind kind, const std::string& id)
+std::string owner_key(core::owned_kind kind, std::string_view id)
 {
-    return std::string("dify-gateway:{o}:") + core::kind_name(kind) + ":" + id;
+    std::string key("dify-gateway:{o}:");
+    return key.append(core::kind_name(kind)).append(1, ':').append(id);
 }
 
 } // namespace
 
-void redis_quota_store::record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant)
+void redis_quota_store::record_owner(core::owned_kind kind, std::string_view id, const std::string& tenant)
 {
     if (id.empty()) return;
     local_->record_owner(kind, id, tenant);

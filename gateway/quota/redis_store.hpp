@@ -28,7 +28,7 @@ public:
     net::awaitable<admission> admit(const std::string& tenant, const std::string& app, bool generates) override;
     // Ownership lives under dify-gateway:{o}:<kind>:<id> (SET NX EX); every record is also
     // kept in the local store, which answers while Redis cannot.
-    void record_owner(core::owned_kind kind, const std::string& id, const std::string& tenant) override;
+    void record_owner(core::owned_kind kind, std::string_view id, const std::string& tenant) override;
     net::awaitable<std::optional<std::string>> owner_of(core::owned_kind kind, const std::string& id) override;
     void remember_conversation(const std::string& tenant, const std::string& key, const std::string& conversation_id) override;
     net::awaitable<std::optional<std::string>> conversation_of(const std::string& key) override;

@@ -163,6 +163,43 @@ TEST(StreamFacts, BlockingBodies)
     EXPECT_FALSE(bad.total_tokens());
 }
 
+TEST(StreamFacts, AReaderGivenBackAfterABrokenReplyReadsTheNextFromScratch)
+{
+    // Readers go back to the thread's spares and are lent again: a reply that broke off
+    // deep inside, or was not JSON, leaves nothing behind for the next one.
+    for (int round = 0; round < 40; ++round) { // more than the spares kept
+        {
+            stream_facts broken;
+            broken.feed_json_body(R"({"task_id": "broken-task", "metadata": {"usage": {"total_tokens": 99, "x": [[[{")");
+        } // destroyed without end_json_body: the reader goes back mid-document
+        stream_facts not_json;
+        not_json.observe_json_body("<html>");
+        EXPECT_FALSE(not_json.finished());
+        stream_facts next;
+        next.feed_json_body(R"({"conversation_id": "c)");
+        next.feed_json_body(R"(-1", "metadata": {"usage": {"total_tokens": 5}}})");
+        next.end_json_body();
+        EXPECT_EQ(next.task_id(), "") << "nothing of the broken reply";
+        EXPECT_EQ(next.conversation_id(), "c-1");
+        EXPECT_EQ(next.total_tokens(), 5);
+        EXPECT_TRUE(next.finished());
+    }
+}
+
+TEST(StreamFacts, IdsOfAnyLengthAreKeptWhole)
+{
+    const std::string uuid = "0123abcd-4567-89ef-0a1b-2c3d4e5f6071"; // inline
+    const std::string long_id(300, 'x');                             // beyond the inline bytes
+    stream_facts facts;
+    facts.observe_json_body(R"({"id": ")" + uuid + R"(", "task_id": ")" + long_id + R"(", "message_id": ""})");
+    EXPECT_EQ(facts.id(), uuid);
+    EXPECT_EQ(facts.task_id(), long_id);
+    EXPECT_EQ(facts.message_id(), "");
+    stream_facts moved = std::move(facts);
+    EXPECT_EQ(moved.task_id(), long_id);
+    EXPECT_EQ(moved.id(), uuid);
+}
+
 TEST(StreamFacts, ReadsOnlyTheMembersDifyDefinesWhereverOthersSit)
 {
     // A workflow's own outputs may carry look-alike members: only data.total_tokens and

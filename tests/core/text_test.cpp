@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 namespace gw::core {
 namespace {
 
@@ -14,6 +18,37 @@ TEST(Text, HeaderParam)
     EXPECT_EQ(header_param("form-data; name=\"file\"", "filename"), std::nullopt);
     EXPECT_EQ(header_param("text/plain", "charset"), std::nullopt);
     EXPECT_EQ(media_type(" Application/JSON ; charset=utf-8"), "application/json");
+}
+
+TEST(Text, MediaTypesAreComparedWithoutCaseOrParameters)
+{
+    EXPECT_TRUE(has_media_type(" Application/JSON ; charset=utf-8", "application/json"));
+    EXPECT_TRUE(has_media_type("text/event-stream", "text/event-stream"));
+    EXPECT_FALSE(has_media_type("application/json5", "application/json"));
+    EXPECT_FALSE(has_media_type("", "application/json"));
+    // Flask's request.is_json: application/json or any application/*+json.
+    for (const char* json : {"application/json", "APPLICATION/JSON; charset=utf-8", "application/vnd.api+json",
+                             "Application/Problem+JSON", "application/+json"})
+        EXPECT_TRUE(is_json_media_type(json)) << json;
+    for (const char* other : {"text/json", "application/jsonx", "application+json", "application/json+xml", "json", "",
+                              "text/plain+json"})
+        EXPECT_FALSE(is_json_media_type(other)) << other;
+}
+
+TEST(Text, NamesOrderWithoutCaseAndBytesAboveAsciiSortLast)
+{
+    EXPECT_FALSE(iless("X-Hop", "x-hop"));
+    EXPECT_FALSE(iless("x-hop", "X-HOP"));
+    EXPECT_TRUE(iless("X-A", "x-b"));
+    EXPECT_TRUE(iless("x-a", "X-AB")) << "a prefix comes first";
+    EXPECT_TRUE(iless("zzz", "\xc3\xa9")) << "bytes compare unsigned, as std::string orders them";
+    EXPECT_FALSE(iless("\xc3\xa9", "zzz"));
+    // Consistent with the lower-cased strings' own order (what a sorted search relies on).
+    std::vector<std::string> names{"Keep-Alive", "x-b", "X-A", "\xc3\xa9", "te", "TE", "x-a-b"};
+    std::sort(names.begin(), names.end(), iless);
+    for (std::size_t i = 1; i < names.size(); ++i) EXPECT_LE(to_lower(names[i - 1]), to_lower(names[i]));
+    EXPECT_TRUE(std::binary_search(names.begin(), names.end(), std::string("X-a-B"), iless));
+    EXPECT_FALSE(std::binary_search(names.begin(), names.end(), std::string("x-c"), iless));
 }
 
 TEST(Text, FormDecode)

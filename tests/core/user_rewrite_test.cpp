@@ -30,6 +30,22 @@ TEST(UserRewrite, JsonBody)
     EXPECT_FALSE(rewrite_json_user("{not json", "billing"));
 }
 
+TEST(UserRewrite, ABodyLargerThanTheStackBlockIsRewrittenWhole)
+{
+    // The document's nodes start in a 4 KiB block on the stack and go on in heap blocks.
+    json::object body{{"query", std::string(10000, 'q')}, {"user", "alice"}};
+    json::object inputs;
+    for (int i = 0; i < 500; ++i) inputs["field_" + std::to_string(i)] = json::array{i, "value", nullptr};
+    body["inputs"] = inputs;
+    std::string ns;
+    auto out = rewrite_json_user(json::serialize(body), "billing", &ns);
+    ASSERT_TRUE(out);
+    auto v = json::parse(*out);
+    EXPECT_EQ(ns, "billing:alice");
+    body["user"] = "billing:alice";
+    EXPECT_EQ(v, json::value(body)) << "every member arrives, only `user` changed";
+}
+
 TEST(UserRewrite, QueryString)
 {
     EXPECT_EQ(rewrite_query_user("user=alice&limit=20", "t"), "user=t%3Aalice&limit=20");

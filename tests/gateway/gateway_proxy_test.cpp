@@ -39,6 +39,28 @@ TEST_F(GatewayProxy, BlockingChatUsesTheAppsDifyKeyAndNamespacesTheUser)
     EXPECT_EQ(recent().back().at("headers").at("x-request-id"), json::value(r.header("x-request-id")));
 }
 
+TEST_F(GatewayProxy, HopByHopHeadersAndTheOnesConnectionNamesStayBehindInAnyCase)
+{
+    // Connection's tokens name headers in any case; each named header is dropped however it
+    // is spelled, and so are the fixed hop-by-hop ones and names with '_'.
+    auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("hi", "u"),
+                       {{"Connection", "keep-alive, X-Hop-One ,x-hop-TWO"},
+                        {"x-HOP-one", "1"},
+                        {"X-Hop-Two", "2"},
+                        {"X-Hop-Three", "kept: Connection does not name it"},
+                        {"Keep-Alive", "timeout=5"},
+                        {"Proxy-Authorization", "Basic c2VjcmV0"},
+                        {"X_Under", "4"},
+                        {"X-Kept", "yes"}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    const auto seen = recent().back();
+    const auto& headers = seen.at("headers").as_object();
+    EXPECT_EQ(headers.at("x-kept"), "yes");
+    EXPECT_EQ(headers.at("x-hop-three"), "kept: Connection does not name it");
+    for (const char* gone : {"x-hop-one", "x-hop-two", "keep-alive", "proxy-authorization", "x_under", "x-under"})
+        EXPECT_FALSE(headers.contains(gone)) << gone;
+}
+
 TEST_F(GatewayProxy, AppsAreSelectedByPathAndTheirKeysNeverLeak)
 {
     auto r = post_json(*c, "/apps/workflow/v1/workflows/run", tenant_keys::alpha,
