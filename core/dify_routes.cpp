@@ -72,11 +72,11 @@ std::vector<std::string> params_of(std::string_view pattern, std::span<const std
 {
     std::vector<std::string> out;
     std::size_t i = 0;
-    for (auto part : split(pattern.substr(1), '/')) {
-        if (part.empty()) continue; // the root pattern "/"
+    for_each_part(pattern.substr(1), '/', [&](std::string_view part) {
+        if (part.empty()) return; // the root pattern "/"
         if (part == "{}") out.push_back(segments[i]);
         ++i;
-    }
+    });
     return out;
 }
 

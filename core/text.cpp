@@ -52,12 +52,8 @@ std::string_view trim(std::string_view s)
 std::vector<std::string_view> split(std::string_view s, char sep)
 {
     std::vector<std::string_view> out;
-    for (;;) {
-        auto pos = s.find(sep);
-        out.push_back(s.substr(0, pos));
-        if (pos == std::string_view::npos) return out;
-        s.remove_prefix(pos + 1);
-    }
+    for_each_part(s, sep, [&](std::string_view part) { out.push_back(part); });
+    return out;
 }
 
 std::optional<std::string> header_param(std::string_view value, std::string_view name)

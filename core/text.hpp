@@ -19,6 +19,17 @@ bool iless(std::string_view a, std::string_view b);
 std::string to_lower(std::string_view s);
 std::string_view trim(std::string_view s);
 std::vector<std::string_view> split(std::string_view s, char sep);
+// Calls f(part) for each part split() would return, in order, without a vector.
+template <typename F>
+void for_each_part(std::string_view s, char sep, F&& f)
+{
+    for (;;) {
+        const auto pos = s.find(sep);
+        f(s.substr(0, pos));
+        if (pos == std::string_view::npos) return;
+        s.remove_prefix(pos + 1);
+    }
+}
 
 // Value of parameter `name` in a header value such as
 // `multipart/form-data; boundary="abc"` or `form-data; name="file"; filename="a.txt"`.

@@ -16,7 +16,8 @@ std::string namespaced_user(std::string_view tenant, std::string_view user)
     if (user.empty()) user = default_user;
     std::string out;
     out.reserve(tenant.size() + 1 + user.size());
-    return out.append(tenant).append(1, ':').append(user);
+    out.append(tenant).append(1, ':').append(user);
+    return out;
 }
 
 namespace {
@@ -97,11 +98,11 @@ std::string rewrite_query_param(std::string_view query, std::string_view name, s
     std::string out;
     bool found = false;
     const std::string encoded_name = form_encode(name);
-    for (auto part : split(query, '&')) {
-        if (part.empty()) continue;
+    for_each_part(query, '&', [&](std::string_view part) {
+        if (part.empty()) return;
         auto eq = part.find('=');
         auto key = form_decode(part.substr(0, eq)).value_or(std::string(part.substr(0, eq)));
-        if (std::find(dropped.begin(), dropped.end(), key) != dropped.end()) continue;
+        if (std::find(dropped.begin(), dropped.end(), key) != dropped.end()) return;
         if (!out.empty()) out.push_back('&');
         if (key == name) {
             found = true;
@@ -112,7 +113,7 @@ std::string rewrite_query_param(std::string_view query, std::string_view name, s
         } else {
             out.append(part);
         }
-    }
+    });
     if (!found && add_if_absent) out += (out.empty() ? "" : "&") + encoded_name + "=" + form_encode(namespaced_user(tenant, ""));
     return out;
 }

@@ -12,6 +12,7 @@
 #include "gateway/quota/quota.hpp"
 
 #include <boost/asio/steady_timer.hpp>
+#include <boost/container/small_vector.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 
@@ -114,7 +115,9 @@ std::string host_header(const config::upstream_config& u);
 // error to answer when the body cannot be rewritten safely.
 std::optional<gateway_error> build_upstream_request(exchange& x);
 // The body as buffers: the owned string, or the splice's pieces over the original body.
-std::vector<net::const_buffer> body_buffers(exchange& x, const std::string& original);
+// The body's buffers (a splice has a few pieces; kept inline up to four).
+using body_buffer_list = boost::container::small_vector<net::const_buffer, 4>;
+body_buffer_list body_buffers(exchange& x, const std::string& original);
 // Bodies up to this size are copied behind the head and sent in one write.
 inline constexpr std::size_t coalesce_limit = 64 * 1024;
 // "METHOD target HTTP/1.1\r\n" + fields + "\r\n".

@@ -212,7 +212,11 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
 
     auto& h = x.up.head;
     h.method_string(x.req.method_string());
-    h.target(upstream.base_path + "/v1" + x.target.wire_path + (query.empty() ? "" : "?" + query));
+    std::string wire_target;
+    wire_target.reserve(upstream.base_path.size() + 3 + x.target.wire_path.size() + 1 + query.size());
+    wire_target.append(upstream.base_path).append("/v1").append(x.target.wire_path);
+    if (!query.empty()) wire_target.append(1, '?').append(query);
+    h.target(wire_target);
     h.version(11);
     // End-to-end headers pass; hop-by-hop ones, the tenant's credentials and what the
     // gateway recomputes do not. Headers named by Connection are hop-by-hop too (a sorted
@@ -220,8 +224,9 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
     // tokens are views of the request's own Connection values.
     std::vector<std::string_view> connection_tokens;
     for (auto [it, end] = x.req.equal_range(http::field::connection); it != end; ++it)
-        for (auto token : core::split(it->value(), ','))
+        core::for_each_part(it->value(), ',', [&](std::string_view token) {
             if (auto t = core::trim(token); !t.empty()) connection_tokens.push_back(t);
+        });
     std::sort(connection_tokens.begin(), connection_tokens.end(), core::iless);
     // The caller's trace context as the gateway read it (valid, or none); each attempt puts
     // its own span in it when spans are exported (begin_attempt_span).
@@ -314,9 +319,9 @@ std::string serialize_head(const http::request_header<>& head)
 }
 
 // The body as buffers: the owned string, or the splice's pieces over the original body.
-std::vector<net::const_buffer> body_buffers(exchange& x, const std::string& original)
+body_buffer_list body_buffers(exchange& x, const std::string& original)
 {
-    std::vector<net::const_buffer> out;
+    body_buffer_list out;
     if (!x.up.spliced) {
         if (!x.up.owned_body.empty()) out.push_back(net::buffer(x.up.owned_body));
         return out;
