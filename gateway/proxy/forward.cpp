@@ -89,15 +89,23 @@ struct held_reply
 
 constexpr std::size_t max_held_reply = 64 * 1024;
 
-// Reads the rest of a small error reply so it can be retried or passed on whole.
-// nullopt: not a retryable kind of reply, or too large to hold (then relayed as usual).
+// Whether a reply is a small error reply of a retryable kind, to be held whole (else it
+// is relayed as usual). A plain function: most replies are not, and the holding
+// coroutine's frame (a read piece) is not made for them.
+bool worth_holding(const http::response_parser<http::buffer_body>& p)
+{
+    const int status = static_cast<int>(p.get().result_int());
+    if (status != 400 && status != 429 && status != 500 && status != 502 && status != 503 && status != 504) return false;
+    auto len = p.content_length();
+    return len && *len <= max_held_reply;
+}
+
+// Reads the rest of a reply worth_holding() so it can be retried or passed on whole.
+// nullopt: the reply could not be read.
 template <typename S>
 net::awaitable<std::optional<held_reply>> hold_error_reply(upstream_connection& conn, http::response_parser<http::buffer_body>& p)
 {
     const int status = static_cast<int>(p.get().result_int());
-    if (status != 400 && status != 429 && status != 500 && status != 502 && status != 503 && status != 504) co_return std::nullopt;
-    auto len = p.content_length();
-    if (!len || *len > max_held_reply) co_return std::nullopt;
     held_reply out;
     out.res.result(p.get().result());
     out.res.version(11);
@@ -223,7 +231,8 @@ net::awaitable<core::attempt_action> run_attempt(exchange& x, upstream_pool& poo
         st.failure = ec;
         co_return attempts.send_failed(x.w.now(), stale, x.body_sent);
     }
-    st.held = co_await hold_error_reply<S>(*st.lease, *st.parser);
+    st.held.reset(); // an earlier attempt's held reply is not this one's
+    if (worth_holding(*st.parser)) st.held = co_await hold_error_reply<S>(*st.lease, *st.parser);
     if (st.held) end_attempt_span(x, st.held->res.result_int()); // a reply relayed ends its span after the relay
     if (!st.held)
         co_return attempts.replied(x.w.now(), static_cast<int>(st.parser->get().result_int()), std::nullopt, std::nullopt, x.body_sent);
