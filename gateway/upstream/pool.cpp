@@ -66,6 +66,7 @@ bool upstream_connection::looks_alive()
 {
     auto& sock = tcp().socket();
     if (!sock.is_open()) return false;
+    if (tls_ && tls_->holds_unread_bytes()) return false; // read already, nobody asked for them
     char byte;
     auto n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     // 0: the peer closed; >0: bytes nobody asked for (a stray response or TLS alert).

@@ -76,6 +76,10 @@ tls_socket::tls_socket(beast::tcp_stream& tcp, net::ssl::context& ctx, std::shar
         ssl_, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
     );
     ::SSL_set_options(ssl_, SSL_OP_IGNORE_UNEXPECTED_EOF); // a bare TCP close reads as end of stream
+    // A record in one read() (without read-ahead OpenSSL reads its 5-byte header, then the
+    // rest: two system calls per reply and per SSE event). Whatever a read brings beyond
+    // the record stays in OpenSSL's buffer and is read before the socket is waited on.
+    ::SSL_set_read_ahead(ssl_, 1);
     deadline_->owner = this;
 }
 

@@ -71,6 +71,9 @@ public:
     beast::tcp_stream& next_layer() { return tcp_; }
     // True when the handshake resumed an earlier session.
     bool resumed() const { return ::SSL_session_reused(ssl_) == 1; }
+    // Bytes OpenSSL has read from the socket and not handed out yet (read-ahead may take
+    // more than the record asked for): what the socket alone no longer shows.
+    bool holds_unread_bytes() const { return ::SSL_has_pending(ssl_) == 1; }
 
     // SNI and host-name (or IP address) verification for `host`; false on an OpenSSL error.
     bool set_peer(const std::string& host, bool verify);

@@ -266,6 +266,33 @@ TEST(TlsSocket, ReadsServedFromBufferedDataDoNotGrowTheStack)
     EXPECT_GT(bytes, 100'000u);
 }
 
+// GET /v1/parameters read one byte, then the rest: {unread bytes held after the first byte,
+// after the whole reply}.
+net::awaitable<std::tuple<bool, bool>> request_then_read_a_byte_then_all(connection& c)
+{
+    auto req = parameters_request();
+    auto [wec, wn] = co_await http::async_write(c.tls, req, use_nothrow);
+    beast::flat_buffer buffer;
+    auto [bec, bn] = co_await c.tls.async_read_some(buffer.prepare(1), use_nothrow);
+    buffer.commit(bn);
+    const bool held_after_byte = c.tls.holds_unread_bytes();
+    http::response<http::string_body> res;
+    auto [rec, rn] = co_await http::async_read(c.tls, buffer, res, use_nothrow);
+    EXPECT_FALSE(wec || bec || rec);
+    EXPECT_EQ(res.result_int(), 200u);
+    co_return std::tuple{held_after_byte, c.tls.holds_unread_bytes()};
+}
+
+TEST(TlsSocket, BytesReadFromTheSocketButNotHandedOutAreKnown)
+{
+    // What OpenSSL has taken from the socket is invisible to a peek at the socket (the
+    // pool's liveness check asks the TLS layer too): held while the reply is half read,
+    // none once it is read whole.
+    auto [held_after_byte, held_after_reply] = on_verified_connection(request_then_read_a_byte_then_all);
+    EXPECT_TRUE(held_after_byte);
+    EXPECT_FALSE(held_after_reply);
+}
+
 TEST(TlsSocket, LaterConnectionsResumeTheSessionTheServerIssued)
 {
     test::running_emulator emu;
