@@ -3,6 +3,7 @@
 #include <boost/container/small_vector.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 
+#include <array>
 #include <vector>
 
 namespace gw::core {
@@ -28,11 +29,23 @@ struct dify_fields
     void clear()
     {
         object = false;
-        for (auto* s : {&event, &id, &task_id, &conversation_id, &workflow_run_id, &message_id, &code, &message, &form_token,
-                        &data_id, &node_id, &node_type, &title, &data_status, &data_error})
-            s->clear();
+        for (auto* s : strings()) s->clear();
         status = usage_total_tokens = data_total_tokens = usage_prompt_tokens = usage_completion_tokens = node_tokens = std::nullopt;
         elapsed_time = std::nullopt;
+    }
+    // The heap the strings hold on to.
+    std::size_t retained_bytes()
+    {
+        std::size_t n = 0;
+        for (auto* s : strings()) n += s->capacity();
+        return n;
+    }
+
+private:
+    std::array<std::string*, 15> strings()
+    {
+        return {&event, &id, &task_id, &conversation_id, &workflow_run_id, &message_id, &code, &message, &form_token,
+                &data_id, &node_id, &node_type, &title, &data_status, &data_error};
     }
 };
 
@@ -45,6 +58,7 @@ public:
     static constexpr std::size_t max_string_size = std::size_t(-1);
 
     explicit fields_handler(dify_fields* out) : out_(out) {}
+    std::size_t retained_bytes() const { return key_.capacity(); }
     // Ready for the next document (a failed one may have left containers open).
     void reset()
     {
@@ -209,17 +223,38 @@ json::parse_options reader_options()
     return o;
 }
 
-// The thread's spare readers. Bounded: a burst of concurrent replies does not keep its
-// readers for good. The capacity is reserved on first use, so giving a reader back
-// never allocates (and never throws).
+// The thread's spare readers. Bounded in number (a burst of concurrent replies does not
+// keep its readers for good) and in size: a reader whose strings grew past
+// max_kept_reader_bytes (a long key or message in some reply) is freed, not kept. Room is
+// reserved when the thread first borrows, so giving a reader back never allocates or
+// throws; one given back on a thread that never borrowed, or while the thread's list is
+// being destroyed at thread exit, is freed.
 constexpr std::size_t max_spare_readers = 16;
+constexpr std::size_t max_kept_reader_bytes = 4096;
 
 template <typename Reader>
-std::vector<std::unique_ptr<Reader>>& spare_readers()
+class spare_readers
 {
-    thread_local std::vector<std::unique_ptr<Reader>> spares;
-    return spares;
-}
+public:
+    // This thread's list; nullptr once it is destroyed.
+    static spare_readers* of_this_thread()
+    {
+        if (destroyed()) return nullptr;
+        thread_local spare_readers list;
+        return &list;
+    }
+    ~spare_readers() { destroyed() = true; }
+
+    std::vector<std::unique_ptr<Reader>> readers;
+
+private:
+    spare_readers() = default;
+    static bool& destroyed()
+    {
+        thread_local bool gone = false; // constant-initialized, no destructor: readable at thread exit
+        return gone;
+    }
+};
 
 } // namespace
 
@@ -231,6 +266,7 @@ struct stream_facts::body_reader
     json::basic_parser<fields_handler> parser{reader_options(), &fields};
     bool failed = false;
 
+    std::size_t retained_bytes() { return fields.retained_bytes() + parser.handler().retained_bytes(); }
     // Ready for a new document; what was read is gone, the capacity stays.
     void restart()
     {
@@ -251,11 +287,13 @@ struct stream_facts::body_reader
 
 stream_facts::reader_ptr stream_facts::borrow_reader()
 {
-    auto& spares = spare_readers<body_reader>();
-    if (spares.capacity() < max_spare_readers) spares.reserve(max_spare_readers);
-    if (spares.empty()) return reader_ptr(new body_reader);
-    reader_ptr reader(spares.back().release());
-    spares.pop_back();
+    auto* spares = spare_readers<body_reader>::of_this_thread();
+    if (!spares || spares->readers.empty()) {
+        if (spares) spares->readers.reserve(max_spare_readers);
+        return reader_ptr(new body_reader);
+    }
+    reader_ptr reader(spares->readers.back().release());
+    spares->readers.pop_back();
     reader->restart();
     return reader;
 }
@@ -263,8 +301,15 @@ stream_facts::reader_ptr stream_facts::borrow_reader()
 void stream_facts::return_reader::operator()(body_reader* r) const noexcept
 {
     std::unique_ptr<body_reader> reader(r);
-    auto& spares = spare_readers<body_reader>();
-    if (spares.size() < spares.capacity()) spares.push_back(std::move(reader));
+    auto* spares = spare_readers<body_reader>::of_this_thread();
+    if (spares && spares->readers.size() < spares->readers.capacity() && reader->retained_bytes() <= max_kept_reader_bytes)
+        spares->readers.push_back(std::move(reader));
+}
+
+std::size_t stream_facts::spare_readers_kept()
+{
+    auto* spares = spare_readers<body_reader>::of_this_thread();
+    return spares ? spares->readers.size() : 0;
 }
 
 stream_facts::stream_facts() = default;

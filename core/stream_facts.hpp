@@ -81,6 +81,8 @@ public:
     const std::optional<stream_error>& error() const { return error_; }
     bool finished() const { return finished_; } // a terminal event was seen
     std::size_t events() const { return events_; }
+    // Readers this thread keeps for the next reply (tests).
+    static std::size_t spare_readers_kept();
     std::size_t malformed() const { return malformed_; }
 
 private:

@@ -5,6 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <thread>
+#include <vector>
+
 namespace gw::core {
 namespace {
 
@@ -184,6 +188,45 @@ TEST(StreamFacts, AReaderGivenBackAfterABrokenReplyReadsTheNextFromScratch)
         EXPECT_EQ(next.total_tokens(), 5);
         EXPECT_TRUE(next.finished());
     }
+}
+
+TEST(StreamFacts, SpareReadersAreFewAndSmall)
+{
+    // On a thread of its own, so that the counts start from nothing.
+    std::vector<std::size_t> kept;
+    std::thread([&] {
+        { stream_facts warm; warm.observe_json_body(R"({"task_id": "t"})"); }
+        kept.push_back(stream_facts::spare_readers_kept()); // 1: given back
+        {
+            // A reply with a long key and a long message: its reader grew, and is freed.
+            stream_facts big;
+            big.observe_json_body(R"({")" + std::string(100'000, 'k') + R"(": 1, "message": ")" +
+                                  std::string(100'000, 'm') + R"(", "task_id": "t"})");
+            EXPECT_EQ(big.task_id(), "t");
+        }
+        kept.push_back(stream_facts::spare_readers_kept()); // 0
+        { stream_facts small; small.observe_json_body(R"({"task_id": "t"})"); }
+        kept.push_back(stream_facts::spare_readers_kept()); // 1
+        {
+            std::vector<stream_facts> many(40); // a burst of concurrent replies, each being read
+            for (auto& f : many) f.feed_json_body(R"({"task_id": "t")");
+        }
+        kept.push_back(stream_facts::spare_readers_kept()); // bounded
+    }).join();
+    EXPECT_EQ(kept, (std::vector<std::size_t>{1, 0, 1, 16}));
+}
+
+TEST(StreamFacts, AReaderGivenBackAfterItsThreadsListIsGoneIsFreed)
+{
+    // Thread-locals are destroyed in reverse order of construction: this one, made before
+    // the thread's list of spare readers, gives its reader back after the list is gone
+    // (without the list's "destroyed" flag the sanitizer build reports a heap-use-after-free).
+    std::thread([] {
+        thread_local stream_facts outlives_the_list;
+        outlives_the_list.feed_json_body(R"({"task_id": "t")"); // borrows (making the list) and keeps it
+        { stream_facts other; other.observe_json_body("{}"); } // the list holds a reader when it goes
+    }).join();
+    SUCCEED();
 }
 
 TEST(StreamFacts, IdsOfAnyLengthAreKeptWhole)
