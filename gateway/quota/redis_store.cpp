@@ -283,7 +283,8 @@ namespace {
 std::string owner_key(core::owned_kind kind, std::string_view id)
 {
     std::string key("dify-gateway:{o}:");
-    return key.append(core::kind_name(kind)).append(1, ':').append(id);
+    key.append(core::kind_name(kind)).append(1, ':').append(id);
+    return key; // not the reference append returns: that would be copied
 }
 
 } // namespace
