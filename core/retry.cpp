@@ -24,6 +24,13 @@ std::optional<upstream_failure> classify_status(int status, std::string_view cod
     return std::nullopt;
 }
 
+bool may_be_retryable_status(int status)
+{
+    if (status == 400) return true; // Dify's concurrency limit: a 400 told apart by its body
+    const auto failure = classify_status(status, {}, {});
+    return failure && *failure != upstream_failure::other;
+}
+
 std::optional<nanos> parse_retry_after(std::string_view value, std::int64_t now_unix)
 {
     value = trim(value);

@@ -31,6 +31,9 @@ inline constexpr std::size_t upstream_failure_count = 9;
 
 // Classifies a response status (+ body for 400s).
 std::optional<upstream_failure> classify_status(int status, std::string_view code, std::string_view message);
+// Whether a reply of this status may be a retryable failure (a 400 only by its body: worth
+// reading it whole before classify_status decides).
+bool may_be_retryable_status(int status);
 
 // Parses Retry-After: delta seconds or an HTTP date (relative to `now_unix`).
 std::optional<nanos> parse_retry_after(std::string_view value, std::int64_t now_unix);

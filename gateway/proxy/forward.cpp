@@ -94,8 +94,7 @@ constexpr std::size_t max_held_reply = 64 * 1024;
 // coroutine's frame (a read piece) is not made for them.
 bool worth_holding(const http::response_parser<http::buffer_body>& p)
 {
-    const int status = static_cast<int>(p.get().result_int());
-    if (status != 400 && status != 429 && status != 500 && status != 502 && status != 503 && status != 504) return false;
+    if (!core::may_be_retryable_status(static_cast<int>(p.get().result_int()))) return false;
     auto len = p.content_length();
     return len && *len <= max_held_reply;
 }

@@ -65,6 +65,12 @@ TEST(Retry, Classification)
     EXPECT_EQ(classify_status(404, "not_found", ""), upstream_failure::other);
 }
 
+TEST(Retry, RepliesWorthHoldingForARetryDecision)
+{
+    for (int status : {400, 429, 500, 502, 503, 504}) EXPECT_TRUE(may_be_retryable_status(status)) << status;
+    for (int status : {200, 201, 204, 301, 401, 403, 404, 413, 415, 422, 501, 505}) EXPECT_FALSE(may_be_retryable_status(status)) << status;
+}
+
 TEST(RetryBudget, CapsRetriesAtAShareOfRequests)
 {
     retry_budget b(20, 10s, 3);
