@@ -269,6 +269,7 @@ http {{
             proxy_ssl_verify on;
             proxy_ssl_trusted_certificate {self.ca};
             proxy_ssl_session_reuse on;
+            proxy_ssl_protocols TLSv1.2 TLSv1.3;
             proxy_buffering off;
             proxy_read_timeout 300s;
         }}
@@ -321,9 +322,15 @@ backend dify
                 calls[m.group(1)] = int(m.group(2))
         return calls
 
-    def emulator_handshakes(self, emu):
+    def emulator_tls(self, emu):
+        """The emulator's TLS handshakes so far: total, resumed and per protocol version
+        (each call is a handshake of its own, counted in the next call's figures)."""
         with urllib.request.urlopen(f'https://localhost:{emu.port}/_emulator/stats', context=self.ssl) as r:
-            return json.load(r)['tls_handshakes']
+            s = json.load(r)
+        return {'handshakes': s['tls_handshakes'], 'resumed': s['tls_resumed'], 'versions': s['tls_versions']}
+
+    def emulator_handshakes(self, emu):
+        return self.emulator_tls(emu)['handshakes']
 
     # -- load
     def load(self, url, key, extra):
@@ -341,7 +348,7 @@ backend dify
         pids = service.pids() if service else []
         rss_before = rss_kib(pids)
         cpu_before = cpu_seconds(pids)
-        hs_before = self.emulator_handshakes(emu) if emu else 0
+        tls_before = self.emulator_tls(emu) if emu else None
         proc = self.load(url, key, extra)
         peak = rss_before
         while proc.poll() is None:
@@ -354,7 +361,11 @@ backend dify
         result['rss_peak_kib'] = peak
         result['hwm_kib'] = rss_kib(pids, 'VmHWM')
         if emu:
-            result['upstream_handshakes'] = self.emulator_handshakes(emu) - hs_before
+            tls = self.emulator_tls(emu)
+            result['upstream_handshakes'] = tls['handshakes'] - tls_before['handshakes']
+            result['upstream_resumed'] = tls['resumed'] - tls_before['resumed']
+            result['upstream_tls_versions'] = {v: n - tls_before['versions'].get(v, 0) for v, n in tls['versions'].items()
+                                               if n != tls_before['versions'].get(v, 0)}
         return result
 
 
@@ -496,7 +507,7 @@ def run(args):
             time.sleep(0.5)
             for name, target in stream_paths.items():
                 r = b.measure(target, ['--mode', 'hold', '--connections', str(n), '--words', str(words),
-                                       '--open-rate', '2000', '--duration-s', '600'], sample_rss=True)
+                                       '--open-rate', '2000', '--duration-s', '600'], emu=emu, sample_rss=True)
                 r['streams'] = n
                 r['rss_per_stream_kib'] = (r['rss_peak_kib'] - r['rss_before_kib']) / n
                 r['cpu_us_per_event'] = 1e6 * r['proxy_cpu_s'] / max(r['events'], 1)
@@ -573,15 +584,25 @@ def blocking_table(report):
     return '\n'.join(lines)
 
 
+def upstream_tls(r):
+    """'1001 TLSv1.3 (840 resumed)': the upstream handshakes of one measurement (the
+    emulator's statistics call that ends it is one of them)."""
+    if 'upstream_tls_versions' not in r:
+        return '—'
+    versions = ', '.join(f'{n} {v}' for v, n in sorted(r['upstream_tls_versions'].items()))
+    return f"{versions} ({r['upstream_resumed']} resumed)"
+
+
 def streams_table(report):
-    lines = ['| streams | path | events relayed | errors | RSS per open stream | proxy CPU / event | time to first event p50 / p99 | gap between events p99 |',
-             '|---:|---|---:|---:|---:|---:|---:|---:|']
+    lines = ['| streams | path | events relayed | errors | RSS per open stream | proxy CPU / event | time to first event p50 / p99 | gap between events p99 | upstream TLS handshakes (resumed) |',
+             '|---:|---|---:|---:|---:|---:|---:|---:|---|']
     for n, by_path in report['streams'].items():
         for name, r in by_path.items():
             rss = '—' if name == 'direct' else f"{r['rss_per_stream_kib']:.1f} KiB"
             cpu = '—' if name == 'direct' else f"{r['cpu_us_per_event']:.1f} µs"
             lines.append(f"| {n} | {name} | {r['events']} | {r['errors']} | {rss} | {cpu} | "
-                         f"{r['ttfb_p50_us'] / 1000:.1f} / {r['ttfb_p99_us'] / 1000:.1f} ms | {r['gap_p99_us'] / 1000:.0f} ms |")
+                         f"{r['ttfb_p50_us'] / 1000:.1f} / {r['ttfb_p99_us'] / 1000:.1f} ms | {r['gap_p99_us'] / 1000:.0f} ms | "
+                         f"{upstream_tls(r)} |")
     return '\n'.join(lines)
 
 

@@ -96,6 +96,7 @@ struct upstream_config
     std::string ca_file; // "" = system trust store
     bool verify_tls = true;
     int max_connections = 256;
+    double preconnect_ratio = 1.0; // > 1: keep ratio × recently leased connections open ahead of demand
     milliseconds idle_timeout_ms{50'000};
     milliseconds connect_timeout_ms{3'000};
     milliseconds response_timeout_ms{100'000};

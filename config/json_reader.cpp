@@ -4,11 +4,24 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
 
+#include <charconv>
 #include <cmath>
 
 namespace gw::config {
 
 namespace json = boost::json;
+
+namespace {
+
+// A number as people write it ("0.5", "3"), not as JSON serializes doubles ("5E-1").
+std::string shortest(double d)
+{
+    char buf[32];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+    return ec == std::errc{} ? std::string(buf, end) : std::string("?");
+}
+
+} // namespace
 
 json_reader::json_reader(const json::value& v, std::string path, problems& out) : path_(std::move(path)), out_(out)
 {
@@ -102,8 +115,7 @@ void json_reader::get(std::string_view key, double& out, double min, double max)
     }
     double d = v->to_number<double>();
     if (!(d >= min && d <= max)) {
-        out_.add(child_path(path_, key), "must be between " + json::serialize(json::value(min)) + " and " +
-                                             json::serialize(json::value(max)) + " (got " + json::serialize(*v) + ")");
+        out_.add(child_path(path_, key), "must be between " + shortest(min) + " and " + shortest(max) + " (got " + shortest(d) + ")");
         return;
     }
     out = d;

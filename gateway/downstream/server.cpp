@@ -278,7 +278,7 @@ std::string server::scrape()
         for (const auto& [name, p] : w->pools())
             out.second.push_back({name, p->connects_total(), p->open() - static_cast<std::int64_t>(p->idle()),
                                   static_cast<std::int64_t>(p->idle()), p->breaker.current() == core::circuit_breaker::state::open,
-                                  p->resumed_total()});
+                                  p->resumed_total(), p->connect_waits_total(), p->preconnects_total(), p->preconnect_failures_total()});
         return out;
     };
     metrics_shard total;
@@ -309,6 +309,9 @@ std::string server::scrape()
             sum.name = u.name;
             sum.connects += u.connects;
             sum.resumed += u.resumed;
+            sum.connect_waits += u.connect_waits;
+            sum.preconnects += u.preconnects;
+            sum.preconnect_failures += u.preconnect_failures;
             sum.active += u.active;
             sum.idle += u.idle;
             sum.circuit_open = sum.circuit_open || u.circuit_open;

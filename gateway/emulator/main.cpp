@@ -25,6 +25,8 @@ options:
                            default: the built-in set, one app per mode (see README)
   --ping-interval-ms N     send `event: ping` after N ms without a frame (default 10000)
   --token-delay-ms N       delay between streamed events; blocking replies wait the sum (default 0)
+  --connect-delay-ms N     each new connection waits N ms before the server reads from it
+                           (TLS: before the handshake), as a distant server's setup (default 0)
   --seed N                 seed for generated ids (default: random)
   --drain-timeout-ms N     on SIGTERM/SIGINT, let replies and streams under way finish for at
                            most N ms, then stop (default 30000; a second signal stops at once)
@@ -49,7 +51,7 @@ int main(int argc, char** argv)
     namespace emu = gw::emulator;
     std::string listen = "127.0.0.1:5001", cert, key, apps_file;
     emu::service_options opts;
-    std::chrono::milliseconds drain_timeout{30000};
+    std::chrono::milliseconds drain_timeout{30000}, connect_delay{0};
     try {
         for (int i = 1; i < argc; ++i) {
             std::string a = argv[i];
@@ -75,6 +77,8 @@ int main(int argc, char** argv)
                 opts.ping_interval = std::chrono::milliseconds(std::max(1L, parse_number(a, value())));
             } else if (a == "--token-delay-ms") {
                 opts.token_delay = std::chrono::milliseconds(parse_number(a, value()));
+            } else if (a == "--connect-delay-ms") {
+                connect_delay = std::chrono::milliseconds(parse_number(a, value()));
             } else if (a == "--drain-timeout-ms") {
                 drain_timeout = std::chrono::milliseconds(parse_number(a, value()));
             } else if (a == "--seed") {
@@ -90,7 +94,7 @@ int main(int argc, char** argv)
         auto apps = apps_file.empty() ? emu::builtin_apps() : emu::load_apps_file(apps_file);
         boost::asio::io_context io(1);
         emu::service svc(std::move(apps), opts);
-        emu::server_options so{hp->host, hp->port, cert.empty() ? nullptr : emu::make_server_tls(cert, key)};
+        emu::server_options so{hp->host, hp->port, cert.empty() ? nullptr : emu::make_server_tls(cert, key), connect_delay};
         emu::server srv(io, svc, so);
         srv.start();
         boost::asio::signal_set signals(io, SIGINT, SIGTERM);

@@ -234,8 +234,18 @@ private:
     std::chrono::steady_clock::time_point last_frame_{};
 };
 
-net::awaitable<void> plain_session(tcp::socket socket, service* svc, std::shared_ptr<server::activity> activity)
+// A new connection's setup as a distant server's: nothing is read for `delay`.
+net::awaitable<void> setup_delay(tcp::socket& socket, std::chrono::milliseconds delay)
 {
+    if (delay.count() <= 0) co_return;
+    net::steady_timer timer(socket.get_executor());
+    co_await sleep_for(timer, delay);
+}
+
+net::awaitable<void> plain_session(tcp::socket socket, service* svc, std::shared_ptr<server::activity> activity,
+                                   std::chrono::milliseconds delay)
+{
+    co_await setup_delay(socket, delay);
     beast::tcp_stream stream(std::move(socket));
     connection<beast::tcp_stream> conn(stream, stream, *svc, *activity);
     co_await conn.run();
@@ -244,14 +254,15 @@ net::awaitable<void> plain_session(tcp::socket socket, service* svc, std::shared
 }
 
 net::awaitable<void> tls_session(tcp::socket socket, service* svc, std::shared_ptr<ssl::context> ctx,
-                                 std::shared_ptr<server::activity> activity)
+                                 std::shared_ptr<server::activity> activity, std::chrono::milliseconds delay)
 {
+    co_await setup_delay(socket, delay); // the client's hello waits: the handshake ends `delay` later
     ssl::stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *ctx);
     auto& tcp = beast::get_lowest_layer(stream);
     tcp.expires_after(10s);
     auto [ec] = co_await stream.async_handshake(ssl::stream_base::server, use_nothrow);
     if (ec) co_return;
-    svc->tls_handshake();
+    svc->tls_handshake(::SSL_get_version(stream.native_handle()), ::SSL_session_reused(stream.native_handle()) == 1);
     connection<ssl::stream<beast::tcp_stream>> conn(stream, tcp, *svc, *activity);
     co_await conn.run();
     if (!tcp.socket().is_open()) co_return;
@@ -273,7 +284,7 @@ void session_ended(std::exception_ptr e)
 }
 
 net::awaitable<void> accept_loop(tcp::acceptor& acceptor, service* svc, std::shared_ptr<ssl::context> tls,
-                                 std::shared_ptr<server::activity> activity)
+                                 std::shared_ptr<server::activity> activity, std::chrono::milliseconds connect_delay)
 {
     net::steady_timer backoff(acceptor.get_executor());
     for (;;) {
@@ -289,9 +300,9 @@ net::awaitable<void> accept_loop(tcp::acceptor& acceptor, service* svc, std::sha
         svc->connection_accepted();
         auto ex = acceptor.get_executor();
         if (tls)
-            net::co_spawn(ex, tls_session(std::move(socket), svc, tls, activity), session_ended);
+            net::co_spawn(ex, tls_session(std::move(socket), svc, tls, activity, connect_delay), session_ended);
         else
-            net::co_spawn(ex, plain_session(std::move(socket), svc, activity), session_ended);
+            net::co_spawn(ex, plain_session(std::move(socket), svc, activity, connect_delay), session_ended);
     }
 }
 
@@ -308,7 +319,7 @@ server::server(net::io_context& io, service& svc, server_options opts) : io_(io)
 
 void server::start()
 {
-    net::co_spawn(io_, accept_loop(acceptor_, &svc_, opts_.tls, activity_), [](std::exception_ptr e) {
+    net::co_spawn(io_, accept_loop(acceptor_, &svc_, opts_.tls, activity_, opts_.connect_delay), [](std::exception_ptr e) {
         if (e) std::cerr << "dify-emulator: accept loop ended with an exception\n";
     });
 }

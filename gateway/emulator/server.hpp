@@ -25,6 +25,9 @@ struct server_options
     std::string host = "127.0.0.1";
     std::uint16_t port = 0;                        // 0 = ephemeral
     std::shared_ptr<boost::asio::ssl::context> tls; // null = plain HTTP
+    // Each new connection waits this long before the server reads from it (TLS: before
+    // the handshake): a distant server's connection setup, for preconnect tests and benches.
+    std::chrono::milliseconds connect_delay{0};
 };
 
 class server

@@ -36,7 +36,7 @@ public:
     dispatch handle(const request& req);
 
     void connection_accepted() { stats_.connection_accepted(); }
-    void tls_handshake() { stats_.tls_handshake(); }
+    void tls_handshake(const std::string& version, bool resumed) { stats_.tls_handshake(version, resumed); }
     const service_options& options() const { return opts_; }
     store& data() { return *store_; }
 

@@ -37,13 +37,16 @@ json::value stats::to_json() const
                                       {"status", s.status}, {"body_bytes", s.body_bytes}, {"fault", s.fault}, {"at_ms", s.at_ms},
                                       {"headers", headers}});
     }
+    json::object versions;
+    for (const auto& [v, n] : tls_versions_) versions[v] = n;
     return json::object{{"connections_accepted", connections_}, {"tls_handshakes", handshakes_},
-                        {"requests_total", requests_}, {"requests_by_path", paths}, {"recent_requests", recent}};
+                        {"tls_resumed", tls_resumed_}, {"tls_versions", versions}, {"requests_total", requests_}, {"requests_by_path", paths}, {"recent_requests", recent}};
 }
 
 void stats::clear()
 {
-    connections_ = handshakes_ = requests_ = 0;
+    connections_ = handshakes_ = tls_resumed_ = requests_ = 0;
+    tls_versions_.clear();
     by_path_.clear();
     recent_.clear();
 }

@@ -1,5 +1,6 @@
 // What the emulator saw, for tests and benchmarks (/_emulator/stats): connections and
-// TLS handshakes accepted, requests per path, and the most recent requests as received.
+// TLS handshakes accepted (by protocol version, and how many resumed a session), requests
+// per path, and the most recent requests as received.
 #pragma once
 
 #include "gateway/emulator/dify_api.hpp"
@@ -20,7 +21,12 @@ public:
     static constexpr std::size_t recent_limit = 500;
 
     void connection_accepted() { ++connections_; }
-    void tls_handshake() { ++handshakes_; }
+    void tls_handshake(const std::string& version, bool resumed)
+    {
+        ++handshakes_;
+        ++tls_versions_[version];
+        if (resumed) ++tls_resumed_;
+    }
     void record(const request& req, const request_facts& facts, int status, const std::string& fault);
     boost::json::value to_json() const;
     void clear();
@@ -37,6 +43,8 @@ private:
 
     std::uint64_t connections_ = 0;
     std::uint64_t handshakes_ = 0;
+    std::uint64_t tls_resumed_ = 0;
+    std::map<std::string, std::uint64_t> tls_versions_;
     std::uint64_t requests_ = 0;
     std::map<std::string, std::uint64_t> by_path_;
     std::deque<seen> recent_;

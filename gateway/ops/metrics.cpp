@@ -271,6 +271,18 @@ std::string render_metrics(
     for (const auto& u : upstreams)
         out += "dify_gateway_upstream_tls_resumed_total{upstream=\"" + esc(u.name) + "\"} " +
                std::to_string(u.resumed) + "\n";
+    header(out, "upstream_connect_waits_total", "counter",
+           "Requests that found no idle upstream connection and waited for a new one (connect and TLS handshake).");
+    for (const auto& u : upstreams)
+        out += "dify_gateway_upstream_connect_waits_total{upstream=\"" + esc(u.name) + "\"} " + std::to_string(u.connect_waits) + "\n";
+    header(out, "upstream_preconnects_total", "counter",
+           "Upstream connections opened ahead of demand (preconnect_ratio), by result; opened ones are in upstream_connects_total.");
+    for (const auto& u : upstreams) {
+        out += "dify_gateway_upstream_preconnects_total{upstream=\"" + esc(u.name) + "\",result=\"opened\"} " +
+               std::to_string(u.preconnects) + "\n";
+        out += "dify_gateway_upstream_preconnects_total{upstream=\"" + esc(u.name) + "\",result=\"failed\"} " +
+               std::to_string(u.preconnect_failures) + "\n";
+    }
     header(out, "upstream_circuit_open", "gauge", "Workers whose circuit breaker for the upstream is open.");
     for (const auto& u : upstreams)
         out += "dify_gateway_upstream_circuit_open{upstream=\"" + esc(u.name) + "\"} " +

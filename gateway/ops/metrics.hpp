@@ -87,6 +87,8 @@ struct upstream_view
     std::int64_t active = 0, idle = 0;
     bool circuit_open = false;
     std::uint64_t resumed = 0; // TLS connections that resumed a session
+    std::uint64_t connect_waits = 0;                        // requests that found no idle connection and connected
+    std::uint64_t preconnects = 0, preconnect_failures = 0; // opened ahead of demand (in `connects`), failed
 };
 
 // A tenant's quotas for the limit and remaining gauges.

@@ -85,6 +85,7 @@ bool same_connection_settings(const config::upstream_config& a, const config::up
     // What the pool and its breaker use; the relay's settings (max_sse_event_bytes,
     // stream_idle_timeout_ms) are read from the request's own configuration.
     return a.url == b.url && a.ca_file == b.ca_file && a.verify_tls == b.verify_tls && a.max_connections == b.max_connections &&
+           a.preconnect_ratio == b.preconnect_ratio &&
            a.idle_timeout_ms == b.idle_timeout_ms && a.connect_timeout_ms == b.connect_timeout_ms &&
            a.response_timeout_ms == b.response_timeout_ms && a.retry == b.retry && a.circuit_breaker == b.circuit_breaker;
 }
@@ -103,7 +104,8 @@ upstream_pool::upstream_pool(net::any_io_executor ex, const config::upstream_con
       ex_(ex),
       cfg_(cfg),
       tls_(std::move(tls)),
-      reaper_(ex)
+      reaper_(ex),
+      preconnect_plan_(cfg.preconnect_ratio, cfg.max_connections)
 {
     net::co_spawn(ex_, reap_idle(), log_failure("idle connection reaper"));
 }
@@ -125,13 +127,18 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             // A connection idle for less than probe_after skips the liveness probe (a syscall
             // per request on a busy pool); if the server did close it, the request fails before
             // any response byte and is retried once on a fresh connection (forward()).
-            if (!expired && (idle_for < probe_after || conn->looks_alive())) co_return std::tuple{error_code{}, lease{this, std::move(conn), true}};
+            if (!expired && (idle_for < probe_after || conn->looks_alive())) {
+                ++leased_;
+                preconnect();
+                co_return std::tuple{error_code{}, lease{this, std::move(conn), true}};
+            }
             conn->close();
             --open_;
         }
         if (open_ < cfg_.max_connections) {
             ++open_;
             ++connect_attempts;
+            ++connect_waits_;
             auto conn = std::make_unique<upstream_connection>(ex_, tls_.get(), sessions_);
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
             auto timeout = std::min(cfg_.connect_timeout_ms, std::max(left, std::chrono::milliseconds(1)));
@@ -147,8 +154,9 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
                 wake_one_waiter();
                 co_return std::tuple{ec, lease{}};
             }
-            ++connects_;
-            if (conn->is_tls() && conn->tls().resumed()) ++resumed_;
+            count_connect(*conn);
+            ++leased_;
+            preconnect();
             co_return std::tuple{error_code{}, lease{this, std::move(conn), false}};
         }
         net::steady_timer waiter(ex_);
@@ -188,6 +196,7 @@ net::awaitable<std::tuple<error_code, std::vector<tcp::endpoint>>> upstream_pool
 void upstream_pool::release(std::unique_ptr<upstream_connection> conn, bool reusable)
 {
     if (!conn) return;
+    --leased_;
     if (reusable && !stopped_ && conn->tcp().socket().is_open()) {
         conn->idle_since = clock::now();
         conn->expires_never(); // an idle connection has no deadline
@@ -197,6 +206,57 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> conn, bool reus
         conn->close();
         --open_;
     }
+    wake_one_waiter();
+    preconnect();
+}
+
+void upstream_pool::count_connect(upstream_connection& conn)
+{
+    ++connects_;
+    if (conn.is_tls() && conn.tls().resumed()) ++resumed_;
+}
+
+void upstream_pool::preconnect()
+{
+    if (!preconnect_plan_.enabled() || stopped_) return;
+    const auto now = clock::now().time_since_epoch();
+    preconnect_plan_.leased(leased_, now);
+    if (breaker.current() != core::circuit_breaker::state::closed) return; // the breaker's probe decides first
+    const int n = std::min(preconnect_plan_.to_open(open_, now), cfg_.max_connections - open_);
+    for (int i = 0; i < n; ++i) {
+        ++open_; // counted from now, so the plan and acquire() see it as opening
+        net::co_spawn(ex_, open_ahead(), log_failure("upstream preconnect"));
+    }
+}
+
+// A connection opened ahead of demand: idle when ready (a request that found none opened
+// its own meanwhile). A failure pauses preconnecting for a while and is not the breaker's
+// business: requests that connect on their own report what the upstream does.
+net::awaitable<void> upstream_pool::open_ahead()
+{
+    auto alive = alive_; // the pool may be destroyed while this task waits
+    auto conn = std::make_unique<upstream_connection>(ex_, tls_.get(), sessions_);
+    auto [rec, addresses] = co_await endpoints();
+    if (!*alive) co_return;
+    error_code ec = rec;
+    if (!ec) ec = co_await conn->connect(cfg_, cfg_.connect_timeout_ms, std::move(addresses));
+    if (!*alive) co_return;
+    if (ec || stopped_) {
+        if (ec) {
+            ++preconnect_failures_;
+            preconnect_plan_.failed(clock::now().time_since_epoch());
+            endpoints_.clear();
+            spdlog::debug("upstream {}: a connection opened ahead of demand failed: {}", cfg_.host, ec.message());
+        }
+        conn->close();
+        --open_;
+        wake_one_waiter();
+        co_return;
+    }
+    count_connect(*conn);
+    ++preconnects_;
+    conn->idle_since = clock::now();
+    idle_.push_back(std::move(conn));
     wake_one_waiter();
 }
 

@@ -1,10 +1,13 @@
 // Per-worker pool of keep-alive HTTP/1.1 connections to one upstream (plain or TLS with
 // SNI and peer + host-name verification). No pipelining: one request per connection at a
 // time. A connection goes back to the pool only when its exchange ended cleanly and the
-// caller says so; otherwise it is closed. Not thread-safe: used on its worker's executor.
+// caller says so; otherwise it is closed. With `preconnect_ratio` above 1 the pool also opens
+// connections ahead of demand (core::preconnect_plan): each runs as a task of its own and
+// joins the idle list when ready. Not thread-safe: used on its worker's executor.
 #pragma once
 
 #include "config/gateway_config.hpp"
+#include "core/preconnect.hpp"
 #include "core/retry.hpp"
 #include "gateway/net.hpp"
 #include "gateway/upstream/tls_socket.hpp"
@@ -123,8 +126,11 @@ public:
     // Closes idle connections and stops the reaper (shutdown).
     void stop();
 
-    std::uint64_t connects_total() const { return connects_; }
+    std::uint64_t connects_total() const { return connects_; } // preconnects included
     std::uint64_t resumed_total() const { return resumed_; }
+    std::uint64_t connect_waits_total() const { return connect_waits_; } // acquires that found none idle and connected
+    std::uint64_t preconnects_total() const { return preconnects_; }
+    std::uint64_t preconnect_failures_total() const { return preconnect_failures_; }
 
     // Resilience state of this upstream on this worker.
     core::circuit_breaker breaker;
@@ -140,6 +146,12 @@ private:
     // helper thread, one lookup at a time: per connection it would queue under load).
     net::awaitable<std::tuple<error_code, std::vector<net::ip::tcp::endpoint>>> endpoints();
     void wake_one_waiter();
+    // Starts the connections the preconnect plan wants beyond those open (after every
+    // acquire and release; nothing while the circuit is not closed or the pool stopped).
+    void preconnect();
+    net::awaitable<void> open_ahead();
+    // A new connection's TLS session and counters.
+    void count_connect(upstream_connection& conn);
 
     net::any_io_executor ex_;
     config::upstream_config cfg_;
@@ -148,9 +160,14 @@ private:
     std::deque<std::unique_ptr<upstream_connection>> idle_; // back = most recently used
     std::list<net::steady_timer*> waiters_;
     net::steady_timer reaper_;
-    int open_ = 0; // idle + leased + connecting
+    int open_ = 0;   // idle + leased + connecting
+    int leased_ = 0; // held by leases
+    core::preconnect_plan preconnect_plan_;
     std::uint64_t connects_ = 0;
     std::uint64_t resumed_ = 0;
+    std::uint64_t connect_waits_ = 0;
+    std::uint64_t preconnects_ = 0;
+    std::uint64_t preconnect_failures_ = 0;
     std::vector<net::ip::tcp::endpoint> endpoints_;
     clock::time_point resolved_at_{};
     bool stopped_ = false;

@@ -346,6 +346,8 @@ TEST(EmulatorIntrospection, StatsKeepAliveAndReset)
     auto s = emu.stats().as_object();
     EXPECT_EQ(s.at("connections_accepted"), 2) << "one keep-alive connection + the stats client";
     EXPECT_EQ(s.at("tls_handshakes"), 2);
+    EXPECT_EQ(s.at("tls_versions"), (boost::json::object{{"TLSv1.3", 2}})) << "TLS 1.3 unless the client caps it";
+    EXPECT_EQ(s.at("tls_resumed"), 0) << "the test client keeps no sessions";
     EXPECT_EQ(s.at("requests_by_path").at("/v1/chat-messages"), 3);
     const auto& recent = s.at("recent_requests").as_array();
     ASSERT_EQ(recent.size(), 4u);

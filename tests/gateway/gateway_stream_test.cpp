@@ -201,6 +201,65 @@ TEST(GatewayUpstream, PoolingBoundsUpstreamConnections)
     EXPECT_EQ(stats.at("tls_handshakes").as_int64(), static_cast<std::int64_t>(connects) + 1) << "+1: this stats call";
 }
 
+// A counter of the gateway's /metrics for upstream "dify" (0 when absent).
+std::uint64_t upstream_counter(gateway::server& srv, const std::string& series)
+{
+    const std::string text = srv.scrape(), prefix = "\n" + series + " ";
+    auto at = ("\n" + text).find(prefix);
+    return at == std::string::npos ? 0 : std::stoull(("\n" + text).substr(at + prefix.size()));
+}
+
+// Waits (bounded: 10 s) until the gateway's background work made `series` reach `n`.
+bool counter_reaches(gateway::server& srv, const std::string& series, std::uint64_t n)
+{
+    for (int i = 0; i < 1000; ++i) {
+        if (upstream_counter(srv, series) >= n) return true;
+        std::this_thread::sleep_for(10ms); // the pool connects on the gateway's worker thread
+    }
+    return false;
+}
+
+TEST(GatewayUpstream, ConnectionsOpenedAheadOfDemandServeTheNextStreams)
+{
+    const std::string waits = R"(dify_gateway_upstream_connect_waits_total{upstream="dify"})";
+    const std::string opened = R"(dify_gateway_upstream_preconnects_total{upstream="dify",result="opened"})";
+    const std::string failed = R"(dify_gateway_upstream_preconnects_total{upstream="dify",result="failed"})";
+    for (double ratio : {1.0, 2.0}) {
+        SCOPED_TRACE("preconnect_ratio " + std::to_string(ratio));
+        // Streams that last (an event every 300 ms), so each holds its connection while the
+        // next one starts; every new upstream connection waits 50 ms as a distant Dify's would.
+        running_emulator emu(deterministic(300ms), true, emulator::builtin_apps(), 0, 50ms);
+        running_gateway gw(emu, [ratio](config::gateway_config& c) {
+            c.server.threads = 1;
+            c.upstreams["dify"].preconnect_ratio = ratio;
+        });
+        std::vector<std::unique_ptr<http_client>> streams;
+        auto open_stream = [&] {
+            streams.push_back(gw.client());
+            streams.back()->send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha),
+                                 json::serialize(chat_body("Explain entanglement in simple words please", "u", "streaming")));
+            ASSERT_EQ(streams.back()->read_head().status, 200);
+        };
+        open_stream();
+        EXPECT_EQ(upstream_counter(gw.server(), waits), 1u) << "the first stream connects: nothing was used before";
+        if (ratio > 1) {
+            // One stream leased: 2 wanted, so one more is opened in the background.
+            ASSERT_TRUE(counter_reaches(gw.server(), opened, 1));
+            open_stream(); // takes the spare; 4 wanted now
+            ASSERT_TRUE(counter_reaches(gw.server(), opened, 3));
+            open_stream();
+            open_stream();
+            EXPECT_EQ(upstream_counter(gw.server(), waits), 1u) << "streams 2-4 found a connection ready";
+            EXPECT_EQ(upstream_counter(gw.server(), failed), 0u);
+        } else {
+            for (int i = 0; i < 3; ++i) open_stream();
+            EXPECT_EQ(upstream_counter(gw.server(), waits), 4u) << "without preconnect each new stream waits for its connection";
+            EXPECT_EQ(upstream_counter(gw.server(), opened), 0u);
+        }
+        for (auto& c : streams) EXPECT_NE(c->read_until("\n\n").find("data: {"), std::string::npos) << "each stream relays events";
+    }
+}
+
 TEST(GatewayUpstream, ADeadPooledConnectionIsReplaced)
 {
     running_emulator emu;

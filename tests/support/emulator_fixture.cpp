@@ -21,10 +21,11 @@ std::shared_ptr<boost::asio::ssl::context> server_tls()
 
 } // namespace
 
-running_emulator::running_emulator(emulator::service_options opts, bool tls, std::vector<emulator::app_def> apps, std::uint16_t port)
+running_emulator::running_emulator(emulator::service_options opts, bool tls, std::vector<emulator::app_def> apps, std::uint16_t port,
+                                   std::chrono::milliseconds connect_delay)
     : tls_(tls), svc_(std::move(apps), std::move(opts))
 {
-    emulator::server_options so{"127.0.0.1", port, tls ? server_tls() : nullptr};
+    emulator::server_options so{"127.0.0.1", port, tls ? server_tls() : nullptr, connect_delay};
     server_ = std::make_unique<emulator::server>(io_, svc_, so);
     endpoint_ = server_->endpoint();
     server_->start();

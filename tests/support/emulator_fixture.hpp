@@ -18,8 +18,11 @@ namespace gw::test {
 class running_emulator
 {
 public:
+    // `connect_delay`: each new connection waits this long before the emulator reads from it
+    // (a distant Dify's connection setup).
     explicit running_emulator(emulator::service_options opts = {}, bool tls = true,
-                              std::vector<emulator::app_def> apps = emulator::builtin_apps(), std::uint16_t port = 0);
+                              std::vector<emulator::app_def> apps = emulator::builtin_apps(), std::uint16_t port = 0,
+                              std::chrono::milliseconds connect_delay = {});
     ~running_emulator();
 
     boost::asio::ip::tcp::endpoint endpoint() const { return endpoint_; }
