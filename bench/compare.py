@@ -328,7 +328,7 @@ backend dify
 
     def emulator_tls(self, emu):
         """The emulator's TLS handshakes so far: total, resumed and per protocol version
-        (each call is a handshake of its own, counted in the next call's figures)."""
+        (each call's own handshake is in the figures it returns)."""
         with urllib.request.urlopen(f'https://localhost:{emu.port}/_emulator/stats', context=self.ssl) as r:
             s = json.load(r)
         return {'handshakes': s['tls_handshakes'], 'resumed': s['tls_resumed'], 'versions': s['tls_versions']}
@@ -476,10 +476,20 @@ def run(args):
         report['saturation_rps'] = saturation
         for frac in fractions:
             rate = max(10, saturation * frac)
-            for name, target in paths.items():
-                r = b.measure(target, ['--mode', 'blocking', '--connections', '64', '--rate', f'{rate:.0f}',
-                                       '--requests', '100000000', '--duration-s', str(dur)])
-                r['cpu_us_per_request'] = 1e6 * r['proxy_cpu_s'] / max(r['requests'], 1)
+            # The half-load point carries the added-latency targets: `rounds` interleaved runs
+            # there, each path keeping its median run by p99 (one run's p99 on this shared
+            # machine moves by more than the targets).
+            load_runs = {name: [] for name in paths}
+            for _ in range(args.rounds if frac == 0.5 and not quick else 1):
+                for name, target in paths.items():
+                    r = b.measure(target, ['--mode', 'blocking', '--connections', '64', '--rate', f'{rate:.0f}',
+                                           '--requests', '100000000', '--duration-s', str(dur)])
+                    r['cpu_us_per_request'] = 1e6 * r['proxy_cpu_s'] / max(r['requests'], 1)
+                    load_runs[name].append(r)
+            for name in paths:
+                ordered = sorted(load_runs[name], key=lambda r: r['p99_us'])
+                r = ordered[len(ordered) // 2]
+                r['p99_us_runs'] = [round(x['p99_us']) for x in load_runs[name]]
                 report['load'].setdefault(name, {})[frac] = r
             print(f'offered {rate:.0f} req/s: ' + ', '.join(
                 f"{n} p50 {report['load'][n][frac]['p50_us']:.0f}/p99 {report['load'][n][frac]['p99_us']:.0f} us"
@@ -693,9 +703,9 @@ def targets_table(report):
     if ramp:
         cold, warm = (ramp['paths'].get(f'dify-gateway, preconnect_ratio {r}') for r in ('1', '1.5'))
         if cold and warm:
-            row(f"time to first event p50 ≤ 50 ms while new streams open, Dify {ramp['connect_delay_ms']} ms of connection setup away "
-                f"({ramp['rate']}/s)", f"{warm['ttfb_p50_us'] / 1000:.1f} ms with preconnect_ratio 1.5 "
-                f"({cold['ttfb_p50_us'] / 1000:.1f} ms without)", warm['ttfb_p50_us'] <= 50_000)
+            row(f"new streams ({ramp['rate']}/s) do not wait for a distant Dify's connection setup ({ramp['connect_delay_ms']} ms): "
+                "time to first event p50 below half of it", f"{warm['ttfb_p50_us'] / 1000:.1f} ms with preconnect_ratio 1.5 "
+                f"({cold['ttfb_p50_us'] / 1000:.1f} ms without)", warm['ttfb_p50_us'] <= ramp['connect_delay_ms'] * 500)
     mem, red = report['blocking'].get('dify-gateway + memory quotas'), report['blocking'].get('dify-gateway + Redis quotas')
     if mem and red:
         ratio = red['cpu_us_per_request'] / max(mem['cpu_us_per_request'], 1e-9)
@@ -792,7 +802,8 @@ Versions: {'; '.join(f'{k}: {v}' for k, v in report['versions'].items())}.
 ## Blocking chat-messages
 
 Saturation: 32 connections, closed loop, {dur_note}. "Added" latency is the path's latency minus direct's at
-the same offered load, half of dify-gateway's saturation ({report['saturation_rps'] * 0.5:.0f} req/s, open loop).
+the same offered load, half of dify-gateway's saturation ({report['saturation_rps'] * 0.5:.0f} req/s, open loop; each
+path's median of {report['rounds']} interleaved runs by p99 there, one run at the other loads).
 
 {blocking_table(report)}
 

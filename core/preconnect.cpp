@@ -12,11 +12,12 @@ preconnect_plan::preconnect_plan(double ratio, int max_connections, nanos window
 
 void preconnect_plan::rotate(nanos now)
 {
-    if (now < window_start_ + window_) return;
+    const auto passed = (now - window_start_) / window_; // whole windows: a peak counts for one to two
+    if (passed <= 0) return;
     // One window passed: the current peak becomes the previous one; two or more: both are old.
-    peak_[0] = now < window_start_ + 2 * window_ ? peak_[1] : 0;
+    peak_[0] = passed == 1 ? peak_[1] : 0;
     peak_[1] = 0;
-    window_start_ = now;
+    window_start_ += passed * window_;
 }
 
 void preconnect_plan::leased(int n, nanos now)

@@ -275,10 +275,12 @@ std::string server::scrape()
     // Each worker's shard is copied on its own thread (the caller's inline).
     auto snapshot = [](worker* w) {
         std::pair<metrics_shard, std::vector<upstream_view>> out{w->metrics(), {}};
-        for (const auto& [name, p] : w->pools())
-            out.second.push_back({name, p->connects_total(), p->open() - static_cast<std::int64_t>(p->idle()),
-                                  static_cast<std::int64_t>(p->idle()), p->breaker.current() == core::circuit_breaker::state::open,
-                                  p->resumed_total(), p->connect_waits_total(), p->preconnects_total(), p->preconnect_failures_total()});
+        for (const auto& [name, p] : w->pools()) {
+            const auto idle = static_cast<std::int64_t>(p->idle());
+            out.second.push_back({name, p->connects_total(), p->leased(), idle, p->open() - idle - p->leased(),
+                                  p->breaker.current() == core::circuit_breaker::state::open, p->resumed_total(),
+                                  p->connect_waits_total(), p->preconnects_total(), p->preconnect_failures_total()});
+        }
         return out;
     };
     metrics_shard total;
@@ -314,6 +316,7 @@ std::string server::scrape()
             sum.preconnect_failures += u.preconnect_failures;
             sum.active += u.active;
             sum.idle += u.idle;
+            sum.connecting += u.connecting;
             sum.circuit_open = sum.circuit_open || u.circuit_open;
         }
     }

@@ -259,6 +259,8 @@ std::string render_metrics(
                std::to_string(u.active) + "\n";
         out += "dify_gateway_upstream_connections{upstream=\"" + esc(u.name) + "\",state=\"idle\"} " +
                std::to_string(u.idle) + "\n";
+        out += "dify_gateway_upstream_connections{upstream=\"" + esc(u.name) + "\",state=\"connecting\"} " +
+               std::to_string(u.connecting) + "\n";
     }
     header(out, "upstream_connects_total", "counter", "New upstream connections (TLS handshakes for https).");
     for (const auto& u : upstreams)

@@ -84,7 +84,7 @@ struct upstream_view
 {
     std::string name;
     std::uint64_t connects = 0;
-    std::int64_t active = 0, idle = 0;
+    std::int64_t active = 0, idle = 0, connecting = 0; // leased, pooled, being opened
     bool circuit_open = false;
     std::uint64_t resumed = 0; // TLS connections that resumed a session
     std::uint64_t connect_waits = 0;                        // requests that found no idle connection and connected

@@ -16,6 +16,9 @@ namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
 constexpr auto probe_after = std::chrono::seconds(1);
+// Connections opened ahead of demand at once, per pool: a burst's spares come in steps
+// rather than as hundreds of handshakes (and address lookups) at the same moment.
+constexpr int max_opening_ahead = 16;
 // How long resolved upstream addresses are reused (a failed connect resolves again).
 constexpr auto resolve_ttl = std::chrono::seconds(30);
 
@@ -206,8 +209,8 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> conn, bool reus
         conn->close();
         --open_;
     }
+    preconnect(); // before a waiter is woken: while one waits, a freed slot is the waiter's
     wake_one_waiter();
-    preconnect();
 }
 
 void upstream_pool::count_connect(upstream_connection& conn)
@@ -221,26 +224,27 @@ void upstream_pool::preconnect()
     if (!preconnect_plan_.enabled() || stopped_) return;
     const auto now = clock::now().time_since_epoch();
     preconnect_plan_.leased(leased_, now);
+    if (!waiters_.empty()) return; // a slot freed is theirs: demand already exceeds the pool
     if (breaker.current() != core::circuit_breaker::state::closed) return; // the breaker's probe decides first
-    const int n = std::min(preconnect_plan_.to_open(open_, now), cfg_.max_connections - open_);
+    const int n = std::min({preconnect_plan_.to_open(open_, now), cfg_.max_connections - open_,
+                            max_opening_ahead - opening_ahead_});
     for (int i = 0; i < n; ++i) {
         ++open_; // counted from now, so the plan and acquire() see it as opening
-        net::co_spawn(ex_, open_ahead(), log_failure("upstream preconnect"));
+        ++opening_ahead_;
+        net::co_spawn(ex_, open_ahead(shared_from_this()), log_failure("upstream preconnect"));
     }
 }
 
 // A connection opened ahead of demand: idle when ready (a request that found none opened
 // its own meanwhile). A failure pauses preconnecting for a while and is not the breaker's
 // business: requests that connect on their own report what the upstream does.
-net::awaitable<void> upstream_pool::open_ahead()
+net::awaitable<void> upstream_pool::open_ahead([[maybe_unused]] std::shared_ptr<upstream_pool> self)
 {
-    auto alive = alive_; // the pool may be destroyed while this task waits
     auto conn = std::make_unique<upstream_connection>(ex_, tls_.get(), sessions_);
     auto [rec, addresses] = co_await endpoints();
-    if (!*alive) co_return;
     error_code ec = rec;
     if (!ec) ec = co_await conn->connect(cfg_, cfg_.connect_timeout_ms, std::move(addresses));
-    if (!*alive) co_return;
+    --opening_ahead_;
     if (ec || stopped_) {
         if (ec) {
             ++preconnect_failures_;
@@ -258,6 +262,7 @@ net::awaitable<void> upstream_pool::open_ahead()
     conn->idle_since = clock::now();
     idle_.push_back(std::move(conn));
     wake_one_waiter();
+    preconnect(); // the next step of a burst's spares, if more are wanted
 }
 
 void upstream_pool::wake_one_waiter()

@@ -69,7 +69,8 @@ bool same_connection_settings(const config::upstream_config& a, const config::up
 // A TLS client context for an upstream's settings (CA file or system store, verification).
 std::shared_ptr<net::ssl::context> make_upstream_tls(const config::upstream_config& u);
 
-class upstream_pool
+// Made with std::make_shared: tasks it starts (connections opened ahead) hold it.
+class upstream_pool : public std::enable_shared_from_this<upstream_pool>
 {
 public:
     upstream_pool(net::any_io_executor ex, const config::upstream_config& cfg, std::shared_ptr<net::ssl::context> tls);
@@ -137,6 +138,7 @@ public:
     core::retry_budget budget;
     std::uint64_t connect_attempts = 0; // successful or not (no attempts while the circuit is open)
     int open() const { return open_; }
+    int leased() const { return leased_; }
     std::size_t idle() const { return idle_.size(); }
     const config::upstream_config& config() const { return cfg_; }
 
@@ -147,9 +149,12 @@ private:
     net::awaitable<std::tuple<error_code, std::vector<net::ip::tcp::endpoint>>> endpoints();
     void wake_one_waiter();
     // Starts the connections the preconnect plan wants beyond those open (after every
-    // acquire and release; nothing while the circuit is not closed or the pool stopped).
+    // acquire and release), at most max_opening_ahead at once; none while requests wait
+    // for a free slot (they come first), the circuit is not closed or the pool stopped.
     void preconnect();
-    net::awaitable<void> open_ahead();
+    // One connection opened ahead of demand; `self` keeps the pool alive while it connects
+    // (a reload may drop a pool whose preconnects are under way).
+    net::awaitable<void> open_ahead(std::shared_ptr<upstream_pool> self);
     // A new connection's TLS session and counters.
     void count_connect(upstream_connection& conn);
 
@@ -162,6 +167,7 @@ private:
     net::steady_timer reaper_;
     int open_ = 0;   // idle + leased + connecting
     int leased_ = 0; // held by leases
+    int opening_ahead_ = 0; // preconnects under way (in open_)
     core::preconnect_plan preconnect_plan_;
     std::uint64_t connects_ = 0;
     std::uint64_t resumed_ = 0;

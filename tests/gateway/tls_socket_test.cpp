@@ -351,5 +351,77 @@ TEST(UpstreamPool, ALeaseEndedByAnExceptionGivesItsConnectionBack)
     pool->stop();
 }
 
+config::upstream_config pool_config(const test::running_emulator& emu, int max_connections, double preconnect_ratio)
+{
+    config::upstream_config cfg;
+    cfg.url = "https://localhost:" + std::to_string(emu.endpoint().port());
+    cfg.host = "localhost";
+    cfg.port = emu.endpoint().port();
+    cfg.ca_file = test::test_ca_file();
+    cfg.max_connections = max_connections;
+    cfg.preconnect_ratio = preconnect_ratio;
+    return cfg;
+}
+
+net::awaitable<upstream_pool::lease> lease_one(upstream_pool& pool)
+{
+    auto [ec, lease] = co_await pool.acquire(std::chrono::steady_clock::now() + 10s);
+    if (ec) throw std::runtime_error("acquire: " + ec.message());
+    co_return std::move(lease);
+}
+
+upstream_pool::lease wait_for(net::io_context& io, std::future<upstream_pool::lease>& f)
+{
+    while (f.wait_for(0s) != std::future_status::ready) io.run_one_for(10ms);
+    return f.get();
+}
+
+// A reload drops a pool whose connections are still being opened ahead of demand: the pool
+// lives until they end (under ASan, using it after it was freed is reported).
+TEST(UpstreamPool, APoolDroppedWhileItOpensConnectionsAheadLivesUntilTheyEnd)
+{
+    test::running_emulator emu({}, true, emulator::builtin_apps(), 0, 200ms); // each connection: 200 ms of setup
+    net::io_context io;
+    auto pool = std::make_shared<upstream_pool>(io.get_executor(), pool_config(emu, 4, 2.0), make_upstream_tls(pool_config(emu, 4, 2.0)));
+    auto first = net::co_spawn(io, lease_one(*pool), net::use_future);
+    auto lease = wait_for(io, first);
+    EXPECT_EQ(pool->open(), 2) << "one leased, one being opened ahead";
+    std::weak_ptr<upstream_pool> watch = pool;
+    lease.give_back(false);
+    pool->stop();
+    pool.reset();
+    EXPECT_FALSE(watch.expired()) << "the connection being opened ahead holds the pool";
+    for (int i = 0; i < 1000 && !watch.expired(); ++i) io.run_one_for(10ms);
+    EXPECT_TRUE(watch.expired()) << "and lets it go once it ended";
+}
+
+// While a request waits for a free slot, a slot freed is the request's: no connection is
+// opened ahead of demand with it.
+TEST(UpstreamPool, ASlotFreedWhileARequestWaitsIsTheRequests)
+{
+    test::running_emulator emu;
+    net::io_context io;
+    auto cfg = pool_config(emu, 2, 2.0);
+    auto pool = std::make_shared<upstream_pool>(io.get_executor(), cfg, make_upstream_tls(cfg));
+    auto f1 = net::co_spawn(io, lease_one(*pool), net::use_future);
+    auto a = wait_for(io, f1);
+    auto f2 = net::co_spawn(io, lease_one(*pool), net::use_future);
+    auto b = wait_for(io, f2); // the one opened ahead, or one of its own
+    ASSERT_EQ(pool->open(), 2);
+    auto f3 = net::co_spawn(io, lease_one(*pool), net::use_future);
+    for (int i = 0; i < 10; ++i) io.poll(); // the third request waits: the pool is full
+    ASSERT_NE(f3.wait_for(0s), std::future_status::ready);
+    const auto preconnects = pool->preconnects_total(), waits = pool->connect_waits_total();
+    a.give_back(false); // closed: its slot is free
+    auto c = wait_for(io, f3);
+    EXPECT_FALSE(c.reused()) << "the waiting request connected in the freed slot";
+    EXPECT_EQ(pool->connect_waits_total(), waits + 1);
+    EXPECT_EQ(pool->preconnects_total(), preconnects) << "no connection was opened ahead with the waiter's slot";
+    EXPECT_LE(pool->open(), 2);
+    b.give_back(false);
+    c.give_back(false);
+    pool->stop();
+}
+
 } // namespace
 } // namespace gw::gateway
