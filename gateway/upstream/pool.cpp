@@ -138,7 +138,10 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             conn->close();
             --open_;
         }
-        if (open_ < cfg_.max_connections) {
+        // A connection being opened ahead will be ready sooner than one started now: wait for
+        // one of them (one each) rather than open another.
+        const bool claim = opening_ahead_ > claims_;
+        if (!claim && open_ < cfg_.max_connections) {
             ++open_;
             ++connect_attempts;
             ++connect_waits_;
@@ -162,21 +165,24 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             preconnect();
             co_return std::tuple{error_code{}, lease{this, std::move(conn), false}};
         }
+        // Wait for a release (the pool is full) or for the claimed connection opened ahead
+        // (woken when it is ready or has failed; then the loop takes it or connects).
         net::steady_timer waiter(ex_);
         waiter.expires_at(deadline);
         // Listed while this frame waits, however it ends (also destroyed unresumed at
         // shutdown): a release must never wake a timer that is gone.
         struct waiting
         {
-            std::list<net::steady_timer*>& list;
+            upstream_pool* pool;
             net::steady_timer* timer;
             std::shared_ptr<bool> alive;
             ~waiting()
             {
-                if (*alive) list.remove(timer);
+                if (*alive) pool->unlist(timer);
             }
-        } listed{waiters_, &waiter, alive_};
-        waiters_.push_back(&waiter);
+        } listed{this, &waiter, alive_};
+        waiters_.push_back({&waiter, claim});
+        if (claim) ++claims_;
         auto [ec] = co_await waiter.async_wait(use_nothrow);
         if (!*listed.alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
         if (!ec) co_return std::tuple{error_code(beast::error::timeout), lease{}}; // deadline passed
@@ -223,8 +229,8 @@ void upstream_pool::preconnect()
 {
     if (!preconnect_plan_.enabled() || stopped_) return;
     const auto now = clock::now().time_since_epoch();
-    preconnect_plan_.leased(leased_, now);
-    if (!waiters_.empty()) return; // a slot freed is theirs: demand already exceeds the pool
+    preconnect_plan_.leased(leased_ + claims_, now); // requests waiting for one opened ahead are demand too
+    if (static_cast<int>(waiters_.size()) > claims_) return; // requests wait for a free slot: a slot freed is theirs
     if (breaker.current() != core::circuit_breaker::state::closed) return; // the breaker's probe decides first
     const int n = std::min({preconnect_plan_.to_open(open_, now), cfg_.max_connections - open_,
                             max_opening_ahead - opening_ahead_});
@@ -255,22 +261,48 @@ net::awaitable<void> upstream_pool::open_ahead([[maybe_unused]] std::shared_ptr<
         conn->close();
         --open_;
         wake_one_waiter();
+        wake_unbacked_claims();
         co_return;
     }
     count_connect(*conn);
     ++preconnects_;
     conn->idle_since = clock::now();
     idle_.push_back(std::move(conn));
-    wake_one_waiter();
+    wake_one_waiter(); // the longest waiter takes it, whether it claimed this one or not
+    wake_unbacked_claims();
     preconnect(); // the next step of a burst's spares, if more are wanted
+}
+
+void upstream_pool::wake_unbacked_claims()
+{
+    for (auto it = waiters_.begin(); it != waiters_.end() && claims_ > opening_ahead_;) {
+        if (!it->claims) {
+            ++it;
+            continue;
+        }
+        --claims_;
+        it->timer->cancel(); // it looks again: connects itself, or waits for a free slot
+        it = waiters_.erase(it);
+    }
 }
 
 void upstream_pool::wake_one_waiter()
 {
     if (waiters_.empty()) return;
-    auto* t = waiters_.front();
+    auto w = waiters_.front();
     waiters_.pop_front();
-    t->cancel();
+    if (w.claims) --claims_;
+    w.timer->cancel();
+}
+
+void upstream_pool::unlist(net::steady_timer* timer)
+{
+    for (auto it = waiters_.begin(); it != waiters_.end(); ++it)
+        if (it->timer == timer) {
+            if (it->claims) --claims_;
+            waiters_.erase(it);
+            return;
+        }
 }
 
 void upstream_pool::stop()

@@ -115,8 +115,9 @@ public:
         bool reused_ = false;
     };
 
-    // An idle connection, or a new one while fewer than max_connections are open, or the
-    // first one released before `deadline` (then error::timeout).
+    // An idle connection, or one being opened ahead of demand that nobody else waits for,
+    // or a new one while fewer than max_connections are open, or the first one released
+    // before `deadline` (then error::timeout).
     net::awaitable<std::tuple<error_code, lease>> acquire(clock::time_point deadline);
 
 private:
@@ -148,6 +149,10 @@ private:
     // helper thread, one lookup at a time: per connection it would queue under load).
     net::awaitable<std::tuple<error_code, std::vector<net::ip::tcp::endpoint>>> endpoints();
     void wake_one_waiter();
+    void unlist(net::steady_timer* timer); // a waiter that ends without being woken
+    // Wakes the first claimants while more wait than connections are being opened ahead
+    // (one ended and went to a longer waiter, or failed).
+    void wake_unbacked_claims();
     // Starts the connections the preconnect plan wants beyond those open (after every
     // acquire and release), at most max_opening_ahead at once; none while requests wait
     // for a free slot (they come first), the circuit is not closed or the pool stopped.
@@ -163,7 +168,13 @@ private:
     std::shared_ptr<net::ssl::context> tls_;
     std::shared_ptr<tls_session_slot> sessions_ = std::make_shared<tls_session_slot>(); // resumption, this worker
     std::deque<std::unique_ptr<upstream_connection>> idle_; // back = most recently used
-    std::list<net::steady_timer*> waiters_;
+    struct waiter
+    {
+        net::steady_timer* timer;
+        bool claims; // waits for a connection being opened ahead, not for a free slot
+    };
+    std::list<waiter> waiters_; // FIFO
+    int claims_ = 0;            // listed waiters that claim a connection being opened ahead
     net::steady_timer reaper_;
     int open_ = 0;   // idle + leased + connecting
     int leased_ = 0; // held by leases

@@ -376,6 +376,37 @@ upstream_pool::lease wait_for(net::io_context& io, std::future<upstream_pool::le
     return f.get();
 }
 
+// Stops the pool and runs `io` until the tasks it started let it go (bounded: 10 s).
+bool stop_and_release(net::io_context& io, std::shared_ptr<upstream_pool>& pool)
+{
+    std::weak_ptr<upstream_pool> watch = pool;
+    pool->stop();
+    pool.reset();
+    for (int i = 0; i < 1000 && !watch.expired(); ++i) io.run_one_for(10ms);
+    return watch.expired();
+}
+
+// A request that finds no idle connection while one is being opened ahead waits for it (its
+// handshake started earlier) instead of opening another.
+TEST(UpstreamPool, ARequestTakesAConnectionAlreadyBeingOpenedAhead)
+{
+    test::running_emulator emu({}, true, emulator::builtin_apps(), 0, 200ms); // each connection: 200 ms of setup
+    net::io_context io;
+    auto cfg = pool_config(emu, 4, 2.0);
+    auto pool = std::make_shared<upstream_pool>(io.get_executor(), cfg, make_upstream_tls(cfg));
+    auto f1 = net::co_spawn(io, lease_one(*pool), net::use_future);
+    auto a = wait_for(io, f1);
+    ASSERT_EQ(pool->open(), 2) << "one leased, one being opened ahead";
+    auto f2 = net::co_spawn(io, lease_one(*pool), net::use_future);
+    auto b = wait_for(io, f2);
+    EXPECT_TRUE(b.reused()) << "the connection opened ahead, not one of its own";
+    EXPECT_EQ(pool->connect_waits_total(), 1u) << "only the first request waited for a connection it started";
+    EXPECT_EQ(pool->preconnects_total(), 1u);
+    a.give_back(false);
+    b.give_back(false);
+    EXPECT_TRUE(stop_and_release(io, pool));
+}
+
 // A reload drops a pool whose connections are still being opened ahead of demand: the pool
 // lives until they end (under ASan, using it after it was freed is reported).
 TEST(UpstreamPool, APoolDroppedWhileItOpensConnectionsAheadLivesUntilTheyEnd)
@@ -386,8 +417,8 @@ TEST(UpstreamPool, APoolDroppedWhileItOpensConnectionsAheadLivesUntilTheyEnd)
     auto first = net::co_spawn(io, lease_one(*pool), net::use_future);
     auto lease = wait_for(io, first);
     EXPECT_EQ(pool->open(), 2) << "one leased, one being opened ahead";
-    std::weak_ptr<upstream_pool> watch = pool;
     lease.give_back(false);
+    std::weak_ptr<upstream_pool> watch = pool;
     pool->stop();
     pool.reset();
     EXPECT_FALSE(watch.expired()) << "the connection being opened ahead holds the pool";
@@ -420,7 +451,7 @@ TEST(UpstreamPool, ASlotFreedWhileARequestWaitsIsTheRequests)
     EXPECT_LE(pool->open(), 2);
     b.give_back(false);
     c.give_back(false);
-    pool->stop();
+    EXPECT_TRUE(stop_and_release(io, pool));
 }
 
 } // namespace
