@@ -684,13 +684,22 @@ def targets_table(report):
     rows = []
 
     def row(target, measured, ok):
-        rows.append(f"| {target} | {measured} | {'met' if ok else '**missed**'} |")
+        verdict = '**unresolved** (noise)' if ok is None else 'met' if ok else '**missed**'
+        rows.append(f"| {target} | {measured} | {verdict} |")
+
+    def p99_spread(*runs):
+        """The widest spread of one path's p99 over its half-load runs (ms): a p99 target
+        smaller than that cannot be judged from this run."""
+        return max((max(r.get('p99_us_runs', [r['p99_us']])) - min(r.get('p99_us_runs', [r['p99_us']]))) / 1000
+                   for r in runs)
 
     ratio = gw['cpu_us_per_request'] / max(ngx['cpu_us_per_request'], 1e-9)
     row('CPU per blocking request ≤ nginx\'s', f"{gw['cpu_us_per_request']:.1f} µs vs nginx {ngx['cpu_us_per_request']:.1f} µs "
         f"({ratio:.2f}×)", ratio <= 1.0)
-    row('added latency at half saturation: p50 ≤ 0.2 ms, p99 ≤ 1 ms', f'{added_p50:+.2f} ms / {added_p99:+.2f} ms',
-        added_p50 <= 0.2 and added_p99 <= 1.0)
+    spread = p99_spread(direct_half, gw_half)
+    row('added latency at half saturation: p50 ≤ 0.2 ms, p99 ≤ 1 ms',
+        f'{added_p50:+.2f} ms / {added_p99:+.2f} ms (p99 of one path spread up to {spread:.1f} ms over its runs)',
+        False if added_p50 > 0.2 else None if spread > 1.0 else added_p99 <= 1.0)
     if biggest is not None:
         g, n = report['streams'][biggest]['dify-gateway'], report['streams'][biggest]['nginx']
         row(f'{biggest} streams at ≤ 24 KiB RSS each', f"{g['rss_per_stream_kib']:.1f} KiB (nginx {n['rss_per_stream_kib']:.1f} KiB)",
@@ -718,8 +727,9 @@ def targets_table(report):
             # run's outlier on the memory path must not read as Redis costing nothing.
             base = min(mem_half['p99_us'], gw_half['p99_us'])
             added = (red_half['p99_us'] - base) / 1000
+            spread = p99_spread(mem_half, gw_half, red_half)
             row('Redis quota store: added p99 ≤ 2 ms at half saturation (against the gateway without Redis)',
-                f'{added:+.2f} ms', added <= 2.0)
+                f'{added:+.2f} ms (p99 of one path spread up to {spread:.1f} ms over its runs)', None if spread > 2.0 else added <= 2.0)
         if 'redis_commands_per_request' in red:
             per = ', '.join(f'{k} {v}' for k, v in red['redis_commands'].items())
             row('Redis commands per generating request (one round trip on the request path)',
