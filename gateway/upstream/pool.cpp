@@ -6,6 +6,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/error.hpp>
 
+#include <algorithm>
 #include <openssl/err.h>
 #include <malloc.h>
 #include <sys/socket.h>
@@ -157,7 +158,7 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             if (ec) {
                 endpoints_.clear(); // resolve again next time: the address may have moved
                 --open_;
-                wake_one_waiter();
+                wake_one_slot_waiter();
                 co_return std::tuple{ec, lease{}};
             }
             count_connect(*conn);
@@ -169,6 +170,7 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
         // (woken when it is ready or has failed; then the loop takes it or connects).
         net::steady_timer waiter(ex_);
         waiter.expires_at(deadline);
+        bool woken = false; // set by whoever takes it off the list to wake it
         // Listed while this frame waits, however it ends (also destroyed unresumed at
         // shutdown): a release must never wake a timer that is gone.
         struct waiting
@@ -181,11 +183,16 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
                 if (*alive) pool->unlist(timer);
             }
         } listed{this, &waiter, alive_};
-        waiters_.push_back({&waiter, claim});
-        if (claim) ++claims_;
+        waiters_.push_back({&waiter, claim, &woken});
+        if (claim) {
+            ++claims_;
+            preconnect(); // a claim is demand too
+        }
         auto [ec] = co_await waiter.async_wait(use_nothrow);
         if (!*listed.alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
-        if (!ec) co_return std::tuple{error_code(beast::error::timeout), lease{}}; // deadline passed
+        // Deadline passed, unless woken as it passed (the wake's cancel came too late to
+        // change the result, but what it woke this one for is there: look once more).
+        if (!ec && !woken) co_return std::tuple{error_code(beast::error::timeout), lease{}};
     }
 }
 
@@ -206,7 +213,8 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> conn, bool reus
 {
     if (!conn) return;
     --leased_;
-    if (reusable && !stopped_ && conn->tcp().socket().is_open()) {
+    const bool kept = reusable && !stopped_ && conn->tcp().socket().is_open();
+    if (kept) {
         conn->idle_since = clock::now();
         conn->expires_never(); // an idle connection has no deadline
         conn->buffer().clear();
@@ -216,7 +224,12 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> conn, bool reus
         --open_;
     }
     preconnect(); // before a waiter is woken: while one waits, a freed slot is the waiter's
-    wake_one_waiter();
+    // A connection back in the idle list goes to the longest waiter; a freed slot to the
+    // longest waiter for a slot (a claimant's connection is still being opened).
+    if (kept)
+        wake_one_waiter();
+    else
+        wake_one_slot_waiter();
 }
 
 void upstream_pool::count_connect(upstream_connection& conn)
@@ -260,8 +273,8 @@ net::awaitable<void> upstream_pool::open_ahead([[maybe_unused]] std::shared_ptr<
         }
         conn->close();
         --open_;
-        wake_one_waiter();
-        wake_unbacked_claims();
+        wake_unbacked_claims(); // a claimant of this one connects in the freed slot
+        wake_one_slot_waiter();
         co_return;
     }
     count_connect(*conn);
@@ -275,24 +288,34 @@ net::awaitable<void> upstream_pool::open_ahead([[maybe_unused]] std::shared_ptr<
 
 void upstream_pool::wake_unbacked_claims()
 {
-    for (auto it = waiters_.begin(); it != waiters_.end() && claims_ > opening_ahead_;) {
-        if (!it->claims) {
-            ++it;
-            continue;
-        }
-        --claims_;
-        it->timer->cancel(); // it looks again: connects itself, or waits for a free slot
-        it = waiters_.erase(it);
+    // The newest claims go first: the longest-waiting claimants keep theirs.
+    for (auto it = waiters_.end(); it != waiters_.begin() && claims_ > opening_ahead_;) {
+        --it;
+        if (!it->claims) continue;
+        auto next = std::next(it);
+        wake(it); // it looks again: connects itself, or waits for a free slot
+        it = next;
     }
+}
+
+void upstream_pool::wake(std::list<waiter>::iterator it)
+{
+    if (it->claims) --claims_;
+    *it->woken = true;
+    it->timer->cancel(); // its frame resumes later and looks again
+    waiters_.erase(it);
 }
 
 void upstream_pool::wake_one_waiter()
 {
-    if (waiters_.empty()) return;
-    auto w = waiters_.front();
-    waiters_.pop_front();
-    if (w.claims) --claims_;
-    w.timer->cancel();
+    if (!waiters_.empty()) wake(waiters_.begin());
+}
+
+void upstream_pool::wake_one_slot_waiter()
+{
+    // Claimants are not woken: the connection each claimed is still coming.
+    auto it = std::find_if(waiters_.begin(), waiters_.end(), [](const waiter& w) { return !w.claims; });
+    if (it != waiters_.end()) wake(it);
 }
 
 void upstream_pool::unlist(net::steady_timer* timer)

@@ -149,6 +149,7 @@ private:
     // helper thread, one lookup at a time: per connection it would queue under load).
     net::awaitable<std::tuple<error_code, std::vector<net::ip::tcp::endpoint>>> endpoints();
     void wake_one_waiter();
+    void wake_one_slot_waiter(); // the first waiting for a free slot (not a claimant)
     void unlist(net::steady_timer* timer); // a waiter that ends without being woken
     // Wakes the first claimants while more wait than connections are being opened ahead
     // (one ended and went to a longer waiter, or failed).
@@ -172,9 +173,11 @@ private:
     {
         net::steady_timer* timer;
         bool claims; // waits for a connection being opened ahead, not for a free slot
+        bool* woken; // in the waiting frame: set when taken off the list to be woken
     };
     std::list<waiter> waiters_; // FIFO
     int claims_ = 0;            // listed waiters that claim a connection being opened ahead
+    void wake(std::list<waiter>::iterator it);
     net::steady_timer reaper_;
     int open_ = 0;   // idle + leased + connecting
     int leased_ = 0; // held by leases
