@@ -254,9 +254,10 @@ void upstream_pool::preconnect()
     }
 }
 
-// A connection opened ahead of demand: idle when ready (a request that found none opened
-// its own meanwhile). A failure pauses preconnecting for a while and is not the breaker's
-// business: requests that connect on their own report what the upstream does.
+// A connection opened ahead of demand: idle when ready, for the longest waiter if one waits
+// (requests that found none idle claimed it meanwhile). A failure pauses preconnecting for
+// a while and is not the breaker's business: requests that connect on their own report
+// what the upstream does.
 net::awaitable<void> upstream_pool::open_ahead([[maybe_unused]] std::shared_ptr<upstream_pool> self)
 {
     auto conn = std::make_unique<upstream_connection>(ex_, tls_.get(), sessions_);

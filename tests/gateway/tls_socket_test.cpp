@@ -351,18 +351,6 @@ TEST(UpstreamPool, ALeaseEndedByAnExceptionGivesItsConnectionBack)
     pool->stop();
 }
 
-config::upstream_config pool_config(const test::running_emulator& emu, int max_connections, double preconnect_ratio)
-{
-    config::upstream_config cfg;
-    cfg.url = "https://localhost:" + std::to_string(emu.endpoint().port());
-    cfg.host = "localhost";
-    cfg.port = emu.endpoint().port();
-    cfg.ca_file = test::test_ca_file();
-    cfg.max_connections = max_connections;
-    cfg.preconnect_ratio = preconnect_ratio;
-    return cfg;
-}
-
 net::awaitable<upstream_pool::lease> lease_one(upstream_pool& pool)
 {
     auto [ec, lease] = co_await pool.acquire(std::chrono::steady_clock::now() + 10s);
@@ -370,87 +358,102 @@ net::awaitable<upstream_pool::lease> lease_one(upstream_pool& pool)
     co_return std::move(lease);
 }
 
-upstream_pool::lease wait_for(net::io_context& io, std::future<upstream_pool::lease>& f)
+// A pool with preconnect over an emulator (each new connection held `connect_delay` before
+// its handshake, as a distant Dify's), driven by the test thread's io_context.
+struct preconnecting_pool
 {
-    while (f.wait_for(0s) != std::future_status::ready) io.run_one_for(10ms);
-    return f.get();
-}
+    test::running_emulator emu;
+    net::io_context io;
+    std::shared_ptr<upstream_pool> pool;
 
-// Stops the pool and runs `io` until the tasks it started let it go (bounded: 10 s).
-bool stop_and_release(net::io_context& io, std::shared_ptr<upstream_pool>& pool)
-{
-    std::weak_ptr<upstream_pool> watch = pool;
-    pool->stop();
-    pool.reset();
-    for (int i = 0; i < 1000 && !watch.expired(); ++i) io.run_one_for(10ms);
-    return watch.expired();
-}
+    preconnecting_pool(int max_connections, double ratio, std::chrono::milliseconds connect_delay)
+        : emu({}, true, emulator::builtin_apps(), 0, connect_delay)
+    {
+        config::upstream_config cfg;
+        cfg.url = "https://localhost:" + std::to_string(emu.endpoint().port());
+        cfg.host = "localhost";
+        cfg.port = emu.endpoint().port();
+        cfg.ca_file = test::test_ca_file();
+        cfg.max_connections = max_connections;
+        cfg.preconnect_ratio = ratio;
+        pool = std::make_shared<upstream_pool>(io.get_executor(), cfg, make_upstream_tls(cfg));
+    }
+    std::future<upstream_pool::lease> start_lease() { return net::co_spawn(io, lease_one(*pool), net::use_future); }
+    upstream_pool::lease wait_for(std::future<upstream_pool::lease>& f)
+    {
+        while (f.wait_for(0s) != std::future_status::ready) io.run_one_for(10ms);
+        return f.get();
+    }
+    upstream_pool::lease lease()
+    {
+        auto f = start_lease();
+        return wait_for(f);
+    }
+    // Stops and drops the pool (as a reload does) and runs until the tasks it started let
+    // it go (bounded: 10 s); false if they never do.
+    bool stop_and_release()
+    {
+        std::weak_ptr<upstream_pool> watch = pool;
+        pool->stop();
+        pool.reset();
+        for (int i = 0; i < 1000 && !watch.expired(); ++i) io.run_one_for(10ms);
+        return watch.expired();
+    }
+};
 
 // A request that finds no idle connection while one is being opened ahead waits for it (its
 // handshake started earlier) instead of opening another.
 TEST(UpstreamPool, ARequestTakesAConnectionAlreadyBeingOpenedAhead)
 {
-    test::running_emulator emu({}, true, emulator::builtin_apps(), 0, 200ms); // each connection: 200 ms of setup
-    net::io_context io;
-    auto cfg = pool_config(emu, 4, 2.0);
-    auto pool = std::make_shared<upstream_pool>(io.get_executor(), cfg, make_upstream_tls(cfg));
-    auto f1 = net::co_spawn(io, lease_one(*pool), net::use_future);
-    auto a = wait_for(io, f1);
-    ASSERT_EQ(pool->open(), 2) << "one leased, one being opened ahead";
-    auto f2 = net::co_spawn(io, lease_one(*pool), net::use_future);
-    auto b = wait_for(io, f2);
+    preconnecting_pool p(4, 2.0, 200ms);
+    auto a = p.lease();
+    ASSERT_EQ(p.pool->open(), 2) << "one leased, one being opened ahead";
+    auto b = p.lease();
     EXPECT_TRUE(b.reused()) << "the connection opened ahead, not one of its own";
-    EXPECT_EQ(pool->connect_waits_total(), 1u) << "only the first request waited for a connection it started";
-    EXPECT_GE(pool->preconnects_total(), 1u) << "(its claim asked for more: they may be ready too)";
+    EXPECT_EQ(p.pool->connect_waits_total(), 1u) << "only the first request waited for a connection it started";
+    EXPECT_GE(p.pool->preconnects_total(), 1u) << "(its claim asked for more: they may be ready too)";
     a.give_back(false);
     b.give_back(false);
-    EXPECT_TRUE(stop_and_release(io, pool));
+    EXPECT_TRUE(p.stop_and_release());
 }
 
 // A slot freed by a closed connection goes to the request waiting for a slot, not to one
 // waiting for a connection being opened ahead (that one is still coming).
 TEST(UpstreamPool, AFreedSlotGoesToTheRequestWaitingForOneNotToAClaimant)
 {
-    test::running_emulator emu({}, true, emulator::builtin_apps(), 0, 200ms); // each connection: 200 ms of setup
-    net::io_context io;
-    auto cfg = pool_config(emu, 3, 2.0);
-    auto pool = std::make_shared<upstream_pool>(io.get_executor(), cfg, make_upstream_tls(cfg));
-    auto fa = net::co_spawn(io, lease_one(*pool), net::use_future);
-    auto a = wait_for(io, fa); // one opened ahead now
-    auto fb = net::co_spawn(io, lease_one(*pool), net::use_future); // claims it; the pool opens another: full
-    auto fc = net::co_spawn(io, lease_one(*pool), net::use_future); // claims that one
-    auto fs = net::co_spawn(io, lease_one(*pool), net::use_future); // nothing left to claim: waits for a slot
-    for (int i = 0; i < 10; ++i) io.poll();
-    ASSERT_EQ(pool->open(), 3);
-    ASSERT_EQ(pool->connect_waits_total(), 1u);
+    preconnecting_pool p(3, 2.0, 200ms);
+    auto a = p.lease();             // one opened ahead now
+    auto fb = p.start_lease();      // claims it; the pool opens another: full
+    auto fc = p.start_lease();      // claims that one
+    auto fs = p.start_lease();      // nothing left to claim: waits for a slot
+    for (int i = 0; i < 10; ++i) p.io.poll();
+    ASSERT_EQ(p.pool->open(), 3);
+    ASSERT_EQ(p.pool->connect_waits_total(), 1u);
     a.give_back(false); // closed: a slot is free
-    auto s = wait_for(io, fs);
+    auto s = p.wait_for(fs);
     EXPECT_FALSE(s.reused()) << "it connected in the freed slot";
-    EXPECT_EQ(pool->connect_waits_total(), 2u);
-    auto b = wait_for(io, fb), c = wait_for(io, fc);
+    EXPECT_EQ(p.pool->connect_waits_total(), 2u);
+    auto b = p.wait_for(fb), c = p.wait_for(fc);
     EXPECT_TRUE(b.reused() && c.reused()) << "the claimants got the connections opened ahead";
     b.give_back(false);
     c.give_back(false);
     s.give_back(false);
-    EXPECT_TRUE(stop_and_release(io, pool));
+    EXPECT_TRUE(p.stop_and_release());
 }
 
 // A reload drops a pool whose connections are still being opened ahead of demand: the pool
 // lives until they end (under ASan, using it after it was freed is reported).
 TEST(UpstreamPool, APoolDroppedWhileItOpensConnectionsAheadLivesUntilTheyEnd)
 {
-    test::running_emulator emu({}, true, emulator::builtin_apps(), 0, 200ms); // each connection: 200 ms of setup
-    net::io_context io;
-    auto pool = std::make_shared<upstream_pool>(io.get_executor(), pool_config(emu, 4, 2.0), make_upstream_tls(pool_config(emu, 4, 2.0)));
-    auto first = net::co_spawn(io, lease_one(*pool), net::use_future);
-    auto lease = wait_for(io, first);
-    EXPECT_EQ(pool->open(), 2) << "one leased, one being opened ahead";
+    preconnecting_pool p(4, 2.0, 200ms);
+    auto lease = p.lease();
+    EXPECT_EQ(p.pool->open(), 2) << "one leased, one being opened ahead";
     lease.give_back(false);
-    std::weak_ptr<upstream_pool> watch = pool;
-    pool->stop();
-    pool.reset();
+    std::weak_ptr<upstream_pool> watch = p.pool;
+    p.pool->stop();
+    p.pool.reset();
     EXPECT_FALSE(watch.expired()) << "the connection being opened ahead holds the pool";
-    for (int i = 0; i < 1000 && !watch.expired(); ++i) io.run_one_for(10ms);
+    for (int i = 0; i < 1000 && !watch.expired(); ++i) p.io.run_one_for(10ms);
     EXPECT_TRUE(watch.expired()) << "and lets it go once it ended";
 }
 
@@ -458,28 +461,23 @@ TEST(UpstreamPool, APoolDroppedWhileItOpensConnectionsAheadLivesUntilTheyEnd)
 // opened ahead of demand with it.
 TEST(UpstreamPool, ASlotFreedWhileARequestWaitsIsTheRequests)
 {
-    test::running_emulator emu;
-    net::io_context io;
-    auto cfg = pool_config(emu, 2, 2.0);
-    auto pool = std::make_shared<upstream_pool>(io.get_executor(), cfg, make_upstream_tls(cfg));
-    auto f1 = net::co_spawn(io, lease_one(*pool), net::use_future);
-    auto a = wait_for(io, f1);
-    auto f2 = net::co_spawn(io, lease_one(*pool), net::use_future);
-    auto b = wait_for(io, f2); // the one opened ahead, or one of its own
-    ASSERT_EQ(pool->open(), 2);
-    auto f3 = net::co_spawn(io, lease_one(*pool), net::use_future);
-    for (int i = 0; i < 10; ++i) io.poll(); // the third request waits: the pool is full
+    preconnecting_pool p(2, 2.0, 0ms);
+    auto a = p.lease();
+    auto b = p.lease(); // the one opened ahead, or one of its own
+    ASSERT_EQ(p.pool->open(), 2);
+    auto f3 = p.start_lease();
+    for (int i = 0; i < 10; ++i) p.io.poll(); // the third request waits: the pool is full
     ASSERT_NE(f3.wait_for(0s), std::future_status::ready);
-    const auto preconnects = pool->preconnects_total(), waits = pool->connect_waits_total();
+    const auto preconnects = p.pool->preconnects_total(), waits = p.pool->connect_waits_total();
     a.give_back(false); // closed: its slot is free
-    auto c = wait_for(io, f3);
+    auto c = p.wait_for(f3);
     EXPECT_FALSE(c.reused()) << "the waiting request connected in the freed slot";
-    EXPECT_EQ(pool->connect_waits_total(), waits + 1);
-    EXPECT_EQ(pool->preconnects_total(), preconnects) << "no connection was opened ahead with the waiter's slot";
-    EXPECT_LE(pool->open(), 2);
+    EXPECT_EQ(p.pool->connect_waits_total(), waits + 1);
+    EXPECT_EQ(p.pool->preconnects_total(), preconnects) << "no connection was opened ahead with the waiter's slot";
+    EXPECT_LE(p.pool->open(), 2);
     b.give_back(false);
     c.give_back(false);
-    EXPECT_TRUE(stop_and_release(io, pool));
+    EXPECT_TRUE(p.stop_and_release());
 }
 
 } // namespace
