@@ -6,7 +6,7 @@
 namespace gw::core {
 
 preconnect_plan::preconnect_plan(double ratio, int max_connections, nanos window, nanos backoff)
-    : ratio_(ratio), max_connections_(max_connections), window_(window), backoff_(backoff)
+    : ratio_(ratio), max_connections_(max_connections), window_(std::max(window, nanos(1))), backoff_(backoff)
 {
 }
 

@@ -20,6 +20,7 @@ class preconnect_plan
 public:
     using nanos = std::chrono::nanoseconds; // a point on a monotonic clock
 
+    // `window`: at least 1 ns (a shorter one is taken as that).
     preconnect_plan(double ratio, int max_connections, nanos window = std::chrono::seconds(10),
                     nanos backoff = std::chrono::seconds(1));
 

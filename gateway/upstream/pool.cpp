@@ -109,7 +109,9 @@ upstream_pool::upstream_pool(net::any_io_executor ex, const config::upstream_con
       cfg_(cfg),
       tls_(std::move(tls)),
       reaper_(ex),
-      preconnect_plan_(cfg.preconnect_ratio, cfg.max_connections)
+      // A peak counts for one to two windows: at most as long as a spare may idle.
+      preconnect_plan_(cfg.preconnect_ratio, cfg.max_connections,
+                       std::min<clock::duration>(std::chrono::seconds(10), cfg.idle_timeout_ms / 2))
 {
     net::co_spawn(ex_, reap_idle(), log_failure("idle connection reaper"));
 }

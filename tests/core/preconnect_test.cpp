@@ -66,3 +66,11 @@ TEST(Preconnect, AFailedPreconnectPausesPreconnectingForTheBackoff)
     EXPECT_EQ(plan.wanted(t0 + 999ms), 8) << "what is wanted does not change";
     EXPECT_EQ(plan.to_open(4, t0 + 1s), 4);
 }
+
+TEST(Preconnect, AZeroWindowIsTheShortestOne)
+{
+    preconnect_plan plan(2.0, 100, std::chrono::nanoseconds(0)); // half of a 1 ms idle timeout, rounded down
+    plan.leased(3, t0);
+    EXPECT_EQ(plan.wanted(t0), 6);
+    EXPECT_EQ(plan.wanted(t0 + 1ms), 0) << "windows of 1 ns: the peak is long gone";
+}
