@@ -240,6 +240,7 @@ TEST(GatewayRedisCluster, TwoGatewaysShareLimitsThroughASlotMigrationUnderLoadAn
 
     // beta's slot moves to another master while beta's requests run through both gateways.
     std::atomic<bool> stop{false};
+    std::atomic<int> answered{0};
     std::map<int, int> statuses;
     std::mutex statuses_mutex;
     std::vector<std::thread> load;
@@ -247,13 +248,19 @@ TEST(GatewayRedisCluster, TwoGatewaysShareLimitsThroughASlotMigrationUnderLoadAn
         load.emplace_back([&, gw] {
             auto client = gw->client();
             std::map<int, int> mine;
-            while (!stop) mine[get(*client, "/v1/parameters", tenant_keys::beta).status]++;
+            while (!stop) {
+                mine[get(*client, "/v1/parameters", tenant_keys::beta).status]++;
+                ++answered;
+            }
             std::lock_guard lock(statuses_mutex);
             for (auto [s, n] : mine) statuses[s] += n;
         });
     auto from = c.owner_of("t:beta");
     c.migrate("t:beta", (from + 1) % 3);
-    std::this_thread::sleep_for(200ms); // load after the move: MOVED, then the refreshed map
+    // Load after the move (MOVED, then the refreshed map): 200 more answers, however long a
+    // slow machine takes for them (bounded: 30 s).
+    const int at_move = answered.load();
+    for (int i = 0; i < 3000 && answered.load() < at_move + 200; ++i) std::this_thread::sleep_for(10ms);
     stop = true;
     for (auto& t : load) t.join();
     EXPECT_EQ(c.owner_of("t:beta"), (from + 1) % 3);
