@@ -279,7 +279,7 @@ std::string server::scrape()
             const auto idle = static_cast<std::int64_t>(p->idle());
             out.second.push_back({name, p->connects_total(), p->leased(), idle, p->open() - idle - p->leased(),
                                   p->breaker.current() == core::circuit_breaker::state::open, p->resumed_total(),
-                                  p->connect_waits_total(), p->preconnects_total(), p->preconnect_failures_total()});
+                                  p->connect_attempts, p->preconnects_total(), p->preconnect_failures_total()});
         }
         return out;
     };

@@ -147,7 +147,6 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
         if (!claim && open_ < cfg_.max_connections) {
             ++open_;
             ++connect_attempts;
-            ++connect_waits_;
             auto conn = std::make_unique<upstream_connection>(ex_, tls_.get(), sessions_);
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
             auto timeout = std::min(cfg_.connect_timeout_ms, std::max(left, std::chrono::milliseconds(1)));
@@ -301,12 +300,17 @@ void upstream_pool::wake_unbacked_claims()
     }
 }
 
-void upstream_pool::wake(std::list<waiter>::iterator it)
+std::list<upstream_pool::waiter>::iterator upstream_pool::unlist(std::list<waiter>::iterator it)
 {
     if (it->claims) --claims_;
+    return waiters_.erase(it);
+}
+
+void upstream_pool::wake(std::list<waiter>::iterator it)
+{
     *it->woken = true;
     it->timer->cancel(); // its frame resumes later and looks again
-    waiters_.erase(it);
+    unlist(it);
 }
 
 void upstream_pool::wake_one_waiter()
@@ -323,12 +327,8 @@ void upstream_pool::wake_one_slot_waiter()
 
 void upstream_pool::unlist(net::steady_timer* timer)
 {
-    for (auto it = waiters_.begin(); it != waiters_.end(); ++it)
-        if (it->timer == timer) {
-            if (it->claims) --claims_;
-            waiters_.erase(it);
-            return;
-        }
+    auto it = std::find_if(waiters_.begin(), waiters_.end(), [timer](const waiter& w) { return w.timer == timer; });
+    if (it != waiters_.end()) unlist(it);
 }
 
 void upstream_pool::stop()

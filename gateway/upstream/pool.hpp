@@ -130,14 +130,15 @@ public:
 
     std::uint64_t connects_total() const { return connects_; } // preconnects included
     std::uint64_t resumed_total() const { return resumed_; }
-    std::uint64_t connect_waits_total() const { return connect_waits_; } // acquires that found none idle and connected
     std::uint64_t preconnects_total() const { return preconnects_; }
     std::uint64_t preconnect_failures_total() const { return preconnect_failures_; }
 
     // Resilience state of this upstream on this worker.
     core::circuit_breaker breaker;
     core::retry_budget budget;
-    std::uint64_t connect_attempts = 0; // successful or not (no attempts while the circuit is open)
+    // Requests that found no idle connection and connected, successful or not (no attempts
+    // while the circuit is open; connections opened ahead are not attempts).
+    std::uint64_t connect_attempts = 0;
     int open() const { return open_; }
     int leased() const { return leased_; }
     std::size_t idle() const { return idle_.size(); }
@@ -178,6 +179,7 @@ private:
     std::list<waiter> waiters_; // FIFO
     int claims_ = 0;            // listed waiters that claim a connection being opened ahead
     void wake(std::list<waiter>::iterator it);
+    std::list<waiter>::iterator unlist(std::list<waiter>::iterator it); // the claims count follows
     net::steady_timer reaper_;
     int open_ = 0;   // idle + leased + connecting
     int leased_ = 0; // held by leases
@@ -185,7 +187,6 @@ private:
     core::preconnect_plan preconnect_plan_;
     std::uint64_t connects_ = 0;
     std::uint64_t resumed_ = 0;
-    std::uint64_t connect_waits_ = 0;
     std::uint64_t preconnects_ = 0;
     std::uint64_t preconnect_failures_ = 0;
     std::vector<net::ip::tcp::endpoint> endpoints_;

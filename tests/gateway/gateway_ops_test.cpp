@@ -20,15 +20,6 @@
 namespace gw::test {
 namespace {
 
-// The value of one sample line `name{labels} value`, or -1 when absent.
-double sample(const std::string& text, const std::string& series)
-{
-    auto pos = text.find("\n" + series + " ");
-    if (pos == std::string::npos) return -1;
-    pos += series.size() + 2;
-    return std::stod(text.substr(pos, text.find('\n', pos) - pos));
-}
-
 TEST(GatewayOps, MetricsPassPromtoolAndCountWhatWasSent)
 {
     running_emulator emu;
@@ -56,23 +47,23 @@ TEST(GatewayOps, MetricsPassPromtoolAndCountWhatWasSent)
     ASSERT_EQ(scrape.status, 200);
     EXPECT_EQ(scrape.header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
     const auto& m = "\n" + scrape.body;
-    EXPECT_EQ(sample(m, R"(dify_gateway_requests_total{tenant="alpha",app="chat",endpoint="POST /chat-messages",status="200"})"), 4);
-    EXPECT_EQ(sample(m, R"(dify_gateway_requests_total{tenant="alpha",app="chat",endpoint="GET /parameters",status="200"})"), 1);
-    EXPECT_EQ(sample(m, R"(dify_gateway_requests_total{tenant="alpha",app="chat",endpoint="GET /info",status="429"})"), 3);
-    EXPECT_EQ(sample(m, R"(dify_gateway_requests_total{tenant="",app="",endpoint="",status="401"})"), 1);
-    EXPECT_EQ(sample(m, R"(dify_gateway_rate_limited_total{tenant="alpha",reason="rate"})"), 3);
-    EXPECT_EQ(sample(m, R"(dify_gateway_upstream_retries_total{upstream="dify",reason="503"})"), 1);
-    EXPECT_EQ(sample(m, R"(dify_gateway_tokens_total{tenant="alpha",app="chat"})"), tokens);
-    EXPECT_EQ(sample(m, R"(dify_gateway_time_to_first_byte_seconds_count{tenant="alpha",app="chat"})"), 1);
-    EXPECT_EQ(sample(m, R"(dify_gateway_request_duration_seconds_count{tenant="alpha",app="chat"})"), 9);
-    EXPECT_EQ(sample(m, R"(dify_gateway_active_streams{tenant="alpha"})"), 0);
-    EXPECT_GE(sample(m, R"(dify_gateway_upstream_connects_total{upstream="dify"})"), 1);
-    EXPECT_EQ(sample(m, R"(dify_gateway_quota_store_errors_total)"), 0);
-    EXPECT_EQ(sample(m, R"(dify_gateway_upstream_circuit_open{upstream="dify"})"), 0);
-    EXPECT_EQ(sample(m, R"(dify_gateway_tenant_quota_limit{tenant="alpha",quota="burst"})"), 6);
-    EXPECT_LT(sample(m, R"(dify_gateway_tenant_quota_remaining{tenant="alpha",quota="burst"})"), 1) << "all six spent";
-    EXPECT_GE(sample(m, R"(dify_gateway_tenant_quota_remaining{tenant="alpha",quota="burst"})"), 0);
-    EXPECT_EQ(sample(m, R"(dify_gateway_build_info{version=")" + std::string(GW_VERSION) + "\"}"), 1);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_requests_total{tenant="alpha",app="chat",endpoint="POST /chat-messages",status="200"})"), 4);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_requests_total{tenant="alpha",app="chat",endpoint="GET /parameters",status="200"})"), 1);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_requests_total{tenant="alpha",app="chat",endpoint="GET /info",status="429"})"), 3);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_requests_total{tenant="",app="",endpoint="",status="401"})"), 1);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_rate_limited_total{tenant="alpha",reason="rate"})"), 3);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_upstream_retries_total{upstream="dify",reason="503"})"), 1);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_tokens_total{tenant="alpha",app="chat"})"), tokens);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_time_to_first_byte_seconds_count{tenant="alpha",app="chat"})"), 1);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_request_duration_seconds_count{tenant="alpha",app="chat"})"), 9);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_active_streams{tenant="alpha"})"), 0);
+    EXPECT_GE(metric_sample(m, R"(dify_gateway_upstream_connects_total{upstream="dify"})"), 1);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_quota_store_errors_total)"), 0);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_upstream_circuit_open{upstream="dify"})"), 0);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_tenant_quota_limit{tenant="alpha",quota="burst"})"), 6);
+    EXPECT_LT(metric_sample(m, R"(dify_gateway_tenant_quota_remaining{tenant="alpha",quota="burst"})"), 1) << "all six spent";
+    EXPECT_GE(metric_sample(m, R"(dify_gateway_tenant_quota_remaining{tenant="alpha",quota="burst"})"), 0);
+    EXPECT_EQ(metric_sample(m, R"(dify_gateway_build_info{version=")" + std::string(GW_VERSION) + "\"}"), 1);
 
     std::string path = "/tmp/gw-metrics-" + std::to_string(::getpid()) + ".txt";
     std::ofstream(path) << scrape.body;

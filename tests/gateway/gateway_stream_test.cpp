@@ -79,7 +79,7 @@ TEST(GatewayStream, EventsArriveAsTheyAreProducedWithPings)
     ASSERT_EQ(c->read_head().status, 200);
     // The first event is readable long before the stream ends (no buffering).
     auto first = c->read_until("\n\n");
-    EXPECT_EQ(sse_events(first).size(), 1u);
+    EXPECT_EQ(sse_events(first).size(), 1);
     auto rest = c->read_rest();
     auto names = event_names(first + rest);
     EXPECT_GE(std::count(names.begin(), names.end(), "ping"), 1);
@@ -110,7 +110,7 @@ TEST(GatewayStream, ClientDisconnectClosesUpstreamAndStopsTheTask)
     // The stopped message is stored with a partial answer.
     auto c = gw.client();
     auto convs = get(*c, "/v1/conversations?user=erin", tenant_keys::alpha).json().at("data").as_array();
-    ASSERT_EQ(convs.size(), 1u);
+    ASSERT_EQ(convs.size(), 1);
 }
 
 TEST(GatewayStream, UpstreamResetMidStreamEndsWithAnErrorEvent)
@@ -201,19 +201,11 @@ TEST(GatewayUpstream, PoolingBoundsUpstreamConnections)
     EXPECT_EQ(stats.at("tls_handshakes").as_int64(), static_cast<std::int64_t>(connects) + 1) << "+1: this stats call";
 }
 
-// A counter of the gateway's /metrics for upstream "dify" (0 when absent).
-std::uint64_t upstream_counter(gateway::server& srv, const std::string& series)
-{
-    const std::string text = srv.scrape(), prefix = "\n" + series + " ";
-    auto at = ("\n" + text).find(prefix);
-    return at == std::string::npos ? 0 : std::stoull(("\n" + text).substr(at + prefix.size()));
-}
-
 // Waits (bounded: 10 s) until the gateway's background work made `series` reach `n`.
-bool counter_reaches(gateway::server& srv, const std::string& series, std::uint64_t n)
+bool counter_reaches(gateway::server& srv, const std::string& series, double n)
 {
     for (int i = 0; i < 1000; ++i) {
-        if (upstream_counter(srv, series) >= n) return true;
+        if (metric_sample(srv.scrape(), series) >= n) return true;
         std::this_thread::sleep_for(10ms); // the pool connects on the gateway's worker thread
     }
     return false;
@@ -241,7 +233,7 @@ TEST(GatewayUpstream, ConnectionsOpenedAheadOfDemandServeTheNextStreams)
             ASSERT_EQ(streams.back()->read_head().status, 200);
         };
         open_stream();
-        EXPECT_EQ(upstream_counter(gw.server(), waits), 1u) << "the first stream connects: nothing was used before";
+        EXPECT_EQ(metric_sample(gw.server().scrape(), waits), 1) << "the first stream connects: nothing was used before";
         if (ratio > 1) {
             // One stream leased: 2 wanted, so one more is opened in the background.
             ASSERT_TRUE(counter_reaches(gw.server(), opened, 1));
@@ -249,12 +241,12 @@ TEST(GatewayUpstream, ConnectionsOpenedAheadOfDemandServeTheNextStreams)
             ASSERT_TRUE(counter_reaches(gw.server(), opened, 3));
             open_stream();
             open_stream();
-            EXPECT_EQ(upstream_counter(gw.server(), waits), 1u) << "streams 2-4 found a connection ready";
-            EXPECT_EQ(upstream_counter(gw.server(), failed), 0u);
+            EXPECT_EQ(metric_sample(gw.server().scrape(), waits), 1) << "streams 2-4 found a connection ready";
+            EXPECT_EQ(metric_sample(gw.server().scrape(), failed), 0);
         } else {
             for (int i = 0; i < 3; ++i) open_stream();
-            EXPECT_EQ(upstream_counter(gw.server(), waits), 4u) << "without preconnect each new stream waits for its connection";
-            EXPECT_EQ(upstream_counter(gw.server(), opened), 0u);
+            EXPECT_EQ(metric_sample(gw.server().scrape(), waits), 4) << "without preconnect each new stream waits for its connection";
+            EXPECT_EQ(metric_sample(gw.server().scrape(), opened), 0);
         }
         for (auto& c : streams) EXPECT_NE(c->read_until("\n\n").find("data: {"), std::string::npos) << "each stream relays events";
     }

@@ -410,7 +410,7 @@ TEST(UpstreamPool, ARequestTakesAConnectionAlreadyBeingOpenedAhead)
     ASSERT_EQ(p.pool->open(), 2) << "one leased, one being opened ahead";
     auto b = p.lease();
     EXPECT_TRUE(b.reused()) << "the connection opened ahead, not one of its own";
-    EXPECT_EQ(p.pool->connect_waits_total(), 1u) << "only the first request waited for a connection it started";
+    EXPECT_EQ(p.pool->connect_attempts, 1u) << "only the first request waited for a connection it started";
     EXPECT_GE(p.pool->preconnects_total(), 1u) << "(its claim asked for more: they may be ready too)";
     a.give_back(false);
     b.give_back(false);
@@ -428,11 +428,11 @@ TEST(UpstreamPool, AFreedSlotGoesToTheRequestWaitingForOneNotToAClaimant)
     auto fs = p.start_lease();      // nothing left to claim: waits for a slot
     for (int i = 0; i < 10; ++i) p.io.poll();
     ASSERT_EQ(p.pool->open(), 3);
-    ASSERT_EQ(p.pool->connect_waits_total(), 1u);
+    ASSERT_EQ(p.pool->connect_attempts, 1u);
     a.give_back(false); // closed: a slot is free
     auto s = p.wait_for(fs);
     EXPECT_FALSE(s.reused()) << "it connected in the freed slot";
-    EXPECT_EQ(p.pool->connect_waits_total(), 2u);
+    EXPECT_EQ(p.pool->connect_attempts, 2u);
     auto b = p.wait_for(fb), c = p.wait_for(fc);
     EXPECT_TRUE(b.reused() && c.reused()) << "the claimants got the connections opened ahead";
     b.give_back(false);
@@ -468,11 +468,11 @@ TEST(UpstreamPool, ASlotFreedWhileARequestWaitsIsTheRequests)
     auto f3 = p.start_lease();
     for (int i = 0; i < 10; ++i) p.io.poll(); // the third request waits: the pool is full
     ASSERT_NE(f3.wait_for(0s), std::future_status::ready);
-    const auto preconnects = p.pool->preconnects_total(), waits = p.pool->connect_waits_total();
+    const auto preconnects = p.pool->preconnects_total(), waits = p.pool->connect_attempts;
     a.give_back(false); // closed: its slot is free
     auto c = p.wait_for(f3);
     EXPECT_FALSE(c.reused()) << "the waiting request connected in the freed slot";
-    EXPECT_EQ(p.pool->connect_waits_total(), waits + 1);
+    EXPECT_EQ(p.pool->connect_attempts, waits + 1);
     EXPECT_EQ(p.pool->preconnects_total(), preconnects) << "no connection was opened ahead with the waiter's slot";
     EXPECT_LE(p.pool->open(), 2);
     b.give_back(false);

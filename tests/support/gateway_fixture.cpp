@@ -90,4 +90,12 @@ running_gateway::~running_gateway()
     drain_and_wait();
 }
 
+double metric_sample(const std::string& text, const std::string& series)
+{
+    auto pos = text.find("\n" + series + " ");
+    if (pos == std::string::npos) return -1;
+    pos += series.size() + 2;
+    return std::stod(text.substr(pos, text.find('\n', pos) - pos));
+}
+
 } // namespace gw::test

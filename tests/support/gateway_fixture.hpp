@@ -50,6 +50,9 @@ struct movable_clocks
     gateway::quota_clocks clocks() const;
 };
 
+// The value of one sample line `name{labels} value` of a /metrics text, or -1 when absent.
+double metric_sample(const std::string& text, const std::string& series);
+
 // The test CA as a file (written once per process), for upstreams.*.ca_file.
 const std::string& test_ca_file();
 
