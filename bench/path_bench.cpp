@@ -9,6 +9,7 @@
 //   build/bench/path_bench [--benchmark_filter=blocking]
 #include "tests/support/emulator_fixture.hpp"
 #include "tests/support/gateway_fixture.hpp"
+#include "gateway/upstream/tls_record_buffers.hpp"
 
 #include <benchmark/benchmark.h>
 
@@ -126,6 +127,7 @@ void blocking_chat(benchmark::State& state)
     }
     const auto n = static_cast<double>(worker_allocations.load() - before);
     state.counters["allocations_per_request"] = n / static_cast<double>(state.iterations());
+    state.counters["tls_record_buffers_recycled"] = gw::gateway::tls_record_buffers_recycled() ? 1 : 0;
 }
 BENCHMARK(blocking_chat)->Iterations(2000);
 

@@ -3,8 +3,8 @@
 #include "config/loader.hpp"
 #include "core/key_hash.hpp"
 #include "gateway/downstream/server.hpp"
-
 #include "gateway/ops/logging.hpp"
+#include "gateway/upstream/tls_record_buffers.hpp"
 
 #include <boost/asio/signal_set.hpp>
 
@@ -61,6 +61,9 @@ int run_gateway(const std::string& config_path)
     }
     auto cfg = std::make_shared<const config::gateway_config>(std::move(*loaded.config));
     setup_logging(cfg->log);
+    if (!tls_record_buffers_recycled())
+        spdlog::warn("OpenSSL allocated before the gateway could install its record-buffer recycling: each TLS record "
+                     "costs a malloc and a free");
     try {
         server srv(cfg, config_path);
         srv.start();

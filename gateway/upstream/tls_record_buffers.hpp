@@ -1,0 +1,39 @@
+// OpenSSL's record buffers, recycled per thread.
+//
+// Every TLS connection runs with SSL_MODE_RELEASE_BUFFERS (see tls_socket.hpp): OpenSSL
+// frees a connection's ~17 KiB read or write buffer as soon as no record is pending in
+// it, so an idle or slowly streaming connection holds none. The price is a malloc and a
+// free of a block that size for most records, and glibc serves blocks that large from its
+// bins, not its per-thread cache (a large request first consolidates the fast bins). This
+// file gives OpenSSL memory functions that keep blocks of that one size on a short
+// per-thread free list instead: a worker's connections share the few buffers in use at
+// any moment, the way nginx's connections share its buffers, and the per-connection
+// memory stays what RELEASE_BUFFERS makes it.
+//
+// The functions are installed before main() (OpenSSL accepts them only before its first
+// allocation; Asio's headers initialise OpenSSL from static constructors). Everything else
+// goes to malloc, realloc and free unchanged. Blocks are handed back on the thread that
+// frees them; a thread's list is emptied when the thread ends, and a block freed after
+// that goes to free().
+#pragma once
+
+#include <cstddef>
+
+namespace gw::gateway {
+
+// Whether OpenSSL took the recycling functions (false if something allocated through
+// OpenSSL before they could be installed: then OpenSSL uses malloc as usual).
+bool tls_record_buffers_recycled();
+
+// The size a recycled block is made with; OpenSSL's record buffers (16 KiB of plaintext
+// plus the record's header, MAC and padding room) fit in it.
+inline constexpr std::size_t tls_record_block_size = 18 * 1024;
+// Requests above this size (and up to tls_record_block_size) are served from the list.
+inline constexpr std::size_t tls_record_block_floor = 16 * 1024;
+// Blocks kept per thread: enough for the records in flight on one worker at once.
+inline constexpr std::size_t tls_record_blocks_per_thread = 16;
+
+// The calling thread's free list, for tests: how many blocks it holds now.
+std::size_t tls_record_blocks_kept();
+
+} // namespace gw::gateway

@@ -1,0 +1,80 @@
+// OpenSSL's record buffers recycled per thread: what OpenSSL's allocator hands out and
+// takes back, through OpenSSL's own entry points (CRYPTO_malloc / CRYPTO_free).
+#include "gateway/upstream/tls_record_buffers.hpp"
+
+#include <gtest/gtest.h>
+#include <openssl/crypto.h>
+#include <thread>
+#include <vector>
+
+namespace gw::gateway {
+namespace {
+
+constexpr std::size_t read_buffer_size = 16712;  // what OpenSSL 3.0 asks for a TLS read buffer
+constexpr std::size_t write_buffer_size = 16584; // and for a write buffer
+
+TEST(TlsRecordBuffers, InstalledBeforeOpenSslsFirstAllocation)
+{
+    EXPECT_TRUE(tls_record_buffers_recycled());
+}
+
+// Runs `body` on a thread of its own: a fresh, empty list (this thread's may be full from
+// the TLS tests before).
+template <typename Body> void on_new_thread(Body body)
+{
+    std::thread t(body);
+    t.join();
+}
+
+TEST(TlsRecordBuffers, AFreedRecordBufferServesTheNextRecord)
+{
+    on_new_thread([] {
+        void* first = OPENSSL_malloc(read_buffer_size);
+        ASSERT_NE(first, nullptr);
+        static_cast<char*>(first)[read_buffer_size - 1] = 'x'; // the whole size is usable
+        OPENSSL_free(first);
+        EXPECT_EQ(tls_record_blocks_kept(), 1u);
+        void* second = OPENSSL_malloc(write_buffer_size); // any record buffer size takes it
+        EXPECT_EQ(second, first);
+        EXPECT_EQ(tls_record_blocks_kept(), 0u);
+        OPENSSL_free(second);
+    });
+}
+
+TEST(TlsRecordBuffers, OtherSizesGoToMallocAsUsual)
+{
+    on_new_thread([] {
+        for (std::size_t n :
+             {std::size_t{40}, tls_record_block_floor, tls_record_block_size + 64, std::size_t{64 * 1024}}) {
+            void* p = OPENSSL_malloc(n);
+            ASSERT_NE(p, nullptr) << n;
+            OPENSSL_free(p);
+            EXPECT_EQ(tls_record_blocks_kept(), 0u) << n;
+        }
+        // A block grown into the class by realloc is kept like any other of its size.
+        void* p = OPENSSL_malloc(100);
+        p = OPENSSL_realloc(p, tls_record_block_size);
+        ASSERT_NE(p, nullptr);
+        OPENSSL_free(p);
+        EXPECT_EQ(tls_record_blocks_kept(), 1u);
+    });
+}
+
+TEST(TlsRecordBuffers, AThreadKeepsABoundedNumberAndGivesThemBackWhenItEnds)
+{
+    std::size_t kept_in_thread = 0;
+    on_new_thread([&] {
+        std::vector<void*> blocks;
+        for (std::size_t i = 0; i < tls_record_blocks_per_thread + 5; ++i)
+            blocks.push_back(OPENSSL_malloc(read_buffer_size));
+        for (void* b : blocks)
+            OPENSSL_free(b);
+        kept_in_thread = tls_record_blocks_kept();
+    });
+    EXPECT_EQ(kept_in_thread, tls_record_blocks_per_thread);
+    // The thread's blocks were freed when it ended: LeakSanitizer (the sanitizer build)
+    // reports them otherwise.
+}
+
+} // namespace
+} // namespace gw::gateway
