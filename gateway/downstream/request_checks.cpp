@@ -16,9 +16,13 @@ bool known_method(std::string_view m)
     return m == "GET" || m == "HEAD" || m == "POST" || m == "PUT" || m == "PATCH" || m == "DELETE";
 }
 
-// Headers whose second copy a WSGI server and the gateway would read differently.
-constexpr std::string_view single_headers[] = {"content-type", "content-length",  "transfer-encoding", "host",
-                                               "authorization", "content-encoding", "expect",            "x-request-id"};
+// Headers whose second copy a WSGI server and the gateway would read differently (and
+// X-Request-Id, which has no code of Beast's). Names are compared by the code Beast's parser
+// gave them: it matched the name without case, as iequals would.
+constexpr http::field single_headers[] = {http::field::content_type,      http::field::content_length,
+                                          http::field::transfer_encoding, http::field::host,
+                                          http::field::authorization,     http::field::content_encoding,
+                                          http::field::expect};
 
 gateway_error bad(std::string message)
 {
@@ -35,6 +39,7 @@ std::optional<gateway_error> check_request_head(const http::request_header<>& he
     if (target.empty() || target.front() != '/' || target.find('#') != std::string_view::npos)
         return bad("The request target must be an absolute path.");
     std::size_t seen[std::size(single_headers)] = {};
+    std::size_t request_ids = 0;
     for (const auto& f : head) {
         // A CR or LF inside a value (obs-fold, injection) must never reach Dify's parser, nor
         // any other control character: Python's str.strip() removes some of them (and
@@ -43,16 +48,19 @@ std::optional<gateway_error> check_request_head(const http::request_header<>& he
             if ((ch < 0x20 && ch != '\t') || ch == 0x7F)
                 return bad(ch == '\r' || ch == '\n' ? "Header values must not contain CR or LF."
                                                      : "Header values must not contain control characters.");
-        auto name = f.name_string();
-        if (core::iequals(name, "content-type")) {
+        const auto id = f.name();
+        if (id == http::field::content_type) {
             for (unsigned char ch : f.value())
                 if (ch >= 0x80) return bad("The Content-Type header must be ASCII.");
             if (!core::plain_media_type(f.value()) || !core::unambiguous_header_params(f.value()))
                 return bad("The Content-Type header must be one media type with unambiguous parameters.");
         }
+        bool repeated = false;
+        if (id == http::field::unknown)
+            repeated = core::iequals(f.name_string(), "x-request-id") && ++request_ids > 1;
         for (std::size_t i = 0; i < std::size(single_headers); ++i)
-            if (core::iequals(name, single_headers[i]) && ++seen[i] > 1)
-                return bad("The request has more than one " + std::string(name) + " header.");
+            if (id == single_headers[i]) repeated = ++seen[i] > 1;
+        if (repeated) return bad("The request has more than one " + std::string(f.name_string()) + " header.");
     }
     if (head.count(http::field::trailer) > 0) return bad("Requests with trailers are not accepted.");
     auto te = head[http::field::transfer_encoding];
@@ -64,15 +72,25 @@ std::optional<gateway_error> check_request_head(const http::request_header<>& he
     return std::nullopt;
 }
 
-bool forwarded_request_header(std::string_view name, std::span<const std::string_view> connection_tokens)
+bool forwarded_request_header(http::field id, std::string_view name, std::span<const std::string_view> connection_tokens)
 {
-    static constexpr std::string_view dropped[] = {
-        "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
-        "transfer-encoding", "upgrade", "host", "authorization", "content-length", "x-request-id", "expect",
-        "traceparent", "tracestate"}; // the trace context goes as the gateway read it (upstream_request.cpp)
+    static constexpr http::field dropped[] = {
+        http::field::connection,          http::field::keep_alive,         http::field::proxy_connection,
+        http::field::proxy_authorization, http::field::proxy_authenticate, http::field::te,
+        http::field::trailer,             http::field::transfer_encoding,  http::field::upgrade,
+        http::field::host,                http::field::authorization,      http::field::content_length,
+        http::field::expect};
+    // Names without a code of Beast's; the trace context goes as the gateway read it
+    // (upstream_request.cpp).
+    static constexpr std::string_view dropped_names[] = {"x-request-id", "traceparent", "tracestate"};
     if (name.find('_') != std::string_view::npos) return false;
-    for (auto d : dropped)
-        if (core::iequals(name, d)) return false;
+    if (id != http::field::unknown) {
+        for (auto d : dropped)
+            if (id == d) return false;
+    } else {
+        for (auto d : dropped_names)
+            if (core::iequals(name, d)) return false;
+    }
     return !std::binary_search(connection_tokens.begin(), connection_tokens.end(), name, core::iless);
 }
 

@@ -21,7 +21,10 @@ std::optional<gateway_error> check_request_head(const boost::beast::http::reques
 // Whether a request header is forwarded to Dify: not hop-by-hop, not one the gateway sets
 // or replaces, and not a name with '_' (nginx drops those, and WSGI would merge `X_A` with
 // `X-A`). `connection_tokens` are the names the Connection header lists, sorted by
-// core::iless (any case: they are compared without case).
-bool forwarded_request_header(std::string_view name, std::span<const std::string_view> connection_tokens);
+// core::iless (any case: they are compared without case). `id` is the code Beast's parser
+// gave the name (it matches known names without case; unknown for the others).
+bool forwarded_request_header(
+    boost::beast::http::field id, std::string_view name, std::span<const std::string_view> connection_tokens
+);
 
 } // namespace gw::gateway

@@ -106,8 +106,9 @@ net::awaitable<std::tuple<error_code, std::size_t>> send_to_client(exchange& x, 
     co_return std::tuple{ec, n};
 }
 
-// Headers that describe one hop (RFC 9110 §7.6.1): never forwarded.
-bool is_hop_by_hop(std::string_view name);
+// Headers that describe one hop (RFC 9110 §7.6.1): never forwarded. By the code Beast's
+// parser gave the name (every such name has one).
+bool is_hop_by_hop(http::field id);
 bool valid_request_id(std::string_view id);
 // The Host header for an upstream: the port only when it is not the scheme's default.
 std::string host_header(const config::upstream_config& u);

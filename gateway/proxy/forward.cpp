@@ -142,7 +142,7 @@ net::awaitable<bool> write_held_reply(exchange& x, held_reply& h)
     }
     http::response<http::string_body> res{h.res.result(), 11};
     for (const auto& f : h.res)
-        if (!is_hop_by_hop(f.name_string()) && !core::iequals(f.name_string(), "content-length")) res.insert(f.name_string(), f.value());
+        if (!is_hop_by_hop(f.name()) && f.name() != http::field::content_length) res.insert(f.name_string(), f.value());
     res.set("X-Request-Id", x.request_id);
     for (const auto& [k, v] : x.quota_headers) res.set(k, v);
     bool keep_alive = client_reusable(x);

@@ -36,9 +36,12 @@ template <typename Parser>
 std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
 {
     const auto& up = p.get();
-    auto ours = [&](std::string_view name) { // headers the gateway sets itself
-        if (core::iequals(name, "x-request-id")) return true;
-        if (sse && (core::iequals(name, "cache-control") || core::iequals(name, "x-accel-buffering"))) return true;
+    auto ours = [&](http::field id, std::string_view name) { // headers the gateway sets itself
+        if (id == http::field::cache_control) return sse;
+        // X-Request-Id and X-Accel-Buffering have no code of Beast's.
+        if (id == http::field::unknown &&
+            (core::iequals(name, "x-request-id") || (sse && core::iequals(name, "x-accel-buffering"))))
+            return true;
         for (const auto& [k, v] : x.quota_headers)
             if (core::iequals(name, k)) return true;
         return false;
@@ -50,7 +53,7 @@ std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
     };
     out.append("HTTP/1.1 ").append(std::to_string(up.result_int())).append(" ").append(http::obsolete_reason(up.result())).append("\r\n");
     for (const auto& f : up)
-        if (!is_hop_by_hop(f.name_string()) && !core::iequals(f.name_string(), "content-length") && !ours(f.name_string()))
+        if (!is_hop_by_hop(f.name()) && f.name() != http::field::content_length && !ours(f.name(), f.name_string()))
             field(f.name_string(), f.value());
     field("X-Request-Id", x.request_id);
     for (const auto& [k, v] : x.quota_headers) field(k, v);

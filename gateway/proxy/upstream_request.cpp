@@ -66,12 +66,14 @@ net::awaitable<bool> write_error(exchange& x, const gateway_error& e)
     co_return co_await write_gateway_error(x.down, e, x.request_id, keep, x.quota_headers, front);
 }
 
-bool is_hop_by_hop(std::string_view name)
+bool is_hop_by_hop(http::field id)
 {
-    static constexpr std::string_view names[] = {"connection", "keep-alive", "proxy-connection", "proxy-authorization",
-                                                 "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade"};
-    for (auto n : names)
-        if (core::iequals(name, n)) return true;
+    static constexpr http::field hop_by_hop[] = {
+        http::field::connection,          http::field::keep_alive,         http::field::proxy_connection,
+        http::field::proxy_authorization, http::field::proxy_authenticate, http::field::te,
+        http::field::trailer,             http::field::transfer_encoding,  http::field::upgrade};
+    for (auto h : hop_by_hop)
+        if (id == h) return true;
     return false;
 }
 
@@ -237,7 +239,7 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
         h.set(http::field::content_type, x.upload ? x.upload->content_type : std::string("application/json"));
     else
         for (const auto& f : x.req)
-            if (forwarded_request_header(f.name_string(), connection_tokens)) h.insert(f.name_string(), f.value());
+            if (forwarded_request_header(f.name(), f.name_string(), connection_tokens)) h.insert(f.name_string(), f.value());
     h.set(http::field::host, host_header(upstream));
     x.api_key = x.w.next_api_key(*x.target.app);
     h.set(http::field::authorization, "Bearer " + x.api_key);

@@ -100,6 +100,12 @@ TEST(GatewayAbuse, SmugglingAndHeaderInjectionAre400AndNeverForwarded)
         {"a negative Content-Length", head + "Content-Length: -1\r\n\r\n"},
         {"an absurd Content-Length", head + "Content-Length: 99999999999999999999999\r\n\r\n"},
         {"a chunk size that overflows", head + "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nx\r\n0\r\n\r\n"},
+        // A second copy of a header read once is refused however either copy is spelled.
+        {"a second Content-Type in other case", head + "content-TYPE: text/plain\r\nContent-Length: 0\r\n\r\n"},
+        {"a second Host in other case", head + "HOST: y\r\nContent-Length: 0\r\n\r\n"},
+        {"a second Authorization in other case", head + "AUTHORIZATION: Bearer x\r\nContent-Length: 0\r\n\r\n"},
+        {"two X-Request-Ids in other cases", head + "x-request-id: a\r\nX-REQUEST-ID: b\r\nContent-Length: 0\r\n\r\n"},
+        {"two Expects in other cases", head + "expect: 100-continue\r\nEXPECT: 100-continue\r\nContent-Length: 0\r\n\r\n"},
     };
     for (const auto& [what, bytes] : cases) {
         auto raw = c->raw_exchange(bytes);
