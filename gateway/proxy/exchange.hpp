@@ -27,10 +27,15 @@ using tls_stream = tls_socket;
 
 inline constexpr std::size_t piece_size = 8 * 1024; // bytes read per step of a relay
 
-// The request as it goes to Dify.
+// The request as it goes to Dify. Its head is kept as text, not as Beast fields (one
+// allocation per field): what changes between attempts (the app key when keys rotate, the
+// attempt's traceparent) is written when the head is (upstream_head).
 struct upstream_request
 {
-    http::request<http::empty_body> head;
+    std::string_view method; // the client's (its request head outlives the exchange)
+    std::string target;      // base path + "/v1" + Dify's path [+ "?" + query]
+    std::string fields;      // every other header, each "Name: value\r\n"
+    std::string traceparent; // the attempt's trace context ("" when none goes)
     std::string owned_body;      // rewritten JSON, or the original body
     core::body_splice splice;    // multipart: pieces of the original body and inserted text
     bool spliced = false;
@@ -121,8 +126,11 @@ using body_buffer_list = boost::container::small_vector<net::const_buffer, 4>;
 body_buffer_list body_buffers(exchange& x, const std::string& original);
 // Bodies up to this size are copied behind the head and sent in one write.
 inline constexpr std::size_t coalesce_limit = 64 * 1024;
-// "METHOD target HTTP/1.1\r\n" + fields + "\r\n".
-std::string serialize_head(const http::request_header<>& head);
+// Appends "Name: value\r\n".
+void append_field(std::string& out, std::string_view name, std::string_view value);
+// Appends the request head Dify gets: request line, x.up.fields, the app key's
+// Authorization, the trace context and the blank line.
+void append_upstream_head(std::string& out, const exchange& x);
 
 bool is_timeout(const error_code& ec);
 // 504 for timeouts, 502 otherwise; no internal detail.

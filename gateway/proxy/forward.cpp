@@ -61,8 +61,10 @@ net::awaitable<error_code> send_and_read_head(exchange& x, upstream_connection& 
     auto& up = stream_of<S>(conn);
     // Head and a body of up to coalesce_limit go out as one buffer: one TLS record and one
     // send, where TLS streams would otherwise write each buffer (each header) separately.
-    std::string wire = serialize_head(x.up.head);
     auto body = body_buffers(x, x.body);
+    std::string wire;
+    wire.reserve(x.up.fields.size() + x.up.target.size() + 256 + std::min(net::buffer_size(body), coalesce_limit));
+    append_upstream_head(wire, x);
     if (net::buffer_size(body) <= coalesce_limit) {
         for (const auto& b : body) wire.append(static_cast<const char*>(b.data()), b.size());
         body.clear();
@@ -299,10 +301,7 @@ net::awaitable<bool> forward(exchange& x, std::shared_ptr<upstream_pool> pool_re
     for (auto act = attempts.start(x.w.now());;) {
         watch.check();
         if (act.retrying) ++x.w.metrics().upstream(app.upstream_id).retries[static_cast<std::size_t>(*act.retrying)];
-        if (act.rotate_key) {
-            x.api_key = x.w.next_api_key(app);
-            x.up.head.set(http::field::authorization, "Bearer " + x.api_key);
-        }
+        if (act.rotate_key) x.api_key = x.w.next_api_key(app); // the next attempt's head carries it
         if (act.step == core::attempt_step::relay) break;
         if (act.step == core::attempt_step::wait) {
             timer_for(x).expires_after(act.delay);

@@ -212,14 +212,12 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
     else if (auto refused = x.openai ? rewrite_json_body(x) : rewrite_user(x, query)) return refused;
     scope_to_tenant(x, query);
 
-    auto& h = x.up.head;
-    h.method_string(x.req.method_string());
-    std::string wire_target;
-    wire_target.reserve(upstream.base_path.size() + 3 + x.target.wire_path.size() + 1 + query.size());
-    wire_target.append(upstream.base_path).append("/v1").append(x.target.wire_path);
-    if (!query.empty()) wire_target.append(1, '?').append(query);
-    h.target(wire_target);
-    h.version(11);
+    auto& up = x.up;
+    up.method = x.req.method_string();
+    up.target.clear();
+    up.target.reserve(upstream.base_path.size() + 3 + x.target.wire_path.size() + 1 + query.size());
+    up.target.append(upstream.base_path).append("/v1").append(x.target.wire_path);
+    if (!query.empty()) up.target.append(1, '?').append(query);
     // End-to-end headers pass; hop-by-hop ones, the tenant's credentials and what the
     // gateway recomputes do not. Headers named by Connection are hop-by-hop too (a sorted
     // set, compared without case: filtering stays linear in the header block's size). The
@@ -230,28 +228,44 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
             if (auto t = core::trim(token); !t.empty()) connection_tokens.push_back(t);
         });
     std::sort(connection_tokens.begin(), connection_tokens.end(), core::iless);
-    // The caller's trace context as the gateway read it (valid, or none); each attempt puts
-    // its own span in it when spans are exported (begin_attempt_span).
-    const auto& trace = x.rec->trace;
-    if (!core::is_zero(trace.parent)) h.set("traceparent", traceparent_for(trace, trace.parent));
-    if (!core::is_zero(trace.parent) && !trace.tracestate.empty()) h.set("tracestate", trace.tracestate);
+    auto& h = up.fields;
+    h.clear();
+    h.reserve(512);
     if (x.openai) // the request is the gateway's: none of the client's (OpenAI SDK) headers
-        h.set(http::field::content_type, x.upload ? x.upload->content_type : std::string("application/json"));
+        append_field(h, "Content-Type", x.upload ? std::string_view(x.upload->content_type) : "application/json");
     else
         for (const auto& f : x.req)
-            if (forwarded_request_header(f.name(), f.name_string(), connection_tokens)) h.insert(f.name_string(), f.value());
-    h.set(http::field::host, host_header(upstream));
-    x.api_key = x.w.next_api_key(*x.target.app);
-    h.set(http::field::authorization, "Bearer " + x.api_key);
-    h.set("X-Request-Id", x.request_id);
+            if (forwarded_request_header(f.name(), f.name_string(), connection_tokens)) append_field(h, f.name_string(), f.value());
+    append_field(h, "Host", host_header(upstream));
+    append_field(h, "X-Request-Id", x.request_id);
     std::size_t length = x.streamed             ? *x.streamed->content_length()
                          : x.up.spliced         ? x.up.splice.size()
                                                 : x.up.owned_body.size();
     if (length > 0 || x.req.method() == http::verb::post || x.req.method() == http::verb::put ||
         x.req.method() == http::verb::patch)
-        h.set(http::field::content_length, std::to_string(length));
-    h.keep_alive(true);
+        append_field(h, "Content-Length", std::to_string(length));
+    x.api_key = x.w.next_api_key(*x.target.app);
+    // The caller's trace context as the gateway read it (valid, or none); each attempt puts
+    // its own span in it when spans are exported (begin_attempt_span).
+    const auto& trace = x.rec->trace;
+    up.traceparent = core::is_zero(trace.parent) ? std::string() : traceparent_for(trace, trace.parent);
     return std::nullopt;
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value)
+{
+    out.append(name).append(": ").append(value).append("\r\n");
+}
+
+void append_upstream_head(std::string& out, const exchange& x)
+{
+    out.append(x.up.method).append(" ").append(x.up.target).append(" HTTP/1.1\r\n").append(x.up.fields);
+    out.append("Authorization: Bearer ").append(x.api_key).append("\r\n");
+    if (!x.up.traceparent.empty()) {
+        append_field(out, "traceparent", x.up.traceparent);
+        if (!x.rec->trace.tracestate.empty()) append_field(out, "tracestate", x.rec->trace.tracestate);
+    }
+    out.append("\r\n");
 }
 
 void record_created(exchange& x, const core::stream_facts& facts, created_records& done, bool streaming)
@@ -308,16 +322,6 @@ net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x, std::v
         }
     }
     co_return std::nullopt;
-}
-
-std::string serialize_head(const http::request_header<>& head)
-{
-    std::string out;
-    out.reserve(512);
-    out.append(head.method_string()).append(" ").append(head.target()).append(" HTTP/1.1\r\n");
-    for (const auto& f : head) out.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
-    out.append("\r\n");
-    return out;
 }
 
 // The body as buffers: the owned string, or the splice's pieces over the original body.
@@ -399,16 +403,15 @@ void begin_attempt_span(exchange& x)
     const auto& t = x.rec->trace;
     if (!x.w.tracer().enabled()) return;
     x.attempt_id = core::make_span_id(x.w.random64());
-    x.up.head.set("traceparent", traceparent_for(t, x.attempt_id));
-    if (!t.tracestate.empty()) x.up.head.set("tracestate", t.tracestate);
+    x.up.traceparent = traceparent_for(t, x.attempt_id);
     if (!t.exported) return;
     const auto& u = *x.target.app->upstream;
-    auto s = start_span(x.w, t, std::string(x.up.head.method_string()), core::span_kind::client);
+    auto s = start_span(x.w, t, std::string(x.up.method), core::span_kind::client);
     s.id = x.attempt_id;
-    s.set("http.request.method", x.up.head.method_string());
+    s.set("http.request.method", x.up.method);
     s.set("server.address", u.host);
     s.set("server.port", static_cast<std::int64_t>(u.port));
-    const std::string_view target = x.up.head.target();
+    const std::string_view target = x.up.target;
     s.set("url.full", (u.tls ? "https://" : "http://") + host_header(u) + std::string(target.substr(0, target.find('?'))));
     if (x.attempts > 1) s.set("http.request.resend_count", x.attempts - 1);
     x.attempt_span = std::move(s);
