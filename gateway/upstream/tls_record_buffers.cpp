@@ -1,12 +1,9 @@
 // OpenSSL's record buffers, recycled per thread (see the header).
 #include "gateway/upstream/tls_record_buffers.hpp"
 
-#include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <malloc.h>
 #include <openssl/crypto.h>
-#include <sys/prctl.h>
 
 namespace gw::gateway {
 
@@ -18,19 +15,21 @@ struct block_list
 {
     void* blocks[tls_record_blocks_per_thread];
     std::size_t count;
-    bool closed;
+    bool armed;  // the list_closer below is registered: blocks may be kept
+    bool closed; // the thread is ending: nothing more is kept
 };
 constinit thread_local block_list free_blocks{};
 
-// Empties the thread's list when the thread ends. Made on the first block kept.
+// Empties the thread's list when the thread ends. Registered when the thread first asks
+// for a record-sized block, in its normal run: a thread that never did keeps nothing, so
+// a block freed only during its teardown (after C++ destructors ran) cannot be stranded.
 struct list_closer
 {
-    bool armed = false;
+    list_closer() { free_blocks.armed = true; }
     ~list_closer()
     {
         auto& l = free_blocks;
-        while (l.count > 0)
-            std::free(l.blocks[--l.count]);
+        while (l.count > 0) std::free(l.blocks[--l.count]);
         l.closed = true;
     }
 };
@@ -44,26 +43,17 @@ bool is_record_block(void* p)
     return usable >= tls_record_block_size && usable < tls_record_block_size + 64;
 }
 
-void* allocate(std::size_t n, const char* f, int line)
+void* allocate(std::size_t n, const char*, int)
 {
-    {
-        char nm[17] = {};
-        prctl(PR_GET_NAME, nm);
-        if (getenv("TRB") && !strncmp(nm, "gw-worker", 9)) fprintf(stderr, "A %zu %s:%d\n", n, f, line);
-    }
     if (n <= tls_record_block_floor || n > tls_record_block_size) return std::malloc(n);
     auto& l = free_blocks;
+    if (!l.armed && !l.closed) (void)&closer; // first use on this thread: registers the closer
     if (l.count > 0) return l.blocks[--l.count];
     return std::malloc(tls_record_block_size);
 }
 
-void* reallocate(void* p, std::size_t n, const char* f, int line)
+void* reallocate(void* p, std::size_t n, const char*, int)
 {
-    {
-        char nm[17] = {};
-        prctl(PR_GET_NAME, nm);
-        if (getenv("TRB") && !strncmp(nm, "gw-worker", 9)) fprintf(stderr, "R %zu %s:%d\n", n, f, line);
-    }
     return std::realloc(p, n);
 }
 
@@ -71,8 +61,7 @@ void release(void* p, const char*, int)
 {
     if (!p) return;
     auto& l = free_blocks;
-    if (!l.closed && l.count < tls_record_blocks_per_thread && is_record_block(p)) {
-        closer.armed = true;
+    if (l.armed && !l.closed && l.count < tls_record_blocks_per_thread && is_record_block(p)) {
         l.blocks[l.count++] = p;
         return;
     }
@@ -82,10 +71,14 @@ void release(void* p, const char*, int)
 bool installed = false;
 
 // Before every static constructor of the program (priority 101), so before Asio's OpenSSL
-// initialisation; OpenSSL's libraries have no allocating constructors of their own.
+// initialisation; OpenSSL's libraries have no allocating constructors of their own. Not
+// under AddressSanitizer or ThreadSanitizer: a kept block is never poisoned, so a use of a
+// freed record buffer, or a double free, would go unseen there.
 [[gnu::constructor(101)]] void install()
 {
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
     installed = ::CRYPTO_set_mem_functions(allocate, reallocate, release) == 1;
+#endif
 }
 
 } // namespace

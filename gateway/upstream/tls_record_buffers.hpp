@@ -11,18 +11,21 @@
 // memory stays what RELEASE_BUFFERS makes it.
 //
 // The functions are installed before main() (OpenSSL accepts them only before its first
-// allocation; Asio's headers initialise OpenSSL from static constructors). Everything else
-// goes to malloc, realloc and free unchanged. Blocks are handed back on the thread that
-// frees them; a thread's list is emptied when the thread ends, and a block freed after
-// that goes to free().
+// allocation; Asio's headers initialise OpenSSL from static constructors), by a constructor
+// in this file's object: a program gets it when it calls tls_record_buffers_recycled()
+// (the gateway's start does, and warns when OpenSSL refused them). Everything else goes to
+// malloc, realloc and free unchanged. Blocks are handed back on the thread that frees
+// them; a thread's list is emptied when the thread ends, and a block freed after that
+// goes to free(). Sanitizer builds leave OpenSSL's allocator alone, so that they still see
+// a use of a freed record buffer.
 #pragma once
 
 #include <cstddef>
 
 namespace gw::gateway {
 
-// Whether OpenSSL took the recycling functions (false if something allocated through
-// OpenSSL before they could be installed: then OpenSSL uses malloc as usual).
+// Whether OpenSSL took the recycling functions (false in sanitizer builds, or if something
+// allocated through OpenSSL before they could be installed: then OpenSSL uses malloc).
 bool tls_record_buffers_recycled();
 
 // The size a recycled block is made with; OpenSSL's record buffers (16 KiB of plaintext

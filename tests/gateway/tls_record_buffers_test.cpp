@@ -13,15 +13,22 @@ namespace {
 constexpr std::size_t read_buffer_size = 16712;  // what OpenSSL 3.0 asks for a TLS read buffer
 constexpr std::size_t write_buffer_size = 16584; // and for a write buffer
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool sanitized = true; // OpenSSL keeps its own allocator: the sanitizer sees its buffers
+#else
+constexpr bool sanitized = false;
+#endif
+
 TEST(TlsRecordBuffers, InstalledBeforeOpenSslsFirstAllocation)
 {
-    EXPECT_TRUE(tls_record_buffers_recycled());
+    EXPECT_EQ(tls_record_buffers_recycled(), !sanitized);
 }
 
 // Runs `body` on a thread of its own: a fresh, empty list (this thread's may be full from
 // the TLS tests before).
 template <typename Body> void on_new_thread(Body body)
 {
+    if (!tls_record_buffers_recycled()) GTEST_SKIP() << "OpenSSL's own allocator in this build";
     std::thread t(body);
     t.join();
 }
@@ -51,12 +58,14 @@ TEST(TlsRecordBuffers, OtherSizesGoToMallocAsUsual)
             OPENSSL_free(p);
             EXPECT_EQ(tls_record_blocks_kept(), 0u) << n;
         }
-        // A block grown into the class by realloc is kept like any other of its size.
+        // A block grown to the class's size by realloc, on a thread that never asked for a
+        // record buffer, is freed: only a thread that asked for one keeps blocks (its list
+        // is then emptied when it ends).
         void* p = OPENSSL_malloc(100);
         p = OPENSSL_realloc(p, tls_record_block_size);
         ASSERT_NE(p, nullptr);
         OPENSSL_free(p);
-        EXPECT_EQ(tls_record_blocks_kept(), 1u);
+        EXPECT_EQ(tls_record_blocks_kept(), 0u);
     });
 }
 
@@ -71,9 +80,9 @@ TEST(TlsRecordBuffers, AThreadKeepsABoundedNumberAndGivesThemBackWhenItEnds)
             OPENSSL_free(b);
         kept_in_thread = tls_record_blocks_kept();
     });
+    // Kept only because the thread's closer was registered at its first record-sized
+    // allocation: the closer frees them as the thread ends.
     EXPECT_EQ(kept_in_thread, tls_record_blocks_per_thread);
-    // The thread's blocks were freed when it ended: LeakSanitizer (the sanitizer build)
-    // reports them otherwise.
 }
 
 } // namespace
