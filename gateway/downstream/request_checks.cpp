@@ -72,19 +72,28 @@ std::optional<gateway_error> check_request_head(const http::request_header<>& he
     return std::nullopt;
 }
 
-bool forwarded_request_header(http::field id, std::string_view name, std::span<const std::string_view> connection_tokens)
+bool is_hop_by_hop(http::field id)
 {
-    static constexpr http::field dropped[] = {
+    static constexpr http::field hop_by_hop[] = {
         http::field::connection,          http::field::keep_alive,         http::field::proxy_connection,
         http::field::proxy_authorization, http::field::proxy_authenticate, http::field::te,
-        http::field::trailer,             http::field::transfer_encoding,  http::field::upgrade,
-        http::field::host,                http::field::authorization,      http::field::content_length,
-        http::field::expect};
+        http::field::trailer,             http::field::transfer_encoding,  http::field::upgrade};
+    for (auto h : hop_by_hop)
+        if (id == h) return true;
+    return false;
+}
+
+bool forwarded_request_header(http::field id, std::string_view name, std::span<const std::string_view> connection_tokens)
+{
+    // Besides the hop-by-hop ones: what the gateway sets or replaces.
+    static constexpr http::field dropped[] = {http::field::host, http::field::authorization, http::field::content_length,
+                                              http::field::expect};
     // Names without a code of Beast's; the trace context goes as the gateway read it
     // (upstream_request.cpp).
     static constexpr std::string_view dropped_names[] = {"x-request-id", "traceparent", "tracestate"};
     if (name.find('_') != std::string_view::npos) return false;
     if (id != http::field::unknown) {
+        if (is_hop_by_hop(id)) return false;
         for (auto d : dropped)
             if (id == d) return false;
     } else {

@@ -18,6 +18,10 @@ namespace gw::gateway {
 // The error to answer (400 bad_request or 405 method_not_allowed), or nullopt.
 std::optional<gateway_error> check_request_head(const boost::beast::http::request_header<>& head);
 
+// Headers that describe one hop (RFC 9110 §7.6.1): never forwarded, in either direction. By
+// the code Beast's parser gave the name (every such name has one).
+bool is_hop_by_hop(boost::beast::http::field id);
+
 // Whether a request header is forwarded to Dify: not hop-by-hop, not one the gateway sets
 // or replaces, and not a name with '_' (nginx drops those, and WSGI would merge `X_A` with
 // `X-A`). `connection_tokens` are the names the Connection header lists, sorted by

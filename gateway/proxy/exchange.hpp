@@ -8,6 +8,7 @@
 #include "core/user_rewrite.hpp"
 #include "gateway/ops/logging.hpp"
 #include "gateway/proxy/openai_front.hpp"
+#include "gateway/downstream/request_checks.hpp"
 #include "gateway/downstream/serve_request.hpp"
 #include "gateway/quota/quota.hpp"
 
@@ -29,7 +30,7 @@ inline constexpr std::size_t piece_size = 8 * 1024; // bytes read per step of a 
 
 // The request as it goes to Dify. Its head is kept as text, not as Beast fields (one
 // allocation per field): what changes between attempts (the app key when keys rotate, the
-// attempt's traceparent) is written when the head is (upstream_head).
+// attempt's traceparent) is written when the head is (append_upstream_head).
 struct upstream_request
 {
     std::string_view method; // the client's (its request head outlives the exchange)
@@ -111,9 +112,6 @@ net::awaitable<std::tuple<error_code, std::size_t>> send_to_client(exchange& x, 
     co_return std::tuple{ec, n};
 }
 
-// Headers that describe one hop (RFC 9110 §7.6.1): never forwarded. By the code Beast's
-// parser gave the name (every such name has one).
-bool is_hop_by_hop(http::field id);
 bool valid_request_id(std::string_view id);
 // The Host header for an upstream: the port only when it is not the scheme's default.
 std::string host_header(const config::upstream_config& u);

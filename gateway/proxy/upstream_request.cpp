@@ -66,17 +66,6 @@ net::awaitable<bool> write_error(exchange& x, const gateway_error& e)
     co_return co_await write_gateway_error(x.down, e, x.request_id, keep, x.quota_headers, front);
 }
 
-bool is_hop_by_hop(http::field id)
-{
-    static constexpr http::field hop_by_hop[] = {
-        http::field::connection,          http::field::keep_alive,         http::field::proxy_connection,
-        http::field::proxy_authorization, http::field::proxy_authenticate, http::field::te,
-        http::field::trailer,             http::field::transfer_encoding,  http::field::upgrade};
-    for (auto h : hop_by_hop)
-        if (id == h) return true;
-    return false;
-}
-
 bool valid_request_id(std::string_view id)
 {
     if (id.empty() || id.size() > 128) return false;
