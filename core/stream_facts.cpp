@@ -58,12 +58,13 @@ public:
     static constexpr std::size_t max_string_size = std::size_t(-1);
 
     explicit fields_handler(dify_fields* out) : out_(out) {}
-    std::size_t retained_bytes() const { return key_.capacity(); }
+    std::size_t retained_bytes() const { return key_parts_.capacity(); }
     // Ready for the next document (a failed one may have left containers open).
     void reset()
     {
         levels_.clear();
-        key_.clear();
+        key_parts_.clear();
+        key_ = key::other;
         key_done_ = false;
         string_started_ = false;
     }
@@ -76,12 +77,19 @@ public:
     bool on_array_end(std::size_t, json::error_code&) { return close(); }
     bool on_key_part(std::string_view s, std::size_t, json::error_code&)
     {
-        key_.append(s);
+        key_parts_.append(s);
         return true;
     }
+    // A member's name is told apart once, when it is complete; values compare codes.
     bool on_key(std::string_view s, std::size_t, json::error_code&)
     {
-        key_.append(s);
+        if (key_parts_.empty()) {
+            key_ = classify(s);
+        } else {
+            key_parts_.append(s);
+            key_ = classify(key_parts_);
+            key_parts_.clear();
+        }
         key_done_ = true;
         return true;
     }
@@ -101,7 +109,7 @@ public:
     bool on_uint64(std::uint64_t u, std::string_view, json::error_code&) { return number(static_cast<std::int64_t>(u)); }
     bool on_double(double d, std::string_view, json::error_code&)
     {
-        if (!under_data(2) || key_ != "elapsed_time") return number(static_cast<std::int64_t>(d));
+        if (!under_data(2) || key_ != key::elapsed_time) return number(static_cast<std::int64_t>(d));
         out_->elapsed_time = d;
         return value_done();
     }
@@ -111,6 +119,43 @@ public:
     bool on_comment(std::string_view, json::error_code&) { return true; }
 
 private:
+    // The member names this reader acts on; every other name is `other`.
+    enum class key : unsigned char {
+        other, metadata, usage, data, execution_metadata, event, id, task_id, conversation_id, workflow_run_id,
+        message_id, code, message, status, form_token, node_id, node_type, title, error, total_tokens,
+        prompt_tokens, completion_tokens, elapsed_time
+    };
+    static key classify(std::string_view name)
+    {
+        static constexpr std::pair<std::string_view, key> names[] = {
+            {"metadata", key::metadata},
+            {"usage", key::usage},
+            {"data", key::data},
+            {"execution_metadata", key::execution_metadata},
+            {"event", key::event},
+            {"id", key::id},
+            {"task_id", key::task_id},
+            {"conversation_id", key::conversation_id},
+            {"workflow_run_id", key::workflow_run_id},
+            {"message_id", key::message_id},
+            {"code", key::code},
+            {"message", key::message},
+            {"status", key::status},
+            {"form_token", key::form_token},
+            {"node_id", key::node_id},
+            {"node_type", key::node_type},
+            {"title", key::title},
+            {"error", key::error},
+            {"total_tokens", key::total_tokens},
+            {"prompt_tokens", key::prompt_tokens},
+            {"completion_tokens", key::completion_tokens},
+            {"elapsed_time", key::elapsed_time},
+        };
+        for (const auto& [text, k] : names)
+            if (name == text) return k;
+        return key::other;
+    }
+
     // Containers from the root inward: which member each sits under (only the names
     // this reader follows are told apart) and whether it is an object.
     enum class name : unsigned char { other, metadata, usage, data, execution_metadata };
@@ -122,18 +167,20 @@ private:
     name classify_key() const
     {
         if (!in_object()) return name::other;
-        if (key_ == "metadata") return name::metadata;
-        if (key_ == "usage") return name::usage;
-        if (key_ == "data") return name::data;
-        if (key_ == "execution_metadata") return name::execution_metadata;
-        return name::other;
+        switch (key_) {
+        case key::metadata: return name::metadata;
+        case key::usage: return name::usage;
+        case key::data: return name::data;
+        case key::execution_metadata: return name::execution_metadata;
+        default: return name::other;
+        }
     }
 
     bool open(bool object)
     {
         if (levels_.empty()) out_->object = object;
         levels_.push_back({classify_key(), object});
-        key_.clear();
+        key_ = key::other;
         key_done_ = false;
         return true;
     }
@@ -150,14 +197,16 @@ private:
     }
     std::string* data_string_target()
     {
-        if (key_ == "form_token") return &out_->form_token;
-        if (key_ == "id") return &out_->data_id;
-        if (key_ == "node_id") return &out_->node_id;
-        if (key_ == "node_type") return &out_->node_type;
-        if (key_ == "title") return &out_->title;
-        if (key_ == "status") return &out_->data_status;
-        if (key_ == "error") return &out_->data_error;
-        return nullptr;
+        switch (key_) {
+        case key::form_token: return &out_->form_token;
+        case key::id: return &out_->data_id;
+        case key::node_id: return &out_->node_id;
+        case key::node_type: return &out_->node_type;
+        case key::title: return &out_->title;
+        case key::status: return &out_->data_status;
+        case key::error: return &out_->data_error;
+        default: return nullptr;
+        }
     }
     // A repeated member replaces the earlier value (as Python's json does).
     void append_string(std::string_view s)
@@ -170,7 +219,7 @@ private:
     }
     bool value_done()
     {
-        key_.clear();
+        key_ = key::other;
         key_done_ = false;
         return true;
     }
@@ -179,30 +228,32 @@ private:
     {
         if (under_data(2)) return data_string_target();
         if (levels_.size() != 1 || !in_object() || !key_done_) return nullptr;
-        if (key_ == "event") return &out_->event;
-        if (key_ == "id") return &out_->id;
-        if (key_ == "task_id") return &out_->task_id;
-        if (key_ == "conversation_id") return &out_->conversation_id;
-        if (key_ == "workflow_run_id") return &out_->workflow_run_id;
-        if (key_ == "message_id") return &out_->message_id;
-        if (key_ == "code") return &out_->code;
-        if (key_ == "message") return &out_->message;
-        return nullptr;
+        switch (key_) {
+        case key::event: return &out_->event;
+        case key::id: return &out_->id;
+        case key::task_id: return &out_->task_id;
+        case key::conversation_id: return &out_->conversation_id;
+        case key::workflow_run_id: return &out_->workflow_run_id;
+        case key::message_id: return &out_->message_id;
+        case key::code: return &out_->code;
+        case key::message: return &out_->message;
+        default: return nullptr;
+        }
     }
     bool number(std::int64_t n)
     {
         if (in_object() && key_done_) {
-            if (levels_.size() == 1 && key_ == "status") out_->status = n;
+            if (levels_.size() == 1 && key_ == key::status) out_->status = n;
             const bool in_usage =
                 levels_.size() == 3 && levels_[1].under == name::metadata && levels_[2].under == name::usage;
-            if (in_usage && key_ == "total_tokens") out_->usage_total_tokens = n;
-            if (in_usage && key_ == "prompt_tokens") out_->usage_prompt_tokens = n;
-            if (in_usage && key_ == "completion_tokens") out_->usage_completion_tokens = n;
+            if (in_usage && key_ == key::total_tokens) out_->usage_total_tokens = n;
+            if (in_usage && key_ == key::prompt_tokens) out_->usage_prompt_tokens = n;
+            if (in_usage && key_ == key::completion_tokens) out_->usage_completion_tokens = n;
             if (levels_.size() == 2 && levels_[1].under == name::data) {
-                if (key_ == "total_tokens") out_->data_total_tokens = n;
-                if (key_ == "elapsed_time") out_->elapsed_time = static_cast<double>(n);
+                if (key_ == key::total_tokens) out_->data_total_tokens = n;
+                if (key_ == key::elapsed_time) out_->elapsed_time = static_cast<double>(n);
             }
-            if (levels_.size() == 3 && key_ == "total_tokens" && levels_[1].under == name::data &&
+            if (levels_.size() == 3 && key_ == key::total_tokens && levels_[1].under == name::data &&
                 levels_[2].under == name::execution_metadata)
                 out_->node_tokens = n;
         }
@@ -211,7 +262,8 @@ private:
 
     dify_fields* out_;
     boost::container::small_vector<level, 8> levels_; // Dify's documents nest a few levels: no allocation
-    std::string key_;
+    std::string key_parts_; // a name the parser handed over in pieces, until its last one
+    key key_ = key::other;  // the current member's name
     bool key_done_ = false;
     bool string_started_ = false;
 };

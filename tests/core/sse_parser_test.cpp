@@ -167,6 +167,29 @@ TEST(StreamFacts, BlockingBodies)
     EXPECT_FALSE(bad.total_tokens());
 }
 
+TEST(StreamFacts, MemberNamesSplitAcrossPiecesOrEscapedAreReadAsWhole)
+{
+    // A reply fed a byte at a time (the parser hands names over in pieces), with names
+    // spelled with escapes, reads as the whole reply does; a name that only starts like a
+    // known one is another name.
+    const std::string reply =
+        R"({"task_id": "t", "conversation\u005fid": "c", "id\u0073": "not-the-id", "id": "m", )"
+        R"("metadata": {"usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5, "total_tokens_x": 7}}})";
+    stream_facts whole;
+    whole.observe_json_body(reply);
+    stream_facts pieces;
+    for (char c : reply) pieces.feed_json_body(std::string_view(&c, 1));
+    pieces.end_json_body();
+    for (const auto* f : {&whole, &pieces}) {
+        EXPECT_EQ(f->task_id(), "t");
+        EXPECT_EQ(f->conversation_id(), "c");
+        EXPECT_EQ(f->id(), "m");
+        EXPECT_EQ(f->total_tokens(), 5);
+        EXPECT_EQ(f->prompt_tokens(), 2);
+        EXPECT_EQ(f->completion_tokens(), 3);
+    }
+}
+
 TEST(StreamFacts, AReaderGivenBackAfterABrokenReplyReadsTheNextFromScratch)
 {
     // Readers go back to the thread's spares and are lent again: a reply that broke off
