@@ -104,8 +104,6 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
 {
     const auto snapshot = w.tenants_snapshot(); // in-flight requests finish on the config they started with
     const auto& head = hp.get();
-    std::string request_id(head["X-Request-Id"]);
-    if (!valid_request_id(request_id)) request_id = w.new_request_id();
     // Every way out of here records the request once (metrics, access log).
     struct recorder
     {
@@ -113,7 +111,10 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
         request_record rec;
         ~recorder() { record_request(w, rec); }
     } r{w, {}};
-    r.rec.request_id = request_id;
+    // The record holds the request's id; everything after refers to that one string.
+    r.rec.request_id = head["X-Request-Id"];
+    if (!valid_request_id(r.rec.request_id)) r.rec.request_id = w.new_request_id();
+    const std::string& request_id = r.rec.request_id;
     r.rec.method = std::string(head.method_string());
     r.rec.client = client_address(peer, head, snapshot->config().server.trusted_proxies);
     r.rec.trace = begin_request_trace(w, head);

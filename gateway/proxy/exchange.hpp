@@ -53,7 +53,7 @@ struct exchange
     const http::request_header<>& req;
     const tenant& who;
     app_target target;
-    std::string request_id;
+    const std::string& request_id; // the request record's
     bool client_keep_alive;
     quota_ticket* ticket = nullptr;       // the request's quota (slots, token reservation)
     header_list quota_headers;            // X-RateLimit-* for tenants with a rate
