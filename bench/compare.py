@@ -15,6 +15,7 @@ its figures are not meant to be read.
 """
 import argparse
 import datetime
+import glob
 import http.server
 import json
 import os
@@ -216,7 +217,8 @@ class Bench:
         return f'http://127.0.0.1:{server.server_address[1]}/v1/traces'
 
     def gateway(self, name, emu_port, quota=None, redis_port=None, tenant_extra=None, max_connections=20000,
-                upstream_extra=None, store_extra=None, tracing=None):
+                upstream_extra=None, store_extra=None, tracing=None, under=()):
+        """under: a command the gateway runs under (valgrind)."""
         port, admin = free_port(), free_port()
         tenant = {'keys': [TENANT_KEY], 'apps': ['chat']}
         if quota:
@@ -241,13 +243,15 @@ class Bench:
         path = os.path.join(self.dir, name + '.json')
         with open(path, 'w') as f:
             json.dump(config, f, indent=1)
-        s = self.start(name, [os.path.join(self.build, 'gateway', 'dify-gateway'), '--config', path], port)
+        s = self.start(name, [*under, os.path.join(self.build, 'gateway', 'dify-gateway'), '--config', path], port)
         s.admin = admin
         return s
 
-    def nginx(self, emu_port):
+    def nginx(self, emu_port, under=()):
+        """under: a command nginx runs under (valgrind); nginx then serves from one process."""
         port = free_port()
         conf = f"""
+{'master_process off;' if under else ''}
 worker_processes {self.args.workers};
 worker_rlimit_nofile 20000;
 pid {self.dir}/nginx.pid;
@@ -283,7 +287,7 @@ http {{
         path = os.path.join(self.dir, 'nginx.conf')
         with open(path, 'w') as f:
             f.write(conf)
-        return self.start('nginx', ['nginx', '-c', path, '-e', os.path.join(self.dir, 'nginx-error.log')], port)
+        return self.start('nginx', [*under, 'nginx', '-c', path, '-e', os.path.join(self.dir, 'nginx-error.log')], port)
 
     def haproxy(self, emu_port):
         port = free_port()
@@ -556,7 +560,8 @@ def run(args):
                 b.stop(target[2])
         b.stop(emu)
 
-        # 5. Microbenchmarks.
+        # 5. Instructions per request (callgrind), and microbenchmarks.
+        report['instructions'] = instructions(b, quick)
         report['micro'] = micro(b.build, quick)
         report['allocations'] = allocations(b.build)
         report['machine'] = machine()
@@ -568,6 +573,50 @@ def run(args):
         return report
     finally:
         b.close()
+
+
+def instructions(b, quick):
+    """User-space instructions per blocking request of dify-gateway and of nginx, counted
+    by callgrind: each proxy alone under valgrind (the emulator and dify-bench run natively),
+    counters zeroed after a warm-up, then a fixed number of requests. Unlike CPU time, the
+    count does not move with the machine's load, so two runs (or two commits) compare
+    exactly; it leaves out the kernel. None when valgrind is not installed."""
+    if not shutil.which('valgrind') or not shutil.which('callgrind_control'):
+        return None
+    requests = 200 if quick else 2000
+    emu = b.emulator()
+    out = {'requests': requests}
+    try:
+        for name in ('dify-gateway', 'nginx'):
+            dump = os.path.join(b.dir, f'callgrind-{name}.%p.out')
+            under = ('valgrind', '--tool=callgrind', f'--callgrind-out-file={dump}')
+            proxy = b.gateway('gateway-callgrind', emu.port, under=under) if name == 'dify-gateway' \
+                else b.nginx(emu.port, under=under)
+            key = TENANT_KEY if name == 'dify-gateway' else 'unused-by-nginx'
+            target = (f'http://127.0.0.1:{proxy.port}', key, proxy)
+            b.measure(target, ['--mode', 'blocking', '--connections', '8', '--requests', '300'])
+            pid = str(proxy.proc.pid)
+            handshakes = b.emulator_handshakes(emu)
+            subprocess.run(['callgrind_control', '-z', pid], check=True, capture_output=True)
+            r = b.measure(target, ['--mode', 'blocking', '--connections', '8', '--requests', str(requests)])
+            subprocess.run(['callgrind_control', '-d', pid], check=True, capture_output=True)
+            # New upstream connections in the counted window would add handshakes to the
+            # figure (the stats call's own handshake is the 1 subtracted).
+            out[name + ' handshakes'] = b.emulator_handshakes(emu) - handshakes - 1
+            totals = None
+            for path in sorted(glob.glob(dump.replace('%p', pid) + '.*'), key=os.path.getmtime)[-1:]:
+                with open(path) as f:
+                    for line in f:
+                        if line.startswith(('summary:', 'totals:')):
+                            totals = int(line.split()[1])
+            b.stop(proxy)
+            if totals is None or r['requests'] == 0 or r['errors']:
+                return None
+            out[name] = totals / r['requests']
+            print(f"instructions per blocking request (callgrind): {name} {out[name]:.0f}", flush=True)
+    finally:
+        b.stop(emu)
+    return out
 
 
 def micro(build, quick):
@@ -674,6 +723,18 @@ def micro_table(report):
     return '\n'.join(lines)
 
 
+def instructions_text(report):
+    ins = report.get('instructions')
+    if not ins:
+        return 'User-space instructions per request were not counted in this run (valgrind missing, or an older run).'
+    return (f"User-space instructions per blocking request, counted by callgrind ({ins['requests']} requests, 8 "
+            f"connections, each proxy alone under valgrind after a warm-up; the kernel's share is not in them): "
+            f"dify-gateway {ins['dify-gateway']:.0f}, nginx {ins['nginx']:.0f} "
+            f"({ins['dify-gateway'] / ins['nginx']:.2f}×; new upstream TLS connections while counting: "
+            f"{ins.get('dify-gateway handshakes', '?')} and {ins.get('nginx handshakes', '?')}). "
+            "Unlike CPU time they do not move with the machine's load.")
+
+
 def targets_table(report):
     """The README's performance targets against this run's figures."""
     gw, ngx = report['blocking']['dify-gateway'], report['blocking']['nginx']
@@ -694,8 +755,11 @@ def targets_table(report):
                    for r in runs)
 
     ratio = gw['cpu_us_per_request'] / max(ngx['cpu_us_per_request'], 1e-9)
+    ins = report.get('instructions')
+    ins_text = (f"; user-space instructions {ins['dify-gateway'] / 1000:.1f}k vs {ins['nginx'] / 1000:.1f}k "
+                f"({ins['dify-gateway'] / ins['nginx']:.2f}×, callgrind)") if ins else ''
     row('CPU per blocking request ≤ nginx\'s', f"{gw['cpu_us_per_request']:.1f} µs vs nginx {ngx['cpu_us_per_request']:.1f} µs "
-        f"({ratio:.2f}×)", ratio <= 1.0)
+        f"({ratio:.2f}×){ins_text}", ratio <= 1.0)
     spread = p99_spread(direct_half, gw_half)
     row('added latency at half saturation: p50 ≤ 0.2 ms, p99 ≤ 1 ms',
         f'{added_p50:+.2f} ms / {added_p99:+.2f} ms (p99 of one path spread up to {spread:.1f} ms over its runs)',
@@ -818,6 +882,7 @@ path's median of {report['rounds']} interleaved runs by p99 there, one run at th
 {blocking_table(report)}
 
 dify-gateway CPU per request is {gw['cpu_us_per_request'] / max(ngx['cpu_us_per_request'], 0.001):.2f}× nginx's.
+{instructions_text(report)}
 
 ### Latency (p50 / p99, ms) vs offered load (open loop, 64 connections)
 

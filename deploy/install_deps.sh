@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages dify-gateway needs, only those missing (idempotent,
 # non-interactive). Usage: install_deps.sh [build|test|bench|docker]
 #   build: toolchain and libraries (quickstart); test: also the test tools (which include
-#   what bench/compare.py needs: nginx, haproxy, Redis, gnuplot); bench: the same as test;
+#   what bench/compare.py needs: nginx, haproxy, Redis, gnuplot, valgrind); bench: the same as test;
 #   docker: Debian's Docker engine, docker-compose and debootstrap (the compose stack test).
 set -euo pipefail
 profile=${1:-build}
@@ -11,7 +11,8 @@ profile=${1:-build}
 build_pkgs=(cmake ninja-build g++ ccache pkg-config openssl ca-certificates
     libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
     libssl-dev libspdlog-dev libhiredis-dev libgtest-dev libgmock-dev libbenchmark-dev)
-test_pkgs=(python3 python3-requests python3-flask gunicorn redis-server nginx haproxy gnuplot-nox prometheus clang libclang-rt-14-dev)
+test_pkgs=(python3 python3-requests python3-flask gunicorn redis-server nginx haproxy gnuplot-nox prometheus clang libclang-rt-14-dev
+    valgrind)
 
 docker_pkgs=(docker.io docker-compose debootstrap)
 
