@@ -1,8 +1,8 @@
 #include "gateway/worker.hpp"
 
+#include "core/trace_context.hpp"
 #include "gateway/ops/metric_names.hpp"
 
-#include <cstdio>
 
 namespace gw::gateway {
 
@@ -46,12 +46,9 @@ const std::string& worker::next_api_key(const app_handle& app)
 
 std::string worker::new_request_id()
 {
-    char buf[33];
-    std::snprintf(
-        buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng_()),
-        static_cast<unsigned long long>(rng_())
-    );
-    return buf;
+    const auto hi = rng_();
+    const auto lo = rng_();
+    return core::to_hex(core::make_trace_id(hi, lo)); // 32 lower-case hex digits
 }
 
 void worker::begin_drain(std::chrono::milliseconds idle_grace)

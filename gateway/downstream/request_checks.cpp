@@ -40,6 +40,9 @@ std::optional<gateway_error> check_request_head(const http::request_header<>& he
         return bad("The request target must be an absolute path.");
     std::size_t seen[std::size(single_headers)] = {};
     std::size_t request_ids = 0;
+    // Read in the same pass (no lookups by name after it); each occurs once by then.
+    bool trailer = false;
+    std::optional<std::string_view> transfer_encoding, content_encoding;
     for (const auto& f : head) {
         // A CR or LF inside a value (obs-fold, injection) must never reach Dify's parser, nor
         // any other control character: Python's str.strip() removes some of them (and
@@ -61,13 +64,14 @@ std::optional<gateway_error> check_request_head(const http::request_header<>& he
         for (std::size_t i = 0; i < std::size(single_headers); ++i)
             if (id == single_headers[i]) repeated = ++seen[i] > 1;
         if (repeated) return bad("The request has more than one " + std::string(f.name_string()) + " header.");
+        if (id == http::field::trailer) trailer = true;
+        if (id == http::field::transfer_encoding) transfer_encoding = f.value();
+        if (id == http::field::content_encoding) content_encoding = f.value();
     }
-    if (head.count(http::field::trailer) > 0) return bad("Requests with trailers are not accepted.");
-    auto te = head[http::field::transfer_encoding];
-    if (head.count(http::field::transfer_encoding) > 0 && !core::iequals(core::trim(te), "chunked"))
+    if (trailer) return bad("Requests with trailers are not accepted.");
+    if (transfer_encoding && !core::iequals(core::trim(*transfer_encoding), "chunked"))
         return bad("The only transfer coding accepted is a single 'chunked'.");
-    auto ce = head[http::field::content_encoding];
-    if (head.count(http::field::content_encoding) > 0 && !core::iequals(core::trim(ce), "identity"))
+    if (content_encoding && !core::iequals(core::trim(*content_encoding), "identity"))
         return bad("Request bodies with a Content-Encoding are not accepted.");
     return std::nullopt;
 }

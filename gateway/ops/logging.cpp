@@ -61,11 +61,13 @@ void append_utc_now(std::string& out)
         std::strftime(prefix, sizeof prefix, "%Y-%m-%dT%H:%M:%S", &tm);
         cached_second = t;
     }
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-    char tail[8];
-    std::snprintf(tail, sizeof tail, ".%03dZ", static_cast<int>(ms));
+    const auto ms = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000
+    );
+    const char tail[] = {'.', static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
+                         static_cast<char>('0' + ms % 10), 'Z'};
     out += prefix;
-    out += tail;
+    out.append(tail, sizeof tail);
 }
 
 // A JSON string literal of `s` (quotes, backslashes and control characters escaped).

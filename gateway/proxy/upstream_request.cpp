@@ -104,10 +104,10 @@ std::optional<gateway_error> rewrite_json_body(exchange& x)
 }
 
 // A form body (multipart or url-encoded, both read by Werkzeug) with `user` namespaced;
-// `is_form` is set false (and nothing done) when the body is of another type.
-std::optional<gateway_error> rewrite_form_body(exchange& x, bool& is_form)
+// `ct` is the request's Content-Type; `is_form` is set false (and nothing done) when the body
+// is of another type.
+std::optional<gateway_error> rewrite_form_body(exchange& x, std::string_view ct, bool& is_form)
 {
-    const auto ct = x.req[http::field::content_type];
     is_form = true;
     if (core::has_media_type(ct, "application/x-www-form-urlencoded")) {
         x.up.owned_body = core::rewrite_query_user(x.body, x.who.name);
@@ -133,12 +133,13 @@ std::optional<gateway_error> rewrite_form_body(exchange& x, bool& is_form)
 std::optional<gateway_error> rewrite_user(exchange& x, std::string& query)
 {
     bool is_form = false;
+    const std::string_view content_type = x.req[http::field::content_type];
     // A `user` in the query is namespaced on every route, read there or not.
     if (x.place != core::user_place::query && x.place != core::user_place::anywhere)
         query = core::rewrite_query_param(query, "user", x.who.name, {}, false);
     // Bodies are rewritten as UTF-8: one declared in another charset could read otherwise.
     if (x.place != core::user_place::none && x.place != core::user_place::query && !x.body.empty()) {
-        auto params = core::unambiguous_header_params(x.req[http::field::content_type]);
+        auto params = core::unambiguous_header_params(content_type);
         if (!params) return gateway_error{400, "bad_request", "The Content-Type parameters are ambiguous."};
         auto charset = core::find_param(*params, "charset");
         if (charset && !core::iequals(*charset, "utf-8") && !core::iequals(*charset, "utf8") && !core::iequals(*charset, "us-ascii"))
@@ -152,20 +153,20 @@ std::optional<gateway_error> rewrite_user(exchange& x, std::string& query)
         return std::nullopt;
     case core::user_place::json_body:
         // Flask does not parse other types: Dify answers 415 without reading `user`.
-        if (!core::is_json_media_type(x.req[http::field::content_type])) {
+        if (!core::is_json_media_type(content_type)) {
             x.up.owned_body = std::move(x.body);
             return std::nullopt;
         }
         return rewrite_json_body(x);
     case core::user_place::form: {
-        auto refused = rewrite_form_body(x, is_form);
+        auto refused = rewrite_form_body(x, content_type, is_form);
         if (!is_form) x.up.owned_body = std::move(x.body); // no form for Werkzeug: `user` is not read
         return refused;
     }
     case core::user_place::anywhere: {
         query = core::rewrite_query_user(query, x.who.name);
-        if (core::is_json_media_type(x.req[http::field::content_type])) return rewrite_json_body(x);
-        auto refused = rewrite_form_body(x, is_form);
+        if (core::is_json_media_type(content_type)) return rewrite_json_body(x);
+        auto refused = rewrite_form_body(x, content_type, is_form);
         if (is_form || refused) return refused;
         if (!x.body.empty())
             return gateway_error{400, "bad_request",
