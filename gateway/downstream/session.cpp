@@ -70,6 +70,10 @@ net::awaitable<void> reject(beast::tcp_stream& stream, error_code hec)
 net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, std::shared_ptr<void> client_slot)
 {
     beast::tcp_stream stream(std::move(socket));
+    // Non-blocking for synchronous sends too: a response write is first tried at once and
+    // must never block the worker (send_to_client).
+    error_code nb;
+    stream.socket().non_blocking(true, nb);
     session_registration registration(*w, stream); // until this frame ends, however it ends
     auto& entry = registration.entry();
     const config::server_config cfg = w->tenants().config().server; // a copy: a reload may free the old config

@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/container/small_vector.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http.hpp>
 
 #include <optional>
@@ -96,12 +97,22 @@ net::awaitable<bool> write_error(exchange& x, const gateway_error& e);
 bool client_reusable(const exchange& x);
 // Writes to the client within server.client_send_timeout_ms (a client that does not take
 // the bytes is dropped: ec is timeout, the connection will close with a reset, and the
-// exchange releases its upstream connection and quota slot).
+// exchange releases its upstream connection and quota slot). Most writes fit in the
+// socket's send buffer: they go in one non-blocking send (the session's socket is in
+// non-blocking mode), with no deadline and no trip through the event loop; only what does
+// not fit is written asynchronously, within the deadline.
 template <typename Buffers>
 net::awaitable<std::tuple<error_code, std::size_t>> send_to_client(exchange& x, Buffers buffers)
 {
+    error_code sec;
+    const std::size_t sent = x.down.socket().write_some(buffers, sec);
+    if (!sec && sent == net::buffer_size(buffers)) co_return std::tuple{sec, sent};
+    if (sec && sec != net::error::would_block && sec != net::error::try_again) co_return std::tuple{sec, sent};
+    beast::buffers_suffix<Buffers> rest(buffers);
+    rest.consume(sent);
     client_deadline deadline(x.down, x.dir.config().server.client_send_timeout_ms);
-    auto [ec, n] = co_await net::async_write(x.down, buffers, use_nothrow);
+    auto [ec, n] = co_await net::async_write(x.down, rest, use_nothrow);
+    n += sent;
     if (deadline.fired()) {
         ec = beast::error::timeout;
         // Closed with a reset: the bytes it did not take are dropped with the connection,

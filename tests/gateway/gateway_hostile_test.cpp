@@ -176,11 +176,14 @@ TEST(GatewayHostile, BlockingRepliesOfAnySizeAreChargedWhatDifyReported)
         c.tenants["alpha"].tokens_per_day = 100'000'000;
     });
     auto c = gw.client();
-    std::string query;
-    for (int i = 0; i < 300'000; ++i) query += "word ";
+    std::string query; // every word different: bytes out of order or repeated would show
+    for (int i = 0; i < 300'000; ++i) query += "w" + std::to_string(i) + " ";
     auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body(query, "u"));
     ASSERT_EQ(r.status, 200);
     ASSERT_GT(r.body.size(), 1u << 20) << "a reply over 1 MiB";
+    // Far more than a socket buffer holds: the first send takes part of it, the rest goes
+    // out as the client reads. The answer echoes the query: it arrived whole and in order.
+    EXPECT_NE(std::string_view(r.json().at("answer").as_string()).find(query), std::string_view::npos);
     auto reported = r.json().at("metadata").at("usage").at("total_tokens").as_int64();
     http_client admin(gw.server().admin_endpoint(), false);
     auto usage = admin.request("GET", "/admin/usage").json();
