@@ -22,11 +22,13 @@ net::awaitable<bool> read_whole_body(
     api_front front
 )
 {
-    const config::server_config cfg = w.tenants().config().server; // a copy: a reload may free the old config
-    p.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
+    // Read before any co_await: a reload may free the configuration meanwhile.
+    const auto& server = w.tenants().config().server;
+    p.body_limit(static_cast<std::uint64_t>(server.max_request_body_bytes));
+    const auto idle_timeout = server.client_idle_timeout_ms;
     error_code ec;
-    {
-        client_deadline deadline(down, cfg.client_idle_timeout_ms);
+    if (!parse_buffered(p, buffer, ec, [](const auto& parser) { return parser.is_done(); })) {
+        client_deadline deadline(down, idle_timeout);
         auto [read_ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
         ec = deadline.fired() ? error_code(beast::error::timeout) : read_ec;
     }

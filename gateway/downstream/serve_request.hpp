@@ -28,6 +28,27 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
+// Parses what `buffer` already holds into `p`, as Beast's asynchronous reads would, until
+// `done(p)` (its head, or the whole message) or the bytes run out. The usual request comes
+// in the bytes its first read brought, so no asynchronous read (and no deadline timer) is
+// needed for it. True when `done` was reached or parsing failed (`ec`); false when more
+// bytes are needed: the asynchronous read goes on from there.
+template <typename Parser, typename Done>
+bool parse_buffered(Parser& p, beast::flat_buffer& buffer, error_code& ec, Done done)
+{
+    while (!done(p) && buffer.size() > 0) {
+        const auto n = p.put(buffer.data(), ec);
+        buffer.consume(n);
+        if (ec == boost::beast::http::error::need_more) {
+            ec = {};
+            return false;
+        }
+        if (ec) return true;
+        if (n == 0) return false;
+    }
+    return done(p);
+}
+
 // A time limit on an operation on a client connection that, unlike Beast's stream
 // timeouts, leaves the connection open when it passes: the pending operations end with
 // operation_aborted and fired() is true, so that a 408 can still be written after a slow

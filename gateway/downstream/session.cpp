@@ -32,21 +32,6 @@ net::awaitable<error_code> wait_for_request(beast::tcp_stream& stream, beast::fl
     co_return ec;
 }
 
-// Parses a request head that is already whole in `buffer` (the usual case: it came with
-// the request's first bytes), as the asynchronous read would; false when more bytes are
-// needed, with nothing consumed.
-bool read_header_now(header_parser& parser, beast::flat_buffer& buffer, error_code& ec)
-{
-    if (buffer.size() == 0) return false;
-    const auto n = parser.put(buffer.data(), ec);
-    buffer.consume(n);
-    if (ec == http::error::need_more) {
-        ec = {};
-        return false;
-    }
-    return true;
-}
-
 // After an answer that closes the connection, the client may still be sending (a body the
 // gateway did not read): closing at once would reset the connection and could destroy the
 // answer in flight. The send side is shut, and what still comes is read and dropped until
@@ -101,7 +86,7 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
         parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
         parser.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
         error_code hec;
-        if (!read_header_now(parser, buffer, hec)) {
+        if (!parse_buffered(parser, buffer, hec, [](const header_parser& p) { return p.is_header_done(); })) {
             client_deadline deadline(stream, cfg.client_header_timeout_ms);
             auto [read_ec, n] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
             hec = deadline.fired() ? error_code(beast::error::timeout) : read_ec;
