@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <type_traits>
 
 namespace gw::gateway {
 
@@ -69,8 +70,17 @@ net::awaitable<error_code> send_and_read_head(exchange& x, upstream_connection& 
         for (const auto& b : body) wire.append(static_cast<const char*>(b.data()), b.size());
         body.clear();
     }
-    auto [hec, hn] = co_await net::async_write(up, net::buffer(wire), use_nothrow);
-    if (hec) co_return hec;
+    // TLS: one SSL_write now usually takes it all (no asynchronous write and its post).
+    net::const_buffer head_bytes = net::buffer(wire);
+    if constexpr (std::is_same_v<S, tls_stream>) {
+        error_code wec;
+        head_bytes += up.write_now(head_bytes.data(), head_bytes.size(), wec);
+        if (wec && wec != net::error::would_block) co_return wec;
+    }
+    if (head_bytes.size() > 0) {
+        auto [hec, hn] = co_await net::async_write(up, head_bytes, use_nothrow);
+        if (hec) co_return hec;
+    }
     if (!body.empty()) {
         auto [bec, bn] = co_await net::async_write(up, body, use_nothrow);
         if (bec) co_return bec;

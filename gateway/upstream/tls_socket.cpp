@@ -218,6 +218,23 @@ tls_socket::outcome tls_socket::try_handshake()
     return note_failure(classify<outcome, step>(ssl_, ret, 0));
 }
 
+std::size_t tls_socket::write_now(const void* data, std::size_t size, error_code& ec)
+{
+    ec = {};
+    if (deadline_->expired) {
+        ec = beast::error::timeout;
+        return 0;
+    }
+    if (size == 0) return 0;
+    auto r = try_io(false, const_cast<void*>(data), size);
+    if (r.next == step::want_read || r.next == step::want_write) {
+        ec = net::error::would_block;
+        return 0;
+    }
+    ec = r.ec;
+    return r.bytes;
+}
+
 tls_socket::outcome tls_socket::try_io(bool reading, void* data, std::size_t size)
 {
     ::ERR_clear_error();

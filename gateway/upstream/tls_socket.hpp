@@ -85,6 +85,12 @@ public:
     }
     void expires_never();
 
+    // One write tried now, without waiting: the bytes OpenSSL took (possibly fewer than
+    // `size`), or 0 with ec = would_block when the socket cannot take them now (the caller
+    // goes on with async_write over the same bytes, as OpenSSL requires of a retry). A
+    // deadline already passed is a timeout.
+    std::size_t write_now(const void* data, std::size_t size, error_code& ec);
+
     template <typename Token> auto async_handshake(Token&& token)
     {
         return net::async_compose<Token, void(error_code)>(handshake_op{this}, token, tcp_.socket());
