@@ -469,7 +469,19 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
     while (!p.is_done()) {
         p.get().body().data = piece.data() + filled;
         p.get().body().size = piece.size() - filled;
-        auto [ec, n] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
+        // Bytes already read (a small reply usually came whole with its head) are parsed at
+        // once, as Beast's read would parse them first; the socket is read only for more.
+        error_code ec;
+        bool parsed = false;
+        if (conn.buffer().size() > 0) {
+            conn.buffer().consume(p.put(conn.buffer().data(), ec));
+            parsed = ec != http::error::need_more;
+            if (!parsed) ec = {};
+        }
+        if (!parsed) {
+            auto [rec, rn] = co_await http::async_read_some(up, conn.buffer(), p, use_nothrow);
+            ec = rec;
+        }
         if (ec == http::error::need_buffer) ec = {};
         if (ec) {
             spdlog::warn("request {}: upstream body ended early: {}", x.request_id, ec.message());
