@@ -27,6 +27,7 @@ net::awaitable<bool> read_whole_body(
     p.body_limit(static_cast<std::uint64_t>(server.max_request_body_bytes));
     const auto idle_timeout = server.client_idle_timeout_ms;
     error_code ec;
+    p.eager(true); // as http::async_read parses a whole message
     if (!parse_buffered(p, buffer, ec, [](const auto& parser) { return parser.is_done(); })) {
         client_deadline deadline(down, idle_timeout);
         auto [read_ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);

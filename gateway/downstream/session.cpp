@@ -74,6 +74,7 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
     // must never block the worker (send_to_client).
     error_code nb;
     stream.socket().non_blocking(true, nb);
+    if (nb) co_return; // a write could block the worker: not served
     session_registration registration(*w, stream); // until this frame ends, however it ends
     auto& entry = registration.entry();
     const config::server_config cfg = w->tenants().config().server; // a copy: a reload may free the old config
