@@ -61,7 +61,7 @@ int run_gateway(const std::string& config_path)
     }
     auto cfg = std::make_shared<const config::gateway_config>(std::move(*loaded.config));
     setup_logging(cfg->log);
-    if (!tls_record_buffers_recycled())
+    if (tls_record_buffers_refused())
         spdlog::warn("OpenSSL allocated before the gateway could install its record-buffer recycling: each TLS record "
                      "costs a malloc and a free");
     try {

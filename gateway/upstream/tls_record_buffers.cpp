@@ -69,6 +69,7 @@ void release(void* p, const char*, int)
 }
 
 bool installed = false;
+bool refused = false;
 
 // Before every static constructor of the program (priority 101), so before Asio's OpenSSL
 // initialisation; OpenSSL's libraries have no allocating constructors of their own. Not
@@ -78,6 +79,7 @@ bool installed = false;
 {
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
     installed = ::CRYPTO_set_mem_functions(allocate, reallocate, release) == 1;
+    refused = !installed;
 #endif
 }
 
@@ -86,6 +88,11 @@ bool installed = false;
 bool tls_record_buffers_recycled()
 {
     return installed;
+}
+
+bool tls_record_buffers_refused()
+{
+    return refused;
 }
 
 std::size_t tls_record_blocks_kept()

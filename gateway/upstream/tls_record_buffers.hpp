@@ -27,6 +27,9 @@ namespace gw::gateway {
 // Whether OpenSSL took the recycling functions (false in sanitizer builds, or if something
 // allocated through OpenSSL before they could be installed: then OpenSSL uses malloc).
 bool tls_record_buffers_recycled();
+// Whether OpenSSL refused them (it had allocated already): worth a warning. Sanitizer
+// builds do not offer them, so there it is false.
+bool tls_record_buffers_refused();
 
 // The size a recycled block is made with; OpenSSL's record buffers (16 KiB of plaintext
 // plus the record's header, MAC and padding room) fit in it.
