@@ -27,23 +27,46 @@ EVP_MD_CTX* thread_digest_context()
 
 } // namespace
 
-std::string sha256_hex(std::string_view data)
+sha256_digest sha256(std::string_view data)
 {
-    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+    sha256_digest digest{};
     unsigned int len = 0;
     auto* ctx = thread_digest_context();
     const auto* md = sha256_md();
     if (!ctx || !md || EVP_DigestInit_ex2(ctx, md, nullptr) != 1 || EVP_DigestUpdate(ctx, data.data(), data.size()) != 1 ||
-        EVP_DigestFinal_ex(ctx, digest.data(), &len) != 1)
+        EVP_DigestFinal_ex(ctx, digest.data(), &len) != 1 || len != digest.size())
         throw std::runtime_error("sha256 failed");
+    return digest;
+}
+
+std::string sha256_hex(std::string_view data)
+{
     static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(len * 2);
-    for (unsigned int i = 0; i < len; ++i) {
-        out.push_back(hex[digest[i] >> 4]);
-        out.push_back(hex[digest[i] & 0xF]);
+    const auto digest = sha256(data);
+    std::string out(digest.size() * 2, '\0');
+    for (std::size_t i = 0; i < digest.size(); ++i) {
+        out[2 * i] = hex[digest[i] >> 4];
+        out[2 * i + 1] = hex[digest[i] & 0xF];
     }
     return out;
+}
+
+std::optional<sha256_digest> digest_from_hex(std::string_view hex)
+{
+    const auto nibble = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    sha256_digest d{};
+    if (hex.size() != d.size() * 2) return std::nullopt;
+    for (std::size_t i = 0; i < d.size(); ++i) {
+        const int high = nibble(hex[2 * i]), low = nibble(hex[2 * i + 1]);
+        if (high < 0 || low < 0) return std::nullopt;
+        d[i] = static_cast<unsigned char>(high << 4 | low);
+    }
+    return d;
 }
 
 std::string hash_key(std::string_view key)

@@ -230,21 +230,18 @@ constexpr std::array<signed char, 256> lower_hex_values = [] {
 
 std::optional<uuid_bytes> parse_canonical_uuid(std::string_view id)
 {
-    if (id.size() != 36) return std::nullopt;
+    // Where each byte's two hex digits start in 8-4-4-4-12 form.
+    static constexpr std::array<std::uint8_t, 16> digit_at = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+    if (id.size() != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-') return std::nullopt;
     uuid_bytes out{};
-    std::size_t byte = 0;
-    for (std::size_t i = 0; i < id.size();) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (id[i] != '-') return std::nullopt;
-            ++i;
-            continue;
-        }
-        const int hi = lower_hex_values[static_cast<unsigned char>(id[i])];
-        const int lo = lower_hex_values[static_cast<unsigned char>(id[i + 1])];
-        if (hi < 0 || lo < 0) return std::nullopt;
-        out[byte++] = static_cast<std::uint8_t>(hi * 16 + lo);
-        i += 2;
+    int bad = 0; // any digit's value negative: its sign bit
+    for (std::size_t b = 0; b < out.size(); ++b) {
+        const int hi = lower_hex_values[static_cast<unsigned char>(id[digit_at[b]])];
+        const int lo = lower_hex_values[static_cast<unsigned char>(id[digit_at[b] + 1])];
+        bad |= hi | lo;
+        out[b] = static_cast<std::uint8_t>(hi * 16 + lo);
     }
+    if (bad < 0) return std::nullopt;
     return out;
 }
 

@@ -27,10 +27,11 @@ tenant_directory::tenant_directory(std::shared_ptr<const config::gateway_config>
             ++tenants_of_app_[app];
         }
         for (const auto& key : t.keys) {
-            auto digest = key.starts_with(core::sha256_prefix)
-                              ? core::to_lower(key.substr(core::sha256_prefix.size()))
-                              : core::sha256_hex(key);
-            by_digest_.emplace(std::move(digest), &entry);
+            // A stored digest is 64 hex digits: validation refuses a config with any other.
+            const auto digest = key.starts_with(core::sha256_prefix)
+                                    ? core::digest_from_hex(key.substr(core::sha256_prefix.size()))
+                                    : core::sha256(key);
+            if (digest) by_digest_.emplace(*digest, &entry);
         }
     }
 }
@@ -55,7 +56,7 @@ const tenant* tenant_directory::authenticate(std::string_view authorization, gat
     auto key = core::trim(authorization.substr(space + 1));
     // Keys are looked up by their SHA-256: the time taken depends on the digest only,
     // never on how much of a stored key matches the presented one.
-    auto it = by_digest_.find(core::sha256_hex(key));
+    auto it = by_digest_.find(core::sha256(key));
     if (key.empty() || it == by_digest_.end()) {
         err = {401, "unauthorized", "Access token is invalid"};
         return nullptr;

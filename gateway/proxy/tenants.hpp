@@ -7,6 +7,7 @@
 
 #include "config/gateway_config.hpp"
 #include "core/dify_routes.hpp"
+#include "core/key_hash.hpp"
 
 #include <memory>
 #include <optional>
@@ -97,7 +98,7 @@ private:
     std::shared_ptr<const config::gateway_config> cfg_;
     std::unordered_map<std::string, app_handle> apps_;
     std::unordered_map<std::string, tenant> tenants_;
-    std::unordered_map<std::string, const tenant*> by_digest_; // sha256 hex of the key -> tenant
+    std::unordered_map<core::sha256_digest, const tenant*, core::sha256_digest_hash> by_digest_; // key's SHA-256 -> tenant
     std::unordered_map<std::string, int> tenants_of_app_;      // how many tenants may use each app
 };
 

@@ -20,6 +20,18 @@ TEST(KeyHash, RecognisesHashedKeys)
     EXPECT_FALSE(is_hashed_key("plain-key"));
 }
 
+TEST(KeyHash, DigestsReadFromHexInEitherCase)
+{
+    const auto upper = digest_from_hex("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD");
+    ASSERT_TRUE(upper);
+    EXPECT_EQ(*upper, sha256("abc"));
+    EXPECT_EQ(digest_from_hex(sha256_hex("abc")), sha256("abc"));
+    EXPECT_FALSE(digest_from_hex(std::string(63, 'a'))) << "too short";
+    EXPECT_FALSE(digest_from_hex(std::string(66, 'a'))) << "too long";
+    EXPECT_FALSE(digest_from_hex(std::string(63, 'a') + "g")) << "not hex";
+    EXPECT_NE(sha256_digest_hash{}(sha256("a")), sha256_digest_hash{}(sha256("b")));
+}
+
 TEST(KeyHash, ConstantTimeEqual)
 {
     EXPECT_TRUE(constant_time_equal("", ""));

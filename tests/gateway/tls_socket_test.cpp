@@ -14,6 +14,9 @@
 
 #include <gtest/gtest.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 namespace gw::gateway {
 namespace {
 
@@ -291,6 +294,35 @@ TEST(TlsSocket, BytesReadFromTheSocketButNotHandedOutAreKnown)
     auto [held_after_byte, held_after_reply] = on_verified_connection(request_then_read_a_byte_then_all);
     EXPECT_TRUE(held_after_byte);
     EXPECT_FALSE(held_after_reply);
+}
+
+// GET /v1/parameters, then a read nothing answers, each step with an error left in the
+// thread's OpenSSL error queue: {status, the request's error, the waiting read's error}.
+net::awaitable<std::tuple<int, error_code, error_code>> request_and_wait_after_stale_errors(connection& c)
+{
+    auto req = parameters_request();
+    ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH); // another OpenSSL user's leftover on this thread
+    auto [wec, wn] = co_await http::async_write(c.tls, req, use_nothrow);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+    auto [rec, rn] = co_await http::async_read(c.tls, buffer, res, use_nothrow);
+    // Nothing more comes: the read finds nothing and waits, until its deadline.
+    ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+    c.tls.expires_after(50ms);
+    char byte;
+    auto [tec, tn] = co_await c.tls.async_read_some(net::buffer(&byte, 1), use_nothrow);
+    co_return std::tuple{static_cast<int>(res.result_int()), wec ? wec : rec, tec};
+}
+
+TEST(TlsSocket, AnErrorLeftInTheThreadsQueueDoesNotFailTheNextReadOrWrite)
+{
+    // SSL_get_error consults the thread's error queue: a stale entry would turn a read
+    // that has to wait into a failure, so the queue is emptied before each call.
+    auto [status, ec, wait_ec] = on_verified_connection(request_and_wait_after_stale_errors);
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_EQ(status, 200);
+    EXPECT_EQ(wait_ec, beast::error::timeout) << wait_ec.message();
 }
 
 TEST(TlsSocket, LaterConnectionsResumeTheSessionTheServerIssued)
