@@ -26,14 +26,22 @@ bool read_hex(std::string_view text, std::array<std::uint8_t, N>& out)
 }
 
 template <std::size_t N>
-std::string hex_of(const std::array<std::uint8_t, N>& bytes)
+void append_hex_of(std::string& out, const std::array<std::uint8_t, N>& bytes)
 {
     static constexpr char digits[] = "0123456789abcdef";
-    std::string out(2 * N, '0');
+    const std::size_t at = out.size();
+    out.resize(at + 2 * N);
     for (std::size_t i = 0; i < N; ++i) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 0xf];
+        out[at + 2 * i] = digits[bytes[i] >> 4];
+        out[at + 2 * i + 1] = digits[bytes[i] & 0xf];
     }
+}
+
+template <std::size_t N>
+std::string hex_of(const std::array<std::uint8_t, N>& bytes)
+{
+    std::string out;
+    append_hex_of(out, bytes);
     return out;
 }
 
@@ -63,7 +71,14 @@ std::optional<span_context> parse_traceparent(std::string_view h, std::string_vi
 
 std::string format_traceparent(const trace_id& t, const span_id& s, bool sampled)
 {
-    return "00-" + hex_of(t) + "-" + hex_of(s) + (sampled ? "-01" : "-00");
+    std::string out;
+    out.reserve(55);
+    out += "00-";
+    append_hex_of(out, t);
+    out += '-';
+    append_hex_of(out, s);
+    out += sampled ? "-01" : "-00";
+    return out;
 }
 
 std::string to_hex(const trace_id& t)
@@ -74,6 +89,16 @@ std::string to_hex(const trace_id& t)
 std::string to_hex(const span_id& s)
 {
     return hex_of(s);
+}
+
+void append_hex(std::string& out, const trace_id& t)
+{
+    append_hex_of(out, t);
+}
+
+void append_hex(std::string& out, const span_id& s)
+{
+    append_hex_of(out, s);
 }
 
 bool is_zero(const trace_id& t)

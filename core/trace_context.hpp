@@ -40,6 +40,9 @@ std::string format_traceparent(const trace_id& t, const span_id& s, bool sampled
 
 std::string to_hex(const trace_id& t);
 std::string to_hex(const span_id& s);
+// The same hex, appended to `out`.
+void append_hex(std::string& out, const trace_id& t);
+void append_hex(std::string& out, const span_id& s);
 bool is_zero(const trace_id& t);
 bool is_zero(const span_id& s);
 

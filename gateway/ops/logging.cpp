@@ -13,6 +13,8 @@ namespace gw::gateway {
 
 namespace {
 
+using namespace std::string_view_literals;
+
 spdlog::level::level_enum spdlog_level(config::log_level l)
 {
     switch (l) {
@@ -53,12 +55,13 @@ void append_utc_now(std::string& out)
 {
     thread_local std::time_t cached_second = -1;
     thread_local char prefix[24];
+    thread_local std::size_t prefix_size = 0;
     auto now = std::chrono::system_clock::now();
     auto t = std::chrono::system_clock::to_time_t(now);
     if (t != cached_second) {
         std::tm tm{};
         gmtime_r(&t, &tm);
-        std::strftime(prefix, sizeof prefix, "%Y-%m-%dT%H:%M:%S", &tm);
+        prefix_size = std::strftime(prefix, sizeof prefix, "%Y-%m-%dT%H:%M:%S", &tm);
         cached_second = t;
     }
     const auto ms = static_cast<int>(
@@ -66,7 +69,7 @@ void append_utc_now(std::string& out)
     );
     const char tail[] = {'.', static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
                          static_cast<char>('0' + ms % 10), 'Z'};
-    out += prefix;
+    out.append(prefix, prefix_size);
     out.append(tail, sizeof tail);
 }
 
@@ -83,7 +86,7 @@ void append_json_string(std::string& out, std::string_view s)
         out.append(s.data() + copied, i - copied);
         copied = i + 1;
         if (u < 0x20) {
-            out += "\\u00";
+            out += "\\u00"sv;
             out += hex[u >> 4];
             out += hex[u & 15];
         } else {
@@ -104,42 +107,42 @@ void append_number(std::string& out, std::int64_t n)
 
 void append_json_line(std::string& out, const request_record& r, std::int64_t duration_ms)
 {
-    out += "{\"time\":\"";
+    out += "{\"time\":\""sv;
     append_utc_now(out);
-    out += "\",\"type\":\"access\",\"request_id\":";
+    out += "\",\"type\":\"access\",\"request_id\":"sv;
     append_json_string(out, r.request_id);
-    out += ",\"tenant\":";
+    out += ",\"tenant\":"sv;
     append_json_string(out, r.tenant);
-    out += ",\"app\":";
+    out += ",\"app\":"sv;
     append_json_string(out, r.app);
-    out += ",\"method\":";
+    out += ",\"method\":"sv;
     append_json_string(out, r.method);
-    out += ",\"endpoint\":";
+    out += ",\"endpoint\":"sv;
     append_json_string(out, endpoint_label(r.endpoint));
-    out += ",\"status\":";
+    out += ",\"status\":"sv;
     append_number(out, r.status);
-    out += ",\"duration_ms\":";
+    out += ",\"duration_ms\":"sv;
     append_number(out, duration_ms);
-    out += ",\"ttfb_ms\":";
+    out += ",\"ttfb_ms\":"sv;
     if (r.ttfb_seconds)
         append_number(out, static_cast<std::int64_t>(*r.ttfb_seconds * 1000.0 + 0.5));
     else
-        out += "null";
-    out += ",\"attempts\":";
+        out += "null"sv;
+    out += ",\"attempts\":"sv;
     append_number(out, r.attempts);
-    out += ",\"tokens\":";
+    out += ",\"tokens\":"sv;
     append_number(out, r.tokens);
-    out += ",\"bytes_in\":";
+    out += ",\"bytes_in\":"sv;
     append_number(out, static_cast<std::int64_t>(r.bytes_in));
-    out += ",\"bytes_out\":";
+    out += ",\"bytes_out\":"sv;
     append_number(out, static_cast<std::int64_t>(r.bytes_out));
-    out += ",\"client\":";
+    out += ",\"client\":"sv;
     append_json_string(out, r.client);
-    out += ",\"trace_id\":\"";
-    out += core::to_hex(r.trace.trace);
-    out += "\",\"span_id\":\"";
-    out += core::to_hex(r.trace.span);
-    out += "\"}\n";
+    out += ",\"trace_id\":\""sv;
+    core::append_hex(out, r.trace.trace);
+    out += "\",\"span_id\":\""sv;
+    core::append_hex(out, r.trace.span);
+    out += "\"}\n"sv;
 }
 
 void append_text_line(std::string& out, const request_record& r, std::int64_t duration_ms)

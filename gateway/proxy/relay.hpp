@@ -35,6 +35,7 @@ inline constexpr std::size_t max_read_after_client_left = 64 * 1024;
 template <typename Parser>
 std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
 {
+    using namespace std::string_view_literals;
     const auto& up = p.get();
     auto ours = [&](http::field id, std::string_view name) { // headers the gateway sets itself
         if (id == http::field::cache_control) return sse;
@@ -48,10 +49,8 @@ std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
     };
     std::string out;
     out.reserve(512);
-    auto field = [&out](std::string_view name, std::string_view value) {
-        out.append(name).append(": ").append(value).append("\r\n");
-    };
-    out.append("HTTP/1.1 ").append(std::to_string(up.result_int())).append(" ").append(http::obsolete_reason(up.result())).append("\r\n");
+    auto field = [&out](std::string_view name, std::string_view value) { append_field(out, name, value); };
+    out.append("HTTP/1.1 "sv).append(std::to_string(up.result_int())).append(" "sv).append(http::obsolete_reason(up.result())).append("\r\n"sv);
     for (const auto& f : up)
         if (!is_hop_by_hop(f.name()) && f.name() != http::field::content_length && !ours(f.name(), f.name_string()))
             field(f.name_string(), f.value());
@@ -73,7 +72,7 @@ std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
         field("Content-Length", "0");
     }
     if (!keep_alive) field("Connection", "close");
-    out.append("\r\n");
+    out.append("\r\n"sv);
     return out;
 }
 

@@ -21,6 +21,7 @@
 namespace gw::gateway {
 
 namespace json = boost::json;
+using namespace std::string_view_literals;
 
 net::steady_timer& timer_for(exchange& x)
 {
@@ -244,13 +245,13 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
 
 void append_field(std::string& out, std::string_view name, std::string_view value)
 {
-    out.append(name).append(": ").append(value).append("\r\n");
+    out.append(name).append(": "sv).append(value).append("\r\n"sv);
 }
 
 void append_upstream_head(std::string& out, const exchange& x)
 {
-    out.append(x.up.method).append(" ").append(x.up.target).append(" HTTP/1.1\r\n").append(x.up.fields);
-    out.append("Authorization: Bearer ").append(x.api_key).append("\r\n");
+    out.append(x.up.method).append(" "sv).append(x.up.target).append(" HTTP/1.1\r\n"sv).append(x.up.fields);
+    out.append("Authorization: Bearer "sv).append(x.api_key).append("\r\n"sv);
     if (!x.up.traceparent.empty()) {
         append_field(out, "traceparent", x.up.traceparent);
         if (!x.rec->trace.tracestate.empty()) append_field(out, "tracestate", x.rec->trace.tracestate);
