@@ -6,6 +6,7 @@
 
 #include "core/text.hpp"
 #include "gateway/ops/tracing.hpp"
+#include "gateway/http_fields.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -55,7 +56,7 @@ std::string client_address(
     const std::string& peer, const http::request_header<>& req, const std::vector<std::string>& trusted
 )
 {
-    auto forwarded = req["X-Forwarded-For"];
+    auto forwarded = field_value(req, "X-Forwarded-For");
     if (!forwarded.empty() && std::find(trusted.begin(), trusted.end(), peer) != trusted.end()) {
         auto parts = core::split(forwarded, ',');
         return std::string(core::trim(parts.back()));
@@ -132,7 +133,7 @@ net::awaitable<bool> refuse_early(
 )
 {
     const auto len = hp.content_length();
-    const bool droppable = keep_alive && !beast::iequals(hp.get()[http::field::expect], "100-continue") &&
+    const bool droppable = keep_alive && !beast::iequals(field_value(hp.get(), http::field::expect), "100-continue") &&
                            (!len || *len <= max_dropped_body);
     if (!hp.is_done()) {
         bool dropped = false;
@@ -156,7 +157,7 @@ std::size_t field_count(const http::request_header<>& h)
 // "HTTP/1.1 100 Continue" when the client waits for it before sending its body.
 net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::request_header<>& req)
 {
-    if (!beast::iequals(req[http::field::expect], "100-continue")) co_return true;
+    if (!beast::iequals(field_value(req, http::field::expect), "100-continue")) co_return true;
     http::response<http::empty_body> cont{http::status::continue_, 11};
     auto [ec, n] = co_await http::async_write(down, cont, use_nothrow);
     co_return !ec;

@@ -12,6 +12,7 @@
 #include "gateway/downstream/serve_openai.hpp"
 #include "gateway/ops/tracing.hpp"
 #include "gateway/proxy/request_plan.hpp"
+#include "gateway/http_fields.hpp"
 
 #include <boost/json.hpp>
 
@@ -66,7 +67,7 @@ net::awaitable<bool> forward_streamed_body(downstream_request& d, header_parser&
     http::request_parser<http::buffer_body> body_parser{std::move(hp)};
     body_parser.body_limit(static_cast<std::uint64_t>(d.dir.config().server.max_request_body_bytes));
     if (!co_await continue_if_expected(d.down, body_parser.get())) co_return false;
-    auto x = make_exchange(d, body_parser.get(), body_parser.get().keep_alive(), plan, ticket, std::move(quota_headers));
+    auto x = make_exchange(d, body_parser.get(), keeps_alive(body_parser.get()), plan, ticket, std::move(quota_headers));
     x.streamed = &body_parser;
     d.rec.bytes_in = *body_parser.content_length();
     co_return co_await forward_request(x);
@@ -91,7 +92,7 @@ net::awaitable<bool> forward_whole_body(downstream_request& d, header_parser& hp
             co_return false;
         }
     }
-    auto x = make_exchange(d, body_parser.get(), body_parser.get().keep_alive(), plan, ticket, std::move(quota_headers));
+    auto x = make_exchange(d, body_parser.get(), keeps_alive(body_parser.get()), plan, ticket, std::move(quota_headers));
     x.body = std::move(body_parser.get().body());
     d.rec.bytes_in = x.body.size();
     co_return co_await forward_request(x);
@@ -112,7 +113,7 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
         ~recorder() { record_request(w, rec); }
     } r{w, {}};
     // The record holds the request's id; everything after refers to that one string.
-    r.rec.request_id = head["X-Request-Id"];
+    r.rec.request_id = field_value(head, "X-Request-Id");
     if (!valid_request_id(r.rec.request_id)) r.rec.request_id = w.new_request_id();
     const std::string& request_id = r.rec.request_id;
     r.rec.method = std::string(head.method_string());
@@ -121,9 +122,9 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     if (r.rec.trace.exported) {
         const std::string_view target = head.target();
         r.rec.path = std::string(target.substr(0, target.find('?')));
-        r.rec.user_agent = std::string(head[http::field::user_agent]);
+        r.rec.user_agent = std::string(field_value(head, http::field::user_agent));
     }
-    const bool keep_alive = head.keep_alive() && !w.draining();
+    const bool keep_alive = keeps_alive(head) && !w.draining();
 
     auto plan = plan_request(*snapshot, head);
     if (plan.who) r.rec.tenant = plan.who->name;

@@ -9,6 +9,7 @@
 #include "gateway/downstream/serve_request.hpp"
 #include "gateway/proxy/openai_relay.hpp"
 #include "gateway/proxy/relay.hpp"
+#include "gateway/http_fields.hpp"
 
 #include <boost/json.hpp>
 
@@ -247,7 +248,7 @@ net::awaitable<core::attempt_action> run_attempt(exchange& x, upstream_pool& poo
     if (st.held) end_attempt_span(x, st.held->res.result_int()); // a reply relayed ends its span after the relay
     if (!st.held)
         co_return attempts.replied(x.w.now(), static_cast<int>(st.parser->get().result_int()), std::nullopt, std::nullopt, x.body_sent);
-    st.lease.give_back(st.parser->get().keep_alive());
+    st.lease.give_back(keeps_alive(st.parser->get()));
     std::optional<core::nanos> retry_after;
     if (auto ra = st.held->res[http::field::retry_after]; !ra.empty()) retry_after = core::parse_retry_after(ra, x.w.unix_seconds());
     auto act = attempts.replied(x.w.now(), st.held->res.result_int(), st.held->failure, retry_after, x.body_sent);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "gateway/proxy/relay.hpp"
+#include "gateway/http_fields.hpp"
 
 #include <boost/json.hpp>
 
@@ -84,7 +85,7 @@ relay_dify(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
 {
     // A HEAD reply has no body, whatever its type: nothing to relay after the head.
     const bool sse = x.req.method() != http::verb::head &&
-                     core::has_media_type(p.get()[http::field::content_type], "text/event-stream");
+                     core::has_media_type(field_value(p.get(), http::field::content_type), "text/event-stream");
     const std::string head_bytes = response_head(x, p, sse, keep_alive);
     if (!sse) co_return co_await relay_body<S>(x, conn, p, head_bytes);
     auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
@@ -104,7 +105,7 @@ net::awaitable<std::pair<bool, bool>> keep_upload_reply(exchange& x, upstream_co
     created_records created;
     record_created(x, facts, created, false);
     x.upload->file_id = facts.id();
-    const bool reusable = complete && p.get().keep_alive();
+    const bool reusable = complete && keeps_alive(p.get());
     if (!x.upload->file_id.empty()) co_return std::pair{true, reusable};
     const core::openai::api_error e{502, "server_error", "unexpected_reply", "", "Dify's upload of an image named no file."};
     const bool ok = co_await write_openai_error(x, e, "");
@@ -119,7 +120,7 @@ relay_openai(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
     auto& turn = *x.openai;
     const int status = static_cast<int>(p.get().result_int());
     if (x.upload && status == 201) co_return co_await keep_upload_reply<S>(x, conn, p);
-    if (x.upload || status != 200 || !core::has_media_type(p.get()[http::field::content_type], "text/event-stream")) {
+    if (x.upload || status != 200 || !core::has_media_type(field_value(p.get(), http::field::content_type), "text/event-stream")) {
         auto [body, complete] = co_await read_small_body<S>(conn, p, 64 * 1024);
         // The remembered conversation is gone at Dify (deleted): forgotten, and the turn
         // starts a new one (serve_openai sends it again); nothing is answered here.
@@ -127,14 +128,14 @@ relay_openai(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
             x.w.quotas().remember_conversation(x.who.name, turn.remembered_as, "");
             turn.conversation_gone = !turn.restarted;
             if (turn.conversation_gone && x.ticket) x.ticket->not_reached();
-            if (turn.conversation_gone) co_return std::pair{true, complete && p.get().keep_alive()};
+            if (turn.conversation_gone) co_return std::pair{true, complete && keeps_alive(p.get())};
         }
         auto e = status != 200 && status != 201
                      ? openai_error_of_dify(status, body)
                      : core::openai::api_error{
                            502, "server_error", "unexpected_reply", "", "Dify did not answer with a stream."};
-        const bool ok = co_await write_openai_error(x, e, p.get()[http::field::retry_after]);
-        co_return std::pair{ok, complete && p.get().keep_alive()};
+        const bool ok = co_await write_openai_error(x, e, field_value(p.get(), http::field::retry_after));
+        co_return std::pair{ok, complete && keeps_alive(p.get())};
     }
     if (turn.request.stream) {
         // The head waits for Dify's first event, which names a new conversation's id.

@@ -10,6 +10,7 @@
 #include "gateway/ops/tracing.hpp"
 #include "gateway/proxy/chunk_frame.hpp"
 #include "gateway/proxy/exchange.hpp"
+#include "gateway/http_fields.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>
@@ -384,7 +385,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
         }
         case core::sse_step::finish:
             x.usage = relay.facts().total_tokens();
-            co_return co_await finish_sse_stream(x, *act, p.get().keep_alive());
+            co_return co_await finish_sse_stream(x, *act, keeps_alive(p.get()));
         }
     }
 }
@@ -459,7 +460,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
     // A blocking generate reply carries its usage (and an upload's reply its file id): read
     // on the side as it passes, whatever its size.
     const bool scan = (x.generating || x.uploads_file) && p.get().result_int() / 100 == 2 &&
-                      core::has_media_type(p.get()[http::field::content_type], "application/json");
+                      core::has_media_type(field_value(p.get(), http::field::content_type), "application/json");
     core::stream_facts facts;
     std::array<char, piece_size> piece;
     std::size_t filled = 0; // bytes in piece not yet written
@@ -511,9 +512,9 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
     }
     conn.expires_never();
     if (scan) settle_scanned_body(x, facts);
-    if (client_gone) co_return std::pair{false, p.get().keep_alive()};
+    if (client_gone) co_return std::pair{false, keeps_alive(p.get())};
     const bool ended = co_await end_body(x, chunked, unsent_head);
-    co_return std::pair{ended, ended && p.get().keep_alive()};
+    co_return std::pair{ended, ended && keeps_alive(p.get())};
 }
 
 } // namespace gw::gateway

@@ -1,6 +1,7 @@
 #include "gateway/proxy/request_plan.hpp"
 
 #include "gateway/downstream/request_checks.hpp"
+#include "gateway/http_fields.hpp"
 
 namespace gw::gateway {
 
@@ -39,7 +40,7 @@ request_plan plan_request(const tenant_directory& dir, const boost::beast::http:
         }
     }
     gateway_error err;
-    plan.who = dir.authenticate(head[boost::beast::http::field::authorization], err);
+    plan.who = dir.authenticate(field_value(head, boost::beast::http::field::authorization), err);
     if (!plan.who) {
         plan.refusal = err;
         return plan;

@@ -9,6 +9,7 @@
 #include "gateway/ops/spawn.hpp"
 #include "gateway/ops/tracing.hpp"
 #include "gateway/upstream/round_trip.hpp"
+#include "gateway/http_fields.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/json.hpp>
@@ -134,7 +135,7 @@ std::optional<gateway_error> rewrite_form_body(exchange& x, std::string_view ct,
 std::optional<gateway_error> rewrite_user(exchange& x, std::string& query)
 {
     bool is_form = false;
-    const std::string_view content_type = x.req[http::field::content_type];
+    const std::string_view content_type = field_value(x.req, http::field::content_type);
     // A `user` in the query is namespaced on every route, read there or not.
     if (x.place != core::user_place::query && x.place != core::user_place::anywhere)
         query = core::rewrite_query_param(query, "user", x.who.name, {}, false);
