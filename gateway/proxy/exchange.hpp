@@ -135,6 +135,9 @@ using body_buffer_list = boost::container::small_vector<net::const_buffer, 4>;
 body_buffer_list body_buffers(exchange& x, const std::string& original);
 // Bodies up to this size are copied behind the head and sent in one write.
 inline constexpr std::size_t coalesce_limit = 64 * 1024;
+// The room an upstream connection's read buffer keeps for Dify's replies (a blocking
+// reply's head and body usually fit; a longer one is read on in pieces).
+inline constexpr std::size_t reply_read_room = 4096;
 // Appends "Name: value\r\n".
 void append_field(std::string& out, std::string_view name, std::string_view value);
 // Appends the request head Dify gets: request line, x.up.fields, the app key's

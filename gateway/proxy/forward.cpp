@@ -89,6 +89,10 @@ net::awaitable<error_code> send_and_read_head(exchange& x, upstream_connection& 
     if (x.streamed) {
         if (auto ec = co_await stream_client_body(x, up)) co_return ec;
     }
+    // A read takes at most the buffer's free room (512 bytes for a buffer that never held
+    // more): with room for a whole usual reply, one SSL_read takes the record it came in,
+    // where 512-byte reads took three. A stream gives the room back (relay_sse).
+    conn.buffer().reserve(reply_read_room);
     auto [rec, rn] = co_await http::async_read_header(up, conn.buffer(), p, use_nothrow);
     co_return rec;
 }

@@ -426,6 +426,7 @@ template <typename S, typename Parser>
 net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection& conn, Parser& p)
 {
     using namespace net::experimental::awaitable_operators;
+    conn.buffer().shrink_to_fit(); // an open stream keeps no reply-sized read room, only what is unread
     // Both branches return error codes as values; && waits for both to finish.
     co_return co_await (relay_sse_then_stop_watching<S>(x, conn, p) && watch_client(x, conn));
 }
