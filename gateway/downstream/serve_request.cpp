@@ -101,7 +101,7 @@ net::awaitable<bool> forward_whole_body(downstream_request& d, header_parser& hp
 } // namespace
 
 net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp,
-                                   const std::string& peer)
+                                   const std::string& peer, key_memo& keys)
 {
     const auto snapshot = w.tenants_snapshot(); // in-flight requests finish on the config they started with
     const auto& head = hp.get();
@@ -126,7 +126,7 @@ net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::fl
     }
     const bool keep_alive = keeps_alive(head) && !w.draining();
 
-    auto plan = plan_request(*snapshot, head);
+    auto plan = plan_request(*snapshot, head, &keys);
     if (plan.who) r.rec.tenant = plan.who->name;
     if (plan.target) r.rec.app = plan.target->app->name;
     r.rec.pair = plan.pair;

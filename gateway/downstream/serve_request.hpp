@@ -22,9 +22,10 @@ using header_parser = boost::beast::http::request_parser<boost::beast::http::emp
 // whole response to `down`. `buffer` holds bytes already read from `down`. Returns false
 // when the downstream connection must not be reused (the client left, a body could not
 // be completed, or an error was answered before the body was read). `peer` is the
-// connection's remote address (read once per connection).
+// connection's remote address (read once per connection), `keys` the connection's last
+// accepted key (see key_memo).
 net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp,
-                                   const std::string& peer);
+                                   const std::string& peer, key_memo& keys);
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 

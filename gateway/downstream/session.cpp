@@ -79,6 +79,7 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
     auto& entry = registration.entry();
     const config::server_config cfg = w->tenants().config().server; // a copy: a reload may free the old config
     beast::flat_buffer buffer;
+    key_memo keys;       // the key this connection presented last
     bool linger = false; // the last answer closed the connection: the client may still send
     for (;;) {
         if (w->aborting() && buffer.size() == 0) break;
@@ -98,7 +99,7 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
             linger = true;
             break;
         }
-        linger = !co_await serve_request(*w, stream, buffer, parser, peer);
+        linger = !co_await serve_request(*w, stream, buffer, parser, peer, keys);
         if (linger) break;
     }
     if (linger && stream.socket().is_open()) co_await linger_before_close(stream);

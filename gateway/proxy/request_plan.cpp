@@ -5,7 +5,7 @@
 
 namespace gw::gateway {
 
-request_plan plan_request(const tenant_directory& dir, const boost::beast::http::request_header<>& head)
+request_plan plan_request(const tenant_directory& dir, const boost::beast::http::request_header<>& head, key_memo* memo)
 {
     request_plan plan;
     // What Dify's stack could read differently is refused before anything else; the
@@ -40,7 +40,8 @@ request_plan plan_request(const tenant_directory& dir, const boost::beast::http:
         }
     }
     gateway_error err;
-    plan.who = dir.authenticate(field_value(head, boost::beast::http::field::authorization), err);
+    const auto authorization = field_value(head, boost::beast::http::field::authorization);
+    plan.who = memo ? dir.authenticate(authorization, err, *memo) : dir.authenticate(authorization, err);
     if (!plan.who) {
         plan.refusal = err;
         return plan;

@@ -33,6 +33,8 @@ struct request_plan
 // Checks in order: a head Dify's stack could read differently (400, connection closes),
 // a path that cannot be read unambiguously (400), the tenant key (401), the app and route
 // (403/404/405). An OpenAI front request stops after the key: its app is in its body.
-request_plan plan_request(const tenant_directory& dir, const boost::beast::http::request_header<>& head);
+// `memo` (optional): the connection's last accepted key, consulted and updated.
+request_plan plan_request(const tenant_directory& dir, const boost::beast::http::request_header<>& head,
+                          key_memo* memo = nullptr);
 
 } // namespace gw::gateway

@@ -5,10 +5,22 @@
 #include "gateway/ops/metric_names.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 namespace gw::gateway {
 
-tenant_directory::tenant_directory(std::shared_ptr<const config::gateway_config> cfg) : cfg_(std::move(cfg))
+namespace {
+
+std::uint64_t next_directory_generation()
+{
+    static std::atomic<std::uint64_t> last{0};
+    return ++last;
+}
+
+} // namespace
+
+tenant_directory::tenant_directory(std::shared_ptr<const config::gateway_config> cfg)
+    : generation_(next_directory_generation()), cfg_(std::move(cfg))
 {
     auto& names = metric_names::process();
     for (const auto& [name, a] : cfg_->apps) {
@@ -62,6 +74,18 @@ const tenant* tenant_directory::authenticate(std::string_view authorization, gat
         return nullptr;
     }
     return it->second;
+}
+
+const tenant* tenant_directory::authenticate(std::string_view authorization, gateway_error& err, key_memo& memo) const
+{
+    if (memo.generation == generation_ && memo.authorization == authorization) return memo.who;
+    const tenant* who = authenticate(authorization, err);
+    if (who) {
+        memo.generation = generation_;
+        memo.authorization.assign(authorization);
+        memo.who = who;
+    }
+    return who;
 }
 
 std::optional<app_target> tenant_directory::openai_target(const tenant& t, std::string_view model, gateway_error& err) const

@@ -9,6 +9,7 @@
 #include "core/dify_routes.hpp"
 #include "core/key_hash.hpp"
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +67,18 @@ struct app_target
     bool administers = false; // the tenant may use this app's app-wide routes
 };
 
+// A connection's last accepted Authorization value and the tenant it named, under one
+// directory (by its generation: no two directories of a process share one). A keep-alive
+// client presents the same key with every request, and hashing it again was the largest
+// cost of planning a request. Lives with the connection; holds the header's bytes (as the
+// request itself does) until the connection closes or presents another key.
+struct key_memo
+{
+    std::uint64_t generation = 0; // 0: nothing remembered
+    std::string authorization;
+    const tenant* who = nullptr;
+};
+
 class tenant_directory
 {
 public:
@@ -73,6 +86,9 @@ public:
 
     // The tenant for an Authorization header, or a 401 in Dify's shape.
     const tenant* authenticate(std::string_view authorization, gateway_error& err) const;
+    // The same, answered from `memo` when it holds this directory's answer for the same
+    // header value; an accepted key is remembered there (a refused one never is).
+    const tenant* authenticate(std::string_view authorization, gateway_error& err, key_memo& memo) const;
 
     // The app, Dify path and route a canonical request path selects for `t`, or
     // 404 app_not_found / 403 forbidden (app not allowed, app-wide route on a shared app) /
@@ -95,6 +111,7 @@ public:
     const app_handle* app(std::string_view name) const;
 
 private:
+    std::uint64_t generation_; // this directory's number (from 1, never reused)
     std::shared_ptr<const config::gateway_config> cfg_;
     std::unordered_map<std::string, app_handle> apps_;
     std::unordered_map<std::string, tenant> tenants_;

@@ -46,6 +46,64 @@ http::request_header<> head(http::verb method, std::string target, const std::st
     return h;
 }
 
+// Two tenants, each with its own key.
+std::shared_ptr<const tenant_directory> two_tenant_directory()
+{
+    config::gateway_config c;
+    c.server.listen = "127.0.0.1:0";
+    c.admin.listen = "127.0.0.1:0";
+    config::upstream_config u;
+    u.url = "https://localhost:8443";
+    c.upstreams["dify"] = u;
+    c.apps["chat"] = {"dify", {test::keys::chat}, 0};
+    for (const auto& [name, key] : {std::pair{"alpha", test::tenant_keys::alpha}, {"beta", test::tenant_keys::beta}}) {
+        config::tenant_config t;
+        t.keys = {key};
+        t.apps = {"chat"};
+        c.tenants[name] = t;
+    }
+    config::problems problems;
+    config::validate(c, problems);
+    EXPECT_TRUE(problems.empty());
+    return std::make_shared<const tenant_directory>(std::make_shared<const config::gateway_config>(std::move(c)));
+}
+
+TEST(RequestPlan, AConnectionsRememberedKeyNamesOnlyItsOwnTenant)
+{
+    // A connection remembers the key it presented last: the same header again is the same
+    // tenant without hashing; any other header is authenticated afresh, a refused key is
+    // never remembered, and another directory (a reload) does not use the memo.
+    auto dir = two_tenant_directory();
+    key_memo memo;
+    auto first = plan_request(*dir, head(http::verb::post, "/v1/chat-messages", test::tenant_keys::alpha), &memo);
+    ASSERT_FALSE(first.refusal);
+    EXPECT_EQ(first.who->name, "alpha");
+    EXPECT_EQ(memo.who, first.who);
+    auto again = plan_request(*dir, head(http::verb::post, "/v1/chat-messages", test::tenant_keys::alpha), &memo);
+    ASSERT_FALSE(again.refusal);
+    EXPECT_EQ(again.who, first.who);
+    auto other = plan_request(*dir, head(http::verb::post, "/v1/chat-messages", test::tenant_keys::beta), &memo);
+    ASSERT_FALSE(other.refusal);
+    EXPECT_EQ(other.who->name, "beta") << "another key on the same connection is that key's tenant";
+    for (const auto& bad : {test::tenant_keys::alpha + "x", test::tenant_keys::beta.substr(1), std::string("")}) {
+        auto refused = plan_request(*dir, head(http::verb::post, "/v1/chat-messages", bad), &memo);
+        ASSERT_TRUE(refused.refusal) << bad;
+        EXPECT_EQ(refused.refusal->status, 401) << bad;
+        EXPECT_EQ(memo.who->name, "beta") << "a refused key is not remembered";
+    }
+    auto cased = head(http::verb::post, "/v1/chat-messages", "");
+    cased.set(http::field::authorization, "bearer " + test::tenant_keys::beta);
+    auto lower = plan_request(*dir, cased, &memo);
+    ASSERT_FALSE(lower.refusal);
+    EXPECT_EQ(lower.who->name, "beta");
+    auto reloaded = two_tenant_directory();
+    auto after = plan_request(*reloaded, head(http::verb::post, "/v1/chat-messages", test::tenant_keys::beta), &memo);
+    ASSERT_FALSE(after.refusal);
+    EXPECT_EQ(after.who->name, "beta");
+    EXPECT_NE(after.who, other.who) << "the new directory's tenant, not the old one's";
+    EXPECT_EQ(memo.who, after.who);
+}
+
 TEST(RequestPlan, AGenerationRouteResolvesOnce)
 {
     auto dir = directory();
