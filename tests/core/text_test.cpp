@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -89,6 +91,41 @@ TEST(Text, ACanonicalUuidIsReadIntoItsBytesAndNoOtherSpellingIs)
                                    ""})
         EXPECT_FALSE(parse_canonical_uuid(other)) << other;
     EXPECT_FALSE(parse_canonical_uuid(std::string_view("0123abcd-4567-89ef-0a1b-2c3d4e5f607\0", 36))); // a NUL byte
+}
+
+TEST(Text, CanonicalUuidsAreReadAsADigitByDigitReaderReadsThem)
+{
+    // A reference reader, one character at a time, against random near-UUIDs.
+    const auto reference = [](std::string_view id) -> std::optional<uuid_bytes> {
+        if (id.size() != 36) return std::nullopt;
+        uuid_bytes out{};
+        std::size_t n = 0;
+        for (std::size_t i = 0; i < 36; ++i) {
+            const char c = id[i];
+            if (i == 8 || i == 13 || i == 18 || i == 23) {
+                if (c != '-') return std::nullopt;
+                continue;
+            }
+            int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (v < 0) return std::nullopt;
+            out[n / 2] = static_cast<std::uint8_t>(n % 2 == 0 ? v << 4 : out[n / 2] | v);
+            ++n;
+        }
+        return out;
+    };
+    std::mt19937 rng(7); // fixed: the same strings every run
+    const std::string alphabet = std::string("0123456789abcdefABCDEFgz-/:`@G{ \x7f\0", 34) + "\x80\xb0\xe0\xff";
+    int valid = 0;
+    for (int i = 0; i < 200000; ++i) {
+        std::string id(36, '0');
+        for (auto& c : id) c = "0123456789abcdef"[rng() % 16];
+        for (std::size_t h : {8u, 13u, 18u, 23u}) id[h] = '-';
+        for (unsigned changes = rng() % 3; changes > 0; --changes) id[rng() % 36] = alphabet[rng() % alphabet.size()];
+        const auto expected = reference(id);
+        valid += expected.has_value();
+        ASSERT_EQ(parse_canonical_uuid(id), expected) << id;
+    }
+    EXPECT_GT(valid, 20000) << "the test meets valid UUIDs too";
 }
 
 TEST(Multipart, ParsesFieldsAndFiles)
