@@ -3,10 +3,11 @@
 // a Dify reply or event. It accepts exactly what Boost.JSON's parser accepts with its
 // default options (RFC 8259: no comments, no trailing commas; strings must be valid UTF-8
 // and their \u escapes valid UTF-16), plus a nesting limit, and it requires nothing but
-// whitespace after the value. One difference is left: an exponent within a few dozen of
-// ±2^31, which Boost.JSON refuses or not depending on the mantissa's digits and on how
-// much input follows the number; json_walk takes it (as infinity or zero). Python's json
-// module, which writes Dify's replies, writes no exponent beyond ±324. Unlike that parser it converts a number only when the
+// whitespace after the value. One difference is left: an exponent as close to ±2^31
+// (INT_MAX) as the number has mantissa digits, which Boost.JSON refuses or not depending
+// on those digits and on how much input follows the number; json_walk takes it (as
+// infinity or zero). Python's json module, which writes Dify's replies, writes no exponent
+// beyond ±324. Unlike that parser it converts a number only when the
 // handler will use it, and it scans strings eight bytes at a time.
 //
 // The handler is called as the document is read:
@@ -16,18 +17,21 @@
 //   wants_number() -> bool       whether the number about to be reported is used
 //   integer(std::int64_t)        a wanted number written as an integer in int64's range
 //   real(double)                 any other wanted number (beyond double's range: ±infinity
-//                                or zero, as Boost.JSON gives it)
+//                                or zero; a zero times a power of ten above 10^308: NaN,
+//                                as Boost.JSON gives them)
 //   other()                      true, false, null, or a number not wanted
 // Views passed to key() and string() are valid only during the call. A document found
 // invalid part way has already been partly told to the handler.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <charconv>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -133,27 +137,36 @@ private:
     {
         const char* start = p_;
         bool integral = true;
+        bool zero = true;             // every digit before the exponent is 0
+        std::int64_t fraction = 0;    // digits after the point
+        std::int64_t exponent = 0;    // with its sign
         if (*p_ == '-') ++p_;
         if (p_ == end_ || !is_digit(*p_)) return false;
         if (*p_ == '0')
             ++p_;
-        else
+        else {
+            zero = false;
             skip_digits();
+        }
         if (p_ != end_ && *p_ == '.') {
             integral = false;
             ++p_;
             if (p_ == end_ || !is_digit(*p_)) return false;
+            const char* digits = p_;
             skip_digits();
+            fraction = p_ - digits;
+            zero = zero && std::all_of(digits, p_, [](char c) { return c == '0'; });
         }
         if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
             integral = false;
             ++p_;
+            const bool negative = p_ != end_ && *p_ == '-';
             if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
             if (p_ == end_ || !is_digit(*p_)) return false;
             // Boost.JSON refuses an exponent above INT_MAX (2147483647).
-            std::int64_t exponent = 0;
             for (; p_ != end_ && is_digit(*p_); ++p_)
                 if ((exponent = exponent * 10 + (*p_ - '0')) > 2147483647) return false;
+            if (negative) exponent = -exponent;
         }
         if (!h_->wants_number()) {
             h_->other();
@@ -165,6 +178,11 @@ private:
                 h_->integer(i);
                 return true;
             }
+        }
+        // Boost.JSON 1.81 computes a zero as 0 × 10^e, which is NaN once 10^e overflows.
+        if (zero && exponent - fraction > 308) {
+            h_->real(std::numeric_limits<double>::quiet_NaN());
+            return true;
         }
         double d = 0;
         if (std::from_chars(start, p_, d).ec != std::errc{}) {

@@ -78,12 +78,16 @@ const tenant* tenant_directory::authenticate(std::string_view authorization, gat
 
 const tenant* tenant_directory::authenticate(std::string_view authorization, gateway_error& err, key_memo& memo) const
 {
-    if (memo.generation == generation_ && memo.authorization == authorization) return memo.who;
+    // Compared in constant time: behind a proxy one connection carries several tenants'
+    // requests, and an early-exit comparison would time how much of another tenant's
+    // remembered header a guess matches.
+    if (memo.generation == generation_ && core::constant_time_equal(memo.authorization, authorization)) return memo.who;
     const tenant* who = authenticate(authorization, err);
-    if (who) {
-        memo.generation = generation_;
+    if (who) { // the generation last: a throwing assign leaves the memo naming no directory
+        memo.generation = 0;
         memo.authorization.assign(authorization);
         memo.who = who;
+        memo.generation = generation_;
     }
     return who;
 }

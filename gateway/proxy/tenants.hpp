@@ -71,7 +71,9 @@ struct app_target
 // directory (by its generation: no two directories of a process share one). A keep-alive
 // client presents the same key with every request, and hashing it again was the largest
 // cost of planning a request. Lives with the connection; holds the header's bytes (as the
-// request itself does) until the connection closes or presents another key.
+// request itself does) until the connection closes or presents another key. Behind a
+// proxy a connection may carry several tenants' requests: each is still its own key's
+// tenant, and the comparison takes the same time however much of the header matches.
 struct key_memo
 {
     std::uint64_t generation = 0; // 0: nothing remembered

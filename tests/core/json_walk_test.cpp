@@ -34,6 +34,7 @@ TEST(JsonWalk, AcceptsAndRejectsWhatBoostJsonDoes)
         R"(-9223372036854775809)", R"(123456789012345678901234567890)", R"(1.5e308)", R"(2.2250738585072014e-308)",
         R"([1e400, -1e400, 1e-400, -1e-400, 4.9e-324, 2e-324, 0.0000000000000000000001e-310])", R"(1e2147483647)",
         R"(1e2147483648)", R"(0e99999999999)", R"(1e-2147483648)", R"(1e+000000000000002147483647)",
+        R"([0e308, 0e309, 0.0e309, 0.0e310, -0e400, 0e-400, 0.000e312, 0E+309, -0.0e999, 0.00000000000000000000e329])",
         // strings: escapes, UTF-8, \u escapes and surrogate pairs
         R"("\"\\\/\b\f\n\r\t")", R"("\u0041\u00e9\u20AC\ud83d\ude00")", R"("\u0000")", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"",
         "\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\"",
@@ -123,6 +124,7 @@ TEST(StreamFacts, ARepliesFactsAreTheSameReadWholeOrPieceByPiece)
         R"({"task_id": "t", "data": {"total_tokens": 1e3}, "metadata": {"usage": {"total_tokens": 18446744073709551615}}})",
         R"({"metadata": {"usage": {"total_tokens": -4, "prompt_tokens": 1e300, "completion_tokens": 9223372036854775808}}})",
         R"({"form_token": "ft", "t\u0061sk_id": "\u0074", "id": "x", "id": "y"})",
+        R"({"status": 0e309, "data": {"total_tokens": 0.0e310, "elapsed_time": 0e400}})",
         R"({"task_id": "t"} {"task_id": "u"})", R"({"task_id": "t"}, "x")", R"({"task_id": "t", })", R"(["task_id", "t"])", "<html>", "",
         "{\"task_id\": \"\xff\"}",
     };

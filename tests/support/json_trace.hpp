@@ -37,6 +37,10 @@ struct told
         if (text != o.text || reals.size() != o.reals.size() || counts.size() != o.counts.size()) return false;
         for (std::size_t i = 0; i < reals.size(); ++i) {
             const double a = reals[i], b = o.reals[i];
+            if (std::isnan(a) || std::isnan(b)) {
+                if (std::isnan(a) != std::isnan(b)) return false;
+                continue;
+            }
             if (a != b && std::fabs(a - b) > 1e-12 * std::max(std::fabs(a), std::fabs(b)) && std::fabs(a - b) > 1e-300)
                 return false;
         }
