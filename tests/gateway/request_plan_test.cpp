@@ -14,7 +14,8 @@ namespace {
 
 namespace http = boost::beast::http;
 
-std::shared_ptr<const tenant_directory> directory()
+// An upstream and the chat and workflow apps; tenants are added by the caller.
+config::gateway_config base_config()
 {
     config::gateway_config c;
     c.server.listen = "127.0.0.1:0";
@@ -24,15 +25,26 @@ std::shared_ptr<const tenant_directory> directory()
     c.upstreams["dify"] = u;
     c.apps["chat"] = {"dify", {test::keys::chat}, 0};
     c.apps["workflow"] = {"dify", {test::keys::workflow}, 0};
+    return c;
+}
+
+std::shared_ptr<const tenant_directory> make_directory(config::gateway_config c)
+{
+    config::problems problems;
+    config::validate(c, problems);
+    EXPECT_TRUE(problems.empty());
+    return std::make_shared<const tenant_directory>(std::make_shared<const config::gateway_config>(std::move(c)));
+}
+
+std::shared_ptr<const tenant_directory> directory()
+{
+    auto c = base_config();
     config::tenant_config alpha;
     alpha.keys = {test::tenant_keys::alpha};
     alpha.apps = {"chat", "workflow"};
     alpha.default_app = "chat";
     c.tenants["alpha"] = alpha;
-    config::problems problems;
-    config::validate(c, problems);
-    EXPECT_TRUE(problems.empty());
-    return std::make_shared<const tenant_directory>(std::make_shared<const config::gateway_config>(std::move(c)));
+    return make_directory(std::move(c));
 }
 
 http::request_header<> head(http::verb method, std::string target, const std::string& key = test::tenant_keys::alpha)
@@ -49,23 +61,14 @@ http::request_header<> head(http::verb method, std::string target, const std::st
 // Two tenants, each with its own key.
 std::shared_ptr<const tenant_directory> two_tenant_directory()
 {
-    config::gateway_config c;
-    c.server.listen = "127.0.0.1:0";
-    c.admin.listen = "127.0.0.1:0";
-    config::upstream_config u;
-    u.url = "https://localhost:8443";
-    c.upstreams["dify"] = u;
-    c.apps["chat"] = {"dify", {test::keys::chat}, 0};
+    auto c = base_config();
     for (const auto& [name, key] : {std::pair{"alpha", test::tenant_keys::alpha}, {"beta", test::tenant_keys::beta}}) {
         config::tenant_config t;
         t.keys = {key};
         t.apps = {"chat"};
         c.tenants[name] = t;
     }
-    config::problems problems;
-    config::validate(c, problems);
-    EXPECT_TRUE(problems.empty());
-    return std::make_shared<const tenant_directory>(std::make_shared<const config::gateway_config>(std::move(c)));
+    return make_directory(std::move(c));
 }
 
 TEST(RequestPlan, AConnectionsRememberedKeyNamesOnlyItsOwnTenant)
