@@ -21,7 +21,9 @@
 //                                as Boost.JSON gives them)
 //   other()                      true, false, null, or a number not wanted
 // Views passed to key() and string() are valid only during the call. A document found
-// invalid part way has already been partly told to the handler.
+// invalid part way has already been partly told to the handler. During a call, offset()
+// is how far the document has been read: just past the name (key), the value (string,
+// integer, real, other) or the bracket (begin, end).
 #pragma once
 
 #include <algorithm>
@@ -46,7 +48,7 @@ public:
     // Reads `text` as one JSON document; false when it is not one.
     bool run(std::string_view text, Handler& handler)
     {
-        p_ = text.data();
+        begin_ = p_ = text.data();
         end_ = p_ + text.size();
         h_ = &handler;
         depth_left_ = max_depth_;
@@ -55,6 +57,9 @@ public:
         skip_whitespace();
         return p_ == end_;
     }
+
+    // Bytes of the document read so far (see above: meant for the handler's calls).
+    std::size_t offset() const { return static_cast<std::size_t>(p_ - begin_); }
 
     // The heap kept for unescaped strings.
     std::size_t retained_bytes() const { return scratch_.capacity(); }
@@ -366,6 +371,7 @@ private:
 
     std::size_t max_depth_;
     std::size_t depth_left_ = 0;
+    const char* begin_ = nullptr;
     const char* p_ = nullptr;
     const char* end_ = nullptr;
     Handler* h_ = nullptr;

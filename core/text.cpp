@@ -311,4 +311,28 @@ std::optional<host_port> parse_host_port(std::string_view s)
     return out;
 }
 
+void append_json_string(std::string& out, std::string_view s)
+{
+    static constexpr char hex[] = "0123456789abcdef";
+    out += '"';
+    std::size_t copied = 0; // bytes of `s` already in `out`: plain runs go in one append
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const char c = s[i];
+        const auto u = static_cast<unsigned char>(c);
+        if (u >= 0x20 && c != '"' && c != '\\') continue;
+        out.append(s.data() + copied, i - copied);
+        copied = i + 1;
+        if (u < 0x20) {
+            out.append("\\u00", 4);
+            out += hex[u >> 4];
+            out += hex[u & 15];
+        } else {
+            out += '\\';
+            out += c;
+        }
+    }
+    out.append(s.data() + copied, s.size() - copied);
+    out += '"';
+}
+
 } // namespace gw::core

@@ -66,6 +66,9 @@ std::optional<std::string> form_decode(std::string_view s);
 std::optional<std::string> percent_decode(std::string_view s);
 // Whether `s` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
 bool valid_utf8(std::string_view s);
+// Appends `s` as a JSON string: quoted, with quotes, backslashes and control characters
+// escaped, every other byte as it is.
+void append_json_string(std::string& out, std::string_view s);
 
 // The 16 bytes of a UUID written as Dify writes its ids: 8-4-4-4-12 lower-case hex digits
 // with hyphens; nullopt for any other spelling (upper case, braces, no hyphens...).

@@ -1,8 +1,10 @@
 #include "core/user_rewrite.hpp"
 
+#include "core/json_walk.hpp"
 #include "core/multipart.hpp"
 #include "core/text.hpp"
 
+#include <boost/container/small_vector.hpp>
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -22,52 +24,153 @@ std::string namespaced_user(std::string_view tenant, std::string_view user)
 
 namespace {
 
-void collect_file_ids(const json::value& v, std::vector<std::string>& out)
+// A body deeper than this is refused.
+constexpr std::size_t max_body_depth = 64;
+
+// What the rewrite needs of a JSON body, as json_walk tells it: where each top-level
+// `user` value lies, and the last one's value (Python's json, which Dify reads bodies
+// with, keeps a repeated member's last value); and what the body refers to.
+class body_reader
 {
-    if (const auto* o = v.if_object()) {
-        for (const auto& [k, member] : *o) {
-            if (k == "upload_file_id" && member.is_string())
-                out.emplace_back(member.get_string());
-            else
-                collect_file_ids(member, out);
-        }
-    } else if (const auto* a = v.if_array()) {
-        for (const auto& e : *a) collect_file_ids(e, out);
+public:
+    struct span
+    {
+        std::size_t from, to; // a value's bytes in the body
+    };
+
+    body_reader(std::string_view text, const json_walk<body_reader>& walk) : text_(text), walk_(walk) {}
+
+    // json_walk's handler.
+    void begin(bool object)
+    {
+        if (depth_ == 0) top_is_object_ = object;
+        file_id_next_ = false;
+        ++depth_;
     }
-}
+    void end()
+    {
+        if (--depth_ == 1) member_done(false, {});
+    }
+    void key(std::string_view name)
+    {
+        file_id_next_ = name == "upload_file_id";
+        if (depth_ != 1) return;
+        ++members_;
+        member_ = name == "user"              ? member::user
+                  : name == "conversation_id" ? member::conversation
+                  : name == "message_id"      ? member::message
+                                              : member::none;
+        if (member_ == member::user) user_from_ = start_of_value(walk_.offset());
+    }
+    void string(std::string_view s)
+    {
+        if (std::exchange(file_id_next_, false)) refs_.upload_file_ids.emplace_back(s);
+        if (depth_ == 1) member_done(true, s);
+    }
+    bool wants_number() const { return false; }
+    void integer(std::int64_t) {}
+    void real(double) {}
+    void other()
+    {
+        file_id_next_ = false;
+        if (depth_ == 1) member_done(false, {});
+    }
+
+    bool top_is_object() const { return top_is_object_; }
+    std::size_t members() const { return members_; }
+    const boost::container::small_vector<span, 2>& user_values() const { return users_; }
+    // The last `user`: a string's value, or a value of another type as JSON text; "" for
+    // null or none.
+    const std::string& user() const { return user_; }
+    bool user_is_string() const { return user_is_string_; }
+    json_references& refs() { return refs_; }
+
+private:
+    enum class member { none, user, conversation, message };
+
+    // From just past a member's name: past the colon and the whitespace around it.
+    std::size_t start_of_value(std::size_t at) const
+    {
+        const auto skip_space = [this](std::size_t i) {
+            while (i < text_.size() && (text_[i] == ' ' || text_[i] == '\t' || text_[i] == '\n' || text_[i] == '\r')) ++i;
+            return i;
+        };
+        at = skip_space(at);
+        if (at < text_.size() && text_[at] == ':') ++at; // else the walk fails there
+        return skip_space(at);
+    }
+
+    // A top-level member's value has been read (its string value, if it is one).
+    void member_done(bool is_string, std::string_view s)
+    {
+        switch (std::exchange(member_, member::none)) {
+        case member::none: break;
+        case member::user: {
+            const span value{user_from_, walk_.offset()};
+            users_.push_back(value);
+            const auto text = text_.substr(value.from, value.to - value.from);
+            user_is_string_ = is_string;
+            user_.assign(is_string ? s : text == "null" ? std::string_view{} : text);
+            break;
+        }
+        case member::conversation: refs_.conversation_id.assign(is_string ? s : std::string_view{}); break;
+        case member::message: refs_.message_id.assign(is_string ? s : std::string_view{}); break;
+        }
+    }
+
+    std::string_view text_;
+    const json_walk<body_reader>& walk_;
+    std::size_t depth_ = 0;
+    bool top_is_object_ = false;
+    std::size_t members_ = 0;     // of the top-level object
+    member member_ = member::none; // what the top-level value being read is
+    bool file_id_next_ = false;   // the value about to be read is an upload_file_id's
+    std::size_t user_from_ = 0;
+    boost::container::small_vector<span, 2> users_;
+    std::string user_;
+    bool user_is_string_ = false;
+    json_references refs_;
+};
 
 } // namespace
 
 std::optional<std::string> rewrite_json_user(std::string_view body, std::string_view tenant, std::string* namespaced,
                                              json_references* refs)
 {
-    json::error_code ec;
-    json::parse_options limits;
-    limits.max_depth = 64;
-    // The document lives for this call only: its nodes come from a buffer on the stack (a
-    // request body of a few hundred bytes allocates nothing), a larger one from blocks the
-    // resource frees all at once.
-    unsigned char first_block[4096];
-    json::monotonic_resource nodes(first_block, sizeof first_block);
-    auto doc = json::parse(body, ec, &nodes, limits);
-    if (ec || !doc.is_object()) return std::nullopt;
-    auto& o = doc.get_object();
-    std::string user;
-    if (auto* v = o.if_contains("user")) {
-        if (v->is_string())
-            user = std::string(v->get_string());
-        else if (!v->is_null())
-            user = json::serialize(*v); // Dify would use str(value)
+    json_walk<body_reader> walk(max_body_depth);
+    body_reader reader(body, walk);
+    if (!walk.run(body, reader) || !reader.top_is_object()) return std::nullopt;
+    std::string user = reader.user();
+    if (!reader.user_is_string() && !user.empty()) {
+        // Another type: its compact JSON text, as before the splice (Dify would use str()).
+        json::error_code ec;
+        auto v = json::parse(user, ec);
+        if (ec) return std::nullopt;
+        user = json::serialize(v);
     }
     auto value = namespaced_user(tenant, user);
-    if (refs) {
-        if (auto* c = o.if_contains("conversation_id"); c && c->is_string()) refs->conversation_id = std::string(c->get_string());
-        if (auto* m = o.if_contains("message_id"); m && m->is_string()) refs->message_id = std::string(m->get_string());
-        collect_file_ids(doc, refs->upload_file_ids);
+    std::string out;
+    const auto& users = reader.user_values();
+    if (users.empty()) { // one added first: the walk found an object, its bracket is the first byte that is not whitespace
+        const std::size_t open = body.find('{') + 1;
+        out.reserve(body.size() + value.size() + 16);
+        out.append(body.substr(0, open)).append(R"("user":)");
+        append_json_string(out, value);
+        if (reader.members() > 0) out += ',';
+        out.append(body.substr(open));
+    } else {
+        out.reserve(body.size() + users.size() * (value.size() + 8));
+        std::size_t at = 0;
+        for (const auto& u : users) {
+            out.append(body.substr(at, u.from - at));
+            append_json_string(out, value);
+            at = u.to;
+        }
+        out.append(body.substr(at));
     }
-    o["user"] = value;
+    if (refs) *refs = std::move(reader.refs());
     if (namespaced) *namespaced = std::move(value);
-    return json::serialize(doc);
+    return out;
 }
 
 std::string form_encode(std::string_view s)

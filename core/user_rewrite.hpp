@@ -27,10 +27,17 @@ struct json_references
     std::vector<std::string> upload_file_ids;
 };
 
-// A JSON object body with `user` namespaced (compact JSON; a repeated `user` member ends
-// up as one). nullopt when the body is not a JSON object this reader accepts (malformed,
-// invalid UTF-8, NaN, nesting deeper than 64): the gateway then refuses the request.
-// `refs`, when given, receives what the body refers to.
+// A JSON object body with `user` namespaced: the body as it came, byte for byte, except
+// that every top-level `user` value is replaced by the namespaced one, or one is added
+// first in the object when it has none. The namespaced value is made from the last `user`
+// member, the one Python's json (Dify's reader) keeps; a value that is not a string is
+// taken as its compact JSON text. nullopt when the body is not a JSON object as Boost.JSON
+// reads one (malformed, invalid UTF-8 or UTF-16 escapes, NaN, a byte-order mark,
+// nesting deeper than 64): the gateway then refuses the request. What it accepts, Python's
+// json reads the same way (it accepts more: NaN, lone surrogates, a UTF-8 BOM in bytes).
+// `refs`, when given, receives what the body refers to: the last top-level
+// `conversation_id` and `message_id` (when strings), and every string `upload_file_id`
+// member at any depth (a repeated one too, though Dify reads only the last).
 // `namespaced`, when given, receives the new `user` value.
 std::optional<std::string> rewrite_json_user(std::string_view body, std::string_view tenant, std::string* namespaced = nullptr,
                                              json_references* refs = nullptr);

@@ -1,5 +1,6 @@
 #include "gateway/ops/logging.hpp"
 
+#include "core/text.hpp"
 #include "gateway/ops/metrics.hpp"
 
 #include <spdlog/async.h>
@@ -73,31 +74,6 @@ void append_utc_now(std::string& out)
     out.append(tail, sizeof tail);
 }
 
-// A JSON string literal of `s` (quotes, backslashes and control characters escaped).
-void append_json_string(std::string& out, std::string_view s)
-{
-    static constexpr char hex[] = "0123456789abcdef";
-    out += '"';
-    std::size_t copied = 0; // bytes of `s` already in `out`: plain runs go in one append
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        const char c = s[i];
-        const auto u = static_cast<unsigned char>(c);
-        if (u >= 0x20 && c != '"' && c != '\\') continue;
-        out.append(s.data() + copied, i - copied);
-        copied = i + 1;
-        if (u < 0x20) {
-            out += "\\u00"sv;
-            out += hex[u >> 4];
-            out += hex[u & 15];
-        } else {
-            out += '\\';
-            out += c;
-        }
-    }
-    out.append(s.data() + copied, s.size() - copied);
-    out += '"';
-}
-
 void append_number(std::string& out, std::int64_t n)
 {
     char buf[24];
@@ -110,15 +86,15 @@ void append_json_line(std::string& out, const request_record& r, std::int64_t du
     out += "{\"time\":\""sv;
     append_utc_now(out);
     out += "\",\"type\":\"access\",\"request_id\":"sv;
-    append_json_string(out, r.request_id);
+    core::append_json_string(out, r.request_id);
     out += ",\"tenant\":"sv;
-    append_json_string(out, r.tenant);
+    core::append_json_string(out, r.tenant);
     out += ",\"app\":"sv;
-    append_json_string(out, r.app);
+    core::append_json_string(out, r.app);
     out += ",\"method\":"sv;
-    append_json_string(out, r.method);
+    core::append_json_string(out, r.method);
     out += ",\"endpoint\":"sv;
-    append_json_string(out, endpoint_label(r.endpoint));
+    core::append_json_string(out, endpoint_label(r.endpoint));
     out += ",\"status\":"sv;
     append_number(out, r.status);
     out += ",\"duration_ms\":"sv;
@@ -137,7 +113,7 @@ void append_json_line(std::string& out, const request_record& r, std::int64_t du
     out += ",\"bytes_out\":"sv;
     append_number(out, static_cast<std::int64_t>(r.bytes_out));
     out += ",\"client\":"sv;
-    append_json_string(out, r.client);
+    core::append_json_string(out, r.client);
     out += ",\"trace_id\":\""sv;
     core::append_hex(out, r.trace.trace);
     out += "\",\"span_id\":\""sv;

@@ -2,10 +2,13 @@
 #include "core/dify_routes.hpp"
 #include "core/multipart.hpp"
 #include "core/user_rewrite.hpp"
+#include "tests/support/user_rewrite_reference.hpp"
 
 #include <boost/json.hpp>
 
 #include <gtest/gtest.h>
+
+#include <random>
 
 namespace gw::core {
 namespace {
@@ -30,9 +33,98 @@ TEST(UserRewrite, JsonBody)
     EXPECT_FALSE(rewrite_json_user("{not json", "billing"));
 }
 
-TEST(UserRewrite, ABodyLargerThanTheStackBlockIsRewrittenWhole)
+TEST(UserRewrite, AJsonBodyKeepsItsBytesBesidesTheUserValues)
 {
-    // The document's nodes start in a 4 KiB block on the stack and go on in heap blocks.
+    // Only the top-level `user` values change; spacing, order, escapes and a nested `user`
+    // stay as they came.
+    EXPECT_EQ(rewrite_json_user("{ \"query\" : \"h\\u0069\",\n \"user\":\"alice\" ,\"inputs\":{\"user\":\"x\"}}", "billing"),
+              "{ \"query\" : \"h\\u0069\",\n \"user\":\"billing:alice\" ,\"inputs\":{\"user\":\"x\"}}");
+    // None: one is added first in the object.
+    EXPECT_EQ(rewrite_json_user(R"({"query": "hi"})", "billing"), R"({"user":"billing:default","query": "hi"})");
+    EXPECT_EQ(rewrite_json_user(" { } ", "billing"), R"( {"user":"billing:default" } )");
+    // A repeated `user`: every one becomes the namespaced last one, the one Python keeps.
+    EXPECT_EQ(rewrite_json_user(R"({"user":"x","q":1,"user":"alpha:alice"})", "billing"),
+              R"({"user":"billing:alpha:alice","q":1,"user":"billing:alpha:alice"})");
+    // A name written with an escape is the same name to Python.
+    EXPECT_EQ(rewrite_json_user(R"({"us\u0065r": "bob"})", "billing"), R"({"us\u0065r": "billing:bob"})");
+    // The value is read unescaped and written as JSON.
+    std::string ns;
+    EXPECT_EQ(rewrite_json_user(R"({"user":"a\"b\u00e9\n"})", "billing", &ns), "{\"user\":\"billing:a\\\"b\xc3\xa9\\u000a\"}");
+    EXPECT_EQ(ns, "billing:a\"b\xc3\xa9\n");
+    // Another type: its compact JSON text, as Boost.JSON writes it.
+    EXPECT_EQ(rewrite_json_user(R"({"user": {"b": [1, 2.0]}})", "billing", &ns), R"({"user": "billing:{\"b\":[1,2E0]}"})");
+    EXPECT_EQ(ns, R"(billing:{"b":[1,2E0]})");
+    EXPECT_EQ(rewrite_json_user(R"({"user": true})", "billing"), R"({"user": "billing:true"})");
+}
+
+TEST(UserRewrite, AJsonBodyNamesTheReferencesPythonReads)
+{
+    json_references refs;
+    ASSERT_TRUE(rewrite_json_user(R"({"conversation_id": "a", "message_id": "m", "conversation_id": "b",)"
+                                  R"( "inputs": {"f": {"upload_file_id": "F1", "upload_file_id": "F2"}, "upload_file_id": ["F3"]},)"
+                                  R"( "files": [{"upload_file_id": "F4"}], "x": {"conversation_id": "nested"}})",
+                                  "t", nullptr, &refs));
+    EXPECT_EQ(refs.conversation_id, "b") << "a repeated member's last value, as Python keeps it";
+    EXPECT_EQ(refs.message_id, "m");
+    EXPECT_EQ(refs.upload_file_ids, (std::vector<std::string>{"F1", "F2", "F4"}))
+        << "every string upload_file_id, a repeated one's earlier value too (checked, never forwarded unchecked)";
+    refs = {};
+    ASSERT_TRUE(rewrite_json_user(R"({"conversation_id": "a", "conversation_id": 5})", "t", nullptr, &refs));
+    EXPECT_EQ(refs.conversation_id, "") << "the last one is no string: Dify reads no conversation";
+}
+
+TEST(UserRewrite, AJsonBodyPythonCouldReadDifferentlyIsRefused)
+{
+    for (std::string_view body : std::initializer_list<std::string_view>{
+             "\xef\xbb\xbf{\"user\":\"a\"}",     // a byte-order mark (Flask's bytes reader would skip it)
+             R"({"user":"a", "n": NaN})",         // Python reads NaN, Boost.JSON does not
+             R"({"user":"a\ud800"})",            // a lone surrogate
+             "{\"user\":\"\xc3\x28\"}",            // invalid UTF-8
+             R"({"user":"a",})",                  // a trailing comma
+             R"({"user":"a"} x)",                 // trailing data
+             R"(["user"])",                       // not an object
+             std::string_view("{\"user\":\"a\"}\0", 13), // a NUL after the document
+         })
+        EXPECT_FALSE(rewrite_json_user(body, "t")) << body;
+    std::string deep = R"({"user":"a","x":)";
+    for (int i = 0; i < 63; ++i) deep += "[";
+    deep += "1";
+    for (int i = 0; i < 63; ++i) deep += "]";
+    EXPECT_TRUE(rewrite_json_user(deep + "}", "t")) << "64 levels";
+    EXPECT_FALSE(rewrite_json_user(R"({"user":"a","x":[)" + deep.substr(16) + "]}", "t")) << "65 levels";
+}
+
+TEST(UserRewrite, MutatedBodiesAreRewrittenAsTheBoostJsonDocumentRewrote)
+{
+    // A generate request, cut, with bytes changed, inserted and removed at random: the splice
+    // accepts what the document rewrite accepted, and what comes out reads as its document.
+    const std::string body = R"({"inputs": {"doc": {"transfer_method": "local_file", "upload_file_id": "F1", "type": "document"}},)"
+                             R"( "query": "caf\u00e9 \"quoted\" \ud83d\ude00", "response_mode": "blocking", "user": "alice",)"
+                             R"( "conversation_id": "45701982-8118-4bc5-8e9b-64562b4555f2", "files": [{"type": "image",)"
+                             R"( "transfer_method": "local_file", "upload_file_id": "F2"}], "auto_generate_name": true, "n": -1.5e3})";
+    EXPECT_EQ(test::rewrite_differs_from_reference(body), "");
+    std::mt19937 rng(20261202); // fixed: the same variants every run
+    const std::string alphabet = "{}[]\",:\\u0123456789.eE+-tfnrl \t\nuser_id\x80\xc3\xa9\xed\xf0";
+    for (int i = 0; i < 20000; ++i) {
+        std::string v = body;
+        const int edits = 1 + static_cast<int>(rng() % 3);
+        for (int e = 0; e < edits; ++e) {
+            const std::size_t at = rng() % (v.size() + 1);
+            const char c = alphabet[rng() % alphabet.size()];
+            switch (rng() % 5) {
+            case 0: v.insert(v.begin() + static_cast<std::ptrdiff_t>(at), c); break;
+            case 1: if (at < v.size()) v[at] = c; break;
+            case 2: if (at < v.size()) v.erase(at, 1); break;
+            case 3: v.insert(at, R"("user": 1, )"); break;
+            default: v.resize(at); break;
+            }
+        }
+        ASSERT_EQ(test::rewrite_differs_from_reference(v), "") << "input: " << v;
+    }
+}
+
+TEST(UserRewrite, ALargeBodyIsRewrittenWhole)
+{
     json::object body{{"query", std::string(10000, 'q')}, {"user", "alice"}};
     json::object inputs;
     for (int i = 0; i < 500; ++i) inputs["field_" + std::to_string(i)] = json::array{i, "value", nullptr};

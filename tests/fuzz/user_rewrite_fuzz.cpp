@@ -1,9 +1,11 @@
 // libFuzzer: the `user` rewriters (JSON body, query string, multipart splice), with their
 // contract as the oracle: whatever they accept comes out well-formed, with every `user`
-// namespaced under the tenant.
+// namespaced under the tenant; and the JSON splice agrees with the rewrite by a Boost.JSON
+// document it replaced (tests/support/user_rewrite_reference.hpp).
 #include "core/multipart.hpp"
 #include "core/text.hpp"
 #include "core/user_rewrite.hpp"
+#include "tests/support/user_rewrite_reference.hpp"
 
 #include <boost/json.hpp>
 
@@ -29,9 +31,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::string ns;
         gw::core::json_references refs;
         auto out = gw::core::rewrite_json_user(input, "t", &ns, &refs);
+        require(gw::test::rewrite_differs_from_reference(input).empty());
         if (!out) break;
         boost::json::error_code ec;
-        auto doc = boost::json::parse(*out, ec);
+        boost::json::parse_options limits;
+        limits.max_depth = 64; // as deep as the rewrite accepts
+        auto doc = boost::json::parse(*out, ec, {}, limits);
         require(!ec && doc.is_object());
         const auto* user = doc.get_object().if_contains("user");
         require(user && user->is_string() && user->get_string() == ns && ns.starts_with("t:"));

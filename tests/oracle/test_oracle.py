@@ -345,6 +345,31 @@ def run(port, stack):
                   send('run spelling', 'beta', request('beta', 'GET', f'/v1/workflows/run/{spelling}')), 404)
     c.refused("beta: alpha's conversation via %2D", send('conv', 'beta', json_request(
         'beta', 'POST', '/v1/chat%2Dmessages', {'query': 'q', 'inputs': {}, 'user': A, 'conversation_id': alpha_conversation})), 404)
+    # JSON bodies go to Dify as they came, only `user` replaced: what Python's json reads in
+    # them must be what the gateway checked.
+    def raw_json(tenant, path, text):
+        return request(tenant, 'POST', path, ['Content-Type: application/json'], text.encode())
+    for name, text in [
+            ('foreign conversation last', '{"query":"q","inputs":{},"conversation_id":"%s","conversation_id":"%s"}'
+             % (str(uuid.uuid4()), alpha_conversation)),
+            ('foreign conversation escaped name', '{"query":"q","inputs":{},"conversation\\u005fid":"%s"}' % alpha_conversation),
+            ('foreign message in a repeated member', '{"message_id":"%s","message_id":"%s"}' % (str(uuid.uuid4()), alpha_message))]:
+        path = '/v1/text-to-audio' if 'message' in name else '/v1/chat-messages'
+        c.refused(f'beta: {name}', send(name, 'beta', raw_json('beta', path, text), 'POST'), 404)
+    for name, text, user in [
+            ('spaced body', '{ "query" : "q" ,\n "inputs" : { "user" : "x" } ,\t"user" : "%s" }' % A, 'beta:' + A),
+            ('escaped user name', '{"query":"q","inputs":{},"us\\u0065r":"%s"}' % A, 'beta:' + A),
+            ('escaped user value', '{"query":"q","inputs":{},"user":"\\u0061lpha:\\"x\\u00e9"}', 'beta:alpha:"x\u00e9'),
+            ('user repeated, the last taken', '{"user":"x","query":"q","inputs":{},"user":"%s"}' % A, 'beta:' + A),
+            ('numeric user', '{"query":"q","inputs":{},"user":1.5e1}', 'beta:1.5E1'),
+            ('no user', '{"query":"q","inputs":{}}', 'beta:default')]:
+        r = send(name, 'beta', raw_json('beta', '/v1/chat-messages', text), 'POST')
+        c.check(f'{name}: Werkzeug reads {user!r}', r.forwarded and r.seen['user'] == user, f'{r.status} {r.seen}')
+    for name, body in [('byte-order mark', b'\xef\xbb\xbf{"query":"q","inputs":{},"user":"x"}'),
+                       ('NaN', b'{"query":"q","inputs":{},"user":"x","n":NaN}'),
+                       ('lone surrogate', b'{"query":"q","inputs":{},"user":"x\\ud800"}')]:
+        c.refused(f'JSON body with a {name}', send(name, 'beta', request('beta', 'POST', '/v1/chat-messages',
+                                                                          ['Content-Type: application/json'], body), 'POST'), 400)
     r = send('alpha: own message', 'alpha', json_request('alpha', 'POST', '/v1/text-to-audio', {'message_id': alpha_message}), 'POST')
     c.check('alpha: own message forwarded', r.forwarded and r.seen['user'] == 'alpha:default', f'{r.status}')
 
