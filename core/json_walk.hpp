@@ -8,7 +8,7 @@
 // on those digits and on how much input follows the number; json_walk takes it (as
 // infinity or zero). Python's json module, which writes Dify's replies, writes no exponent
 // beyond ±324. Unlike that parser it converts a number only when the
-// handler will use it, and it scans strings eight bytes at a time.
+// handler will use it, and it scans strings sixteen bytes at a time (core/byte_scan.hpp).
 //
 // The handler is called as the document is read:
 //   begin(bool object) / end()   a container opens ({ or [) / closes
@@ -25,6 +25,8 @@
 // is how far the document has been read: just past the name (key), the value (string,
 // integer, real, other) or the bracket (begin, end).
 #pragma once
+
+#include "core/byte_scan.hpp"
 
 #include <algorithm>
 #include <array>
@@ -199,39 +201,9 @@ private:
         return true;
     }
 
-    // Of eight bytes read as a little-endian word, the high bits of those that end a plain
-    // run of a string: a quote, a backslash, a control character or a byte of a multi-byte
-    // UTF-8 sequence. A byte above the first one marked may be marked wrongly (a borrow),
-    // the first one never is.
-    static std::uint64_t special_bytes(std::uint64_t w)
-    {
-        constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-        const auto zero_byte = [](std::uint64_t x) { return (x - ones) & ~x & highs; };
-        const std::uint64_t below_space = (w - ones * 0x20) & ~w & highs;
-        return (zero_byte(w ^ (ones * '"')) | zero_byte(w ^ (ones * '\\')) | below_space | w) & highs;
-    }
-    // Which bytes continue a plain run of a string (a table: one load per byte).
-    static constexpr std::array<bool, 256> plain_bytes = [] {
-        std::array<bool, 256> t{};
-        for (int c = 0x20; c < 0x80; ++c) t[c] = c != '"' && c != '\\';
-        return t;
-    }();
-    // Moves past plain string bytes, eight at a time while eight are left.
-    void skip_plain()
-    {
-        if constexpr (std::endian::native == std::endian::little) {
-            while (end_ - p_ >= 8) {
-                std::uint64_t w;
-                std::memcpy(&w, p_, 8);
-                if (const std::uint64_t special = special_bytes(w)) {
-                    p_ += std::countr_zero(special) / 8;
-                    return;
-                }
-                p_ += 8;
-            }
-        }
-        while (p_ != end_ && plain_bytes[static_cast<unsigned char>(*p_)]) ++p_;
-    }
+    // Moves past plain string bytes: up to a quote, a backslash, a control character or a
+    // byte of a multi-byte UTF-8 sequence.
+    void skip_plain() { p_ = byte_scan::run_end<true>(p_, end_); }
 
     // A string token from its opening quote; `out` views the text itself when it has no
     // escapes, else the unescaped copy in scratch_.

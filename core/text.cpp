@@ -1,5 +1,7 @@
 #include "core/text.hpp"
 
+#include "core/byte_scan.hpp"
+
 #include <algorithm>
 
 namespace gw::core {
@@ -315,23 +317,22 @@ void append_json_string(std::string& out, std::string_view s)
 {
     static constexpr char hex[] = "0123456789abcdef";
     out += '"';
-    std::size_t copied = 0; // bytes of `s` already in `out`: plain runs go in one append
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        const char c = s[i];
-        const auto u = static_cast<unsigned char>(c);
-        if (u >= 0x20 && c != '"' && c != '\\') continue;
-        out.append(s.data() + copied, i - copied);
-        copied = i + 1;
+    const char* p = s.data();
+    const char* const end = p + s.size();
+    for (;;) {
+        const char* run_end = byte_scan::run_end<false>(p, end); // plain bytes go in one append
+        out.append(p, run_end);
+        if (run_end == end) break;
+        const auto u = static_cast<unsigned char>(*run_end);
         if (u < 0x20) {
-            out.append("\\u00", 4);
-            out += hex[u >> 4];
-            out += hex[u & 15];
+            const char escape[] = {'\\', 'u', '0', '0', hex[u >> 4], hex[u & 15]};
+            out.append(escape, sizeof escape);
         } else {
-            out += '\\';
-            out += c;
+            const char escape[] = {'\\', *run_end};
+            out.append(escape, sizeof escape);
         }
+        p = run_end + 1;
     }
-    out.append(s.data() + copied, s.size() - copied);
     out += '"';
 }
 

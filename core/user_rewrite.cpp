@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <array>
 
 namespace gw::core {
 
@@ -44,11 +45,12 @@ public:
     void begin(bool object)
     {
         if (depth_ == 0) top_is_object_ = object;
-        file_id_next_ = false;
-        ++depth_;
+        file_id_value(false);
+        odd_file_id_here_[++depth_] = false;
     }
     void end()
     {
+        if (odd_file_id_here_[depth_]) odd_file_id_ = true;
         if (--depth_ == 1) member_done(false, {});
     }
     void key(std::string_view name)
@@ -64,15 +66,16 @@ public:
     }
     void string(std::string_view s)
     {
-        if (std::exchange(file_id_next_, false)) refs_.upload_file_ids.emplace_back(s);
+        if (file_id_next_) refs_.upload_file_ids.emplace_back(s);
+        file_id_value(false);
         if (depth_ == 1) member_done(true, s);
     }
     bool wants_number() const { return false; }
     void integer(std::int64_t) {}
     void real(double) {}
-    void other()
+    void other() // a number, true, false or null
     {
-        file_id_next_ = false;
+        file_id_value(!just_read_null());
         if (depth_ == 1) member_done(false, {});
     }
 
@@ -84,6 +87,9 @@ public:
     const std::string& user() const { return user_; }
     bool user_is_string() const { return user_is_string_; }
     json_references& refs() { return refs_; }
+    // A reference Dify would read that is neither a string nor null: a number Dify's str()
+    // would turn into an id the gateway never checked.
+    bool odd_reference() const { return odd_file_id_ || odd_conversation_ || odd_message_; }
 
 private:
     enum class member { none, user, conversation, message };
@@ -100,9 +106,22 @@ private:
         return skip_space(at);
     }
 
+    // An upload_file_id's value has been read, or begins (a container, read through): an
+    // object's last one counts, as in Python.
+    void file_id_value(bool odd)
+    {
+        if (std::exchange(file_id_next_, false)) odd_file_id_here_[depth_] = odd;
+    }
+    // Whether the value other() reports is null: the only one of its values that ends in 'l'.
+    bool just_read_null() const { return walk_.offset() >= 4 && text_.substr(walk_.offset() - 4, 4) == "null"; }
+
     // A top-level member's value has been read (its string value, if it is one).
     void member_done(bool is_string, std::string_view s)
     {
+        const auto reference = [&](std::string& id, bool& odd) { // the last one counts, as in Python
+            id.assign(is_string ? s : std::string_view{});
+            odd = !is_string && !just_read_null();
+        };
         switch (std::exchange(member_, member::none)) {
         case member::none: break;
         case member::user: {
@@ -113,8 +132,8 @@ private:
             user_.assign(is_string ? s : text == "null" ? std::string_view{} : text);
             break;
         }
-        case member::conversation: refs_.conversation_id.assign(is_string ? s : std::string_view{}); break;
-        case member::message: refs_.message_id.assign(is_string ? s : std::string_view{}); break;
+        case member::conversation: reference(refs_.conversation_id, odd_conversation_); break;
+        case member::message: reference(refs_.message_id, odd_message_); break;
         }
     }
 
@@ -125,6 +144,9 @@ private:
     std::size_t members_ = 0;     // of the top-level object
     member member_ = member::none; // what the top-level value being read is
     bool file_id_next_ = false;   // the value about to be read is an upload_file_id's
+    bool odd_file_id_ = false;    // an object's (last) upload_file_id is a number or a boolean
+    std::array<bool, max_body_depth + 2> odd_file_id_here_{}; // so far in the object open at each depth
+    bool odd_conversation_ = false, odd_message_ = false; // the last one is neither string nor null
     std::size_t user_from_ = 0;
     boost::container::small_vector<span, 2> users_;
     std::string user_;
@@ -139,12 +161,14 @@ std::optional<std::string> rewrite_json_user(std::string_view body, std::string_
 {
     json_walk<body_reader> walk(max_body_depth);
     body_reader reader(body, walk);
-    if (!walk.run(body, reader) || !reader.top_is_object()) return std::nullopt;
+    if (!walk.run(body, reader) || !reader.top_is_object() || reader.odd_reference()) return std::nullopt;
     std::string user = reader.user();
     if (!reader.user_is_string() && !user.empty()) {
         // Another type: its compact JSON text, as before the splice (Dify would use str()).
         json::error_code ec;
-        auto v = json::parse(user, ec);
+        json::parse_options limits;
+        limits.max_depth = max_body_depth;
+        auto v = json::parse(user, ec, {}, limits);
         if (ec) return std::nullopt;
         user = json::serialize(v);
     }
@@ -159,11 +183,16 @@ std::optional<std::string> rewrite_json_user(std::string_view body, std::string_
         if (reader.members() > 0) out += ',';
         out.append(body.substr(open));
     } else {
-        out.reserve(body.size() + users.size() * (value.size() + 8));
+        // The last one, which Python reads, gets the value; earlier ones become null (the
+        // value again in each would let a body of many `user`s grow without bound).
+        out.reserve(body.size() + value.size() + 16 + 4 * users.size());
         std::size_t at = 0;
         for (const auto& u : users) {
             out.append(body.substr(at, u.from - at));
-            append_json_string(out, value);
+            if (&u == &users.back())
+                append_json_string(out, value);
+            else
+                out.append("null");
             at = u.to;
         }
         out.append(body.substr(at));

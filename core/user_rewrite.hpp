@@ -28,12 +28,15 @@ struct json_references
 };
 
 // A JSON object body with `user` namespaced: the body as it came, byte for byte, except
-// that every top-level `user` value is replaced by the namespaced one, or one is added
-// first in the object when it has none. The namespaced value is made from the last `user`
-// member, the one Python's json (Dify's reader) keeps; a value that is not a string is
-// taken as its compact JSON text. nullopt when the body is not a JSON object as Boost.JSON
-// reads one (malformed, invalid UTF-8 or UTF-16 escapes, NaN, a byte-order mark,
-// nesting deeper than 64): the gateway then refuses the request. What it accepts, Python's
+// that the last top-level `user` value (the one Python's json, Dify's reader, keeps) is
+// replaced by the namespaced one and any earlier ones by null, or one is added first in
+// the object when it has none. A `user` that is not a string is taken as its compact JSON
+// text. nullopt when the body is not a JSON object as Boost.JSON reads one (malformed,
+// invalid UTF-8 or UTF-16 escapes, NaN, a byte-order mark, nesting deeper than 64), or
+// when a reference Dify reads is not a string: the last conversation_id or message_id
+// neither a string nor null, an object's last upload_file_id a number or a boolean (Dify's
+// str() would make an id of a number that was never checked). The gateway then refuses
+// the request. What it accepts, Python's
 // json reads the same way (it accepts more: NaN, lone surrogates, a UTF-8 BOM in bytes).
 // `refs`, when given, receives what the body refers to: the last top-level
 // `conversation_id` and `message_id` (when strings), and every string `upload_file_id`

@@ -86,8 +86,8 @@ std::string host_header(const config::upstream_config& u)
 namespace {
 
 const gateway_error unreadable_json{400, "bad_request",
-                                   "The request body is not a JSON object the gateway can read (malformed, not UTF-8, or "
-                                   "nested deeper than 64 levels)."};
+                                   "The request body is not a JSON object the gateway can read (malformed, not UTF-8, "
+                                   "nested deeper than 64 levels, or an id that is a number)."};
 const gateway_error unreadable_multipart{400, "bad_request",
                                          "Malformed or ambiguous multipart/form-data body (boundary, part headers or "
                                          "framing that parsers could read differently)."};

@@ -137,7 +137,7 @@ TEST(JsonReferences, ConversationAndEveryUploadedFile)
     auto out = rewrite_json_user(R"({"query": "q", "conversation_id": "C1", "user": "u",
         "files": [{"transfer_method": "local_file", "upload_file_id": "F1"}],
         "inputs": {"doc": {"transfer_method": "local_file", "upload_file_id": "F2"}, "list": [[{"upload_file_id": "F3"}]],
-                   "not_a_ref": {"upload_file_id": 7}}})",
+                   "not_a_ref": {"upload_file_id": null}}})",
                                  "alpha", nullptr, &refs);
     ASSERT_TRUE(out);
     EXPECT_EQ(refs.conversation_id, "C1");

@@ -1,5 +1,8 @@
+#include "core/byte_scan.hpp"
 #include "core/multipart.hpp"
 #include "core/text.hpp"
+
+#include <boost/json.hpp>
 
 #include <gtest/gtest.h>
 
@@ -126,6 +129,56 @@ TEST(Text, CanonicalUuidsAreReadAsADigitByDigitReaderReadsThem)
         ASSERT_EQ(parse_canonical_uuid(id), expected) << id;
     }
     EXPECT_GT(valid, 20000) << "the test meets valid UUIDs too";
+}
+
+TEST(ByteScan, EveryWidthFindsTheFirstByteThatEndsARun)
+{
+    // Runs of every length up to 40 bytes with one ender (of each kind) at every place,
+    // read from every alignment: the word and SSE2 forms agree with the byte loop.
+    const std::string enders("\"\\\x00\x01\x1f\x80\xc3\xff", 8);
+    for (std::size_t len = 0; len <= 40; ++len) {
+        for (std::size_t at = 0; at <= len; ++at) {
+            for (char ender : enders) {
+                for (std::size_t shift = 0; shift < 3; ++shift) {
+                    std::string text(shift, 'x');
+                    text += std::string(len, 'a');
+                    text += std::string("z ~\x7f");
+                    if (at < len) text[shift + at] = ender;
+                    const char* b = text.data() + shift;
+                    const char* e = b + len;
+                    for (bool high : {false, true}) {
+                        const char* want = high ? byte_scan::run_end_bytes<true>(b, e) : byte_scan::run_end_bytes<false>(b, e);
+                        const bool ends = at < len && (high || static_cast<unsigned char>(ender) < 0x80);
+                        ASSERT_EQ(want, ends ? b + at : e) << len << " " << at << " " << int(ender);
+                        ASSERT_EQ(high ? byte_scan::run_end_words<true>(b, e) : byte_scan::run_end_words<false>(b, e), want);
+#if defined(__SSE2__)
+                        ASSERT_EQ(high ? byte_scan::run_end_sse2<true>(b, e) : byte_scan::run_end_sse2<false>(b, e), want);
+#endif
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST(Text, AJsonStringReadsBackAsTheTextItWasMadeOf)
+{
+    EXPECT_EQ([] { std::string o; append_json_string(o, "a\"b\\c\n\x01\xc3\xa9/"); return o; }(),
+              "\"a\\\"b\\\\c\\u000a\\u0001\xc3\xa9/\"");
+    std::mt19937 rng(20261203); // fixed: the same strings every run
+    const std::vector<std::string> pieces = {"a", "Z", " ", "\"", "\\", "\n", "\t", std::string(1, '\0'), "\x1f", "\x7f", "/",
+                                             "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "0123456789abcdef"};
+    for (int i = 0; i < 5000; ++i) {
+        std::string text;
+        for (int n = static_cast<int>(rng() % 40); n > 0; --n) text += pieces[rng() % pieces.size()];
+        std::string out;
+        append_json_string(out, text);
+        boost::json::error_code ec;
+        const auto v = boost::json::parse(out, ec);
+        ASSERT_FALSE(ec) << out;
+        ASSERT_TRUE(v.is_string());
+        ASSERT_EQ(std::string_view(v.get_string()), text);
+    }
 }
 
 TEST(Multipart, ParsesFieldsAndFiles)

@@ -42,9 +42,17 @@ TEST(UserRewrite, AJsonBodyKeepsItsBytesBesidesTheUserValues)
     // None: one is added first in the object.
     EXPECT_EQ(rewrite_json_user(R"({"query": "hi"})", "billing"), R"({"user":"billing:default","query": "hi"})");
     EXPECT_EQ(rewrite_json_user(" { } ", "billing"), R"( {"user":"billing:default" } )");
-    // A repeated `user`: every one becomes the namespaced last one, the one Python keeps.
+    // A repeated `user`: the last one, which Python keeps, is namespaced; earlier ones
+    // become null.
     EXPECT_EQ(rewrite_json_user(R"({"user":"x","q":1,"user":"alpha:alice"})", "billing"),
-              R"({"user":"billing:alpha:alice","q":1,"user":"billing:alpha:alice"})");
+              R"({"user":null,"q":1,"user":"billing:alpha:alice"})");
+    // However many there are, the value is written once: the body cannot be made to grow.
+    std::string many = "{";
+    for (int i = 0; i < 1000; ++i) many += R"("user":0,)";
+    many += R"("user":")" + std::string(100000, 'a') + R"("})";
+    const auto grown = rewrite_json_user(many, "billing");
+    ASSERT_TRUE(grown);
+    EXPECT_LE(grown->size(), many.size() + 4 * 1000 + 16);
     // A name written with an escape is the same name to Python.
     EXPECT_EQ(rewrite_json_user(R"({"us\u0065r": "bob"})", "billing"), R"({"us\u0065r": "billing:bob"})");
     // The value is read unescaped and written as JSON.
@@ -55,6 +63,9 @@ TEST(UserRewrite, AJsonBodyKeepsItsBytesBesidesTheUserValues)
     EXPECT_EQ(rewrite_json_user(R"({"user": {"b": [1, 2.0]}})", "billing", &ns), R"({"user": "billing:{\"b\":[1,2E0]}"})");
     EXPECT_EQ(ns, R"(billing:{"b":[1,2E0]})");
     EXPECT_EQ(rewrite_json_user(R"({"user": true})", "billing"), R"({"user": "billing:true"})");
+    // As deep as the body may be (64 levels with the object).
+    const std::string nested = std::string(63, '[') + std::string(63, ']');
+    EXPECT_EQ(rewrite_json_user(R"({"user":)" + nested + "}", "billing", &ns), R"({"user":"billing:)" + nested + R"("})");
 }
 
 TEST(UserRewrite, AJsonBodyNamesTheReferencesPythonReads)
@@ -69,8 +80,23 @@ TEST(UserRewrite, AJsonBodyNamesTheReferencesPythonReads)
     EXPECT_EQ(refs.upload_file_ids, (std::vector<std::string>{"F1", "F2", "F4"}))
         << "every string upload_file_id, a repeated one's earlier value too (checked, never forwarded unchecked)";
     refs = {};
-    ASSERT_TRUE(rewrite_json_user(R"({"conversation_id": "a", "conversation_id": 5})", "t", nullptr, &refs));
-    EXPECT_EQ(refs.conversation_id, "") << "the last one is no string: Dify reads no conversation";
+    ASSERT_TRUE(rewrite_json_user(R"({"conversation_id": "a", "conversation_id": null})", "t", nullptr, &refs));
+    EXPECT_EQ(refs.conversation_id, "") << "the last one is null: Dify reads no conversation";
+}
+
+TEST(UserRewrite, AReferenceThatIsNoStringIsRefused)
+{
+    // Dify's str() would make an id of a number (PostgreSQL reads 32 digits as a UUID) that
+    // the gateway never checked; Python keeps a repeated member's last value.
+    for (std::string_view body : {R"({"message_id": 12345678123412341234123456789012})", R"({"conversation_id": true})",
+                                  R"({"conversation_id": {"id": "a"}})", R"({"conversation_id": "a", "conversation_id": 1})",
+                                  R"({"files": [{"upload_file_id": 5}]})", R"({"inputs": {"f": {"upload_file_id": false}}})",
+                                  R"({"f": {"upload_file_id": "F", "upload_file_id": 7}})"})
+        EXPECT_FALSE(rewrite_json_user(body, "t")) << body;
+    for (std::string_view body : {R"({"message_id": null})", R"({"conversation_id": 1, "conversation_id": "a"})",
+                                  R"({"f": {"upload_file_id": 7, "upload_file_id": "F"}})", R"({"upload_file_id": null})",
+                                  R"({"upload_file_id": {"upload_file_id": "F"}})", R"({"x": [5, true], "n": 1})"})
+        EXPECT_TRUE(rewrite_json_user(body, "t")) << body;
 }
 
 TEST(UserRewrite, AJsonBodyPythonCouldReadDifferentlyIsRefused)

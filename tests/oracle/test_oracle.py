@@ -367,7 +367,9 @@ def run(port, stack):
         c.check(f'{name}: Werkzeug reads {user!r}', r.forwarded and r.seen['user'] == user, f'{r.status} {r.seen}')
     for name, body in [('byte-order mark', b'\xef\xbb\xbf{"query":"q","inputs":{},"user":"x"}'),
                        ('NaN', b'{"query":"q","inputs":{},"user":"x","n":NaN}'),
-                       ('lone surrogate', b'{"query":"q","inputs":{},"user":"x\\ud800"}')]:
+                       ('lone surrogate', b'{"query":"q","inputs":{},"user":"x\\ud800"}'),
+                       ('numeric conversation id', b'{"query":"q","inputs":{},"conversation_id":12345678123412341234123456789012}'),
+                       ('numeric file id', b'{"query":"q","inputs":{},"files":[{"transfer_method":"local_file","upload_file_id":7}]}')]:
         c.refused(f'JSON body with a {name}', send(name, 'beta', request('beta', 'POST', '/v1/chat-messages',
                                                                           ['Content-Type: application/json'], body), 'POST'), 400)
     r = send('alpha: own message', 'alpha', json_request('alpha', 'POST', '/v1/text-to-audio', {'message_id': alpha_message}), 'POST')

@@ -1,7 +1,8 @@
 // The `user` rewrite of a JSON body as it was made before the splice, by a Boost.JSON
 // document (parse, replace, serialize), kept as the reference the splice is compared with
 // (tests and the fuzz target): the same bodies accepted, the same document read from what
-// comes out, the same references found.
+// comes out, the same references found. One rule is newer than that rewrite and is
+// applied here to the document: references that are not strings are refused.
 #pragma once
 
 #include "core/user_rewrite.hpp"
@@ -37,6 +38,17 @@ inline void reference_file_ids(const json::value& v, std::vector<std::string>& o
     }
 }
 
+// An object (at any depth) whose upload_file_id is a number or a boolean.
+inline bool has_odd_file_id(const json::value& v)
+{
+    if (const auto* o = v.if_object()) {
+        if (const auto* f = o->if_contains("upload_file_id"); f && (f->is_number() || f->is_bool())) return true;
+        return std::any_of(o->begin(), o->end(), [](const auto& m) { return has_odd_file_id(m.value()); });
+    }
+    if (const auto* a = v.if_array()) return std::any_of(a->begin(), a->end(), [](const auto& e) { return has_odd_file_id(e); });
+    return false;
+}
+
 inline std::optional<rewrite_reference> reference_rewrite(std::string_view body, std::string_view tenant)
 {
     json::error_code ec;
@@ -45,6 +57,10 @@ inline std::optional<rewrite_reference> reference_rewrite(std::string_view body,
     auto doc = json::parse(body, ec, {}, limits);
     if (ec || !doc.is_object()) return std::nullopt;
     auto& o = doc.get_object();
+    // A reference that is not a string is refused (the splice's rule, the document's reading).
+    for (const auto* name : {"conversation_id", "message_id"})
+        if (const auto* r = o.if_contains(name); r && !r->is_string() && !r->is_null()) return std::nullopt;
+    if (has_odd_file_id(doc)) return std::nullopt;
     std::string user;
     if (auto* v = o.if_contains("user")) {
         if (v->is_string())
