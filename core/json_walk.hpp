@@ -207,7 +207,7 @@ private:
 
     // A string token from its opening quote; `out` views the text itself when it has no
     // escapes, else the unescaped copy in scratch_.
-    bool string_token(std::string_view& out)
+    [[gnu::always_inline]] bool string_token(std::string_view& out) // inlined: a reply has dozens
     {
         ++p_;
         const char* start = p_;
@@ -338,6 +338,7 @@ private:
     }();
     void skip_whitespace()
     {
+        if (p_ != end_ && static_cast<unsigned char>(*p_) > ' ') return; // none, the usual case
         while (p_ != end_ && whitespace_bytes[static_cast<unsigned char>(*p_)]) ++p_;
     }
 

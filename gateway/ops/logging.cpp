@@ -93,8 +93,9 @@ void append_json_line(std::string& out, const request_record& r, std::int64_t du
     core::append_json_string(out, r.app);
     out += ",\"method\":"sv;
     core::append_json_string(out, r.method);
-    out += ",\"endpoint\":"sv;
-    core::append_json_string(out, endpoint_label(r.endpoint));
+    out += ",\"endpoint\":\""sv;
+    append_endpoint_label(out, r.endpoint); // nothing in it to escape
+    out += '"';
     out += ",\"status\":"sv;
     append_number(out, r.status);
     out += ",\"duration_ms\":"sv;

@@ -84,10 +84,20 @@ const core::dify_route* route_of_endpoint(std::uint16_t endpoint)
 
 std::string endpoint_label(std::uint16_t endpoint)
 {
-    if (endpoint == no_endpoint) return "";
+    std::string label;
+    append_endpoint_label(label, endpoint);
+    return label;
+}
+
+void append_endpoint_label(std::string& out, std::uint16_t endpoint)
+{
+    if (endpoint == no_endpoint) return;
     const auto* route = route_of_endpoint(endpoint);
-    if (!route) return "unknown";
-    return std::string(route->method) + " " + std::string(route->pattern);
+    if (!route) {
+        out.append("unknown");
+        return;
+    }
+    out.append(route->method).append(1, ' ').append(route->pattern);
 }
 
 namespace {

@@ -33,6 +33,8 @@ struct histogram
 inline constexpr std::uint16_t no_endpoint = 0;
 std::uint16_t endpoint_id(const core::dify_route* route); // for a routed request
 std::string endpoint_label(std::uint16_t endpoint);
+// Appends the label: route-table text, with no quote, backslash or control character.
+void append_endpoint_label(std::string& out, std::uint16_t endpoint);
 // The route an endpoint id names (nullptr: not routed, or unknown).
 const core::dify_route* route_of_endpoint(std::uint16_t endpoint);
 

@@ -85,6 +85,10 @@ TEST(Metrics, EndpointIdsAreAClosedSet)
     for (const auto& r : core::all_routes())
         EXPECT_EQ(endpoint_label(endpoint_id(&r)), std::string(r.method) + " " + std::string(r.pattern));
     EXPECT_EQ(endpoint_label(60'000), "unknown") << "an id out of range names no route";
+    // Access lines write the label into JSON as it is: nothing in it needs escaping.
+    for (const auto& r : core::all_routes())
+        for (const char c : endpoint_label(endpoint_id(&r)))
+            EXPECT_TRUE(c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20) << r.pattern;
 }
 
 } // namespace
