@@ -84,7 +84,7 @@ void record_request(worker& w, const request_record& r)
 header_list rate_headers(const admission& a)
 {
     header_list h;
-    h.reserve(4);
+    if (a.rate || a.refused) h.reserve(4); // most tenants have no rate: nothing allocated
     if (a.rate) {
         h.emplace_back("X-RateLimit-Limit", std::to_string(a.rate->limit));
         h.emplace_back("X-RateLimit-Remaining", std::to_string(a.rate->remaining));

@@ -129,7 +129,6 @@ std::optional<app_target> tenant_directory::route(
 ) const
 {
     const auto& seg = path.segments;
-    const gateway_error no_such_url{404, "not_found", "The requested URL was not found on the gateway."};
     std::string_view name;
     std::size_t first; // index of the first Dify segment (after "v1")
     if (!seg.empty() && seg[0] == "v1") {
@@ -139,7 +138,7 @@ std::optional<app_target> tenant_directory::route(
         name = seg[1];
         first = 3;
     } else {
-        err = no_such_url;
+        err = {404, "not_found", "The requested URL was not found on the gateway."};
         return std::nullopt;
     }
     app_target out;
