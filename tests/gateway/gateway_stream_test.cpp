@@ -3,6 +3,11 @@
 #include "tests/emulator/emulator_test_util.hpp"
 #include "tests/support/gateway_fixture.hpp"
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/write.hpp>
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -128,6 +133,56 @@ TEST(GatewayStream, UpstreamResetMidStreamEndsWithAnErrorEvent)
     EXPECT_EQ(events[1].at("event"), "message");
     EXPECT_EQ(events[2], json::parse(R"({"event":"error","code":"upstream_stream_broken","status":502,"message":"The upstream stream broke."})"));
     EXPECT_EQ(get(*c, "/v1/info", tenant_keys::alpha).status, 200) << "the chunked body ended properly: the connection is reusable";
+}
+
+TEST(GatewayStream, AStreamThatEndsWithTheConnectionIsRelayedWhole)
+{
+    // An upstream (a proxy in front of Dify speaking HTTP/1.0 style) that sends the stream
+    // with neither chunks nor a length: the body ends when the connection closes, which
+    // ends the client's stream properly, every event relayed and no error added.
+    const std::string events =
+        "data: {\"event\": \"message\", \"task_id\": \"9da23599-e713-473b-982c-4328d4f5c78a\", \"answer\": \"Hi\"}\n\n"
+        "data: {\"event\": \"message_end\", \"task_id\": \"9da23599-e713-473b-982c-4328d4f5c78a\", "
+        "\"metadata\": {\"usage\": {\"total_tokens\": 3}}}\n\n";
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor upstream(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    running_emulator emu;
+    auto cfg = gateway_config_for(emu);
+    cfg.upstreams["dify"].url = "http://127.0.0.1:" + std::to_string(upstream.local_endpoint().port());
+    cfg.upstreams["dify"].ca_file.clear();
+    running_gateway gw(cfg);
+    std::thread serve([&] {
+        boost::asio::ip::tcp::socket s(io);
+        std::string request;
+        boost::system::error_code ec;
+        std::size_t head_end = 0;
+        do { // connections the gateway opens and closes unused are not the request's
+            s = boost::asio::ip::tcp::socket(io);
+            upstream.accept(s);
+            request.clear();
+            // The whole request (head and its sized body), so that closing sends a FIN, not a reset.
+            head_end = boost::asio::read_until(s, boost::asio::dynamic_buffer(request), "\r\n\r\n", ec);
+        } while (ec);
+        const auto length_at = request.find("Content-Length: ");
+        const std::size_t length = length_at == std::string::npos ? 0 : std::stoul(request.substr(length_at + 16));
+        if (request.size() < head_end + length)
+            boost::asio::read(s, boost::asio::dynamic_buffer(request), boost::asio::transfer_exactly(head_end + length - request.size()), ec);
+        const std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+        // In three writes, one cutting an event in two.
+        for (std::string_view piece : {std::string_view(head), std::string_view(events).substr(0, 30), std::string_view(events).substr(30)})
+            boost::asio::write(s, boost::asio::buffer(piece), ec);
+        s.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+        char rest[64];
+        while (!ec) s.read_some(boost::asio::buffer(rest), ec); // until the gateway closes its side
+    });
+    auto c = gw.client();
+    auto r = c->request("POST", "/v1/chat-messages", bearer(tenant_keys::alpha), json::serialize(chat_body("hi", "u", "streaming")));
+    serve.join();
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.body, events) << "every byte, nothing added";
+    EXPECT_TRUE(r.chunked);
+    upstream.close(); // the next request finds no upstream
+    EXPECT_EQ(get(*c, "/v1/info", tenant_keys::alpha).status, 502) << "the client's connection is still usable";
 }
 
 TEST(GatewayStream, SilentUpstreamHitsTheStreamIdleTimeout)
