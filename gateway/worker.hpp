@@ -12,7 +12,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
-#include <array>
 #include <atomic>
 #include <functional>
 #include <list>
@@ -21,13 +20,10 @@
 #include <optional>
 #include <random>
 #include <set>
-#include <span>
 #include <string>
 #include <vector>
 
 namespace gw::gateway {
-
-inline constexpr std::size_t sse_piece_size = 2 * 1024; // Dify body bytes parsed per step of an SSE relay
 
 // A connection's registration with its worker, so a drain can close idle keep-alive
 // connections at once and tell busy ones to close after their response.
@@ -108,10 +104,6 @@ public:
     bool aborting() const { return aborting_; }
     // SSE relays in progress (their upstream connections), for abort_streams().
     std::set<upstream_connection*>& relays() { return relays_; }
-    // The piece SSE relays parse Dify's body into, one for all of this worker's streams (an
-    // idle stream keeps none): a relay fills it and reads it back with no co_await between,
-    // and never waits while bytes of its own are in it.
-    std::span<char> sse_piece() { return sse_piece_; }
 
     std::list<session_entry>& sessions() { return sessions_; }
     // This worker's metrics: written only on its thread.
@@ -150,7 +142,6 @@ private:
     bool draining_ = false;
     bool aborting_ = false;
     std::optional<net::steady_timer> drain_idle_timer_; // after ctx_: destroyed before it
-    std::array<char, sse_piece_size> sse_piece_;
 };
 
 // A session's registration with its worker, held from the session's start to its end

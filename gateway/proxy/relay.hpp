@@ -14,7 +14,6 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/read_size.hpp>
 #include <boost/json.hpp>
 
 #include <spdlog/spdlog.h>
@@ -24,6 +23,7 @@
 
 namespace gw::gateway {
 
+inline constexpr std::size_t sse_piece_size = 2 * 1024; // bytes read per step of an SSE relay
 // After the client left a stream before its task id was seen: how much more is read to
 // learn the task id (so that it can be stopped) before giving up; the time allowed is the
 // upstream's stream_idle_timeout_ms.
@@ -299,41 +299,22 @@ inline void note_usage(exchange& x, const core::stream_facts& facts)
 
 // A step of an SSE relay's read, in two halves around the read itself (written inline in
 // relay_sse_events: a coroutine of its own would allocate a frame per piece).
-// Before: the action when nothing is left to read (Dify's body ended), or nullopt: parse
-// the next piece within the relay's deadline (stream_idle_timeout_ms since the last bytes).
+// Before: the action when nothing is left to read (Dify's body ended), or nullopt: read
+// the next piece into `piece` within the relay's deadline (stream_idle_timeout_ms since the
+// last bytes).
 template <typename Parser>
-std::optional<core::sse_action> before_sse_read(exchange& x, upstream_connection& conn, Parser& p, core::sse_relay& relay)
+std::optional<core::sse_action> before_sse_read(exchange& x, upstream_connection& conn, Parser& p, core::sse_relay& relay,
+                                                std::span<char> piece)
 {
     if (p.is_done()) {
         conn.expires_never();
         return relay.upstream_ended();
     }
+    p.get().body().data = piece.data();
+    p.get().body().size = piece.size();
     if (x.client_gone) relay.client_left(); // seen by watch_client
     conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
     return std::nullopt;
-}
-
-// The reply's bytes the connection has read, parsed as Beast's read parses them: body
-// bytes go to where the parser's body points. need_more: nothing could be parsed.
-template <typename Parser>
-error_code parse_read_reply(Parser& p, beast::flat_buffer& buffer)
-{
-    if (buffer.size() == 0) return http::error::need_more;
-    error_code ec;
-    buffer.consume(p.put(buffer.data(), ec));
-    return ec;
-}
-
-// A failed read of the reply, as Beast's read takes it: at the connection's end a body
-// that runs to the close is complete; otherwise the error.
-template <typename Parser>
-error_code reply_read_failed(Parser& p, error_code ec)
-{
-    if (ec != net::error::eof) return ec;
-    if (!p.got_some()) return http::error::end_of_stream;
-    error_code end;
-    p.put_eof(end);
-    return end;
 }
 
 // After: tells `relay` what came (bytes, a failure) and records what the events name.
@@ -369,29 +350,13 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
                            upstream_cfg.stream_idle_timeout_ms});
     created_records created; // owners recorded as soon as Dify names the task, conversation, run
     stream_node_spans nodes(x, relay);
-    // Body bytes are parsed into the worker's piece and fed to the relay before anything
-    // else runs; the stream waits for Dify holding only its connection's unparsed bytes.
-    const std::span<char> piece = x.w.sse_piece();
+    std::array<char, sse_piece_size> storage; // events are small; this frame lives as long as the stream
+    const std::span<char> piece(storage);
     chunk_size_line size_line; // the size line of the chunk being written
     for (;;) {
-        auto act = before_sse_read(x, conn, p, relay);
+        auto act = before_sse_read(x, conn, p, relay, piece);
         if (!act) {
-            p.get().body().data = piece.data();
-            p.get().body().size = piece.size();
-            error_code ec = parse_read_reply(p, conn.buffer());
-            // Read only with nothing of this stream's in the piece (another stream may
-            // fill it meanwhile).
-            while (ec == http::error::need_more && p.get().body().size == piece.size()) {
-                const std::size_t room = beast::read_size(conn.buffer(), 64 * 1024);
-                if (room == 0) {
-                    ec = http::error::buffer_overflow;
-                    break;
-                }
-                auto [rec, n] = co_await stream_of<S>(conn).async_read_some(conn.buffer().prepare(room), use_nothrow);
-                conn.buffer().commit(n);
-                ec = rec ? reply_read_failed(p, rec) : parse_read_reply(p, conn.buffer());
-            }
-            if (ec == http::error::need_more) ec = {}; // some body bytes came: relayed now, the rest next step
+            auto [ec, n] = co_await http::async_read_some(stream_of<S>(conn), conn.buffer(), p, use_nothrow);
             act = after_sse_read(x, p, relay, piece, ec, created);
         }
         nodes.take(relay);

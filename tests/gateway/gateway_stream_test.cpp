@@ -13,6 +13,9 @@
 #include <chrono>
 #include <thread>
 
+#include <sys/socket.h>
+#include <sys/time.h>
+
 namespace gw::test {
 namespace {
 
@@ -158,7 +161,10 @@ TEST(GatewayStream, AStreamThatEndsWithTheConnectionIsRelayedWhole)
         std::size_t head_end = 0;
         do { // connections the gateway opens and closes unused are not the request's
             s = boost::asio::ip::tcp::socket(io);
-            upstream.accept(s);
+            upstream.accept(s, ec);
+            if (ec) return; // the request failed before reaching here (see below)
+            const timeval limit{10, 0}; // no read waits forever, whatever the gateway does
+            ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
             request.clear();
             // The whole request (head and its sized body), so that closing sends a FIN, not a reset.
             head_end = boost::asio::read_until(s, boost::asio::dynamic_buffer(request), "\r\n\r\n", ec);
@@ -177,6 +183,7 @@ TEST(GatewayStream, AStreamThatEndsWithTheConnectionIsRelayedWhole)
     });
     auto c = gw.client();
     auto r = c->request("POST", "/v1/chat-messages", bearer(tenant_keys::alpha), json::serialize(chat_body("hi", "u", "streaming")));
+    if (r.status != 200) ::shutdown(upstream.native_handle(), SHUT_RDWR); // wakes an accept still waiting
     serve.join();
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.body, events) << "every byte, nothing added";
