@@ -4,6 +4,7 @@
 #include "core/json_walk.hpp"
 #include "core/stream_facts.hpp"
 #include "tests/support/json_trace.hpp"
+#include "tests/support/mutated_text.hpp"
 
 #include <gtest/gtest.h>
 
@@ -16,6 +17,7 @@ namespace {
 
 using gw::core::json_walk;
 using gw::test::boost_trace;
+using gw::test::mutated;
 using gw::test::trace_handler;
 using gw::test::walk_trace;
 
@@ -97,18 +99,7 @@ TEST(JsonWalk, MutatedDifyRepliesAreReadAsBoostJsonReadsThem)
     std::mt19937 rng(20261201); // fixed: the same variants every run
     const std::string alphabet = "{}[]\",:\\u0123456789.eE+-tfnrl \t\n\x80\xc3\xa9\xed\xf0";
     for (int i = 0; i < 20000; ++i) {
-        std::string v = reply;
-        const int edits = 1 + static_cast<int>(rng() % 3);
-        for (int e = 0; e < edits; ++e) {
-            const std::size_t at = rng() % (v.size() + 1);
-            const char c = alphabet[rng() % alphabet.size()];
-            switch (rng() % 4) {
-            case 0: v.insert(v.begin() + static_cast<std::ptrdiff_t>(at), c); break;
-            case 1: if (at < v.size()) v[at] = c; break;
-            case 2: if (at < v.size()) v.erase(at, 1); break;
-            default: v.resize(at); break;
-            }
-        }
+        const std::string v = mutated(reply, rng, alphabet);
         expect_same(v);
         if (HasFailure()) return;
     }

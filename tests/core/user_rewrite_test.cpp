@@ -2,6 +2,7 @@
 #include "core/dify_routes.hpp"
 #include "core/multipart.hpp"
 #include "core/user_rewrite.hpp"
+#include "tests/support/mutated_text.hpp"
 #include "tests/support/user_rewrite_reference.hpp"
 
 #include <boost/json.hpp>
@@ -132,19 +133,7 @@ TEST(UserRewrite, MutatedBodiesAreRewrittenAsTheBoostJsonDocumentRewrote)
     std::mt19937 rng(20261202); // fixed: the same variants every run
     const std::string alphabet = "{}[]\",:\\u0123456789.eE+-tfnrl \t\nuser_id\x80\xc3\xa9\xed\xf0";
     for (int i = 0; i < 20000; ++i) {
-        std::string v = body;
-        const int edits = 1 + static_cast<int>(rng() % 3);
-        for (int e = 0; e < edits; ++e) {
-            const std::size_t at = rng() % (v.size() + 1);
-            const char c = alphabet[rng() % alphabet.size()];
-            switch (rng() % 5) {
-            case 0: v.insert(v.begin() + static_cast<std::ptrdiff_t>(at), c); break;
-            case 1: if (at < v.size()) v[at] = c; break;
-            case 2: if (at < v.size()) v.erase(at, 1); break;
-            case 3: v.insert(at, R"("user": 1, )"); break;
-            default: v.resize(at); break;
-            }
-        }
+        const std::string v = test::mutated(body, rng, alphabet, R"("user": 1, )");
         ASSERT_EQ(test::rewrite_differs_from_reference(v), "") << "input: " << v;
     }
 }
