@@ -62,7 +62,6 @@ struct exchange
     std::string body{};                                       // read whole (rewrite cases)
     http::request_parser<http::buffer_body>* streamed = nullptr; // or streamed from the client
     bool body_sent = false;       // streamed bytes went upstream: the request cannot be replayed
-    bool stream_done = false;     // the SSE relay has finished
     bool client_gone = false;     // the client closed its connection during the SSE relay
     bool client_broken = false;   // reading the client's body failed
     bool body_timed_out = false;  // the client's body did not arrive within client_idle_timeout_ms

@@ -9,10 +9,10 @@
 #include "core/workflow_spans.hpp"
 #include "gateway/ops/tracing.hpp"
 #include "gateway/proxy/chunk_frame.hpp"
+#include "gateway/proxy/client_watch.hpp"
 #include "gateway/proxy/exchange.hpp"
 #include "gateway/http_fields.hpp"
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 
@@ -298,7 +298,7 @@ inline void note_usage(exchange& x, const core::stream_facts& facts)
 }
 
 // A step of an SSE relay's read, in two halves around the read itself (written inline in
-// relay_sse_events: a coroutine of its own would allocate a frame per piece).
+// relay_sse: a coroutine of its own would allocate a frame per piece).
 // Before: the action when nothing is left to read (Dify's body ended), or nullopt: read
 // the next piece into `piece` within the relay's deadline (stream_idle_timeout_ms since the
 // last bytes).
@@ -312,7 +312,7 @@ std::optional<core::sse_action> before_sse_read(exchange& x, upstream_connection
     }
     p.get().body().data = piece.data();
     p.get().body().size = piece.size();
-    if (x.client_gone) relay.client_left(); // seen by watch_client
+    if (x.client_gone) relay.client_left(); // seen by client_watch
     conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
     return std::nullopt;
 }
@@ -338,13 +338,16 @@ core::sse_action after_sse_read(exchange& x, Parser& p, core::sse_relay& relay, 
 }
 
 // Relays a text/event-stream body as core::sse_relay decides (whole events only, the
-// task stopped when the stream ends early or the client leaves); this coroutine only
-// reads, writes and records what the events name. Returns {downstream reusable, upstream
-// reusable}.
+// task stopped when the stream ends early or the client leaves), watching the client's
+// connection meanwhile (client_watch: its close ends the stream at once); this coroutine
+// only reads, writes and records what the events name. Returns {downstream reusable,
+// upstream reusable}.
 template <typename S, typename Parser>
-net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_connection& conn, Parser& p)
+net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection& conn, Parser& p)
 {
     const auto& upstream_cfg = *x.target.app->upstream;
+    conn.buffer().shrink_to_fit(); // an open stream keeps no reply-sized read room, only what is unread
+    client_watch watch(x, conn);   // until this frame ends
     stream_registration registered(x.w, conn, x.who.id); // until this frame ends
     core::sse_relay relay({static_cast<std::size_t>(upstream_cfg.max_sse_event_bytes), max_read_after_client_left,
                            upstream_cfg.stream_idle_timeout_ms});
@@ -388,47 +391,6 @@ net::awaitable<std::pair<bool, bool>> relay_sse_events(exchange& x, upstream_con
             co_return co_await finish_sse_stream(x, *act, keeps_alive(p.get()));
         }
     }
-}
-
-// While a stream is relayed, reads from the client: the read completes only when the
-// client closes or resets its connection (then the upstream connection is closed, which
-// ends the relay at once, even while Dify is silent), or when the relay ends and cancels
-// it. Bytes the client sends meanwhile (a pipelined request) are kept for the session.
-inline net::awaitable<void> watch_client(exchange& x, upstream_connection& conn)
-{
-    if (x.down_buffer.size() == 0) x.down_buffer.shrink_to_fit(); // an open stream keeps no request-sized buffer
-    constexpr std::size_t max_pipelined = 64 * 1024;
-    while (x.down_buffer.size() < max_pipelined) {
-        auto [ec, n] = co_await x.down.async_read_some(x.down_buffer.prepare(512), use_nothrow);
-        x.down_buffer.commit(n);
-        if (x.stream_done) co_return;
-        if (ec) {
-            x.client_gone = true;
-            // Closing the upstream ends the relay at once; until the task id is known the
-            // relay reads on to learn it, so that the task can be stopped.
-            if (x.task_known) conn.close();
-            co_return;
-        }
-    }
-}
-
-template <typename S, typename Parser>
-net::awaitable<std::pair<bool, bool>> relay_sse_then_stop_watching(exchange& x, upstream_connection& conn, Parser& p)
-{
-    auto result = co_await relay_sse_events<S>(x, conn, p);
-    x.stream_done = true;
-    error_code ignored;
-    x.down.socket().cancel(ignored); // ends watch_client's read
-    co_return result;
-}
-
-template <typename S, typename Parser>
-net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection& conn, Parser& p)
-{
-    using namespace net::experimental::awaitable_operators;
-    conn.buffer().shrink_to_fit(); // an open stream keeps no reply-sized read room, only what is unread
-    // Both branches return error codes as values; && waits for both to finish.
-    co_return co_await (relay_sse_then_stop_watching<S>(x, conn, p) && watch_client(x, conn));
 }
 
 // What a JSON reply read on the side named: its usage, and the records it created.

@@ -121,6 +121,26 @@ TEST(GatewayStream, ClientDisconnectClosesUpstreamAndStopsTheTask)
     ASSERT_EQ(convs.size(), 1);
 }
 
+TEST(GatewayStream, ARequestSentDuringAStreamIsAnsweredAfterIt)
+{
+    running_emulator emu(deterministic(20ms));
+    running_gateway gw(emu);
+    auto c = gw.client();
+    c->send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha),
+            json::serialize(chat_body("a question long enough to stream for a while", "erin", "streaming")));
+    ASSERT_EQ(c->read_head().status, 200);
+    auto first = c->read_until("\n\n");
+    // The client pipelines its next request while the stream still runs: the watch on its
+    // connection keeps the bytes, and the session answers them once the stream has ended.
+    c->send("GET", "/v1/info", bearer(tenant_keys::alpha), "");
+    auto names = event_names(first + c->read_rest());
+    ASSERT_FALSE(names.empty());
+    EXPECT_EQ(names.back(), "message_end") << "the stream ended whole";
+    auto next = c->read_head();
+    EXPECT_EQ(next.status, 200);
+    EXPECT_NE(c->read_rest().find("\"mode\":\"chat\""), std::string::npos);
+}
+
 TEST(GatewayStream, UpstreamResetMidStreamEndsWithAnErrorEvent)
 {
     running_emulator emu;
