@@ -42,7 +42,7 @@ sse_action sse_relay::feed(std::string_view piece)
         return {};
     }
     if (complete > 0) {
-        rest_ = piece.substr(complete);
+        next_tail_.assign(piece.substr(complete)); // `held` still views tail_ until written()
         sse_action a;
         a.step = sse_step::write;
         a.held = tail_;
@@ -55,8 +55,8 @@ sse_action sse_relay::feed(std::string_view piece)
 
 sse_action sse_relay::written(bool ok)
 {
-    tail_.assign(rest_);
-    rest_ = {};
+    tail_.swap(next_tail_);
+    next_tail_.clear();
     if (!ok) {
         client_gone_ = true;
         if (task_known()) return closing(true);

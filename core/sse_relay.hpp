@@ -12,8 +12,9 @@
 // - Dify breaking off or going silent ends the stream with an error event; the task is
 //   stopped (Dify may still be running it).
 //
-// Pieces passed to feed() must stay valid until the next feed() (the held tail is copied,
-// the rest of the piece is referenced by the write step). Not thread-safe.
+// A piece passed to feed() must stay valid only until written() (the `fresh` bytes of a
+// write step lie in it): the unfinished event after them is copied at once, so the driver
+// may read the next piece into the same memory. Not thread-safe.
 #pragma once
 
 #include "core/retry.hpp"
@@ -93,7 +94,7 @@ private:
     sse_parser parser_;
     stream_facts facts_;
     std::string tail_;            // the unfinished event, held back
-    std::string_view rest_;       // of the piece being written: becomes the tail once written
+    std::string next_tail_;       // the unfinished event after a write step's events: the tail once written
     bool client_gone_ = false;
     std::size_t read_after_left_ = 0;
     std::optional<nanos> give_up_at_; // once the client left: the end of the wait for the task id

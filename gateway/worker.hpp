@@ -20,6 +20,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,12 @@ public:
     bool aborting() const { return aborting_; }
     // SSE relays in progress (their upstream connections), for abort_streams().
     std::set<upstream_connection*>& relays() { return relays_; }
+    // Scratch memory of this worker's SSE relays: the bytes a relay reads from Dify, and
+    // the event bytes it parses out of them. Shared by every stream of the worker, so an
+    // open stream holds no read buffer while it waits; a relay uses them only between two
+    // suspensions (nothing may wait holding a view into them).
+    std::span<char> relay_read_scratch() { return {relay_scratch_.data(), relay_scratch_size}; }
+    std::span<char> relay_event_scratch() { return {relay_scratch_.data() + relay_scratch_size, relay_scratch_size}; }
 
     std::list<session_entry>& sessions() { return sessions_; }
     // This worker's metrics: written only on its thread.
@@ -123,6 +130,8 @@ private:
     // context is destroyed (a drain that timed out) unregister from them as they go.
     std::list<session_entry> sessions_;
     std::set<upstream_connection*> relays_;
+    static constexpr std::size_t relay_scratch_size = 16 * 1024; // a TLS record's most
+    std::vector<char> relay_scratch_ = std::vector<char>(2 * relay_scratch_size);
     metrics_shard metrics_;
     std::function<void()> session_end_hook_;
     // Before ctx_, like the members above: request frames destroyed with the context still

@@ -19,11 +19,11 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <cstring>
 #include <span>
 
 namespace gw::gateway {
 
-inline constexpr std::size_t sse_piece_size = 2 * 1024; // bytes read per step of an SSE relay
 // After the client left a stream before its task id was seen: how much more is read to
 // learn the task id (so that it can be stopped) before giving up; the time allowed is the
 // upstream's stream_idle_timeout_ms.
@@ -297,44 +297,120 @@ inline void note_usage(exchange& x, const core::stream_facts& facts)
     if (auto out = facts.completion_tokens()) x.rec->output_tokens = out;
 }
 
-// A step of an SSE relay's read, in two halves around the read itself (written inline in
-// relay_sse: a coroutine of its own would allocate a frame per piece).
-// Before: the action when nothing is left to read (Dify's body ended), or nullopt: read
-// the next piece into `piece` within the relay's deadline (stream_idle_timeout_ms since the
-// last bytes).
-template <typename Parser>
-std::optional<core::sse_action> before_sse_read(exchange& x, upstream_connection& conn, Parser& p, core::sse_relay& relay,
-                                                std::span<char> piece)
+// The steps of an SSE relay around its reads, written as plain functions called from
+// relay_sse (a coroutine of its own would allocate a frame per piece).
+//
+// Memory: an open stream holds no read buffer while it waits for Dify. Over TLS it waits
+// for the socket to be readable and then reads at once into the worker's read scratch;
+// the events parsed out of the bytes go to the worker's event scratch. Both are shared by
+// the worker's streams, so whatever outlives the step is copied before the relay next
+// waits: bytes the parser did not take (part of a chunk's framing) go to conn.buffer(), the
+// unfinished event to core::sse_relay's tail, and a write the client does not take at once
+// to the stream's own spill. A plain connection's reads complete later, in the event loop,
+// so they go into conn.buffer() (never into shared memory).
+
+// The bytes of Dify's stream read and not parsed yet.
+inline std::string_view unparsed(upstream_connection& conn)
 {
-    if (p.is_done()) {
-        conn.expires_never();
-        return relay.upstream_ended();
-    }
-    p.get().body().data = piece.data();
-    p.get().body().size = piece.size();
-    if (x.client_gone) relay.client_left(); // seen by client_watch
-    conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
-    return std::nullopt;
+    const auto b = conn.buffer().data();
+    return {static_cast<const char*>(b.data()), b.size()};
 }
 
-// After: tells `relay` what came (bytes, a failure) and records what the events name.
-template <typename Parser>
-core::sse_action after_sse_read(exchange& x, Parser& p, core::sse_relay& relay, std::span<char> piece, error_code ec,
-                                created_records& created)
+// One read of a TLS stream, tried now, into the worker's read scratch. Returns the bytes to
+// parse: those read, or (`from_buffer`) the unparsed bytes with those read appended.
+// would_block: nothing is ready (OpenSSL has given back its record buffer; wait with
+// async_wait_readable).
+inline std::string_view read_tls_now(exchange& x, upstream_connection& conn, bool& from_buffer, error_code& ec)
 {
-    if (ec == http::error::need_buffer) ec = {};
-    if (x.client_gone) relay.client_left(); // it left during the read: only the task id is wanted now
-    if (ec) {
-        if (!x.client_gone) spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
-        return relay.upstream_failed(x.w.aborting() ? core::upstream_end::shutting_down
-                                     : is_timeout(ec) ? core::upstream_end::idle
-                                                      : core::upstream_end::broken);
+    const auto scratch = x.w.relay_read_scratch();
+    const std::size_t n = conn.tls().read_now(scratch.data(), scratch.size(), ec);
+    auto& b = conn.buffer();
+    from_buffer = b.size() > 0;
+    if (!from_buffer) return {scratch.data(), n};
+    const auto room = b.prepare(n);
+    std::memcpy(room.data(), scratch.data(), n);
+    b.commit(n);
+    return unparsed(conn);
+}
+
+// Parses body bytes out of `input` into the worker's event scratch, a step of Beast's
+// parser at a time, until the scratch is full, the input is used up or the body ends.
+// What the parser did not take is kept in conn.buffer(). Returns the event bytes parsed;
+// `stalled` when the parser needs more input to go on.
+template <typename Parser>
+std::string_view parse_sse_bytes(exchange& x, upstream_connection& conn, Parser& p, std::string_view input, bool from_buffer,
+                                 bool& stalled, error_code& ec)
+{
+    const auto piece = x.w.relay_event_scratch();
+    std::size_t consumed = 0, filled = 0;
+    while (!p.is_done() && filled < piece.size() && consumed < input.size()) {
+        p.get().body().data = piece.data() + filled;
+        p.get().body().size = piece.size() - filled;
+        const std::size_t used = p.put(net::const_buffer(input.data() + consumed, input.size() - consumed), ec);
+        consumed += used;
+        filled = piece.size() - p.get().body().size;
+        if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
+        if (ec || used == 0) break;
     }
-    auto act = relay.feed(std::string_view(piece.data(), piece.size() - p.get().body().size));
+    stalled = filled == 0 && !p.is_done();
+    auto& b = conn.buffer();
+    if (from_buffer) {
+        b.consume(consumed);
+    } else if (consumed < input.size()) { // the scratch goes to another stream at the next wait
+        const auto rest = input.substr(consumed);
+        const auto room = b.prepare(rest.size());
+        std::memcpy(room.data(), rest.data(), rest.size());
+        b.commit(rest.size());
+    }
+    return {piece.data(), filled};
+}
+
+// What the relay does when reading Dify's stream failed. A stream delimited by the
+// connection's close (neither chunked nor sized) ends with it, as Beast's read would end it.
+template <typename Parser>
+std::optional<core::sse_action> sse_read_failed(exchange& x, Parser& p, core::sse_relay& relay, error_code ec)
+{
+    if (ec == net::error::eof) {
+        if (!p.got_some()) ec = http::error::end_of_stream;
+        else p.put_eof(ec);
+        if (!ec) return std::nullopt; // the body ended: relay_sse finishes the stream
+    }
+    if (x.client_gone) relay.client_left(); // it left during the read: only the task id is wanted now
+    if (!x.client_gone) spdlog::warn("request {}: upstream stream ended early: {}", x.request_id, ec.message());
+    return relay.upstream_failed(x.w.aborting() ? core::upstream_end::shutting_down
+                                 : is_timeout(ec) ? core::upstream_end::idle
+                                                  : core::upstream_end::broken);
+}
+
+// Tells `relay` the events parsed and records what they name.
+inline core::sse_action feed_sse_events(exchange& x, core::sse_relay& relay, std::string_view events, created_records& created)
+{
+    if (x.client_gone) relay.client_left(); // it left during the read: only the task id is wanted now
+    auto act = relay.feed(events);
     note_usage(x, relay.facts()); // partial streams: what was reported
     record_created(x, relay.facts(), created, true);
     x.task_known = relay.task_known();
     return act;
+}
+
+// Writes a chunk of whole events (`held`, then `fresh` from the event scratch) to the client
+// if its socket takes them now; what it does not take is copied into `spill`, to be written
+// from there (empty: nothing is left to write). Returns the error of a failed write.
+inline error_code send_sse_events_now(exchange& x, chunk_size_line& line, std::string_view held, std::string_view fresh,
+                                      std::string& spill)
+{
+    x.rec->bytes_out += held.size() + fresh.size();
+    line = chunk_size_line(held.size() + fresh.size());
+    const auto chunk = chunk_buffers<2>(line, {net::buffer(held.data(), held.size()), net::buffer(fresh.data(), fresh.size())});
+    error_code ec;
+    const std::size_t sent = x.down.socket().write_some(chunk, ec);
+    if (ec == net::error::would_block || ec == net::error::try_again) ec = {};
+    if (ec || sent == net::buffer_size(chunk)) return ec;
+    beast::buffers_suffix<std::decay_t<decltype(chunk)>> rest(chunk);
+    rest.consume(sent);
+    spill.resize(net::buffer_size(rest));
+    net::buffer_copy(net::buffer(spill), rest);
+    return ec;
 }
 
 // Relays a text/event-stream body as core::sse_relay decides (whole events only, the
@@ -353,24 +429,58 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
                            upstream_cfg.stream_idle_timeout_ms});
     created_records created; // owners recorded as soon as Dify names the task, conversation, run
     stream_node_spans nodes(x, relay);
-    std::array<char, sse_piece_size> storage; // events are small; this frame lives as long as the stream
-    const std::span<char> piece(storage);
     chunk_size_line size_line; // the size line of the chunk being written
+    std::string spill;         // what the client did not take of a chunk at once
+    bool need_bytes = conn.buffer().size() == 0; // else: the bytes that came with the head first
     for (;;) {
-        auto act = before_sse_read(x, conn, p, relay, piece);
-        if (!act) {
-            auto [ec, n] = co_await http::async_read_some(stream_of<S>(conn), conn.buffer(), p, use_nothrow);
-            act = after_sse_read(x, p, relay, piece, ec, created);
+        std::optional<core::sse_action> act;
+        if (!p.is_done()) {
+            error_code ec;
+            std::string_view input;
+            bool from_buffer = true;
+            if (need_bytes) {
+                // Within the relay's deadline: stream_idle_timeout_ms since the last bytes.
+                if (x.client_gone) relay.client_left();
+                conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
+                if constexpr (std::is_same_v<S, tls_stream>) {
+                    input = read_tls_now(x, conn, from_buffer, ec);
+                    if (ec == net::error::would_block) {
+                        auto [wec] = co_await conn.tls().async_wait_readable(use_nothrow);
+                        if (!wec) continue; // read again (a readable socket may hold only part of a record)
+                        ec = wec;
+                    }
+                } else {
+                    auto [rec, n] = co_await conn.plain().async_read_some(conn.buffer().prepare(512), use_nothrow);
+                    conn.buffer().commit(n);
+                    ec = rec;
+                    input = unparsed(conn);
+                }
+            } else {
+                input = unparsed(conn);
+            }
+            if (ec) {
+                act = sse_read_failed(x, p, relay, ec);
+            } else {
+                const auto events = parse_sse_bytes(x, conn, p, input, from_buffer, need_bytes, ec);
+                if (ec) act = sse_read_failed(x, p, relay, ec);
+                else if (!events.empty()) act = feed_sse_events(x, relay, events, created);
+                else if (need_bytes) continue;
+            }
+        }
+        if (!act) { // Dify's body ended
+            conn.expires_never();
+            act = relay.upstream_ended();
         }
         nodes.take(relay);
         while (act->step == core::sse_step::write) {
             error_code wec;
-            if (x.openai) {
+            if (x.openai) { // the frames are translated (copied) before the write waits
                 auto [ec, n] = co_await write_sse_chunk(x, act->held, act->fresh);
                 wec = ec;
-            } else {
-                auto [ec, n] = co_await send_sse_chunk(x, size_line, act->held, act->fresh);
+            } else if (wec = send_sse_events_now(x, size_line, act->held, act->fresh, spill); !wec && !spill.empty()) {
+                auto [ec, n] = co_await send_to_client(x, net::buffer(spill));
                 wec = ec;
+                std::string().swap(spill); // a slow client's copy is not kept
             }
             act = relay.written(!wec);
         }

@@ -229,14 +229,25 @@ tls_socket::outcome tls_socket::try_handshake()
 
 std::size_t tls_socket::write_now(const void* data, std::size_t size, error_code& ec)
 {
+    return io_now(false, const_cast<void*>(data), size, ec);
+}
+
+std::size_t tls_socket::read_now(void* data, std::size_t size, error_code& ec)
+{
+    return io_now(true, data, size, ec);
+}
+
+std::size_t tls_socket::io_now(bool reading, void* data, std::size_t size, error_code& ec)
+{
     ec = {};
     if (deadline_->expired) {
         ec = beast::error::timeout;
         return 0;
     }
     if (size == 0) return 0;
-    auto r = try_io(false, const_cast<void*>(data), size);
+    auto r = try_io(reading, data, size);
     if (r.next == step::want_read || r.next == step::want_write) {
+        if (reading) read_wants_write_ = r.next == step::want_write;
         ec = net::error::would_block;
         return 0;
     }

@@ -90,6 +90,18 @@ public:
     // goes on with async_write over the same bytes, as OpenSSL requires of a retry). A
     // deadline already passed is a timeout.
     std::size_t write_now(const void* data, std::size_t size, error_code& ec);
+    // One read tried now, without waiting: the bytes OpenSSL decrypted (at most `size`), or
+    // 0 with ec = would_block when none are ready (wait with async_wait_readable, then try
+    // again). End of stream and failures as async_read_some gives them.
+    std::size_t read_now(void* data, std::size_t size, error_code& ec);
+
+    // Completes when read_now may find bytes: decrypted bytes are held already, or the
+    // socket is readable (or writable, when the last read_now needed to write first). No
+    // buffer is held while it waits. Ends with beast::error::timeout at the deadline.
+    template <typename Token> auto async_wait_readable(Token&& token)
+    {
+        return net::async_compose<Token, void(error_code)>(ready_op{this}, token, tcp_.socket());
+    }
 
     template <typename Token> auto async_handshake(Token&& token)
     {
@@ -133,6 +145,7 @@ private:
     };
     outcome try_handshake();
     outcome try_io(bool reading, void* data, std::size_t size);
+    std::size_t io_now(bool reading, void* data, std::size_t size, error_code& ec);
     outcome note_failure(outcome o); // remembers a TLS protocol failure
     // The error an interrupted wait reports (timeout when the deadline passed).
     error_code wait_error(const error_code& ec) const;
@@ -192,6 +205,32 @@ private:
         }
     };
 
+    // async_wait_readable: completes through a post when there is nothing to wait for.
+    struct ready_op
+    {
+        tls_socket* self_;
+        bool waited_ = false;
+        bool finished_ = false;
+        error_code result_{};
+
+        template <typename Self> void operator()(Self& self, error_code ec = {})
+        {
+            if (finished_) return self.complete(result_);
+            if (waited_) return self.complete(ec ? self_->wait_error(ec) : self_->deadline_->expired ? beast::error::timeout : ec);
+            finished_ = true;
+            if (self_->deadline_->expired)
+                result_ = beast::error::timeout;
+            else if (::SSL_has_pending(self_->ssl_) != 1) {
+                finished_ = false;
+                waited_ = true;
+                auto what = self_->read_wants_write_ ? net::socket_base::wait_write : net::socket_base::wait_read;
+                return self_->tcp_.socket().async_wait(what, std::move(self));
+            }
+            auto ex = self_->tcp_.get_executor();
+            net::post(ex, std::move(self));
+        }
+    };
+
     // Shared with the deadline timer's handler, which may run after this object is gone.
     struct deadline_state
     {
@@ -209,6 +248,7 @@ private:
     SSL* ssl_ = nullptr;
     std::shared_ptr<tls_session_slot> sessions_;
     bool protocol_failed_ = false;
+    bool read_wants_write_ = false; // the last read_now found OpenSSL waiting to write
     net::steady_timer timer_;
     std::shared_ptr<deadline_state> deadline_ = std::make_shared<deadline_state>();
 };

@@ -27,7 +27,9 @@ sse_relay_limits limits(std::size_t max_event = 1024)
 }
 
 // Feeds `stream` cut at `cuts` and returns what reached the client (the writes, then the
-// finish), checking that every write ends on an event boundary.
+// finish), checking that every write ends on an event boundary. Every piece is read into
+// one buffer, overwritten once the relay is done with it, as a worker's shared scratch is
+// by its other streams.
 std::string relay_in_pieces(const std::string& stream, const std::vector<std::size_t>& cuts, sse_relay& r)
 {
     std::string out;
@@ -38,14 +40,17 @@ std::string relay_in_pieces(const std::string& stream, const std::vector<std::si
         from = c;
     }
     pieces.push_back(stream.substr(from));
+    std::string scratch;
     for (const auto& p : pieces) {
-        auto a = r.feed(p);
+        scratch.assign(p);
+        auto a = r.feed(scratch);
         while (a.step == sse_step::write) {
             out.append(a.held).append(a.fresh);
             EXPECT_TRUE(out.ends_with("\n\n")) << "a write ends on an event boundary";
             a = r.written(true);
         }
         EXPECT_EQ(a.step, sse_step::read);
+        std::fill(scratch.begin(), scratch.end(), '#'); // the next stream's bytes
     }
     auto end = r.upstream_ended();
     EXPECT_EQ(end.step, sse_step::finish);
@@ -69,11 +74,12 @@ TEST(SseRelay, WholeEventsWhereverThePiecesAreCut)
 TEST(SseRelay, AnUnfinishedEventIsHeldThenPassedOnWhenDifyEnds)
 {
     sse_relay r(limits());
-    const std::string piece = first + "data: {\"answer\": \"tail"; // kept until the next feed, as the contract says
+    std::string piece = first + "data: {\"answer\": \"tail"; // valid until written(), as the contract says
     auto a = r.feed(piece);
     ASSERT_EQ(a.step, sse_step::write);
     EXPECT_EQ(a.fresh, first) << "only the complete event";
     EXPECT_EQ(r.written(true).step, sse_step::read);
+    piece.assign(piece.size(), '#'); // reused for another stream: the tail was copied
     auto end = r.upstream_ended();
     EXPECT_EQ(end.step, sse_step::finish);
     EXPECT_EQ(end.held, "data: {\"answer\": \"tail") << "Dify ended without a blank line: the bytes go on";
