@@ -300,9 +300,10 @@ inline void note_usage(exchange& x, const core::stream_facts& facts)
 // The steps of an SSE relay around its reads, written as plain functions called from
 // relay_sse (a coroutine of its own would allocate a frame per piece).
 //
-// Memory: an open stream holds no read buffer while it waits for Dify. Over TLS it waits
-// for the socket to be readable and then reads at once into the worker's read scratch;
-// the events parsed out of the bytes go to the worker's event scratch. Both are shared by
+// Memory: an open stream holds no read buffer while it waits for Dify. Over TLS it reads
+// what is ready into the worker's read scratch and, when nothing is, waits for the socket
+// to be readable without a buffer; the events parsed out of the bytes go to the worker's
+// event scratch. Both are shared by
 // the worker's streams, so whatever outlives the step is copied before the relay next
 // waits: bytes the parser did not take (part of a chunk's framing) go to conn.buffer(), the
 // unfinished event to core::sse_relay's tail, and a write the client does not take at once

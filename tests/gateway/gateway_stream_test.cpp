@@ -141,6 +141,51 @@ TEST(GatewayStream, ARequestSentDuringAStreamIsAnsweredAfterIt)
     EXPECT_NE(c->read_rest().find("\"mode\":\"chat\""), std::string::npos);
 }
 
+// The answer of a streamed chat turn, read from its events; every event must carry the
+// turn's task id.
+std::string answer_of_stream(const std::string& body, std::string& task_id)
+{
+    std::string answer;
+    for (const auto& e : sse_events(body)) {
+        if (task_id.empty()) task_id = std::string(e.at("task_id").as_string());
+        EXPECT_EQ(e.at("task_id").as_string(), task_id) << "an event of another stream";
+        if (e.at("event") == "message") answer += std::string(e.at("answer").as_string());
+    }
+    return answer;
+}
+
+TEST(GatewayStream, AClientThatReadsSlowlyGetsOnlyItsOwnEvents)
+{
+    // One worker: both streams share its scratch memory. The first client does not read
+    // until the second stream has ended, so the gateway's writes to it soon wait (a stream
+    // of ~12 MB fills every socket buffer on the way). The second stream's first event
+    // comes at once, the rest (~400 KB) after a second, by then through the same scratch
+    // as the first stream's waiting write.
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& cfg) { cfg.server.threads = 1; });
+    std::string slow_query;
+    for (int i = 0; i < 100'000; ++i) slow_query += "a ";
+    auto slow = gw.client();
+    slow->send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha), json::serialize(chat_body(slow_query, "erin", "streaming")));
+    ASSERT_EQ(slow->read_head().status, 200);
+
+    auto other = gw.client();
+    std::string other_query;
+    for (int i = 0; i < 3'000; ++i) other_query += "b ";
+    auto stalled = bearer(tenant_keys::beta);
+    stalled.emplace_back("X-Emulator-Fault", "stall_ms=1000; after=1");
+    auto r = other->request("POST", "/v1/chat-messages", stalled, json::serialize(chat_body(other_query, "bob", "streaming")));
+    ASSERT_EQ(r.status, 200);
+    std::string other_task;
+    EXPECT_EQ(answer_of_stream(r.body, other_task), "Turn 1. You said: \"" + other_query + "\".");
+
+    const auto body = slow->read_rest();
+    EXPECT_GT(body.size(), 8u << 20) << "large enough that the writes waited";
+    std::string slow_task;
+    EXPECT_EQ(answer_of_stream(body, slow_task), "Turn 1. You said: \"" + slow_query + "\".");
+    EXPECT_NE(slow_task, other_task);
+}
+
 TEST(GatewayStream, UpstreamResetMidStreamEndsWithAnErrorEvent)
 {
     running_emulator emu;
