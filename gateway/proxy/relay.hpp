@@ -13,6 +13,7 @@
 #include "gateway/proxy/exchange.hpp"
 #include "gateway/http_fields.hpp"
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 
@@ -310,6 +311,9 @@ inline void note_usage(exchange& x, const core::stream_facts& facts)
 // to the stream's own spill. A plain connection's reads complete later, in the event loop,
 // so they go into conn.buffer() (never into shared memory).
 
+// Reads of an SSE relay that found bytes ready before it passes through the event loop.
+inline constexpr int max_reads_in_turn = 8;
+
 // The bytes of Dify's stream read and not parsed yet.
 inline std::string_view unparsed(upstream_connection& conn)
 {
@@ -353,10 +357,13 @@ std::string_view parse_sse_bytes(exchange& x, upstream_connection& conn, Parser&
         if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
         if (ec || used == 0) break;
     }
+    p.get().body().data = nullptr; // no pointer into the scratch is left behind
+    p.get().body().size = 0;
     stalled = filled == 0 && !p.is_done();
     auto& b = conn.buffer();
     if (from_buffer) {
         b.consume(consumed);
+        if (b.size() == 0 && b.capacity() > 512) b.shrink_to_fit(); // room a leftover took is not kept
     } else if (consumed < input.size()) { // the scratch goes to another stream at the next wait
         const auto rest = input.substr(consumed);
         const auto room = b.prepare(rest.size());
@@ -433,6 +440,8 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
     chunk_size_line size_line; // the size line of the chunk being written
     std::string spill;         // what the client did not take of a chunk at once
     bool need_bytes = conn.buffer().size() == 0; // else: the bytes that came with the head first
+    bool deadline_set = false; // the deadline of the wait for Dify's next bytes runs
+    int reads_in_turn = 0;     // reads that found bytes ready, with no pass through the event loop
     for (;;) {
         std::optional<core::sse_action> act;
         if (!p.is_done()) {
@@ -440,15 +449,24 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
             std::string_view input;
             bool from_buffer = true;
             if (need_bytes) {
-                // Within the relay's deadline: stream_idle_timeout_ms since the last bytes.
                 if (x.client_gone) relay.client_left();
-                conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
+                if (!deadline_set) { // stream_idle_timeout_ms since the last bytes
+                    conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
+                    deadline_set = true;
+                }
                 if constexpr (std::is_same_v<S, tls_stream>) {
+                    if (reads_in_turn == max_reads_in_turn) { // a stream whose bytes keep coming lets the worker's others run
+                        reads_in_turn = 0;
+                        co_await net::post(conn.tcp().get_executor(), use_nothrow);
+                    }
                     input = read_tls_now(x, conn, from_buffer, ec);
                     if (ec == net::error::would_block) {
+                        reads_in_turn = 0;
                         auto [wec] = co_await conn.tls().async_wait_readable(use_nothrow);
-                        if (!wec) continue; // read again (a readable socket may hold only part of a record)
+                        if (!wec) continue; // read again
                         ec = wec;
+                    } else {
+                        ++reads_in_turn;
                     }
                 } else {
                     auto [rec, n] = co_await conn.plain().async_read_some(conn.buffer().prepare(512), use_nothrow);
@@ -456,6 +474,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
                     ec = rec;
                     input = unparsed(conn);
                 }
+                if (!ec) deadline_set = false; // bytes came: the next wait gets a deadline of its own
             } else {
                 input = unparsed(conn);
             }

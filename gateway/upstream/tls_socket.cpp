@@ -257,6 +257,9 @@ std::size_t tls_socket::io_now(bool reading, void* data, std::size_t size, error
 
 tls_socket::outcome tls_socket::try_io(bool reading, void* data, std::size_t size)
 {
+    // A closed socket's descriptor number may already name another connection: OpenSSL,
+    // which reads and writes it by number, must not touch it.
+    if (!tcp_.socket().is_open()) return outcome{step::failed, 0, net::error::bad_descriptor};
     empty_error_queue();
     errno = 0;
     std::size_t n = 0;

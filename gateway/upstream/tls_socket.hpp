@@ -20,6 +20,7 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
@@ -95,9 +96,10 @@ public:
     // again). End of stream and failures as async_read_some gives them.
     std::size_t read_now(void* data, std::size_t size, error_code& ec);
 
-    // Completes when read_now may find bytes: decrypted bytes are held already, or the
-    // socket is readable (or writable, when the last read_now needed to write first). No
-    // buffer is held while it waits. Ends with beast::error::timeout at the deadline.
+    // After read_now found nothing ready: completes when the socket is readable (or
+    // writable, when that read needed to write first), holding no buffer while it waits.
+    // A part of a record OpenSSL holds is no reason to complete: the rest must come first.
+    // Ends with beast::error::timeout at the deadline.
     template <typename Token> auto async_wait_readable(Token&& token)
     {
         return net::async_compose<Token, void(error_code)>(ready_op{this}, token, tcp_.socket());
@@ -205,29 +207,22 @@ private:
         }
     };
 
-    // async_wait_readable: completes through a post when there is nothing to wait for.
+    // async_wait_readable: a deadline already passed completes it through a post.
     struct ready_op
     {
         tls_socket* self_;
         bool waited_ = false;
-        bool finished_ = false;
-        error_code result_{};
 
         template <typename Self> void operator()(Self& self, error_code ec = {})
         {
-            if (finished_) return self.complete(result_);
             if (waited_) return self.complete(ec ? self_->wait_error(ec) : self_->deadline_->expired ? beast::error::timeout : ec);
-            finished_ = true;
-            if (self_->deadline_->expired)
-                result_ = beast::error::timeout;
-            else if (::SSL_has_pending(self_->ssl_) != 1) {
-                finished_ = false;
-                waited_ = true;
-                auto what = self_->read_wants_write_ ? net::socket_base::wait_write : net::socket_base::wait_read;
-                return self_->tcp_.socket().async_wait(what, std::move(self));
+            waited_ = true;
+            if (self_->deadline_->expired) {
+                auto ex = self_->tcp_.get_executor();
+                return net::post(ex, beast::bind_front_handler(std::move(self), net::error::operation_aborted));
             }
-            auto ex = self_->tcp_.get_executor();
-            net::post(ex, std::move(self));
+            auto what = self_->read_wants_write_ ? net::socket_base::wait_write : net::socket_base::wait_read;
+            self_->tcp_.socket().async_wait(what, std::move(self));
         }
     };
 

@@ -8,13 +8,18 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
 #include <gtest/gtest.h>
 
+#include <future>
+#include <thread>
+
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 namespace gw::gateway {
@@ -323,6 +328,136 @@ TEST(TlsSocket, AnErrorLeftInTheThreadsQueueDoesNotFailTheNextReadOrWrite)
     EXPECT_FALSE(ec) << ec.message();
     EXPECT_EQ(status, 200);
     EXPECT_EQ(wait_ec, beast::error::timeout) << wait_ec.message();
+}
+
+// A TLS server on loopback (test PKI, TLS 1.3, no session tickets) that sends one record
+// in two halves: the first at once, the second when `send_rest` is set. OpenSSL runs over
+// memory BIOs so that the test decides where the record's bytes are cut.
+class split_record_server
+{
+public:
+    explicit split_record_server(std::string payload) : payload_(std::move(payload))
+    {
+        acceptor_.open(net::ip::tcp::v4());
+        acceptor_.bind({net::ip::make_address("127.0.0.1"), 0});
+        acceptor_.listen();
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~split_record_server()
+    {
+        send_rest();
+        thread_.join();
+    }
+    net::ip::tcp::endpoint endpoint() const { return acceptor_.local_endpoint(); }
+    void send_rest()
+    {
+        if (!rest_sent_) send_rest_.set_value();
+        rest_sent_ = true;
+    }
+
+private:
+    void serve()
+    {
+        auto peer = acceptor_.accept();
+        SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+        SSL_CTX_set_num_tickets(ctx, 0);
+        const auto& pki = test::pki();
+        BIO* cert_bio = BIO_new_mem_buf(pki.server_cert_pem.data(), static_cast<int>(pki.server_cert_pem.size()));
+        BIO* key_bio = BIO_new_mem_buf(pki.server_key_pem.data(), static_cast<int>(pki.server_key_pem.size()));
+        X509* cert = PEM_read_bio_X509(cert_bio, nullptr, nullptr, nullptr);
+        EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio, nullptr, nullptr, nullptr);
+        SSL_CTX_use_certificate(ctx, cert);
+        SSL_CTX_use_PrivateKey(ctx, key);
+        SSL* ssl = SSL_new(ctx);
+        BIO* in = BIO_new(BIO_s_mem());
+        BIO* out = BIO_new(BIO_s_mem());
+        SSL_set_bio(ssl, in, out); // owned by ssl now
+        SSL_set_accept_state(ssl);
+        auto flush = [&] {
+            std::string bytes;
+            char buf[4096];
+            for (int n; (n = BIO_read(out, buf, sizeof buf)) > 0;) bytes.append(buf, static_cast<std::size_t>(n));
+            return bytes;
+        };
+        error_code ec;
+        for (int r; (r = SSL_do_handshake(ssl)) != 1 && SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ && !ec;) {
+            net::write(peer, net::buffer(flush()), ec);
+            char buf[4096];
+            const std::size_t n = peer.read_some(net::buffer(buf), ec);
+            BIO_write(in, buf, static_cast<int>(n));
+        }
+        net::write(peer, net::buffer(flush()), ec);
+        SSL_write(ssl, payload_.data(), static_cast<int>(payload_.size()));
+        const std::string record = flush();
+        net::write(peer, net::buffer(record.data(), record.size() / 2), ec);
+        send_rest_.get_future().wait();
+        net::write(peer, net::buffer(record.data() + record.size() / 2, record.size() - record.size() / 2), ec);
+        char byte;
+        peer.read_some(net::buffer(&byte, 1), ec); // until the client closes
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+        X509_free(cert);
+        EVP_PKEY_free(key);
+        BIO_free(cert_bio);
+        BIO_free(key_bio);
+    }
+
+    std::string payload_;
+    net::io_context io_;
+    net::ip::tcp::acceptor acceptor_{io_};
+    std::promise<void> send_rest_;
+    bool rest_sent_ = false;
+    std::thread thread_;
+};
+
+// Half a record has come: {read_now's error then, the wait's error within 100 ms, the
+// payload read once the rest has come}.
+net::awaitable<std::tuple<error_code, error_code, std::string>> read_a_split_record(connection& c, split_record_server& server)
+{
+    c.tls.expires_after(10s);
+    auto [first] = co_await c.tls.async_wait_readable(use_nothrow); // the first half came
+    std::array<char, 256> buf;
+    error_code half;
+    for (std::size_t n = 0; !first && !half && n == 0;) n = c.tls.read_now(buf.data(), buf.size(), half);
+    // OpenSSL holds part of a record: nothing to read until the rest comes.
+    c.tls.expires_after(100ms);
+    auto [waited] = co_await c.tls.async_wait_readable(use_nothrow);
+    server.send_rest();
+    c.tls.expires_after(10s);
+    std::string payload;
+    while (payload.size() < 11) {
+        error_code ec;
+        const std::size_t n = c.tls.read_now(buf.data(), buf.size(), ec);
+        payload.append(buf.data(), n);
+        if (ec == net::error::would_block) std::tie(ec) = co_await c.tls.async_wait_readable(use_nothrow);
+        if (ec) break;
+    }
+    co_return std::tuple{half, waited, payload};
+}
+
+TEST(TlsSocket, AWaitForReadableBytesOutlastsARecordCutInTwo)
+{
+    // A record larger than a TCP segment arrives in parts: the wait after the first part
+    // must wait for the socket (here: until its deadline), not complete at once because
+    // OpenSSL holds the part. Completing at once made an SSE relay spin on the worker and
+    // keep moving its idle deadline.
+    split_record_server server("hello world");
+    net::io_context io;
+    auto ctx = client_context(true);
+    connection c(io, ctx);
+    c.tcp.connect(server.endpoint());
+    ASSERT_TRUE(c.tls.set_peer("localhost", true));
+    auto hs = net::co_spawn(io, do_handshake(c), net::use_future);
+    io.run();
+    io.restart();
+    ASSERT_FALSE(hs.get());
+    auto f = net::co_spawn(io, read_a_split_record(c, server), net::use_future);
+    while (f.wait_for(0s) != std::future_status::ready) io.run_one(); // not until the last deadline's timer ends
+    auto [half, waited, payload] = f.get();
+    EXPECT_EQ(half, net::error::would_block);
+    EXPECT_EQ(waited, beast::error::timeout);
+    EXPECT_EQ(payload, "hello world");
+    c.tcp.close();
 }
 
 TEST(TlsSocket, LaterConnectionsResumeTheSessionTheServerIssued)
