@@ -31,8 +31,17 @@ sse_relay::sse_relay(sse_relay_limits limits) : limits_(limits) {}
 
 sse_action sse_relay::feed(std::string_view piece)
 {
-    std::size_t complete = 0;
-    parser_.feed(piece, [this, &complete](const sse_event& e, std::size_t end) {
+    std::size_t complete = 0; // where the piece's last complete event (within the limit) ends
+    bool first = true;        // the first event completed began in the held tail
+    bool too_large = false;   // an event past the limit: neither it nor what follows is taken
+    parser_.feed(piece, [&](const sse_event& e, std::size_t end) {
+        if (too_large) return;
+        const std::size_t size = end - complete + (first ? tail_.size() : 0);
+        first = false;
+        if (size > limits_.max_event_bytes) {
+            too_large = true;
+            return;
+        }
         facts_.observe(e);
         complete = end;
     });
@@ -41,8 +50,11 @@ sse_action sse_relay::feed(std::string_view piece)
         if (task_known() || read_after_left_ > limits_.max_read_after_client_left) return closing(true);
         return {};
     }
+    if (too_large && complete == 0) return too_large_event();
     if (complete > 0) {
-        next_tail_.assign(piece.substr(complete)); // `held` still views tail_ until written()
+        // `held` still views tail_ until written(); after an event too large, nothing is kept.
+        oversized_ = too_large;
+        next_tail_.assign(too_large ? std::string_view() : piece.substr(complete));
         sse_action a;
         a.step = sse_step::write;
         a.held = tail_;
@@ -62,12 +74,18 @@ sse_action sse_relay::written(bool ok)
         if (task_known()) return closing(true);
         return {}; // read on until the task id, as when the client's close is seen
     }
+    if (oversized_) return too_large_event(); // the events before it went out whole
     return after_tail_grew();
 }
 
 sse_action sse_relay::after_tail_grew()
 {
     if (tail_.size() <= limits_.max_event_bytes) return {};
+    return too_large_event();
+}
+
+sse_action sse_relay::too_large_event()
+{
     if (client_gone_) return closing(true);
     return error_event("event_too_large", 502, "An upstream event was larger than the gateway relays.");
 }

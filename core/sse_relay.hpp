@@ -89,6 +89,7 @@ public:
 
 private:
     sse_action after_tail_grew();
+    sse_action too_large_event();
 
     sse_relay_limits limits_;
     sse_parser parser_;
@@ -96,6 +97,7 @@ private:
     std::string tail_;            // the unfinished event, held back
     std::string next_tail_;       // the unfinished event after a write step's events: the tail once written
     bool client_gone_ = false;
+    bool oversized_ = false; // an event too large follows the write step's events
     std::size_t read_after_left_ = 0;
     std::optional<nanos> give_up_at_; // once the client left: the end of the wait for the task id
 };

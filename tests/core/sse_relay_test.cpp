@@ -95,6 +95,32 @@ TEST(SseRelay, AnEventLargerThanTheLimitEndsTheStreamWithAnErrorEvent)
     EXPECT_TRUE(a.stop_task);
 }
 
+TEST(SseRelay, AnEventLargerThanTheLimitIsRefusedEvenWhenItCameWholeInOnePiece)
+{
+    // Wherever the pieces are cut: the events before it go out whole, then the error; the
+    // large event and what follows it are neither written nor read for their facts.
+    const std::string big = "data: {\"event\": \"message\", \"task_id\": \"t-2\", \"answer\": \"" + std::string(100, 'x') + "\"}\n\n";
+    const std::string stream = first + big + last;
+    for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+        sse_relay r(limits(first.size()));
+        std::string out;
+        sse_action a;
+        for (auto piece : {stream.substr(0, cut), stream.substr(cut)}) {
+            a = r.feed(piece);
+            while (a.step == sse_step::write) {
+                out.append(a.held).append(a.fresh);
+                a = r.written(true);
+            }
+            if (a.step != sse_step::read) break;
+        }
+        ASSERT_EQ(a.step, sse_step::end_with_error) << "cut at " << cut;
+        EXPECT_EQ(a.error_code, "event_too_large");
+        EXPECT_EQ(out, first) << "cut at " << cut;
+        EXPECT_EQ(r.facts().task_id(), "t-1");
+        EXPECT_FALSE(r.facts().total_tokens()) << "the event after the large one is not read";
+    }
+}
+
 TEST(SseRelay, DifyBreakingOffGoingSilentOrADrainEndWithTheirErrorEvent)
 {
     struct expected
