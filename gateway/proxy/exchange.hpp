@@ -18,6 +18,7 @@
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http.hpp>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -78,7 +79,7 @@ struct exchange
     image_upload* upload = nullptr;         // with openai: an image of the turn uploaded first (its reply kept, not relayed)
     int attempts = 0;                       // this exchange's attempts so far (an OpenAI turn may make several exchanges)
     core::span_id attempt_id{};             // the current attempt's span: the parent in the traceparent Dify gets
-    std::optional<core::span> attempt_span{}; // its CLIENT span (exported traces), until the attempt ends
+    std::unique_ptr<core::span> attempt_span{}; // its CLIENT span (exported traces), until the attempt ends
 };
 
 // The largest body of a refused request that is read and dropped (so the connection stays
@@ -164,6 +165,9 @@ net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x, std::v
 
 // The current attempt's traceparent on the request Dify gets, and its CLIENT span
 // (exported traces). With no exporter the caller's traceparent goes as it came.
+// Gives back the memory of the request Dify got (body, head), once its reply is being
+// relayed and no attempt can follow: a long stream does not hold it.
+void release_sent_request(exchange& x);
 void begin_attempt_span(exchange& x);
 // Ends the attempt's span, if open: Dify's status (0: none came) or the failure.
 void end_attempt_span(exchange& x, unsigned status, const error_code& failure = {});

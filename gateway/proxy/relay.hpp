@@ -431,6 +431,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
 {
     const auto& upstream_cfg = *x.target.app->upstream;
     conn.buffer().shrink_to_fit(); // an open stream keeps no reply-sized read room, only what is unread
+    release_sent_request(x);       // nor the request it answers
     client_watch watch(x, conn);   // until this frame ends
     stream_registration registered(x.w, conn, x.who.id); // until this frame ends
     core::sse_relay relay({static_cast<std::size_t>(upstream_cfg.max_sse_event_bytes), max_read_after_client_left,

@@ -388,6 +388,16 @@ net::awaitable<void> call_stop(worker* w, std::uint32_t upstream_id, std::string
 
 } // namespace
 
+void release_sent_request(exchange& x)
+{
+    std::string().swap(x.body);
+    std::string().swap(x.up.owned_body);
+    x.up.splice = {};
+    std::string().swap(x.up.fields);
+    std::string().swap(x.up.target);
+    std::string().swap(x.up.traceparent);
+}
+
 void begin_attempt_span(exchange& x)
 {
     end_attempt_span(x, 0); // one left open by an attempt the machine did not relay
@@ -406,7 +416,7 @@ void begin_attempt_span(exchange& x)
     const std::string_view target = x.up.target;
     s.set("url.full", (u.tls ? "https://" : "http://") + host_header(u) + std::string(target.substr(0, target.find('?'))));
     if (x.attempts > 1) s.set("http.request.resend_count", x.attempts - 1);
-    x.attempt_span = std::move(s);
+    x.attempt_span = std::make_unique<core::span>(std::move(s));
 }
 
 void end_attempt_span(exchange& x, unsigned status, const error_code& failure)
