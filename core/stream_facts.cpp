@@ -412,14 +412,9 @@ struct stream_facts::body_reader
         streaming = false;
         failed = false;
     }
-    // Reads one whole document (a stream's event); false when it is not valid JSON. A
-    // stream holds its reader while it idles, so a gathering buffer is not kept with it.
-    bool read_document(std::string_view text)
-    {
-        restart();
-        gathered.shrink_to_fit(); // empty: frees a heap buffer, if it has one
-        return walk.run(text, parser.handler());
-    }
+    // Reads one whole document (a stream's event) with a reader just borrowed; false when
+    // it is not valid JSON.
+    bool read_document(std::string_view text) { return walk.run(text, parser.handler()); }
     // Part of a blocking reply.
     void feed(std::string_view piece)
     {
@@ -496,12 +491,13 @@ void stream_facts::observe(const sse_event& e)
 {
     ++events_;
     if (e.data.empty()) return; // ping, comment
-    if (!events_reader_) events_reader_ = borrow_reader();
-    if (!events_reader_->read_document(e.data) || !events_reader_->fields.object) {
+    // Borrowed per event, not per stream: an open stream holds no reader while it waits.
+    const auto reader = borrow_reader();
+    if (!reader->read_document(e.data) || !reader->fields.object) {
         ++malformed_;
         return;
     }
-    auto* f = &events_reader_->fields;
+    auto* f = &reader->fields;
     // Copied, not moved: the reader keeps its strings' capacity for the next event.
     if (task_id_.empty()) task_id_.assign(f->task_id);
     if (conversation_id_.empty()) conversation_id_.assign(f->conversation_id);

@@ -96,8 +96,7 @@ private:
     using reader_ptr = std::unique_ptr<body_reader, return_reader>;
     static reader_ptr borrow_reader();
 
-    reader_ptr body_;          // a blocking reply being scanned
-    reader_ptr events_reader_; // a stream's events, one after another
+    reader_ptr body_; // a blocking reply being scanned
     id_text id_, task_id_, conversation_id_, workflow_run_id_, message_id_;
     std::vector<std::string> form_tokens_;
     std::optional<std::int64_t> total_tokens_, prompt_tokens_, completion_tokens_;

@@ -321,17 +321,32 @@ inline std::string_view unparsed(upstream_connection& conn)
     return {static_cast<const char*>(b.data()), b.size()};
 }
 
-// One read of a TLS stream, tried now, into the worker's read scratch. Returns the bytes to
-// parse: those read, or (`from_buffer`) the unparsed bytes with those read appended.
-// would_block: nothing is ready (OpenSSL has given back its record buffer; wait with
-// async_wait_readable).
-inline std::string_view read_tls_now(exchange& x, upstream_connection& conn, bool& from_buffer, error_code& ec)
+// A few bytes the parser left at the end of the last read (Beast reads a chunk's closing
+// CRLF with the next chunk's size line): kept in the relay's frame, and put in front of the
+// next read, rather than in a heap buffer that every open stream would hold.
+struct sse_carry
+{
+    std::array<char, 32> bytes{};
+    std::size_t size = 0;
+};
+
+// One read of a TLS stream, tried now, into the worker's read scratch behind the carried
+// bytes. Returns the bytes to parse: the carried and those read, or (`from_buffer`) the
+// unparsed bytes of conn.buffer() with those read appended. would_block: nothing is ready
+// (OpenSSL has given back its record buffer; wait with async_wait_readable).
+inline std::string_view read_tls_now(exchange& x, upstream_connection& conn, sse_carry& carry, bool& from_buffer, error_code& ec)
 {
     const auto scratch = x.w.relay_read_scratch();
-    const std::size_t n = conn.tls().read_now(scratch.data(), scratch.size(), ec);
     auto& b = conn.buffer();
     from_buffer = b.size() > 0;
-    if (!from_buffer) return {scratch.data(), n};
+    const std::size_t behind = from_buffer ? 0 : carry.size;
+    std::memcpy(scratch.data(), carry.bytes.data(), behind);
+    const std::size_t n = conn.tls().read_now(scratch.data() + behind, scratch.size() - behind, ec);
+    if (ec) return {};
+    if (!from_buffer) {
+        carry.size = 0;
+        return {scratch.data(), behind + n};
+    }
     const auto room = b.prepare(n);
     std::memcpy(room.data(), scratch.data(), n);
     b.commit(n);
@@ -340,11 +355,11 @@ inline std::string_view read_tls_now(exchange& x, upstream_connection& conn, boo
 
 // Parses body bytes out of `input` into the worker's event scratch, a step of Beast's
 // parser at a time, until the scratch is full, the input is used up or the body ends.
-// What the parser did not take is kept in conn.buffer(). Returns the event bytes parsed;
-// `stalled` when the parser needs more input to go on.
+// What the parser did not take is kept: in `carry` when it fits, else in conn.buffer().
+// Returns the event bytes parsed; `stalled` when the parser needs more input to go on.
 template <typename Parser>
 std::string_view parse_sse_bytes(exchange& x, upstream_connection& conn, Parser& p, std::string_view input, bool from_buffer,
-                                 bool& stalled, error_code& ec)
+                                 sse_carry& carry, bool& stalled, error_code& ec)
 {
     const auto piece = x.w.relay_event_scratch();
     std::size_t consumed = 0, filled = 0;
@@ -361,11 +376,14 @@ std::string_view parse_sse_bytes(exchange& x, upstream_connection& conn, Parser&
     p.get().body().size = 0;
     stalled = filled == 0 && !p.is_done();
     auto& b = conn.buffer();
+    const auto rest = input.substr(consumed);
     if (from_buffer) {
         b.consume(consumed);
         if (b.size() == 0 && b.capacity() > 512) b.shrink_to_fit(); // room a leftover took is not kept
-    } else if (consumed < input.size()) { // the scratch goes to another stream at the next wait
-        const auto rest = input.substr(consumed);
+    } else if (rest.size() <= carry.bytes.size()) { // the scratch goes to another stream at the next wait
+        std::memcpy(carry.bytes.data(), rest.data(), rest.size());
+        carry.size = rest.size();
+    } else {
         const auto room = b.prepare(rest.size());
         std::memcpy(room.data(), rest.data(), rest.size());
         b.commit(rest.size());
@@ -440,6 +458,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
     stream_node_spans nodes(x, relay);
     chunk_size_line size_line; // the size line of the chunk being written
     std::string spill;         // what the client did not take of a chunk at once
+    sse_carry carry;           // TLS: bytes of the last read the parser left
     bool need_bytes = conn.buffer().size() == 0; // else: the bytes that came with the head first
     bool deadline_set = false; // the deadline of the wait for Dify's next bytes runs
     int reads_in_turn = 0;     // reads that found bytes ready, with no pass through the event loop
@@ -460,7 +479,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
                         reads_in_turn = 0;
                         co_await net::post(conn.tcp().get_executor(), use_nothrow);
                     }
-                    input = read_tls_now(x, conn, from_buffer, ec);
+                    input = read_tls_now(x, conn, carry, from_buffer, ec);
                     if (ec == net::error::would_block) {
                         reads_in_turn = 0;
                         auto [wec] = co_await conn.tls().async_wait_readable(use_nothrow);
@@ -482,7 +501,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
             if (ec) {
                 act = sse_read_failed(x, p, relay, ec);
             } else {
-                const auto events = parse_sse_bytes(x, conn, p, input, from_buffer, need_bytes, ec);
+                const auto events = parse_sse_bytes(x, conn, p, input, from_buffer, carry, need_bytes, ec);
                 if (ec) act = sse_read_failed(x, p, relay, ec);
                 else if (!events.empty()) act = feed_sse_events(x, relay, events, created);
                 else if (need_bytes) continue;
