@@ -3,6 +3,11 @@
 // the byte stream so the relay can forward whole events only, and the event's fields.
 // Handles LF, CRLF and CR line ends (also split across pieces), comments, bare
 // `event: ping` frames, and bounds what it buffers for one event.
+//
+// Bytes are scanned once and not copied when they need not be: an event whose lines all
+// lie in the piece being fed is reported with views into that piece. Only what a piece
+// leaves unfinished (part of a line, the fields of an event not ended yet) is copied, so a
+// parser waiting between events holds no buffer.
 #pragma once
 
 #include <cstddef>
@@ -12,11 +17,12 @@
 
 namespace gw::core {
 
+// An event's fields, valid only during the on_event call that reports it.
 struct sse_event
 {
-    std::string event; // the `event:` field ("" = message)
-    std::string data;  // `data:` lines joined with '\n'
-    std::string id;
+    std::string_view event; // the `event:` field ("" = message)
+    std::string_view data;  // `data:` lines joined with '\n'
+    std::string_view id;
 };
 
 class sse_parser
@@ -36,11 +42,27 @@ public:
     bool truncated() const { return truncated_; }
 
 private:
-    void line_done(std::size_t end, const std::function<void(const sse_event&, std::size_t)>& on_event);
+    // A field of the event being read: a view into the piece being fed, or (once the
+    // piece is left) its own copy.
+    struct field
+    {
+        std::string_view view;
+        std::string owned;
+        bool is_owned = false;
+        void set(std::string_view v, bool keep);
+        void append_line(std::string_view v); // data: '\n' between lines
+        void keep();                          // copy a view before its piece goes
+        void clear();
+        std::string_view current() const { return is_owned ? std::string_view(owned) : view; }
+    };
+
+    void line_done(std::string_view line, bool from_piece, std::size_t end,
+                   const std::function<void(const sse_event&, std::size_t)>& on_event);
 
     std::size_t max_event_bytes_;
-    std::string line_;
-    sse_event current_;
+    std::string line_; // part of a line a piece ended in
+    field event_, data_, id_;
+    std::size_t data_length_ = 0; // data as the old representation counted it: each line + '\n'
     bool has_fields_ = false;
     bool last_was_cr_ = false;
     bool truncated_ = false;

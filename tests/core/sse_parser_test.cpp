@@ -2,9 +2,12 @@
 // pings, comments, large events and malformed JSON.
 #include "core/sse_parser.hpp"
 #include "core/stream_facts.hpp"
+#include "tests/support/mutated_text.hpp"
+#include "tests/support/sse_parser_reference.hpp"
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -12,22 +15,33 @@
 namespace gw::core {
 namespace {
 
+// An event's fields copied (sse_event's views are valid only during the callback).
+struct owned_event
+{
+    explicit owned_event(const sse_event& e) : event(e.event), data(e.data), id(e.id) {}
+    std::string event, data, id;
+};
+
 struct framed
 {
-    std::vector<sse_event> events;
+    std::vector<owned_event> events;
     std::vector<std::size_t> ends; // absolute offsets in the whole stream
 };
 
 // Feeds `stream` in pieces of `piece` bytes and records events with absolute end offsets.
+// Each piece lies in a buffer overwritten once it is fed, as a relay's read scratch is.
 framed feed_in_pieces(const std::string& stream, std::size_t piece)
 {
     sse_parser p;
     framed out;
+    std::string buffer;
     for (std::size_t at = 0; at < stream.size(); at += piece) {
-        p.feed(std::string_view(stream).substr(at, piece), [&](const sse_event& e, std::size_t end) {
-            out.events.push_back(e);
+        buffer.assign(stream, at, piece);
+        p.feed(buffer, [&](const sse_event& e, std::size_t end) {
+            out.events.emplace_back(e);
             out.ends.push_back(at + end);
         });
+        buffer.assign(buffer.size(), '#');
     }
     return out;
 }
@@ -51,6 +65,52 @@ TEST(SseParser, EveryPieceSizeGivesTheSameEventsAndBoundaries)
         ASSERT_EQ(split.events.size(), whole.events.size()) << piece;
         EXPECT_EQ(split.ends, whole.ends) << piece;
         for (std::size_t i = 0; i < split.events.size(); ++i) EXPECT_EQ(split.events[i].data, whole.events[i].data);
+    }
+}
+
+TEST(SseParser, AnEventWithinOnePieceIsReadWhereItLies)
+{
+    // The relay's usual case: nothing is copied, and nothing is held between events.
+    const std::string piece = "data: {\"event\":\"message\",\"answer\":\"Hi\"}\n\n";
+    sse_parser p;
+    int n = 0;
+    p.feed(piece, [&](const sse_event& e, std::size_t) {
+        ++n;
+        EXPECT_EQ(e.data, "{\"event\":\"message\",\"answer\":\"Hi\"}");
+        EXPECT_EQ(e.data.data(), piece.data() + 6) << "a view into the piece";
+    });
+    EXPECT_EQ(n, 1);
+}
+
+TEST(SseParser, ReadsEveryStreamAsTheByteAtATimeParserDid)
+{
+    // 20,000 mutated streams, each fed whole and cut at random into pieces that are
+    // overwritten once fed: the same events, fields, offsets, pending bytes and truncation
+    // as the parser this one replaced (tests/support/sse_parser_reference.hpp).
+    const std::string base = dify_stream + "event: update\r\ndata: line1\r\ndata:\r\nid: 7\r\n\r\n: c\rdata: x\r\r" +
+                             "data: " + std::string(80, 'y') + "\ndata: " + std::string(30, 'z') + "\n\n";
+    std::mt19937 rng(20261202);
+    for (int round = 0; round < 20'000; ++round) {
+        const std::string stream = test::mutated(base, rng, "\r\n: adtvei", "\r\n\r\n");
+        const std::size_t max = 16 + rng() % 120;
+        test::reference_sse_parser want_parser(max);
+        std::vector<test::reference_sse_event> want;
+        sse_parser got_parser(max);
+        std::vector<test::reference_sse_event> got;
+        std::string buffer;
+        for (std::size_t at = 0; at < stream.size();) {
+            const std::size_t n = round % 4 == 0 ? stream.size() : 1 + rng() % 40;
+            buffer.assign(stream, at, n);
+            want_parser.feed(buffer, at, want);
+            got_parser.feed(buffer, [&](const sse_event& e, std::size_t end) {
+                got.push_back({std::string(e.event), std::string(e.data), std::string(e.id), at + end, got_parser.truncated()});
+            });
+            buffer.assign(buffer.size(), '#');
+            at += n;
+            ASSERT_EQ(got_parser.pending_bytes(), want_parser.pending_bytes()) << stream;
+            ASSERT_EQ(got_parser.truncated(), want_parser.truncated()) << stream;
+        }
+        ASSERT_EQ(got, want) << stream;
     }
 }
 
