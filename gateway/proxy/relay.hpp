@@ -304,12 +304,12 @@ inline void note_usage(exchange& x, const core::stream_facts& facts)
 // Memory: an open stream holds no read buffer while it waits for Dify. Over TLS it reads
 // what is ready into the worker's read scratch and, when nothing is, waits for the socket
 // to be readable without a buffer; the events parsed out of the bytes go to the worker's
-// event scratch. Both are shared by
-// the worker's streams, so whatever outlives the step is copied before the relay next
-// waits: bytes the parser did not take (part of a chunk's framing) go to conn.buffer(), the
-// unfinished event to core::sse_relay's tail, and a write the client does not take at once
-// to the stream's own spill. A plain connection's reads complete later, in the event loop,
-// so they go into conn.buffer() (never into shared memory).
+// event scratch. Both are shared by the worker's streams, so whatever outlives a step is
+// copied before the relay next waits: bytes the parser did not take (part of a chunk's
+// framing) to the relay's carry or conn.buffer(), the unfinished event to
+// core::sse_relay's tail, and a write the client does not take at once to the stream's
+// own spill. A plain connection's reads complete later, in the event loop, after other
+// streams may have run, so they go into conn.buffer() (never into shared memory).
 
 // Reads of an SSE relay that found bytes ready before it passes through the event loop.
 inline constexpr int max_reads_in_turn = 8;
@@ -439,6 +439,82 @@ inline error_code send_sse_events_now(exchange& x, chunk_size_line& line, std::s
     return ec;
 }
 
+// Where a relay's reading stands between two steps (kept in relay_sse's frame).
+struct sse_reading
+{
+    sse_carry carry;           // TLS: bytes of the last read the parser left
+    bool need_bytes = true;    // else: conn.buffer() holds bytes to parse first (those that came with the head)
+    bool deadline_set = false; // the deadline of the wait for Dify's next bytes runs
+    int reads_in_turn = 0;     // reads that found bytes ready, with no pass through the event loop
+};
+
+// Reads Dify's stream until core::sse_relay has a step to take (a write, the end), within
+// the idle deadline: stream_idle_timeout_ms since the last bytes. Over TLS a read is tried
+// at once and the socket waited for only when nothing is ready (no buffer held meanwhile).
+template <typename S, typename Parser>
+net::awaitable<core::sse_action> next_sse_action(exchange& x, upstream_connection& conn, Parser& p, core::sse_relay& relay,
+                                                 sse_reading& r, created_records& created)
+{
+    for (;;) {
+        if (p.is_done()) { // Dify's body ended
+            conn.expires_never();
+            co_return relay.upstream_ended();
+        }
+        error_code ec;
+        std::string_view input = unparsed(conn);
+        bool from_buffer = true;
+        if (r.need_bytes) {
+            if (x.client_gone) relay.client_left();
+            if (!r.deadline_set) conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
+            r.deadline_set = true;
+            if constexpr (std::is_same_v<S, tls_stream>) {
+                if (r.reads_in_turn == max_reads_in_turn) { // a stream whose bytes keep coming lets the worker's others run
+                    r.reads_in_turn = 0;
+                    co_await net::post(conn.tcp().get_executor(), use_nothrow);
+                }
+                input = read_tls_now(x, conn, r.carry, from_buffer, ec);
+                ++r.reads_in_turn;
+                if (ec == net::error::would_block) {
+                    r.reads_in_turn = 0;
+                    auto [wec] = co_await conn.tls().async_wait_readable(use_nothrow);
+                    if (!wec) continue; // read again
+                    ec = wec;
+                }
+            } else {
+                auto [rec, n] = co_await conn.plain().async_read_some(conn.buffer().prepare(512), use_nothrow);
+                conn.buffer().commit(n);
+                ec = rec;
+                input = unparsed(conn);
+            }
+            if (!ec) r.deadline_set = false; // bytes came: the next wait gets a deadline of its own
+        }
+        std::string_view events;
+        if (!ec) events = parse_sse_bytes(x, conn, p, input, from_buffer, r.carry, r.need_bytes, ec);
+        if (ec) {
+            if (auto act = sse_read_failed(x, p, relay, ec)) co_return *act;
+        } else if (!events.empty()) {
+            co_return feed_sse_events(x, relay, events, created);
+        }
+    }
+}
+
+// How a relay ends once core::sse_relay has said: the client gone, an error event of the
+// gateway's, or the end of Dify's stream. Returns {downstream reusable, upstream reusable}.
+inline net::awaitable<std::pair<bool, bool>> end_sse_relay(exchange& x, const core::sse_action& act, const core::sse_relay& relay,
+                                                           bool upstream_keep_alive)
+{
+    if (act.step == core::sse_step::end_with_error) {
+        if (act.error_code == "event_too_large")
+            spdlog::warn("request {}: an upstream event exceeded {} bytes; stream ended", x.request_id,
+                         x.target.app->upstream->max_sse_event_bytes);
+        const bool ended = co_await end_stream_with_error(x, act);
+        co_return std::pair{ended, false};
+    }
+    if (act.step != core::sse_step::finish) co_return std::pair{false, false}; // close
+    x.usage = relay.facts().total_tokens();
+    co_return co_await finish_sse_stream(x, act, upstream_keep_alive);
+}
+
 // Relays a text/event-stream body as core::sse_relay decides (whole events only, the
 // task stopped when the stream ends early or the client leaves), watching the client's
 // connection meanwhile (client_watch: its close ends the stream at once); this coroutine
@@ -458,66 +534,17 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
     stream_node_spans nodes(x, relay);
     chunk_size_line size_line; // the size line of the chunk being written
     std::string spill;         // what the client did not take of a chunk at once
-    sse_carry carry;           // TLS: bytes of the last read the parser left
-    bool need_bytes = conn.buffer().size() == 0; // else: the bytes that came with the head first
-    bool deadline_set = false; // the deadline of the wait for Dify's next bytes runs
-    int reads_in_turn = 0;     // reads that found bytes ready, with no pass through the event loop
+    sse_reading reading;
+    reading.need_bytes = conn.buffer().size() == 0;
     for (;;) {
-        std::optional<core::sse_action> act;
-        if (!p.is_done()) {
-            error_code ec;
-            std::string_view input;
-            bool from_buffer = true;
-            if (need_bytes) {
-                if (x.client_gone) relay.client_left();
-                if (!deadline_set) { // stream_idle_timeout_ms since the last bytes
-                    conn.expires_at(clock::time_point(relay.read_deadline(clock::now().time_since_epoch())));
-                    deadline_set = true;
-                }
-                if constexpr (std::is_same_v<S, tls_stream>) {
-                    if (reads_in_turn == max_reads_in_turn) { // a stream whose bytes keep coming lets the worker's others run
-                        reads_in_turn = 0;
-                        co_await net::post(conn.tcp().get_executor(), use_nothrow);
-                    }
-                    input = read_tls_now(x, conn, carry, from_buffer, ec);
-                    if (ec == net::error::would_block) {
-                        reads_in_turn = 0;
-                        auto [wec] = co_await conn.tls().async_wait_readable(use_nothrow);
-                        if (!wec) continue; // read again
-                        ec = wec;
-                    } else {
-                        ++reads_in_turn;
-                    }
-                } else {
-                    auto [rec, n] = co_await conn.plain().async_read_some(conn.buffer().prepare(512), use_nothrow);
-                    conn.buffer().commit(n);
-                    ec = rec;
-                    input = unparsed(conn);
-                }
-                if (!ec) deadline_set = false; // bytes came: the next wait gets a deadline of its own
-            } else {
-                input = unparsed(conn);
-            }
-            if (ec) {
-                act = sse_read_failed(x, p, relay, ec);
-            } else {
-                const auto events = parse_sse_bytes(x, conn, p, input, from_buffer, carry, need_bytes, ec);
-                if (ec) act = sse_read_failed(x, p, relay, ec);
-                else if (!events.empty()) act = feed_sse_events(x, relay, events, created);
-                else if (need_bytes) continue;
-            }
-        }
-        if (!act) { // Dify's body ended
-            conn.expires_never();
-            act = relay.upstream_ended();
-        }
+        auto act = co_await next_sse_action<S>(x, conn, p, relay, reading, created);
         nodes.take(relay);
-        while (act->step == core::sse_step::write) {
+        while (act.step == core::sse_step::write) {
             error_code wec;
             if (x.openai) { // the frames are translated (copied) before the write waits
-                auto [ec, n] = co_await write_sse_chunk(x, act->held, act->fresh);
+                auto [ec, n] = co_await write_sse_chunk(x, act.held, act.fresh);
                 wec = ec;
-            } else if (wec = send_sse_events_now(x, size_line, act->held, act->fresh, spill); !wec && !spill.empty()) {
+            } else if (wec = send_sse_events_now(x, size_line, act.held, act.fresh, spill); !wec && !spill.empty()) {
                 auto [ec, n] = co_await send_to_client(x, net::buffer(spill));
                 wec = ec;
                 std::string().swap(spill); // a slow client's copy is not kept
@@ -525,21 +552,10 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
             act = relay.written(!wec);
         }
         x.client_gone = x.client_gone || relay.client_gone();
-        if (act->stop_task) spawn_stop_call(x, relay.facts().task_id());
-        switch (act->step) {
-        case core::sse_step::read:
-        case core::sse_step::write: continue;
-        case core::sse_step::close: co_return std::pair{false, false};
-        case core::sse_step::end_with_error: {
-            if (act->error_code == "event_too_large")
-                spdlog::warn("request {}: an upstream event exceeded {} bytes; stream ended", x.request_id, upstream_cfg.max_sse_event_bytes);
-            const bool ended = co_await end_stream_with_error(x, *act);
-            co_return std::pair{ended, false};
-        }
-        case core::sse_step::finish:
-            x.usage = relay.facts().total_tokens();
-            co_return co_await finish_sse_stream(x, *act, keeps_alive(p.get()));
-        }
+        if (act.stop_task) spawn_stop_call(x, relay.facts().task_id());
+        if (act.step == core::sse_step::read) continue;
+        const bool upstream_keep_alive = keeps_alive(p.get());
+        co_return co_await end_sse_relay(x, act, relay, upstream_keep_alive);
     }
 }
 

@@ -95,16 +95,22 @@ TEST(GatewayStream, EventsArriveAsTheyAreProducedWithPings)
     for (const auto& f : sse_frames(first + rest)) EXPECT_TRUE(f == "event: ping" || f.rfind("data: {", 0) == 0) << f;
 }
 
+// Starts a chat stream of several events for alpha's end user erin; returns its first event.
+std::string start_stream(http_client& c)
+{
+    c.send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha),
+           json::serialize(chat_body("a question long enough to stream for a while", "erin", "streaming")));
+    EXPECT_EQ(c.read_head().status, 200);
+    return c.read_until("\n\n");
+}
+
 TEST(GatewayStream, ClientDisconnectClosesUpstreamAndStopsTheTask)
 {
     running_emulator emu(deterministic(30ms));
     running_gateway gw(emu);
     {
         auto c = gw.client();
-        c->send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha),
-                json::serialize(chat_body("a question long enough to stream for a while", "erin", "streaming")));
-        ASSERT_EQ(c->read_head().status, 200);
-        auto first = c->read_until("\n\n");
+        auto first = start_stream(*c);
         auto task_id = std::string(sse_events(first).at(0).at("task_id").as_string());
         c->close(); // the client goes away mid-stream
         auto stop = wait_for_request(emu, [&](const json::value& r) {
@@ -126,10 +132,7 @@ TEST(GatewayStream, ARequestSentDuringAStreamIsAnsweredAfterIt)
     running_emulator emu(deterministic(20ms));
     running_gateway gw(emu);
     auto c = gw.client();
-    c->send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha),
-            json::serialize(chat_body("a question long enough to stream for a while", "erin", "streaming")));
-    ASSERT_EQ(c->read_head().status, 200);
-    auto first = c->read_until("\n\n");
+    auto first = start_stream(*c);
     // The client pipelines its next request while the stream still runs: the watch on its
     // connection keeps the bytes, and the session answers them once the stream has ended.
     c->send("GET", "/v1/info", bearer(tenant_keys::alpha), "");
