@@ -21,6 +21,7 @@ void clear_string(std::string& s)
 // Where the first `c` at or after `from` is in `bytes` (bytes.size() if none).
 std::size_t find_byte(std::string_view bytes, char c, std::size_t from)
 {
+    if (from >= bytes.size()) return bytes.size(); // an empty view may have no data pointer for memchr
     const void* at = std::memchr(bytes.data() + from, c, bytes.size() - from);
     return at ? static_cast<std::size_t>(static_cast<const char*>(at) - bytes.data()) : bytes.size();
 }

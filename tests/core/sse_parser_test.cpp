@@ -114,6 +114,16 @@ TEST(SseParser, ReadsEveryStreamAsTheByteAtATimeParserDid)
     }
 }
 
+TEST(SseParser, AnEmptyPieceIsNothing)
+{
+    sse_parser p;
+    int n = 0;
+    p.feed(std::string_view(), [&](const sse_event&, std::size_t) { ++n; }); // no data pointer at all
+    p.feed("data: x\n\n", [&](const sse_event&, std::size_t) { ++n; });
+    EXPECT_EQ(n, 1);
+    EXPECT_EQ(p.pending_bytes(), 0u);
+}
+
 TEST(SseParser, LineEndingsLfCrlfCr)
 {
     for (std::string eol : {"\n", "\r\n", "\r"}) {
