@@ -65,7 +65,7 @@ void sse_parser::field::clear()
     is_owned = false;
 }
 
-void sse_parser::feed(std::string_view bytes, const std::function<void(const sse_event&, std::size_t)>& on_event)
+void sse_parser::feed(std::string_view bytes, sse_event_sink on_event)
 {
     const std::size_t n = bytes.size();
     std::size_t next_cr = find_byte(bytes, '\r', 0);
@@ -109,7 +109,7 @@ void sse_parser::feed(std::string_view bytes, const std::function<void(const sse
 }
 
 void sse_parser::line_done(std::string_view line, bool from_piece, std::size_t end,
-                           const std::function<void(const sse_event&, std::size_t)>& on_event)
+                           sse_event_sink on_event)
 {
     if (line.empty()) { // blank line: dispatch
         if (has_fields_) {

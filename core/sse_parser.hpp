@@ -11,7 +11,7 @@
 #pragma once
 
 #include <cstddef>
-#include <functional>
+#include <type_traits>
 #include <string>
 #include <string_view>
 
@@ -25,6 +25,26 @@ struct sse_event
     std::string_view id;
 };
 
+// What feed() calls for each event: a view of a callable (never copied or allocated, so
+// a caller's lambda may capture what it likes); the callable outlives the feed() call.
+class sse_event_sink
+{
+public:
+    template <typename F>
+        requires(!std::is_same_v<std::remove_cvref_t<F>, sse_event_sink> && std::is_invocable_v<F&, const sse_event&, std::size_t>)
+    sse_event_sink(F&& f) // NOLINT: converts from any callable, like std::function
+        : callable_(static_cast<const void*>(&f)), call_([](const void* c, const sse_event& e, std::size_t end) {
+              (*static_cast<std::remove_reference_t<F>*>(const_cast<void*>(c)))(e, end);
+          })
+    {
+    }
+    void operator()(const sse_event& e, std::size_t end) const { call_(callable_, e, end); }
+
+private:
+    const void* callable_;
+    void (*call_)(const void*, const sse_event&, std::size_t);
+};
+
 class sse_parser
 {
 public:
@@ -35,7 +55,7 @@ public:
     // Consumes `bytes`; for each event completed inside them calls on_event(event,
     // end_offset) where end_offset is the position just after the event's blank line,
     // relative to the start of `bytes`.
-    void feed(std::string_view bytes, const std::function<void(const sse_event&, std::size_t)>& on_event);
+    void feed(std::string_view bytes, sse_event_sink on_event);
 
     // Bytes fed since the last completed event (the unfinished tail).
     std::size_t pending_bytes() const { return pending_; }
@@ -57,7 +77,7 @@ private:
     };
 
     void line_done(std::string_view line, bool from_piece, std::size_t end,
-                   const std::function<void(const sse_event&, std::size_t)>& on_event);
+                   sse_event_sink on_event);
 
     std::size_t max_event_bytes_;
     std::string line_; // part of a line a piece ended in

@@ -37,7 +37,6 @@ sse_action sse_relay::feed(std::string_view piece)
         bool first = true;        // the first event completed began in the held tail
         bool too_large = false;   // an event past the limit: neither it nor what follows is taken
     } s;
-    // Two pointers captured: the callback fits std::function's own storage (no allocation per piece).
     parser_.feed(piece, [this, &s](const sse_event& e, std::size_t end) {
         if (s.too_large) return;
         const std::size_t size = end - s.complete + (s.first ? tail_.size() : 0);
