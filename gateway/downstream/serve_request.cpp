@@ -93,6 +93,7 @@ net::awaitable<bool> forward_whole_body(downstream_request& d, header_parser& hp
         }
     }
     auto x = make_exchange(d, body_parser.get(), keeps_alive(body_parser.get()), plan, ticket, std::move(quota_headers));
+    x.client_fields = &body_parser.get();
     x.body = std::move(body_parser.get().body());
     d.rec.bytes_in = x.body.size();
     co_return co_await forward_request(x);

@@ -80,6 +80,7 @@ struct exchange
     int attempts = 0;                       // this exchange's attempts so far (an OpenAI turn may make several exchanges)
     core::span_id attempt_id{};             // the current attempt's span: the parent in the traceparent Dify gets
     std::unique_ptr<core::span> attempt_span{}; // its CLIENT span (exported traces), until the attempt ends
+    http::fields* client_fields = nullptr;  // req's fields, when the exchange may clear them (release_sent_request)
 };
 
 // The largest body of a refused request that is read and dropped (so the connection stays
@@ -165,8 +166,9 @@ net::awaitable<std::optional<gateway_error>> check_ownership(exchange& x, std::v
 
 // The current attempt's traceparent on the request Dify gets, and its CLIENT span
 // (exported traces). With no exporter the caller's traceparent goes as it came.
-// Gives back the memory of the request Dify got (body, head), once its reply is being
-// relayed and no attempt can follow: a long stream does not hold it.
+// Gives back the memory of the request Dify got (body, head, and the client's header
+// fields when client_fields names them), once its reply is being relayed and no attempt
+// can follow: a long stream does not hold it. The client's method and target stay.
 void release_sent_request(exchange& x);
 void begin_attempt_span(exchange& x);
 // Ends the attempt's span, if open: Dify's status (0: none came) or the failure.

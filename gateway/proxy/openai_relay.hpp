@@ -86,10 +86,11 @@ relay_dify(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
     // A HEAD reply has no body, whatever its type: nothing to relay after the head.
     const bool sse = x.req.method() != http::verb::head &&
                      core::has_media_type(field_value(p.get(), http::field::content_type), "text/event-stream");
-    const std::string head_bytes = response_head(x, p, sse, keep_alive);
+    std::string head_bytes = response_head(x, p, sse, keep_alive);
     if (!sse) co_return co_await relay_body<S>(x, conn, p, head_bytes);
     auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
     if (ec) co_return std::pair{false, false}; // the lease closes the upstream connection
+    std::string().swap(head_bytes); // sent: a long stream does not hold it
     co_return co_await relay_sse<S>(x, conn, p);
 }
 

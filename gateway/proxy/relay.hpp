@@ -526,6 +526,11 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
     const auto& upstream_cfg = *x.target.app->upstream;
     conn.buffer().shrink_to_fit(); // an open stream keeps no reply-sized read room, only what is unread
     release_sent_request(x);       // nor the request it answers
+    // Nor Dify's header fields (one block each): all the relay needs of them is whether the
+    // connection stays open. Fields found at the end came as trailers: the connection is
+    // then not reused (they could say otherwise).
+    const bool head_keeps_alive = keeps_alive(p.get());
+    p.get().clear();
     client_watch watch(x, conn);   // until this frame ends
     stream_registration registered(x.w, conn, x.who.id); // until this frame ends
     core::sse_relay relay({static_cast<std::size_t>(upstream_cfg.max_sse_event_bytes), max_read_after_client_left,
@@ -554,7 +559,7 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
         x.client_gone = x.client_gone || relay.client_gone();
         if (act.stop_task) spawn_stop_call(x, relay.facts().task_id());
         if (act.step == core::sse_step::read) continue;
-        const bool upstream_keep_alive = keeps_alive(p.get());
+        const bool upstream_keep_alive = head_keeps_alive && p.get().begin() == p.get().end();
         co_return co_await end_sse_relay(x, act, relay, upstream_keep_alive);
     }
 }

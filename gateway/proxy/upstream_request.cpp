@@ -396,6 +396,7 @@ void release_sent_request(exchange& x)
     std::string().swap(x.up.fields);
     std::string().swap(x.up.target);
     std::string().swap(x.up.traceparent);
+    if (x.client_fields) x.client_fields->clear(); // Beast keeps the method and target apart from the fields
 }
 
 void begin_attempt_span(exchange& x)
