@@ -187,7 +187,8 @@ std::optional<gateway_error> account_admission(worker& w, const request_plan& pl
     return quota_error(*plan.who->cfg, *a.refused);
 }
 
-exchange make_exchange(
+exchange& make_exchange(
+    std::optional<exchange>& slot,
     downstream_request& d,
     const http::request_header<>& req,
     bool keep_alive,
@@ -196,7 +197,7 @@ exchange make_exchange(
     header_list quota_headers
 )
 {
-    exchange x{
+    auto& x = slot.emplace(
         d.w,
         d.dir,
         d.down,
@@ -207,7 +208,7 @@ exchange make_exchange(
         d.request_id,
         keep_alive,
         ticket,
-        std::move(quota_headers)};
+        std::move(quota_headers));
     x.rec = &d.rec;
     x.generating = plan.generates;
     x.place = plan.place;

@@ -74,8 +74,10 @@ net::awaitable<bool> refuse_early(
 std::size_t field_count(const http::request_header<>& h);
 // "HTTP/1.1 100 Continue" when the client waits for it before sending its body.
 net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::request_header<>& req);
-// The exchange of an admitted request, for forward_request.
-exchange make_exchange(
+// The exchange of an admitted request, for forward_request, made in `slot` (an exchange
+// does not move: its reply parser is Beast's, which does not).
+exchange& make_exchange(
+    std::optional<exchange>& slot,
     downstream_request& d,
     const http::request_header<>& req,
     bool keep_alive,

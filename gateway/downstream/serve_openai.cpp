@@ -120,7 +120,8 @@ net::awaitable<std::optional<std::vector<std::string>>> upload_images(
         upload_plan.generates = false;
         upload_plan.place = core::user_place::form;
         upload_plan.uploads_file = true;
-        auto x = make_exchange(d, req, keep_alive, upload_plan, nullptr, quota_headers);
+        std::optional<exchange> slot;
+        auto& x = make_exchange(slot, d, req, keep_alive, upload_plan, nullptr, quota_headers);
         x.body = std::move(form->body);
         x.openai = &turn;
         x.upload = &upload;
@@ -261,7 +262,8 @@ net::awaitable<bool> send_turn(
 {
     if (!turn.conversation_id.empty())
         headers.emplace_back(std::string(conversation_header), turn.conversation_id);
-    auto x = make_exchange(d, req, keep_alive, plan, ticket, std::move(headers));
+    std::optional<exchange> slot;
+    auto& x = make_exchange(slot, d, req, keep_alive, plan, ticket, std::move(headers));
     x.body = json::serialize(body);
     x.openai = &turn;
     co_return co_await forward_request(x);

@@ -67,18 +67,20 @@ net::awaitable<bool> forward_streamed_body(downstream_request& d, header_parser&
     http::request_parser<http::buffer_body> body_parser{std::move(hp)};
     body_parser.body_limit(static_cast<std::uint64_t>(d.dir.config().server.max_request_body_bytes));
     if (!co_await continue_if_expected(d.down, body_parser.get())) co_return false;
-    auto x = make_exchange(d, body_parser.get(), keeps_alive(body_parser.get()), plan, ticket, std::move(quota_headers));
+    std::optional<exchange> slot;
+    auto& x = make_exchange(slot, d, body_parser.get(), keeps_alive(body_parser.get()), plan, ticket, std::move(quota_headers));
     x.streamed = &body_parser;
     d.rec.bytes_in = *body_parser.content_length();
     co_return co_await forward_request(x);
 }
 
 // A body read whole first (`user` is rewritten in it; or no body at all), then forwarded.
-net::awaitable<bool> forward_whole_body(downstream_request& d, header_parser& hp, request_plan& plan, quota_ticket* ticket,
+// The request and its exchange are kept in `scope`, which an SSE reply is handed over with.
+net::awaitable<bool> forward_whole_body(downstream_request& d, header_parser& hp, request_plan& plan, request_scope& scope,
                                         header_list quota_headers)
 {
     const bool has_body = !hp.is_done();
-    http::request_parser<http::string_body> body_parser{std::move(hp)};
+    auto& body_parser = scope.body.emplace(std::move(hp));
     if (has_body) {
         if (!co_await continue_if_expected(d.down, body_parser.get())) co_return false;
         const auto fields_before = field_count(body_parser.get());
@@ -92,8 +94,10 @@ net::awaitable<bool> forward_whole_body(downstream_request& d, header_parser& hp
             co_return false;
         }
     }
-    auto x = make_exchange(d, body_parser.get(), keeps_alive(body_parser.get()), plan, ticket, std::move(quota_headers));
+    auto& x = make_exchange(scope.x, d, body_parser.get(), keeps_alive(body_parser.get()), plan, scope.ticket.get(),
+                            std::move(quota_headers));
     x.client_fields = &body_parser.get();
+    x.handoff.allowed = true;
     x.body = std::move(body_parser.get().body());
     d.rec.bytes_in = x.body.size();
     co_return co_await forward_request(x);
@@ -101,57 +105,69 @@ net::awaitable<bool> forward_whole_body(downstream_request& d, header_parser& hp
 
 } // namespace
 
-net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp,
-                                   const std::string& peer, key_memo& keys)
+request_scope::~request_scope()
 {
-    const auto snapshot = w.tenants_snapshot(); // in-flight requests finish on the config they started with
+    x.reset();
+    body.reset();
+    ticket.reset();
+    record_request(w, rec);
+}
+
+void request_scope_deleter::operator()(request_scope* s) const
+{
+    delete s;
+}
+
+net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp,
+                                   const std::string& peer, key_memo& keys, handed_stream& stream)
+{
+    // In-flight requests finish on the config they started with. Every way out of here
+    // records the request once (metrics, access log): when the scope ends.
+    handed_stream scope{new request_scope(w, w.tenants_snapshot())};
+    const auto& snapshot = scope->snapshot;
     const auto& head = hp.get();
-    // Every way out of here records the request once (metrics, access log).
-    struct recorder
-    {
-        worker& w;
-        request_record rec;
-        ~recorder() { record_request(w, rec); }
-    } r{w, {}};
+    auto& rec = scope->rec;
     // The record holds the request's id; everything after refers to that one string.
-    r.rec.request_id = field_value(head, "X-Request-Id");
-    if (!valid_request_id(r.rec.request_id)) r.rec.request_id = w.new_request_id();
-    const std::string& request_id = r.rec.request_id;
-    r.rec.method = std::string(head.method_string());
-    r.rec.client = client_address(peer, head, snapshot->config().server.trusted_proxies);
-    r.rec.trace = begin_request_trace(w, head);
-    if (r.rec.trace.exported) {
+    rec.request_id = field_value(head, "X-Request-Id");
+    if (!valid_request_id(rec.request_id)) rec.request_id = w.new_request_id();
+    const std::string& request_id = rec.request_id;
+    rec.method = std::string(head.method_string());
+    rec.client = client_address(peer, head, snapshot->config().server.trusted_proxies);
+    rec.trace = begin_request_trace(w, head);
+    if (rec.trace.exported) {
         const std::string_view target = head.target();
-        r.rec.path = std::string(target.substr(0, target.find('?')));
-        r.rec.user_agent = std::string(field_value(head, http::field::user_agent));
+        rec.path = std::string(target.substr(0, target.find('?')));
+        rec.user_agent = std::string(field_value(head, http::field::user_agent));
     }
     const bool keep_alive = keeps_alive(head) && !w.draining();
 
     auto plan = plan_request(*snapshot, head, &keys);
-    if (plan.who) r.rec.tenant = plan.who->name;
-    if (plan.target) r.rec.app = plan.target->app->name;
-    r.rec.pair = plan.pair;
-    r.rec.endpoint = plan.endpoint;
+    if (plan.who) rec.tenant = plan.who->name;
+    if (plan.target) rec.app = plan.target->app->name;
+    rec.pair = plan.pair;
+    rec.endpoint = plan.endpoint;
     if (plan.refusal) {
-        r.rec.status = plan.refusal->status;
+        rec.status = plan.refusal->status;
         co_return co_await refuse_early(down, buffer, hp, *plan.refusal, request_id, keep_alive && !plan.close_after_refusal, {}, plan.front);
     }
     if (plan.front != api_front::dify) { // the OpenAI front: its app is named in its body
-        downstream_request d{w, *snapshot, down, buffer, request_id, r.rec};
+        downstream_request d{w, *snapshot, down, buffer, request_id, rec};
         co_return co_await serve_openai(d, hp, plan, keep_alive);
     }
     // Quotas are checked before any upstream work (and before the body is read).
-    auto admitted = co_await admit(w, plan, r.rec);
+    auto admitted = co_await admit(w, plan, rec);
     auto quota_headers = rate_headers(admitted);
     if (auto refusal = account_admission(w, plan, admitted)) {
-        r.rec.status = refusal->status;
+        rec.status = refusal->status;
         co_return co_await refuse_early(down, buffer, hp, *refusal, request_id, keep_alive, quota_headers, api_front::dify);
     }
-    std::unique_ptr<quota_ticket> ticket = std::move(admitted.ticket); // returned when this frame ends
-    downstream_request d{w, *snapshot, down, buffer, request_id, r.rec};
+    scope->ticket = std::move(admitted.ticket); // returned when the scope ends
+    downstream_request d{w, *snapshot, down, buffer, request_id, rec};
     if (!hp.is_done() && plan.place == core::user_place::none && hp.content_length())
-        co_return co_await forward_streamed_body(d, hp, plan, ticket.get(), std::move(quota_headers));
-    co_return co_await forward_whole_body(d, hp, plan, ticket.get(), std::move(quota_headers));
+        co_return co_await forward_streamed_body(d, hp, plan, scope->ticket.get(), std::move(quota_headers));
+    const bool reusable = co_await forward_whole_body(d, hp, plan, *scope, std::move(quota_headers));
+    if (scope->x && scope->x->handoff.pending) stream = std::move(scope); // relay_handed_stream goes on
+    co_return reusable;
 }
 
 } // namespace gw::gateway

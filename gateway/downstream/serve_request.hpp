@@ -24,8 +24,24 @@ using header_parser = boost::beast::http::request_parser<boost::beast::http::emp
 // be completed, or an error was answered before the body was read). `peer` is the
 // connection's remote address (read once per connection), `keys` the connection's last
 // accepted key (see key_memo).
+//
+// When the answer is an SSE stream, serve_request may end once the stream's head has gone
+// out and hand the stream over in `stream`, with everything its request owns: the caller
+// then relays it with relay_handed_stream. (A coroutine frame keeps every local of every
+// branch for its whole life: the frames of the request path would otherwise stay with each
+// open stream.)
+struct request_scope; // proxy/exchange.hpp
+struct request_scope_deleter
+{
+    void operator()(request_scope* s) const;
+};
+using handed_stream = std::unique_ptr<request_scope, request_scope_deleter>;
 net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp,
-                                   const std::string& peer, key_memo& keys);
+                                   const std::string& peer, key_memo& keys, handed_stream& stream);
+// Relays a stream serve_request handed over to its end, then settles the request (usage,
+// quota, the upstream connection) and records it. Returns whether the client connection
+// may be reused.
+net::awaitable<bool> relay_handed_stream(handed_stream stream);
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 

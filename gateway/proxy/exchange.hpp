@@ -81,6 +81,43 @@ struct exchange
     core::span_id attempt_id{};             // the current attempt's span: the parent in the traceparent Dify gets
     std::unique_ptr<core::span> attempt_span{}; // its CLIENT span (exported traces), until the attempt ends
     http::fields* client_fields = nullptr;  // req's fields, when the exchange may clear them (release_sent_request)
+    // The call to Dify: its pool (kept: a reload may retire it meanwhile), the connection the
+    // current attempt borrowed, and the reply being read on it.
+    std::shared_ptr<upstream_pool> pool{};
+    upstream_pool::lease lease{};
+    std::optional<http::response_parser<http::buffer_body>> reply{};
+    // An SSE reply may be handed over to the session once its head has gone out
+    // (request_scope): `allowed` by the request path that owns the exchange through a
+    // request_scope; `pending` once relay_dify has handed it over, the rest is then up to
+    // relay_handed_stream.
+    struct
+    {
+        bool allowed = false, pending = false;
+        bool tls = false;        // the stream's connection is TLS (relay_sse<tls_stream>)
+        bool keep_alive = false; // whether the client connection may be reused after the stream
+    } handoff{};
+};
+
+// What a request admitted on the Dify front owns until its answer ends, in one heap block:
+// its record (metrics and the access line are written when the scope ends), the
+// configuration it started with, its quota ticket, the request read whole and the exchange
+// with Dify. Held by serve_request; when Dify answers with an SSE stream, handed over with
+// the stream to the session once the stream's head has gone out (exchange::handoff), so
+// that the request path's frames (serve_request, forward_whole_body, forward_request,
+// forward, relay_response, relay_dify: about 4.7 KiB) end while the stream runs.
+struct request_scope
+{
+    request_scope(worker& w, std::shared_ptr<const tenant_directory> snapshot) : w(w), snapshot(std::move(snapshot)) {}
+    ~request_scope(); // the exchange, the request and the ticket end first; then the request is recorded
+    request_scope(const request_scope&) = delete;
+    request_scope& operator=(const request_scope&) = delete;
+
+    worker& w;
+    std::shared_ptr<const tenant_directory> snapshot;
+    request_record rec;
+    std::unique_ptr<quota_ticket> ticket;
+    std::optional<http::request_parser<http::string_body>> body;
+    std::optional<exchange> x;
 };
 
 // The largest body of a refused request that is read and dropped (so the connection stays

@@ -197,13 +197,11 @@ core::attempt_settings attempt_settings_for(const exchange& x, const config::ups
     return s;
 }
 
-// What one call's attempts share: the connection borrowed, the reply being read, the
-// last held error reply, the last failure.
+// What one call's attempts share besides the exchange's connection and reply: the last
+// held error reply, the last failure.
 struct attempt_state
 {
-    std::optional<http::response_parser<http::buffer_body>> parser;
     std::optional<held_reply> held;
-    upstream_pool::lease lease;
     error_code failure;
     std::optional<bool> answered; // the attempt ended the exchange itself: forward() returns this
 };
@@ -222,14 +220,14 @@ net::awaitable<core::attempt_action> run_attempt(exchange& x, upstream_pool& poo
         end_attempt_span(x, 0, aec);
         co_return attempts.acquire_failed(x.w.now());
     }
-    st.lease = std::move(acquired);
-    st.parser.emplace();
-    st.parser->body_limit(boost::none);
-    if (x.req.method() == http::verb::head) st.parser->skip(true);
-    st.lease->expires_at(deadline);
+    x.lease = std::move(acquired);
+    x.reply.emplace();
+    x.reply->body_limit(boost::none);
+    if (x.req.method() == http::verb::head) x.reply->skip(true);
+    x.lease->expires_at(deadline);
     if (x.ticket) x.ticket->reached_upstream();
-    if (auto ec = co_await send_and_read_head<S>(x, *st.lease, *st.parser)) {
-        st.lease.give_back(false);
+    if (auto ec = co_await send_and_read_head<S>(x, *x.lease, *x.reply)) {
+        x.lease.give_back(false);
         end_attempt_span(x, 0, ec);
         if (x.client_broken || x.body_timed_out) attempts.abandoned(); // nothing learnt about Dify
         if (x.client_broken) { // the client's body broke off: nothing to answer
@@ -243,16 +241,16 @@ net::awaitable<core::attempt_action> run_attempt(exchange& x, upstream_pool& poo
             co_return core::attempt_action{};
         }
         // A pooled connection the server had already closed: nothing reached Dify.
-        bool stale = st.lease.reused() && !st.parser->got_some() && !is_timeout(ec);
+        bool stale = x.lease.reused() && !x.reply->got_some() && !is_timeout(ec);
         st.failure = ec;
         co_return attempts.send_failed(x.w.now(), stale, x.body_sent);
     }
     st.held.reset(); // an earlier attempt's held reply is not this one's
-    if (worth_holding(*st.parser)) st.held = co_await hold_error_reply<S>(*st.lease, *st.parser);
+    if (worth_holding(*x.reply)) st.held = co_await hold_error_reply<S>(*x.lease, *x.reply);
     if (st.held) end_attempt_span(x, st.held->res.result_int()); // a reply relayed ends its span after the relay
     if (!st.held)
-        co_return attempts.replied(x.w.now(), static_cast<int>(st.parser->get().result_int()), std::nullopt, std::nullopt, x.body_sent);
-    st.lease.give_back(keeps_alive(st.parser->get()));
+        co_return attempts.replied(x.w.now(), static_cast<int>(x.reply->get().result_int()), std::nullopt, std::nullopt, x.body_sent);
+    x.lease.give_back(keeps_alive(x.reply->get()));
     std::optional<core::nanos> retry_after;
     if (auto ra = st.held->res[http::field::retry_after]; !ra.empty()) retry_after = core::parse_retry_after(ra, x.w.unix_seconds());
     auto act = attempts.replied(x.w.now(), st.held->res.result_int(), st.held->failure, retry_after, x.body_sent);
@@ -278,20 +276,18 @@ net::awaitable<bool> answer_without_relay(exchange& x, const core::attempt_actio
     co_return co_await write_error(x, error);
 }
 
-// Relays the reply the attempts ended with, then settles the request's usage.
-template <typename S>
-net::awaitable<bool> relay_response(exchange& x, attempt_state& st)
+// The end of a relayed reply: the upstream connection given back, the attempt's span
+// ended, the usage Dify reported counted and charged. Returns whether the client
+// connection may be reused.
+bool settle_relayed_reply(exchange& x, bool down_ok, bool up_ok, bool keep_alive)
 {
-    const bool refused = st.parser->get().result_int() != 200;
-    const bool keep_alive = client_reusable(x);
-    auto [down_ok, up_ok] = x.openai ? co_await relay_openai<S>(x, *st.lease, *st.parser, keep_alive)
-                                     : co_await relay_dify<S>(x, *st.lease, *st.parser, keep_alive);
     // Dify refused the request (4xx/5xx before generating): it used no tokens. A turn sent
     // again as a new conversation is charged by its second sending.
+    const bool refused = x.reply->get().result_int() != 200;
     if (x.ticket && refused && !(x.openai && x.openai->conversation_gone)) x.ticket->charge(0);
-    ++st.lease->requests;
-    st.lease.give_back(up_ok);
-    end_attempt_span(x, st.parser->get().result_int());
+    ++x.lease->requests;
+    x.lease.give_back(up_ok);
+    end_attempt_span(x, x.reply->get().result_int());
     if (x.usage) {
         x.rec->tokens = *x.usage;
         x.w.metrics().pair(x.target.pair).tokens += static_cast<std::uint64_t>(*x.usage);
@@ -300,15 +296,27 @@ net::awaitable<bool> relay_response(exchange& x, attempt_state& st)
         x.ticket->charge(*x.usage);
         x.w.local_quota().observe_usage(x.target.app->name, *x.usage);
     }
-    co_return down_ok && keep_alive;
+    return down_ok && keep_alive;
+}
+
+// Relays the reply the attempts ended with, then settles the request's usage; or, for an
+// SSE stream relay_dify handed over (exchange::handoff), leaves both to relay_handed_stream.
+template <typename S>
+net::awaitable<bool> relay_response(exchange& x)
+{
+    const bool keep_alive = client_reusable(x);
+    auto [down_ok, up_ok] = x.openai ? co_await relay_openai<S>(x, *x.lease, *x.reply, keep_alive)
+                                     : co_await relay_dify<S>(x, *x.lease, *x.reply, keep_alive);
+    if (x.handoff.pending) co_return keep_alive;
+    co_return settle_relayed_reply(x, down_ok, up_ok, keep_alive);
 }
 
 // Drives the attempts of one call (core::attempt_machine decides), then relays the answer.
 template <typename S>
-net::awaitable<bool> forward(exchange& x, std::shared_ptr<upstream_pool> pool_ref) // kept: a reload may retire the pool meanwhile
+net::awaitable<bool> forward(exchange& x)
 {
     const auto& app = *x.target.app;
-    auto& pool = *pool_ref;
+    auto& pool = *x.pool;
     const auto deadline = clock::now() + pool.config().response_timeout_ms;
     core::attempt_machine attempts(attempt_settings_for(x, pool.config()), pool.breaker, pool.budget, [&w = x.w] { return w.random01(); });
     breaker_watch watch{*app.upstream_name, pool.breaker};
@@ -329,7 +337,7 @@ net::awaitable<bool> forward(exchange& x, std::shared_ptr<upstream_pool> pool_re
         if (st.answered) co_return *st.answered;
     }
     watch.check();
-    co_return co_await relay_response<S>(x, st);
+    co_return co_await relay_response<S>(x);
 }
 
 } // namespace
@@ -346,8 +354,18 @@ net::awaitable<bool> forward_request(exchange& x)
         gateway_error changed{503, "unavailable", "The upstream was reconfigured while this request waited; retry it."};
         co_return co_await write_error(x, changed);
     }
-    if (pool->config().tls) co_return co_await forward<tls_stream>(x, std::move(pool));
-    co_return co_await forward<beast::tcp_stream>(x, std::move(pool));
+    const bool tls = pool->config().tls;
+    x.pool = std::move(pool);
+    if (tls) co_return co_await forward<tls_stream>(x);
+    co_return co_await forward<beast::tcp_stream>(x);
+}
+
+net::awaitable<bool> relay_handed_stream(handed_stream stream)
+{
+    auto& x = *stream->x;
+    auto [down_ok, up_ok] = x.handoff.tls ? co_await relay_sse<tls_stream>(x, *x.lease, *x.reply)
+                                          : co_await relay_sse<beast::tcp_stream>(x, *x.lease, *x.reply);
+    co_return settle_relayed_reply(x, down_ok, up_ok, x.handoff.keep_alive);
 }
 
 } // namespace gw::gateway

@@ -91,6 +91,12 @@ relay_dify(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
     auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
     if (ec) co_return std::pair{false, false}; // the lease closes the upstream connection
     std::string().swap(head_bytes); // sent: a long stream does not hold it
+    if (x.handoff.allowed) { // relayed by relay_handed_stream once the request path has returned
+        x.handoff.pending = true;
+        x.handoff.tls = std::is_same_v<S, tls_stream>;
+        x.handoff.keep_alive = keep_alive;
+        co_return std::pair{true, true};
+    }
     co_return co_await relay_sse<S>(x, conn, p);
 }
 
