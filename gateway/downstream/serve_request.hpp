@@ -39,9 +39,9 @@ using handed_stream = std::unique_ptr<request_scope, request_scope_deleter>;
 net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp,
                                    const std::string& peer, key_memo& keys, handed_stream& stream);
 // Relays a stream serve_request handed over to its end, then settles the request (usage,
-// quota, the upstream connection) and records it. Returns whether the client connection
-// may be reused.
-net::awaitable<bool> relay_handed_stream(handed_stream stream);
+// quota, the upstream connection) and records it. Returns {client connection reusable,
+// upstream connection reusable}.
+net::awaitable<std::pair<bool, bool>> relay_handed_stream(handed_stream stream);
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 

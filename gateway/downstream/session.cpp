@@ -101,7 +101,10 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
         }
         handed_stream handed; // an SSE stream the request path handed over once its head went out
         linger = !co_await serve_request(*w, stream, buffer, parser, peer, keys, handed);
-        if (handed) linger = !co_await relay_handed_stream(std::move(handed));
+        if (handed) {
+            auto [client_ok, upstream_ok] = co_await relay_handed_stream(std::move(handed));
+            linger = !client_ok;
+        }
         if (linger) break;
     }
     if (linger && stream.socket().is_open()) co_await linger_before_close(stream);

@@ -211,6 +211,11 @@ void begin_attempt_span(exchange& x);
 // Ends the attempt's span, if open: Dify's status (0: none came) or the failure.
 void end_attempt_span(exchange& x, unsigned status, const error_code& failure = {});
 
+// The end of a relayed reply: the upstream connection given back (kept when `up_ok`), the
+// attempt's span ended, the usage Dify reported counted and charged. Returns whether the
+// client connection may be reused.
+bool settle_relayed_reply(exchange& x, bool down_ok, bool up_ok, bool keep_alive);
+
 // Calls Dify's stop endpoint for this request's task (detached), when it started one.
 void spawn_stop_call(exchange& x, std::string_view task_id);
 

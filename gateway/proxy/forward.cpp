@@ -276,9 +276,8 @@ net::awaitable<bool> answer_without_relay(exchange& x, const core::attempt_actio
     co_return co_await write_error(x, error);
 }
 
-// The end of a relayed reply: the upstream connection given back, the attempt's span
-// ended, the usage Dify reported counted and charged. Returns whether the client
-// connection may be reused.
+} // namespace
+
 bool settle_relayed_reply(exchange& x, bool down_ok, bool up_ok, bool keep_alive)
 {
     // Dify refused the request (4xx/5xx before generating): it used no tokens. A turn sent
@@ -298,6 +297,8 @@ bool settle_relayed_reply(exchange& x, bool down_ok, bool up_ok, bool keep_alive
     }
     return down_ok && keep_alive;
 }
+
+namespace {
 
 // Relays the reply the attempts ended with, then settles the request's usage; or, for an
 // SSE stream relay_dify handed over (exchange::handoff), leaves both to relay_handed_stream.
@@ -360,12 +361,12 @@ net::awaitable<bool> forward_request(exchange& x)
     co_return co_await forward<beast::tcp_stream>(x);
 }
 
-net::awaitable<bool> relay_handed_stream(handed_stream stream)
+// Not a coroutine: relay_sse's frame is the stream's only one, and owns the request.
+net::awaitable<std::pair<bool, bool>> relay_handed_stream(handed_stream stream)
 {
     auto& x = *stream->x;
-    auto [down_ok, up_ok] = x.handoff.tls ? co_await relay_sse<tls_stream>(x, *x.lease, *x.reply)
-                                          : co_await relay_sse<beast::tcp_stream>(x, *x.lease, *x.reply);
-    co_return settle_relayed_reply(x, down_ok, up_ok, x.handoff.keep_alive);
+    if (x.handoff.tls) return relay_sse<tls_stream>(x, *x.lease, *x.reply, std::move(stream));
+    return relay_sse<beast::tcp_stream>(x, *x.lease, *x.reply, std::move(stream));
 }
 
 } // namespace gw::gateway

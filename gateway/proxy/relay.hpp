@@ -519,9 +519,10 @@ inline net::awaitable<std::pair<bool, bool>> end_sse_relay(exchange& x, const co
 // task stopped when the stream ends early or the client leaves), watching the client's
 // connection meanwhile (client_watch: its close ends the stream at once); this coroutine
 // only reads, writes and records what the events name. Returns {downstream reusable,
-// upstream reusable}.
+// upstream reusable}. `owner`: the request a stream was handed over with
+// (relay_handed_stream), settled at the end and freed with this frame, after its locals.
 template <typename S, typename Parser>
-net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection& conn, Parser& p)
+net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection& conn, Parser& p, handed_stream owner = {})
 {
     const auto& upstream_cfg = *x.target.app->upstream;
     conn.buffer().shrink_to_fit(); // an open stream keeps no reply-sized read room, only what is unread
@@ -560,7 +561,9 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
         if (act.stop_task) spawn_stop_call(x, relay.facts().task_id());
         if (act.step == core::sse_step::read) continue;
         const bool upstream_keep_alive = head_keeps_alive && p.get().begin() == p.get().end();
-        co_return co_await end_sse_relay(x, act, relay, upstream_keep_alive);
+        auto ends = co_await end_sse_relay(x, act, relay, upstream_keep_alive);
+        if (owner) ends.first = settle_relayed_reply(x, ends.first, ends.second, x.handoff.keep_alive);
+        co_return ends;
     }
 }
 
