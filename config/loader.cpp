@@ -79,6 +79,7 @@ void read_upstream(json_reader r, upstream_config& c, problems& out)
     r.get("ca_file", c.ca_file);
     r.get("verify_tls", c.verify_tls);
     r.get("max_connections", c.max_connections, 1, 100'000);
+    r.get("max_connecting", c.max_connecting, 1, 100'000);
     r.get("preconnect_ratio", c.preconnect_ratio, 1.0, 3.0);
     r.get("idle_timeout_ms", c.idle_timeout_ms, 1, max_ms);
     r.get("connect_timeout_ms", c.connect_timeout_ms, 1, max_ms);

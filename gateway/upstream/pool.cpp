@@ -89,7 +89,7 @@ bool same_connection_settings(const config::upstream_config& a, const config::up
     // What the pool and its breaker use; the relay's settings (max_sse_event_bytes,
     // stream_idle_timeout_ms) are read from the request's own configuration.
     return a.url == b.url && a.ca_file == b.ca_file && a.verify_tls == b.verify_tls && a.max_connections == b.max_connections &&
-           a.preconnect_ratio == b.preconnect_ratio &&
+           a.max_connecting == b.max_connecting && a.preconnect_ratio == b.preconnect_ratio &&
            a.idle_timeout_ms == b.idle_timeout_ms && a.connect_timeout_ms == b.connect_timeout_ms &&
            a.response_timeout_ms == b.response_timeout_ms && a.retry == b.retry && a.circuit_breaker == b.circuit_breaker;
 }
@@ -144,13 +144,27 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
         // A connection being opened ahead will be ready sooner than one started now: wait for
         // one of them (one each) rather than open another.
         const bool claim = opening_ahead_ > claims_;
-        if (!claim && open_ < cfg_.max_connections) {
+        if (!claim && open_ < cfg_.max_connections && connecting_ < cfg_.max_connecting) {
             ++open_;
             ++connect_attempts;
+            auto alive = alive_;
+            // Counted while this frame opens the connection, however it ends; its end lets a
+            // request waiting for a free slot try again.
+            struct opening
+            {
+                upstream_pool* pool;
+                std::shared_ptr<bool> alive;
+                ~opening()
+                {
+                    if (!*alive) return;
+                    --pool->connecting_;
+                    pool->wake_one_slot_waiter();
+                }
+            } counted{this, alive};
+            ++connecting_;
             auto conn = std::make_unique<upstream_connection>(ex_, tls_.get(), sessions_);
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
             auto timeout = std::min(cfg_.connect_timeout_ms, std::max(left, std::chrono::milliseconds(1)));
-            auto alive = alive_;
             auto [rec, addresses] = co_await endpoints();
             if (!*alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
             error_code ec = rec;
@@ -167,8 +181,9 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             preconnect();
             co_return std::tuple{error_code{}, lease{this, std::move(conn), false}};
         }
-        // Wait for a release (the pool is full) or for the claimed connection opened ahead
-        // (woken when it is ready or has failed; then the loop takes it or connects).
+        // Wait for a release (the pool is full), for a connection being opened to be ready
+        // (max_connecting are), or for the claimed connection opened ahead (woken when it is
+        // ready or has failed; then the loop takes it or connects).
         net::steady_timer waiter(ex_);
         waiter.expires_at(deadline);
         bool woken = false; // set by whoever takes it off the list to wake it

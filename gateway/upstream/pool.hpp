@@ -1,7 +1,8 @@
 // Per-worker pool of keep-alive HTTP/1.1 connections to one upstream (plain or TLS with
 // SNI and peer + host-name verification). No pipelining: one request per connection at a
 // time. A connection goes back to the pool only when its exchange ended cleanly and the
-// caller says so; otherwise it is closed. With `preconnect_ratio` above 1 the pool also opens
+// caller says so; otherwise it is closed. Requests open at most `max_connecting` connections
+// at once; others wait for one of them or a release. With `preconnect_ratio` above 1 the pool also opens
 // connections ahead of demand (core::preconnect_plan): each runs as a task of its own and
 // joins the idle list when ready. Not thread-safe: used on its worker's executor.
 #pragma once
@@ -140,6 +141,7 @@ public:
     // while the circuit is open; connections opened ahead are not attempts).
     std::uint64_t connect_attempts = 0;
     int open() const { return open_; }
+    int connecting() const { return connecting_; } // being opened by requests (max_connecting)
     int leased() const { return leased_; }
     std::size_t idle() const { return idle_.size(); }
     const config::upstream_config& config() const { return cfg_; }
@@ -182,6 +184,7 @@ private:
     std::list<waiter>::iterator unlist(std::list<waiter>::iterator it); // the claims count follows
     net::steady_timer reaper_;
     int open_ = 0;   // idle + leased + connecting
+    int connecting_ = 0; // being opened by acquire() (not ahead), at most max_connecting
     int leased_ = 0; // held by leases
     int opening_ahead_ = 0; // preconnects under way (in open_)
     core::preconnect_plan preconnect_plan_;

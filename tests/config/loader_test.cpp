@@ -74,7 +74,7 @@ TEST(ConfigLoader, FullConfigWithCommentsTrailingCommasAndEnv)
       "admin": { "listen": "127.0.0.1:9999" },
       "log": { "level": "debug", "format": "text", "access_log": false },
       "upstreams": { "dify": { "url": "http://10.1.2.3:5001/dify/", "verify_tls": false,
-          "max_connections": 8, "preconnect_ratio": 1.5, "idle_timeout_ms": 1000, "connect_timeout_ms": 100,
+          "max_connections": 8, "max_connecting": 4, "preconnect_ratio": 1.5, "idle_timeout_ms": 1000, "connect_timeout_ms": 100,
           "response_timeout_ms": 2000, "stream_idle_timeout_ms": 3000,
           "retry": { "max_attempts": 5, "base_delay_ms": 10, "max_delay_ms": 20, "budget_percent": 50 } } },
       "apps": { "a": { "upstream": "dify", "api_keys": ["${KEY_A}", "pre-${KEY_B}-post"], "max_concurrent": 4 },
@@ -98,6 +98,7 @@ TEST(ConfigLoader, FullConfigWithCommentsTrailingCommasAndEnv)
     EXPECT_EQ(u.base_path, "/dify");
     EXPECT_EQ(u.retry.budget_percent, 50);
     EXPECT_DOUBLE_EQ(u.preconnect_ratio, 1.5);
+    EXPECT_EQ(u.max_connecting, 4);
     EXPECT_EQ(c.apps.at("a").api_keys, (std::vector<std::string>{"app-A", "pre-B-post"}));
     EXPECT_EQ(c.tenants.at("t1").keys.front(), "tenant-one-key-0001");
     EXPECT_DOUBLE_EQ(c.tenants.at("t1").rate->burst, 3); // default: ceil(rps)
@@ -140,11 +141,12 @@ TEST(ConfigLoader, TypeAndRangeErrors)
 {
     auto r = load_config_text(minimal(R"(, "server": {"threads": -1, "max_request_body_bytes": "big",
         "client_idle_timeout_ms": 1.5}, "log": {"access_log": "yes"},
-        "upstreams": {"dify": {"url": "https://x", "preconnect_ratio": 0.5}, "far": {"url": "https://y", "preconnect_ratio": "2"}})"),
+        "upstreams": {"dify": {"url": "https://x", "preconnect_ratio": 0.5, "max_connecting": 0}, "far": {"url": "https://y", "preconnect_ratio": "2"}})"),
                               fake_env({}));
     EXPECT_TRUE(has_problem(r, "server.threads: must be between 0 and 1024 (got -1)")) << all(r);
     EXPECT_TRUE(has_problem(r, "upstreams.dify.preconnect_ratio: must be between 1 and 3 (got 0.5)")) << all(r);
     EXPECT_TRUE(has_problem(r, "upstreams.far.preconnect_ratio: must be a number")) << all(r);
+    EXPECT_TRUE(has_problem(r, "upstreams.dify.max_connecting: must be between 1 and 100000 (got 0)")) << all(r);
     EXPECT_TRUE(has_problem(r, "server.max_request_body_bytes: must be an integer")) << all(r);
     EXPECT_TRUE(has_problem(r, "server.client_idle_timeout_ms: must be an integer")) << all(r);
     EXPECT_TRUE(has_problem(r, "log.access_log: must be true or false")) << all(r);

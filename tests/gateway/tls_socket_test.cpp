@@ -533,7 +533,7 @@ struct preconnecting_pool
     net::io_context io;
     std::shared_ptr<upstream_pool> pool;
 
-    preconnecting_pool(int max_connections, double ratio, std::chrono::milliseconds connect_delay)
+    preconnecting_pool(int max_connections, double ratio, std::chrono::milliseconds connect_delay, int max_connecting = 32)
         : emu({}, true, emulator::builtin_apps(), 0, connect_delay)
     {
         config::upstream_config cfg;
@@ -543,6 +543,7 @@ struct preconnecting_pool
         cfg.ca_file = test::test_ca_file();
         cfg.max_connections = max_connections;
         cfg.preconnect_ratio = ratio;
+        cfg.max_connecting = max_connecting;
         pool = std::make_shared<upstream_pool>(io.get_executor(), cfg, make_upstream_tls(cfg));
     }
     std::future<upstream_pool::lease> start_lease() { return net::co_spawn(io, lease_one(*pool), net::use_future); }
@@ -567,6 +568,31 @@ struct preconnecting_pool
         return watch.expired();
     }
 };
+
+// A burst of requests opens at most max_connecting connections at once (each handshake holds
+// OpenSSL's buffers); the others wait, and each gets a connection of its own as they finish.
+TEST(UpstreamPool, ABurstOpensAtMostMaxConnectingConnectionsAtOnce)
+{
+    preconnecting_pool p(8, 1.0, 50ms, 2);
+    std::vector<std::future<upstream_pool::lease>> pending;
+    for (int i = 0; i < 6; ++i) pending.push_back(p.start_lease());
+    int most = 0;
+    auto all_ready = [&] {
+        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.wait_for(0s) == std::future_status::ready; });
+    };
+    while (!all_ready()) {
+        p.io.run_one_for(10ms);
+        most = std::max(most, p.pool->connecting());
+    }
+    EXPECT_EQ(most, 2) << "never more than max_connecting under way";
+    std::vector<upstream_pool::lease> leases;
+    for (auto& f : pending) leases.push_back(f.get()); // each a connection (an error would throw)
+    EXPECT_EQ(p.pool->connect_attempts, 6u);
+    EXPECT_EQ(p.pool->open(), 6);
+    EXPECT_EQ(p.pool->connecting(), 0);
+    for (auto& l : leases) l.give_back(false);
+    EXPECT_TRUE(p.stop_and_release());
+}
 
 // A request that finds no idle connection while one is being opened ahead waits for it (its
 // handshake started earlier) instead of opening another.
