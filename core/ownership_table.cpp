@@ -30,12 +30,26 @@ std::uint64_t fnv1a(std::string_view s, std::uint64_t h)
 
 } // namespace
 
+namespace {
+
+constexpr std::size_t first_slots = 1024;
+
+} // namespace
+
 ownership_table::ownership_table(std::size_t capacity) : capacity_(std::min<std::size_t>(capacity, 1u << 30))
 {
-    std::size_t n = 16;
-    while (n < 2 * capacity_) n *= 2;
-    slots_.resize(n);
+    max_slots_ = 16;
+    while (max_slots_ < 2 * capacity_) max_slots_ *= 2;
+    resize_slots(std::min(max_slots_, first_slots));
+}
+
+void ownership_table::resize_slots(std::size_t n)
+{
+    std::vector<slot> old(n);
+    old.swap(slots_);
     mask_ = n - 1;
+    for (const auto& s : old)
+        if (s.tenant != empty) slots_[find(s.k)] = s;
 }
 
 ownership_table::key ownership_table::key_of(owned_kind kind, std::string_view id)
@@ -100,6 +114,7 @@ void ownership_table::record(owned_kind kind, std::string_view id, std::string_v
     const auto expires_at = static_cast<std::uint32_t>(std::clamp<std::int64_t>(now + ttl_seconds, 0, UINT32_MAX));
     std::lock_guard lock(m_);
     const auto who = tenant_index(tenant);
+    if (2 * (order_.size() + 1) > slots_.size() && slots_.size() < max_slots_) resize_slots(2 * slots_.size());
     auto i = find(k);
     if (slots_[i].tenant != empty) {
         if (slots_[i].tenant == who)
@@ -135,6 +150,12 @@ std::size_t ownership_table::size()
 {
     std::lock_guard lock(m_);
     return order_.size();
+}
+
+std::size_t ownership_table::slot_count()
+{
+    std::lock_guard lock(m_);
+    return slots_.size();
 }
 
 } // namespace gw::core

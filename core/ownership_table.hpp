@@ -5,7 +5,9 @@
 // expire, time is passed in. When it is full, the tenant holding the most records loses
 // its oldest (core/fair_fifo): a tenant creating resources in bulk evicts its own records,
 // never another's within its share. Flat: one open-addressing array (linear probing, at
-// most half full, backward-shift deletion) allocated once, and each tenant's keys in
+// most half full, backward-shift deletion), doubled as records come up to twice the
+// capacity (a gateway holding few records does not keep the whole array resident; growing
+// moves every record once, under the lock, at most ~15 times), and each tenant's keys in
 // insertion order -- a record is a fixed-size key (Dify's IDs are UUIDs: 16 bytes;
 // anything else is reduced to a 128-bit hash, kept apart from UUID keys), an interned
 // tenant and an expiry: 24 bytes in the array plus 18 in the order, which grows in blocks
@@ -47,6 +49,7 @@ public:
     // The owner of `id` at `now`; nullopt when unknown or expired.
     std::optional<std::string> owner(owned_kind kind, std::string_view id, std::int64_t now);
     std::size_t size();
+    std::size_t slot_count(); // the array's size now (it grows with the records)
 
     // kind, UUID-or-hash flag, 16 bytes of ID.
     using key = std::array<std::uint8_t, 18>;
@@ -65,11 +68,13 @@ private:
     std::size_t find(const key& k) const; // the key's slot, or the empty slot where it would go
     void erase_at(std::size_t i);
     std::uint16_t tenant_index(std::string_view tenant);
+    void resize_slots(std::size_t n); // n: a power of two above twice the records
 
     std::mutex m_;
     std::size_t capacity_;
-    std::vector<slot> slots_; // power of two, at least twice the capacity
+    std::vector<slot> slots_; // power of two, at least twice the records
     std::size_t mask_ = 0;
+    std::size_t max_slots_ = 0; // power of two, at least twice the capacity
     fair_fifo<key> order_;    // each tenant's records, oldest first
     std::vector<std::string> tenants_;
 };

@@ -58,6 +58,26 @@ TEST(OwnershipTable, ATenantFillingTheTableEvictsItsOwnRecordsOnly)
     EXPECT_EQ(t.owner(owned_kind::conversation, "a9999", 1), "alpha") << "alpha keeps its newest half";
 }
 
+// The array starts small and doubles as records come, every record kept through each
+// growth; it never grows past twice the capacity.
+TEST(OwnershipTable, TheArrayGrowsWithTheRecordsUpToTheCapacity)
+{
+    ownership_table t(20'000);
+    const auto first = t.slot_count();
+    EXPECT_LE(first, 1024u) << "a gateway holding few records keeps a small array";
+    for (int i = 0; i < 10'000; ++i)
+        t.record(owned_kind::conversation, (i % 2 ? "a" : "b") + std::to_string(i), i % 2 ? "alpha" : "beta", 0, 100);
+    EXPECT_GE(t.slot_count(), 20'000u) << "at most half full";
+    EXPECT_LT(t.slot_count(), 65'536u);
+    for (int i = 0; i < 10'000; ++i)
+        ASSERT_EQ(t.owner(owned_kind::conversation, (i % 2 ? "a" : "b") + std::to_string(i), 1), i % 2 ? "alpha" : "beta") << i;
+    for (int i = 10'000; i < 50'000; ++i) t.record(owned_kind::task, "t" + std::to_string(i), "alpha", 0, 100);
+    EXPECT_EQ(t.size(), 20'000u);
+    EXPECT_EQ(t.slot_count(), 65'536u) << "the power of two at least twice the capacity, no more";
+    EXPECT_EQ(t.owner(owned_kind::task, "t49999", 1), "alpha");
+    EXPECT_EQ(t.owner(owned_kind::conversation, "b0", 1), "beta") << "beta's records stay while alpha evicts its own";
+}
+
 TEST(OwnershipTable, UuidsAndOtherIdsNeverShareAKey)
 {
     ownership_table t;
