@@ -102,8 +102,8 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
         handed_stream handed; // an SSE stream the request path handed over once its head went out
         linger = !co_await serve_request(*w, stream, buffer, parser, peer, keys, handed);
         if (handed) {
-            auto [client_ok, upstream_ok] = co_await relay_handed_stream(std::move(handed));
-            linger = !client_ok;
+            const auto ends = co_await relay_handed_stream(std::move(handed)); // {client reusable, upstream reusable}
+            linger = !ends.first;
         }
         if (linger) break;
     }

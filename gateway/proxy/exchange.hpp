@@ -98,10 +98,10 @@ struct exchange
     } handoff{};
 };
 
-// What a request admitted on the Dify front owns until its answer ends, in one heap block:
-// its record (metrics and the access line are written when the scope ends), the
+// What a request on the Dify front owns from its admission until its answer ends, in one
+// heap block: its record (metrics and the access line are written when the scope ends), the
 // configuration it started with, its quota ticket, the request read whole and the exchange
-// with Dify. Held by serve_request; when Dify answers with an SSE stream, handed over with
+// with Dify. Made by serve_request; when Dify answers with an SSE stream, handed over with
 // the stream to the session once the stream's head has gone out (exchange::handoff), so
 // that the request path's frames (serve_request, forward_whole_body, forward_request,
 // forward, relay_response, relay_dify: about 4.7 KiB) end while the stream runs.

@@ -532,39 +532,43 @@ net::awaitable<std::pair<bool, bool>> relay_sse(exchange& x, upstream_connection
     // then not reused (they could say otherwise).
     const bool head_keeps_alive = keeps_alive(p.get());
     p.get().clear();
-    client_watch watch(x, conn);   // until this frame ends
-    stream_registration registered(x.w, conn, x.who.id); // until this frame ends
-    core::sse_relay relay({static_cast<std::size_t>(upstream_cfg.max_sse_event_bytes), max_read_after_client_left,
-                           upstream_cfg.stream_idle_timeout_ms});
-    created_records created; // owners recorded as soon as Dify names the task, conversation, run
-    stream_node_spans nodes(x, relay);
-    chunk_size_line size_line; // the size line of the chunk being written
-    std::string spill;         // what the client did not take of a chunk at once
-    sse_reading reading;
-    reading.need_bytes = conn.buffer().size() == 0;
-    for (;;) {
-        auto act = co_await next_sse_action<S>(x, conn, p, relay, reading, created);
-        nodes.take(relay);
-        while (act.step == core::sse_step::write) {
-            error_code wec;
-            if (x.openai) { // the frames are translated (copied) before the write waits
-                auto [ec, n] = co_await write_sse_chunk(x, act.held, act.fresh);
-                wec = ec;
-            } else if (wec = send_sse_events_now(x, size_line, act.held, act.fresh, spill); !wec && !spill.empty()) {
-                auto [ec, n] = co_await send_to_client(x, net::buffer(spill));
-                wec = ec;
-                std::string().swap(spill); // a slow client's copy is not kept
+    std::pair<bool, bool> ends;
+    { // the relay's state, which ends before a handed-over request is settled
+        client_watch watch(x, conn);   // until the relay ends
+        stream_registration registered(x.w, conn, x.who.id); // until the relay ends
+        core::sse_relay relay({static_cast<std::size_t>(upstream_cfg.max_sse_event_bytes), max_read_after_client_left,
+                               upstream_cfg.stream_idle_timeout_ms});
+        created_records created; // owners recorded as soon as Dify names the task, conversation, run
+        stream_node_spans nodes(x, relay);
+        chunk_size_line size_line; // the size line of the chunk being written
+        std::string spill;         // what the client did not take of a chunk at once
+        sse_reading reading;
+        reading.need_bytes = conn.buffer().size() == 0;
+        for (;;) {
+            auto act = co_await next_sse_action<S>(x, conn, p, relay, reading, created);
+            nodes.take(relay);
+            while (act.step == core::sse_step::write) {
+                error_code wec;
+                if (x.openai) { // the frames are translated (copied) before the write waits
+                    auto [ec, n] = co_await write_sse_chunk(x, act.held, act.fresh);
+                    wec = ec;
+                } else if (wec = send_sse_events_now(x, size_line, act.held, act.fresh, spill); !wec && !spill.empty()) {
+                    auto [ec, n] = co_await send_to_client(x, net::buffer(spill));
+                    wec = ec;
+                    std::string().swap(spill); // a slow client's copy is not kept
+                }
+                act = relay.written(!wec);
             }
-            act = relay.written(!wec);
+            x.client_gone = x.client_gone || relay.client_gone();
+            if (act.stop_task) spawn_stop_call(x, relay.facts().task_id());
+            if (act.step == core::sse_step::read) continue;
+            const bool upstream_keep_alive = head_keeps_alive && p.get().begin() == p.get().end();
+            ends = co_await end_sse_relay(x, act, relay, upstream_keep_alive);
+            break;
         }
-        x.client_gone = x.client_gone || relay.client_gone();
-        if (act.stop_task) spawn_stop_call(x, relay.facts().task_id());
-        if (act.step == core::sse_step::read) continue;
-        const bool upstream_keep_alive = head_keeps_alive && p.get().begin() == p.get().end();
-        auto ends = co_await end_sse_relay(x, act, relay, upstream_keep_alive);
-        if (owner) ends.first = settle_relayed_reply(x, ends.first, ends.second, x.handoff.keep_alive);
-        co_return ends;
     }
+    if (owner) ends.first = settle_relayed_reply(x, ends.first, ends.second, x.handoff.keep_alive);
+    co_return ends;
 }
 
 // What a JSON reply read on the side named: its usage, and the records it created.

@@ -148,8 +148,9 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             ++open_;
             ++connect_attempts;
             auto alive = alive_;
-            // Counted while this frame opens the connection, however it ends; its end lets a
-            // request waiting for a free slot try again.
+            // Counted while this frame opens the connection, however it ends. Its end lets a
+            // request waiting for a free slot try again when the pool has room (woken when
+            // it is full, a waiter would only go to the back of the line).
             struct opening
             {
                 upstream_pool* pool;
@@ -158,7 +159,7 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
                 {
                     if (!*alive) return;
                     --pool->connecting_;
-                    pool->wake_one_slot_waiter();
+                    if (pool->open_ < pool->cfg_.max_connections) pool->wake_one_slot_waiter();
                 }
             } counted{this, alive};
             ++connecting_;
@@ -172,8 +173,7 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             if (!*alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
             if (ec) {
                 endpoints_.clear(); // resolve again next time: the address may have moved
-                --open_;
-                wake_one_slot_waiter();
+                --open_; // the slot goes to a waiter as this frame ends (`counted`)
                 co_return std::tuple{ec, lease{}};
             }
             count_connect(*conn);
