@@ -28,11 +28,7 @@ std::uint64_t fnv1a(std::string_view s, std::uint64_t h)
     return h;
 }
 
-} // namespace
-
-namespace {
-
-constexpr std::size_t first_slots = 1024;
+constexpr std::size_t first_slots = 1024; // the array's size before records come
 
 } // namespace
 
