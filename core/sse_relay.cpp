@@ -31,25 +31,20 @@ sse_relay::sse_relay(sse_relay_limits limits) : limits_(limits) {}
 
 sse_action sse_relay::feed(std::string_view piece)
 {
-    struct scan
-    {
-        std::size_t complete = 0; // where the piece's last complete event (within the limit) ends
-        bool first = true;        // the first event completed began in the held tail
-        bool too_large = false;   // an event past the limit: neither it nor what follows is taken
-    } s;
-    parser_.feed(piece, [this, &s](const sse_event& e, std::size_t end) {
-        if (s.too_large) return;
-        const std::size_t size = end - s.complete + (s.first ? tail_.size() : 0);
-        s.first = false;
+    std::size_t complete = 0; // where the piece's last complete event (within the limit) ends
+    bool first = true;        // the first event completed began in the held tail
+    bool too_large = false;   // an event past the limit: neither it nor what follows is taken
+    parser_.feed(piece, [&](const sse_event& e, std::size_t end) {
+        if (too_large) return;
+        const std::size_t size = end - complete + (first ? tail_.size() : 0);
+        first = false;
         if (size > limits_.max_event_bytes) {
-            s.too_large = true;
+            too_large = true;
             return;
         }
         facts_.observe(e);
-        s.complete = end;
+        complete = end;
     });
-    const std::size_t complete = s.complete;
-    const bool too_large = s.too_large;
     if (client_gone_) { // nobody to write to: only the task id is still wanted
         read_after_left_ += piece.size();
         if (task_known() || read_after_left_ > limits_.max_read_after_client_left) return closing(true);
