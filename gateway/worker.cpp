@@ -60,8 +60,9 @@ void worker::begin_drain(std::chrono::milliseconds idle_grace)
     drain_idle_timer_.emplace(ctx_, began + idle_grace);
     drain_idle_timer_->async_wait([this, began](error_code ec) {
         if (ec) return;
+        error_code ignored;
         for (auto& s : sessions_)
-            if (s.idle && s.stream && s.idle_since <= began) s.stream->cancel();
+            if (s.idle && s.stream && s.idle_since <= began) s.stream->cancel(ignored);
     });
 }
 
@@ -100,8 +101,9 @@ void worker::abort_streams()
     aborting_ = true;
     for (auto* c : relays_)
         c->close(); // each relay then ends with an error event
+    error_code ignored;
     for (auto& s : sessions_)
-        if (s.idle && s.stream) s.stream->cancel();
+        if (s.idle && s.stream) s.stream->cancel(ignored);
 }
 
 void worker::stop_pools()

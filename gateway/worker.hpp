@@ -10,7 +10,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 
 #include <atomic>
 #include <functional>
@@ -30,7 +29,7 @@ namespace gw::gateway {
 // connections at once and tell busy ones to close after their response.
 struct session_entry
 {
-    beast::tcp_stream* stream = nullptr;
+    client_socket* stream = nullptr;
     bool idle = true; // waiting for the next request
     std::chrono::steady_clock::time_point idle_since{};
 };
@@ -159,7 +158,7 @@ private:
 class session_registration
 {
 public:
-    session_registration(worker& w, beast::tcp_stream& stream) : w_(w)
+    session_registration(worker& w, client_socket& stream) : w_(w)
     {
         ++w_.active_sessions;
         it_ = w_.sessions().insert(w_.sessions().end(), session_entry{&stream, true});

@@ -16,7 +16,7 @@ namespace gw::gateway {
 // Reads the whole body for the rewrite path; answers 413/400 itself. False: do not go on.
 net::awaitable<bool> read_whole_body(
     worker& w,
-    beast::tcp_stream& down,
+    client_socket& down,
     beast::flat_buffer& buffer,
     http::request_parser<http::string_body>& p,
     const std::string& request_id,
@@ -122,7 +122,7 @@ gateway_error quota_error(const config::tenant_config& t, quota_reason r)
 
 // Answers a request refused before its body was read (see the header).
 net::awaitable<bool> refuse_early(
-    beast::tcp_stream& down,
+    client_socket& down,
     beast::flat_buffer& buffer,
     header_parser& hp,
     const gateway_error& e,
@@ -155,7 +155,7 @@ std::size_t field_count(const http::request_header<>& h)
 }
 
 // "HTTP/1.1 100 Continue" when the client waits for it before sending its body.
-net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::request_header<>& req)
+net::awaitable<bool> continue_if_expected(client_socket& down, const http::request_header<>& req)
 {
     if (!beast::iequals(field_value(req, http::field::expect), "100-continue")) co_return true;
     http::response<http::empty_body> cont{http::status::continue_, 11};

@@ -19,7 +19,7 @@ struct downstream_request
 {
     worker& w;
     const tenant_directory& dir;
-    beast::tcp_stream& down;
+    client_socket& down;
     beast::flat_buffer& buffer;
     const std::string& request_id;
     request_record& rec;
@@ -29,7 +29,7 @@ struct downstream_request
 // answers 413/408/400 itself.
 net::awaitable<bool> read_whole_body(
     worker& w,
-    beast::tcp_stream& down,
+    client_socket& down,
     beast::flat_buffer& buffer,
     http::request_parser<http::string_body>& p,
     const std::string& request_id,
@@ -62,7 +62,7 @@ std::optional<gateway_error> account_admission(worker& w, const request_plan& pl
 // the session then lingers, reading what still comes, so the answer is not lost to a
 // reset. True: reusable.
 net::awaitable<bool> refuse_early(
-    beast::tcp_stream& down,
+    client_socket& down,
     beast::flat_buffer& buffer,
     header_parser& hp,
     const gateway_error& e,
@@ -73,7 +73,7 @@ net::awaitable<bool> refuse_early(
 );
 std::size_t field_count(const http::request_header<>& h);
 // "HTTP/1.1 100 Continue" when the client waits for it before sending its body.
-net::awaitable<bool> continue_if_expected(beast::tcp_stream& down, const http::request_header<>& req);
+net::awaitable<bool> continue_if_expected(client_socket& down, const http::request_header<>& req);
 // The exchange of an admitted request, for forward_request, made in `slot` (an exchange
 // does not move: its reply parser is Beast's, which does not).
 exchange& make_exchange(

@@ -22,7 +22,7 @@ namespace gw::gateway {
 
 namespace json = boost::json;
 
-client_deadline::client_deadline(beast::tcp_stream& stream, std::chrono::milliseconds limit) : timer_(stream.get_executor())
+client_deadline::client_deadline(client_socket& stream, std::chrono::milliseconds limit) : timer_(stream.get_executor())
 {
     timer_.expires_after(limit);
     // The handler may run after this object is gone: it touches the stream only while the
@@ -31,7 +31,7 @@ client_deadline::client_deadline(beast::tcp_stream& stream, std::chrono::millise
         if (ec || state->done) return;
         state->fired = true;
         error_code ignored;
-        stream.socket().cancel(ignored);
+        stream.cancel(ignored);
     });
 }
 
@@ -41,7 +41,7 @@ client_deadline::~client_deadline()
     timer_.cancel();
 }
 
-net::awaitable<bool> write_gateway_error(beast::tcp_stream& down, const gateway_error& e, const std::string& request_id,
+net::awaitable<bool> write_gateway_error(client_socket& down, const gateway_error& e, const std::string& request_id,
                                          bool keep_alive, const header_list& extra, api_front front)
 {
     http::response<http::string_body> res{static_cast<http::status>(e.status), 11};
@@ -119,7 +119,7 @@ void request_scope_deleter::operator()(request_scope* s) const
     delete s;
 }
 
-net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp,
+net::awaitable<bool> serve_request(worker& w, client_socket& down, beast::flat_buffer& buffer, header_parser& hp,
                                    const std::string& peer, key_memo& keys, handed_stream& stream)
 {
     const auto snapshot = w.tenants_snapshot(); // in-flight requests finish on the config they started with

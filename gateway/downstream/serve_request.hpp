@@ -8,7 +8,6 @@
 #include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 
@@ -36,7 +35,7 @@ struct request_scope_deleter
     void operator()(request_scope* s) const;
 };
 using handed_stream = std::unique_ptr<request_scope, request_scope_deleter>;
-net::awaitable<bool> serve_request(worker& w, beast::tcp_stream& down, beast::flat_buffer& buffer, header_parser& hp,
+net::awaitable<bool> serve_request(worker& w, client_socket& down, beast::flat_buffer& buffer, header_parser& hp,
                                    const std::string& peer, key_memo& keys, handed_stream& stream);
 // Relays a stream serve_request handed over to its end, then settles the request (usage,
 // quota, the upstream connection) and records it. Returns {client connection reusable,
@@ -74,7 +73,7 @@ bool parse_buffered(Parser& p, beast::flat_buffer& buffer, error_code& ec, Done 
 class client_deadline
 {
 public:
-    client_deadline(beast::tcp_stream& stream, std::chrono::milliseconds limit);
+    client_deadline(client_socket& stream, std::chrono::milliseconds limit);
     ~client_deadline();
     client_deadline(const client_deadline&) = delete;
     client_deadline& operator=(const client_deadline&) = delete;
@@ -92,7 +91,7 @@ private:
 
 // A gateway-made error response (plus `extra` headers), written to `down`: in Dify's
 // shape, or in OpenAI's for the OpenAI front.
-net::awaitable<bool> write_gateway_error(beast::tcp_stream& down, const gateway_error& e, const std::string& request_id,
+net::awaitable<bool> write_gateway_error(client_socket& down, const gateway_error& e, const std::string& request_id,
                                          bool keep_alive, const header_list& extra = {}, api_front front = api_front::dify);
 
 } // namespace gw::gateway

@@ -19,7 +19,7 @@ namespace {
 
 // Reads the next request's first bytes, waiting at most the keep-alive idle time (while
 // draining, at most the drain's idle grace).
-net::awaitable<error_code> wait_for_request(beast::tcp_stream& stream, beast::flat_buffer& buffer, session_entry& entry,
+net::awaitable<error_code> wait_for_request(client_socket& stream, beast::flat_buffer& buffer, session_entry& entry,
                                             const config::server_config& cfg, bool draining)
 {
     if (buffer.size() > 0) co_return error_code{}; // pipelined bytes already here
@@ -36,10 +36,10 @@ net::awaitable<error_code> wait_for_request(beast::tcp_stream& stream, beast::fl
 // gateway did not read): closing at once would reset the connection and could destroy the
 // answer in flight. The send side is shut, and what still comes is read and dropped until
 // the client closes too, for at most two seconds.
-net::awaitable<void> linger_before_close(beast::tcp_stream& stream)
+net::awaitable<void> linger_before_close(client_socket& stream)
 {
     error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream.shutdown(tcp::socket::shutdown_send, ignored);
     client_deadline deadline(stream, std::chrono::seconds(2));
     std::array<char, 4096> scratch;
     for (;;) { // the deadline is checked too: a read that finds bytes waiting completes at once
@@ -49,7 +49,7 @@ net::awaitable<void> linger_before_close(beast::tcp_stream& stream)
 }
 
 // The error for a request head the gateway could not read (`hec`); the connection closes.
-net::awaitable<void> reject(beast::tcp_stream& stream, error_code hec)
+net::awaitable<void> reject(client_socket& stream, error_code hec)
 {
     gateway_error e{400, "bad_request", "Malformed HTTP request."};
     if (hec == http::error::header_limit)
@@ -69,11 +69,11 @@ net::awaitable<void> reject(beast::tcp_stream& stream, error_code hec)
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, std::shared_ptr<void> client_slot)
 {
-    beast::tcp_stream stream(std::move(socket));
+    client_socket stream(std::move(socket));
     // Non-blocking for synchronous sends too: a response write is first tried at once and
     // must never block the worker (send_to_client).
     error_code nb;
-    stream.socket().non_blocking(true, nb);
+    stream.non_blocking(true, nb);
     if (nb) co_return; // a write could block the worker: not served
     session_registration registration(*w, stream); // until this frame ends, however it ends
     auto& entry = registration.entry();
@@ -107,10 +107,10 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
         }
         if (linger) break;
     }
-    if (linger && stream.socket().is_open()) co_await linger_before_close(stream);
+    if (linger && stream.is_open()) co_await linger_before_close(stream);
     error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream.socket().close(ignored);
+    stream.shutdown(tcp::socket::shutdown_send, ignored);
+    stream.close(ignored);
 }
 
 #pragma GCC diagnostic pop

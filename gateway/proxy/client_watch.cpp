@@ -16,12 +16,12 @@ client_watch::~client_watch()
 {
     state_->stopped = true;
     error_code ignored;
-    state_->x->down.socket().cancel(ignored); // the queued wait completes as cancelled, doing nothing
+    state_->x->down.cancel(ignored); // the queued wait completes as cancelled, doing nothing
 }
 
 void client_watch::arm(std::shared_ptr<state> s)
 {
-    auto& socket = s->x->down.socket();
+    auto& socket = s->x->down;
     socket.async_wait(net::socket_base::wait_read, [s = std::move(s)](error_code ec) mutable { on_readable(std::move(s), ec); });
 }
 
@@ -31,7 +31,7 @@ void client_watch::on_readable(std::shared_ptr<state> s, error_code ec)
     exchange& x = *s->x;
     if (!ec) {
         // The session's socket is non-blocking: this read never waits.
-        const std::size_t n = x.down.socket().read_some(x.down_buffer.prepare(512), ec);
+        const std::size_t n = x.down.read_some(x.down_buffer.prepare(512), ec);
         if (!ec) {
             x.down_buffer.commit(n);
             if (x.down_buffer.size() < max_pipelined) arm(std::move(s));

@@ -50,7 +50,7 @@ struct exchange
 {
     worker& w;
     const tenant_directory& dir; // the configuration this request started with
-    beast::tcp_stream& down;
+    client_socket& down;
     beast::flat_buffer& down_buffer;
     const http::request_header<>& req;
     const tenant& who;
@@ -143,7 +143,7 @@ template <typename Buffers>
 net::awaitable<std::tuple<error_code, std::size_t>> send_to_client(exchange& x, Buffers buffers)
 {
     error_code sec;
-    const std::size_t sent = x.down.socket().write_some(buffers, sec);
+    const std::size_t sent = x.down.write_some(buffers, sec);
     if (!sec && sent == net::buffer_size(buffers)) co_return std::tuple{sec, sent};
     if (sec && sec != net::error::would_block && sec != net::error::try_again) co_return std::tuple{sec, sent};
     beast::buffers_suffix<Buffers> rest(buffers);
@@ -156,7 +156,7 @@ net::awaitable<std::tuple<error_code, std::size_t>> send_to_client(exchange& x, 
         // Closed with a reset: the bytes it did not take are dropped with the connection,
         // instead of the kernel trickling them to it long after.
         error_code ignored;
-        x.down.socket().set_option(net::socket_base::linger(true, 0), ignored);
+        x.down.set_option(net::socket_base::linger(true, 0), ignored);
     }
     co_return std::tuple{ec, n};
 }

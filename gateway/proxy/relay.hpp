@@ -429,7 +429,7 @@ inline error_code send_sse_events_now(exchange& x, chunk_size_line& line, std::s
     line = chunk_size_line(held.size() + fresh.size());
     const auto chunk = chunk_buffers<2>(line, {net::buffer(held.data(), held.size()), net::buffer(fresh.data(), fresh.size())});
     error_code ec;
-    const std::size_t sent = x.down.socket().write_some(chunk, ec);
+    const std::size_t sent = x.down.write_some(chunk, ec);
     if (ec == net::error::would_block || ec == net::error::try_again) ec = {};
     if (ec || sent == net::buffer_size(chunk)) return ec;
     beast::buffers_suffix<std::decay_t<decltype(chunk)>> rest(chunk);
