@@ -17,19 +17,45 @@ using tcp = net::ip::tcp;
 
 namespace {
 
+// The server settings a session reads, copied at its start (a reload may free the
+// configuration): the few it needs, not the whole section, since its frame lasts as long
+// as the connection.
+struct session_limits
+{
+    explicit session_limits(const config::server_config& s)
+        : idle(s.client_idle_timeout_ms), drain_grace(s.drain_idle_grace_ms), header_time(s.client_header_timeout_ms),
+          header_bytes(static_cast<std::uint32_t>(s.max_header_bytes)), body_bytes(static_cast<std::uint64_t>(s.max_request_body_bytes))
+    {
+    }
+    std::chrono::milliseconds idle, drain_grace, header_time;
+    std::uint32_t header_bytes;
+    std::uint64_t body_bytes;
+};
+
 // Reads the next request's first bytes, waiting at most the keep-alive idle time (while
 // draining, at most the drain's idle grace).
 net::awaitable<error_code> wait_for_request(client_socket& stream, beast::flat_buffer& buffer, session_entry& entry,
-                                            const config::server_config& cfg, bool draining)
+                                            const session_limits& limits, bool draining)
 {
     if (buffer.size() > 0) co_return error_code{}; // pipelined bytes already here
     entry.idle = true;
     entry.idle_since = std::chrono::steady_clock::now();
-    client_deadline deadline(stream, draining ? std::min(cfg.client_idle_timeout_ms, cfg.drain_idle_grace_ms) : cfg.client_idle_timeout_ms);
+    client_deadline deadline(stream, draining ? std::min(limits.idle, limits.drain_grace) : limits.idle);
     auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
     buffer.commit(n);
     entry.idle = false;
     co_return ec;
+}
+
+// Reads the rest of a request head that did not come whole with its first bytes, within
+// `limit` (a head that never ends is a timeout). A coroutine of its own: its deadline and
+// read are not kept in the session's frame for the connection's life.
+net::awaitable<error_code> read_request_head(client_socket& stream, beast::flat_buffer& buffer, header_parser& parser,
+                                             std::chrono::milliseconds limit)
+{
+    client_deadline deadline(stream, limit);
+    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+    co_return deadline.fired() ? error_code(beast::error::timeout) : ec;
 }
 
 // After an answer that closes the connection, the client may still be sending (a body the
@@ -67,9 +93,8 @@ net::awaitable<void> reject(client_socket& stream, error_code hec)
 // is allocated and freed by Asio's awaitable_frame_base operators, which it fails to pair.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, std::shared_ptr<void> client_slot)
+net::awaitable<void> session(client_socket stream, worker* w, std::string peer, std::shared_ptr<void> client_slot)
 {
-    client_socket stream(std::move(socket));
     // Non-blocking for synchronous sends too: a response write is first tried at once and
     // must never block the worker (send_to_client).
     error_code nb;
@@ -77,22 +102,19 @@ net::awaitable<void> session(tcp::socket socket, worker* w, std::string peer, st
     if (nb) co_return; // a write could block the worker: not served
     session_registration registration(*w, stream); // until this frame ends, however it ends
     auto& entry = registration.entry();
-    const config::server_config cfg = w->tenants().config().server; // a copy: a reload may free the old config
+    const session_limits limits(w->tenants().config().server);
     beast::flat_buffer buffer;
     key_memo keys;       // the key this connection presented last
     bool linger = false; // the last answer closed the connection: the client may still send
     for (;;) {
         if (w->aborting() && buffer.size() == 0) break;
-        if (auto ec = co_await wait_for_request(stream, buffer, entry, cfg, w->draining())) break;
+        if (auto ec = co_await wait_for_request(stream, buffer, entry, limits, w->draining())) break;
         header_parser parser; // a new parser per request
-        parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
-        parser.body_limit(static_cast<std::uint64_t>(cfg.max_request_body_bytes));
+        parser.header_limit(limits.header_bytes);
+        parser.body_limit(limits.body_bytes);
         error_code hec;
-        if (!parse_buffered(parser, buffer, hec, [](const header_parser& p) { return p.is_header_done(); })) {
-            client_deadline deadline(stream, cfg.client_header_timeout_ms);
-            auto [read_ec, n] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
-            hec = deadline.fired() ? error_code(beast::error::timeout) : read_ec;
-        }
+        if (!parse_buffered(parser, buffer, hec, [](const header_parser& p) { return p.is_header_done(); }))
+            hec = co_await read_request_head(stream, buffer, parser, limits.header_time);
         if (hec == http::error::end_of_stream || hec == net::error::eof) break;
         if (hec) {
             co_await reject(stream, hec);

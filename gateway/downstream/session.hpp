@@ -16,7 +16,7 @@ namespace gw::gateway {
 
 // `peer` is the client's address; `client_slot` holds its place under the per-client cap
 // until the connection ends.
-net::awaitable<void> session(boost::asio::ip::tcp::socket socket, worker* w, std::string peer, std::shared_ptr<void> client_slot);
+net::awaitable<void> session(client_socket stream, worker* w, std::string peer, std::shared_ptr<void> client_slot);
 
 // Answers a connection over the caps with a short 503 (one non-blocking send: it fits in
 // the socket buffer) and closes it; logs at most once a second.

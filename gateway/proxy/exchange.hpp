@@ -69,7 +69,7 @@ struct exchange
     bool task_known = false;      // the SSE relay has seen the task id (a stop call is possible)
     upstream_request up{};
     std::string api_key{};
-    std::optional<net::steady_timer> timer{}; // backoff between attempts
+    std::unique_ptr<net::steady_timer> timer{}; // backoff between attempts (made on first use: most requests make one attempt)
     request_record* rec = nullptr;          // what the access log and metrics get
     bool generating = false;                // starts an LLM generation (not idempotent)
     core::user_place place = core::user_place::none; // where Dify reads `user` on this endpoint

@@ -26,7 +26,7 @@ using namespace std::string_view_literals;
 
 net::steady_timer& timer_for(exchange& x)
 {
-    if (!x.timer) x.timer.emplace(x.down.get_executor());
+    if (!x.timer) x.timer = std::make_unique<net::steady_timer>(x.down.get_executor());
     return *x.timer;
 }
 
