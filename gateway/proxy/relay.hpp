@@ -470,7 +470,7 @@ net::awaitable<core::sse_action> next_sse_action(exchange& x, upstream_connectio
             if constexpr (std::is_same_v<S, tls_stream>) {
                 if (r.reads_in_turn == max_reads_in_turn) { // a stream whose bytes keep coming lets the worker's others run
                     r.reads_in_turn = 0;
-                    co_await net::post(conn.tcp().get_executor(), use_nothrow);
+                    co_await net::post(conn.socket().get_executor(), use_nothrow);
                 }
                 input = read_tls_now(x, conn, r.carry, from_buffer, ec);
                 ++r.reads_in_turn;

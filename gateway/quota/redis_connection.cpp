@@ -140,11 +140,16 @@ std::shared_ptr<redis_call> redis_connection::submit(std::string_view wire, std:
     return call;
 }
 
+net::ip::tcp::socket& redis_connection::socket()
+{
+    return tls_ ? tls_->socket() : tcp_.socket();
+}
+
 void redis_connection::write_now()
 {
     error_code ec;
     auto out = pipeline_.output();
-    auto n = tcp_.socket().write_some(net::buffer(out.data(), out.size()), ec); // the socket is non-blocking
+    auto n = socket().write_some(net::buffer(out.data(), out.size()), ec); // the socket is non-blocking
     if (ec == net::error::would_block || ec == net::error::try_again) return;
     if (ec) {
         fail(ec); // every call waiting on this connection, this one included, ends with ec
@@ -165,8 +170,8 @@ void redis_connection::fail(error_code ec)
     error_ = ec;
     failed_at_ = clock::now();
     error_code ignored;
-    tcp_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    tcp_.socket().close(ignored);
+    socket().shutdown(tcp::socket::shutdown_both, ignored);
+    socket().close(ignored);
     wake_writer_.cancel();
     pipeline_.fail_all(ec);
 }
@@ -186,7 +191,7 @@ net::awaitable<error_code> redis_connection::connect()
     tcp_.socket().set_option(tcp::no_delay(true), ignored);
     tcp_.socket().non_blocking(true, ignored); // write_now() never blocks the worker
     if (endpoint_.tls) {
-        tls_ = std::make_unique<tls_socket>(tcp_, *endpoint_.tls);
+        tls_ = std::make_unique<tls_socket>(tcp_.release_socket(), *endpoint_.tls);
         if (!tls_->set_peer(endpoint_.tls_name.empty() ? endpoint_.host : endpoint_.tls_name, endpoint_.verify))
             co_return error_code(static_cast<int>(::ERR_get_error()), net::error::get_ssl_category());
         tls_->expires_after(endpoint_.connect_timeout);

@@ -94,11 +94,13 @@ private:
     // Plain TCP with the writer idle: writes the queued bytes now, as far as the socket
     // takes them without blocking (the writer sends any rest).
     void write_now();
+    // The connection's socket: the TLS socket's once TLS is set up (it takes the socket over).
+    net::ip::tcp::socket& socket();
 
     net::any_io_executor ex_;
     redis_endpoint endpoint_;
-    beast::tcp_stream tcp_;
-    std::unique_ptr<tls_socket> tls_;
+    beast::tcp_stream tcp_;           // until a TLS connection's handshake begins
+    std::unique_ptr<tls_socket> tls_; // then over tcp_'s socket, moved into it
     net::steady_timer wake_writer_;
     redis_pipeline pipeline_;
     std::shared_ptr<redis_call> setup_;

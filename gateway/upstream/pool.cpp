@@ -24,9 +24,11 @@ constexpr int max_opening_ahead = 16;
 constexpr auto resolve_ttl = std::chrono::seconds(30);
 
 upstream_connection::upstream_connection(net::any_io_executor ex, ssl::context* tls, std::shared_ptr<tls_session_slot> sessions)
-    : plain_(std::make_unique<beast::tcp_stream>(ex))
 {
-    if (tls) tls_ = std::make_unique<tls_socket>(*plain_, *tls, std::move(sessions));
+    if (tls)
+        tls_ = std::make_unique<tls_socket>(tcp::socket(ex), *tls, std::move(sessions));
+    else
+        plain_ = std::make_unique<beast::tcp_stream>(ex);
 }
 
 void upstream_connection::expires_at(clock::time_point t)
@@ -48,13 +50,23 @@ void upstream_connection::expires_never()
 net::awaitable<error_code> upstream_connection::connect(const config::upstream_config& u, std::chrono::milliseconds timeout,
                                                        std::vector<tcp::endpoint> endpoints)
 {
-    auto& stream = tcp();
-    stream.expires_after(timeout);
-    auto [cec, ep] = co_await stream.async_connect(endpoints, use_nothrow);
-    if (cec) co_return cec;
-    stream.expires_never();
+    if (!tls_) {
+        plain_->expires_after(timeout);
+        auto [cec, ep] = co_await plain_->async_connect(endpoints, use_nothrow);
+        plain_->expires_never();
+        if (cec) co_return cec;
+    } else {
+        // The deadline cancels the connect under way, and no further address is tried after it.
+        tls_->expires_after(timeout);
+        const auto in_time = [this](const error_code&, const tcp::endpoint&) { return !tls_->expired(); };
+        auto [cec, ep] = co_await net::async_connect(tls_->socket(), endpoints, in_time, use_nothrow);
+        const bool late = tls_->expired();
+        tls_->expires_never();
+        if (late) co_return error_code(beast::error::timeout);
+        if (cec) co_return cec;
+    }
     error_code ignored;
-    stream.socket().set_option(tcp::no_delay(true), ignored);
+    socket().set_option(tcp::no_delay(true), ignored);
     if (tls_) {
         if (!tls_->set_peer(u.host, u.verify_tls))
             co_return error_code(static_cast<int>(::ERR_get_error()), net::error::get_ssl_category());
@@ -68,7 +80,7 @@ net::awaitable<error_code> upstream_connection::connect(const config::upstream_c
 
 bool upstream_connection::looks_alive()
 {
-    auto& sock = tcp().socket();
+    auto& sock = socket();
     if (!sock.is_open()) return false;
     if (tls_ && tls_->holds_unread_bytes()) return false; // read already, nobody asked for them
     char byte;
@@ -80,8 +92,8 @@ bool upstream_connection::looks_alive()
 void upstream_connection::close()
 {
     error_code ignored;
-    tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
-    tcp().socket().close(ignored);
+    socket().shutdown(tcp::socket::shutdown_both, ignored);
+    socket().close(ignored);
 }
 
 bool same_connection_settings(const config::upstream_config& a, const config::upstream_config& b)
@@ -229,7 +241,7 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> conn, bool reus
 {
     if (!conn) return;
     --leased_;
-    const bool kept = reusable && !stopped_ && conn->tcp().socket().is_open();
+    const bool kept = reusable && !stopped_ && conn->socket().is_open();
     if (kept) {
         conn->idle_since = clock::now();
         conn->expires_never(); // an idle connection has no deadline

@@ -30,15 +30,16 @@ namespace gw::gateway {
 
 using clock = std::chrono::steady_clock;
 
-// One upstream connection: plain() for http upstreams, tls() (over the same TCP stream)
-// for https ones.
+// One upstream connection: plain() for http upstreams (a Beast stream, whose deadlines
+// Beast's HTTP operations honour), tls() for https ones (a TLS socket with deadlines of its
+// own); socket() is the TCP socket of either.
 class upstream_connection
 {
 public:
     upstream_connection(net::any_io_executor ex, net::ssl::context* tls, std::shared_ptr<tls_session_slot> sessions = nullptr);
 
     bool is_tls() const { return tls_ != nullptr; }
-    beast::tcp_stream& tcp() { return *plain_; }
+    net::ip::tcp::socket& socket() { return tls_ ? tls_->socket() : plain_->socket(); }
     beast::tcp_stream& plain() { return *plain_; }
     tls_socket& tls() { return *tls_; }
     beast::flat_buffer& buffer() { return buffer_; }
@@ -59,8 +60,8 @@ public:
     std::uint64_t requests = 0;
 
 private:
-    std::unique_ptr<beast::tcp_stream> plain_;
-    std::unique_ptr<tls_socket> tls_; // over *plain_'s socket
+    std::unique_ptr<beast::tcp_stream> plain_; // http upstreams
+    std::unique_ptr<tls_socket> tls_;          // https upstreams
     beast::flat_buffer buffer_;
 };
 

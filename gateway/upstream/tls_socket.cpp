@@ -63,8 +63,8 @@ void enable_session_resumption(net::ssl::context& ctx)
     ::SSL_CTX_sess_set_new_cb(ctx.native_handle(), on_new_session);
 }
 
-tls_socket::tls_socket(beast::tcp_stream& tcp, net::ssl::context& ctx, std::shared_ptr<tls_session_slot> sessions)
-    : tcp_(tcp), sessions_(std::move(sessions)), timer_(tcp.get_executor())
+tls_socket::tls_socket(net::ip::tcp::socket socket, net::ssl::context& ctx, std::shared_ptr<tls_session_slot> sessions)
+    : socket_(std::move(socket)), sessions_(std::move(sessions)), timer_(socket_.get_executor())
 {
     ssl_ = ::SSL_new(ctx.native_handle());
     if (!ssl_) throw std::runtime_error("SSL_new failed");
@@ -95,9 +95,9 @@ tls_socket::~tls_socket()
 bool tls_socket::set_peer(const std::string& host, bool verify)
 {
     error_code ec;
-    tcp_.socket().non_blocking(true, ec); // OpenSSL reads and writes the descriptor itself
+    socket_.non_blocking(true, ec); // OpenSSL reads and writes the descriptor itself
     if (ec) return false;
-    if (!::SSL_set_fd(ssl_, static_cast<int>(tcp_.socket().native_handle()))) return false;
+    if (!::SSL_set_fd(ssl_, static_cast<int>(socket_.native_handle()))) return false;
     net::ip::make_address(host, ec);
     const bool is_ip = !ec;
     if (!is_ip && !::SSL_set_tlsext_host_name(ssl_, host.c_str())) return false; // SNI carries names only
@@ -143,7 +143,7 @@ void tls_socket::on_timer(const std::shared_ptr<deadline_state>& state, std::uin
     }
     state->expired = true;
     error_code ignored;
-    state->owner->tcp_.socket().cancel(ignored); // outstanding waits end; wait_error says timeout
+    state->owner->socket_.cancel(ignored); // outstanding waits end; wait_error says timeout
 }
 
 void tls_socket::expires_never()
@@ -259,7 +259,7 @@ tls_socket::outcome tls_socket::try_io(bool reading, void* data, std::size_t siz
 {
     // A closed socket's descriptor number may already name another connection: OpenSSL,
     // which reads and writes it by number, must not touch it.
-    if (!tcp_.socket().is_open()) return outcome{step::failed, 0, net::error::bad_descriptor};
+    if (!socket_.is_open()) return outcome{step::failed, 0, net::error::bad_descriptor};
     empty_error_queue();
     errno = 0;
     std::size_t n = 0;

@@ -1,4 +1,4 @@
-// A TLS client stream over a connected beast::tcp_stream, with OpenSSL reading and writing
+// A TLS client stream over a TCP socket of its own, with OpenSSL reading and writing
 // the socket itself (SSL_set_fd) and Asio only waiting for readiness -- as nginx does.
 // Compared with asio::ssl::stream it keeps no fixed 17 KiB staging buffers and no BIO
 // pair (≈ 100 KiB per connection), and copies no bytes twice: an idle or slowly streaming
@@ -22,7 +22,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/error.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
 #include <memory>
@@ -61,15 +61,19 @@ class tls_socket
 public:
     using executor_type = net::any_io_executor;
 
-    // `tcp` must outlive this object; `ctx` carries the trust store and verify mode, and
-    // `sessions` (optional) the session to resume and where new ones go.
-    tls_socket(beast::tcp_stream& tcp, net::ssl::context& ctx, std::shared_ptr<tls_session_slot> sessions = nullptr);
+    // Over `socket`, connected or not (connect it through socket(), within the deadline;
+    // then set_peer and handshake). `ctx` carries the trust store and verify mode, and
+    // `sessions` (optional) the session to resume and where new ones go. A plain socket,
+    // not a beast::tcp_stream: the deadlines are this class's own, and an open connection
+    // keeps no stream block of Beast's.
+    tls_socket(net::ip::tcp::socket socket, net::ssl::context& ctx, std::shared_ptr<tls_session_slot> sessions = nullptr);
     ~tls_socket();
     tls_socket(const tls_socket&) = delete;
     tls_socket& operator=(const tls_socket&) = delete;
 
-    executor_type get_executor() { return tcp_.get_executor(); }
-    beast::tcp_stream& next_layer() { return tcp_; }
+    executor_type get_executor() { return socket_.get_executor(); }
+    net::ip::tcp::socket& socket() { return socket_; }
+    net::ip::tcp::socket& next_layer() { return socket_; }
     // True when the handshake resumed an earlier session.
     bool resumed() const { return ::SSL_session_reused(ssl_) == 1; }
     // Bytes OpenSSL has read from the socket and not handed out yet (read-ahead may take
@@ -85,6 +89,9 @@ public:
         expires_at(std::chrono::steady_clock::now() + d);
     }
     void expires_never();
+    // Whether the deadline has passed (and cancelled what was under way on socket(), a
+    // connect included).
+    bool expired() const { return deadline_->expired; }
 
     // One write tried now, without waiting: the bytes OpenSSL took (possibly fewer than
     // `size`), or 0 with ec = would_block when the socket cannot take them now (the caller
@@ -102,12 +109,12 @@ public:
     // Ends with beast::error::timeout at the deadline.
     template <typename Token> auto async_wait_readable(Token&& token)
     {
-        return net::async_compose<Token, void(error_code)>(ready_op{this}, token, tcp_.socket());
+        return net::async_compose<Token, void(error_code)>(ready_op{this}, token, socket_);
     }
 
     template <typename Token> auto async_handshake(Token&& token)
     {
-        return net::async_compose<Token, void(error_code)>(handshake_op{this}, token, tcp_.socket());
+        return net::async_compose<Token, void(error_code)>(handshake_op{this}, token, socket_);
     }
 
     template <typename MutableBuffers, typename Token>
@@ -115,7 +122,7 @@ public:
     {
         auto first = first_buffer<net::mutable_buffer>(buffers);
         return net::async_compose<Token, void(error_code, std::size_t)>(
-            io_op<true>{this, first.data(), first.size()}, token, tcp_.socket()
+            io_op<true>{this, first.data(), first.size()}, token, socket_
         );
     }
 
@@ -124,7 +131,7 @@ public:
     {
         auto first = first_buffer<net::const_buffer>(buffers);
         return net::async_compose<Token, void(error_code, std::size_t)>(
-            io_op<false>{this, const_cast<void*>(first.data()), first.size()}, token, tcp_.socket()
+            io_op<false>{this, const_cast<void*>(first.data()), first.size()}, token, socket_
         );
     }
 
@@ -161,9 +168,9 @@ private:
             if (self_->deadline_->expired) return self.complete(beast::error::timeout);
             auto r = self_->try_handshake();
             if (r.next == step::want_read)
-                return self_->tcp_.socket().async_wait(net::socket_base::wait_read, std::move(self));
+                return self_->socket_.async_wait(net::socket_base::wait_read, std::move(self));
             if (r.next == step::want_write)
-                return self_->tcp_.socket().async_wait(net::socket_base::wait_write, std::move(self));
+                return self_->socket_.async_wait(net::socket_base::wait_write, std::move(self));
             self.complete(r.ec);
         }
     };
@@ -191,7 +198,7 @@ private:
             if (r.next == step::want_read || r.next == step::want_write) {
                 waited_ = true;
                 auto what = r.next == step::want_read ? net::socket_base::wait_read : net::socket_base::wait_write;
-                return self_->tcp_.socket().async_wait(what, std::move(self));
+                return self_->socket_.async_wait(what, std::move(self));
             }
             finish(self, r.ec, r.bytes);
         }
@@ -202,7 +209,7 @@ private:
             finished_ = true;
             result_ = ec;
             bytes_ = bytes;
-            auto ex = self_->tcp_.get_executor();
+            auto ex = self_->socket_.get_executor();
             net::post(ex, std::move(self));
         }
     };
@@ -218,11 +225,11 @@ private:
             if (waited_) return self.complete(ec ? self_->wait_error(ec) : self_->deadline_->expired ? beast::error::timeout : ec);
             waited_ = true;
             if (self_->deadline_->expired) {
-                auto ex = self_->tcp_.get_executor();
+                auto ex = self_->socket_.get_executor();
                 return net::post(ex, beast::bind_front_handler(std::move(self), net::error::operation_aborted));
             }
             auto what = self_->read_wants_write_ ? net::socket_base::wait_write : net::socket_base::wait_read;
-            self_->tcp_.socket().async_wait(what, std::move(self));
+            self_->socket_.async_wait(what, std::move(self));
         }
     };
 
@@ -239,7 +246,7 @@ private:
     void arm(std::chrono::steady_clock::time_point t);
     static void on_timer(const std::shared_ptr<deadline_state>& state, std::uint64_t generation, error_code ec);
 
-    beast::tcp_stream& tcp_;
+    net::ip::tcp::socket socket_;
     SSL* ssl_ = nullptr;
     std::shared_ptr<tls_session_slot> sessions_;
     bool protocol_failed_ = false;

@@ -302,6 +302,30 @@ TEST(GatewayUpstream, TimeoutsAndConnectFailuresBeforeAnyByte)
     EXPECT_EQ(r.json().at("code"), "bad_gateway");
 }
 
+// A TLS upstream whose TCP connect never completes is a timeout at connect_timeout_ms
+// (504), like one that never handshakes: the TLS socket's own deadline interrupts the
+// connect. The listener's queue is full (backlog 1 holds two connections), so Linux drops
+// the gateway's SYN and its connect waits.
+TEST(GatewayUpstream, AConnectThatNeverCompletesIsATimeout)
+{
+    running_emulator emu;
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor full(io);
+    full.open(boost::asio::ip::tcp::v4());
+    full.bind({boost::asio::ip::make_address("127.0.0.1"), 0});
+    full.listen(1);
+    std::vector<boost::asio::ip::tcp::socket> queued;
+    for (int i = 0; i < 2; ++i) queued.emplace_back(io).connect(full.local_endpoint());
+    running_gateway gw(emu, [&](config::gateway_config& c) {
+        c.upstreams["dify"].url = "https://localhost:" + std::to_string(full.local_endpoint().port());
+        c.upstreams["dify"].connect_timeout_ms = std::chrono::milliseconds(100);
+    });
+    auto c = gw.client();
+    auto r = get(*c, "/v1/info", tenant_keys::alpha);
+    EXPECT_EQ(r.status, 504);
+    EXPECT_EQ(r.json().at("code"), "gateway_timeout");
+}
+
 TEST(GatewayUpstream, PoolingBoundsUpstreamConnections)
 {
     running_emulator emu;

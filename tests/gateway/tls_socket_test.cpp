@@ -40,10 +40,10 @@ net::ssl::context client_context(bool trust_test_ca)
 
 struct connection
 {
-    beast::tcp_stream tcp;
     tls_socket tls;
+    net::ip::tcp::socket& tcp;
     connection(net::io_context& io, net::ssl::context& ctx, std::shared_ptr<tls_session_slot> sessions = nullptr)
-        : tcp(io), tls(tcp, ctx, std::move(sessions))
+        : tls(net::ip::tcp::socket(io), ctx, std::move(sessions)), tcp(tls.socket())
     {
     }
 };
