@@ -200,7 +200,7 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::e
         int node = sent_to[i] = node_for(commands[i]);
         auto g = std::find_if(groups.begin(), groups.end(), [&](const group& x) { return x.node == node; });
         if (g == groups.end()) g = groups.insert(groups.end(), group{node, {}, {}, {}, {}});
-        g->wire += format_redis_command(commands[i]);
+        append_redis_command(g->wire, commands[i]);
         g->positions.push_back(i);
     }
     for (auto& g : groups) { // every node reachable, or nothing is sent
@@ -260,7 +260,7 @@ net::awaitable<error_code> redis_client::follow_redirects(const command& cmd, in
         }
         std::string wire = asking ? format_redis_command({"ASKING"}) : std::string();
         std::size_t expected = asking ? 2 : 1;
-        wire += format_redis_command(cmd);
+        append_redis_command(wire, cmd);
         std::vector<redis_value> replies;
         if (auto ec = co_await call_node(node, std::move(wire), expected, deadline, replies)) co_return ec;
         reply = std::move(replies.back());

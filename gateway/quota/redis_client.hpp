@@ -1,8 +1,8 @@
 // An Asio-native Redis client for one worker: standalone Redis or Redis Cluster, plain or
 // TLS. Each node gets one multiplexed connection (redis_connection) that concurrent
 // callers share, so a call never waits for a free connection: it waits only for its
-// replies, within its own deadline. hiredis only formats commands and parses RESP; all
-// socket I/O is Asio's.
+// replies, within its own deadline. hiredis only parses RESP (commands are written by
+// append_redis_command); all socket I/O is Asio's.
 //
 // The first call asks the URL's node for CLUSTER SLOTS: a node without cluster support
 // makes this a standalone client; otherwise commands are routed by the hash slot of

@@ -118,7 +118,8 @@ private:
 // stays queued and its replies are dropped when they come).
 net::awaitable<error_code> wait_for(redis_call& call, redis_connection::clock::time_point deadline);
 
-// One command in RESP, as hiredis formats it.
+// One command in RESP (an array of bulk strings), appended to `out` or returned.
+void append_redis_command(std::string& out, const std::vector<std::string>& args);
 std::string format_redis_command(const std::vector<std::string>& args);
 
 } // namespace gw::gateway

@@ -1,6 +1,7 @@
-// RESP replies from bytes: every kind, nesting, any split of the input, and what a
+// RESP commands as the gateway writes them, and RESP replies from bytes: every kind, nesting, any split of the input, and what a
 // broken or hostile peer gets (an error, never a crash or a giant allocation).
 #include "gateway/quota/resp_reader.hpp"
+#include "gateway/quota/redis_connection.hpp"
 
 #include <gtest/gtest.h>
 
@@ -52,6 +53,22 @@ TEST(RespReader, MalformedAndHostileInputIsAnError)
     failed = false;
     read_all("*1\r\n*65537\r\n", 100, &failed);
     EXPECT_TRUE(failed) << "nested too";
+}
+
+// A command goes as an array of bulk strings: the argument count and each length in
+// decimal, any byte inside an argument (CR, LF, NUL) as it is, and an empty argument too.
+TEST(RedisCommand, EveryArgumentGoesAsABulkStringWithItsExactLength)
+{
+    EXPECT_EQ(format_redis_command({"SET", "k", ""}), "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
+    std::vector<std::string> args{"EVALSHA", std::string(40, 'f'), "4"};
+    args.push_back(std::string("a\r\nb\0c", 6));
+    for (int i = 0; i < 120; ++i) args.push_back(std::string(static_cast<std::size_t>(i * 97), static_cast<char>('a' + i % 26)));
+    const std::string wire = format_redis_command(args);
+    EXPECT_EQ(wire.rfind("*124\r\n$7\r\nEVALSHA\r\n$40\r\n", 0), 0u);
+    auto v = read_all(wire, 7); // a command is an array of bulk strings: the reader reads it back
+    ASSERT_EQ(v.size(), 1u);
+    ASSERT_EQ(v[0].elements.size(), args.size());
+    for (std::size_t i = 0; i < args.size(); ++i) EXPECT_EQ(v[0].elements[i].str, args[i]) << i;
 }
 
 } // namespace
