@@ -8,6 +8,7 @@
 #include <boost/asio/write.hpp>
 
 #include <charconv>
+#include <cstring>
 
 #include <openssl/err.h>
 #include <spdlog/spdlog.h>
@@ -47,14 +48,15 @@ error_code make_error_code(redis_errc e)
 
 namespace {
 
-// "<type><n>\r\n": an array's element count or a bulk string's length.
-void append_resp_length(std::string& out, char type, std::size_t n)
+// Writes "<type><n>\r\n" (an array's element count, a bulk string's length) at `p`, which
+// has room for it; returns the end.
+char* put_resp_length(char* p, char type, std::size_t n)
 {
-    char digits[24];
-    const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
-    out.push_back(type);
-    out.append(digits, end);
-    out.append("\r\n", 2);
+    *p++ = type;
+    p = std::to_chars(p, p + 20, n).ptr; // 20 digits: any 64-bit count
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
 }
 
 } // namespace
@@ -64,14 +66,20 @@ void append_resp_length(std::string& out, char type, std::size_t n)
 // formatting, for each length), and a generating request's commands have some 36.
 void append_redis_command(std::string& out, const std::vector<std::string>& args)
 {
-    std::size_t size = 16;
-    for (const auto& a : args) size += a.size() + 16;
-    out.reserve(out.size() + size);
-    append_resp_length(out, '*', args.size());
+    constexpr std::size_t frame = 1 + 20 + 2 + 2; // a length line and the closing CRLF
+    std::size_t room = frame;
+    for (const auto& a : args) room += frame + a.size();
+    const std::size_t at = out.size();
+    out.resize(at + room);
+    char* p = put_resp_length(out.data() + at, '*', args.size());
     for (const auto& a : args) {
-        append_resp_length(out, '$', a.size());
-        out.append(a).append("\r\n", 2);
+        p = put_resp_length(p, '$', a.size());
+        std::memcpy(p, a.data(), a.size());
+        p += a.size();
+        *p++ = '\r';
+        *p++ = '\n';
     }
+    out.resize(static_cast<std::size_t>(p - out.data()));
 }
 
 std::string format_redis_command(const std::vector<std::string>& args)
