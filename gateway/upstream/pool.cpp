@@ -62,7 +62,10 @@ net::awaitable<error_code> upstream_connection::connect(const config::upstream_c
         auto [cec, ep] = co_await net::async_connect(tls_->socket(), endpoints, in_time, use_nothrow);
         const bool late = tls_->expired();
         tls_->expires_never();
-        if (late) co_return error_code(beast::error::timeout);
+        if (late) {
+            close(); // the deadline only cancelled the connect: the socket does not stay open
+            co_return error_code(beast::error::timeout);
+        }
         if (cec) co_return cec;
     }
     error_code ignored;
