@@ -73,7 +73,6 @@ public:
 
     executor_type get_executor() { return socket_.get_executor(); }
     net::ip::tcp::socket& socket() { return socket_; }
-    net::ip::tcp::socket& next_layer() { return socket_; }
     // True when the handshake resumed an earlier session.
     bool resumed() const { return ::SSL_session_reused(ssl_) == 1; }
     // Bytes OpenSSL has read from the socket and not handed out yet (read-ahead may take
