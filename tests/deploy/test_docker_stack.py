@@ -168,9 +168,11 @@ def setUpModule():
     with open(os.path.join(S['config'], 'gateway.json')) as f:
         text = f.read()
     assert '"requests_per_second": 20' in text and '"timeout_ms": 20,' in text
-    # Room for the load below; and a loaded 2-core machine (every container, the build's
-    # leftovers) must not turn a slow Redis reply into a refusal: 20 ms is for production.
-    text = text.replace('"requests_per_second": 20', '"requests_per_second": 1000')
+    # Room for the load below: a rate its four clients cannot reach on any machine (a fast
+    # one ran them above 1000 requests per second); and a loaded 2-core machine (every
+    # container, the build's leftovers) must not turn a slow Redis reply into a refusal:
+    # 20 ms is for production.
+    text = text.replace('"requests_per_second": 20', '"requests_per_second": 1000000')
     write_config(text.replace('"timeout_ms": 20,', '"timeout_ms": 1000,'))
     override = os.path.join(S['tmp'], 'override.yml')
     with open(override, 'w') as f:
@@ -300,6 +302,7 @@ class ComposeStack(unittest.TestCase):
                     failures.append(repr(e))
 
         threads = [threading.Thread(target=load) for _ in range(4)]
+        started = time.monotonic()
         for t in threads:
             t.start()
         try:
@@ -311,7 +314,10 @@ class ComposeStack(unittest.TestCase):
             stop.set()
             for t in threads:
                 t.join()
-        self.assertEqual(failures, [])
+        rate = sum(done.values()) / (time.monotonic() - started)
+        sys.stderr.write(f'rolling restart: {sum(done.values())} requests, {rate:.0f} per second\n')
+        kinds = collections.Counter(f[:120] for f in failures)
+        self.assertEqual(kinds, collections.Counter(), f'{len(failures)} of {sum(done.values())} requests failed')
         self.assertGreater(sum(done.values()), 100)
 
     def test_7_compose_stop_lets_a_20s_stream_finish_and_everything_exits_0(self):
