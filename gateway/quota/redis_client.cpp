@@ -172,12 +172,12 @@ int redis_client::node_for(const command& cmd) const
     return node < 0 ? 0 : node; // unknown: any node answers with MOVED
 }
 
-net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::exec(std::vector<command> commands)
+net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::exec(const std::vector<command>& commands)
 {
-    co_return co_await exec(std::move(commands), clock::now() + options_.timeout);
+    co_return co_await exec(commands, clock::now() + options_.timeout);
 }
 
-net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::exec(std::vector<command> commands,
+net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::exec(const std::vector<command>& commands,
                                                                                        clock::time_point deadline)
 {
     std::vector<redis_value> replies(commands.size());

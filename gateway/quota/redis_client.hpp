@@ -56,9 +56,10 @@ public:
     redis_client& operator=(const redis_client&) = delete;
 
     // Sends `commands` (pipelined: one round trip per node they go to) and returns their
-    // replies in order; error replies are values, not errors.
-    net::awaitable<std::tuple<error_code, std::vector<redis_value>>> exec(std::vector<command> commands);
-    net::awaitable<std::tuple<error_code, std::vector<redis_value>>> exec(std::vector<command> commands, clock::time_point deadline);
+    // replies in order; error replies are values, not errors. The caller keeps `commands`
+    // alive until the call returns (it awaits it at once).
+    net::awaitable<std::tuple<error_code, std::vector<redis_value>>> exec(const std::vector<command>& commands);
+    net::awaitable<std::tuple<error_code, std::vector<redis_value>>> exec(const std::vector<command>& commands, clock::time_point deadline);
 
     // Ends every connection (calls in flight fail).
     void close();

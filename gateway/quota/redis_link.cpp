@@ -37,34 +37,47 @@ using entries = std::vector<core::write_queue<redis_link::command>::entry>;
 
 // The writes of a batch as calls, merged where Redis can take them as one (a tenant's
 // settlements of one day in one script run, lease releases of one key in one ZREM):
-// `call_of[i]` is the call carrying write i.
+// `call_of[i]` is the call carrying write i. A write that cannot be merged is moved into
+// its own call (take_back() returns it for a retry); one that later writes may be
+// merged into is copied, since the call grows.
 struct merged_writes
 {
     std::vector<redis_link::command> calls;
     std::vector<std::size_t> call_of;
 };
 
-merged_writes merge_writes(const entries& batch)
+merged_writes merge_writes(entries& batch)
 {
     merged_writes out;
+    out.calls.reserve(batch.size());
     out.call_of.reserve(batch.size());
-    std::unordered_map<std::string, std::size_t> open; // merge prefix -> the call still taking more
-    for (const auto& e : batch) {
-        auto prefix = redis_scripts::merge_prefix(e.item);
-        std::string signature;
-        for (std::size_t k = 0; k < prefix; ++k) (signature += e.item[k]) += '\n';
-        if (prefix > 0) {
-            auto it = open.find(signature);
-            if (it != open.end() && redis_scripts::merge_into(out.calls[it->second], e.item)) {
-                out.call_of.push_back(it->second);
-                continue;
-            }
+    std::vector<std::size_t> open; // per merge prefix, the call still taking more (a batch has few)
+    for (auto& e : batch) {
+        if (redis_scripts::merge_prefix(e.item) == 0) {
+            out.call_of.push_back(out.calls.size());
+            out.calls.push_back(std::move(e.item));
+            continue;
         }
+        auto same = std::find_if(open.begin(), open.end(),
+                                 [&](std::size_t c) { return redis_scripts::same_merge_prefix(out.calls[c], e.item); });
+        if (same != open.end() && redis_scripts::merge_into(out.calls[*same], e.item)) {
+            out.call_of.push_back(*same);
+            continue;
+        }
+        if (same != open.end())
+            *same = out.calls.size(); // that one is full: this one takes more from now on
+        else
+            open.push_back(out.calls.size());
         out.call_of.push_back(out.calls.size());
-        if (prefix > 0) open[signature] = out.calls.size();
         out.calls.push_back(e.item);
     }
     return out;
+}
+
+// Write i of a merged batch, as queued again: a write moved into its call is taken back.
+void take_back(entries& batch, std::size_t i, const std::vector<std::size_t>& call_of, std::vector<redis_link::command>& calls)
+{
+    if (batch[i].item.empty()) batch[i].item = std::move(calls[call_of[i]]); // a queued command is never empty
 }
 
 } // namespace
@@ -120,20 +133,20 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run
         auto releases = queue_.take_new_if([](const command& c) { return redis_scripts::merge_prefix(c) > 0; }, max_release_riders);
         riders.insert(riders.end(), std::make_move_iterator(releases.begin()), std::make_move_iterator(releases.end()));
     }
-    if (riders.empty()) co_return co_await run_scripts(std::move(calls), deadline);
+    if (riders.empty()) co_return co_await run_scripts(calls, deadline);
     in_flight_ += riders.size();
     auto merged = merge_writes(riders);
     const auto ahead = static_cast<std::ptrdiff_t>(merged.calls.size());
     auto all = std::move(merged.calls);
     all.insert(all.end(), std::make_move_iterator(calls.begin()), std::make_move_iterator(calls.end()));
-    auto [ec, replies] = co_await run_scripts(std::move(all), deadline);
+    auto [ec, replies] = co_await run_scripts(all, deadline);
     in_flight_ -= riders.size();
-    settle_writes(std::move(riders), merged.call_of, ec, replies, false); // the caller counts its own failure
+    settle_writes(std::move(riders), merged.call_of, all, ec, replies, false); // the caller counts its own failure
     if (!ec) replies.erase(replies.begin(), replies.begin() + ahead);
     co_return std::tuple{ec, std::move(replies)};
 }
 
-net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run_scripts(std::vector<command> calls,
+net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run_scripts(const std::vector<command>& calls,
                                                                                          clock::time_point deadline)
 {
     auto [ec, replies] = co_await client_->exec(calls, deadline);
@@ -143,7 +156,7 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run
     std::vector<std::size_t> where;
     auto again = redis_scripts::with_script_bodies(calls, noscript, where);
     if (!again.empty()) {
-        auto [rec, second] = co_await client_->exec(std::move(again), deadline);
+        auto [rec, second] = co_await client_->exec(again, deadline);
         if (rec) co_return std::tuple{rec, std::move(replies)};
         for (std::size_t k = 0; k < where.size(); ++k) replies[where[k]] = std::move(second[k]);
     }
@@ -233,14 +246,14 @@ net::awaitable<void> redis_link::send_batch(clock::time_point now)
     in_flight_ += batch.size();
     auto merged = merge_writes(batch);
     auto deadline = clock::now() + std::max(client_->timeout(), min_write_deadline);
-    auto [ec, replies] = co_await run_scripts(std::move(merged.calls), deadline);
+    auto [ec, replies] = co_await run_scripts(merged.calls, deadline);
     sending_ = false;
     in_flight_ -= batch.size();
-    settle_writes(std::move(batch), merged.call_of, ec, replies, true);
+    settle_writes(std::move(batch), merged.call_of, merged.calls, ec, replies, true);
 }
 
-void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> batch, const std::vector<std::size_t>& call_of, error_code ec,
-                               const std::vector<redis_value>& replies, bool count_failure)
+void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> batch, const std::vector<std::size_t>& call_of,
+                               std::vector<command>& calls, error_code ec, const std::vector<redis_value>& replies, bool count_failure)
 {
     decltype(batch) failed;
     if (ec) {
@@ -248,6 +261,7 @@ void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> ba
         if (!failing_) spdlog::warn("quota store: {} background write(s) failed ({}); retrying", batch.size(), ec.message());
         failing_ = true;
         failed_at_ = clock::now();
+        for (std::size_t i = 0; i < batch.size(); ++i) take_back(batch, i, call_of, calls);
         failed = std::move(batch);
     } else {
         bool landed = false;
@@ -263,6 +277,7 @@ void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> ba
         for (std::size_t i = 0; i < batch.size(); ++i) {
             const auto& reply = replies[call_of[i]];
             if (!reply.is_error()) continue;
+            take_back(batch, i, call_of, calls);
             if (transient(reply)) {
                 failed.push_back(std::move(batch[i]));
                 continue;

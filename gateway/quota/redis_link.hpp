@@ -74,12 +74,13 @@ private:
     };
     static net::awaitable<void> flush_loop(std::shared_ptr<redis_link> self);
     net::awaitable<void> send_batch(clock::time_point now);
-    // `calls` by `deadline`, resending as EVAL what Redis answered NOSCRIPT.
-    net::awaitable<std::tuple<error_code, std::vector<redis_value>>> run_scripts(std::vector<command> calls, clock::time_point deadline);
-    // The outcome of writes sent (write i carried by call `call_of[i]`): failures (and
-    // "not now" replies) are retried later.
-    void settle_writes(std::vector<core::write_queue<command>::entry> batch, const std::vector<std::size_t>& call_of, error_code ec,
-                       const std::vector<redis_value>& replies, bool count_failure);
+    // `calls` by `deadline`, resending as EVAL what Redis answered NOSCRIPT. The caller
+    // keeps `calls` alive until this returns (it awaits it at once).
+    net::awaitable<std::tuple<error_code, std::vector<redis_value>>> run_scripts(const std::vector<command>& calls, clock::time_point deadline);
+    // The outcome of writes sent (write i carried by `calls[call_of[i]]`, from which a write
+    // moved there is taken back): failures (and "not now" replies) are retried later.
+    void settle_writes(std::vector<core::write_queue<command>::entry> batch, const std::vector<std::size_t>& call_of,
+                       std::vector<command>& calls, error_code ec, const std::vector<redis_value>& replies, bool count_failure);
     void queue_renewals();
     void wake();
     void update_pending();

@@ -233,7 +233,11 @@ const std::vector<script>& scripts()
 
 command evalsha(std::size_t which, std::vector<std::string> keys, std::vector<std::string> args)
 {
-    command c{"EVALSHA", scripts()[which].sha, std::to_string(keys.size())};
+    command c;
+    c.reserve(3 + keys.size() + args.size());
+    c.emplace_back("EVALSHA");
+    c.push_back(scripts()[which].sha);
+    c.push_back(std::to_string(keys.size()));
     c.insert(c.end(), std::make_move_iterator(keys.begin()), std::make_move_iterator(keys.end()));
     c.insert(c.end(), std::make_move_iterator(args.begin()), std::make_move_iterator(args.end()));
     return c;
@@ -273,11 +277,16 @@ std::size_t merge_prefix(const command& cmd)
     return 0;
 }
 
+bool same_merge_prefix(const command& a, const command& b)
+{
+    auto prefix = merge_prefix(a);
+    return prefix > 0 && merge_prefix(b) == prefix && std::equal(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(prefix), b.begin());
+}
+
 bool merge_into(command& into, const command& next, std::size_t max_args)
 {
     auto prefix = merge_prefix(into);
-    if (prefix == 0 || merge_prefix(next) != prefix || into.size() + next.size() - prefix > max_args) return false;
-    if (!std::equal(into.begin(), into.begin() + static_cast<std::ptrdiff_t>(prefix), next.begin())) return false;
+    if (!same_merge_prefix(into, next) || into.size() + next.size() - prefix > max_args) return false;
     into.insert(into.end(), next.begin() + static_cast<std::ptrdiff_t>(prefix), next.end());
     return true;
 }

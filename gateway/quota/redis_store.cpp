@@ -54,6 +54,16 @@ redis_quota_store::redis_quota_store(std::shared_ptr<redis_link> link, std::shar
 {
     std::random_device rd;
     lease_prefix_ = core::sha256_hex(std::to_string(rd()) + std::to_string(rd())).substr(0, 12) + ":";
+    const auto ttl = std::to_string(link_->lease_ttl().count());
+    for (const auto& [name, t] : cfg_.tenants)
+        tenant_names_[name] = {tenant_key(name, "rate"),
+                               tenant_key(name, "active"),
+                               tenant_key(name, "tokens"),
+                               tenant_key(name, "cancelled"),
+                               {number(t.rate ? t.rate->requests_per_second : 0), number(t.rate ? t.rate->burst : 0),
+                                std::to_string(t.max_concurrent), std::to_string(t.tokens_per_day), ttl}};
+    for (const auto& [name, a] : cfg_.apps) app_names_[name] = {app_key(name), app_cancelled_key(name), std::to_string(a.max_concurrent)};
+    ownership_ttl_ = std::to_string(cfg_.quota_store.ownership_ttl_s.count());
 }
 
 redis_client::clock::time_point redis_quota_store::deadline() const
@@ -140,10 +150,14 @@ void redis_quota_store::give_back_after_failure(const std::string& tenant, const
     // sent (no connection): after a minute of outage that would be thousands of writes.
     if (!might_have_run(ec)) return;
     const auto& t = cfg_.tenants.at(tenant);
-    if (t.max_concurrent > 0 || (generates && t.tokens_per_day > 0))
-        link_->write(redis_scripts::cancel_tenant({tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "cancelled")},
-                                                  {lease}));
-    if (cfg_.apps.at(app).max_concurrent > 0) link_->write(redis_scripts::cancel_app({app_key(app), app_cancelled_key(app)}, {lease}));
+    if (t.max_concurrent > 0 || (generates && t.tokens_per_day > 0)) {
+        const auto& names = names_of_tenant(tenant);
+        link_->write(redis_scripts::cancel_tenant({names.active, names.tokens, names.cancelled}, {lease}));
+    }
+    if (cfg_.apps.at(app).max_concurrent > 0) {
+        const auto& names = names_of_app(app);
+        link_->write(redis_scripts::cancel_app({names.active, names.cancelled}, {lease}));
+    }
 }
 
 admission redis_quota_store::decide(const std::string& tenant, const std::string& app, bool generates, const std::string& lease,
@@ -167,8 +181,8 @@ admission redis_quota_store::decide(const std::string& tenant, const std::string
     ticket->holds_app_slot = app_ok && app_limited;
     if (verdict == 0 && app_ok) {
         if (ticket->holds_tenant_slot || ticket->holds_app_slot)
-            link_->hold_lease(lease, ticket->holds_tenant_slot ? tenant_key(tenant, "active") : "",
-                              ticket->holds_app_slot ? app_key(app) : "");
+            link_->hold_lease(lease, ticket->holds_tenant_slot ? names_of_tenant(tenant).active : "",
+                              ticket->holds_app_slot ? names_of_app(app).active : "");
         out.ticket = std::move(ticket);
         return out;
     }
@@ -214,26 +228,27 @@ net::awaitable<void> redis_quota_store::send_admission_batch(const std::string& 
     // give-back of its lease and gone: not sent at all.
     std::erase_if(batch, [](const pending_admission& p) { return p.call.expired(); });
     if (batch.empty()) co_return;
-    const auto& t = cfg_.tenants.at(tenant);
-    const auto ttl = std::to_string(link_->lease_ttl().count());
-    std::vector<std::string> args{number(t.rate ? t.rate->requests_per_second : 0), number(t.rate ? t.rate->burst : 0),
-                                  std::to_string(t.max_concurrent), std::to_string(t.tokens_per_day), ttl};
+    const auto& names = names_of_tenant(tenant);
+    std::vector<std::string> args;
+    args.reserve(names.limits.size() + 3 * batch.size());
+    args.insert(args.end(), names.limits.begin(), names.limits.end());
     std::map<std::string, std::vector<std::size_t>> by_app; // apps with a concurrency limit -> their admissions
     auto until = batch.front().deadline;
     for (std::size_t i = 0; i < batch.size(); ++i) {
         const auto& p = batch[i];
-        args.insert(args.end(), {p.lease, std::to_string(p.estimate), p.generates ? "1" : "0"});
+        args.push_back(p.lease);
+        args.push_back(std::to_string(p.estimate));
+        args.emplace_back(p.generates ? "1" : "0");
         if (cfg_.apps.at(p.app).max_concurrent > 0) by_app[p.app].push_back(i);
         until = std::max(until, p.deadline);
     }
     std::vector<redis_client::command> calls;
-    calls.push_back(redis_scripts::admit_tenant(
-        {tenant_key(tenant, "rate"), tenant_key(tenant, "active"), tenant_key(tenant, "tokens"), tenant_key(tenant, "cancelled")},
-        std::move(args)));
+    calls.push_back(redis_scripts::admit_tenant({names.rate, names.active, names.tokens, names.cancelled}, std::move(args)));
     for (const auto& [app, which] : by_app) {
-        std::vector<std::string> app_args{std::to_string(cfg_.apps.at(app).max_concurrent), ttl};
+        const auto& app_names = names_of_app(app);
+        std::vector<std::string> app_args{app_names.max_concurrent, names.limits.back()}; // the lease TTL
         for (auto i : which) app_args.push_back(batch[i].lease);
-        calls.push_back(redis_scripts::admit_app({app_key(app), app_cancelled_key(app)}, std::move(app_args)));
+        calls.push_back(redis_scripts::admit_app({app_names.active, app_names.cancelled}, std::move(app_args)));
     }
     auto [ec, replies] = co_await link_->run(std::move(calls), until);
 
@@ -269,12 +284,13 @@ void redis_quota_store::finish(quota_ticket& t, std::int64_t tokens)
     bool unreserved_usage = !t.reservation.admitted && tokens > 0 && !t.lease.empty() && cfg_.tenants.at(t.tenant()).tokens_per_day > 0;
     if (t.holds_tenant_slot || t.reservation.admitted || unreserved_usage) {
         auto day = t.reservation.admitted ? t.reservation.day : local_->today();
+        const auto& names = names_of_tenant(t.tenant());
         link_->write(redis_scripts::finish_tenant(
-            {tenant_key(t.tenant(), "active"), tenant_key(t.tenant(), "tokens"), tenant_key(t.tenant(), "settled:" + std::to_string(day))},
+            {names.active, names.tokens, tenant_key(t.tenant(), "settled:" + std::to_string(day))},
             {std::to_string(day), t.holds_tenant_slot ? t.lease : "", t.reservation.admitted || unreserved_usage ? t.lease : "",
              std::to_string(t.reservation.admitted || unreserved_usage ? tokens : 0), t.reservation.admitted ? "1" : "0"}));
     }
-    if (t.holds_app_slot) link_->write({"ZREM", app_key(t.app()), t.lease});
+    if (t.holds_app_slot) link_->write({"ZREM", names_of_app(t.app()).active, t.lease});
     t.holds_tenant_slot = t.holds_app_slot = false;
 }
 
@@ -282,8 +298,11 @@ namespace {
 
 std::string owner_key(core::owned_kind kind, std::string_view id)
 {
-    std::string key("dify-gateway:{o}:");
-    key.append(core::kind_name(kind)).append(1, ':').append(id);
+    constexpr std::string_view prefix = "dify-gateway:{o}:";
+    const std::string_view kind_name = core::kind_name(kind);
+    std::string key;
+    key.reserve(prefix.size() + kind_name.size() + 1 + id.size());
+    key.append(prefix).append(kind_name).append(1, ':').append(id);
     return key; // not the reference append returns: that would be copied
 }
 
@@ -294,14 +313,22 @@ void redis_quota_store::record_owner(core::owned_kind kind, std::string_view id,
     if (id.empty()) return;
     local_->record_owner(kind, id, tenant);
     // NX: the first owner stays; the owner's later uses do not extend the key (EX on create).
-    link_->write({"SET", owner_key(kind, id), tenant, "NX", "EX", std::to_string(cfg_.quota_store.ownership_ttl_s.count())});
+    redis_client::command set;
+    set.reserve(6);
+    set.emplace_back("SET");
+    set.push_back(owner_key(kind, id));
+    set.push_back(tenant);
+    set.emplace_back("NX");
+    set.emplace_back("EX");
+    set.push_back(ownership_ttl_);
+    link_->write(std::move(set));
 }
 
 net::awaitable<std::optional<std::string>> redis_quota_store::owner_of(core::owned_kind kind, const std::string& id)
 {
     auto self = shared_from_this(); // a reload may replace this store while the call waits
     std::vector<redis_client::command> query{{"GET", owner_key(kind, id)}};
-    auto [ec, replies] = co_await link_->client().exec(std::move(query), deadline()); // named: no braced temporaries in co_await (g++ 12)
+    auto [ec, replies] = co_await link_->client().exec(query, deadline()); // named: no braced temporaries in co_await (g++ 12)
     if (ec || replies.size() != 1 || replies[0].is_error()) {
         ++counters_->store_errors();
         co_return local_->owner_now(kind, id);
@@ -325,14 +352,14 @@ void redis_quota_store::remember_conversation(
 )
 {
     local_->remember_conversation(tenant, key, conversation_id);
-    link_->write({"SET", conversation_key(key), conversation_id, "EX", std::to_string(cfg_.quota_store.ownership_ttl_s.count())});
+    link_->write({"SET", conversation_key(key), conversation_id, "EX", ownership_ttl_});
 }
 
 net::awaitable<std::optional<std::string>> redis_quota_store::conversation_of(const std::string& key)
 {
     auto self = shared_from_this(); // a reload may replace this store while the call waits
     std::vector<redis_client::command> query{{"GET", conversation_key(key)}};
-    auto [ec, replies] = co_await link_->client().exec(std::move(query), deadline()); // named: no braced temporaries in co_await (g++ 12)
+    auto [ec, replies] = co_await link_->client().exec(query, deadline()); // named: no braced temporaries in co_await (g++ 12)
     if (ec || replies.size() != 1 || replies[0].is_error()) {
         ++counters_->store_errors();
         co_return local_->conversation_now(key);
@@ -347,8 +374,8 @@ net::awaitable<budget_view> redis_quota_store::budget(const std::string& tenant)
     const auto& t = cfg_.tenants.at(tenant);
     if (t.tokens_per_day <= 0) co_return budget_view{};
     auto day = std::to_string(local_->today());
-    std::vector<redis_client::command> query{{"HMGET", tenant_key(tenant, "tokens"), "used:" + day, "reserved:" + day}};
-    auto [ec, replies] = co_await link_->client().exec(std::move(query), deadline()); // named: no braced temporaries in co_await (g++ 12)
+    std::vector<redis_client::command> query{{"HMGET", names_of_tenant(tenant).tokens, "used:" + day, "reserved:" + day}};
+    auto [ec, replies] = co_await link_->client().exec(query, deadline()); // named: no braced temporaries in co_await (g++ 12)
     if (ec || replies.empty() || replies[0].elements.size() != 2) {
         ++counters_->store_errors();
         co_return co_await local_->budget(tenant);

@@ -16,6 +16,10 @@
 #include "gateway/quota/memory_store.hpp"
 #include "gateway/quota/redis_link.hpp"
 
+#include <string>
+#include <unordered_map>
+#include <vector>
+
 namespace gw::gateway {
 
 class redis_quota_store final : public quota_store, public std::enable_shared_from_this<redis_quota_store>
@@ -87,11 +91,28 @@ private:
     net::awaitable<admission> on_store_error(const std::string& tenant, const std::string& app, bool generates, const std::string& lease);
     redis_client::clock::time_point deadline() const;
 
+    // What a tenant's (an app's) calls name in Redis, made once for this config: its keys,
+    // and the script arguments its limits give.
+    struct tenant_names
+    {
+        std::string rate, active, tokens, cancelled;
+        std::vector<std::string> limits; // rate, burst, max_concurrent, tokens_per_day, lease TTL (ms)
+    };
+    struct app_names
+    {
+        std::string active, cancelled, max_concurrent;
+    };
+    const tenant_names& names_of_tenant(const std::string& tenant) const { return tenant_names_.at(tenant); }
+    const app_names& names_of_app(const std::string& app) const { return app_names_.at(app); }
+
     std::shared_ptr<redis_link> link_;
     std::shared_ptr<const config::gateway_config> cfg_holder_; // the config this store was made for
     const config::gateway_config& cfg_;
     std::shared_ptr<usage_counters> counters_;
     std::shared_ptr<memory_quota_store> local_;
+    std::unordered_map<std::string, tenant_names> tenant_names_;
+    std::unordered_map<std::string, app_names> app_names_;
+    std::string ownership_ttl_; // seconds, as SET's EX takes them
     std::uint64_t lease_counter_ = 0;
     core::call_coalescer<pending_admission> admissions_; // grouped by tenant
     bool failing_ = false; // the last admission could not use Redis
