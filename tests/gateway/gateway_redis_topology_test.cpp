@@ -381,15 +381,19 @@ TEST(GatewayRedisOutage, UsageAdmittedWhileRedisHangsIsSettledWhenItAnswersAgain
         g.tenants["alpha"].tokens_per_day = 1'000'000;
     }));
     std::int64_t reported = 0;
+    std::vector<std::string> conversations;
     auto chat = [&] {
         auto c = gw.client();
         auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("count me", "u"));
         EXPECT_EQ(r.status, 200) << r.body;
-        if (r.status == 200) reported += r.json().at("metadata").at("usage").at("total_tokens").as_int64();
+        if (r.status != 200) return;
+        reported += r.json().at("metadata").at("usage").at("total_tokens").as_int64();
+        conversations.emplace_back(r.json().at("conversation_id").as_string());
     };
     for (int i = 0; i < 3; ++i) chat(); // reserved in Redis, settled
     redis.pause();                        // hangs: every call times out
-    for (int i = 0; i < 3; ++i) chat();   // admitted unchecked (allow); their usage waits
+    conversations.clear();
+    for (int i = 0; i < 3; ++i) chat();   // admitted unchecked (allow); their usage and owners wait
     http_client admin(gw.server().admin_endpoint(), false);
     auto store = [&] { return admin.request("GET", "/admin/usage").json().at("quota_store"); };
     EXPECT_GE(store().at("errors").to_number<std::int64_t>(), 3);
@@ -405,6 +409,9 @@ TEST(GatewayRedisOutage, UsageAdmittedWhileRedisHangsIsSettledWhenItAnswersAgain
     EXPECT_EQ(store().at("dropped_writes").to_number<std::int64_t>(), 0);
     for (int i = 0; i < 100 && store().at("pending_writes").to_number<std::int64_t>() != 0; ++i) std::this_thread::sleep_for(10ms);
     EXPECT_EQ(store().at("pending_writes").to_number<std::int64_t>(), 0);
+    ASSERT_EQ(conversations.size(), 3u);
+    for (const auto& id : conversations) // ownership records, retried as they were written
+        EXPECT_EQ(core::trim(redis.cli("GET dify-gateway:{o}:conversation:" + id)), "alpha") << id;
     chat(); // and requests are decided in Redis again
     EXPECT_EQ(admin.request("GET", "/admin/usage").json().at("tenants").at("alpha").at("tokens_today").to_number<std::int64_t>(),
               used_today(redis))
