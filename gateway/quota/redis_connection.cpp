@@ -279,7 +279,7 @@ net::awaitable<error_code> redis_connection::write(std::string_view bytes)
     if (tls_)
         std::tie(ec, std::ignore) = co_await net::async_write(*tls_, net::buffer(bytes), use_nothrow);
     else
-        std::tie(ec, std::ignore) = co_await net::async_write(tcp_, net::buffer(bytes), use_nothrow);
+        std::tie(ec, std::ignore) = co_await net::async_write(tcp_.socket(), net::buffer(bytes), use_nothrow); // callers' deadlines are their own (wait_for)
     co_return ec;
 }
 
@@ -292,7 +292,7 @@ net::awaitable<void> redis_connection::read_replies(std::shared_ptr<redis_connec
         if (self->tls_)
             std::tie(ec, n) = co_await self->tls_->async_read_some(buffer, use_nothrow);
         else
-            std::tie(ec, n) = co_await self->tcp_.async_read_some(buffer, use_nothrow);
+            std::tie(ec, n) = co_await self->tcp_.socket().async_read_some(buffer, use_nothrow);
         if (self->failed_) co_return;
         if (ec) {
             self->fail(ec);

@@ -99,7 +99,7 @@ private:
 
     net::any_io_executor ex_;
     redis_endpoint endpoint_;
-    beast::tcp_stream tcp_;           // until a TLS connection's handshake begins
+    beast::tcp_stream tcp_;           // its deadline bounds the connect; reads and writes use its socket
     std::unique_ptr<tls_socket> tls_; // then over tcp_'s socket, moved into it
     net::steady_timer wake_writer_;
     redis_pipeline pipeline_;

@@ -7,8 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
-#include <unordered_map>
 
 namespace gw::gateway {
 
