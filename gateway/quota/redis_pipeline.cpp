@@ -11,6 +11,7 @@ void redis_pipeline::submit(std::shared_ptr<redis_call> call, std::string_view w
         return;
     }
     output_.append(wire);
+    call->replies.reserve(call->expected); // the replies land in place, one by one
     pending_.push_back(std::move(call));
 }
 
