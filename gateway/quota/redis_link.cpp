@@ -7,8 +7,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <map>
+#include <string_view>
+#include <unordered_map>
 
 namespace gw::gateway {
 
@@ -33,53 +34,6 @@ bool transient(const redis_value& reply)
     return false;
 }
 
-using entries = std::vector<core::write_queue<redis_link::command>::entry>;
-
-// The writes of a batch as calls, merged where Redis can take them as one (a tenant's
-// settlements of one day in one script run, lease releases of one key in one ZREM):
-// `call_of[i]` is the call carrying write i. A write that cannot be merged is moved into
-// its own call (take_back() returns it for a retry); one that later writes may be
-// merged into is copied, since the call grows.
-struct merged_writes
-{
-    std::vector<redis_link::command> calls;
-    std::vector<std::size_t> call_of;
-};
-
-merged_writes merge_writes(entries& batch)
-{
-    merged_writes out;
-    out.calls.reserve(batch.size());
-    out.call_of.reserve(batch.size());
-    std::vector<std::size_t> open; // per merge prefix, the call still taking more (a batch has few)
-    for (auto& e : batch) {
-        if (redis_scripts::merge_prefix(e.item) == 0) {
-            out.call_of.push_back(out.calls.size());
-            out.calls.push_back(std::move(e.item));
-            continue;
-        }
-        auto same = std::find_if(open.begin(), open.end(),
-                                 [&](std::size_t c) { return redis_scripts::same_merge_prefix(out.calls[c], e.item); });
-        if (same != open.end() && redis_scripts::merge_into(out.calls[*same], e.item)) {
-            out.call_of.push_back(*same);
-            continue;
-        }
-        if (same != open.end())
-            *same = out.calls.size(); // that one is full: this one takes more from now on
-        else
-            open.push_back(out.calls.size());
-        out.call_of.push_back(out.calls.size());
-        out.calls.push_back(e.item);
-    }
-    return out;
-}
-
-// Write i of a merged batch, as queued again: a write moved into its call is taken back.
-void take_back(entries& batch, std::size_t i, const std::vector<std::size_t>& call_of, std::vector<redis_link::command>& calls)
-{
-    if (batch[i].item.empty()) batch[i].item = std::move(calls[call_of[i]]); // a queued command is never empty
-}
-
 } // namespace
 
 redis_link::redis_link(net::any_io_executor ex, redis_client_options options, std::chrono::milliseconds lease_ttl,
@@ -99,6 +53,37 @@ redis_link::~redis_link()
 {
     counters_->writes_pending -= reported_pending_;
     client_->close();
+}
+
+redis_link::merged_writes redis_link::merge_writes(entries& batch)
+{
+    merged_writes out;
+    out.calls.reserve(batch.size());
+    out.call_of.reserve(batch.size());
+    out.moved.reserve(batch.size());
+    // Per merge prefix, the call still taking more, found by the prefix's last element (a
+    // ZREM's key, a settlement's day key: it names the prefix) and then checked whole.
+    // The views are into the batch's items, which stay in place meanwhile.
+    std::unordered_map<std::string_view, std::size_t> open;
+    for (auto& e : batch) {
+        const auto prefix = redis_scripts::merge_prefix(e.item);
+        const bool mergeable = prefix > 0;
+        out.moved.push_back(!mergeable);
+        if (!mergeable) {
+            out.call_of.push_back(out.calls.size());
+            out.calls.push_back(std::move(e.item));
+            continue;
+        }
+        auto [it, opened] = open.try_emplace(e.item[prefix - 1], out.calls.size());
+        if (!opened && redis_scripts::merge_into(out.calls[it->second], e.item)) {
+            out.call_of.push_back(it->second);
+            continue;
+        }
+        it->second = out.calls.size(); // a new call: the first of its prefix, or the last one was full
+        out.call_of.push_back(out.calls.size());
+        out.calls.push_back(e.item);
+    }
+    return out;
 }
 
 void redis_link::start()
@@ -137,11 +122,10 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run
     in_flight_ += riders.size();
     auto merged = merge_writes(riders);
     const auto ahead = static_cast<std::ptrdiff_t>(merged.calls.size());
-    auto all = std::move(merged.calls);
-    all.insert(all.end(), std::make_move_iterator(calls.begin()), std::make_move_iterator(calls.end()));
-    auto [ec, replies] = co_await run_scripts(all, deadline);
+    merged.calls.insert(merged.calls.end(), std::make_move_iterator(calls.begin()), std::make_move_iterator(calls.end()));
+    auto [ec, replies] = co_await run_scripts(merged.calls, deadline);
     in_flight_ -= riders.size();
-    settle_writes(std::move(riders), merged.call_of, all, ec, replies, false); // the caller counts its own failure
+    settle_writes(std::move(riders), merged, ec, replies, false); // the caller counts its own failure
     if (!ec) replies.erase(replies.begin(), replies.begin() + ahead);
     co_return std::tuple{ec, std::move(replies)};
 }
@@ -249,19 +233,23 @@ net::awaitable<void> redis_link::send_batch(clock::time_point now)
     auto [ec, replies] = co_await run_scripts(merged.calls, deadline);
     sending_ = false;
     in_flight_ -= batch.size();
-    settle_writes(std::move(batch), merged.call_of, merged.calls, ec, replies, true);
+    settle_writes(std::move(batch), merged, ec, replies, true);
 }
 
-void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> batch, const std::vector<std::size_t>& call_of,
-                               std::vector<command>& calls, error_code ec, const std::vector<redis_value>& replies, bool count_failure)
+void redis_link::settle_writes(entries batch, merged_writes& merged, error_code ec, const std::vector<redis_value>& replies,
+                               bool count_failure)
 {
-    decltype(batch) failed;
+    const auto& call_of = merged.call_of;
+    auto take_back = [&](std::size_t i) { // write i as it was queued, for a retry or the log
+        if (merged.moved[i]) batch[i].item = std::move(merged.calls[call_of[i]]);
+    };
+    entries failed;
     if (ec) {
         if (count_failure) ++counters_->errors;
         if (!failing_) spdlog::warn("quota store: {} background write(s) failed ({}); retrying", batch.size(), ec.message());
         failing_ = true;
         failed_at_ = clock::now();
-        for (std::size_t i = 0; i < batch.size(); ++i) take_back(batch, i, call_of, calls);
+        for (std::size_t i = 0; i < batch.size(); ++i) take_back(i);
         failed = std::move(batch);
     } else {
         bool landed = false;
@@ -277,7 +265,7 @@ void redis_link::settle_writes(std::vector<core::write_queue<command>::entry> ba
         for (std::size_t i = 0; i < batch.size(); ++i) {
             const auto& reply = replies[call_of[i]];
             if (!reply.is_error()) continue;
-            take_back(batch, i, call_of, calls);
+            take_back(i);
             if (transient(reply)) {
                 failed.push_back(std::move(batch[i]));
                 continue;

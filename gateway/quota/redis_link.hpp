@@ -77,10 +77,21 @@ private:
     // `calls` by `deadline`, resending as EVAL what Redis answered NOSCRIPT. The caller
     // keeps `calls` alive until this returns (it awaits it at once).
     net::awaitable<std::tuple<error_code, std::vector<redis_value>>> run_scripts(const std::vector<command>& calls, clock::time_point deadline);
-    // The outcome of writes sent (write i carried by `calls[call_of[i]]`, from which a write
-    // moved there is taken back): failures (and "not now" replies) are retried later.
-    void settle_writes(std::vector<core::write_queue<command>::entry> batch, const std::vector<std::size_t>& call_of,
-                       std::vector<command>& calls, error_code ec, const std::vector<redis_value>& replies, bool count_failure);
+    using entries = std::vector<core::write_queue<command>::entry>;
+    // A batch's writes as calls, merged where Redis can take them as one (a tenant's
+    // settlements of one day in one script run, lease releases of one key in one ZREM):
+    // write i is carried by calls[call_of[i]]. A write nothing was merged with is moved
+    // into its call (moved[i]) and taken back only for a retry; one that later writes may
+    // be merged into is copied, since its call grows. Calls may follow (an admission's).
+    struct merged_writes
+    {
+        std::vector<command> calls;
+        std::vector<std::size_t> call_of;
+        std::vector<bool> moved;
+    };
+    static merged_writes merge_writes(entries& batch);
+    // The outcome of writes sent: failures (and "not now" replies) are retried later.
+    void settle_writes(entries batch, merged_writes& merged, error_code ec, const std::vector<redis_value>& replies, bool count_failure);
     void queue_renewals();
     void wake();
     void update_pending();

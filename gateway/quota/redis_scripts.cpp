@@ -277,16 +277,11 @@ std::size_t merge_prefix(const command& cmd)
     return 0;
 }
 
-bool same_merge_prefix(const command& a, const command& b)
-{
-    auto prefix = merge_prefix(a);
-    return prefix > 0 && merge_prefix(b) == prefix && std::equal(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(prefix), b.begin());
-}
-
 bool merge_into(command& into, const command& next, std::size_t max_args)
 {
     auto prefix = merge_prefix(into);
-    if (!same_merge_prefix(into, next) || into.size() + next.size() - prefix > max_args) return false;
+    if (prefix == 0 || merge_prefix(next) != prefix || into.size() + next.size() - prefix > max_args) return false;
+    if (!std::equal(into.begin(), into.begin() + static_cast<std::ptrdiff_t>(prefix), next.begin())) return false;
     into.insert(into.end(), next.begin() + static_cast<std::ptrdiff_t>(prefix), next.end());
     return true;
 }

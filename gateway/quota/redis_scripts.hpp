@@ -49,8 +49,6 @@ command cancel_app(std::vector<std::string> keys, std::vector<std::string> args)
 // it (the rest are per-item arguments that can be appended): finish_tenant (its keys and
 // day) and ZREM (its key); 0 for every other command.
 std::size_t merge_prefix(const command& cmd);
-// Whether `a` and `b` have the same merge prefix (non-empty): one can be merged into the other.
-bool same_merge_prefix(const command& a, const command& b);
 // Appends `next`'s per-item arguments to `into` when both have the same merge prefix and
 // `into` stays within `max_args`; false (nothing changed) otherwise.
 bool merge_into(command& into, const command& next, std::size_t max_args = 1024);
