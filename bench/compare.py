@@ -764,8 +764,8 @@ def targets_table(report):
     biggest = max(report['streams']) if report['streams'] else None
     rows = []
 
-    def row(target, measured, ok):
-        verdict = '**unresolved** (noise)' if ok is None else 'met' if ok else '**missed**'
+    def row(target, measured, ok, unresolved_why='noise'):
+        verdict = f'**unresolved** ({unresolved_why})' if ok is None else 'met' if ok else '**missed**'
         rows.append(f"| {target} | {measured} | {verdict} |")
 
     def p99_spread(*runs):
@@ -787,8 +787,11 @@ def targets_table(report):
     if biggest is not None:
         g, n = report['streams'][biggest]['dify-gateway'], report['streams'][biggest]['nginx']
         gk, nk = g['rss_per_stream_kib'], n['rss_per_stream_kib']
-        row(f"{biggest} streams at ≤ 24 KiB RSS each, and ≤ 0.5× nginx's", f"{gk:.1f} KiB (nginx {nk:.1f} KiB: {gk / nk:.2f}×)",
-            gk <= 24 and gk <= 0.5 * nk)
+        # nginx's figure with streams it failed is no measure to halve.
+        nginx_failed = n.get('errors', 0) > 0
+        row(f"{biggest} streams at ≤ 24 KiB RSS each, and ≤ 0.5× nginx's",
+            f"{gk:.1f} KiB (nginx {nk:.1f} KiB: {gk / nk:.2f}×" + (f"; nginx had {n['errors']} errors" if nginx_failed else '') + ')',
+            False if gk > 24 else None if nginx_failed else gk <= 0.5 * nk, 'nginx had errors')
         row('CPU per relayed event ≤ nginx\'s', f"{g['cpu_us_per_event']:.1f} µs vs nginx {n['cpu_us_per_event']:.1f} µs",
             g['cpu_us_per_event'] <= n['cpu_us_per_event'])
         row(f'time to first event p50 ≤ 50 ms while {biggest} streams open at 2,000/s',
