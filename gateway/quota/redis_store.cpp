@@ -54,14 +54,14 @@ redis_quota_store::redis_quota_store(std::shared_ptr<redis_link> link, std::shar
 {
     std::random_device rd;
     lease_prefix_ = core::sha256_hex(std::to_string(rd()) + std::to_string(rd())).substr(0, 12) + ":";
-    const auto ttl = std::to_string(link_->lease_ttl().count());
+    lease_ttl_ms_ = std::to_string(link_->lease_ttl().count());
     for (const auto& [name, t] : cfg_.tenants)
         tenant_names_[name] = {tenant_key(name, "rate"),
                                tenant_key(name, "active"),
                                tenant_key(name, "tokens"),
                                tenant_key(name, "cancelled"),
                                {number(t.rate ? t.rate->requests_per_second : 0), number(t.rate ? t.rate->burst : 0),
-                                std::to_string(t.max_concurrent), std::to_string(t.tokens_per_day), ttl}};
+                                std::to_string(t.max_concurrent), std::to_string(t.tokens_per_day), lease_ttl_ms_}};
     for (const auto& [name, a] : cfg_.apps) app_names_[name] = {app_key(name), app_cancelled_key(name), std::to_string(a.max_concurrent)};
     ownership_ttl_ = std::to_string(cfg_.quota_store.ownership_ttl_s.count());
 }
@@ -246,7 +246,7 @@ net::awaitable<void> redis_quota_store::send_admission_batch(const std::string& 
     calls.push_back(redis_scripts::admit_tenant({names.rate, names.active, names.tokens, names.cancelled}, std::move(args)));
     for (const auto& [app, which] : by_app) {
         const auto& app_names = names_of_app(app);
-        std::vector<std::string> app_args{app_names.max_concurrent, names.limits.back()}; // the lease TTL
+        std::vector<std::string> app_args{app_names.max_concurrent, lease_ttl_ms_};
         for (auto i : which) app_args.push_back(batch[i].lease);
         calls.push_back(redis_scripts::admit_app({app_names.active, app_names.cancelled}, std::move(app_args)));
     }

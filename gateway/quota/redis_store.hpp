@@ -112,6 +112,7 @@ private:
     std::shared_ptr<memory_quota_store> local_;
     std::unordered_map<std::string, tenant_names> tenant_names_;
     std::unordered_map<std::string, app_names> app_names_;
+    std::string lease_ttl_ms_;  // as the admission scripts take it
     std::string ownership_ttl_; // seconds, as SET's EX takes them
     std::uint64_t lease_counter_ = 0;
     core::call_coalescer<pending_admission> admissions_; // grouped by tenant
