@@ -16,47 +16,47 @@ namespace {
 // hiredis allocate gigabytes up front): the reader then reports an error.
 constexpr int max_reply_elements = 65'536;
 
-redis_value* place(const redisReadTask* task, redis_value v)
+// The value `task` reads, default (nil) until the caller fills it in: the parent's slot for
+// an element, a new root otherwise.
+redis_value* slot_for(const redisReadTask* task)
 {
     if (task->parent) {
         auto* parent = static_cast<redis_value*>(task->parent->obj);
-        auto& slot = parent->elements.at(static_cast<std::size_t>(task->idx));
-        slot = std::move(v);
-        return &slot;
+        return &parent->elements.at(static_cast<std::size_t>(task->idx));
     }
-    return new redis_value(std::move(v));
+    return new redis_value;
 }
 
 void* create_string(const redisReadTask* task, char* str, std::size_t len)
 {
-    redis_value v;
-    v.type = task->type == REDIS_REPLY_ERROR    ? redis_value::kind::error
-             : task->type == REDIS_REPLY_STATUS ? redis_value::kind::status
-                                                : redis_value::kind::string;
-    v.str.assign(str, len);
-    return place(task, std::move(v));
+    auto* v = slot_for(task);
+    v->type = task->type == REDIS_REPLY_ERROR    ? redis_value::kind::error
+              : task->type == REDIS_REPLY_STATUS ? redis_value::kind::status
+                                                 : redis_value::kind::string;
+    v->str.assign(str, len);
+    return v;
 }
 
 void* create_array(const redisReadTask* task, int elements)
 {
     if (elements < 0 || elements > max_reply_elements) return nullptr; // hiredis: out of memory -> error
-    redis_value v;
-    v.type = redis_value::kind::array;
-    v.elements.resize(static_cast<std::size_t>(elements));
-    return place(task, std::move(v));
+    auto* v = slot_for(task);
+    v->type = redis_value::kind::array;
+    v->elements.resize(static_cast<std::size_t>(elements));
+    return v;
 }
 
 void* create_integer(const redisReadTask* task, long long value)
 {
-    redis_value v;
-    v.type = redis_value::kind::integer;
-    v.integer = value;
-    return place(task, std::move(v));
+    auto* v = slot_for(task);
+    v->type = redis_value::kind::integer;
+    v->integer = value;
+    return v;
 }
 
 void* create_nil(const redisReadTask* task)
 {
-    return place(task, redis_value{});
+    return slot_for(task);
 }
 
 void free_object(void* root) // hiredis frees only roots (a reply it abandons on an error)
