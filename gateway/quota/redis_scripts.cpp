@@ -10,6 +10,15 @@ namespace {
 
 // One batch of a tenant's admissions, decided in arrival order as if each were its own
 // call: the same verdicts, with one read and one write of each key per batch.
+//
+// Redis runs these scripts for every request, so they are written for its CPU: numbers
+// are turned into strings with '%d' (Lua's own conversion and '%.0f' go through the
+// floating-point printer) and passed as the strings they came in where possible, and a
+// key's TTL is set only when its `ttl_at` field (Redis's clock, microseconds) says the
+// last setting is older than a margin that the TTL covers: the bucket's TTL (until full
+// again, plus a minute) is renewed at most every 30 s, the token hash's (two days) at most
+// every hour, so neither can expire while it holds anything that is not a full bucket or
+// the day's usage. A clock that moved back counts as old.
 constexpr std::string_view admit_tenant_lua = R"lua(
 local t = redis.call('TIME')
 local secs = tonumber(t[1])
@@ -19,9 +28,9 @@ local limit, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local leases = {}
 for i = 6, #ARGV, 3 do leases[#leases + 1] = ARGV[i] end
 local cancelled = redis.call('HMGET', KEYS[4], unpack(leases))
-local tokens, took, bucket_time = -1, false, now
+local tokens, took, bucket_time, bucket_ttl_old = -1, false, now, false
 if rate > 0 then
-  local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+  local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'ttl_at')
   tokens = tonumber(b[1]) or burst
   -- The bucket's own clock: a time written ahead of Redis's (a failover to a node whose clock
   -- is behind) holds refills back until Redis's clock passes it, but never moves the clock
@@ -29,6 +38,7 @@ if rate > 0 then
   local ts = tonumber(b[2]) or now
   if now > ts then tokens = math.min(burst, tokens + (now - ts) / 1000000 * rate) end
   bucket_time = math.max(now, ts)
+  bucket_ttl_old = math.abs(now - (tonumber(b[3]) or 0)) >= 30000000
 end
 local active = 0
 if max_conc > 0 then
@@ -38,13 +48,16 @@ if max_conc > 0 then
     active = redis.call('ZCARD', KEYS[2])
   end
 end
-local day = math.floor(secs / 86400)
-local used, held = 0, 0
+local day = string.format('%d', math.floor(secs / 86400))
+local used, held, usage_ttl_old = 0, 0, false
 if limit > 0 then
-  local u = redis.call('HMGET', KEYS[3], 'used:' .. day, 'reserved:' .. day)
-  used, held = tonumber(u[1]) or 0, tonumber(u[2]) or 0
+  local u = redis.call('HMGET', KEYS[3], 'used:' .. day, 'reserved:' .. day, 'ttl_at')
+  used, held = tonumber(u[1]) or 0, tonumber(u[2])
+  if u[2] and not held then return redis.error_reply('reserved:' .. day .. ' is not a number') end
+  held = held or 0
+  usage_ttl_old = math.abs(now - (tonumber(u[3]) or 0)) >= 3600000000
 end
-local out, members, holds, reserved_now = {}, {}, {}, 0
+local out, members, holds = {}, {}, {}
 for i = 1, #leases do
   local at = 6 + (i - 1) * 3
   local verdict, reserved = 0, 0
@@ -61,34 +74,41 @@ for i = 1, #leases do
         verdict = 3
       else
         reserved = math.min(tonumber(ARGV[at + 1]), left)
-        held, reserved_now = held + reserved, reserved_now + reserved
+        held = held + reserved
         holds[#holds + 1] = 'hold:' .. leases[i]
-        holds[#holds + 1] = day .. ':' .. string.format('%.0f', reserved) -- no exponent (finish reads digits)
+        holds[#holds + 1] = day .. ':' .. string.format('%d', reserved)
       end
     end
     if verdict == 0 and max_conc > 0 then
       active = active + 1
-      members[#members + 1] = now + ttl * 1000
+      members[#members + 1] = string.format('%d', now + ttl * 1000)
       members[#members + 1] = leases[i]
     end
   end
   out[i] = {verdict, tostring(verdict == 4 and -1 or tokens), secs, reserved}
 end
+local now_text = string.format('%d', now)
 if took then
-  -- '%.0f': the whole microsecond count (tostring keeps 14 digits: a 100 us step here)
-  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', string.format('%.0f', bucket_time))
+  -- 'ts' as whole microseconds (tostring keeps 14 digits: a 100 us step here)
+  local fields = {'tokens', tostring(tokens), 'ts', string.format('%d', bucket_time)}
+  if bucket_ttl_old then fields[5], fields[6] = 'ttl_at', now_text end
+  redis.call('HSET', KEYS[1], unpack(fields))
   -- Until the bucket is full again, and a minute; capped (a rate near zero gives 1e17 or
   -- inf, which PEXPIRE refuses: the script would fail on every admission).
-  redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.min(math.ceil(burst / rate * 1000) + 60000, 1e15)))
+  if bucket_ttl_old then
+    redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.min(math.ceil(burst / rate * 1000) + 60000, 1e15)))
+  end
 end
 if #holds > 0 then
-  if reserved_now > 0 then redis.call('HINCRBY', KEYS[3], 'reserved:' .. day, reserved_now) end
+  holds[#holds + 1] = 'reserved:' .. day
+  holds[#holds + 1] = string.format('%d', held)
+  if usage_ttl_old then holds[#holds + 1], holds[#holds + 2] = 'ttl_at', now_text end
   redis.call('HSET', KEYS[3], unpack(holds))
-  redis.call('EXPIRE', KEYS[3], 172800)
+  if usage_ttl_old then redis.call('EXPIRE', KEYS[3], '172800') end
 end
 if #members > 0 then
   redis.call('ZADD', KEYS[2], unpack(members))
-  redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
 end
 return out
 )lua";
@@ -128,10 +148,13 @@ return out
 // reservation made on an earlier UTC day is not charged to today. Usage without a
 // reservation (admitted while Redis was away) is marked done in a per-day hash (KEYS[3])
 // so that a retried settlement charges it once; a lease named twice is settled once.
+// The day's counters are read with the holds and written back as one HSET (the script is
+// atomic); the token hash's TTL as in admit_tenant_lua.
 constexpr std::string_view finish_tenant_lua = R"lua(
 local t = redis.call('TIME')
-local day = tonumber(ARGV[1])
-local today = day == math.floor(tonumber(t[1]) / 86400)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local day = ARGV[1]
+local today = tonumber(day) == math.floor(tonumber(t[1]) / 86400)
 local releases, seen, reserved, unreserved = {}, {}, {}, {}
 for i = 2, #ARGV, 4 do
   if ARGV[i] ~= '' then releases[#releases + 1] = ARGV[i] end
@@ -143,35 +166,48 @@ for i = 2, #ARGV, 4 do
   end
 end
 if #releases > 0 then redis.call('ZREM', KEYS[1], unpack(releases)) end
-local charged, any = 0, false
-if #reserved > 0 then
-  local fields = {}
-  for i, r in ipairs(reserved) do fields[i] = 'hold:' .. r[1] end
-  local holds = redis.call('HMGET', KEYS[2], unpack(fields))
-  local done, back = {}, {}
-  for i, r in ipairs(reserved) do
-    if holds[i] then
-      done[#done + 1] = fields[i]
-      local held_day, held = string.match(holds[i], '^(%d+):(%d+)$')
-      if held then back[held_day] = (back[held_day] or 0) + tonumber(held) end
-      charged, any = charged + r[2], true
+if #reserved == 0 and #unreserved == 0 then return 0 end
+local fields = {}
+for i, r in ipairs(reserved) do fields[i] = 'hold:' .. r[1] end
+local n = #fields
+fields[n + 1], fields[n + 2], fields[n + 3] = 'reserved:' .. day, 'used:' .. day, 'ttl_at'
+local values = redis.call('HMGET', KEYS[2], unpack(fields))
+local held_today, used_today = tonumber(values[n + 1]), tonumber(values[n + 2])
+if values[n + 1] and not held_today then return redis.error_reply('reserved:' .. day .. ' is not a number') end
+if values[n + 2] and not used_today then return redis.error_reply('used:' .. day .. ' is not a number') end
+local charged, any, done, back, back_today = 0, false, {}, {}, 0
+for i, r in ipairs(reserved) do
+  if values[i] then
+    done[#done + 1] = fields[i]
+    local held_day, held = string.match(values[i], '^(%d+):(%d+)$')
+    if held_day == day then
+      back_today = back_today + tonumber(held)
+    elseif held then
+      back[held_day] = (back[held_day] or 0) + tonumber(held)
     end
+    charged, any = charged + r[2], true
   end
-  if #done > 0 then redis.call('HDEL', KEYS[2], unpack(done)) end
-  for held_day, amount in pairs(back) do
-    if amount > 0 then redis.call('HINCRBY', KEYS[2], 'reserved:' .. held_day, -amount) end
-  end
+end
+if #done > 0 then redis.call('HDEL', KEYS[2], unpack(done)) end
+for held_day, amount in pairs(back) do
+  if amount > 0 then redis.call('HINCRBY', KEYS[2], 'reserved:' .. held_day, -amount) end
 end
 if #unreserved > 0 then
   for _, r in ipairs(unreserved) do
     if redis.call('HSETNX', KEYS[3], r[1], '1') == 1 then charged, any = charged + r[2], true end
   end
-  redis.call('EXPIRE', KEYS[3], 172800)
+  redis.call('EXPIRE', KEYS[3], '172800')
 end
+local writes = {}
+if back_today > 0 then writes = {'reserved:' .. day, string.format('%d', (held_today or 0) - back_today)} end
+local ttl_old = false
 if today and any then
-  redis.call('HINCRBY', KEYS[2], 'used:' .. day, charged)
-  redis.call('EXPIRE', KEYS[2], 172800)
+  writes[#writes + 1], writes[#writes + 2] = 'used:' .. day, string.format('%d', (used_today or 0) + charged)
+  ttl_old = math.abs(now - (tonumber(values[n + 3]) or 0)) >= 3600000000
+  if ttl_old then writes[#writes + 1], writes[#writes + 2] = 'ttl_at', string.format('%d', now) end
 end
+if #writes > 0 then redis.call('HSET', KEYS[2], unpack(writes)) end
+if ttl_old then redis.call('EXPIRE', KEYS[2], '172800') end
 return charged
 )lua";
 

@@ -101,6 +101,43 @@ TEST(GatewayRedis, TheRateBucketKeepsRedisTimeToTheMicrosecond)
     EXPECT_GE(written, seconds - 60) << "the bucket's time is Redis's clock";
 }
 
+TEST(GatewayRedis, AKeysTtlIsSetAgainOnlyWhenItsLastSettingIsOldOrAheadOfTheClock)
+{
+    // The scripts set the bucket's and the token hash's TTL only when the key's ttl_at
+    // (Redis's clock) is 30 s or an hour away from now: not again on every request, but
+    // after a long run of requests, and after a failover to a node whose clock is behind.
+    running_redis redis;
+    running_emulator emu;
+    running_gateway gw(emu, with_redis(redis, [](config::gateway_config& c) {
+        c.tenants["alpha"].rate = config::rate_config{1000, 1000};
+        c.tenants["alpha"].tokens_per_day = 1'000'000;
+    }));
+    const std::string bucket = "'dify-gateway:{t:alpha}:rate'", usage = "'dify-gateway:{t:alpha}:tokens'";
+    auto ttl_ms = [&](const std::string& key) { return std::stoll(std::string(core::trim(redis.cli("PTTL " + key)))); };
+    auto chat = [&] {
+        auto c = gw.client();
+        EXPECT_EQ(post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("hello", "u")).status, 200);
+    };
+    chat();
+    EXPECT_GT(ttl_ms(bucket), 0);
+    EXPECT_GT(ttl_ms(usage), 0);
+    redis.cli("PERSIST " + bucket);
+    redis.cli("PERSIST " + usage);
+    chat();
+    EXPECT_EQ(ttl_ms(bucket), -1) << "set moments ago: left alone";
+    EXPECT_EQ(ttl_ms(usage), -1) << "set moments ago: left alone";
+    const long long now = redis_time_micros(redis);
+    for (long long ttl_at : {now - 3'700'000'000LL, now + 3'700'000'000LL}) {
+        redis.cli("HSET " + bucket + " ttl_at " + std::to_string(ttl_at));
+        redis.cli("HSET " + usage + " ttl_at " + std::to_string(ttl_at));
+        chat();
+        EXPECT_GT(ttl_ms(bucket), 0) << "ttl_at " << ttl_at << ", now " << now;
+        EXPECT_GT(ttl_ms(usage), 0) << "ttl_at " << ttl_at << ", now " << now;
+        redis.cli("PERSIST " + bucket);
+        redis.cli("PERSIST " + usage);
+    }
+}
+
 TEST(GatewayRedis, ARateNearZeroStillAdmitsItsBurst)
 {
     // One request per 11.6 days, a burst of 10^8: "until the bucket is full" is 10^17 ms,
@@ -457,6 +494,26 @@ TEST(GatewayRedis, AGarbledUsageFieldIsAStoreErrorNotAnException)
     EXPECT_EQ(r.json().at("tenants").at("alpha").at("tokens_today"), 0);
     EXPECT_GE(r.json().at("quota_store").at("errors").to_number<std::int64_t>(), 1);
     EXPECT_EQ(gateway::task_failures().load(), failures_before) << "nothing thrown";
+}
+
+TEST(GatewayRedis, AGarbledReservationCountRefusesAdmissionAndIsNotOverwritten)
+{
+    // The admission script writes the day's reservations back as a number: one it cannot
+    // read is an error (503 with on_error = deny), never replaced by a guess.
+    running_redis redis;
+    running_emulator emu;
+    running_gateway gw(emu, with_redis(redis, [](config::gateway_config& c) {
+        c.tenants["alpha"].tokens_per_day = 100;
+        c.quota_store.on_error = gw::config::store_error_policy::deny;
+    }));
+    const auto day = std::to_string(std::time(nullptr) / 86'400);
+    redis.cli("HSET 'dify-gateway:{t:alpha}:tokens' reserved:" + day + " 12x");
+    auto c = gw.client();
+    auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("hello", "u"));
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_EQ(r.json().at("code"), "unavailable");
+    EXPECT_EQ(core::trim(redis.cli("HGET 'dify-gateway:{t:alpha}:tokens' reserved:" + day)), "12x");
+    EXPECT_EQ(core::trim(redis.cli("HEXISTS 'dify-gateway:{t:alpha}:tokens' ttl_at")), "0") << "refused before any write";
 }
 
 } // namespace
