@@ -20,8 +20,23 @@ constexpr auto probe_after = std::chrono::seconds(1);
 // Connections opened ahead of demand at once, per pool: a burst's spares come in steps
 // rather than as hundreds of handshakes (and address lookups) at the same moment.
 constexpr int max_opening_ahead = 16;
-// How long resolved upstream addresses are reused (a failed connect resolves again).
+// How long found upstream addresses are fresh, and how soon a failed lookup is tried again.
 constexpr auto resolve_ttl = std::chrono::seconds(30);
+constexpr auto lookup_retry_after = std::chrono::seconds(1);
+
+namespace {
+
+net::awaitable<std::tuple<error_code, std::vector<tcp::endpoint>>> resolve(net::any_io_executor ex, std::string host, std::string port)
+{
+    tcp::resolver resolver(ex);
+    auto [ec, results] = co_await resolver.async_resolve(host, port, use_nothrow);
+    std::vector<tcp::endpoint> found;
+    if (!ec)
+        for (const auto& r : results) found.push_back(r.endpoint());
+    co_return std::tuple{ec, std::move(found)};
+}
+
+} // namespace
 
 upstream_connection::upstream_connection(net::any_io_executor ex, ssl::context* tls, std::shared_ptr<tls_session_slot> sessions)
 {
@@ -126,9 +141,17 @@ upstream_pool::upstream_pool(net::any_io_executor ex, const config::upstream_con
       reaper_(ex),
       // A peak counts for one to two windows: at most as long as a spare may idle.
       preconnect_plan_(cfg.preconnect_ratio, cfg.max_connections,
-                       std::min<clock::duration>(std::chrono::seconds(10), cfg.idle_timeout_ms / 2))
+                       std::min<clock::duration>(std::chrono::seconds(10), cfg.idle_timeout_ms / 2)),
+      lookup_(resolve),
+      addresses_(resolve_ttl, lookup_retry_after)
 {
     net::co_spawn(ex_, reap_idle(), log_failure("idle connection reaper"));
+}
+
+void upstream_pool::set_address_lookup(address_lookup lookup, std::chrono::nanoseconds ttl)
+{
+    lookup_ = std::move(lookup);
+    addresses_ = core::address_cache<tcp::endpoint>(ttl, lookup_retry_after);
 }
 
 upstream_pool::~upstream_pool()
@@ -180,14 +203,20 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             ++connecting_;
             auto conn = std::make_unique<upstream_connection>(ex_, tls_.get(), sessions_);
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
-            auto timeout = std::min(cfg_.connect_timeout_ms, std::max(left, std::chrono::milliseconds(1)));
-            auto [rec, addresses] = co_await endpoints();
+            const auto connect_by = clock::now() + std::min(cfg_.connect_timeout_ms, std::max(left, std::chrono::milliseconds(1)));
+            auto [rec, addresses] = co_await endpoints(connect_by);
             if (!*alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
             error_code ec = rec;
-            if (!ec) ec = co_await conn->connect(cfg_, timeout, std::move(addresses));
-            if (!*alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
+            if (!ec) {
+                auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(connect_by - clock::now());
+                ec = co_await conn->connect(cfg_, std::max(timeout, std::chrono::milliseconds(1)), std::move(addresses));
+                if (!*alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
+                if (ec)
+                    addresses_.on_connect_failed(); // the address may have moved: the next one asks first
+                else
+                    addresses_.on_connected();
+            }
             if (ec) {
-                endpoints_.clear(); // resolve again next time: the address may have moved
                 --open_; // the slot goes to a waiter as this frame ends (`counted`)
                 co_return std::tuple{ec, lease{}};
             }
@@ -227,17 +256,52 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
     }
 }
 
-net::awaitable<std::tuple<error_code, std::vector<tcp::endpoint>>> upstream_pool::endpoints()
+net::awaitable<std::tuple<error_code, std::vector<tcp::endpoint>>> upstream_pool::endpoints(clock::time_point wait_until)
 {
-    if (!endpoints_.empty() && clock::now() - resolved_at_ < resolve_ttl) co_return std::tuple{error_code{}, endpoints_};
-    tcp::resolver resolver(ex_);
-    auto [ec, results] = co_await resolver.async_resolve(cfg_.host, std::to_string(cfg_.port), use_nothrow);
-    if (ec) co_return std::tuple{ec, std::vector<tcp::endpoint>{}};
-    std::vector<tcp::endpoint> found;
-    for (const auto& r : results) found.push_back(r.endpoint());
-    endpoints_ = found;
-    resolved_at_ = clock::now();
-    co_return std::tuple{error_code{}, std::move(found)};
+    const auto step = addresses_.on_use(clock::now().time_since_epoch());
+    if (step.start_lookup) {
+        ++lookups_;
+        net::co_spawn(ex_, look_up(shared_from_this()), log_failure("upstream address lookup"));
+    }
+    if (step.wait) {
+        // Woken (cancelled) when the lookup ends; listed while this frame waits, however it
+        // ends: a lookup must never cancel a timer that is gone.
+        net::steady_timer timer(ex_);
+        timer.expires_at(wait_until);
+        struct waiting
+        {
+            upstream_pool* pool;
+            net::steady_timer* timer;
+            std::shared_ptr<bool> alive;
+            ~waiting()
+            {
+                if (*alive) std::erase(pool->lookup_waiters_, timer);
+            }
+        } listed{this, &timer, alive_};
+        lookup_waiters_.push_back(&timer);
+        co_await timer.async_wait(use_nothrow);
+        if (!*listed.alive) co_return std::tuple{error_code(net::error::operation_aborted), std::vector<tcp::endpoint>{}};
+    }
+    if (!addresses_.addresses().empty()) co_return std::tuple{error_code{}, addresses_.addresses()};
+    // No address yet: the lookup failed, or it is still running past `wait_until`.
+    const error_code ec = addresses_.looking_up() || !lookup_error_ ? error_code(beast::error::timeout) : lookup_error_;
+    co_return std::tuple{ec, std::vector<tcp::endpoint>{}};
+}
+
+net::awaitable<void> upstream_pool::look_up(std::shared_ptr<upstream_pool> self)
+{
+    auto [ec, found] = co_await self->lookup_(self->ex_, self->cfg_.host, std::to_string(self->cfg_.port));
+    if (!ec && found.empty()) ec = net::error::host_not_found;
+    if (ec) found.clear();
+    const bool had_failed = self->addresses_.failed_lookups() > 0;
+    self->addresses_.on_lookup(found, clock::now().time_since_epoch());
+    self->lookup_error_ = ec;
+    if (ec && !had_failed)
+        spdlog::warn("upstream {}: address lookup failed ({}); {}", self->cfg_.host, ec.message(),
+                     self->addresses_.addresses().empty() ? "no address to connect to" : "connecting to the addresses found before");
+    else if (!ec && had_failed)
+        spdlog::info("upstream {}: address lookup works again", self->cfg_.host);
+    for (auto* waiter : self->lookup_waiters_) waiter->cancel();
 }
 
 void upstream_pool::release(std::unique_ptr<upstream_connection> conn, bool reusable)
@@ -292,15 +356,22 @@ void upstream_pool::preconnect()
 net::awaitable<void> upstream_pool::open_ahead([[maybe_unused]] std::shared_ptr<upstream_pool> self)
 {
     auto conn = std::make_unique<upstream_connection>(ex_, tls_.get(), sessions_);
-    auto [rec, addresses] = co_await endpoints();
+    const auto connect_by = clock::now() + cfg_.connect_timeout_ms;
+    auto [rec, addresses] = co_await endpoints(connect_by);
     error_code ec = rec;
-    if (!ec) ec = co_await conn->connect(cfg_, cfg_.connect_timeout_ms, std::move(addresses));
+    if (!ec) {
+        auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(connect_by - clock::now());
+        ec = co_await conn->connect(cfg_, std::max(timeout, std::chrono::milliseconds(1)), std::move(addresses));
+        if (ec)
+            addresses_.on_connect_failed();
+        else
+            addresses_.on_connected();
+    }
     --opening_ahead_;
     if (ec || stopped_) {
         if (ec) {
             ++preconnect_failures_;
             preconnect_plan_.failed(clock::now().time_since_epoch());
-            endpoints_.clear();
             spdlog::debug("upstream {}: a connection opened ahead of demand failed: {}", cfg_.host, ec.message());
         }
         conn->close();

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "config/gateway_config.hpp"
+#include "core/address_cache.hpp"
 #include "core/preconnect.hpp"
 #include "core/retry.hpp"
 #include "gateway/net.hpp"
@@ -23,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 
@@ -141,6 +143,13 @@ public:
     // Requests that found no idle connection and connected, successful or not (no attempts
     // while the circuit is open; connections opened ahead are not attempts).
     std::uint64_t connect_attempts = 0;
+    // Finds a host's addresses: the system's resolver unless a test substitutes its own.
+    using address_lookup = std::function<net::awaitable<std::tuple<error_code, std::vector<net::ip::tcp::endpoint>>>(
+        net::any_io_executor ex, std::string host, std::string port)>;
+    // Before the first acquire; `ttl`: how long found addresses are fresh (core::address_cache).
+    void set_address_lookup(address_lookup lookup, std::chrono::nanoseconds ttl);
+    std::uint64_t address_lookups_total() const { return lookups_; }
+
     int open() const { return open_; }
     int connecting() const { return connecting_; } // being opened by requests (max_connecting)
     int leased() const { return leased_; }
@@ -149,9 +158,12 @@ public:
 
 private:
     net::awaitable<void> reap_idle();
-    // The upstream's addresses: resolved once and reused for a while (asio resolves on a
-    // helper thread, one lookup at a time: per connection it would queue under load).
-    net::awaitable<std::tuple<error_code, std::vector<net::ip::tcp::endpoint>>> endpoints();
+    // The addresses to connect to (core::address_cache decides when to look them up; one
+    // lookup at a time, which asio runs on a helper thread). A caller that must wait for
+    // the lookup waits until `wait_until` at most, then takes what the cache has.
+    net::awaitable<std::tuple<error_code, std::vector<net::ip::tcp::endpoint>>> endpoints(clock::time_point wait_until);
+    // One lookup; `self` keeps the pool alive until the resolver answers.
+    static net::awaitable<void> look_up(std::shared_ptr<upstream_pool> self);
     void wake_one_waiter();
     void wake_one_slot_waiter(); // the first waiting for a free slot (not a claimant)
     void unlist(net::steady_timer* timer); // a waiter that ends without being woken
@@ -193,8 +205,11 @@ private:
     std::uint64_t resumed_ = 0;
     std::uint64_t preconnects_ = 0;
     std::uint64_t preconnect_failures_ = 0;
-    std::vector<net::ip::tcp::endpoint> endpoints_;
-    clock::time_point resolved_at_{};
+    address_lookup lookup_;
+    core::address_cache<net::ip::tcp::endpoint> addresses_;
+    error_code lookup_error_;                      // of the last lookup
+    std::vector<net::steady_timer*> lookup_waiters_; // callers waiting for the running lookup
+    std::uint64_t lookups_ = 0;
     bool stopped_ = false;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

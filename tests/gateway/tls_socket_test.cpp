@@ -673,5 +673,89 @@ TEST(UpstreamPool, ASlotFreedWhileARequestWaitsIsTheRequests)
     EXPECT_TRUE(p.stop_and_release());
 }
 
+// A resolver scripted by a test: the first `answers` lookups find `address` at once; the
+// others fail after `delay` (a resolver that is down, and slow to say so).
+struct scripted_resolver
+{
+    net::ip::tcp::endpoint address;
+    int answers = 1;
+    std::chrono::milliseconds delay{0};
+    int calls = 0;
+    int ended = 0;
+};
+
+net::awaitable<std::tuple<error_code, std::vector<net::ip::tcp::endpoint>>> scripted_lookup(scripted_resolver* r, net::any_io_executor ex)
+{
+    if (++r->calls <= r->answers) {
+        ++r->ended;
+        co_return std::tuple{error_code{}, std::vector<net::ip::tcp::endpoint>{r->address}};
+    }
+    net::steady_timer slow(ex, r->delay);
+    co_await slow.async_wait(use_nothrow);
+    ++r->ended;
+    co_return std::tuple{error_code(net::error::host_not_found), std::vector<net::ip::tcp::endpoint>{}};
+}
+
+void use_resolver(upstream_pool& pool, scripted_resolver& r, std::chrono::nanoseconds ttl)
+{
+    pool.set_address_lookup([&r](net::any_io_executor ex, std::string, std::string) { return scripted_lookup(&r, ex); }, ttl);
+}
+
+// Once addresses are known, a resolver that is slow or down holds up no new connection: the
+// addresses found before serve while one lookup runs in the background, and stay when it fails.
+TEST(UpstreamPool, AResolverThatFailsAfterTheFirstLookupLeavesNewConnectionsToTheAddressesFoundBefore)
+{
+    preconnecting_pool p(8, 1.0, 0ms);
+    scripted_resolver r{{net::ip::make_address("127.0.0.1"), p.emu.endpoint().port()}, 1, 300ms};
+    use_resolver(*p.pool, r, 0ns); // every address is stale at once: each new connection wants a lookup
+    auto first = p.lease();
+    auto second = p.lease(); // a new connection (the first is held) while the failing lookup runs
+    auto third = p.lease();
+    EXPECT_EQ(r.calls, 2) << "one lookup at a time, shared";
+    EXPECT_EQ(r.ended, 1) << "the second and third did not wait for it";
+    EXPECT_EQ(p.pool->address_lookups_total(), 2u);
+    while (r.ended < 2) p.io.run_one_for(10ms);
+    auto fourth = p.lease(); // the lookup failed: the old address, and no new lookup within a second
+    EXPECT_EQ(r.calls, 2);
+    EXPECT_EQ(p.pool->open(), 4);
+    for (auto* l : {&first, &second, &third, &fourth}) l->give_back(false);
+    EXPECT_TRUE(p.stop_and_release());
+}
+
+net::awaitable<error_code> acquire_error(upstream_pool& pool)
+{
+    auto [ec, lease] = co_await pool.acquire(std::chrono::steady_clock::now() + 10s);
+    co_return ec;
+}
+
+// With no address yet, requests wait for the one lookup, but no longer than their connect
+// timeout: a hung resolver fails them in time instead of holding them.
+TEST(UpstreamPool, AFirstLookupThatHangsEndsTheRequestsWaitingForItAtTheirConnectTimeout)
+{
+    test::running_emulator emu;
+    net::io_context io;
+    config::upstream_config cfg;
+    cfg.url = "https://localhost:" + std::to_string(emu.endpoint().port());
+    cfg.host = "localhost";
+    cfg.port = emu.endpoint().port();
+    cfg.ca_file = test::test_ca_file();
+    cfg.connect_timeout_ms = 100ms;
+    auto pool = std::make_shared<upstream_pool>(io.get_executor(), cfg, make_upstream_tls(cfg));
+    scripted_resolver r{{}, 0, 1000ms};
+    use_resolver(*pool, r, 30s);
+    auto a = net::co_spawn(io, acquire_error(*pool), net::use_future);
+    auto b = net::co_spawn(io, acquire_error(*pool), net::use_future);
+    while (a.wait_for(0s) != std::future_status::ready || b.wait_for(0s) != std::future_status::ready) io.run_one_for(10ms);
+    EXPECT_EQ(a.get(), beast::error::timeout);
+    EXPECT_EQ(b.get(), beast::error::timeout);
+    EXPECT_EQ(r.calls, 1) << "both waited for the same lookup";
+    EXPECT_EQ(r.ended, 0) << "and neither for its end";
+    std::weak_ptr<upstream_pool> watch = pool;
+    pool->stop();
+    pool.reset();
+    while (!watch.expired()) io.run_one_for(10ms); // the lookup holds the pool until it ends
+    EXPECT_EQ(r.ended, 1);
+}
+
 } // namespace
 } // namespace gw::gateway
