@@ -30,7 +30,7 @@ public:
         bool wait = false;         // wait for the running lookup (bounded), then use addresses()
     };
     // A connection is about to be opened.
-    use_step on_use(nanos now)
+    [[nodiscard]] use_step on_use(nanos now)
     {
         const bool need_fresh = addresses_.empty() || suspect_;
         if (!running_ && (need_fresh || now >= fresh_until_) && now >= retry_at_) {

@@ -14,11 +14,12 @@ namespace {
 // Redis runs these scripts for every request, so they are written for its CPU: numbers
 // are turned into strings with '%d' (Lua's own conversion and '%.0f' go through the
 // floating-point printer) and passed as the strings they came in where possible, and a
-// key's TTL is set only when its `ttl_at` field (Redis's clock, microseconds) says the
-// last setting is older than a margin that the TTL covers: the bucket's TTL (until full
-// again, plus a minute) is renewed at most every 30 s, the token hash's (two days) at most
-// every hour, so neither can expire while it holds anything that is not a full bucket or
-// the day's usage. A clock that moved back counts as old.
+// key's TTL is not set again on every write. Its `ttl_until` field holds when the TTL last
+// set ends (Redis's clock, microseconds; Redis keeps expiries as such points too); a write
+// sets the TTL again only when less than what it needs is left, less a margin: the
+// bucket needs until it is full again plus a minute (margin 30 s, so it still outlives
+// its refill), the token hash two days (margin an hour). A TTL that a configuration with
+// a shorter refill set is renewed by the first write under a longer one.
 constexpr std::string_view admit_tenant_lua = R"lua(
 local t = redis.call('TIME')
 local secs = tonumber(t[1])
@@ -28,17 +29,21 @@ local limit, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local leases = {}
 for i = 6, #ARGV, 3 do leases[#leases + 1] = ARGV[i] end
 local cancelled = redis.call('HMGET', KEYS[4], unpack(leases))
-local tokens, took, bucket_time, bucket_ttl_old = -1, false, now, false
+local tokens, took, bucket_time, bucket_ttl_ms = -1, false, now, nil
 if rate > 0 then
-  local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'ttl_at')
+  local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'ttl_until')
   tokens = tonumber(b[1]) or burst
   -- The bucket's own clock: a time written ahead of Redis's (a failover to a node whose clock
   -- is behind) holds refills back until Redis's clock passes it, but never moves the clock
-  -- that leases are swept and scored by.
-  local ts = tonumber(b[2]) or now
+  -- that leases are swept and scored by. A time beyond any clock is read as none.
+  local ts = tonumber(b[2])
+  if not ts or not (ts < 1e17) then ts = now end
   if now > ts then tokens = math.min(burst, tokens + (now - ts) / 1000000 * rate) end
   bucket_time = math.max(now, ts)
-  bucket_ttl_old = math.abs(now - (tonumber(b[3]) or 0)) >= 30000000
+  -- Until the bucket is full again, and a minute; capped (a rate near zero gives 1e17 or
+  -- inf, which PEXPIRE refuses: the script would fail on every admission).
+  local needed = math.min(math.ceil(burst / rate * 1000) + 60000, 1e15)
+  if (tonumber(b[3]) or 0) < now + (needed - 30000) * 1000 then bucket_ttl_ms = needed end
 end
 local active = 0
 if max_conc > 0 then
@@ -49,13 +54,11 @@ if max_conc > 0 then
   end
 end
 local day = string.format('%d', math.floor(secs / 86400))
-local used, held, usage_ttl_old = 0, 0, false
+local used, held, held_text, usage_ttl_old = 0, 0, false, false
 if limit > 0 then
-  local u = redis.call('HMGET', KEYS[3], 'used:' .. day, 'reserved:' .. day, 'ttl_at')
-  used, held = tonumber(u[1]) or 0, tonumber(u[2])
-  if u[2] and not held then return redis.error_reply('reserved:' .. day .. ' is not a number') end
-  held = held or 0
-  usage_ttl_old = math.abs(now - (tonumber(u[3]) or 0)) >= 3600000000
+  local u = redis.call('HMGET', KEYS[3], 'used:' .. day, 'reserved:' .. day, 'ttl_until')
+  used, held, held_text = tonumber(u[1]) or 0, tonumber(u[2]) or 0, u[2]
+  usage_ttl_old = (tonumber(u[3]) or 0) < now + 169200000000
 end
 local out, members, holds = {}, {}, {}
 for i = 1, #leases do
@@ -87,22 +90,22 @@ for i = 1, #leases do
   end
   out[i] = {verdict, tostring(verdict == 4 and -1 or tokens), secs, reserved}
 end
-local now_text = string.format('%d', now)
+-- The day's reservations are written back as a number: one that cannot be read is an
+-- error before anything is written, never replaced by a guess.
+if #holds > 0 and held_text and not tonumber(held_text) then
+  return redis.error_reply('reserved:' .. day .. ' is not a number')
+end
 if took then
   -- 'ts' as whole microseconds (tostring keeps 14 digits: a 100 us step here)
   local fields = {'tokens', tostring(tokens), 'ts', string.format('%d', bucket_time)}
-  if bucket_ttl_old then fields[5], fields[6] = 'ttl_at', now_text end
+  if bucket_ttl_ms then fields[5], fields[6] = 'ttl_until', string.format('%d', now + bucket_ttl_ms * 1000) end
   redis.call('HSET', KEYS[1], unpack(fields))
-  -- Until the bucket is full again, and a minute; capped (a rate near zero gives 1e17 or
-  -- inf, which PEXPIRE refuses: the script would fail on every admission).
-  if bucket_ttl_old then
-    redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.min(math.ceil(burst / rate * 1000) + 60000, 1e15)))
-  end
+  if bucket_ttl_ms then redis.call('PEXPIRE', KEYS[1], string.format('%d', bucket_ttl_ms)) end
 end
 if #holds > 0 then
   holds[#holds + 1] = 'reserved:' .. day
   holds[#holds + 1] = string.format('%d', held)
-  if usage_ttl_old then holds[#holds + 1], holds[#holds + 2] = 'ttl_at', now_text end
+  if usage_ttl_old then holds[#holds + 1], holds[#holds + 2] = 'ttl_until', string.format('%d', now + 172800000000) end
   redis.call('HSET', KEYS[3], unpack(holds))
   if usage_ttl_old then redis.call('EXPIRE', KEYS[3], '172800') end
 end
@@ -170,11 +173,8 @@ if #reserved == 0 and #unreserved == 0 then return 0 end
 local fields = {}
 for i, r in ipairs(reserved) do fields[i] = 'hold:' .. r[1] end
 local n = #fields
-fields[n + 1], fields[n + 2], fields[n + 3] = 'reserved:' .. day, 'used:' .. day, 'ttl_at'
+fields[n + 1], fields[n + 2], fields[n + 3] = 'reserved:' .. day, 'used:' .. day, 'ttl_until'
 local values = redis.call('HMGET', KEYS[2], unpack(fields))
-local held_today, used_today = tonumber(values[n + 1]), tonumber(values[n + 2])
-if values[n + 1] and not held_today then return redis.error_reply('reserved:' .. day .. ' is not a number') end
-if values[n + 2] and not used_today then return redis.error_reply('used:' .. day .. ' is not a number') end
 local charged, any, done, back, back_today = 0, false, {}, {}, 0
 for i, r in ipairs(reserved) do
   if values[i] then
@@ -188,6 +188,14 @@ for i, r in ipairs(reserved) do
     charged, any = charged + r[2], true
   end
 end
+-- The counters this settlement writes back must read as numbers (checked before any write).
+local held_today, used_today = tonumber(values[n + 1]) or 0, tonumber(values[n + 2]) or 0
+if back_today > 0 and values[n + 1] and not tonumber(values[n + 1]) then
+  return redis.error_reply('reserved:' .. day .. ' is not a number')
+end
+if today and (any or #unreserved > 0) and values[n + 2] and not tonumber(values[n + 2]) then
+  return redis.error_reply('used:' .. day .. ' is not a number')
+end
 if #done > 0 then redis.call('HDEL', KEYS[2], unpack(done)) end
 for held_day, amount in pairs(back) do
   if amount > 0 then redis.call('HINCRBY', KEYS[2], 'reserved:' .. held_day, -amount) end
@@ -199,12 +207,12 @@ if #unreserved > 0 then
   redis.call('EXPIRE', KEYS[3], '172800')
 end
 local writes = {}
-if back_today > 0 then writes = {'reserved:' .. day, string.format('%d', (held_today or 0) - back_today)} end
+if back_today > 0 then writes = {'reserved:' .. day, string.format('%d', held_today - back_today)} end
 local ttl_old = false
 if today and any then
-  writes[#writes + 1], writes[#writes + 2] = 'used:' .. day, string.format('%d', (used_today or 0) + charged)
-  ttl_old = math.abs(now - (tonumber(values[n + 3]) or 0)) >= 3600000000
-  if ttl_old then writes[#writes + 1], writes[#writes + 2] = 'ttl_at', string.format('%d', now) end
+  writes[#writes + 1], writes[#writes + 2] = 'used:' .. day, string.format('%d', used_today + charged)
+  ttl_old = (tonumber(values[n + 3]) or 0) < now + 169200000000
+  if ttl_old then writes[#writes + 1], writes[#writes + 2] = 'ttl_until', string.format('%d', now + 172800000000) end
 end
 if #writes > 0 then redis.call('HSET', KEYS[2], unpack(writes)) end
 if ttl_old then redis.call('EXPIRE', KEYS[2], '172800') end

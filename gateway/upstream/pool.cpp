@@ -206,6 +206,10 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
             const auto connect_by = clock::now() + std::min(cfg_.connect_timeout_ms, std::max(left, std::chrono::milliseconds(1)));
             auto [rec, addresses] = co_await endpoints(connect_by);
             if (!*alive) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
+            if (stopped_) {
+                --open_;
+                co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
+            }
             error_code ec = rec;
             if (!ec) {
                 auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(connect_by - clock::now());
@@ -256,18 +260,21 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
     }
 }
 
-net::awaitable<std::tuple<error_code, std::vector<tcp::endpoint>>> upstream_pool::endpoints(clock::time_point wait_until)
+net::awaitable<std::tuple<error_code, std::vector<tcp::endpoint>>> upstream_pool::endpoints(clock::time_point connect_by)
 {
-    const auto step = addresses_.on_use(clock::now().time_since_epoch());
+    const auto now = clock::now();
+    const auto step = addresses_.on_use(now.time_since_epoch());
     if (step.start_lookup) {
         ++lookups_;
+        // co_spawn may run the lookup to its end right here (a resolver that answers at once).
         net::co_spawn(ex_, look_up(shared_from_this()), log_failure("upstream address lookup"));
     }
-    if (step.wait) {
+    if (step.wait && addresses_.looking_up()) {
         // Woken (cancelled) when the lookup ends; listed while this frame waits, however it
-        // ends: a lookup must never cancel a timer that is gone.
+        // ends: a lookup must never cancel a timer that is gone. With addresses to fall back
+        // on, it waits half of the time left, so that the connect to them has the other half.
         net::steady_timer timer(ex_);
-        timer.expires_at(wait_until);
+        timer.expires_at(addresses_.addresses().empty() ? connect_by : now + (connect_by - now) / 2);
         struct waiting
         {
             upstream_pool* pool;
@@ -283,19 +290,36 @@ net::awaitable<std::tuple<error_code, std::vector<tcp::endpoint>>> upstream_pool
         if (!*listed.alive) co_return std::tuple{error_code(net::error::operation_aborted), std::vector<tcp::endpoint>{}};
     }
     if (!addresses_.addresses().empty()) co_return std::tuple{error_code{}, addresses_.addresses()};
-    // No address yet: the lookup failed, or it is still running past `wait_until`.
+    // No address yet: the lookup failed, or it is still running at `connect_by`.
     const error_code ec = addresses_.looking_up() || !lookup_error_ ? error_code(beast::error::timeout) : lookup_error_;
     co_return std::tuple{ec, std::vector<tcp::endpoint>{}};
 }
 
 net::awaitable<void> upstream_pool::look_up(std::shared_ptr<upstream_pool> self)
 {
-    auto [ec, found] = co_await self->lookup_(self->ex_, self->cfg_.host, std::to_string(self->cfg_.port));
+    // However the lookup ends (an exception, or this frame destroyed unresumed at
+    // shutdown), the cache hears of it and the waiters are woken: otherwise no lookup
+    // would ever start again.
+    struct ending
+    {
+        upstream_pool& pool;
+        bool reported = false;
+        ~ending()
+        {
+            if (reported) return;
+            pool.addresses_.on_lookup({}, clock::now().time_since_epoch());
+            pool.lookup_error_ = net::error::host_not_found;
+            for (auto* waiter : pool.lookup_waiters_) waiter->cancel();
+        }
+    } end{*self};
+    const auto port = std::to_string(self->cfg_.port);
+    auto [ec, found] = co_await self->lookup_(self->ex_, self->cfg_.host, port);
     if (!ec && found.empty()) ec = net::error::host_not_found;
     if (ec) found.clear();
     const bool had_failed = self->addresses_.failed_lookups() > 0;
     self->addresses_.on_lookup(found, clock::now().time_since_epoch());
     self->lookup_error_ = ec;
+    end.reported = true;
     if (ec && !had_failed)
         spdlog::warn("upstream {}: address lookup failed ({}); {}", self->cfg_.host, ec.message(),
                      self->addresses_.addresses().empty() ? "no address to connect to" : "connecting to the addresses found before");
@@ -440,6 +464,7 @@ void upstream_pool::stop()
     open_ -= static_cast<int>(idle_.size());
     idle_.clear();
     while (!waiters_.empty()) wake_one_waiter();
+    for (auto* waiter : lookup_waiters_) waiter->cancel(); // they see the pool stopped
 }
 
 net::awaitable<void> upstream_pool::reap_idle()

@@ -158,10 +158,11 @@ public:
 
 private:
     net::awaitable<void> reap_idle();
-    // The addresses to connect to (core::address_cache decides when to look them up; one
-    // lookup at a time, which asio runs on a helper thread). A caller that must wait for
-    // the lookup waits until `wait_until` at most, then takes what the cache has.
-    net::awaitable<std::tuple<error_code, std::vector<net::ip::tcp::endpoint>>> endpoints(clock::time_point wait_until);
+    // The addresses to connect to by `connect_by` (core::address_cache decides when to look
+    // them up; one lookup at a time, which asio runs on a helper thread). A caller that must
+    // wait for the lookup waits until `connect_by` when it has no address, or half of the
+    // time left when it has addresses to fall back on; then it takes what the cache has.
+    net::awaitable<std::tuple<error_code, std::vector<net::ip::tcp::endpoint>>> endpoints(clock::time_point connect_by);
     // One lookup; `self` keeps the pool alive until the resolver answers.
     static net::awaitable<void> look_up(std::shared_ptr<upstream_pool> self);
     void wake_one_waiter();

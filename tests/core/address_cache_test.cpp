@@ -29,7 +29,7 @@ TEST(AddressCache, TheFirstUseWaitsForTheOneLookupAndEveryUseJoinsIt)
 TEST(AddressCache, StaleAddressesAreUsedWhileTheNextLookupRunsAndKeptWhenItFails)
 {
     cache c(30s, 1s);
-    c.on_use(0s);
+    ASSERT_TRUE(c.on_use(0s).start_lookup);
     c.on_lookup({"10.0.0.1"}, 0s);
     auto stale = c.on_use(31s);
     EXPECT_TRUE(stale.start_lookup);
@@ -50,7 +50,7 @@ TEST(AddressCache, StaleAddressesAreUsedWhileTheNextLookupRunsAndKeptWhenItFails
 TEST(AddressCache, AFailedConnectMakesTheNextUseWaitForAFreshLookupWithTheOldAddressesAsFallback)
 {
     cache c(30s, 1s);
-    c.on_use(0s);
+    ASSERT_TRUE(c.on_use(0s).start_lookup);
     c.on_lookup({"10.0.0.1"}, 0s);
     c.on_connect_failed();
     auto step = c.on_use(1s);
@@ -66,7 +66,7 @@ TEST(AddressCache, AFailedConnectMakesTheNextUseWaitForAFreshLookupWithTheOldAdd
 TEST(AddressCache, WithNoAddressAndAFailedLookupThereIsNothingToUseUntilTheRetry)
 {
     cache c(30s, 1s);
-    c.on_use(0s);
+    ASSERT_TRUE(c.on_use(0s).start_lookup);
     c.on_lookup({}, 0s);
     auto step = c.on_use(500ms);
     EXPECT_FALSE(step.start_lookup);

@@ -101,16 +101,17 @@ TEST(GatewayRedis, TheRateBucketKeepsRedisTimeToTheMicrosecond)
     EXPECT_GE(written, seconds - 60) << "the bucket's time is Redis's clock";
 }
 
-TEST(GatewayRedis, AKeysTtlIsSetAgainOnlyWhenItsLastSettingIsOldOrAheadOfTheClock)
+TEST(GatewayRedis, AKeysTtlIsSetAgainOnlyWhenLessThanItNeedsIsLeft)
 {
-    // The scripts set the bucket's and the token hash's TTL only when the key's ttl_at
-    // (Redis's clock) is 30 s or an hour away from now: not again on every request, but
-    // after a long run of requests, and after a failover to a node whose clock is behind.
+    // The scripts set the bucket's and the token hash's TTL again only when the key's
+    // ttl_until (when the TTL last set ends, Redis's clock) leaves less than the key needs,
+    // less a margin: not on every request, but before the key could expire holding state,
+    // and at once when a configuration with a longer refill takes over from a shorter one.
     running_redis redis;
     running_emulator emu;
     running_gateway gw(emu, with_redis(redis, [](config::gateway_config& c) {
-        c.tenants["alpha"].rate = config::rate_config{1000, 1000};
-        c.tenants["alpha"].tokens_per_day = 1'000'000;
+        c.tenants["alpha"].rate = config::rate_config{1000, 1000}; // needs 1 s to refill, plus a minute
+        c.tenants["alpha"].tokens_per_day = 1'000'000;             // needs two days
     }));
     const std::string bucket = "'dify-gateway:{t:alpha}:rate'", usage = "'dify-gateway:{t:alpha}:tokens'";
     auto ttl_ms = [&](const std::string& key) { return std::stoll(std::string(core::trim(redis.cli("PTTL " + key)))); };
@@ -119,23 +120,23 @@ TEST(GatewayRedis, AKeysTtlIsSetAgainOnlyWhenItsLastSettingIsOldOrAheadOfTheCloc
         EXPECT_EQ(post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("hello", "u")).status, 200);
     };
     chat();
-    EXPECT_GT(ttl_ms(bucket), 0);
-    EXPECT_GT(ttl_ms(usage), 0);
+    EXPECT_GT(ttl_ms(bucket), 60'000);
+    EXPECT_LE(ttl_ms(bucket), 61'000);
+    EXPECT_GT(ttl_ms(usage), 172'000'000);
     redis.cli("PERSIST " + bucket);
     redis.cli("PERSIST " + usage);
     chat();
     EXPECT_EQ(ttl_ms(bucket), -1) << "set moments ago: left alone";
     EXPECT_EQ(ttl_ms(usage), -1) << "set moments ago: left alone";
     const long long now = redis_time_micros(redis);
-    for (long long ttl_at : {now - 3'700'000'000LL, now + 3'700'000'000LL}) {
-        redis.cli("HSET " + bucket + " ttl_at " + std::to_string(ttl_at));
-        redis.cli("HSET " + usage + " ttl_at " + std::to_string(ttl_at));
-        chat();
-        EXPECT_GT(ttl_ms(bucket), 0) << "ttl_at " << ttl_at << ", now " << now;
-        EXPECT_GT(ttl_ms(usage), 0) << "ttl_at " << ttl_at << ", now " << now;
-        redis.cli("PERSIST " + bucket);
-        redis.cli("PERSIST " + usage);
-    }
+    redis.cli("HSET " + bucket + " ttl_until " + std::to_string(now + 20'000'000));   // 20 s left of 61
+    redis.cli("HSET " + usage + " ttl_until " + std::to_string(now + 3'600'000'000LL)); // an hour left of 48
+    chat();
+    EXPECT_GT(ttl_ms(bucket), 60'000) << "set again in full";
+    EXPECT_GT(ttl_ms(usage), 172'000'000) << "set again in full";
+    const long long until = std::stoll(std::string(core::trim(redis.cli("HGET " + bucket + " ttl_until"))));
+    EXPECT_GE(until, now + 61'000'000);
+    EXPECT_LE(until, redis_time_micros(redis) + 61'000'000);
 }
 
 TEST(GatewayRedis, ARateNearZeroStillAdmitsItsBurst)
@@ -237,9 +238,9 @@ TEST(GatewayRedis, DailyTokensAcrossGatewaysAndTheScriptCacheFallback)
             ASSERT_EQ(r.status, 200) << r.body;
             used += r.json().at("metadata").at("usage").at("total_tokens").as_int64();
             // The settlement is asynchronous: wait until Redis has it before the next call.
+            const auto field = "HGET 'dify-gateway:{t:alpha}:tokens' used:" + std::to_string(std::time(nullptr) / 86'400);
             for (int k = 0; k < 200; ++k) {
-                auto fields = redis.cli("HGETALL " + std::string("'dify-gateway:{t:alpha}:tokens'"));
-                if (fields.find(std::to_string(used)) != std::string::npos) break;
+                if (core::trim(redis.cli(field)) == std::to_string(used)) break;
                 std::this_thread::sleep_for(5ms);
             }
         }
@@ -513,7 +514,8 @@ TEST(GatewayRedis, AGarbledReservationCountRefusesAdmissionAndIsNotOverwritten)
     EXPECT_EQ(r.status, 503) << r.body;
     EXPECT_EQ(r.json().at("code"), "unavailable");
     EXPECT_EQ(core::trim(redis.cli("HGET 'dify-gateway:{t:alpha}:tokens' reserved:" + day)), "12x");
-    EXPECT_EQ(core::trim(redis.cli("HEXISTS 'dify-gateway:{t:alpha}:tokens' ttl_at")), "0") << "refused before any write";
+    EXPECT_EQ(core::trim(redis.cli("HEXISTS 'dify-gateway:{t:alpha}:tokens' ttl_until")), "0") << "refused before any write";
+    EXPECT_EQ(status_of(gw), 200) << "a request that reserves nothing does not write the count";
 }
 
 } // namespace
