@@ -185,9 +185,10 @@ void append_upstream_head(std::string& out, const exchange& x);
 bool is_timeout(const error_code& ec);
 // 504 for timeouts, 502 otherwise; no internal detail.
 gateway_error upstream_failure(const error_code& ec, std::string_view phase);
-// Records the tenant as the owner of what Dify's reply or stream created (task — streams
-// only: a blocking reply comes when its task is over —, conversation, workflow run,
-// uploaded file), once each.
+// Records the tenant as the owner of what Dify's reply or stream created (task — only
+// while it may still run: on a stream, or named with a workflow run, which a blocking
+// reply can leave paused; a blocking message reply comes when its task is over —,
+// conversation, workflow run, uploaded file), once each.
 struct created_records
 {
     bool task = false, conversation = false, workflow_run = false, file = false, message = false;

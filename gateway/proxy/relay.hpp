@@ -578,7 +578,7 @@ inline void settle_scanned_body(exchange& x, core::stream_facts& facts)
     note_usage(x, facts);
     x.usage = facts.total_tokens();
     created_records created;
-    record_created(x, facts, created, true);
+    record_created(x, facts, created, false);
 }
 
 // The end of a relayed body: the last chunk of a chunked one, or the head of an empty

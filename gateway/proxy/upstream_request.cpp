@@ -273,8 +273,9 @@ void record_created(exchange& x, const core::stream_facts& facts, created_record
             store.record_owner(kind, core::normalized_id(id), tenant);
     };
     if (x.generating) {
-        // A task matters while it runs (its stop call); a blocking reply comes when it is done.
-        if (streaming) once(done.task, core::owned_kind::task, facts.task_id());
+        // A task matters while it may run (its stop call): a blocking reply comes when it is
+        // done, unless it is a workflow run's, which can be paused.
+        if (streaming || !facts.workflow_run_id().empty()) once(done.task, core::owned_kind::task, facts.task_id());
         once(done.conversation, core::owned_kind::conversation, facts.conversation_id());
         once(done.workflow_run, core::owned_kind::workflow_run, facts.workflow_run_id());
         once(done.message, core::owned_kind::message, facts.message_id());

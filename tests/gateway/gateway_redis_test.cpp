@@ -370,6 +370,34 @@ TEST(GatewayRedis, OwnershipRecordsAreSharedAcrossGateways)
     EXPECT_EQ(get(*cb, "/apps/workflow/v1/workflows/run/" + run_id, tenant_keys::alpha).status, 200);
 }
 
+TEST(GatewayRedis, ABlockingMessageRecordsNoTaskButAWorkflowRunRecordsItsTask)
+{
+    // A task is recorded only while it may still run: a blocking chat reply comes when its
+    // task is over (its conversation and message are recorded), a blocking workflow run
+    // can come back paused.
+    running_redis redis;
+    running_emulator emu;
+    running_gateway gw(emu, with_redis(redis));
+    auto c = gw.client();
+    auto chat = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("hello", "u"));
+    ASSERT_EQ(chat.status, 200) << chat.body;
+    auto run = post_json(*c, "/apps/workflow/v1/workflows/run", tenant_keys::alpha,
+                         json::object{{"inputs", json::object{{"topic", "tea"}}}, {"response_mode", "blocking"}, {"user", "u"}});
+    ASSERT_EQ(run.status, 200) << run.body;
+    auto owner = [&](const std::string& kind, const json::value& id) {
+        return std::string(core::trim(redis.cli("GET 'dify-gateway:{o}:" + kind + ":" + std::string(id.as_string()) + "'")));
+    };
+    // Records are written off the request path: wait until they are in Redis.
+    auto landed = [&] {
+        return owner("task", run.json().at("task_id")) == "alpha" &&
+               owner("conversation", chat.json().at("conversation_id")) == "alpha" &&
+               owner("message", chat.json().at("message_id")) == "alpha";
+    };
+    for (int i = 0; i < 500 && !landed(); ++i) std::this_thread::sleep_for(5ms);
+    ASSERT_TRUE(landed());
+    EXPECT_EQ(owner("task", chat.json().at("task_id")), "") << "queued with the chat's other records, had it been";
+}
+
 TEST(GatewayRedis, TwoGatewayProcessesShareTheLimits)
 {
     running_redis redis;
