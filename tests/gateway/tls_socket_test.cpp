@@ -483,6 +483,17 @@ TEST(TlsSocket, LaterConnectionsResumeTheSessionTheServerIssued)
     EXPECT_TRUE(second.tls.resumed());
 }
 
+// An upstream's settings for a pool over `emu` (TLS, verified with the test CA).
+config::upstream_config emulator_upstream(const test::running_emulator& emu)
+{
+    config::upstream_config cfg;
+    cfg.url = "https://localhost:" + std::to_string(emu.endpoint().port());
+    cfg.host = "localhost";
+    cfg.port = emu.endpoint().port();
+    cfg.ca_file = test::test_ca_file();
+    return cfg;
+}
+
 net::awaitable<void> borrow_then_fail(upstream_pool& pool)
 {
     auto [ec, lease] = co_await pool.acquire(std::chrono::steady_clock::now() + 5s);
@@ -501,11 +512,7 @@ TEST(UpstreamPool, ALeaseEndedByAnExceptionGivesItsConnectionBack)
 {
     test::running_emulator emu;
     net::io_context io;
-    config::upstream_config cfg;
-    cfg.url = "https://localhost:" + std::to_string(emu.endpoint().port());
-    cfg.host = "localhost";
-    cfg.port = emu.endpoint().port();
-    cfg.ca_file = test::test_ca_file();
+    auto cfg = emulator_upstream(emu);
     cfg.max_connections = 1;
     auto pool = std::make_shared<upstream_pool>(io.get_executor(), cfg, make_upstream_tls(cfg));
     auto failed = net::co_spawn(io, borrow_then_fail(*pool), net::use_future);
@@ -536,11 +543,7 @@ struct preconnecting_pool
     preconnecting_pool(int max_connections, double ratio, std::chrono::milliseconds connect_delay, int max_connecting = 32)
         : emu({}, true, emulator::builtin_apps(), 0, connect_delay)
     {
-        config::upstream_config cfg;
-        cfg.url = "https://localhost:" + std::to_string(emu.endpoint().port());
-        cfg.host = "localhost";
-        cfg.port = emu.endpoint().port();
-        cfg.ca_file = test::test_ca_file();
+        auto cfg = emulator_upstream(emu);
         cfg.max_connections = max_connections;
         cfg.preconnect_ratio = ratio;
         cfg.max_connecting = max_connecting;
@@ -734,11 +737,7 @@ TEST(UpstreamPool, AFirstLookupThatHangsEndsTheRequestsWaitingForItAtTheirConnec
 {
     test::running_emulator emu;
     net::io_context io;
-    config::upstream_config cfg;
-    cfg.url = "https://localhost:" + std::to_string(emu.endpoint().port());
-    cfg.host = "localhost";
-    cfg.port = emu.endpoint().port();
-    cfg.ca_file = test::test_ca_file();
+    auto cfg = emulator_upstream(emu);
     cfg.connect_timeout_ms = 100ms;
     auto pool = std::make_shared<upstream_pool>(io.get_executor(), cfg, make_upstream_tls(cfg));
     scripted_resolver r{{}, 0, 1000ms};
