@@ -43,6 +43,9 @@ def _emulator_chat_key():
 
 CHAT_KEY = _emulator_chat_key()
 RAMP_STREAMS, RAMP_RATE, RAMP_DELAY_MS = 600, 200, 20  # the distant-Dify ramp (section 4b)
+# A faster ramp to a farther Dify (section 4c): more set-ups under way at once than
+# max_connecting allowed before it was 256 (500/s × 100 ms = 50).
+FAST_RAMP_STREAMS, FAST_RAMP_RATE, FAST_RAMP_DELAY_MS = 2000, 500, 100
 TENANT_KEY = 'gw-bench-tenant-key-0123456789'
 CLK_TCK = os.sysconf('SC_CLK_TCK')
 # The commands dify-gateway sends itself: INFO commandstats also counts what its scripts call, so
@@ -528,25 +531,35 @@ def run(args):
         # 4. Streams: N held SSE streams, one event per second each (fresh processes).
         words = 6 if quick else 25
         emu = b.emulator(token_delay_ms=1000)
-        for n in ([200] if quick else args.streams):
-            stream_paths = {'direct': (f'https://localhost:{emu.port}', CHAT_KEY, None)}
-            gw = b.gateway('gateway-streams', emu.port)
-            stream_paths['dify-gateway'] = (f'http://127.0.0.1:{gw.port}', TENANT_KEY, gw)
-            ngx = b.nginx(emu.port)
-            stream_paths['nginx'] = (f'http://127.0.0.1:{ngx.port}', 'unused-by-nginx', ngx)
-            time.sleep(0.5)
-            for name, target in stream_paths.items():
-                r = b.measure(target, ['--mode', 'hold', '--connections', str(n), '--words', str(words),
-                                       '--open-rate', '2000', '--duration-s', '600'], emu=emu, sample_rss=True)
-                r['streams'] = n
-                r['rss_per_stream_kib'] = (r['rss_peak_kib'] - r['rss_before_kib']) / n
-                r['cpu_us_per_event'] = 1e6 * r['proxy_cpu_s'] / max(r['events'], 1)
-                report['streams'].setdefault(n, {})[name] = r
-                print(f"{n} streams {name:14s} events {r['events']} errors {r['errors']} RSS/stream "
-                      f"{r['rss_per_stream_kib']:.1f} KiB CPU/event {r['cpu_us_per_event']:.1f} us "
-                      f"ttfb p50 {r['ttfb_p50_us']:.0f} us", flush=True)
-            b.stop(gw)
-            b.stop(ngx)
+        counts = [200] if quick else args.streams
+        for n in counts:
+            # The largest count, whose ramp loads both cores, runs as several interleaved
+            # rounds (fresh proxies each); each path's median run by time to first event.
+            rounds = 1 if quick or n != max(counts) else args.rounds
+            runs = {}
+            for _ in range(rounds):
+                stream_paths = {'direct': (f'https://localhost:{emu.port}', CHAT_KEY, None)}
+                gw = b.gateway('gateway-streams', emu.port)
+                stream_paths['dify-gateway'] = (f'http://127.0.0.1:{gw.port}', TENANT_KEY, gw)
+                ngx = b.nginx(emu.port)
+                stream_paths['nginx'] = (f'http://127.0.0.1:{ngx.port}', 'unused-by-nginx', ngx)
+                time.sleep(0.5)
+                for name, target in stream_paths.items():
+                    r = b.measure(target, ['--mode', 'hold', '--connections', str(n), '--words', str(words),
+                                           '--open-rate', '2000', '--duration-s', '600'], emu=emu, sample_rss=True)
+                    r['streams'] = n
+                    r['rss_per_stream_kib'] = (r['rss_peak_kib'] - r['rss_before_kib']) / n
+                    r['cpu_us_per_event'] = 1e6 * r['proxy_cpu_s'] / max(r['events'], 1)
+                    runs.setdefault(name, []).append(r)
+                    print(f"{n} streams {name:14s} events {r['events']} errors {r['errors']} RSS/stream "
+                          f"{r['rss_per_stream_kib']:.1f} KiB CPU/event {r['cpu_us_per_event']:.1f} us "
+                          f"ttfb p50 {r['ttfb_p50_us']:.0f} us", flush=True)
+                b.stop(gw)
+                b.stop(ngx)
+            for name, rs in runs.items():
+                median = sorted(rs, key=lambda r: r['ttfb_p50_us'])[len(rs) // 2]
+                median['ttfb_p50_us_runs'] = [r['ttfb_p50_us'] for r in rs]
+                report['streams'].setdefault(n, {})[name] = median
         b.stop(emu)
 
         # 4b. A ramp of new streams to a distant Dify: every new upstream connection waits
@@ -570,6 +583,28 @@ def run(args):
                   f"handshakes {r['upstream_handshakes']}", flush=True)
             if target[2]:
                 b.stop(target[2])
+        b.stop(emu)
+
+        # 4c. A faster ramp to a farther Dify: FAST_RAMP_RATE new streams per second while
+        # each connection set-up takes FAST_RAMP_DELAY_MS, so that many set-ups are under way
+        # at once; a cap on them (max_connecting) must not become a cap on new streams.
+        emu = b.emulator(token_delay_ms=1000, connect_delay_ms=FAST_RAMP_DELAY_MS)
+        fast_paths = {}
+        g = b.gateway('gateway-fast-ramp', emu.port)
+        fast_paths['dify-gateway'] = (f'http://127.0.0.1:{g.port}', TENANT_KEY, g)
+        ngx = b.nginx(emu.port)
+        fast_paths['nginx'] = (f'http://127.0.0.1:{ngx.port}', 'unused-by-nginx', ngx)
+        time.sleep(0.5)
+        fast_streams = 200 if quick else FAST_RAMP_STREAMS
+        report['fast_ramp'] = {'streams': fast_streams, 'rate': FAST_RAMP_RATE, 'connect_delay_ms': FAST_RAMP_DELAY_MS,
+                               'paths': {}}
+        for name, target in fast_paths.items():
+            r = b.measure(target, ['--mode', 'hold', '--connections', str(fast_streams), '--words', '4',
+                                   '--open-rate', str(FAST_RAMP_RATE), '--duration-s', '600'], emu=emu)
+            report['fast_ramp']['paths'][name] = r
+            print(f"fast ramp {name:14s} errors {r['errors']} ttfb p50 {r['ttfb_p50_us']:.0f} us p99 {r['ttfb_p99_us']:.0f} us "
+                  f"handshakes {r['upstream_handshakes']}", flush=True)
+            b.stop(target[2])
         b.stop(emu)
 
         # 5. Instructions per request (callgrind), and microbenchmarks.
@@ -699,8 +734,8 @@ def upstream_tls(r):
     return f"{versions} ({r['upstream_resumed']} resumed)"
 
 
-def ramp_table(report):
-    ramp = report.get('ramp')
+def ramp_table(report, key='ramp'):
+    ramp = report.get(key)
     if not ramp:
         return '(not measured in this run)'
     lines = ['| path | errors | time to first event p50 / p99 | proxy CPU / stream | upstream TLS handshakes (resumed) |',
@@ -794,8 +829,10 @@ def targets_table(report):
             False if gk > 24 else None if nginx_failed else gk <= 0.5 * nk, 'nginx had errors')
         row('CPU per relayed event ≤ nginx\'s', f"{g['cpu_us_per_event']:.1f} µs vs nginx {n['cpu_us_per_event']:.1f} µs",
             g['cpu_us_per_event'] <= n['cpu_us_per_event'])
+        runs = g.get('ttfb_p50_us_runs', [g['ttfb_p50_us']])
+        runs_text = f"; runs {', '.join(f'{x / 1000:.1f}' for x in runs)} ms" if len(runs) > 1 else ''
         row(f'time to first event p50 ≤ 50 ms while {biggest} streams open at 2,000/s',
-            f"{g['ttfb_p50_us'] / 1000:.1f} ms (nginx {n['ttfb_p50_us'] / 1000:.1f} ms)", g['ttfb_p50_us'] <= 50_000)
+            f"{g['ttfb_p50_us'] / 1000:.1f} ms (nginx {n['ttfb_p50_us'] / 1000:.1f} ms){runs_text}", g['ttfb_p50_us'] <= 50_000)
     ramp = report.get('ramp')
     if ramp:
         cold, warm = (ramp['paths'].get(f'dify-gateway, preconnect_ratio {r}') for r in ('1', '1.5'))
@@ -803,6 +840,14 @@ def targets_table(report):
             row(f"new streams ({ramp['rate']}/s) do not wait for a distant Dify's connection setup ({ramp['connect_delay_ms']} ms): "
                 "time to first event p50 below half of it", f"{warm['ttfb_p50_us'] / 1000:.1f} ms with preconnect_ratio 1.5 "
                 f"({cold['ttfb_p50_us'] / 1000:.1f} ms without)", warm['ttfb_p50_us'] <= ramp['connect_delay_ms'] * 500)
+    fast = report.get('fast_ramp')
+    if fast and 'dify-gateway' in fast['paths']:
+        g, n = fast['paths']['dify-gateway'], fast['paths'].get('nginx')
+        delay = fast['connect_delay_ms']
+        row(f"new streams at {fast['rate']}/s to a Dify whose connection set-up takes {delay} ms wait for no more than "
+            f"one set-up: time to first event p50 ≤ 1.2× it",
+            f"{g['ttfb_p50_us'] / 1000:.1f} ms" + (f" (nginx {n['ttfb_p50_us'] / 1000:.1f} ms)" if n else ''),
+            g['ttfb_p50_us'] <= delay * 1200 and g['errors'] == 0)
     mem, red = report['blocking'].get('dify-gateway + memory quotas'), report['blocking'].get('dify-gateway + Redis quotas')
     if mem and red:
         ratio = red['cpu_us_per_request'] / max(mem['cpu_us_per_request'], 1e-9)
@@ -937,6 +982,8 @@ with `max_connections: {pool.get('max_connections', '?')}` opened **{pool['hands
 Held streams, one event per second each (emulator `--token-delay-ms 1000`), opened at 2,000/s.
 RSS per open stream = (peak RSS during the run − RSS before) / streams. CPU per event includes
 accepting the connection and the upstream TLS handshake, spread over the stream's events.
+The largest count runs {report.get('rounds', 1)} interleaved rounds with fresh proxies (its ramp loads both cores, so its
+time to first event moves between runs); each path's row is its median run by time to first event p50.
 
 {streams_table(report)}
 
@@ -952,6 +999,15 @@ handshakes, which is why it is off by default. (direct: the load generator opens
 connections before its clock starts, so its row holds no connection setup.)
 
 {ramp_table(report)}
+
+### A faster ramp to a farther Dify
+
+{report.get('fast_ramp', {}).get('streams', FAST_RAMP_STREAMS)} held streams opened at {FAST_RAMP_RATE}/s while every new upstream
+connection waits {report.get('fast_ramp', {}).get('connect_delay_ms', FAST_RAMP_DELAY_MS)} ms before its TLS handshake (a Dify 50 ms
+away), so about {FAST_RAMP_RATE * FAST_RAMP_DELAY_MS // 1000} set-ups are under way at once. The gateway opens at most
+`max_connecting` connections at once per worker (256); more set-ups than that would make new streams queue behind them.
+
+{ramp_table(report, 'fast_ramp')}
 
 ## Microbenchmarks (Google Benchmark, CPU time per iteration)
 

@@ -98,8 +98,10 @@ struct upstream_config
     int max_connections = 256;
     // Connections a worker's requests open at once (connect and TLS handshake); more requests
     // needing one wait for one of these or for a release. Bounds what a burst of new streams
-    // holds while it waits for handshakes (each holds OpenSSL's handshake buffers).
-    int max_connecting = 32;
+    // holds while it waits for handshakes (each holds OpenSSL's handshake buffers, ~40 KiB),
+    // and so the rate of new connections: at most max_connecting per connection set-up time
+    // (256 per 100 ms is 2,560 a second per worker).
+    int max_connecting = 256;
     double preconnect_ratio = 1.0; // > 1: keep ratio × recently leased connections open ahead of demand
     milliseconds idle_timeout_ms{50'000};
     milliseconds connect_timeout_ms{3'000};

@@ -279,7 +279,8 @@ std::string server::scrape()
             const auto idle = static_cast<std::int64_t>(p->idle());
             out.second.push_back({name, p->connects_total(), p->leased(), idle, p->open() - idle - p->leased(),
                                   p->breaker.current() == core::circuit_breaker::state::open, p->resumed_total(),
-                                  p->connect_attempts, p->preconnects_total(), p->preconnect_failures_total()});
+                                  p->connect_attempts, p->connecting_limit_waits, p->preconnects_total(),
+                                  p->preconnect_failures_total()});
         }
         return out;
     };
@@ -312,6 +313,7 @@ std::string server::scrape()
             sum.connects += u.connects;
             sum.resumed += u.resumed;
             sum.connect_waits += u.connect_waits;
+            sum.connecting_limit_waits += u.connecting_limit_waits;
             sum.preconnects += u.preconnects;
             sum.preconnect_failures += u.preconnect_failures;
             sum.active += u.active;

@@ -287,6 +287,12 @@ std::string render_metrics(
            "Requests that found no idle upstream connection and waited for a new one (connect and TLS handshake).");
     for (const auto& u : upstreams)
         out += "dify_gateway_upstream_connect_waits_total{upstream=\"" + esc(u.name) + "\"} " + std::to_string(u.connect_waits) + "\n";
+    header(out, "upstream_connecting_limit_waits_total", "counter",
+           "Requests that waited because max_connecting upstream connections were already being opened "
+           "(raise it when this grows: new connections are asked for faster than that many set-ups allow).");
+    for (const auto& u : upstreams)
+        out += "dify_gateway_upstream_connecting_limit_waits_total{upstream=\"" + esc(u.name) + "\"} " +
+               std::to_string(u.connecting_limit_waits) + "\n";
     header(out, "upstream_preconnects_total", "counter",
            "Upstream connections opened ahead of demand (preconnect_ratio), by result; opened ones are in upstream_connects_total.");
     for (const auto& u : upstreams) {

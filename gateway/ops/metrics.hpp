@@ -90,6 +90,7 @@ struct upstream_view
     bool circuit_open = false;
     std::uint64_t resumed = 0; // TLS connections that resumed a session
     std::uint64_t connect_waits = 0;                        // requests that found no idle connection and connected
+    std::uint64_t connecting_limit_waits = 0;               // requests held back by max_connecting
     std::uint64_t preconnects = 0, preconnect_failures = 0; // opened ahead of demand (in `connects`), failed
 };
 

@@ -161,6 +161,7 @@ upstream_pool::~upstream_pool()
 
 net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acquire(clock::time_point deadline)
 {
+    bool waited_for_connecting = false;
     for (;;) {
         if (stopped_) co_return std::tuple{error_code(net::error::operation_aborted), lease{}};
         while (!idle_.empty()) {
@@ -232,6 +233,10 @@ net::awaitable<std::tuple<error_code, upstream_pool::lease>> upstream_pool::acqu
         // Wait for a release (the pool is full), for a connection being opened to be ready
         // (max_connecting are), or for the claimed connection opened ahead (woken when it is
         // ready or has failed; then the loop takes it or connects).
+        if (!claim && open_ < cfg_.max_connections && !waited_for_connecting) {
+            waited_for_connecting = true; // held back by max_connecting alone
+            ++connecting_limit_waits;
+        }
         net::steady_timer waiter(ex_);
         waiter.expires_at(deadline);
         bool woken = false; // set by whoever takes it off the list to wake it

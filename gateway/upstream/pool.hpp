@@ -143,6 +143,9 @@ public:
     // Requests that found no idle connection and connected, successful or not (no attempts
     // while the circuit is open; connections opened ahead are not attempts).
     std::uint64_t connect_attempts = 0;
+    // Requests that waited because max_connecting connections were being opened (once per
+    // request): the sign that new connections are asked for faster than that many set-ups allow.
+    std::uint64_t connecting_limit_waits = 0;
     // Finds a host's addresses: the system's resolver unless a test substitutes its own.
     using address_lookup = std::function<net::awaitable<std::tuple<error_code, std::vector<net::ip::tcp::endpoint>>>(
         net::any_io_executor ex, std::string host, std::string port)>;

@@ -406,6 +406,28 @@ TEST(GatewayUpstream, ConnectionsOpenedAheadOfDemandServeTheNextStreams)
     }
 }
 
+// A request held back by max_connecting (every slot busy with a connection set-up) is
+// counted, so that an operator sees when new connections are asked for faster than
+// max_connecting per set-up time allows; it still gets a connection of its own.
+TEST(GatewayUpstream, RequestsHeldBackByMaxConnectingAreCounted)
+{
+    const std::string held = R"(dify_gateway_upstream_connecting_limit_waits_total{upstream="dify"})";
+    running_emulator emu(deterministic(300ms), true, emulator::builtin_apps(), 0, 100ms);
+    running_gateway gw(emu, [](config::gateway_config& c) {
+        c.server.threads = 1;
+        c.upstreams["dify"].max_connecting = 1;
+    });
+    EXPECT_EQ(metric_sample(gw.server().scrape(), held), 0);
+    auto first = gw.client(), second = gw.client();
+    for (auto* c : {first.get(), second.get()})
+        c->send("POST", "/v1/chat-messages", bearer(tenant_keys::alpha),
+                json::serialize(chat_body("Explain entanglement in simple words please", "u", "streaming")));
+    EXPECT_EQ(first->read_head().status, 200);
+    EXPECT_EQ(second->read_head().status, 200);
+    EXPECT_EQ(metric_sample(gw.server().scrape(), held), 1) << "the second waited for the first one's set-up (100 ms)";
+    EXPECT_EQ(gw.server().upstream_connects(), 2u) << "then opened a connection of its own";
+}
+
 TEST(GatewayUpstream, ADeadPooledConnectionIsReplaced)
 {
     running_emulator emu;

@@ -540,7 +540,8 @@ struct preconnecting_pool
     net::io_context io;
     std::shared_ptr<upstream_pool> pool;
 
-    preconnecting_pool(int max_connections, double ratio, std::chrono::milliseconds connect_delay, int max_connecting = 32)
+    preconnecting_pool(int max_connections, double ratio, std::chrono::milliseconds connect_delay,
+                       int max_connecting = config::upstream_config{}.max_connecting)
         : emu({}, true, emulator::builtin_apps(), 0, connect_delay)
     {
         auto cfg = emulator_upstream(emu);
@@ -591,8 +592,33 @@ TEST(UpstreamPool, ABurstOpensAtMostMaxConnectingConnectionsAtOnce)
     std::vector<upstream_pool::lease> leases;
     for (auto& f : pending) leases.push_back(f.get()); // each a connection (an error would throw)
     EXPECT_EQ(p.pool->connect_attempts, 6u);
+    EXPECT_EQ(p.pool->connecting_limit_waits, 4u) << "each request held back is counted once, however often it waited";
     EXPECT_EQ(p.pool->open(), 6);
     EXPECT_EQ(p.pool->connecting(), 0);
+    for (auto& l : leases) l.give_back(false);
+    EXPECT_TRUE(p.stop_and_release());
+}
+
+// With the default max_connecting, a burst of new streams to a Dify whose connection set-up
+// is slow opens all its connections at once: the rate of new connections is not held to a
+// few set-ups at a time (32 per 200 ms would be 160 a second per worker).
+TEST(UpstreamPool, ABurstWithinTheDefaultMaxConnectingOpensEveryConnectionAtOnce)
+{
+    preconnecting_pool p(200, 1.0, 200ms);
+    std::vector<std::future<upstream_pool::lease>> pending;
+    for (int i = 0; i < 100; ++i) pending.push_back(p.start_lease());
+    int most = 0;
+    auto all_ready = [&] {
+        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.wait_for(0s) == std::future_status::ready; });
+    };
+    while (!all_ready()) {
+        p.io.run_one_for(10ms);
+        most = std::max(most, p.pool->connecting());
+    }
+    EXPECT_EQ(most, 100) << "every set-up under way at once";
+    EXPECT_EQ(p.pool->connecting_limit_waits, 0u);
+    std::vector<upstream_pool::lease> leases;
+    for (auto& f : pending) leases.push_back(f.get());
     for (auto& l : leases) l.give_back(false);
     EXPECT_TRUE(p.stop_and_release());
 }
