@@ -31,7 +31,7 @@ gateway_error bad(std::string message)
 
 } // namespace
 
-std::optional<gateway_error> check_request_head(const http::request_header<>& head)
+std::optional<gateway_error> check_request_head(const request_head& head)
 {
     if (!known_method(head.method_string()))
         return gateway_error{405, "method_not_allowed", "The method is not allowed for the requested URL."};

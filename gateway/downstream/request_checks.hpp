@@ -7,7 +7,7 @@
 
 #include "gateway/proxy/tenants.hpp"
 
-#include <boost/beast/http/message.hpp>
+#include "gateway/head_fields.hpp"
 
 #include <optional>
 #include <span>
@@ -16,7 +16,7 @@
 namespace gw::gateway {
 
 // The error to answer (400 bad_request or 405 method_not_allowed), or nullopt.
-std::optional<gateway_error> check_request_head(const boost::beast::http::request_header<>& head);
+std::optional<gateway_error> check_request_head(const request_head& head);
 
 // Headers that describe one hop (RFC 9110 §7.6.1): never forwarded, in either direction. By
 // the code Beast's parser gave the name (every such name has one).

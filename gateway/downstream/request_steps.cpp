@@ -18,7 +18,7 @@ net::awaitable<bool> read_whole_body(
     worker& w,
     client_socket& down,
     beast::flat_buffer& buffer,
-    http::request_parser<http::string_body>& p,
+    client_request_parser<http::string_body>& p,
     const std::string& request_id,
     api_front front
 )
@@ -53,7 +53,7 @@ net::awaitable<bool> read_whole_body(
 // The client's address: the peer, or the last X-Forwarded-For hop when the peer is a
 // trusted proxy (nginx in front).
 std::string client_address(
-    const std::string& peer, const http::request_header<>& req, const std::vector<std::string>& trusted
+    const std::string& peer, const request_head& req, const std::vector<std::string>& trusted
 )
 {
     auto forwarded = field_value(req, "X-Forwarded-For");
@@ -138,7 +138,7 @@ net::awaitable<bool> refuse_early(
     if (!hp.is_done()) {
         bool dropped = false;
         if (droppable) {
-            http::request_parser<http::string_body> p{std::move(hp)};
+            client_request_parser<http::string_body> p{std::move(hp)};
             p.body_limit(max_dropped_body); // a chunked body that grows beyond it: the connection closes
             client_deadline deadline(down, std::chrono::seconds(10));
             auto [ec, n] = co_await http::async_read(down, buffer, p, use_nothrow);
@@ -149,13 +149,13 @@ net::awaitable<bool> refuse_early(
     co_return co_await write_gateway_error(down, e, request_id, keep_alive, extra, front);
 }
 
-std::size_t field_count(const http::request_header<>& h)
+std::size_t field_count(const request_head& h)
 {
     return static_cast<std::size_t>(std::distance(h.begin(), h.end()));
 }
 
 // "HTTP/1.1 100 Continue" when the client waits for it before sending its body.
-net::awaitable<bool> continue_if_expected(client_socket& down, const http::request_header<>& req)
+net::awaitable<bool> continue_if_expected(client_socket& down, const request_head& req)
 {
     if (!beast::iequals(field_value(req, http::field::expect), "100-continue")) co_return true;
     http::response<http::empty_body> cont{http::status::continue_, 11};
@@ -190,7 +190,7 @@ std::optional<gateway_error> account_admission(worker& w, const request_plan& pl
 exchange& make_exchange(
     std::optional<exchange>& slot,
     downstream_request& d,
-    const http::request_header<>& req,
+    const request_head& req,
     bool keep_alive,
     request_plan& plan,
     quota_ticket* ticket,

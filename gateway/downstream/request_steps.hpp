@@ -31,14 +31,14 @@ net::awaitable<bool> read_whole_body(
     worker& w,
     client_socket& down,
     beast::flat_buffer& buffer,
-    http::request_parser<http::string_body>& p,
+    client_request_parser<http::string_body>& p,
     const std::string& request_id,
     api_front front
 );
 // The client's address: the peer, or the last X-Forwarded-For hop when the peer is a
 // trusted proxy (nginx in front).
 std::string client_address(
-    const std::string& peer, const http::request_header<>& req, const std::vector<std::string>& trusted
+    const std::string& peer, const request_head& req, const std::vector<std::string>& trusted
 );
 // Metrics and the access log for one finished request.
 void record_request(worker& w, const request_record& r);
@@ -71,15 +71,15 @@ net::awaitable<bool> refuse_early(
     const header_list& extra,
     api_front front
 );
-std::size_t field_count(const http::request_header<>& h);
+std::size_t field_count(const request_head& h);
 // "HTTP/1.1 100 Continue" when the client waits for it before sending its body.
-net::awaitable<bool> continue_if_expected(client_socket& down, const http::request_header<>& req);
+net::awaitable<bool> continue_if_expected(client_socket& down, const request_head& req);
 // The exchange of an admitted request, for forward_request, made in `slot` (an exchange
 // does not move: its reply parser is Beast's, which does not).
 exchange& make_exchange(
     std::optional<exchange>& slot,
     downstream_request& d,
-    const http::request_header<>& req,
+    const request_head& req,
     bool keep_alive,
     request_plan& plan,
     quota_ticket* ticket,

@@ -41,7 +41,7 @@ write_json(downstream_request& d, int status, std::string body, bool keep_alive,
 
 // Reads the body of a chat completion request; false: answered (or the connection is done).
 net::awaitable<bool>
-read_chat_body(downstream_request& d, http::request_parser<http::string_body>& p, bool has_body)
+read_chat_body(downstream_request& d, client_request_parser<http::string_body>& p, bool has_body)
 {
     if (!has_body) co_return true;
     if (!co_await continue_if_expected(d.down, p.get())) co_return false;
@@ -95,7 +95,7 @@ json::array image_files(const core::openai::message& newest, const std::vector<s
 // (`reusable` then says whether the connection goes on).
 net::awaitable<std::optional<std::vector<std::string>>> upload_images(
     downstream_request& d,
-    const http::request_header<>& req,
+    const request_head& req,
     bool keep_alive,
     const request_plan& plan,
     openai_turn& turn,
@@ -227,7 +227,7 @@ struct turn_request
 
 net::awaitable<std::optional<turn_request>> read_turn(
     downstream_request& d,
-    http::request_parser<http::string_body>& p,
+    client_request_parser<http::string_body>& p,
     bool has_body,
     bool keep_alive,
     bool& reusable
@@ -251,7 +251,7 @@ net::awaitable<std::optional<turn_request>> read_turn(
 // continues, if any.
 net::awaitable<bool> send_turn(
     downstream_request& d,
-    const http::request_header<>& req,
+    const request_head& req,
     bool keep_alive,
     request_plan& plan,
     quota_ticket* ticket,
@@ -274,7 +274,7 @@ net::awaitable<bool> send_turn(
 // yet), as for a history never seen.
 net::awaitable<bool> run_turn(
     downstream_request& d,
-    const http::request_header<>& req,
+    const request_head& req,
     bool keep_alive,
     request_plan& plan,
     quota_ticket* ticket,
@@ -316,7 +316,7 @@ serve_openai(downstream_request& d, header_parser& hp, request_plan& plan, bool 
         co_return co_await write_json(d, 200, std::move(models), keep_alive && hp.is_done(), none);
     }
     const bool has_body = !hp.is_done();
-    http::request_parser<http::string_body> body_parser{std::move(hp)};
+    client_request_parser<http::string_body> body_parser{std::move(hp)};
     bool reusable = false;
     auto asked = co_await read_turn(d, body_parser, has_body, keep_alive, reusable);
     if (!asked) co_return reusable;

@@ -65,7 +65,7 @@ namespace {
 net::awaitable<bool> forward_streamed_body(downstream_request& d, header_parser& hp, request_plan& plan, request_scope& scope,
                                            header_list quota_headers)
 {
-    http::request_parser<http::buffer_body> body_parser{std::move(hp)};
+    client_request_parser<http::buffer_body> body_parser{std::move(hp)};
     body_parser.body_limit(static_cast<std::uint64_t>(d.dir.config().server.max_request_body_bytes));
     if (!co_await continue_if_expected(d.down, body_parser.get())) co_return false;
     auto& x = make_exchange(scope.x, d, body_parser.get(), keeps_alive(body_parser.get()), plan, scope.ticket.get(),

@@ -3,6 +3,7 @@
 // piece by piece, SSE streams event by event.
 #pragma once
 
+#include "gateway/head_fields.hpp"
 #include "gateway/worker.hpp"
 
 #include <boost/asio/recycling_allocator.hpp>
@@ -14,7 +15,7 @@
 namespace gw::gateway {
 
 // A request whose header has been read; its body (if any) is still on the connection.
-using header_parser = boost::beast::http::request_parser<boost::beast::http::empty_body>;
+using header_parser = client_request_parser<boost::beast::http::empty_body>;
 
 // Serves one request: authenticates and routes on the header, then reads the body whole
 // when `user` must be rewritten in it, or streams it to Dify when not, and writes the

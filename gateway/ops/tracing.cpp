@@ -10,7 +10,7 @@ namespace gw::gateway {
 
 namespace http = boost::beast::http;
 
-request_trace begin_request_trace(worker& w, const http::request_header<>& head)
+request_trace begin_request_trace(worker& w, const request_head& head)
 {
     request_trace t;
     // Two traceparent fields cannot be told apart: the request starts a trace.

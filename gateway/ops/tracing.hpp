@@ -10,7 +10,7 @@
 #include "gateway/ops/logging.hpp"
 #include "gateway/ops/request_trace.hpp"
 
-#include <boost/beast/http/message.hpp>
+#include "gateway/head_fields.hpp"
 
 #include <string>
 
@@ -20,7 +20,7 @@ class worker;
 
 // A request's trace: the caller's context if its traceparent is valid, else a new trace;
 // a new SERVER span id; sampled per tracing.sample_ratio / parent_based.
-request_trace begin_request_trace(worker& w, const boost::beast::http::request_header<>& head);
+request_trace begin_request_trace(worker& w, const request_head& head);
 
 // A span of `t` (child of its SERVER span unless `parent` is given), started now.
 core::span start_span(

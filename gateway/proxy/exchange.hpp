@@ -52,7 +52,7 @@ struct exchange
     const tenant_directory& dir; // the configuration this request started with
     client_socket& down;
     beast::flat_buffer& down_buffer;
-    const http::request_header<>& req;
+    const request_head& req;
     const tenant& who;
     app_target target;
     const std::string& request_id; // the request record's
@@ -61,7 +61,7 @@ struct exchange
     header_list quota_headers;            // X-RateLimit-* for tenants with a rate
     std::optional<std::int64_t> usage{};  // LLM tokens Dify reported for this request
     std::string body{};                                       // read whole (rewrite cases)
-    http::request_parser<http::buffer_body>* streamed = nullptr; // or streamed from the client
+    client_request_parser<http::buffer_body>* streamed = nullptr; // or streamed from the client
     bool body_sent = false;       // streamed bytes went upstream: the request cannot be replayed
     bool client_gone = false;     // the client closed its connection during the SSE relay
     bool client_broken = false;   // reading the client's body failed
@@ -80,12 +80,12 @@ struct exchange
     int attempts = 0;                       // this exchange's attempts so far (an OpenAI turn may make several exchanges)
     core::span_id attempt_id{};             // the current attempt's span: the parent in the traceparent Dify gets
     std::unique_ptr<core::span> attempt_span{}; // its CLIENT span (exported traces), until the attempt ends
-    http::fields* client_fields = nullptr;  // req's fields, when the exchange may clear them (release_sent_request)
+    head_fields* client_fields = nullptr;  // req's fields, when the exchange may clear them (release_sent_request)
     // The call to Dify: its pool (kept: a reload may retire it meanwhile), the connection the
     // current attempt borrowed, and the reply being read on it.
     std::shared_ptr<upstream_pool> pool{};
     upstream_pool::lease lease{};
-    std::optional<http::response_parser<http::buffer_body>> reply{};
+    std::optional<dify_reply_parser<http::buffer_body>> reply{};
     // An SSE reply may be handed over to the session once its head has gone out
     // (request_scope): `allowed` by the request path that owns the exchange through a
     // request_scope; `pending` once relay_dify has handed it over, the rest is then up to
@@ -116,7 +116,7 @@ struct request_scope
     std::shared_ptr<const tenant_directory> snapshot;
     request_record rec;
     std::unique_ptr<quota_ticket> ticket;
-    std::optional<http::request_parser<http::string_body>> body;
+    std::optional<client_request_parser<http::string_body>> body;
     std::optional<exchange> x;
 };
 

@@ -58,7 +58,7 @@ net::awaitable<error_code> stream_client_body(exchange& x, S& up)
 // Sends the request on `conn` and reads the response head within the response deadline.
 template <typename S>
 net::awaitable<error_code> send_and_read_head(exchange& x, upstream_connection& conn,
-                                              http::response_parser<http::buffer_body>& p)
+                                              dify_reply_parser<http::buffer_body>& p)
 {
     auto& up = stream_of<S>(conn);
     // Head and a body of up to coalesce_limit go out as one buffer: one TLS record and one
@@ -109,7 +109,7 @@ constexpr std::size_t max_held_reply = 64 * 1024;
 // Whether a reply is a small error reply of a retryable kind, to be held whole (else it
 // is relayed as usual). A plain function: most replies are not, and the holding
 // coroutine's frame (a read piece) is not made for them.
-bool worth_holding(const http::response_parser<http::buffer_body>& p)
+bool worth_holding(const dify_reply_parser<http::buffer_body>& p)
 {
     if (!core::may_be_retryable_status(static_cast<int>(p.get().result_int()))) return false;
     auto len = p.content_length();
@@ -119,7 +119,7 @@ bool worth_holding(const http::response_parser<http::buffer_body>& p)
 // Reads the rest of a reply worth_holding() so it can be retried or passed on whole.
 // nullopt: the reply could not be read.
 template <typename S>
-net::awaitable<std::optional<held_reply>> hold_error_reply(upstream_connection& conn, http::response_parser<http::buffer_body>& p)
+net::awaitable<std::optional<held_reply>> hold_error_reply(upstream_connection& conn, dify_reply_parser<http::buffer_body>& p)
 {
     const int status = static_cast<int>(p.get().result_int());
     held_reply out;

@@ -5,7 +5,7 @@
 
 namespace gw::gateway {
 
-request_plan plan_request(const tenant_directory& dir, const boost::beast::http::request_header<>& head, key_memo* memo)
+request_plan plan_request(const tenant_directory& dir, const request_head& head, key_memo* memo)
 {
     request_plan plan;
     // What Dify's stack could read differently is refused before anything else; the

@@ -9,7 +9,7 @@
 #include "gateway/ops/metrics.hpp"
 #include "gateway/proxy/tenants.hpp"
 
-#include <boost/beast/http/message.hpp>
+#include "gateway/head_fields.hpp"
 
 #include <optional>
 
@@ -34,7 +34,7 @@ struct request_plan
 // a path that cannot be read unambiguously (400), the tenant key (401), the app and route
 // (403/404/405). An OpenAI front request stops after the key: its app is in its body.
 // `memo` (optional): the connection's last accepted key, consulted and updated.
-request_plan plan_request(const tenant_directory& dir, const boost::beast::http::request_header<>& head,
+request_plan plan_request(const tenant_directory& dir, const request_head& head,
                           key_memo* memo = nullptr);
 
 } // namespace gw::gateway

@@ -35,7 +35,7 @@ std::shared_ptr<const gw::gateway::tenant_directory> directory()
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
 {
     static const auto dir = directory();
-    http::request_parser<http::string_body> p;
+    gw::gateway::client_request_parser<http::string_body> p; // the fields the gateway reads heads into
     p.header_limit(16 * 1024);
     p.body_limit(1 << 20);
     p.eager(true);

@@ -419,6 +419,9 @@ TEST(GatewayRedisOutage, UsageAdmittedWhileRedisHangsIsSettledWhenItAnswersAgain
         EXPECT_EQ(owner, "alpha") << id;
     }
     chat(); // and requests are decided in Redis again
+    // Its settlement is flushed after the reply, with the worker's next batch.
+    for (int i = 0; i < 1000 && (in_redis = used_today(redis)) != reported; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(in_redis, reported);
     EXPECT_EQ(admin.request("GET", "/admin/usage").json().at("tenants").at("alpha").at("tokens_today").to_number<std::int64_t>(),
               used_today(redis))
         << "the budget is read from Redis";

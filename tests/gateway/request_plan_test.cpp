@@ -47,9 +47,9 @@ std::shared_ptr<const tenant_directory> directory()
     return make_directory(std::move(c));
 }
 
-http::request_header<> head(http::verb method, std::string target, const std::string& key = test::tenant_keys::alpha)
+request_head head(http::verb method, std::string target, const std::string& key = test::tenant_keys::alpha)
 {
-    http::request_header<> h;
+    request_head h;
     h.method(method);
     h.target(target);
     h.version(11);

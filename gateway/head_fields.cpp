@@ -1,0 +1,83 @@
+#include "gateway/head_fields.hpp"
+
+#include <array>
+#include <utility>
+
+namespace gw::gateway::field_blocks {
+namespace {
+
+constexpr std::size_t classes = largest / step;
+
+// A kept block holds the link to the next one of its class.
+struct free_block
+{
+    free_block* next;
+};
+static_assert(step >= sizeof(free_block));
+
+struct lists
+{
+    std::array<free_block*, classes> first{};
+    std::array<std::size_t, classes> count{};
+    ~lists();
+};
+
+thread_local lists kept;
+// Where `kept` stands on this thread; trivially destructible, so it can be read at any
+// time. A block given back before `kept` exists or after it is destroyed (a head freed
+// in another thread_local's destructor) goes to operator delete.
+enum class lists_state : unsigned char { not_made, usable, destroyed };
+thread_local lists_state state = lists_state::not_made;
+
+lists::~lists()
+{
+    state = lists_state::destroyed;
+    for (auto* b : first)
+        while (b) ::operator delete(std::exchange(b, b->next));
+}
+
+std::size_t class_of(std::size_t bytes) { return (bytes + step - 1) / step - 1; }
+
+} // namespace
+
+void* take(std::size_t bytes)
+{
+    if (keeps_blocks && bytes != 0 && bytes <= largest && state != lists_state::destroyed) {
+        auto& k = kept; // the first use on this thread makes it
+        state = lists_state::usable;
+        const auto c = class_of(bytes);
+        if (auto* b = k.first[c]) {
+            k.first[c] = b->next;
+            --k.count[c];
+            return b;
+        }
+        return ::operator new((c + 1) * step);
+    }
+    return ::operator new(bytes);
+}
+
+void give(void* block, std::size_t bytes) noexcept
+{
+    if (!block) return;
+    if (keeps_blocks && bytes != 0 && bytes <= largest) {
+        const auto c = class_of(bytes);
+        if (state == lists_state::usable && kept.count[c] < max_kept) {
+            kept.first[c] = new (block) free_block{kept.first[c]};
+            ++kept.count[c];
+            return;
+        }
+        ::operator delete(block); // allocated as (c + 1) * step bytes: unsized delete
+        return;
+    }
+    ::operator delete(block);
+}
+
+std::size_t kept_on_this_thread() noexcept
+{
+    if (state != lists_state::usable) return 0;
+    std::size_t n = 0;
+    for (auto c : kept.count) n += c;
+    return n;
+}
+
+} // namespace gw::gateway::field_blocks

@@ -1,0 +1,97 @@
+// head_fields: a head's field blocks are kept per thread when it is freed and handed to
+// the next head, up to max_kept per size class; larger blocks and blocks past the cap go
+// back to operator delete; a block freed on another thread is kept there. (Under
+// AddressSanitizer nothing is kept, so those checks are skipped.)
+#include "gateway/head_fields.hpp"
+
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace gw::gateway {
+namespace {
+
+namespace http = boost::beast::http;
+namespace blocks = field_blocks;
+
+#define SKIP_WITHOUT_KEEPING()                                                                                         \
+    if (!blocks::keeps_blocks) GTEST_SKIP() << "blocks are not kept under AddressSanitizer"
+
+TEST(HeadFields, AFreedBlockIsHandedToTheNextOfItsSizeClass)
+{
+    SKIP_WITHOUT_KEEPING();
+    void* a = blocks::take(40);
+    const auto kept = blocks::kept_on_this_thread();
+    blocks::give(a, 40);
+    EXPECT_EQ(blocks::kept_on_this_thread(), kept + 1);
+    void* b = blocks::take(33); // 33..48 bytes: one class
+    EXPECT_EQ(b, a);
+    EXPECT_EQ(blocks::kept_on_this_thread(), kept);
+    void* c = blocks::take(49); // the next class: a new block
+    EXPECT_NE(c, a);
+    blocks::give(b, 33);
+    blocks::give(c, 49);
+}
+
+TEST(HeadFields, AtMostMaxKeptBlocksAreKeptPerClassAndLargeOnesNone)
+{
+    SKIP_WITHOUT_KEEPING();
+    std::vector<void*> many;
+    for (std::size_t i = 0; i < blocks::max_kept + 20; ++i) many.push_back(blocks::take(200));
+    const auto before = blocks::kept_on_this_thread();
+    for (void* p : many) blocks::give(p, 200);
+    const auto added = blocks::kept_on_this_thread() - before;
+    EXPECT_LE(added, blocks::max_kept);
+    EXPECT_GE(added, blocks::max_kept - (many.size() - blocks::max_kept)); // the class may have held some before
+
+    void* big = blocks::take(blocks::largest + 1);
+    const auto with_big = blocks::kept_on_this_thread();
+    blocks::give(big, blocks::largest + 1);
+    EXPECT_EQ(blocks::kept_on_this_thread(), with_big);
+}
+
+TEST(HeadFields, ABlockFreedOnAnotherThreadIsKeptThere)
+{
+    SKIP_WITHOUT_KEEPING();
+    void* a = blocks::take(64);
+    const auto here = blocks::kept_on_this_thread();
+    std::size_t there_before = 0, there_after = 0;
+    std::thread other([&] {
+        void* warm = blocks::take(16); // makes that thread's lists
+        blocks::give(warm, 16);
+        there_before = blocks::kept_on_this_thread();
+        blocks::give(a, 64);
+        there_after = blocks::kept_on_this_thread();
+    }); // its lists are freed as it exits (LeakSanitizer would report them otherwise)
+    other.join();
+    EXPECT_EQ(there_after, there_before + 1);
+    EXPECT_EQ(blocks::kept_on_this_thread(), here);
+}
+
+TEST(HeadFields, ASecondHeadReusesTheBlocksOfTheFirst)
+{
+    SKIP_WITHOUT_KEEPING();
+    const std::string wire = "POST /v1/chat-messages HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer k\r\n"
+                             "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n";
+    auto parse = [&] {
+        client_request_parser<http::empty_body> p;
+        boost::system::error_code ec;
+        p.put(boost::asio::buffer(wire), ec);
+        EXPECT_TRUE(p.is_header_done()) << ec.message();
+        EXPECT_EQ(p.get()[http::field::authorization], "Bearer k");
+        return blocks::kept_on_this_thread();
+    };
+    parse();
+    const auto kept_after_first = blocks::kept_on_this_thread();
+    const auto kept_while_second = parse(); // its blocks come from those the first gave back
+    EXPECT_EQ(kept_while_second + 5, kept_after_first); // the target and four fields
+    EXPECT_EQ(blocks::kept_on_this_thread(), kept_after_first);
+}
+
+} // namespace
+} // namespace gw::gateway
