@@ -36,13 +36,14 @@ lists::~lists()
         while (b) ::operator delete(std::exchange(b, b->next));
 }
 
+bool keepable(std::size_t bytes) { return keeps_blocks && bytes != 0 && bytes <= largest; }
 std::size_t class_of(std::size_t bytes) { return (bytes + step - 1) / step - 1; }
 
 } // namespace
 
 void* take(std::size_t bytes)
 {
-    if (keeps_blocks && bytes != 0 && bytes <= largest && state != lists_state::destroyed) {
+    if (keepable(bytes) && state != lists_state::destroyed) {
         auto& k = kept; // the first use on this thread makes it
         state = lists_state::usable;
         const auto c = class_of(bytes);
@@ -59,17 +60,15 @@ void* take(std::size_t bytes)
 void give(void* block, std::size_t bytes) noexcept
 {
     if (!block) return;
-    if (keeps_blocks && bytes != 0 && bytes <= largest) {
+    if (keepable(bytes) && state == lists_state::usable) {
         const auto c = class_of(bytes);
-        if (state == lists_state::usable && kept.count[c] < max_kept) {
+        if (kept.count[c] < max_kept) {
             kept.first[c] = new (block) free_block{kept.first[c]};
             ++kept.count[c];
             return;
         }
-        ::operator delete(block); // allocated as (c + 1) * step bytes: unsized delete
-        return;
     }
-    ::operator delete(block);
+    ::operator delete(block); // unsized: a kept class's block was allocated rounded up
 }
 
 std::size_t kept_on_this_thread() noexcept
