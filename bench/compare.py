@@ -575,14 +575,7 @@ def run(args):
         time.sleep(0.5)
         ramp_streams = 100 if quick else RAMP_STREAMS
         report['ramp'] = {'streams': ramp_streams, 'rate': RAMP_RATE, 'connect_delay_ms': RAMP_DELAY_MS, 'paths': {}}
-        for name, target in ramp_paths.items():
-            r = b.measure(target, ['--mode', 'hold', '--connections', str(ramp_streams), '--words', '4',
-                                   '--open-rate', str(RAMP_RATE), '--duration-s', '600'], emu=emu)
-            report['ramp']['paths'][name] = r
-            print(f"ramp {name:36s} errors {r['errors']} ttfb p50 {r['ttfb_p50_us']:.0f} us p99 {r['ttfb_p99_us']:.0f} us "
-                  f"handshakes {r['upstream_handshakes']}", flush=True)
-            if target[2]:
-                b.stop(target[2])
+        report['ramp']['paths'] = ramp(b, emu, 'ramp', ramp_paths, ramp_streams, RAMP_RATE)
         b.stop(emu)
 
         # 4c. A faster ramp to a farther Dify: FAST_RAMP_RATE new streams per second while
@@ -597,14 +590,7 @@ def run(args):
         time.sleep(0.5)
         fast_streams = 200 if quick else FAST_RAMP_STREAMS
         report['fast_ramp'] = {'streams': fast_streams, 'rate': FAST_RAMP_RATE, 'connect_delay_ms': FAST_RAMP_DELAY_MS,
-                               'paths': {}}
-        for name, target in fast_paths.items():
-            r = b.measure(target, ['--mode', 'hold', '--connections', str(fast_streams), '--words', '4',
-                                   '--open-rate', str(FAST_RAMP_RATE), '--duration-s', '600'], emu=emu)
-            report['fast_ramp']['paths'][name] = r
-            print(f"fast ramp {name:14s} errors {r['errors']} ttfb p50 {r['ttfb_p50_us']:.0f} us p99 {r['ttfb_p99_us']:.0f} us "
-                  f"handshakes {r['upstream_handshakes']}", flush=True)
-            b.stop(target[2])
+                               'paths': ramp(b, emu, 'fast ramp', fast_paths, fast_streams, FAST_RAMP_RATE)}
         b.stop(emu)
 
         # 5. Instructions per request (callgrind), and microbenchmarks.
@@ -628,6 +614,21 @@ def median_by_p99(runs):
     r = sorted(runs, key=lambda x: x['p99_us'])[len(runs) // 2]
     r['p99_us_runs'] = [round(x['p99_us']) for x in runs]
     return r
+
+
+def ramp(b, emu, label, paths, streams, rate):
+    """Opens `streams` held streams at `rate` per second through each path in turn (each
+    proxy stopped after its run); their results by path name."""
+    out = {}
+    for name, target in paths.items():
+        r = b.measure(target, ['--mode', 'hold', '--connections', str(streams), '--words', '4',
+                               '--open-rate', str(rate), '--duration-s', '600'], emu=emu)
+        out[name] = r
+        print(f"{label} {name:36s} errors {r['errors']} ttfb p50 {r['ttfb_p50_us']:.0f} us p99 {r['ttfb_p99_us']:.0f} us "
+              f"handshakes {r['upstream_handshakes']}", flush=True)
+        if target[2]:
+            b.stop(target[2])
+    return out
 
 
 def instructions(b, quick):

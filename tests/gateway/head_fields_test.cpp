@@ -22,6 +22,14 @@ namespace blocks = field_blocks;
 #define SKIP_WITHOUT_KEEPING()                                                                                         \
     if (!blocks::keeps_blocks) GTEST_SKIP() << "blocks are not kept under AddressSanitizer"
 
+TEST(HeadFields, UnderAddressSanitizerEveryBlockGoesBackToOperatorDelete)
+{
+    if (blocks::keeps_blocks) GTEST_SKIP() << "blocks are kept outside AddressSanitizer";
+    void* a = blocks::take(40);
+    blocks::give(a, 40);
+    EXPECT_EQ(blocks::kept_on_this_thread(), 0u);
+}
+
 TEST(HeadFields, AFreedBlockIsHandedToTheNextOfItsSizeClass)
 {
     SKIP_WITHOUT_KEEPING();

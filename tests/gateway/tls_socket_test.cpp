@@ -571,6 +571,22 @@ struct preconnecting_pool
         for (int i = 0; i < 1000 && !watch.expired(); ++i) io.run_one_for(10ms);
         return watch.expired();
     }
+
+    // Starts n leases at once and runs until every one is ready; the most connections that
+    // were under way at once.
+    int run_burst(int n, std::vector<std::future<upstream_pool::lease>>& pending)
+    {
+        for (int i = 0; i < n; ++i) pending.push_back(start_lease());
+        int most = 0;
+        auto all_ready = [&] {
+            return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.wait_for(0s) == std::future_status::ready; });
+        };
+        while (!all_ready()) {
+            io.run_one_for(10ms);
+            most = std::max(most, pool->connecting());
+        }
+        return most;
+    }
 };
 
 // A burst of requests opens at most max_connecting connections at once (each handshake holds
@@ -579,15 +595,7 @@ TEST(UpstreamPool, ABurstOpensAtMostMaxConnectingConnectionsAtOnce)
 {
     preconnecting_pool p(8, 1.0, 50ms, 2);
     std::vector<std::future<upstream_pool::lease>> pending;
-    for (int i = 0; i < 6; ++i) pending.push_back(p.start_lease());
-    int most = 0;
-    auto all_ready = [&] {
-        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.wait_for(0s) == std::future_status::ready; });
-    };
-    while (!all_ready()) {
-        p.io.run_one_for(10ms);
-        most = std::max(most, p.pool->connecting());
-    }
+    const int most = p.run_burst(6, pending);
     EXPECT_EQ(most, 2) << "never more than max_connecting under way";
     std::vector<upstream_pool::lease> leases;
     for (auto& f : pending) leases.push_back(f.get()); // each a connection (an error would throw)
@@ -606,15 +614,7 @@ TEST(UpstreamPool, ABurstWithinTheDefaultMaxConnectingOpensEveryConnectionAtOnce
 {
     preconnecting_pool p(200, 1.0, 200ms);
     std::vector<std::future<upstream_pool::lease>> pending;
-    for (int i = 0; i < 100; ++i) pending.push_back(p.start_lease());
-    int most = 0;
-    auto all_ready = [&] {
-        return std::all_of(pending.begin(), pending.end(), [](auto& f) { return f.wait_for(0s) == std::future_status::ready; });
-    };
-    while (!all_ready()) {
-        p.io.run_one_for(10ms);
-        most = std::max(most, p.pool->connecting());
-    }
+    const int most = p.run_burst(100, pending);
     EXPECT_EQ(most, 100) << "every set-up under way at once";
     EXPECT_EQ(p.pool->connecting_limit_waits, 0u);
     std::vector<upstream_pool::lease> leases;
