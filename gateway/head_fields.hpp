@@ -11,6 +11,8 @@
 // blocks are not kept, so that a use after free is still caught.
 #pragma once
 
+#include "gateway/sanitizers.hpp"
+
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -27,17 +29,7 @@ namespace field_blocks {
 inline constexpr std::size_t step = 16;
 inline constexpr std::size_t largest = 256;
 inline constexpr std::size_t max_kept = 64;
-#if defined(__SANITIZE_ADDRESS__) // g++
-inline constexpr bool keeps_blocks = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) // clang
-inline constexpr bool keeps_blocks = false;
-#else
-inline constexpr bool keeps_blocks = true;
-#endif
-#else
-inline constexpr bool keeps_blocks = true;
-#endif
+inline constexpr bool keeps_blocks = !address_sanitizer;
 void* take(std::size_t bytes);
 void give(void* block, std::size_t bytes) noexcept;
 std::size_t kept_on_this_thread() noexcept; // for tests

@@ -1,5 +1,6 @@
 // OpenSSL's record buffers, recycled per thread (see the header).
 #include "gateway/upstream/tls_record_buffers.hpp"
+#include "gateway/sanitizers.hpp"
 
 #include <cstdlib>
 #include <malloc.h>
@@ -77,10 +78,10 @@ bool refused = false;
 // freed record buffer, or a double free, would go unseen there.
 [[gnu::constructor(101)]] void install()
 {
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-    installed = ::CRYPTO_set_mem_functions(allocate, reallocate, release) == 1;
-    refused = !installed;
-#endif
+    if constexpr (!address_sanitizer && !thread_sanitizer) {
+        installed = ::CRYPTO_set_mem_functions(allocate, reallocate, release) == 1;
+        refused = !installed;
+    }
 }
 
 } // namespace

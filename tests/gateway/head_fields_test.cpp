@@ -29,7 +29,9 @@ TEST(HeadFields, AFreedBlockIsHandedToTheNextOfItsSizeClass)
     blocks::give(a, 40);
     EXPECT_EQ(blocks::kept_on_this_thread(), before + kept(1));
     void* b = blocks::take(33); // 33..48 bytes: one class
-    if (blocks::keeps_blocks) EXPECT_EQ(b, a);
+    if (blocks::keeps_blocks) {
+        EXPECT_EQ(b, a);
+    }
     EXPECT_EQ(blocks::kept_on_this_thread(), before);
     void* c = blocks::take(49); // the next class: a new block
     EXPECT_NE(c, b);
