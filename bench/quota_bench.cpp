@@ -33,7 +33,7 @@ void header_forwarding(benchmark::State& state)
         http::request_parser<http::empty_body> p;
         boost::system::error_code ec;
         p.put(boost::asio::buffer(wire), ec);
-        std::string up;
+        gw::gateway::recycled_string up;
         up.append(p.get().method_string()).append(" /v1/chat-messages HTTP/1.1\r\n");
         for (const auto& f : p.get())
             if (!gw::gateway::is_hop_by_hop(f.name()) && f.name() != http::field::authorization &&

@@ -101,14 +101,19 @@ std::optional<canonical_path> canonicalize_path(std::string_view raw, std::strin
     };
     if (raw.empty() || raw.front() != '/') return fail("the request target is not an absolute path");
     canonical_path out;
-    // Decoded first, then split: "%2F" separates segments for Werkzeug as "/" does.
-    auto decoded = percent_decode(raw);
-    if (!decoded) return fail("the path has a malformed percent escape");
-    for (unsigned char c : *decoded)
+    // Decoded first, then split: "%2F" separates segments for Werkzeug as "/" does. A path
+    // with no escape is its own decoding.
+    std::optional<std::string> unescaped;
+    std::string_view decoded = raw;
+    if (raw.find('%') != std::string_view::npos) {
+        unescaped = percent_decode(raw);
+        if (!unescaped) return fail("the path has a malformed percent escape");
+        decoded = *unescaped;
+    }
+    for (unsigned char c : decoded)
         if (c < 0x20 || c == 0x7F) return fail("the path contains a control character");
-    if (!valid_utf8(*decoded)) return fail("the path is not valid UTF-8");
-    out.segments.reserve(8);
-    for (std::string_view rest = *decoded; !rest.empty();) {
+    if (!valid_utf8(decoded)) return fail("the path is not valid UTF-8");
+    for (std::string_view rest = decoded; !rest.empty();) {
         const auto slash = rest.find('/');
         const auto seg = rest.substr(0, slash);
         rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
@@ -120,10 +125,19 @@ std::optional<canonical_path> canonicalize_path(std::string_view raw, std::strin
         }
         out.segments.emplace_back(seg);
     }
-    out.wire = encode_path(out.segments);
-    out.decoded.reserve(decoded->size());
-    for (const auto& s : out.segments) out.decoded.append("/").append(s);
-    if (out.decoded.empty()) out.decoded = "/";
+    return out;
+}
+
+std::string canonical_path::wire() const
+{
+    return encode_path(std::span<const std::string>(segments.data(), segments.size()));
+}
+
+std::string canonical_path::decoded() const
+{
+    std::string out;
+    for (const auto& s : segments) out.append("/").append(s);
+    if (out.empty()) out = "/";
     return out;
 }
 

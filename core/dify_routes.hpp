@@ -15,6 +15,8 @@
 
 #include "core/ownership_table.hpp"
 
+#include <boost/container/small_vector.hpp>
+
 #include <optional>
 #include <span>
 #include <string>
@@ -34,12 +36,13 @@ enum class user_place
 };
 
 // A path as Dify will route it. `segments` are decoded (any bytes but '/', NUL and
-// controls, valid UTF-8); `wire` is the same path percent-encoded for the upstream.
+// controls, valid UTF-8). Made for every request: a usual path (up to eight segments of up
+// to 15 bytes) allocates nothing.
 struct canonical_path
 {
-    std::vector<std::string> segments;
-    std::string wire;    // "/v1/chat-messages"; "/" for the root
-    std::string decoded; // the segments joined by '/', for logs and matching
+    boost::container::small_vector<std::string, 8> segments;
+    std::string wire() const;    // percent-encoded for the upstream: "/v1/chat-messages"; "/" for the root
+    std::string decoded() const; // the segments joined by '/', for logs
 };
 
 // nullopt (with `why`) for a path that is not origin-form, has a malformed escape, decodes

@@ -122,53 +122,41 @@ void request_scope_deleter::operator()(request_scope* s) const
 net::awaitable<bool> serve_request(worker& w, client_socket& down, beast::flat_buffer& buffer, header_parser& hp,
                                    const std::string& peer, key_memo& keys, handed_stream& stream)
 {
-    const auto snapshot = w.tenants_snapshot(); // in-flight requests finish on the config they started with
+    // What the request owns is in one heap block from the start: its record (written when
+    // the scope ends, on every way out), the configuration it started with (in-flight
+    // requests finish on it), later its quota ticket, body and exchange. An SSE reply is
+    // handed over with it. (Kept out of this frame, the frame stays within the size Asio
+    // recycles.)
+    handed_stream scope{new request_scope(w, w.tenants_snapshot())};
+    const auto& snapshot = *scope->snapshot;
     const auto& head = hp.get();
-    // Every way out of here records the request once (metrics, access log): here, or when
-    // the request_scope it moves to ends.
-    struct recorder
-    {
-        worker& w;
-        request_record rec;
-        bool moved = false;
-        ~recorder()
-        {
-            if (!moved) record_request(w, rec);
-        }
-    } r{w, {}};
+    auto& rec = scope->rec;
     // The record holds the request's id; everything after refers to that one string.
-    r.rec.request_id = field_value(head, "X-Request-Id");
-    if (!valid_request_id(r.rec.request_id)) r.rec.request_id = w.new_request_id();
-    const std::string& request_id = r.rec.request_id;
-    r.rec.method = std::string(head.method_string());
-    r.rec.client = client_address(peer, head, snapshot->config().server.trusted_proxies);
-    r.rec.trace = begin_request_trace(w, head);
-    if (r.rec.trace.exported) {
+    rec.request_id = field_value(head, "X-Request-Id");
+    if (!valid_request_id(rec.request_id)) rec.request_id = w.new_request_id();
+    rec.method = std::string(head.method_string());
+    rec.client = client_address(peer, head, snapshot.config().server.trusted_proxies);
+    rec.trace = begin_request_trace(w, head);
+    if (rec.trace.exported) {
         const std::string_view target = head.target();
-        r.rec.path = std::string(target.substr(0, target.find('?')));
-        r.rec.user_agent = std::string(field_value(head, http::field::user_agent));
+        rec.path = std::string(target.substr(0, target.find('?')));
+        rec.user_agent = std::string(field_value(head, http::field::user_agent));
     }
     const bool keep_alive = keeps_alive(head) && !w.draining();
 
-    auto plan = plan_request(*snapshot, head, &keys);
-    if (plan.who) r.rec.tenant = plan.who->name;
-    if (plan.target) r.rec.app = plan.target->app->name;
-    r.rec.pair = plan.pair;
-    r.rec.endpoint = plan.endpoint;
+    auto plan = plan_request(snapshot, head, &keys);
+    if (plan.who) rec.tenant = plan.who->name;
+    if (plan.target) rec.app = plan.target->app->name;
+    rec.pair = plan.pair;
+    rec.endpoint = plan.endpoint;
     if (plan.refusal) {
-        r.rec.status = plan.refusal->status;
-        co_return co_await refuse_early(down, buffer, hp, *plan.refusal, request_id, keep_alive && !plan.close_after_refusal, {}, plan.front);
+        rec.status = plan.refusal->status;
+        co_return co_await refuse_early(down, buffer, hp, *plan.refusal, rec.request_id, keep_alive && !plan.close_after_refusal, {}, plan.front);
     }
     if (plan.front != api_front::dify) { // the OpenAI front: its app is named in its body
-        downstream_request d{w, *snapshot, down, buffer, request_id, r.rec};
+        downstream_request d{w, snapshot, down, buffer, rec.request_id, rec};
         co_return co_await serve_openai(d, hp, plan, keep_alive);
     }
-    // From here what the request owns is in one heap block, which an SSE reply is handed
-    // over with: the record moves there.
-    handed_stream scope{new request_scope(w, snapshot)};
-    scope->rec = std::move(r.rec);
-    r.moved = true;
-    auto& rec = scope->rec;
     // Quotas are checked before any upstream work (and before the body is read).
     auto admitted = co_await admit(w, plan, rec);
     auto quota_headers = rate_headers(admitted);
@@ -177,7 +165,7 @@ net::awaitable<bool> serve_request(worker& w, client_socket& down, beast::flat_b
         co_return co_await refuse_early(down, buffer, hp, *refusal, rec.request_id, keep_alive, quota_headers, api_front::dify);
     }
     scope->ticket = std::move(admitted.ticket); // returned when the scope ends
-    downstream_request d{w, *snapshot, down, buffer, rec.request_id, rec};
+    downstream_request d{w, snapshot, down, buffer, rec.request_id, rec};
     if (!hp.is_done() && plan.place == core::user_place::none && hp.content_length())
         co_return co_await forward_streamed_body(d, hp, plan, *scope, std::move(quota_headers));
     const bool reusable = co_await forward_whole_body(d, hp, plan, *scope, std::move(quota_headers));

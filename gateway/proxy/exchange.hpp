@@ -36,8 +36,8 @@ inline constexpr std::size_t piece_size = 8 * 1024; // bytes read per step of a 
 struct upstream_request
 {
     std::string_view method; // the client's (its request head outlives the exchange)
-    std::string target;      // base path + "/v1" + Dify's path [+ "?" + query]
-    std::string fields;      // every other header, each "Name: value\r\n"
+    recycled_string target;  // base path + "/v1" + Dify's path [+ "?" + query]
+    recycled_string fields;  // every other header, each "Name: value\r\n"
     std::string traceparent; // the attempt's trace context ("" when none goes)
     std::string owned_body;      // rewritten JSON, or the original body
     core::body_splice splice;    // multipart: pieces of the original body and inserted text
@@ -68,7 +68,7 @@ struct exchange
     bool body_timed_out = false;  // the client's body did not arrive within client_idle_timeout_ms
     bool task_known = false;      // the SSE relay has seen the task id (a stop call is possible)
     upstream_request up{};
-    std::string api_key{};
+    std::string_view api_key{}; // the app's key: owned by the configuration snapshot the request started with
     std::unique_ptr<net::steady_timer> timer{}; // backoff between attempts (made on first use: most requests make one attempt)
     request_record* rec = nullptr;          // what the access log and metrics get
     bool generating = false;                // starts an LLM generation (not idempotent)
@@ -101,7 +101,7 @@ struct exchange
 // What a request on the Dify front owns from its admission until its answer ends, in one
 // heap block: its record (metrics and the access line are written when the scope ends), the
 // configuration it started with, its quota ticket, the request read whole and the exchange
-// with Dify. Made by serve_request; when Dify answers with an SSE stream, handed over with
+// with Dify. Made by serve_request for every request; when Dify answers with an SSE stream, handed over with
 // the stream to the session once the stream's head has gone out (exchange::handoff), so
 // that the request path's frames (serve_request, forward_whole_body, forward_request,
 // forward, relay_response, relay_dify: about 4.7 KiB) end while the stream runs.
@@ -111,6 +111,9 @@ struct request_scope
     ~request_scope(); // the exchange, the request and the ticket end first; then the request is recorded
     request_scope(const request_scope&) = delete;
     request_scope& operator=(const request_scope&) = delete;
+    // One per request: made from and given back to the thread's recycled blocks.
+    static void* operator new(std::size_t size) { return recycled_blocks::take(size); }
+    static void operator delete(void* p, std::size_t size) noexcept { recycled_blocks::give(p, size); }
 
     worker& w;
     std::shared_ptr<const tenant_directory> snapshot;
@@ -177,10 +180,10 @@ inline constexpr std::size_t coalesce_limit = 64 * 1024;
 // reply's head and body usually fit; a longer one is read on in pieces).
 inline constexpr std::size_t reply_read_room = 4096;
 // Appends "Name: value\r\n".
-void append_field(std::string& out, std::string_view name, std::string_view value);
+void append_field(recycled_string& out, std::string_view name, std::string_view value);
 // Appends the request head Dify gets: request line, x.up.fields, the app key's
 // Authorization, the trace context and the blank line.
-void append_upstream_head(std::string& out, const exchange& x);
+void append_upstream_head(recycled_string& out, const exchange& x);
 
 bool is_timeout(const error_code& ec);
 // 504 for timeouts, 502 otherwise; no internal detail.

@@ -32,7 +32,7 @@ net::awaitable<error_code> stream_client_body(exchange& x, S& up)
     // The whole body within client_idle_timeout_ms (a body trickled byte by byte must not
     // hold an upstream connection and a quota slot for ever).
     client_deadline deadline(x.down, x.dir.config().server.client_idle_timeout_ms);
-    std::array<char, piece_size> piece;
+    recycled_buffer piece(piece_size); // the frame holds a pointer (see recycled_buffer)
     while (!dp.is_done()) {
         dp.get().body().data = piece.data();
         dp.get().body().size = piece.size();
@@ -64,7 +64,7 @@ net::awaitable<error_code> send_and_read_head(exchange& x, upstream_connection& 
     // Head and a body of up to coalesce_limit go out as one buffer: one TLS record and one
     // send, where TLS streams would otherwise write each buffer (each header) separately.
     auto body = body_buffers(x, x.body);
-    std::string wire;
+    recycled_string wire;
     wire.reserve(x.up.fields.size() + x.up.target.size() + 256 + std::min(net::buffer_size(body), coalesce_limit));
     append_upstream_head(wire, x);
     if (net::buffer_size(body) <= coalesce_limit) {
@@ -127,7 +127,7 @@ net::awaitable<std::optional<held_reply>> hold_error_reply(upstream_connection& 
     out.res.version(11);
     for (const auto& f : p.get()) out.res.insert(f.name_string(), f.value());
     std::string body;
-    std::array<char, piece_size> piece;
+    recycled_buffer piece(piece_size); // the frame holds a pointer (see recycled_buffer)
     auto& up = stream_of<S>(conn);
     while (!p.is_done()) {
         p.get().body().data = piece.data();

@@ -65,7 +65,7 @@ net::awaitable<std::pair<std::string, bool>>
 read_small_body(upstream_connection& conn, Parser& p, std::size_t limit)
 {
     std::string body;
-    std::array<char, piece_size> piece;
+    recycled_buffer piece(piece_size); // the frame holds a pointer (see recycled_buffer)
     while (!p.is_done() && body.size() < limit) {
         p.get().body().data = piece.data();
         p.get().body().size = piece.size();
@@ -86,11 +86,11 @@ relay_dify(exchange& x, upstream_connection& conn, Parser& p, bool keep_alive)
     // A HEAD reply has no body, whatever its type: nothing to relay after the head.
     const bool sse = x.req.method() != http::verb::head &&
                      core::has_media_type(field_value(p.get(), http::field::content_type), "text/event-stream");
-    std::string head_bytes = response_head(x, p, sse, keep_alive);
+    recycled_string head_bytes = response_head(x, p, sse, keep_alive);
     if (!sse) co_return co_await relay_body<S>(x, conn, p, head_bytes);
     auto [ec, n] = co_await send_to_client(x, net::buffer(head_bytes));
     if (ec) co_return std::pair{false, false}; // the lease closes the upstream connection
-    std::string().swap(head_bytes); // sent: a long stream does not hold it
+    recycled_string().swap(head_bytes); // sent: a long stream does not hold it
     if (x.handoff.allowed) { // relayed by relay_handed_stream once the request path has returned
         x.handoff.pending = true;
         x.handoff.tls = std::is_same_v<S, tls_stream>;

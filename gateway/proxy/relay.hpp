@@ -35,7 +35,7 @@ inline constexpr std::size_t max_read_after_client_left = 64 * 1024;
 // plus ours (X-Request-Id, X-RateLimit-*, SSE no-buffering hints, framing). Built as one
 // string so it can go out in the same write as the first body bytes.
 template <typename Parser>
-std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
+recycled_string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
 {
     using namespace std::string_view_literals;
     const auto& up = p.get();
@@ -49,7 +49,7 @@ std::string response_head(exchange& x, Parser& p, bool sse, bool keep_alive)
             if (core::iequals(name, k)) return true;
         return false;
     };
-    std::string out;
+    recycled_string out;
     out.reserve(512);
     auto field = [&out](std::string_view name, std::string_view value) { append_field(out, name, value); };
     out.append("HTTP/1.1 "sv).append(std::to_string(up.result_int())).append(" "sv).append(http::obsolete_reason(up.result())).append("\r\n"sv);
@@ -594,7 +594,7 @@ inline net::awaitable<bool> end_body(exchange& x, bool chunked, net::const_buffe
 // Relays any other body piece by piece (JSON, audio, file bytes), chunked or sized as
 // the head says; the head goes out in the same write as the first body bytes.
 template <typename S, typename Parser>
-net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connection& conn, Parser& p, const std::string& head)
+net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connection& conn, Parser& p, const recycled_string& head)
 {
     auto& up = stream_of<S>(conn);
     const bool chunked = !p.content_length() && !p.is_done();
@@ -602,8 +602,8 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
     // on the side as it passes, whatever its size.
     const bool scan = (x.generating || x.uploads_file) && p.get().result_int() / 100 == 2 &&
                       core::has_media_type(field_value(p.get(), http::field::content_type), "application/json");
-    core::stream_facts facts;
-    std::array<char, piece_size> piece;
+    const auto facts = scan ? make_recycled<core::stream_facts>() : recycled_ptr<core::stream_facts>();
+    recycled_buffer piece(piece_size); // the frame holds a pointer (see recycled_buffer)
     std::size_t filled = 0; // bytes in piece not yet written
     net::const_buffer unsent_head = net::buffer(head);
     bool client_gone = false; // a write failed: the reply is still read to its end, for its usage
@@ -633,7 +633,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
             co_return std::pair{false, false}; // the client sees a truncated body; never reuse either side
         }
         std::size_t got = piece.size() - p.get().body().size - filled;
-        if (scan) facts.feed_json_body(std::string_view(piece.data() + filled, got));
+        if (scan) facts->feed_json_body(std::string_view(piece.data() + filled, got));
         if (client_gone) continue; // nothing kept: only the scan goes on
         filled += got;
         // A sized body fills the piece before it is written (a small reply goes out whole,
@@ -652,7 +652,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
         if (wec) client_gone = true;
     }
     conn.expires_never();
-    if (scan) settle_scanned_body(x, facts);
+    if (scan) settle_scanned_body(x, *facts);
     if (client_gone) co_return std::pair{false, keeps_alive(p.get())};
     const bool ended = co_await end_body(x, chunked, unsent_head);
     co_return std::pair{ended, ended && keeps_alive(p.get())};

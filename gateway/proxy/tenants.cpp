@@ -153,7 +153,7 @@ std::optional<app_target> tenant_directory::route(
         return std::nullopt;
     }
     out.pair = pair->second;
-    std::span<const std::string> dify(seg.begin() + static_cast<std::ptrdiff_t>(first), seg.end());
+    std::span<const std::string> dify(seg.data() + first, seg.size() - first);
     out.wire_path = core::encode_path(dify);
     for (const auto& s : dify) {
         out.dify_path += '/';

@@ -244,12 +244,12 @@ std::optional<gateway_error> build_upstream_request(exchange& x)
     return std::nullopt;
 }
 
-void append_field(std::string& out, std::string_view name, std::string_view value)
+void append_field(recycled_string& out, std::string_view name, std::string_view value)
 {
     out.append(name).append(": "sv).append(value).append("\r\n"sv);
 }
 
-void append_upstream_head(std::string& out, const exchange& x)
+void append_upstream_head(recycled_string& out, const exchange& x)
 {
     out.append(x.up.method).append(" "sv).append(x.up.target).append(" HTTP/1.1\r\n"sv).append(x.up.fields);
     out.append("Authorization: Bearer "sv).append(x.api_key).append("\r\n"sv);
@@ -394,8 +394,8 @@ void release_sent_request(exchange& x)
     std::string().swap(x.body);
     std::string().swap(x.up.owned_body);
     x.up.splice = {};
-    std::string().swap(x.up.fields);
-    std::string().swap(x.up.target);
+    recycled_string().swap(x.up.fields);
+    recycled_string().swap(x.up.target);
     std::string().swap(x.up.traceparent);
     if (x.client_fields) x.client_fields->clear(); // Beast keeps the method and target apart from the fields
 }
@@ -440,7 +440,7 @@ void spawn_stop_call(exchange& x, std::string_view task_id)
     auto target = core::stop_path_for(*x.target.match.route, task_id);
     if (target.empty() || x.up.namespaced_user.empty()) return;
     net::co_spawn(x.w.context(),
-                  call_stop(&x.w, x.target.app->upstream_id, target, x.api_key, x.up.namespaced_user, x.request_id, x.rec->trace),
+                  call_stop(&x.w, x.target.app->upstream_id, target, std::string(x.api_key), x.up.namespaced_user, x.request_id, x.rec->trace),
                   log_failure("stop call"));
 }
 

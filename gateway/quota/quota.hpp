@@ -8,6 +8,7 @@
 #include "core/token_bucket.hpp"
 #include "core/token_budget.hpp"
 #include "gateway/net.hpp"
+#include "gateway/recycled_blocks.hpp"
 
 #include <array>
 #include <atomic>
@@ -42,6 +43,9 @@ public:
     ~quota_ticket();
     quota_ticket(const quota_ticket&) = delete;
     quota_ticket& operator=(const quota_ticket&) = delete;
+    // One per admitted request: made from and given back to the thread's recycled blocks.
+    static void* operator new(std::size_t size) { return recycled_blocks::take(size); }
+    static void operator delete(void* p, std::size_t size) noexcept { recycled_blocks::give(p, size); }
 
     // Settles with the tokens Dify reported (first call wins).
     void charge(std::int64_t tokens);

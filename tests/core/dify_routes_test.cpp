@@ -12,7 +12,7 @@ std::vector<std::string> segs(std::string_view path)
 {
     auto p = canonicalize_path(path);
     EXPECT_TRUE(p) << path;
-    return p ? p->segments : std::vector<std::string>{};
+    return p ? std::vector<std::string>(p->segments.begin(), p->segments.end()) : std::vector<std::string>{};
 }
 
 route_match route(std::string_view method, std::string_view path)
@@ -31,16 +31,17 @@ TEST(CanonicalPath, DecodesOnceDropsEmptyAndDotSegmentsAndResolvesDotDot)
 {
     auto p = canonicalize_path("/v1//chat%2Dmessages/");
     ASSERT_TRUE(p);
-    EXPECT_EQ(p->decoded, "/v1/chat-messages");
-    EXPECT_EQ(p->wire, "/v1/chat-messages");
-    EXPECT_EQ(canonicalize_path("/v1/./files/../chat-messages")->decoded, "/v1/chat-messages");
-    EXPECT_EQ(canonicalize_path("/v1/workflows%2Frun")->decoded, "/v1/workflows/run") << "%2F separates, as in PATH_INFO";
-    EXPECT_EQ(canonicalize_path("/v1/%2e%2e/v1/info")->decoded, "/v1/info") << "encoded dots are dots";
-    EXPECT_EQ(canonicalize_path("/")->wire, "/");
-    EXPECT_EQ(canonicalize_path("/v1/files/a%2525b/preview")->wire, "/v1/files/a%2525b/preview")
+    EXPECT_EQ(p->decoded(), "/v1/chat-messages");
+    EXPECT_EQ(p->wire(), "/v1/chat-messages");
+    EXPECT_EQ(canonicalize_path("/v1/./files/../chat-messages")->decoded(), "/v1/chat-messages");
+    EXPECT_EQ(canonicalize_path("/v1/workflows%2Frun")->decoded(), "/v1/workflows/run") << "%2F separates, as in PATH_INFO";
+    EXPECT_EQ(canonicalize_path("/v1/%2e%2e/v1/info")->decoded(), "/v1/info") << "encoded dots are dots";
+    EXPECT_EQ(canonicalize_path("/")->wire(), "/");
+    EXPECT_EQ(segs("/a/b/c/d/e/f/g/h/i").size(), 9u) << "past the eight segments kept inline";
+    EXPECT_EQ(canonicalize_path("/v1/files/a%2525b/preview")->wire(), "/v1/files/a%2525b/preview")
         << "decoded once: %25 is a literal '%', encoded again on the wire";
-    EXPECT_EQ(canonicalize_path("/v1/files/a%20b%3Fc/preview")->wire, "/v1/files/a%20b%3Fc/preview");
-    EXPECT_EQ(canonicalize_path("/v1/files/caf%C3%A9/preview")->wire, "/v1/files/caf%C3%A9/preview");
+    EXPECT_EQ(canonicalize_path("/v1/files/a%20b%3Fc/preview")->wire(), "/v1/files/a%20b%3Fc/preview");
+    EXPECT_EQ(canonicalize_path("/v1/files/caf%C3%A9/preview")->wire(), "/v1/files/caf%C3%A9/preview");
 }
 
 TEST(CanonicalPath, RefusesWhatCouldBeReadTwoWays)
@@ -58,6 +59,13 @@ TEST(CanonicalPath, RefusesWhatCouldBeReadTwoWays)
     EXPECT_FALSE(canonicalize_path("/v1/%FF", &why));
     EXPECT_EQ(why, "the path is not valid UTF-8");
     EXPECT_FALSE(canonicalize_path("/v1/%C0%AF", &why)) << "overlong '/'";
+    // A path with no escape is checked the same way (it is its own decoding).
+    EXPECT_FALSE(canonicalize_path(std::string_view("/v1/in\x01fo"), &why));
+    EXPECT_EQ(why, "the path contains a control character");
+    EXPECT_FALSE(canonicalize_path("/v1/in\x7F", &why));
+    EXPECT_EQ(why, "the path contains a control character");
+    EXPECT_FALSE(canonicalize_path("/v1/\xC0\xAF", &why));
+    EXPECT_EQ(why, "the path is not valid UTF-8");
     EXPECT_FALSE(canonicalize_path("/../v1/info", &why));
     EXPECT_EQ(why, "the path climbs above the root");
 }

@@ -58,8 +58,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto path = gw::core::canonicalize_path(target.substr(0, q));
     if (who && path) {
         // The canonical path is a fixed point: canonicalizing its wire form changes nothing.
-        auto again = gw::core::canonicalize_path(path->wire);
-        if (!again || again->wire != path->wire) __builtin_trap();
+        auto again = gw::core::canonicalize_path(path->wire());
+        if (!again || again->wire() != path->wire()) __builtin_trap();
         if (auto app = dir->route(*who, req.method_string(), *path, err)) {
             auto place = app->match.route ? app->match.route->place : gw::core::user_place::anywhere;
             (void)gw::core::owned_references(app->match, query);

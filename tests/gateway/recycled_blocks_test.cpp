@@ -1,8 +1,10 @@
-// head_fields: a head's field blocks are kept per thread when it is freed and handed to
-// the next head, up to max_kept per size class; larger blocks and blocks past the cap go
-// back to operator delete; a block freed on another thread is kept there. Under
-// AddressSanitizer nothing is kept.
+// recycled_blocks: a freed block is kept per thread and handed to the next request for its
+// size class, up to max_kept per class and max_kept_bytes in all; larger blocks and blocks
+// past the caps go back to operator delete; a block freed on another thread is kept there.
+// A head's field blocks and a relay's piece come from there. Under AddressSanitizer
+// nothing is kept.
 #include "gateway/head_fields.hpp"
+#include "gateway/recycled_blocks.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -17,12 +19,12 @@ namespace gw::gateway {
 namespace {
 
 namespace http = boost::beast::http;
-namespace blocks = field_blocks;
+namespace blocks = recycled_blocks;
 
 // What a give back adds to this thread's kept blocks: nothing under AddressSanitizer.
 constexpr std::size_t kept(std::size_t blocks_given) { return blocks::keeps_blocks ? blocks_given : 0; }
 
-TEST(HeadFields, AFreedBlockIsHandedToTheNextOfItsSizeClass)
+TEST(RecycledBlocks, AFreedBlockIsHandedToTheNextOfItsSizeClass)
 {
     void* a = blocks::take(40);
     const auto before = blocks::kept_on_this_thread();
@@ -39,7 +41,7 @@ TEST(HeadFields, AFreedBlockIsHandedToTheNextOfItsSizeClass)
     blocks::give(c, 49);
 }
 
-TEST(HeadFields, AtMostMaxKeptBlocksAreKeptPerClassAndLargeOnesNone)
+TEST(RecycledBlocks, AtMostMaxKeptBlocksAreKeptPerClassAndLargeOnesNone)
 {
     std::vector<void*> many;
     for (std::size_t i = 0; i < blocks::max_kept + 20; ++i) many.push_back(blocks::take(200));
@@ -50,13 +52,72 @@ TEST(HeadFields, AtMostMaxKeptBlocksAreKeptPerClassAndLargeOnesNone)
     // The class may have held some before.
     EXPECT_GE(added, kept(blocks::max_kept - (many.size() - blocks::max_kept)));
 
-    void* big = blocks::take(blocks::largest + 1);
+    void* big = blocks::take(blocks::largest + 1); // past the largest class: never kept
     const auto with_big = blocks::kept_on_this_thread();
     blocks::give(big, blocks::largest + 1);
     EXPECT_EQ(blocks::kept_on_this_thread(), with_big);
 }
 
-TEST(HeadFields, ABlockFreedOnAnotherThreadIsKeptThere)
+TEST(RecycledBlocks, LargeClassesGoInKibibyteStepsUpToARelayPiece)
+{
+    void* piece = blocks::take(8 * 1024);
+    blocks::give(piece, 8 * 1024);
+    void* again = blocks::take(7 * 1024 + 1); // 7 KiB + 1 .. 8 KiB: one class
+    if (blocks::keeps_blocks) {
+        EXPECT_EQ(again, piece);
+    }
+    void* smaller = blocks::take(7 * 1024); // the class below: a new block
+    EXPECT_NE(smaller, again);
+    blocks::give(again, 7 * 1024 + 1);
+    blocks::give(smaller, 7 * 1024);
+
+    const auto before = blocks::kept_on_this_thread();
+    {
+        recycled_buffer scoped(8 * 1024);
+        EXPECT_EQ(scoped.size(), 8u * 1024);
+        if (blocks::keeps_blocks) {
+            EXPECT_EQ(scoped.data(), piece); // the block given back above
+        }
+    }
+    EXPECT_EQ(blocks::kept_on_this_thread(), before);
+}
+
+TEST(RecycledBlocks, AThreadKeepsAtMostMaxKeptBytes)
+{
+    // 8 KiB blocks: 64 of them are the byte cap, whatever the other classes hold.
+    const auto bytes_before = blocks::kept_bytes_on_this_thread();
+    std::vector<void*> pieces;
+    for (std::size_t i = 0; i < blocks::max_kept + 8; ++i) pieces.push_back(blocks::take(blocks::largest));
+    for (void* p : pieces) blocks::give(p, blocks::largest);
+    EXPECT_LE(blocks::kept_bytes_on_this_thread(), blocks::max_kept_bytes);
+    if (blocks::keeps_blocks) {
+        EXPECT_GT(blocks::kept_bytes_on_this_thread(), blocks::max_kept_bytes - blocks::largest);
+    } else {
+        EXPECT_EQ(blocks::kept_bytes_on_this_thread(), 0u);
+    }
+    // Taken again, every kept 8 KiB block leaves the lists, and the count with it.
+    pieces.clear();
+    for (std::size_t i = 0; i < blocks::max_kept + 8; ++i) pieces.push_back(blocks::take(blocks::largest));
+    EXPECT_LE(blocks::kept_bytes_on_this_thread(), bytes_before);
+    for (void* p : pieces) blocks::give(p, blocks::largest);
+}
+
+TEST(RecycledBlocks, ARecycledStringReusesTheBlockOfTheLastOne)
+{
+    const void* first = nullptr;
+    {
+        recycled_string head;
+        head.reserve(489);
+        first = head.data();
+    }
+    recycled_string next;
+    next.reserve(480); // the same 16-byte class once the terminator is counted
+    if (blocks::keeps_blocks) {
+        EXPECT_EQ(static_cast<const void*>(next.data()), first);
+    }
+}
+
+TEST(RecycledBlocks, ABlockFreedOnAnotherThreadIsKeptThere)
 {
     void* a = blocks::take(64);
     const auto here = blocks::kept_on_this_thread();
@@ -73,7 +134,7 @@ TEST(HeadFields, ABlockFreedOnAnotherThreadIsKeptThere)
     EXPECT_EQ(blocks::kept_on_this_thread(), here);
 }
 
-TEST(HeadFields, ASecondHeadReusesTheBlocksOfTheFirst)
+TEST(RecycledBlocks, ASecondHeadReusesTheBlocksOfTheFirst)
 {
     const std::string wire = "POST /v1/chat-messages HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer k\r\n"
                              "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n";

@@ -1,24 +1,27 @@
-#include "gateway/head_fields.hpp"
+// Per-thread lists of freed blocks by size class (see the header).
+#include "gateway/recycled_blocks.hpp"
 
 #include <array>
 #include <utility>
 
-namespace gw::gateway::field_blocks {
+namespace gw::gateway::recycled_blocks {
 namespace {
 
-constexpr std::size_t classes = largest / step;
+constexpr std::size_t small_classes = small_largest / small_step;
+constexpr std::size_t classes = small_classes + (largest - small_largest) / large_step;
 
 // A kept block holds the link to the next one of its class.
 struct free_block
 {
     free_block* next;
 };
-static_assert(step >= sizeof(free_block));
+static_assert(small_step >= sizeof(free_block));
 
 struct lists
 {
     std::array<free_block*, classes> first{};
     std::array<std::size_t, classes> count{};
+    std::size_t bytes = 0;
     ~lists();
 };
 
@@ -37,7 +40,18 @@ lists::~lists()
 }
 
 bool keepable(std::size_t bytes) { return keeps_blocks && bytes != 0 && bytes <= largest; }
-std::size_t class_of(std::size_t bytes) { return (bytes + step - 1) / step - 1; }
+
+std::size_t class_of(std::size_t bytes)
+{
+    if (bytes <= small_largest) return (bytes + small_step - 1) / small_step - 1;
+    return small_classes + (bytes + large_step - 1) / large_step - small_largest / large_step - 1;
+}
+
+std::size_t size_of_class(std::size_t c)
+{
+    if (c < small_classes) return (c + 1) * small_step;
+    return small_largest + (c - small_classes + 1) * large_step;
+}
 
 } // namespace
 
@@ -50,9 +64,10 @@ void* take(std::size_t bytes)
         if (auto* b = k.first[c]) {
             k.first[c] = b->next;
             --k.count[c];
+            k.bytes -= size_of_class(c);
             return b;
         }
-        return ::operator new((c + 1) * step);
+        return ::operator new(size_of_class(c));
     }
     return ::operator new(bytes);
 }
@@ -62,9 +77,11 @@ void give(void* block, std::size_t bytes) noexcept
     if (!block) return;
     if (keepable(bytes) && state == lists_state::usable) {
         const auto c = class_of(bytes);
-        if (kept.count[c] < max_kept) {
+        const auto size = size_of_class(c);
+        if (kept.count[c] < max_kept && kept.bytes + size <= max_kept_bytes) {
             kept.first[c] = new (block) free_block{kept.first[c]};
             ++kept.count[c];
+            kept.bytes += size;
             return;
         }
     }
@@ -79,4 +96,9 @@ std::size_t kept_on_this_thread() noexcept
     return n;
 }
 
-} // namespace gw::gateway::field_blocks
+std::size_t kept_bytes_on_this_thread() noexcept
+{
+    return state == lists_state::usable ? kept.bytes : 0;
+}
+
+} // namespace gw::gateway::recycled_blocks
