@@ -1,4 +1,4 @@
-// OpenSSL's record buffers, recycled per thread (see the header).
+// OpenSSL's record buffers and per-record small blocks, recycled per thread (see the header).
 #include "gateway/upstream/tls_record_buffers.hpp"
 #include "gateway/sanitizers.hpp"
 
@@ -10,47 +10,81 @@ namespace gw::gateway {
 
 namespace {
 
-// Trivially destructible, so that it can still be read when OpenSSL frees its per-thread
-// state after the thread's C++ destructors have run (`closed` is set by then).
+// A bounded stack of freed blocks of one size class. Trivially destructible (see below).
+template <std::size_t Capacity>
 struct block_list
 {
-    void* blocks[tls_record_blocks_per_thread];
+    void* blocks[Capacity];
     std::size_t count;
+
+    void* take() { return count > 0 ? blocks[--count] : nullptr; }
+    bool keep(void* p)
+    {
+        if (count == Capacity) return false;
+        blocks[count++] = p;
+        return true;
+    }
+    void free_all()
+    {
+        while (count > 0) std::free(blocks[--count]);
+    }
+};
+
+// Trivially destructible, so that it can still be read when OpenSSL frees its per-thread
+// state after the thread's C++ destructors have run (`closed` is set by then).
+struct thread_lists
+{
+    block_list<tls_record_blocks_per_thread> records;
+    block_list<tls_packet_blocks_per_thread> packets;
     bool armed;  // the list_closer below is registered: blocks may be kept
     bool closed; // the thread is ending: nothing more is kept
 };
-constinit thread_local block_list free_blocks{};
+constinit thread_local thread_lists lists{};
 
-// Empties the thread's list when the thread ends. Registered when the thread first asks
-// for a record-sized block, in its normal run: a thread that never did keeps nothing, so
-// a block freed only during its teardown (after C++ destructors ran) cannot be stranded.
+// Empties the thread's lists when the thread ends. Registered when the thread first asks
+// for a block of a kept class, in its normal run: a thread that never did keeps nothing,
+// so a block freed only during its teardown (after C++ destructors ran) cannot be stranded.
 struct list_closer
 {
-    list_closer() { free_blocks.armed = true; }
+    list_closer() { lists.armed = true; }
     ~list_closer()
     {
-        auto& l = free_blocks;
-        while (l.count > 0) std::free(l.blocks[--l.count]);
-        l.closed = true;
+        lists.records.free_all();
+        lists.packets.free_all();
+        lists.closed = true;
     }
 };
 thread_local list_closer closer;
 
+// malloc's usable size for a block of tls_packet_block_size (glibc: 40 for requests of 25
+// to 40 bytes); set when the functions are installed.
+std::size_t packet_usable = 0;
+
 // A block at least tls_record_block_size long and not much longer: one this file made,
 // or one of that size made elsewhere (either serves any request up to the block size).
-bool is_record_block(void* p)
+bool is_record_block(std::size_t usable)
 {
-    const std::size_t usable = ::malloc_usable_size(p);
     return usable >= tls_record_block_size && usable < tls_record_block_size + 64;
+}
+
+void arm()
+{
+    if (!lists.armed && !lists.closed) (void)&closer; // first use on this thread: registers the closer
 }
 
 void* allocate(std::size_t n, const char*, int)
 {
-    if (n <= tls_record_block_floor || n > tls_record_block_size) return std::malloc(n);
-    auto& l = free_blocks;
-    if (!l.armed && !l.closed) (void)&closer; // first use on this thread: registers the closer
-    if (l.count > 0) return l.blocks[--l.count];
-    return std::malloc(tls_record_block_size);
+    if (n > tls_packet_block_floor && n <= tls_packet_block_size) {
+        arm();
+        if (void* p = lists.packets.take()) return p;
+        return std::malloc(tls_packet_block_size);
+    }
+    if (n > tls_record_block_floor && n <= tls_record_block_size) {
+        arm();
+        if (void* p = lists.records.take()) return p;
+        return std::malloc(tls_record_block_size);
+    }
+    return std::malloc(n);
 }
 
 void* reallocate(void* p, std::size_t n, const char*, int)
@@ -61,10 +95,10 @@ void* reallocate(void* p, std::size_t n, const char*, int)
 void release(void* p, const char*, int)
 {
     if (!p) return;
-    auto& l = free_blocks;
-    if (l.armed && !l.closed && l.count < tls_record_blocks_per_thread && is_record_block(p)) {
-        l.blocks[l.count++] = p;
-        return;
+    if (lists.armed && !lists.closed) {
+        const std::size_t usable = ::malloc_usable_size(p);
+        if (usable == packet_usable && lists.packets.keep(p)) return;
+        if (is_record_block(usable) && lists.records.keep(p)) return;
     }
     std::free(p);
 }
@@ -79,6 +113,9 @@ bool refused = false;
 [[gnu::constructor(101)]] void install()
 {
     if constexpr (!address_sanitizer && !thread_sanitizer) {
+        void* probe = std::malloc(tls_packet_block_size);
+        packet_usable = ::malloc_usable_size(probe);
+        std::free(probe);
         installed = ::CRYPTO_set_mem_functions(allocate, reallocate, release) == 1;
         refused = !installed;
     }
@@ -98,7 +135,12 @@ bool tls_record_buffers_refused()
 
 std::size_t tls_record_blocks_kept()
 {
-    return free_blocks.count;
+    return lists.records.count;
+}
+
+std::size_t tls_packet_blocks_kept()
+{
+    return lists.packets.count;
 }
 
 } // namespace gw::gateway

@@ -1,4 +1,4 @@
-// OpenSSL's record buffers, recycled per thread.
+// OpenSSL's record buffers, and the small blocks it takes per record, recycled per thread.
 //
 // Every TLS connection runs with SSL_MODE_RELEASE_BUFFERS (see tls_socket.hpp): OpenSSL
 // frees a connection's ~17 KiB read or write buffer as soon as no record is pending in
@@ -9,6 +9,11 @@
 // per-thread free list instead: a worker's connections share the few buffers in use at
 // any moment, the way nginx's connections share its buffers, and the per-connection
 // memory stays what RELEASE_BUFFERS makes it.
+//
+// OpenSSL 3.0 also allocates a 40-byte block (a WPACKET's sub-packet state) for every
+// record it writes or reads and frees it at once: one malloc per relayed SSE event. Blocks
+// of that size class are kept on a second per-thread list, so a steady stream allocates
+// nothing per event.
 //
 // The functions are installed before main() (OpenSSL accepts them only before its first
 // allocation; Asio's headers initialise OpenSSL from static constructors), by a constructor
@@ -39,7 +44,15 @@ inline constexpr std::size_t tls_record_block_floor = 16 * 1024;
 // Blocks kept per thread: enough for the records in flight on one worker at once.
 inline constexpr std::size_t tls_record_blocks_per_thread = 16;
 
-// The calling thread's free list, for tests: how many blocks it holds now.
+// Small blocks: requests of more than tls_packet_block_floor and up to
+// tls_packet_block_size bytes are served from the second list, and any freed block of
+// that size class (by its usable size) joins it.
+inline constexpr std::size_t tls_packet_block_floor = 24;
+inline constexpr std::size_t tls_packet_block_size = 40;
+inline constexpr std::size_t tls_packet_blocks_per_thread = 64;
+
+// The calling thread's free lists, for tests: how many blocks each holds now.
 std::size_t tls_record_blocks_kept();
+std::size_t tls_packet_blocks_kept();
 
 } // namespace gw::gateway

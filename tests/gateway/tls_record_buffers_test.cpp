@@ -1,6 +1,8 @@
-// OpenSSL's record buffers recycled per thread: what OpenSSL's allocator hands out and
-// takes back, through OpenSSL's own entry points (CRYPTO_malloc / CRYPTO_free).
+// OpenSSL's record buffers and per-record small blocks recycled per thread: what OpenSSL's
+// allocator hands out and takes back, through OpenSSL's own entry points (CRYPTO_malloc /
+// CRYPTO_free).
 #include "gateway/upstream/tls_record_buffers.hpp"
+#include "gateway/sanitizers.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/crypto.h>
@@ -13,11 +15,7 @@ namespace {
 constexpr std::size_t read_buffer_size = 16712;  // what OpenSSL 3.0 asks for a TLS read buffer
 constexpr std::size_t write_buffer_size = 16584; // and for a write buffer
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool sanitized = true; // OpenSSL keeps its own allocator: the sanitizer sees its buffers
-#else
-constexpr bool sanitized = false;
-#endif
+constexpr bool sanitized = address_sanitizer || thread_sanitizer; // OpenSSL then keeps its own allocator
 
 TEST(TlsRecordBuffers, InstalledBeforeOpenSslsFirstAllocation)
 {
@@ -55,19 +53,37 @@ TEST(TlsRecordBuffers, AFreedRecordBufferServesTheNextRecord)
     });
 }
 
+TEST(TlsRecordBuffers, AFreedPacketBlockServesTheNextRecordsPacket)
+{
+    on_new_thread([] {
+        void* first = OPENSSL_zalloc(tls_packet_block_size); // a WPACKET's sub-packet state
+        ASSERT_NE(first, nullptr);
+        OPENSSL_free(first);
+        EXPECT_EQ(tls_packet_blocks_kept(), kept_if_recycled(1));
+        auto* second = static_cast<unsigned char*>(OPENSSL_zalloc(tls_packet_block_floor + 1));
+        ASSERT_NE(second, nullptr);
+        if (tls_record_buffers_recycled()) EXPECT_EQ(static_cast<void*>(second), first);
+        for (std::size_t i = 0; i <= tls_packet_block_floor; ++i) EXPECT_EQ(second[i], 0) << "zalloc zeroes a kept block";
+        EXPECT_EQ(tls_packet_blocks_kept(), 0u);
+        OPENSSL_free(second);
+        EXPECT_EQ(tls_record_blocks_kept(), 0u) << "the record list is another";
+    });
+}
+
 TEST(TlsRecordBuffers, OtherSizesGoToMallocAsUsual)
 {
     on_new_thread([] {
-        for (std::size_t n :
-             {std::size_t{40}, tls_record_block_floor, tls_record_block_size + 64, std::size_t{64 * 1024}}) {
+        for (std::size_t n : {tls_packet_block_floor, tls_packet_block_size + 1, tls_record_block_floor,
+                              tls_record_block_size + 64, std::size_t{64 * 1024}}) {
             void* p = OPENSSL_malloc(n);
             ASSERT_NE(p, nullptr) << n;
             OPENSSL_free(p);
             EXPECT_EQ(tls_record_blocks_kept(), 0u) << n;
+            EXPECT_EQ(tls_packet_blocks_kept(), 0u) << n;
         }
         // A block grown to the class's size by realloc, on a thread that never asked for a
-        // record buffer, is freed: only a thread that asked for one keeps blocks (its list
-        // is then emptied when it ends).
+        // block of a kept class, is freed: only a thread that asked for one keeps blocks (its
+        // lists are then emptied when it ends).
         void* p = OPENSSL_malloc(100);
         p = OPENSSL_realloc(p, tls_record_block_size);
         ASSERT_NE(p, nullptr);
@@ -90,6 +106,17 @@ TEST(TlsRecordBuffers, AThreadKeepsABoundedNumberAndGivesThemBackWhenItEnds)
     // Kept only because the thread's closer was registered at its first record-sized
     // allocation: the closer frees them as the thread ends.
     EXPECT_EQ(kept_in_thread, kept_if_recycled(tls_record_blocks_per_thread));
+
+    std::size_t packets_in_thread = 0;
+    on_new_thread([&] {
+        std::vector<void*> blocks;
+        for (std::size_t i = 0; i < tls_packet_blocks_per_thread + 5; ++i)
+            blocks.push_back(OPENSSL_malloc(tls_packet_block_size));
+        for (void* b : blocks)
+            OPENSSL_free(b);
+        packets_in_thread = tls_packet_blocks_kept();
+    });
+    EXPECT_EQ(packets_in_thread, kept_if_recycled(tls_packet_blocks_per_thread));
 }
 
 } // namespace
