@@ -92,31 +92,27 @@ TEST(TlsRecordBuffers, OtherSizesGoToMallocAsUsual)
     });
 }
 
-TEST(TlsRecordBuffers, AThreadKeepsABoundedNumberAndGivesThemBackWhenItEnds)
+// On a thread of its own: `count` blocks of `size` taken and freed; what its list then keeps.
+std::size_t kept_after_freeing(std::size_t count, std::size_t size, std::size_t (*kept)())
 {
     std::size_t kept_in_thread = 0;
     on_new_thread([&] {
         std::vector<void*> blocks;
-        for (std::size_t i = 0; i < tls_record_blocks_per_thread + 5; ++i)
-            blocks.push_back(OPENSSL_malloc(read_buffer_size));
-        for (void* b : blocks)
-            OPENSSL_free(b);
-        kept_in_thread = tls_record_blocks_kept();
+        for (std::size_t i = 0; i < count; ++i) blocks.push_back(OPENSSL_malloc(size));
+        for (void* b : blocks) OPENSSL_free(b);
+        kept_in_thread = kept();
     });
-    // Kept only because the thread's closer was registered at its first record-sized
-    // allocation: the closer frees them as the thread ends.
-    EXPECT_EQ(kept_in_thread, kept_if_recycled(tls_record_blocks_per_thread));
+    return kept_in_thread;
+}
 
-    std::size_t packets_in_thread = 0;
-    on_new_thread([&] {
-        std::vector<void*> blocks;
-        for (std::size_t i = 0; i < tls_packet_blocks_per_thread + 5; ++i)
-            blocks.push_back(OPENSSL_malloc(tls_packet_block_size));
-        for (void* b : blocks)
-            OPENSSL_free(b);
-        packets_in_thread = tls_packet_blocks_kept();
-    });
-    EXPECT_EQ(packets_in_thread, kept_if_recycled(tls_packet_blocks_per_thread));
+TEST(TlsRecordBuffers, AThreadKeepsABoundedNumberAndGivesThemBackWhenItEnds)
+{
+    // Kept only because the thread's closer was registered at its first allocation of a kept
+    // class: the closer frees them as the thread ends.
+    EXPECT_EQ(kept_after_freeing(tls_record_blocks_per_thread + 5, read_buffer_size, tls_record_blocks_kept),
+              kept_if_recycled(tls_record_blocks_per_thread));
+    EXPECT_EQ(kept_after_freeing(tls_packet_blocks_per_thread + 5, tls_packet_block_size, tls_packet_blocks_kept),
+              kept_if_recycled(tls_packet_blocks_per_thread));
 }
 
 } // namespace
