@@ -57,19 +57,21 @@ std::size_t size_of_class(std::size_t c)
 
 void* take(std::size_t bytes)
 {
-    if (keepable(bytes) && state != lists_state::destroyed) {
+    if (!keepable(bytes)) return ::operator new(bytes);
+    const auto c = class_of(bytes);
+    if (state != lists_state::destroyed) {
         auto& k = kept; // the first use on this thread makes it
         state = lists_state::usable;
-        const auto c = class_of(bytes);
         if (auto* b = k.first[c]) {
             k.first[c] = b->next;
             --k.count[c];
             k.bytes -= size_of_class(c);
             return b;
         }
-        return ::operator new(size_of_class(c));
     }
-    return ::operator new(bytes);
+    // Always the class's full size: whichever thread it is given back on may hand it out
+    // for any size of its class.
+    return ::operator new(size_of_class(c));
 }
 
 void give(void* block, std::size_t bytes) noexcept
