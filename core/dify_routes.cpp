@@ -135,6 +135,11 @@ std::string canonical_path::wire() const
 
 std::string canonical_path::decoded() const
 {
+    return join_path(std::span<const std::string>(segments.data(), segments.size()));
+}
+
+std::string join_path(std::span<const std::string> segments)
+{
     std::string out;
     for (const auto& s : segments) out.append("/").append(s);
     if (out.empty()) out = "/";

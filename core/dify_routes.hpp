@@ -50,6 +50,8 @@ struct canonical_path
 std::optional<canonical_path> canonicalize_path(std::string_view raw, std::string* why = nullptr);
 // The segments as a wire path ("/a/b%20c").
 std::string encode_path(std::span<const std::string> segments);
+// The segments as they read decoded ("/a/b c"); "/" for none.
+std::string join_path(std::span<const std::string> segments);
 
 struct dify_route
 {

@@ -53,6 +53,8 @@ std::size_t size_of_class(std::size_t c)
     return small_largest + (c - small_classes + 1) * large_step;
 }
 
+std::size_t max_kept_in_class(std::size_t c) { return c < small_classes ? max_kept : max_kept_large; }
+
 } // namespace
 
 void* take(std::size_t bytes)
@@ -77,10 +79,14 @@ void* take(std::size_t bytes)
 void give(void* block, std::size_t bytes) noexcept
 {
     if (!block) return;
+    if constexpr (!keeps_blocks) { // made at exactly `bytes`: a size other than the one taken is reported
+        ::operator delete(block, bytes);
+        return;
+    }
     if (keepable(bytes) && state == lists_state::usable) {
         const auto c = class_of(bytes);
         const auto size = size_of_class(c);
-        if (kept.count[c] < max_kept && kept.bytes + size <= max_kept_bytes) {
+        if (kept.count[c] < max_kept_in_class(c) && kept.bytes + size <= max_kept_bytes) {
             kept.first[c] = new (block) free_block{kept.first[c]};
             ++kept.count[c];
             kept.bytes += size;

@@ -5,8 +5,9 @@
 // blocks of the requests before them instead of calling malloc and free for each.
 //
 // Contract: take() and give() may be called on any thread; a block given back joins the
-// lists of the thread that gives it. Each thread keeps at most `max_kept` blocks per class
-// and `max_kept_bytes` in all, and frees them when it exits. Under AddressSanitizer blocks
+// lists of the thread that gives it. Each thread keeps at most `max_kept` blocks per small
+// class, `max_kept_large` per larger one and `max_kept_bytes` in all, and frees them when it
+// exits. Under AddressSanitizer blocks
 // are not kept, so that a use after free is still caught.
 #pragma once
 
@@ -29,7 +30,8 @@ inline constexpr std::size_t small_step = 16;
 inline constexpr std::size_t small_largest = 1024;
 inline constexpr std::size_t large_step = 1024;
 inline constexpr std::size_t largest = 8 * 1024;
-inline constexpr std::size_t max_kept = 64;                // per class and thread
+inline constexpr std::size_t max_kept = 64;                // per class up to 1 KiB, per thread
+inline constexpr std::size_t max_kept_large = 16;          // per larger class, per thread
 inline constexpr std::size_t max_kept_bytes = 512 * 1024;  // per thread, all classes
 inline constexpr bool keeps_blocks = !address_sanitizer;
 
@@ -96,6 +98,20 @@ recycled_ptr<T> make_recycled(Args&&... args)
         throw;
     }
 }
+
+// A base for a class made and freed once per request (`class T final : public
+// recycled_allocation<T>`): `new T` and `delete` use the thread's recycled blocks. The class
+// is final, so the size delete is given is the one new was asked for.
+template <typename T>
+struct recycled_allocation
+{
+    static void* operator new(std::size_t size)
+    {
+        static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__, "blocks have operator new's alignment");
+        return recycled_blocks::take(size);
+    }
+    static void operator delete(void* p, std::size_t size) noexcept { recycled_blocks::give(p, size); }
+};
 
 // One block held for a scope: a coroutine frame holds the pointer, not the bytes (Asio
 // keeps freed frames only up to 1,020 bytes; a larger frame is a malloc and a free).

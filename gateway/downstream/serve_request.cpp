@@ -122,11 +122,11 @@ void request_scope_deleter::operator()(request_scope* s) const
 net::awaitable<bool> serve_request(worker& w, client_socket& down, beast::flat_buffer& buffer, header_parser& hp,
                                    const std::string& peer, key_memo& keys, handed_stream& stream)
 {
-    // What the request owns is in one heap block from the start: its record (written when
-    // the scope ends, on every way out), the configuration it started with (in-flight
-    // requests finish on it), later its quota ticket, body and exchange. An SSE reply is
-    // handed over with it. (Kept out of this frame, the frame stays within the size Asio
-    // recycles.)
+    // What the request owns is in one heap block from the start (request_scope): its record
+    // (written when the scope ends, on every way out) and the configuration it started with
+    // (in-flight requests finish on it); on the Dify front later its quota ticket, body and
+    // exchange, and an SSE reply is handed over with it. Out of this frame, the frame stays
+    // within the size Asio recycles.
     handed_stream scope{new request_scope(w, w.tenants_snapshot())};
     const auto& snapshot = *scope->snapshot;
     const auto& head = hp.get();

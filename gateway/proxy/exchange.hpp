@@ -98,22 +98,21 @@ struct exchange
     } handoff{};
 };
 
-// What a request on the Dify front owns from its admission until its answer ends, in one
-// heap block: its record (metrics and the access line are written when the scope ends), the
-// configuration it started with, its quota ticket, the request read whole and the exchange
-// with Dify. Made by serve_request for every request; when Dify answers with an SSE stream, handed over with
-// the stream to the session once the stream's head has gone out (exchange::handoff), so
-// that the request path's frames (serve_request, forward_whole_body, forward_request,
-// forward, relay_response, relay_dify: about 4.7 KiB) end while the stream runs.
-struct request_scope
+// What a request owns from its head until its answer ends, in one heap block (from the
+// thread's recycled blocks): its record (metrics and the access line are written when the
+// scope ends) and the configuration it started with; on the Dify front also its quota
+// ticket, the request read whole and the exchange with Dify (the OpenAI front keeps those
+// in serve_openai's frame). Made by serve_request for every request, refused ones too.
+// When Dify answers with an SSE stream, it is handed over with the stream to the session
+// once the stream's head has gone out (exchange::handoff), so that the request path's
+// frames (serve_request, forward_whole_body, forward_request, forward, relay_response,
+// relay_dify) end while the stream runs.
+struct request_scope final : recycled_allocation<request_scope>
 {
     request_scope(worker& w, std::shared_ptr<const tenant_directory> snapshot) : w(w), snapshot(std::move(snapshot)) {}
     ~request_scope(); // the exchange, the request and the ticket end first; then the request is recorded
     request_scope(const request_scope&) = delete;
     request_scope& operator=(const request_scope&) = delete;
-    // One per request: made from and given back to the thread's recycled blocks.
-    static void* operator new(std::size_t size) { return recycled_blocks::take(size); }
-    static void operator delete(void* p, std::size_t size) noexcept { recycled_blocks::give(p, size); }
 
     worker& w;
     std::shared_ptr<const tenant_directory> snapshot;

@@ -32,7 +32,7 @@ net::awaitable<error_code> stream_client_body(exchange& x, S& up)
     // The whole body within client_idle_timeout_ms (a body trickled byte by byte must not
     // hold an upstream connection and a quota slot for ever).
     client_deadline deadline(x.down, x.dir.config().server.client_idle_timeout_ms);
-    recycled_buffer piece(piece_size); // the frame holds a pointer (see recycled_buffer)
+    recycled_buffer piece(piece_size);
     while (!dp.is_done()) {
         dp.get().body().data = piece.data();
         dp.get().body().size = piece.size();
@@ -127,7 +127,7 @@ net::awaitable<std::optional<held_reply>> hold_error_reply(upstream_connection& 
     out.res.version(11);
     for (const auto& f : p.get()) out.res.insert(f.name_string(), f.value());
     std::string body;
-    recycled_buffer piece(piece_size); // the frame holds a pointer (see recycled_buffer)
+    recycled_buffer piece(piece_size);
     auto& up = stream_of<S>(conn);
     while (!p.is_done()) {
         p.get().body().data = piece.data();

@@ -65,7 +65,7 @@ net::awaitable<std::pair<std::string, bool>>
 read_small_body(upstream_connection& conn, Parser& p, std::size_t limit)
 {
     std::string body;
-    recycled_buffer piece(piece_size); // the frame holds a pointer (see recycled_buffer)
+    recycled_buffer piece(piece_size);
     while (!p.is_done() && body.size() < limit) {
         p.get().body().data = piece.data();
         p.get().body().size = piece.size();

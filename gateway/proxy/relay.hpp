@@ -603,7 +603,7 @@ net::awaitable<std::pair<bool, bool>> relay_body(exchange& x, upstream_connectio
     const bool scan = (x.generating || x.uploads_file) && p.get().result_int() / 100 == 2 &&
                       core::has_media_type(field_value(p.get(), http::field::content_type), "application/json");
     const auto facts = scan ? make_recycled<core::stream_facts>() : recycled_ptr<core::stream_facts>();
-    recycled_buffer piece(piece_size); // the frame holds a pointer (see recycled_buffer)
+    recycled_buffer piece(piece_size);
     std::size_t filled = 0; // bytes in piece not yet written
     net::const_buffer unsent_head = net::buffer(head);
     bool client_gone = false; // a write failed: the reply is still read to its end, for its usage

@@ -110,7 +110,7 @@ std::optional<app_target> tenant_directory::openai_target(const tenant& t, std::
     out.app = handle;
     out.pair = pair->second;
     out.wire_path = core::encode_path(dify);
-    for (const auto& s : dify) out.dify_path += "/" + s;
+    out.dify_path = core::join_path(dify);
     out.match = core::find_route("POST", dify);
     out.administers = administers(t, handle->name);
     return out;
@@ -155,11 +155,7 @@ std::optional<app_target> tenant_directory::route(
     out.pair = pair->second;
     std::span<const std::string> dify(seg.data() + first, seg.size() - first);
     out.wire_path = core::encode_path(dify);
-    for (const auto& s : dify) {
-        out.dify_path += '/';
-        out.dify_path += s;
-    }
-    if (out.dify_path.empty()) out.dify_path.push_back('/');
+    out.dify_path = core::join_path(dify);
     out.match = core::find_route(method, dify);
     out.administers = administers(t, out.app->name);
     switch (out.match.outcome) {

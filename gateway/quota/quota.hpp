@@ -35,7 +35,8 @@ const char* reason_name(quota_reason r);
 class quota_store;
 
 // What a request holds while it runs. Destruction releases its slots and settles it.
-class quota_ticket
+// Made and freed once per admitted request, from the thread's recycled blocks.
+class quota_ticket final : public recycled_allocation<quota_ticket>
 {
 public:
     // `tenant` and `app` must outlive the ticket (the stores pass their configuration's names).
@@ -43,9 +44,6 @@ public:
     ~quota_ticket();
     quota_ticket(const quota_ticket&) = delete;
     quota_ticket& operator=(const quota_ticket&) = delete;
-    // One per admitted request: made from and given back to the thread's recycled blocks.
-    static void* operator new(std::size_t size) { return recycled_blocks::take(size); }
-    static void operator delete(void* p, std::size_t size) noexcept { recycled_blocks::give(p, size); }
 
     // Settles with the tokens Dify reported (first call wins).
     void charge(std::int64_t tokens);

@@ -1,8 +1,8 @@
 // recycled_blocks: a freed block is kept per thread and handed to the next request for its
-// size class, up to max_kept per class and max_kept_bytes in all; larger blocks and blocks
-// past the caps go back to operator delete; a block freed on another thread is kept there.
-// A head's field blocks and a relay's piece come from there. Under AddressSanitizer
-// nothing is kept.
+// size class, up to max_kept per small class, max_kept_large per larger one and
+// max_kept_bytes in all; larger blocks and blocks past the caps go back to operator delete;
+// a block freed on another thread is kept there. A head's field blocks and a relay's piece
+// come from there. Under AddressSanitizer nothing is kept.
 #include "gateway/head_fields.hpp"
 #include "gateway/recycled_blocks.hpp"
 
@@ -82,24 +82,27 @@ TEST(RecycledBlocks, LargeClassesGoInKibibyteStepsUpToARelayPiece)
     EXPECT_EQ(blocks::kept_on_this_thread(), before);
 }
 
-TEST(RecycledBlocks, AThreadKeepsAtMostMaxKeptBytes)
+TEST(RecycledBlocks, ALargerClassKeepsFewerBlocksAndAThreadAtMostMaxKeptBytes)
 {
-    // 8 KiB blocks: 64 of them are the byte cap, whatever the other classes hold.
-    const auto bytes_before = blocks::kept_bytes_on_this_thread();
-    std::vector<void*> pieces;
-    for (std::size_t i = 0; i < blocks::max_kept + 8; ++i) pieces.push_back(blocks::take(blocks::largest));
-    for (void* p : pieces) blocks::give(p, blocks::largest);
-    EXPECT_LE(blocks::kept_bytes_on_this_thread(), blocks::max_kept_bytes);
-    if (blocks::keeps_blocks) {
-        EXPECT_GT(blocks::kept_bytes_on_this_thread(), blocks::max_kept_bytes - blocks::largest);
-    } else {
-        EXPECT_EQ(blocks::kept_bytes_on_this_thread(), 0u);
-    }
-    // Taken again, every kept 8 KiB block leaves the lists, and the count with it.
-    pieces.clear();
-    for (std::size_t i = 0; i < blocks::max_kept + 8; ++i) pieces.push_back(blocks::take(blocks::largest));
-    EXPECT_LE(blocks::kept_bytes_on_this_thread(), bytes_before);
-    for (void* p : pieces) blocks::give(p, blocks::largest);
+    // Runs on a thread of its own: lists that hold nothing yet.
+    std::thread([] {
+        auto take_and_give = [](std::size_t count, std::size_t size) {
+            std::vector<void*> taken;
+            for (std::size_t i = 0; i < count; ++i) taken.push_back(blocks::take(size));
+            for (void* p : taken) blocks::give(p, size);
+        };
+        take_and_give(blocks::max_kept_large + 4, blocks::largest);
+        EXPECT_EQ(blocks::kept_bytes_on_this_thread(), kept(blocks::max_kept_large) * blocks::largest);
+        // Every larger class full (16 blocks of 2 to 8 KiB: 560 KiB) passes the byte cap.
+        for (std::size_t size = 2 * 1024; size <= blocks::largest; size += blocks::large_step)
+            take_and_give(blocks::max_kept_large, size);
+        EXPECT_LE(blocks::kept_bytes_on_this_thread(), blocks::max_kept_bytes);
+        if (blocks::keeps_blocks) {
+            EXPECT_GT(blocks::kept_bytes_on_this_thread(), blocks::max_kept_bytes - blocks::largest);
+        } else {
+            EXPECT_EQ(blocks::kept_bytes_on_this_thread(), 0u);
+        }
+    }).join(); // its lists are freed as it exits
 }
 
 TEST(RecycledBlocks, ARecycledStringReusesTheBlockOfTheLastOne)

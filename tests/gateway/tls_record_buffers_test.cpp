@@ -47,7 +47,9 @@ TEST(TlsRecordBuffers, AFreedRecordBufferServesTheNextRecord)
         OPENSSL_free(first);
         EXPECT_EQ(tls_record_blocks_kept(), kept_if_recycled(1));
         void* second = OPENSSL_malloc(write_buffer_size); // any record buffer size takes it
-        if (tls_record_buffers_recycled()) EXPECT_EQ(second, first);
+        if (tls_record_buffers_recycled()) {
+            EXPECT_EQ(second, first);
+        }
         EXPECT_EQ(tls_record_blocks_kept(), 0u);
         OPENSSL_free(second);
     });
@@ -62,7 +64,9 @@ TEST(TlsRecordBuffers, AFreedPacketBlockServesTheNextRecordsPacket)
         EXPECT_EQ(tls_packet_blocks_kept(), kept_if_recycled(1));
         auto* second = static_cast<unsigned char*>(OPENSSL_zalloc(tls_packet_block_floor + 1));
         ASSERT_NE(second, nullptr);
-        if (tls_record_buffers_recycled()) EXPECT_EQ(static_cast<void*>(second), first);
+        if (tls_record_buffers_recycled()) {
+            EXPECT_EQ(static_cast<void*>(second), first);
+        }
         for (std::size_t i = 0; i <= tls_packet_block_floor; ++i) EXPECT_EQ(second[i], 0) << "zalloc zeroes a kept block";
         EXPECT_EQ(tls_packet_blocks_kept(), 0u);
         OPENSSL_free(second);
