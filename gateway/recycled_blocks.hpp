@@ -23,12 +23,13 @@
 namespace gw::gateway {
 
 namespace recycled_blocks {
-// Classes: 16-byte steps up to 1 KiB (field blocks, short strings), then 1 KiB steps up to
-// `largest` (heads written, relay pieces). Larger blocks come from operator new and go
-// back to it.
+// Classes: 16-byte steps up to 1 KiB (field blocks, short strings), then 64-byte steps up
+// to `largest` (heads written, the request's block, relay pieces): a block is at most 63
+// bytes longer than asked, which matters for the request's block an open stream holds.
+// Larger blocks come from operator new and go back to it.
 inline constexpr std::size_t small_step = 16;
 inline constexpr std::size_t small_largest = 1024;
-inline constexpr std::size_t large_step = 1024;
+inline constexpr std::size_t large_step = 64;
 inline constexpr std::size_t largest = 8 * 1024;
 inline constexpr std::size_t max_kept = 64;                // per class up to 1 KiB, per thread
 inline constexpr std::size_t max_kept_large = 16;          // per larger class, per thread

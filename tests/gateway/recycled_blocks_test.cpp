@@ -58,18 +58,18 @@ TEST(RecycledBlocks, AtMostMaxKeptBlocksAreKeptPerClassAndLargeOnesNone)
     EXPECT_EQ(blocks::kept_on_this_thread(), with_big);
 }
 
-TEST(RecycledBlocks, LargeClassesGoInKibibyteStepsUpToARelayPiece)
+TEST(RecycledBlocks, LargerClassesGoIn64ByteStepsUpToARelayPiece)
 {
     void* piece = blocks::take(8 * 1024);
     blocks::give(piece, 8 * 1024);
-    void* again = blocks::take(7 * 1024 + 1); // 7 KiB + 1 .. 8 KiB: one class
+    void* again = blocks::take(8 * 1024 - 63); // 8 KiB - 63 .. 8 KiB: one class
     if (blocks::keeps_blocks) {
         EXPECT_EQ(again, piece);
     }
-    void* smaller = blocks::take(7 * 1024); // the class below: a new block
+    void* smaller = blocks::take(8 * 1024 - 64); // the class below: a new block
     EXPECT_NE(smaller, again);
-    blocks::give(again, 7 * 1024 + 1);
-    blocks::give(smaller, 7 * 1024);
+    blocks::give(again, 8 * 1024 - 63);
+    blocks::give(smaller, 8 * 1024 - 64);
 
     const auto before = blocks::kept_on_this_thread();
     {
@@ -93,8 +93,8 @@ TEST(RecycledBlocks, ALargerClassKeepsFewerBlocksAndAThreadAtMostMaxKeptBytes)
         };
         take_and_give(blocks::max_kept_large + 4, blocks::largest);
         EXPECT_EQ(blocks::kept_bytes_on_this_thread(), kept(blocks::max_kept_large) * blocks::largest);
-        // Every larger class full (16 blocks of 2 to 8 KiB: 560 KiB) passes the byte cap.
-        for (std::size_t size = 2 * 1024; size <= blocks::largest; size += blocks::large_step)
+        // Larger classes full (16 blocks each of 6 to 8 KiB: 3.5 MiB) pass the byte cap.
+        for (std::size_t size = 6 * 1024; size <= blocks::largest; size += blocks::large_step)
             take_and_give(blocks::max_kept_large, size);
         EXPECT_LE(blocks::kept_bytes_on_this_thread(), blocks::max_kept_bytes);
         if (blocks::keeps_blocks) {
