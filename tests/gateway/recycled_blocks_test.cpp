@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <malloc.h>
+
 #include <string>
 #include <thread>
 #include <vector>
@@ -118,6 +120,28 @@ TEST(RecycledBlocks, ARecycledStringReusesTheBlockOfTheLastOne)
     if (blocks::keeps_blocks) {
         EXPECT_EQ(static_cast<const void*>(next.data()), first);
     }
+}
+
+// A block taken on a thread whose lists are already destroyed (in a later thread_local's
+// destructor) and given back on another thread is kept there, in its class: so it must have
+// been made at the class's full size, not at the size asked.
+TEST(RecycledBlocks, ABlockTakenAfterAThreadsListsAreGoneHasItsClassesSize)
+{
+    void* late = nullptr;
+    std::thread([&late] {
+        struct taker
+        {
+            void** out;
+            ~taker() { *out = blocks::take(33); } // runs after the lists' destructor
+        };
+        thread_local taker t{&late}; // made before the lists, so destroyed after them
+        blocks::give(blocks::take(16), 16); // makes this thread's lists
+    }).join();
+    ASSERT_NE(late, nullptr);
+    if (blocks::keeps_blocks) {
+        EXPECT_GE(::malloc_usable_size(late), 48u) << "33 bytes are in the class of 33 to 48";
+    }
+    blocks::give(late, 33);
 }
 
 TEST(RecycledBlocks, ABlockFreedOnAnotherThreadIsKeptThere)
