@@ -80,7 +80,11 @@ void give(void* block, std::size_t bytes) noexcept
 {
     if (!block) return;
     if constexpr (!keeps_blocks) { // made at exactly `bytes`: a size other than the one taken is reported
+#if defined(__cpp_sized_deallocation)
         ::operator delete(block, bytes);
+#else
+        ::operator delete(block); // clang before 19 without -fsized-deallocation: no size to check
+#endif
         return;
     }
     if (keepable(bytes) && state == lists_state::usable) {

@@ -7,8 +7,7 @@
 // Contract: take() and give() may be called on any thread; a block given back joins the
 // lists of the thread that gives it. Each thread keeps at most `max_kept` blocks per small
 // class, `max_kept_large` per larger one and `max_kept_bytes` in all, and frees them when it
-// exits. Under AddressSanitizer blocks
-// are not kept, so that a use after free is still caught.
+// exits. Under AddressSanitizer blocks are not kept, so that a use after free is still caught.
 #pragma once
 
 #include "gateway/sanitizers.hpp"

@@ -4,30 +4,26 @@
 // buffers under AddressSanitizer and ThreadSanitizer.
 #pragma once
 
+#if defined(__has_feature)
+#define GW_HAS_FEATURE(x) __has_feature(x)
+#else
+#define GW_HAS_FEATURE(x) 0
+#endif
+
 namespace gw::gateway {
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || GW_HAS_FEATURE(address_sanitizer)
 inline constexpr bool address_sanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-inline constexpr bool address_sanitizer = true;
-#else
-inline constexpr bool address_sanitizer = false;
-#endif
 #else
 inline constexpr bool address_sanitizer = false;
 #endif
 
-#if defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_THREAD__) || GW_HAS_FEATURE(thread_sanitizer)
 inline constexpr bool thread_sanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-inline constexpr bool thread_sanitizer = true;
-#else
-inline constexpr bool thread_sanitizer = false;
-#endif
 #else
 inline constexpr bool thread_sanitizer = false;
 #endif
 
 } // namespace gw::gateway
+
+#undef GW_HAS_FEATURE

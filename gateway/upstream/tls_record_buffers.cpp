@@ -67,23 +67,19 @@ bool is_record_block(std::size_t usable)
     return usable >= tls_record_block_size && usable < tls_record_block_size + 64;
 }
 
-void arm()
+// A kept block of the list's class, or a new one of `size`.
+template <std::size_t Capacity>
+void* take_or_make(block_list<Capacity>& list, std::size_t size)
 {
     if (!lists.armed && !lists.closed) (void)&closer; // first use on this thread: registers the closer
+    if (void* p = list.take()) return p;
+    return std::malloc(size);
 }
 
 void* allocate(std::size_t n, const char*, int)
 {
-    if (n > tls_packet_block_floor && n <= tls_packet_block_size) {
-        arm();
-        if (void* p = lists.packets.take()) return p;
-        return std::malloc(tls_packet_block_size);
-    }
-    if (n > tls_record_block_floor && n <= tls_record_block_size) {
-        arm();
-        if (void* p = lists.records.take()) return p;
-        return std::malloc(tls_record_block_size);
-    }
+    if (n > tls_packet_block_floor && n <= tls_packet_block_size) return take_or_make(lists.packets, tls_packet_block_size);
+    if (n > tls_record_block_floor && n <= tls_record_block_size) return take_or_make(lists.records, tls_record_block_size);
     return std::malloc(n);
 }
 
