@@ -18,6 +18,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <sys/prctl.h>
 
@@ -130,6 +132,40 @@ void blocking_chat(benchmark::State& state)
     state.counters["tls_record_buffers_recycled"] = gw::gateway::tls_record_buffers_recycled() ? 1 : 0;
 }
 BENCHMARK(blocking_chat)->Iterations(2000);
+
+// The same requests from many connections at once, as a load generator sends them: the
+// worker interleaves the requests' steps, so blocks are given back in another order than
+// they were taken (a cache that only serves one request at a time shows here).
+void blocking_chat_concurrent(benchmark::State& state)
+{
+    const auto connections = static_cast<std::size_t>(state.range(0));
+    constexpr int requests_per_connection = 200;
+    const auto headers = bearer(tenant_keys::alpha);
+    const auto body = chat_body("blocking", 3);
+    std::vector<std::unique_ptr<http_client>> clients;
+    for (std::size_t i = 0; i < connections; ++i) clients.push_back(stack::get().gateway.client());
+    std::atomic<int> failures{0};
+    auto run_all = [&](int per_connection) {
+        std::vector<std::thread> threads;
+        for (auto& c : clients)
+            threads.emplace_back([&, client = c.get()] {
+                for (int i = 0; i < per_connection; ++i)
+                    if (client->request("POST", "/v1/chat-messages", headers, body).status != 200) ++failures;
+            });
+        for (auto& t : threads) t.join();
+    };
+    run_all(20); // warm-up: every connection open, the worker's caches filled
+    std::uint64_t counted = 0, requests = 0;
+    for (auto _ : state) {
+        const auto before = worker_allocations.load();
+        run_all(requests_per_connection);
+        counted += worker_allocations.load() - before;
+        requests += connections * requests_per_connection;
+    }
+    if (failures) state.SkipWithError("a request failed");
+    state.counters["allocations_per_request"] = static_cast<double>(counted) / static_cast<double>(requests);
+}
+BENCHMARK(blocking_chat_concurrent)->Arg(32)->Iterations(1)->UseRealTime();
 
 void streamed_chat(benchmark::State& state)
 {

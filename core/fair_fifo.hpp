@@ -27,15 +27,16 @@ public:
     // Must not be called when empty.
     std::pair<std::size_t, Key> pop_from_largest()
     {
-        std::size_t largest = 0;
-        for (std::size_t i = 1; i < queues_.size(); ++i)
-            if (queues_[i].size() > queues_[largest].size()) largest = i;
+        const std::size_t largest = largest_owner();
         auto& q = queues_[largest];
         std::pair<std::size_t, Key> out{largest, std::move(q.front())};
         q.pop_front();
         --size_;
         return out;
     }
+
+    // The entry pop_from_largest() would return next. Must not be called when empty.
+    const Key& next_from_largest() const { return queues_[largest_owner()].front(); }
 
     // Drops the queued entries `stale(owner, key)` names, keeping the order of the rest.
     template <typename Pred>
@@ -53,6 +54,14 @@ public:
     std::size_t size_of(std::size_t owner) const { return owner < queues_.size() ? queues_[owner].size() : 0; }
 
 private:
+    std::size_t largest_owner() const
+    {
+        std::size_t largest = 0;
+        for (std::size_t i = 1; i < queues_.size(); ++i)
+            if (queues_[i].size() > queues_[largest].size()) largest = i;
+        return largest;
+    }
+
     std::vector<std::deque<Key>> queues_;
     std::size_t size_ = 0;
 };

@@ -41,7 +41,7 @@ ownership_table::ownership_table(std::size_t capacity) : capacity_(std::min<std:
 
 void ownership_table::resize_slots(std::size_t n)
 {
-    std::vector<slot> old(n);
+    decltype(slots_) old(n);
     old.swap(slots_);
     mask_ = n - 1;
     for (const auto& s : old)
@@ -111,6 +111,10 @@ void ownership_table::record(owned_kind kind, std::string_view id, std::string_v
     std::lock_guard lock(m_);
     const auto who = tenant_index(tenant);
     if (2 * (order_.size() + 1) > slots_.size() && slots_.size() < max_slots_) resize_slots(2 * slots_.size());
+    // The key's slot and, in a full table, the slot of the record that will make room
+    // are two cache misses in a large array: both are fetched at once.
+    __builtin_prefetch(&slots_[home(k)]);
+    if (order_.size() == capacity_) __builtin_prefetch(&slots_[home(order_.next_from_largest())]);
     auto i = find(k);
     if (slots_[i].tenant != empty) {
         if (slots_[i].tenant == who)

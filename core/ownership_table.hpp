@@ -12,10 +12,13 @@
 // anything else is reduced to a 128-bit hash, kept apart from UUID keys), an interned
 // tenant and an expiry: 24 bytes in the array plus 18 in the order, which grows in blocks
 // (no allocation per record: a node per record churned the allocator on the data path).
+// Once the array passes 2 MiB it sits on huge pages (core/huge_pages): a lookup at a
+// random slot then costs a cache miss but no page-table walk.
 // Thread-safe: one short lock per call.
 #pragma once
 
 #include "core/fair_fifo.hpp"
+#include "core/huge_pages.hpp"
 
 #include <array>
 #include <cstdint>
@@ -72,7 +75,7 @@ private:
 
     std::mutex m_;
     std::size_t capacity_;
-    std::vector<slot> slots_; // power of two, at least twice the records
+    std::vector<slot, huge_page_allocator<slot>> slots_; // power of two, at least twice the records
     std::size_t mask_ = 0;
     std::size_t max_slots_ = 0; // power of two, at least twice the capacity
     fair_fifo<key> order_;    // each tenant's records, oldest first

@@ -430,13 +430,13 @@ void upstream_pool::wake_unbacked_claims()
     }
 }
 
-std::list<upstream_pool::waiter>::iterator upstream_pool::unlist(std::list<waiter>::iterator it)
+upstream_pool::waiter_list::iterator upstream_pool::unlist(waiter_list::iterator it)
 {
     if (it->claims) --claims_;
     return waiters_.erase(it);
 }
 
-void upstream_pool::wake(std::list<waiter>::iterator it)
+void upstream_pool::wake(waiter_list::iterator it)
 {
     *it->woken = true;
     it->timer->cancel(); // its frame resumes later and looks again

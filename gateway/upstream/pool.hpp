@@ -12,6 +12,7 @@
 #include "core/preconnect.hpp"
 #include "core/retry.hpp"
 #include "gateway/net.hpp"
+#include "gateway/recycled_blocks.hpp"
 #include "gateway/upstream/tls_socket.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -195,10 +196,11 @@ private:
         bool claims; // waits for a connection being opened ahead, not for a free slot
         bool* woken; // in the waiting frame: set when taken off the list to be woken
     };
-    std::list<waiter> waiters_; // FIFO
-    int claims_ = 0;            // listed waiters that claim a connection being opened ahead
-    void wake(std::list<waiter>::iterator it);
-    std::list<waiter>::iterator unlist(std::list<waiter>::iterator it); // the claims count follows
+    using waiter_list = std::list<waiter, block_allocator<waiter>>; // nodes recycled: a saturated pool lists a waiter per request
+    waiter_list waiters_; // FIFO
+    int claims_ = 0;      // listed waiters that claim a connection being opened ahead
+    void wake(waiter_list::iterator it);
+    waiter_list::iterator unlist(waiter_list::iterator it); // the claims count follows
     net::steady_timer reaper_;
     int open_ = 0;   // idle + leased + connecting
     int connecting_ = 0; // being opened by acquire() (not ahead), at most max_connecting

@@ -1,11 +1,13 @@
 // Ownership records (expiry, first owner, capacity) and which IDs a request names.
 #include "core/dify_routes.hpp"
+#include "core/huge_pages.hpp"
 #include "core/ownership_table.hpp"
 #include "core/user_rewrite.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <vector>
@@ -76,6 +78,37 @@ TEST(OwnershipTable, TheArrayGrowsWithTheRecordsUpToTheCapacity)
     EXPECT_EQ(t.slot_count(), 65'536u) << "the power of two at least twice the capacity, no more";
     EXPECT_EQ(t.owner(owned_kind::task, "t49999", 1), "alpha");
     EXPECT_EQ(t.owner(owned_kind::conversation, "b0", 1), "beta") << "beta's records stay while alpha evicts its own";
+}
+
+// Past 2 MiB the array sits on its own huge-page-aligned mapping; records survive the
+// growths into it and the evictions within it.
+TEST(OwnershipTable, ALargeArrayOnHugePagesKeepsEveryRecord)
+{
+    ownership_table t(100'000);
+    for (int i = 0; i < 150'000; ++i)
+        t.record(owned_kind::message, (i % 4 ? "a" : "b") + std::to_string(i), i % 4 ? "alpha" : "beta", 0, 100);
+    EXPECT_EQ(t.size(), 100'000u);
+    EXPECT_EQ(t.slot_count(), 262'144u) << "6 MiB of slots";
+    for (int i = 0; i < 150'000; i += 4)
+        ASSERT_EQ(t.owner(owned_kind::message, "b" + std::to_string(i), 1), "beta") << i << ": beta holds fewer";
+    EXPECT_FALSE(t.owner(owned_kind::message, "a1", 1)) << "alpha's oldest went";
+    EXPECT_EQ(t.owner(owned_kind::message, "a149999", 1), "alpha");
+}
+
+TEST(HugePageAllocator, LargeBlocksAreAlignedMappingsSmallOnesComeFromTheHeap)
+{
+    using words = std::vector<std::uint64_t, huge_page_allocator<std::uint64_t>>;
+    words large(3 * huge_page_size / sizeof(std::uint64_t) + 5, 7);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(large.data()) % huge_page_size, 0u);
+    large.back() = 9;
+    large.push_back(11); // grows into a new mapping, the old one unmapped
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(large.data()) % huge_page_size, 0u);
+    EXPECT_EQ(large.front(), 7u);
+    EXPECT_EQ(large[large.size() - 2], 9u);
+    EXPECT_EQ(large.back(), 11u);
+    words small(10, 3);
+    EXPECT_EQ(small[9], 3u);
+    words().swap(large); // unmapped; under ASan a wrong size would show as a leak or a fault
 }
 
 TEST(OwnershipTable, UuidsAndOtherIdsNeverShareAKey)
