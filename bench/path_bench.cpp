@@ -1,10 +1,11 @@
 // Heap allocations on the gateway's request path, counted. A gateway with one worker and
-// the emulator (TLS) run in this process; the benchmark's thread is the client. Every
+// the emulator (TLS) run in this process; the benchmark's threads are the clients. Every
 // allocation made on the gateway's worker thread (named gw-worker-0) is counted, whatever
 // makes it (operator new, Asio's frames, OpenSSL, Boost.JSON): this binary interposes
-// glibc's malloc family and forwards to it. Reported per blocking request and per relayed
-// SSE event; the time figures are the whole loopback round trip (client, gateway and
-// emulator on one machine), not the gateway's cost.
+// glibc's malloc family and forwards to it. Reported per blocking request (from one
+// connection, and from 32 at once) and per relayed SSE event; the time figures are the
+// whole loopback round trip (client, gateway and emulator on one machine), not the
+// gateway's cost.
 //
 //   build/bench/path_bench [--benchmark_filter=blocking]
 #include "tests/support/emulator_fixture.hpp"

@@ -111,8 +111,9 @@ void ownership_table::record(owned_kind kind, std::string_view id, std::string_v
     std::lock_guard lock(m_);
     const auto who = tenant_index(tenant);
     if (2 * (order_.size() + 1) > slots_.size() && slots_.size() < max_slots_) resize_slots(2 * slots_.size());
-    // The key's slot and, in a full table, the slot of the record that will make room
-    // are two cache misses in a large array: both are fetched at once.
+    // The key's slot and, in a full table, the slot of the record likely to make room are
+    // two cache misses in a large array: both are fetched at once (a slot may straddle two
+    // lines; its first one is what the probe reads first).
     __builtin_prefetch(&slots_[home(k)]);
     if (order_.size() == capacity_) __builtin_prefetch(&slots_[home(order_.next_from_largest())]);
     auto i = find(k);

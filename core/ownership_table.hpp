@@ -12,8 +12,8 @@
 // anything else is reduced to a 128-bit hash, kept apart from UUID keys), an interned
 // tenant and an expiry: 24 bytes in the array plus 18 in the order, which grows in blocks
 // (no allocation per record: a node per record churned the allocator on the data path).
-// Once the array passes 2 MiB it sits on huge pages (core/huge_pages): a lookup at a
-// random slot then costs a cache miss but no page-table walk.
+// Once the array passes 2 MiB it is a mapping advised as huge pages (core/huge_pages):
+// where the kernel backs it so, a lookup at a random slot rarely walks the page table.
 // Thread-safe: one short lock per call.
 #pragma once
 

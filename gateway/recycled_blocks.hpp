@@ -10,7 +10,7 @@
 // exits. Under AddressSanitizer blocks are not kept, so that a use after free is still caught.
 #pragma once
 
-#include "gateway/sanitizers.hpp"
+#include "core/sanitizers.hpp"
 
 #include <cstddef>
 #include <memory>
@@ -33,7 +33,7 @@ inline constexpr std::size_t largest = 8 * 1024;
 inline constexpr std::size_t max_kept = 64;                // per class up to 1 KiB, per thread
 inline constexpr std::size_t max_kept_large = 16;          // per larger class, per thread
 inline constexpr std::size_t max_kept_bytes = 512 * 1024;  // per thread, all classes
-inline constexpr bool keeps_blocks = !address_sanitizer;
+inline constexpr bool keeps_blocks = !core::address_sanitizer;
 
 // A block of at least `bytes` (operator new's alignment); give it back with the same size.
 void* take(std::size_t bytes);

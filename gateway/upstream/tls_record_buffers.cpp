@@ -1,6 +1,6 @@
 // OpenSSL's record buffers and per-record small blocks, recycled per thread (see the header).
 #include "gateway/upstream/tls_record_buffers.hpp"
-#include "gateway/sanitizers.hpp"
+#include "core/sanitizers.hpp"
 
 #include <cstdlib>
 #include <malloc.h>
@@ -108,7 +108,7 @@ bool refused = false;
 // freed record buffer, or a double free, would go unseen there.
 [[gnu::constructor(101)]] void install()
 {
-    if constexpr (!address_sanitizer && !thread_sanitizer) {
+    if constexpr (!core::address_sanitizer && !core::thread_sanitizer) {
         void* probe = std::malloc(tls_packet_block_size);
         packet_usable = ::malloc_usable_size(probe);
         std::free(probe);

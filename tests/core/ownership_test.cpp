@@ -1,5 +1,6 @@
 // Ownership records (expiry, first owner, capacity) and which IDs a request names.
 #include "core/dify_routes.hpp"
+#include "core/fair_fifo.hpp"
 #include "core/huge_pages.hpp"
 #include "core/ownership_table.hpp"
 #include "core/user_rewrite.hpp"
@@ -10,7 +11,11 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <new>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 namespace gw::core {
 namespace {
@@ -80,9 +85,9 @@ TEST(OwnershipTable, TheArrayGrowsWithTheRecordsUpToTheCapacity)
     EXPECT_EQ(t.owner(owned_kind::conversation, "b0", 1), "beta") << "beta's records stay while alpha evicts its own";
 }
 
-// Past 2 MiB the array sits on its own huge-page-aligned mapping; records survive the
-// growths into it and the evictions within it.
-TEST(OwnershipTable, ALargeArrayOnHugePagesKeepsEveryRecord)
+// Records survive the array's growths from the heap into its own mapping (1.5 MiB, then
+// 3 and 6 MiB of slots) and the evictions within it.
+TEST(OwnershipTable, ALargeArrayKeepsRecordsThroughGrowthAndEviction)
 {
     ownership_table t(100'000);
     for (int i = 0; i < 150'000; ++i)
@@ -95,20 +100,78 @@ TEST(OwnershipTable, ALargeArrayOnHugePagesKeepsEveryRecord)
     EXPECT_EQ(t.owner(owned_kind::message, "a149999", 1), "alpha");
 }
 
-TEST(HugePageAllocator, LargeBlocksAreAlignedMappingsSmallOnesComeFromTheHeap)
+// Pages of [p, p + bytes) that are mapped (mincore refuses an unmapped page with ENOMEM).
+std::size_t mapped_pages(const void* p, std::size_t bytes)
+{
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    std::size_t n = 0;
+    unsigned char resident = 0;
+    for (std::size_t at = 0; at < bytes; at += page)
+        if (::mincore(static_cast<char*>(const_cast<void*>(p)) + at, page, &resident) == 0) ++n;
+    return n;
+}
+
+TEST(HugePageAllocator, LargeBlocksAreAlignedMappingsUnmappedWhole)
+{
+    using allocator = huge_page_allocator<std::uint64_t>;
+    constexpr std::size_t word = sizeof(std::uint64_t);
+    if (!allocator::mapped(huge_page_size / word)) GTEST_SKIP() << "AddressSanitizer: every block comes from operator new";
+    EXPECT_FALSE(allocator::mapped(huge_page_size / word - 1)) << "below 2 MiB: the heap";
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    for (std::size_t bytes : {huge_page_size, huge_page_size + word, 3 * huge_page_size + 5 * word}) {
+        const std::size_t n = bytes / word;
+        const std::size_t whole = (bytes + huge_page_size - 1) / huge_page_size * huge_page_size;
+        allocator a;
+        auto* p = a.allocate(n);
+        EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % huge_page_size, 0u) << bytes;
+        std::fill(p, p + n, std::uint64_t{7}); // every element writable
+        EXPECT_EQ(p[n - 1], 7u);
+        EXPECT_EQ(mapped_pages(p, whole), whole / page) << bytes << ": the block, rounded up to huge pages";
+        a.deallocate(p, n);
+        EXPECT_EQ(mapped_pages(p, whole), 0u) << bytes << ": unmapped whole";
+    }
+}
+
+TEST(HugePageAllocator, AVectorGrowsFromTheHeapIntoMappings)
 {
     using words = std::vector<std::uint64_t, huge_page_allocator<std::uint64_t>>;
-    words large(3 * huge_page_size / sizeof(std::uint64_t) + 5, 7);
-    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(large.data()) % huge_page_size, 0u);
-    large.back() = 9;
-    large.push_back(11); // grows into a new mapping, the old one unmapped
-    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(large.data()) % huge_page_size, 0u);
-    EXPECT_EQ(large.front(), 7u);
-    EXPECT_EQ(large[large.size() - 2], 9u);
-    EXPECT_EQ(large.back(), 11u);
-    words small(10, 3);
-    EXPECT_EQ(small[9], 3u);
-    words().swap(large); // unmapped; under ASan a wrong size would show as a leak or a fault
+    words v(10, 3);
+    v.resize(3 * huge_page_size / sizeof(std::uint64_t) + 5, 7); // into a mapping
+    v.back() = 9;
+    v.push_back(11); // into a larger mapping, the old one unmapped
+    if (huge_page_allocator<std::uint64_t>::mapped(v.capacity()))
+        EXPECT_EQ(reinterpret_cast<std::uintptr_t>(v.data()) % huge_page_size, 0u);
+    EXPECT_EQ(v.front(), 3u);
+    EXPECT_EQ(v[10], 7u);
+    EXPECT_EQ(v[v.size() - 2], 9u);
+    EXPECT_EQ(v.back(), 11u);
+}
+
+TEST(HugePageAllocator, ACountThatWouldWrapIsRefused)
+{
+    huge_page_allocator<std::uint64_t> a;
+    EXPECT_THROW((void)a.allocate(SIZE_MAX / 4), std::bad_array_new_length);
+}
+
+// What the ownership table prefetches is what it will evict: the oldest entry of the
+// owner holding the most, the first such owner on a tie.
+TEST(FairFifo, NextFromLargestIsWhatPopFromLargestReturns)
+{
+    fair_fifo<int> f;
+    f.push(1, 10);
+    f.push(0, 20);
+    f.push(1, 11);
+    f.push(0, 21);
+    for (int round = 0; round < 3; ++round) {
+        const int next = f.next_from_largest();
+        EXPECT_EQ(f.pop_from_largest().second, next) << round;
+    }
+    EXPECT_EQ(f.size(), 1u);
+    f.push(2, 30);
+    f.push(2, 31);
+    f.push(2, 32);
+    f.erase_if([](std::size_t, int k) { return k == 30; });
+    EXPECT_EQ(f.next_from_largest(), 31) << "owner 2's oldest left after the erase";
 }
 
 TEST(OwnershipTable, UuidsAndOtherIdsNeverShareAKey)

@@ -2,7 +2,7 @@
 // allocator hands out and takes back, through OpenSSL's own entry points (CRYPTO_malloc /
 // CRYPTO_free).
 #include "gateway/upstream/tls_record_buffers.hpp"
-#include "gateway/sanitizers.hpp"
+#include "core/sanitizers.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/crypto.h>
@@ -15,7 +15,7 @@ namespace {
 constexpr std::size_t read_buffer_size = 16712;  // what OpenSSL 3.0 asks for a TLS read buffer
 constexpr std::size_t write_buffer_size = 16584; // and for a write buffer
 
-constexpr bool sanitized = address_sanitizer || thread_sanitizer; // OpenSSL then keeps its own allocator
+constexpr bool sanitized = core::address_sanitizer || core::thread_sanitizer; // OpenSSL then keeps its own allocator
 
 TEST(TlsRecordBuffers, InstalledBeforeOpenSslsFirstAllocation)
 {
