@@ -25,16 +25,12 @@ void* map_huge_block(std::size_t bytes);
 // Unmaps a block from map_huge_block (the same `bytes`).
 void unmap_huge_block(void* block, std::size_t bytes) noexcept;
 
-template <typename T>
-struct huge_page_allocator
+template <typename T> struct huge_page_allocator
 {
     using value_type = T;
 
     huge_page_allocator() = default;
-    template <typename U>
-    huge_page_allocator(const huge_page_allocator<U>&) noexcept
-    {
-    }
+    template <typename U> huge_page_allocator(const huge_page_allocator<U>&) noexcept {}
 
     T* allocate(std::size_t n)
     {
@@ -51,13 +47,12 @@ struct huge_page_allocator
     }
 
     // Whether a block of n elements is a mapping of its own.
-    static constexpr bool mapped(std::size_t n) { return !address_sanitizer && n * sizeof(T) >= huge_page_size; }
-
-    template <typename U>
-    bool operator==(const huge_page_allocator<U>&) const noexcept
+    static constexpr bool mapped(std::size_t n)
     {
-        return true;
+        return !address_sanitizer && n * sizeof(T) >= huge_page_size;
     }
+
+    template <typename U> bool operator==(const huge_page_allocator<U>&) const noexcept { return true; }
 
 private:
     // Rounded up to whole huge pages, the size of a block must not wrap.

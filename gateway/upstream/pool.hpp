@@ -196,7 +196,8 @@ private:
         bool claims; // waits for a connection being opened ahead, not for a free slot
         bool* woken; // in the waiting frame: set when taken off the list to be woken
     };
-    using waiter_list = std::list<waiter, block_allocator<waiter>>; // nodes recycled: a saturated pool lists a waiter per request
+    // Nodes from the recycled blocks: a saturated pool lists a waiter per request.
+    using waiter_list = std::list<waiter, block_allocator<waiter>>;
     waiter_list waiters_; // FIFO
     int claims_ = 0;      // listed waiters that claim a connection being opened ahead
     void wake(waiter_list::iterator it);

@@ -115,7 +115,8 @@ TEST(HugePageAllocator, LargeBlocksAreAlignedMappingsUnmappedWhole)
 {
     using allocator = huge_page_allocator<std::uint64_t>;
     constexpr std::size_t word = sizeof(std::uint64_t);
-    if (!allocator::mapped(huge_page_size / word)) GTEST_SKIP() << "AddressSanitizer: every block comes from operator new";
+    if (!allocator::mapped(huge_page_size / word))
+        GTEST_SKIP() << "AddressSanitizer: every block comes from operator new";
     EXPECT_FALSE(allocator::mapped(huge_page_size / word - 1)) << "below 2 MiB: the heap";
     const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
     for (std::size_t bytes : {huge_page_size, huge_page_size + word, 3 * huge_page_size + 5 * word}) {
