@@ -136,7 +136,8 @@ BENCHMARK(blocking_chat)->Iterations(2000);
 
 // The same requests from many connections at once, as a load generator sends them: the
 // worker interleaves the requests' steps, so blocks are given back in another order than
-// they were taken (a cache that only serves one request at a time shows here).
+// they were taken (a cache that only serves one request at a time shows here). The test
+// gateway's pool has 4 upstream connections, so requests also wait for one.
 void blocking_chat_concurrent(benchmark::State& state)
 {
     const auto connections = static_cast<std::size_t>(state.range(0));
