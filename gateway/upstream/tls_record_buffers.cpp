@@ -78,8 +78,10 @@ void* take_or_make(block_list<Capacity>& list, std::size_t size)
 
 void* allocate(std::size_t n, const char*, int)
 {
-    if (n > tls_packet_block_floor && n <= tls_packet_block_size) return take_or_make(lists.packets, tls_packet_block_size);
-    if (n > tls_record_block_floor && n <= tls_record_block_size) return take_or_make(lists.records, tls_record_block_size);
+    if (n > tls_packet_block_floor && n <= tls_packet_block_size)
+        return take_or_make(lists.packets, tls_packet_block_size);
+    if (n > tls_record_block_floor && n <= tls_record_block_size)
+        return take_or_make(lists.records, tls_record_block_size);
     return std::malloc(n);
 }
 
