@@ -108,6 +108,29 @@ void sse_parse_and_read_facts(benchmark::State& state)
 }
 BENCHMARK(sse_parse_and_read_facts);
 
+// The facts of a blocking chat reply (usage, ids), as the emulator writes one: the
+// gateway reads every blocking reply once.
+void blocking_reply_facts(benchmark::State& state)
+{
+    const std::string reply =
+        R"({"event": "message", "task_id": "7c9fe961-0a95-44b1-860b-58904055cb34", "id": "216d342a-6b0e-4d41-8d9c-edd0083204af", )"
+        R"("message_id": "216d342a-6b0e-4d41-8d9c-edd0083204af", "conversation_id": "ee131720-8b1e-4188-ad36-e2480dac9249", )"
+        R"("mode": "chat", "answer": "Turn 1. You said: \"Hello there\".", "metadata": {"annotation_reply": null, )"
+        R"("retriever_resources": [], "usage": {"prompt_tokens": 11, "prompt_unit_price": 0.15, "prompt_price_unit": 1e-06, )"
+        R"("prompt_price": 1.6499999999999999e-06, "completion_tokens": 8, "completion_unit_price": 0.6, )"
+        R"("completion_price_unit": 1e-06, "completion_price": 4.8e-06, "total_tokens": 19, "total_price": 6.449999999999999e-06, )"
+        R"("currency": "USD", "latency": 0.5, "time_to_first_token": 0.1, "time_to_generate": 0.4}}, "created_at": 1796302119})";
+    for (auto _ : state) {
+        gw::core::stream_facts facts;
+        facts.observe_json_body(reply);
+        benchmark::DoNotOptimize(facts.total_tokens());
+    }
+    state.SetBytesProcessed(
+        static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(reply.size())
+    );
+}
+BENCHMARK(blocking_reply_facts);
+
 // Recording the owner of a new conversation in a full table (the oldest record goes).
 void ownership_record(benchmark::State& state)
 {

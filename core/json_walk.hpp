@@ -105,7 +105,7 @@ private:
                 skip_whitespace();
                 if (p_ == end_ || *p_ != ':') return false;
                 ++p_;
-                skip_whitespace();
+                skip_separator_space();
             }
             if (!value()) return false;
             skip_whitespace();
@@ -113,7 +113,7 @@ private:
             if (*p_ == close) return finish_container();
             if (*p_ != ',') return false;
             ++p_;
-            skip_whitespace();
+            skip_separator_space();
         }
     }
     bool finish_container()
@@ -134,9 +134,32 @@ private:
     }
 
     static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+    // Past a run of digits: eight bytes at a time while eight are left (a reply's prices
+    // and times have a dozen or more), then byte by byte.
     void skip_digits()
     {
+        if constexpr (std::endian::native == std::endian::little) {
+            while (end_ - p_ >= 8) {
+                std::uint64_t w;
+                std::memcpy(&w, p_, 8);
+                if (const std::uint64_t others = non_digit_bytes(w)) {
+                    p_ += std::countr_zero(others) / 8;
+                    return;
+                }
+                p_ += 8;
+            }
+        }
         while (p_ != end_ && is_digit(*p_)) ++p_;
+    }
+    // Eight bytes as a little-endian word: the high bit of each byte that is not '0'-'9'.
+    // A digit XOR '0' is 0-9; any other byte is 10 or more, which adding 0x76 to its low
+    // seven bits carries into its high bit, or has that bit set already. No byte's sum
+    // carries into the next.
+    static std::uint64_t non_digit_bytes(std::uint64_t w)
+    {
+        constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+        const std::uint64_t x = w ^ (ones * '0');
+        return (x | ((x & ~highs) + ones * 0x76)) & highs;
     }
 
     // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
@@ -144,25 +167,24 @@ private:
     {
         const char* start = p_;
         bool integral = true;
-        bool zero = true;             // every digit before the exponent is 0
-        std::int64_t fraction = 0;    // digits after the point
-        std::int64_t exponent = 0;    // with its sign
+        bool leading_zero = false;      // the integer part is 0
+        const char* fraction = nullptr; // the digits after the point
+        std::int64_t fraction_digits = 0;
+        std::int64_t exponent = 0; // with its sign
         if (*p_ == '-') ++p_;
         if (p_ == end_ || !is_digit(*p_)) return false;
-        if (*p_ == '0')
+        if (*p_ == '0') {
+            leading_zero = true;
             ++p_;
-        else {
-            zero = false;
+        } else
             skip_digits();
-        }
         if (p_ != end_ && *p_ == '.') {
             integral = false;
             ++p_;
             if (p_ == end_ || !is_digit(*p_)) return false;
-            const char* digits = p_;
+            fraction = p_;
             skip_digits();
-            fraction = p_ - digits;
-            zero = zero && std::all_of(digits, p_, [](char c) { return c == '0'; });
+            fraction_digits = p_ - fraction;
         }
         if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
             integral = false;
@@ -187,7 +209,9 @@ private:
             }
         }
         // Boost.JSON 1.81 computes a zero as 0 × 10^e, which is NaN once 10^e overflows.
-        if (zero && exponent - fraction > 308) {
+        const bool zero = leading_zero &&
+                          std::all_of(fraction, fraction + fraction_digits, [](char c) { return c == '0'; });
+        if (zero && exponent - fraction_digits > 308) {
             h_->real(std::numeric_limits<double>::quiet_NaN());
             return true;
         }
@@ -336,6 +360,12 @@ private:
         t[' '] = t['\n'] = t['\r'] = t['\t'] = true;
         return t;
     }();
+    // After a ',' or ':', where Python's json writes one space.
+    void skip_separator_space()
+    {
+        if (p_ != end_ && *p_ == ' ') ++p_;
+        skip_whitespace();
+    }
     void skip_whitespace()
     {
         if (p_ != end_ && static_cast<unsigned char>(*p_) > ' ') return; // none, the usual case

@@ -3,6 +3,9 @@
 #include "core/byte_scan.hpp"
 
 #include <algorithm>
+#include <array>
+#include <bit>
+#include <cstring>
 
 namespace gw::core {
 
@@ -219,31 +222,57 @@ std::optional<std::string> percent_decode(std::string_view s)
 
 namespace {
 
-// Hex digit values by character (-1: not a lower-case hex digit).
-constexpr std::array<signed char, 256> lower_hex_values = [] {
-    std::array<signed char, 256> t{};
-    for (auto& v : t) v = -1;
-    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = static_cast<signed char>(c - '0');
-    for (int c = 'a'; c <= 'f'; ++c) t[static_cast<std::size_t>(c)] = static_cast<signed char>(c - 'a' + 10);
-    return t;
-}();
+// Eight characters as a word, the first in the lowest byte.
+std::uint64_t load_low_first(const char* p)
+{
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
+    return w;
+}
+
+// Eight lower-case hex digits as such a word into their four bytes, eight digits at a
+// time. Returns the high bit of each byte that is not 0-9 or a-f (none: all were digits).
+// Each test adds to the low seven bits of every byte at once: the sum reaches the byte's
+// high bit exactly when the test holds, and never carries into the next byte.
+std::uint64_t decode_hex_word(std::uint64_t w, std::uint8_t* out)
+{
+    constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80, lows = ~highs;
+    const std::uint64_t d = w ^ (ones * '0'); // a digit: 0-9
+    const std::uint64_t not_digit = (d | ((d & lows) + ones * (0x80 - 10))) & highs;
+    const std::uint64_t l = w ^ (ones * 0x60); // a-f: 1-6
+    const std::uint64_t at_least_1 = ((l & lows) + ones * (0x80 - 1)) & highs;
+    const std::uint64_t above_6 = (l | ((l & lows) + ones * (0x80 - 7))) & highs;
+    // A digit's value is its low four bits; a letter's (bit 6 set) nine more.
+    const std::uint64_t v = (w & (ones * 0x0F)) + ((w >> 6) & ones) * 9;
+    // Pairs of values into bytes, then the bytes side by side.
+    constexpr std::uint64_t even = 0x000F000F000F000FULL;
+    std::uint64_t b = ((v & even) << 4) | ((v >> 8) & even);
+    b = (b | (b >> 8)) & 0x0000FFFF0000FFFFULL;
+    auto four = static_cast<std::uint32_t>(b | (b >> 16));
+    if constexpr (std::endian::native == std::endian::big) four = __builtin_bswap32(four);
+    std::memcpy(out, &four, 4);
+    return not_digit & ~(at_least_1 & ~above_6);
+}
 
 } // namespace
 
 std::optional<uuid_bytes> parse_canonical_uuid(std::string_view id)
 {
-    // Where each byte's two hex digits start in 8-4-4-4-12 form.
-    static constexpr std::array<std::uint8_t, 16> digit_at = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
     if (id.size() != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-') return std::nullopt;
-    uuid_bytes out{};
-    int bad = 0; // any digit's value negative: its sign bit
-    for (std::size_t b = 0; b < out.size(); ++b) {
-        const int hi = lower_hex_values[static_cast<unsigned char>(id[digit_at[b]])];
-        const int lo = lower_hex_values[static_cast<unsigned char>(id[digit_at[b] + 1])];
-        bad |= hi | lo;
-        out[b] = static_cast<std::uint8_t>(hi * 16 + lo);
-    }
-    if (bad < 0) return std::nullopt;
+    // The 32 digits of the 8-4-4-4-12 form side by side, then eight at a time.
+    std::array<char, 32> digits;
+    const char* s = id.data();
+    std::memcpy(digits.data(), s, 8);
+    std::memcpy(digits.data() + 8, s + 9, 4);
+    std::memcpy(digits.data() + 12, s + 14, 4);
+    std::memcpy(digits.data() + 16, s + 19, 4);
+    std::memcpy(digits.data() + 20, s + 24, 12);
+    uuid_bytes out;
+    std::uint64_t not_hex = 0;
+    for (std::size_t i = 0; i < 4; ++i)
+        not_hex |= decode_hex_word(load_low_first(digits.data() + 8 * i), out.data() + 4 * i);
+    if (not_hex != 0) return std::nullopt;
     return out;
 }
 

@@ -1,6 +1,8 @@
 #include "core/trace_context.hpp"
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 
 namespace gw::core {
 
@@ -28,13 +30,20 @@ bool read_hex(std::string_view text, std::array<std::uint8_t, N>& out)
 template <std::size_t N>
 void append_hex_of(std::string& out, const std::array<std::uint8_t, N>& bytes)
 {
-    static constexpr char digits[] = "0123456789abcdef";
-    const std::size_t at = out.size();
-    out.resize(at + 2 * N);
-    for (std::size_t i = 0; i < N; ++i) {
-        out[at + 2 * i] = digits[bytes[i] >> 4];
-        out[at + 2 * i + 1] = digits[bytes[i] & 0xf];
-    }
+    // Each byte's two digits by the byte's value.
+    static constexpr std::array<char, 512> pairs = [] {
+        constexpr char digits[] = "0123456789abcdef";
+        std::array<char, 512> t{};
+        for (std::size_t b = 0; b < 256; ++b) {
+            t[2 * b] = digits[b >> 4];
+            t[2 * b + 1] = digits[b & 0xf];
+        }
+        return t;
+    }();
+    std::array<char, 2 * N> text; // written here, appended once
+    for (std::size_t i = 0; i < N; ++i)
+        std::memcpy(text.data() + 2 * i, pairs.data() + 2 * bytes[i], 2);
+    out.append(text.data(), text.size());
 }
 
 template <std::size_t N>

@@ -146,8 +146,9 @@ TEST(HugePageAllocator, AVectorGrowsFromTheHeapIntoMappings)
     v.resize(3 * huge_page_size / sizeof(std::uint64_t) + 5, 7); // into a mapping
     v.back() = 9;
     v.push_back(11); // into a larger mapping, the old one unmapped
-    if (huge_page_allocator<std::uint64_t>::mapped(v.capacity()))
+    if (huge_page_allocator<std::uint64_t>::mapped(v.capacity())) {
         EXPECT_EQ(reinterpret_cast<std::uintptr_t>(v.data()) % huge_page_size, 0u);
+    }
     EXPECT_EQ(v.front(), 3u);
     EXPECT_EQ(v[10], 7u);
     EXPECT_EQ(v[v.size() - 2], 9u);
