@@ -18,12 +18,38 @@ int hex_value(char c)
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
+
+// Eight characters as a word, the first in the lowest byte.
+std::uint64_t load_low_first(const char* p)
+{
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
+    return w;
+}
+
+// Eight bytes with A-Z turned to a-z and every other byte as it is, all at once: adding
+// to a byte's low seven bits reaches its high bit exactly when the byte is at least the
+// bound, and never carries into the next byte.
+std::uint64_t lower_word(std::uint64_t w)
+{
+    constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80, lows = ~highs;
+    const std::uint64_t low7 = w & lows;
+    const std::uint64_t at_least_a = (low7 + ones * (0x80 - 'A')) & highs;
+    const std::uint64_t above_z = (low7 + ones * (0x80 - 'Z' - 1)) & highs;
+    const std::uint64_t upper = at_least_a & ~above_z & ~w; // ~w: ASCII bytes only
+    return w | (upper >> 2);                                // 0x80 >> 2 is 'a' - 'A'
+}
 } // namespace
 
 bool iequals(std::string_view a, std::string_view b)
 {
     if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
+    std::size_t i = 0;
+    for (; a.size() - i >= 8; i += 8)
+        if (lower_word(load_low_first(a.data() + i)) != lower_word(load_low_first(b.data() + i)))
+            return false;
+    for (; i < a.size(); ++i)
         if (lower(a[i]) != lower(b[i])) return false;
     return true;
 }
@@ -221,15 +247,6 @@ std::optional<std::string> percent_decode(std::string_view s)
 }
 
 namespace {
-
-// Eight characters as a word, the first in the lowest byte.
-std::uint64_t load_low_first(const char* p)
-{
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
-    return w;
-}
 
 // Eight lower-case hex digits as such a word into their four bytes, eight digits at a
 // time. Returns the high bit of each byte that is not 0-9 or a-f (none: all were digits).

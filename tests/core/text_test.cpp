@@ -78,6 +78,40 @@ TEST(Text, HostPort)
         EXPECT_FALSE(parse_host_port(bad)) << bad;
 }
 
+TEST(Text, IequalsFoldsAsciiLettersOnlyAsAByteByByteCompareDoes)
+{
+    const auto reference = [](std::string_view a, std::string_view b) {
+        const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (lower(a[i]) != lower(b[i])) return false;
+        return true;
+    };
+    // Letters, their neighbours ('@', '[', '`', '{') and the same with the high bit set,
+    // which must not fold: pairs of equal length that often match once folded.
+    const std::string alphabet = "aAzZmM@[`{-0\xc1\xda\xe1\xfa\x80\xff";
+    std::mt19937 rng(11); // fixed: the same strings every run
+    int equal = 0;
+    for (int i = 0; i < 100000; ++i) {
+        std::string a(rng() % 20, 'a');
+        for (auto& c : a)
+            c = alphabet[rng() % alphabet.size()];
+        std::string b = a;
+        for (auto& c : b)
+            if (rng() % 3 == 0)
+                c = c >= 'a' && c <= 'z'   ? static_cast<char>(c - 32)
+                    : c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32)
+                                           : c;
+        if (rng() % 4 == 0 && !b.empty()) b[rng() % b.size()] = alphabet[rng() % alphabet.size()];
+        equal += reference(a, b);
+        ASSERT_EQ(iequals(a, b), reference(a, b)) << a << " / " << b;
+    }
+    EXPECT_GT(equal, 50000) << "the test meets equal pairs too";
+    EXPECT_TRUE(iequals("Content-Type: APPLICATION/JSON", "content-type: application/json"));
+    EXPECT_FALSE(iequals("\xc1", "\xe1")); // Latin-1 letters are not folded
+    EXPECT_FALSE(iequals("abc", "abcd"));
+}
+
 TEST(Text, ACanonicalUuidIsReadIntoItsBytesAndNoOtherSpellingIs)
 {
     auto bytes = parse_canonical_uuid("0123abcd-4567-89ef-0a1b-2c3d4e5f6071");
