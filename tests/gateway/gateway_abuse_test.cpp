@@ -7,13 +7,17 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http.hpp>
 
 #include <gtest/gtest.h>
+#include <thread>
 
 namespace gw::test {
 namespace {
 
 namespace net = boost::asio;
+namespace http = boost::beast::http;
 
 std::string status_line(const std::string& raw)
 {
@@ -40,6 +44,37 @@ TEST(GatewayAbuse, SlowHeadersAndTrickledBodiesGet408)
     EXPECT_NE(raw.find("The request body took too long to arrive."), std::string::npos);
     EXPECT_EQ(emu.stats().at("requests_total"), 0);
     EXPECT_EQ(get(*c, "/v1/info", tenant_keys::alpha).status, 200) << "still serving";
+}
+
+TEST(GatewayAbuse, AConnectionThatKeepsSendingOutlivesItsIdleLimitAndIsClosedOnceIdle)
+{
+    // The idle limit runs from the start of each wait for a request, not from the first:
+    // requests 100 ms apart keep a connection with a 300 ms limit open well past 300 ms.
+    running_emulator emu;
+    running_gateway gw(emu, [](config::gateway_config& c) {
+        c.server.client_idle_timeout_ms = std::chrono::milliseconds(300);
+    });
+    net::io_context io;
+    net::ip::tcp::socket s(io);
+    s.connect(gw.endpoint());
+    const std::string request =
+        "GET /v1/info HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tenant_keys::alpha + "\r\n\r\n";
+    boost::beast::flat_buffer buffer;
+    for (int i = 0; i < 8; ++i) {
+        if (i > 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(100)); // the client idles, within the limit
+        net::write(s, net::buffer(request));
+        http::response<http::string_body> res;
+        boost::beast::error_code ec;
+        http::read(s, buffer, res, ec);
+        ASSERT_FALSE(ec) << "request " << i << " on the same connection: " << ec.message();
+        EXPECT_EQ(res.result_int(), 200);
+    }
+    // Then it idles past the limit: the gateway closes the connection (the read ends at EOF).
+    char byte;
+    boost::beast::error_code ec;
+    s.read_some(net::buffer(&byte, 1), ec);
+    EXPECT_EQ(ec, net::error::eof);
 }
 
 TEST(GatewayAbuse, ConnectionsPerClientAddressAreCapped)
