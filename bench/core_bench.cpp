@@ -125,9 +125,7 @@ void blocking_reply_facts(benchmark::State& state)
         facts.observe_json_body(reply);
         benchmark::DoNotOptimize(facts.total_tokens());
     }
-    state.SetBytesProcessed(
-        static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(reply.size())
-    );
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(reply.size()));
 }
 BENCHMARK(blocking_reply_facts);
 

@@ -167,17 +167,18 @@ private:
     {
         const char* start = p_;
         bool integral = true;
-        bool leading_zero = false;      // the integer part is 0
-        const char* fraction = nullptr; // the digits after the point
-        std::int64_t fraction_digits = 0;
-        std::int64_t exponent = 0; // with its sign
+        bool leading_zero = false;        // the integer part is 0
+        const char* fraction = nullptr;   // the digits after the point
+        std::int64_t fraction_digits = 0; // how many
+        std::int64_t exponent = 0;        // with its sign
         if (*p_ == '-') ++p_;
         if (p_ == end_ || !is_digit(*p_)) return false;
         if (*p_ == '0') {
             leading_zero = true;
             ++p_;
-        } else
+        } else {
             skip_digits();
+        }
         if (p_ != end_ && *p_ == '.') {
             integral = false;
             ++p_;

@@ -6,9 +6,10 @@
 
 #include <boost/beast/http.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include <array>
 #include <atomic>
-#include <spdlog/spdlog.h>
 
 namespace gw::gateway {
 
@@ -34,14 +35,8 @@ struct session_limits
 
 // Reads the next request's first bytes, waiting at most the keep-alive idle time (while
 // draining, at most the drain's idle grace).
-net::awaitable<error_code> wait_for_request(
-    client_socket& stream,
-    beast::flat_buffer& buffer,
-    session_entry& entry,
-    idle_limit& idle,
-    const session_limits& limits,
-    bool draining
-)
+net::awaitable<error_code> wait_for_request(client_socket& stream, beast::flat_buffer& buffer, session_entry& entry,
+                                            idle_limit& idle, const session_limits& limits, bool draining)
 {
     if (buffer.size() > 0) co_return error_code{}; // pipelined bytes already here
     entry.idle = true;
@@ -111,9 +106,9 @@ net::awaitable<void> session(client_socket stream, worker* w, std::string peer, 
     auto& entry = registration.entry();
     const session_limits limits(w->tenants().config().server);
     beast::flat_buffer buffer;
-    idle_limit idle(stream); // between requests; one timer for the connection's life
+    idle_limit idle(stream); // between requests: one timer for the connection's life
     key_memo keys;           // the key this connection presented last
-    bool linger = false; // the last answer closed the connection: the client may still send
+    bool linger = false;     // the last answer closed the connection: the client may still send
     for (;;) {
         if (w->aborting() && buffer.size() == 0) break;
         if (auto ec = co_await wait_for_request(stream, buffer, entry, idle, limits, w->draining())) break;
