@@ -6,7 +6,7 @@
 // timer for every request cost more than the rest of the wait's bookkeeping together.
 //
 // Contract: the connection's socket outlives this object; everything runs on the
-// socket's executor (the worker's thread). When the limit passes during a wait, the
+// worker's io_context, the socket's too (its thread). When the limit passes during a wait, the
 // socket's pending operations are cancelled: its read ends with operation_aborted, as when
 // a drain wakes an idle connection. A timer handler still queued when this object is gone
 // touches nothing.
@@ -14,7 +14,7 @@
 
 #include "gateway/net.hpp"
 
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include <chrono>
 #include <memory>
@@ -24,7 +24,7 @@ namespace gw::gateway {
 class idle_limit
 {
 public:
-    explicit idle_limit(client_socket& stream);
+    idle_limit(client_socket& stream, net::io_context& context);
     ~idle_limit();
     idle_limit(const idle_limit&) = delete;
     idle_limit& operator=(const idle_limit&) = delete;
@@ -33,6 +33,9 @@ public:
     void begin(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit);
     // The wait ended (a request came, or the read failed).
     void end();
+    // Drops the timer's pending wait, for an exchange that may last long (a stream): while
+    // it lasts, the connection holds no timer operation. The next begin() sets it again.
+    void disarm();
 
 private:
     struct state;

@@ -106,7 +106,7 @@ net::awaitable<void> session(client_socket stream, worker* w, std::string peer, 
     auto& entry = registration.entry();
     const session_limits limits(w->tenants().config().server);
     beast::flat_buffer buffer;
-    idle_limit idle(stream); // between requests: one timer for the connection's life
+    idle_limit idle(stream, w->context()); // between requests: one timer for the connection's life
     key_memo keys;           // the key this connection presented last
     bool linger = false;     // the last answer closed the connection: the client may still send
     for (;;) {
@@ -127,6 +127,7 @@ net::awaitable<void> session(client_socket stream, worker* w, std::string peer, 
         handed_stream handed; // an SSE stream the request path handed over once its head went out
         linger = !co_await serve_request(*w, stream, buffer, parser, peer, keys, handed);
         if (handed) {
+            idle.disarm(); // a stream may last long: no timer operation held meanwhile
             const auto ends = co_await relay_handed_stream(std::move(handed)); // {client reusable, upstream reusable}
             linger = !ends.first;
         }

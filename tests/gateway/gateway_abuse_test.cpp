@@ -11,6 +11,8 @@
 #include <boost/beast/http.hpp>
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <thread>
 
 namespace gw::test {
@@ -46,10 +48,11 @@ TEST(GatewayAbuse, SlowHeadersAndTrickledBodiesGet408)
     EXPECT_EQ(get(*c, "/v1/info", tenant_keys::alpha).status, 200) << "still serving";
 }
 
-TEST(GatewayAbuse, AConnectionThatKeepsSendingOutlivesItsIdleLimitAndIsClosedOnceIdle)
+TEST(GatewayAbuse, AConnectionThatKeepsSendingOutlivesItsIdleLimitAndIsClosedOnceIdleAfterAStream)
 {
     // The idle limit runs from the start of each wait for a request, not from the first:
-    // requests 100 ms apart keep a connection with a 300 ms limit open well past 300 ms.
+    // requests 100 ms apart keep a connection with a 300 ms limit open well past 300 ms,
+    // and so does a stream (the limit's timer is set aside while it lasts).
     running_emulator emu;
     running_gateway gw(emu, [](config::gateway_config& c) {
         c.server.client_idle_timeout_ms = std::chrono::milliseconds(300);
@@ -57,6 +60,8 @@ TEST(GatewayAbuse, AConnectionThatKeepsSendingOutlivesItsIdleLimitAndIsClosedOnc
     net::io_context io;
     net::ip::tcp::socket s(io);
     s.connect(gw.endpoint());
+    const timeval give_up{5, 0}; // a connection the gateway never closes fails the test, not hangs it
+    ASSERT_EQ(setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &give_up, sizeof give_up), 0);
     const std::string request =
         "GET /v1/info HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tenant_keys::alpha + "\r\n\r\n";
     boost::beast::flat_buffer buffer;
@@ -69,6 +74,21 @@ TEST(GatewayAbuse, AConnectionThatKeepsSendingOutlivesItsIdleLimitAndIsClosedOnc
         http::read(s, buffer, res, ec);
         ASSERT_FALSE(ec) << "request " << i << " on the same connection: " << ec.message();
         EXPECT_EQ(res.result_int(), 200);
+    }
+    // A stream on the same connection (the limit's timer is set aside while it lasts), and
+    // a request after it: the connection is still served.
+    const std::string body = json::serialize(chat_body("a b c", "u1", "streaming"));
+    const std::string stream_request =
+        "POST /v1/chat-messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tenant_keys::alpha +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+        body;
+    for (const auto* bytes : {&stream_request, &request}) {
+        net::write(s, net::buffer(*bytes));
+        http::response<http::string_body> res;
+        boost::beast::error_code ec;
+        http::read(s, buffer, res, ec);
+        ASSERT_FALSE(ec) << ec.message();
+        EXPECT_EQ(res.result_int(), 200) << res.body();
     }
     // Then it idles past the limit: the gateway closes the connection (the read ends at EOF).
     char byte;
