@@ -27,6 +27,7 @@
 #pragma once
 
 #include "core/byte_scan.hpp"
+#include "core/byte_words.hpp"
 
 #include <algorithm>
 #include <array>
@@ -138,28 +139,14 @@ private:
     // and times have a dozen or more), then byte by byte.
     void skip_digits()
     {
-        if constexpr (std::endian::native == std::endian::little) {
-            while (end_ - p_ >= 8) {
-                std::uint64_t w;
-                std::memcpy(&w, p_, 8);
-                if (const std::uint64_t others = non_digit_bytes(w)) {
-                    p_ += std::countr_zero(others) / 8;
-                    return;
-                }
-                p_ += 8;
+        while (end_ - p_ >= 8) {
+            if (const std::uint64_t others = byte_words::non_digits(byte_words::load(p_))) {
+                p_ += byte_words::first_marked(others);
+                return;
             }
+            p_ += 8;
         }
         while (p_ != end_ && is_digit(*p_)) ++p_;
-    }
-    // Eight bytes as a little-endian word: the high bit of each byte that is not '0'-'9'.
-    // A digit XOR '0' is 0-9; any other byte is 10 or more, which adding 0x76 to its low
-    // seven bits carries into its high bit, or has that bit set already. No byte's sum
-    // carries into the next.
-    static std::uint64_t non_digit_bytes(std::uint64_t w)
-    {
-        constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-        const std::uint64_t x = w ^ (ones * '0');
-        return (x | ((x & ~highs) + ones * 0x76)) & highs;
     }
 
     // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?

@@ -1,6 +1,7 @@
 #include "core/text.hpp"
 
 #include "core/byte_scan.hpp"
+#include "core/byte_words.hpp"
 
 #include <algorithm>
 #include <array>
@@ -19,26 +20,13 @@ int hex_value(char c)
     return -1;
 }
 
-// Eight characters as a word, the first in the lowest byte.
-std::uint64_t load_low_first(const char* p)
-{
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
-    return w;
-}
-
-// Eight bytes with A-Z turned to a-z and every other byte as it is, all at once: adding
-// to a byte's low seven bits reaches its high bit exactly when the byte is at least the
-// bound, and never carries into the next byte.
+// Eight bytes with A-Z turned to a-z and every other byte as it is (0x20 is 'a' - 'A').
 std::uint64_t lower_word(std::uint64_t w)
 {
-    constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80, lows = ~highs;
-    const std::uint64_t low7 = w & lows;
-    const std::uint64_t at_least_a = (low7 + ones * (0x80 - 'A')) & highs;
-    const std::uint64_t above_z = (low7 + ones * (0x80 - 'Z' - 1)) & highs;
-    const std::uint64_t upper = at_least_a & ~above_z & ~w; // ~w: ASCII bytes only
-    return w | (upper >> 2);                                // 0x80 >> 2 is 'a' - 'A'
+    using namespace byte_words;
+    const std::uint64_t upper =
+        low_bits_at_least(w, 'A') & ~low_bits_at_least(w, 'Z' + 1) & ~w; // ~w: ASCII only
+    return w | (upper >> 2);
 }
 } // namespace
 
@@ -47,7 +35,7 @@ bool iequals(std::string_view a, std::string_view b)
     if (a.size() != b.size()) return false;
     std::size_t i = 0;
     for (; a.size() - i >= 8; i += 8)
-        if (lower_word(load_low_first(a.data() + i)) != lower_word(load_low_first(b.data() + i)))
+        if (lower_word(byte_words::load(a.data() + i)) != lower_word(byte_words::load(b.data() + i)))
             return false;
     for (; i < a.size(); ++i)
         if (lower(a[i]) != lower(b[i])) return false;
@@ -248,18 +236,13 @@ std::optional<std::string> percent_decode(std::string_view s)
 
 namespace {
 
-// Eight lower-case hex digits as such a word into their four bytes, eight digits at a
-// time. Returns the high bit of each byte that is not 0-9 or a-f (none: all were digits).
-// Each test adds to the low seven bits of every byte at once: the sum reaches the byte's
-// high bit exactly when the test holds, and never carries into the next byte.
+// Eight lower-case hex digits (a word from byte_words::load) into their four bytes.
+// Returns the high bit of each byte that is not 0-9 or a-f (none: all were digits).
 std::uint64_t decode_hex_word(std::uint64_t w, std::uint8_t* out)
 {
-    constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80, lows = ~highs;
-    const std::uint64_t d = w ^ (ones * '0'); // a digit: 0-9
-    const std::uint64_t not_digit = (d | ((d & lows) + ones * (0x80 - 10))) & highs;
+    using namespace byte_words;
     const std::uint64_t l = w ^ (ones * 0x60); // a-f: 1-6
-    const std::uint64_t at_least_1 = ((l & lows) + ones * (0x80 - 1)) & highs;
-    const std::uint64_t above_6 = (l | ((l & lows) + ones * (0x80 - 7))) & highs;
+    const std::uint64_t letters = low_bits_at_least(l, 1) & ~low_bits_at_least(l, 7) & ~l;
     // A digit's value is its low four bits; a letter's (bit 6 set) nine more.
     const std::uint64_t v = (w & (ones * 0x0F)) + ((w >> 6) & ones) * 9;
     // Pairs of values into bytes, then the bytes side by side.
@@ -269,7 +252,7 @@ std::uint64_t decode_hex_word(std::uint64_t w, std::uint8_t* out)
     auto four = static_cast<std::uint32_t>(b | (b >> 16));
     if constexpr (std::endian::native == std::endian::big) four = __builtin_bswap32(four);
     std::memcpy(out, &four, 4);
-    return not_digit & ~(at_least_1 & ~above_6);
+    return non_digits(w) & ~letters;
 }
 
 } // namespace
@@ -288,7 +271,7 @@ std::optional<uuid_bytes> parse_canonical_uuid(std::string_view id)
     uuid_bytes out;
     std::uint64_t not_hex = 0;
     for (std::size_t i = 0; i < 4; ++i)
-        not_hex |= decode_hex_word(load_low_first(digits.data() + 8 * i), out.data() + 4 * i);
+        not_hex |= decode_hex_word(byte_words::load(digits.data() + 8 * i), out.data() + 4 * i);
     if (not_hex != 0) return std::nullopt;
     return out;
 }
