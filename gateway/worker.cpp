@@ -66,6 +66,40 @@ void worker::begin_drain(std::chrono::milliseconds idle_grace)
     });
 }
 
+void worker::watch_idle(const session_entry& entry)
+{
+    // A sweep already set for no later than this deadline checks it when it runs.
+    if (entry.idle_until < idle_sweep_at_) arm_idle_sweep(entry.idle_until);
+}
+
+void worker::arm_idle_sweep(std::chrono::steady_clock::time_point at)
+{
+    if (!idle_sweep_) idle_sweep_.emplace(ctx_);
+    idle_sweep_at_ = at;
+    idle_sweep_->expires_at(at); // a sweep set for later is cancelled: its handler returns
+    idle_sweep_->async_wait([this](error_code ec) {
+        if (!ec) sweep_idle();
+    });
+}
+
+void worker::sweep_idle()
+{
+    const auto now = std::chrono::steady_clock::now();
+    auto next = std::chrono::steady_clock::time_point::max();
+    error_code ignored;
+    for (auto& s : sessions_) {
+        if (!s.idle || !s.stream) continue;
+        if (s.idle_until <= now) {
+            s.idle_until = std::chrono::steady_clock::time_point::max(); // cut off once
+            s.stream->cancel(ignored);
+        } else {
+            next = std::min(next, s.idle_until);
+        }
+    }
+    idle_sweep_at_ = std::chrono::steady_clock::time_point::max();
+    if (next != std::chrono::steady_clock::time_point::max()) arm_idle_sweep(next);
+}
+
 void worker::reconfigure(
     std::shared_ptr<const tenant_directory> tenants,
     const std::map<std::string, std::shared_ptr<net::ssl::context>>& upstream_tls,

@@ -32,6 +32,8 @@ struct session_entry
     client_socket* stream = nullptr;
     bool idle = true; // waiting for the next request
     std::chrono::steady_clock::time_point idle_since{};
+    // When the wait must end (watch_idle); max once the sweep has cut it off.
+    std::chrono::steady_clock::time_point idle_until = std::chrono::steady_clock::time_point::max();
 };
 
 class worker
@@ -112,6 +114,13 @@ public:
     std::span<char> relay_event_scratch() { return {relay_scratch_.data() + relay_scratch_size, relay_scratch_size}; }
 
     std::list<session_entry>& sessions() { return sessions_; }
+    // A session began waiting for its next request, until `entry.idle_until`. One sweep per
+    // worker keeps every connection's idle limit, not a timer per connection (which costs
+    // each wait a timer's set-up and cancellation, and each connection its memory): it runs
+    // at the earliest deadline among the idle sessions, cancels the reads of those past
+    // theirs (the read ends with operation_aborted, as when a drain wakes them) and sets
+    // itself for the next. Called on this worker's thread.
+    void watch_idle(const session_entry& entry);
     // This worker's metrics: written only on its thread.
     metrics_shard& metrics() { return metrics_; }
     std::atomic<int> active_sessions{0};
@@ -150,6 +159,11 @@ private:
     bool draining_ = false;
     bool aborting_ = false;
     std::optional<net::steady_timer> drain_idle_timer_; // after ctx_: destroyed before it
+    void sweep_idle();
+    void arm_idle_sweep(std::chrono::steady_clock::time_point at);
+    std::optional<net::steady_timer> idle_sweep_; // after ctx_: destroyed before it
+    std::chrono::steady_clock::time_point idle_sweep_at_ =
+        std::chrono::steady_clock::time_point::max(); // max: not set
 };
 
 // A session's registration with its worker, held from the session's start to its end

@@ -1,15 +1,13 @@
 #include "gateway/downstream/session.hpp"
 
-#include "gateway/downstream/idle_limit.hpp"
 #include "gateway/downstream/serve_request.hpp"
 #include "gateway/proxy/tenants.hpp"
 
 #include <boost/beast/http.hpp>
 
-#include <spdlog/spdlog.h>
-
 #include <array>
 #include <atomic>
+#include <spdlog/spdlog.h>
 
 namespace gw::gateway {
 
@@ -35,15 +33,21 @@ struct session_limits
 
 // Reads the next request's first bytes, waiting at most the keep-alive idle time (while
 // draining, at most the drain's idle grace).
-net::awaitable<error_code> wait_for_request(client_socket& stream, beast::flat_buffer& buffer, session_entry& entry,
-                                            idle_limit& idle, const session_limits& limits, bool draining)
+net::awaitable<error_code> wait_for_request(
+    worker& w,
+    client_socket& stream,
+    beast::flat_buffer& buffer,
+    session_entry& entry,
+    const session_limits& limits
+)
 {
     if (buffer.size() > 0) co_return error_code{}; // pipelined bytes already here
     entry.idle = true;
     entry.idle_since = std::chrono::steady_clock::now();
-    idle.begin(entry.idle_since, draining ? std::min(limits.idle, limits.drain_grace) : limits.idle);
+    entry.idle_until =
+        entry.idle_since + (w.draining() ? std::min(limits.idle, limits.drain_grace) : limits.idle);
+    w.watch_idle(entry); // the worker's sweep cancels the read once the limit passes
     auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
-    idle.end();
     buffer.commit(n);
     entry.idle = false;
     co_return ec;
@@ -106,12 +110,11 @@ net::awaitable<void> session(client_socket stream, worker* w, std::string peer, 
     auto& entry = registration.entry();
     const session_limits limits(w->tenants().config().server);
     beast::flat_buffer buffer;
-    idle_limit idle(stream, w->context()); // between requests: one timer for the connection's life
-    key_memo keys;           // the key this connection presented last
-    bool linger = false;     // the last answer closed the connection: the client may still send
+    key_memo keys;       // the key this connection presented last
+    bool linger = false; // the last answer closed the connection: the client may still send
     for (;;) {
         if (w->aborting() && buffer.size() == 0) break;
-        if (auto ec = co_await wait_for_request(stream, buffer, entry, idle, limits, w->draining())) break;
+        if (auto ec = co_await wait_for_request(*w, stream, buffer, entry, limits)) break;
         header_parser parser; // a new parser per request
         parser.header_limit(limits.header_bytes);
         parser.body_limit(limits.body_bytes);
@@ -127,7 +130,6 @@ net::awaitable<void> session(client_socket stream, worker* w, std::string peer, 
         handed_stream handed; // an SSE stream the request path handed over once its head went out
         linger = !co_await serve_request(*w, stream, buffer, parser, peer, keys, handed);
         if (handed) {
-            idle.disarm(); // a stream may last long: no timer operation held meanwhile
             const auto ends = co_await relay_handed_stream(std::move(handed)); // {client reusable, upstream reusable}
             linger = !ends.first;
         }
