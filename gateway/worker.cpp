@@ -1,5 +1,7 @@
 #include "gateway/worker.hpp"
 
+#include <algorithm>
+
 #include "core/trace_context.hpp"
 #include "gateway/ops/metric_names.hpp"
 
@@ -66,10 +68,13 @@ void worker::begin_drain(std::chrono::milliseconds idle_grace)
     });
 }
 
-void worker::watch_idle(const session_entry& entry)
+void worker::watch_idle(const session_entry& entry, std::chrono::milliseconds limit)
 {
+    using std::chrono::milliseconds;
+    idle_sweep_gap_ = std::clamp(limit / 8, milliseconds(10), milliseconds(1000));
     // A sweep already set for no later than this deadline checks it when it runs.
-    if (entry.idle_until < idle_sweep_at_) arm_idle_sweep(entry.idle_until);
+    const auto at = std::max(entry.idle_until, last_idle_sweep_ + idle_sweep_gap_);
+    if (at < idle_sweep_at_) arm_idle_sweep(at);
 }
 
 void worker::arm_idle_sweep(std::chrono::steady_clock::time_point at)
@@ -96,8 +101,9 @@ void worker::sweep_idle()
             next = std::min(next, s.idle_until);
         }
     }
+    last_idle_sweep_ = now;
     idle_sweep_at_ = std::chrono::steady_clock::time_point::max();
-    if (next != std::chrono::steady_clock::time_point::max()) arm_idle_sweep(next);
+    if (next != std::chrono::steady_clock::time_point::max()) arm_idle_sweep(std::max(next, now + idle_sweep_gap_));
 }
 
 void worker::reconfigure(

@@ -114,13 +114,17 @@ public:
     std::span<char> relay_event_scratch() { return {relay_scratch_.data() + relay_scratch_size, relay_scratch_size}; }
 
     std::list<session_entry>& sessions() { return sessions_; }
-    // A session began waiting for its next request, until `entry.idle_until`. One sweep per
-    // worker keeps every connection's idle limit, not a timer per connection (which costs
-    // each wait a timer's set-up and cancellation, and each connection its memory): it runs
-    // at the earliest deadline among the idle sessions, cancels the reads of those past
-    // theirs (the read ends with operation_aborted, as when a drain wakes them) and sets
-    // itself for the next. Called on this worker's thread.
-    void watch_idle(const session_entry& entry);
+    // A session began waiting for its next request, for `limit`, until `entry.idle_until`.
+    // One sweep per worker keeps every connection's idle limit, not a timer per connection
+    // (which costs each wait a timer's set-up and cancellation, and each connection its
+    // memory): it runs at the earliest deadline among the idle sessions, cancels the reads
+    // of those past theirs (the read ends with operation_aborted, as when a drain wakes
+    // them) and sets itself for the next. A sweep visits every session of the worker, so
+    // sweeps are at least an eighth of the limit apart (10 ms to 1 s): connections that
+    // open and fall silent one after another do not make the worker visit them all for
+    // each, and a connection is cut off within an eighth of its limit after it. Called on
+    // this worker's thread.
+    void watch_idle(const session_entry& entry, std::chrono::milliseconds limit);
     // This worker's metrics: written only on its thread.
     metrics_shard& metrics() { return metrics_; }
     std::atomic<int> active_sessions{0};
@@ -164,6 +168,8 @@ private:
     std::optional<net::steady_timer> idle_sweep_; // after ctx_: destroyed before it
     std::chrono::steady_clock::time_point idle_sweep_at_ =
         std::chrono::steady_clock::time_point::max(); // max: not set
+    std::chrono::steady_clock::time_point last_idle_sweep_{};
+    std::chrono::milliseconds idle_sweep_gap_{1000}; // an eighth of the last limit watched
 };
 
 // A session's registration with its worker, held from the session's start to its end

@@ -5,9 +5,10 @@
 
 #include <boost/beast/http.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include <array>
 #include <atomic>
-#include <spdlog/spdlog.h>
 
 namespace gw::gateway {
 
@@ -33,20 +34,15 @@ struct session_limits
 
 // Reads the next request's first bytes, waiting at most the keep-alive idle time (while
 // draining, at most the drain's idle grace).
-net::awaitable<error_code> wait_for_request(
-    worker& w,
-    client_socket& stream,
-    beast::flat_buffer& buffer,
-    session_entry& entry,
-    const session_limits& limits
-)
+net::awaitable<error_code> wait_for_request(worker& w, client_socket& stream, beast::flat_buffer& buffer,
+                                            session_entry& entry, const session_limits& limits)
 {
     if (buffer.size() > 0) co_return error_code{}; // pipelined bytes already here
     entry.idle = true;
     entry.idle_since = std::chrono::steady_clock::now();
-    entry.idle_until =
-        entry.idle_since + (w.draining() ? std::min(limits.idle, limits.drain_grace) : limits.idle);
-    w.watch_idle(entry); // the worker's sweep cancels the read once the limit passes
+    const auto limit = w.draining() ? std::min(limits.idle, limits.drain_grace) : limits.idle;
+    entry.idle_until = entry.idle_since + limit;
+    w.watch_idle(entry, limit); // the worker's sweep cancels the read once the limit passes
     auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
     buffer.commit(n);
     entry.idle = false;
