@@ -120,10 +120,10 @@ public:
     // memory): it runs at the earliest deadline among the idle sessions, cancels the reads
     // of those past theirs (the read ends with operation_aborted, as when a drain wakes
     // them) and sets itself for the next. A sweep visits every session of the worker, so
-    // sweeps are at least an eighth of the limit apart (10 ms to 1 s): connections that
-    // open and fall silent one after another do not make the worker visit them all for
-    // each, and a connection is cut off within an eighth of its limit after it. Called on
-    // this worker's thread.
+    // sweeps are a gap apart at least (an eighth of the limit, 10 ms to 1 s): connections
+    // that open and fall silent one after another do not make the worker visit them all
+    // for each, and a connection is cut off within a gap after its limit. Called on this
+    // worker's thread.
     void watch_idle(const session_entry& entry, std::chrono::milliseconds limit);
     // This worker's metrics: written only on its thread.
     metrics_shard& metrics() { return metrics_; }
