@@ -5,6 +5,8 @@
 // tested on every machine (run_end_sse2 only where SSE2 is).
 #pragma once
 
+#include "core/byte_words.hpp"
+
 #include <array>
 #include <bit>
 #include <cstdint>
@@ -39,7 +41,7 @@ inline const char* run_end_bytes(const char* p, const char* end)
 template <bool high>
 inline std::uint64_t run_enders_in_word(std::uint64_t w)
 {
-    constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    using byte_words::highs, byte_words::ones;
     const auto zero_byte = [](std::uint64_t x) { return (x - ones) & ~x & highs; };
     const std::uint64_t below_space = (w - ones * 0x20) & ~w & highs;
     std::uint64_t marked = zero_byte(w ^ (ones * '"')) | zero_byte(w ^ (ones * '\\')) | below_space;
