@@ -13,8 +13,11 @@ namespace {
 //
 // Redis runs these scripts for every request, so they are written for its CPU: numbers
 // are turned into strings with '%d' (Lua's own conversion and '%.0f' go through the
-// floating-point printer) and passed as the strings they came in where possible, and a
-// key's TTL is not set again on every write. Its `ttl_until` field holds when the TTL last
+// floating-point printer) and passed as the strings they came in where possible; strings
+// known to be numbers (the arguments, TIME's reply, digits a pattern matched) are read by
+// arithmetic (`s + 0` runs strtod once, `tonumber` twice), and only fields stored in Redis
+// go through `tonumber`, whose nil says "not a number"; and a key's TTL is not set again
+// on every write. Its `ttl_until` field holds when the TTL last
 // set ends (Redis's clock, microseconds; Redis keeps expiries as such points too); a write
 // sets the TTL again only when less than what it needs is left, less a margin: the
 // bucket needs until it is full again plus a minute (margin 30 s, so it still outlives
@@ -22,12 +25,12 @@ namespace {
 // a shorter refill set is renewed by the first write under a longer one.
 constexpr std::string_view admit_tenant_lua = R"lua(
 local t = redis.call('TIME')
-local secs = tonumber(t[1])
-local now = secs * 1000000 + tonumber(t[2])
-local rate, burst, max_conc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local limit, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local leases = {}
-for i = 6, #ARGV, 3 do leases[#leases + 1] = ARGV[i] end
+local secs = t[1] + 0
+local now = secs * 1000000 + t[2]
+local rate, burst, max_conc = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0
+local limit, ttl = ARGV[4] + 0, ARGV[5] + 0
+local leases, count = {}, 0
+for i = 6, #ARGV, 3 do count = count + 1; leases[count] = ARGV[i] end
 local cancelled = redis.call('HMGET', KEYS[4], unpack(leases))
 local tokens, took, bucket_time, bucket_ttl_ms = -1, false, now, nil
 if rate > 0 then
@@ -54,14 +57,15 @@ if max_conc > 0 then
   end
 end
 local day = string.format('%d', math.floor(secs / 86400))
-local used, held, held_text, usage_ttl_old = 0, 0, false, false
+local used, held, held_garbled, usage_ttl_old = 0, 0, false, false
 if limit > 0 then
   local u = redis.call('HMGET', KEYS[3], 'used:' .. day, 'reserved:' .. day, 'ttl_until')
-  used, held, held_text = tonumber(u[1]) or 0, tonumber(u[2]) or 0, u[2]
+  local held_number = tonumber(u[2])
+  used, held, held_garbled = tonumber(u[1]) or 0, held_number or 0, u[2] and not held_number
   usage_ttl_old = (tonumber(u[3]) or 0) < now + 169200000000
 end
 local out, members, holds = {}, {}, {}
-for i = 1, #leases do
+for i = 1, count do
   local at = 6 + (i - 1) * 3
   local verdict, reserved = 0, 0
   if cancelled[i] then
@@ -76,7 +80,7 @@ for i = 1, #leases do
       if left <= 0 then
         verdict = 3
       else
-        reserved = math.min(tonumber(ARGV[at + 1]), left)
+        reserved = math.min(ARGV[at + 1] + 0, left)
         held = held + reserved
         holds[#holds + 1] = 'hold:' .. leases[i]
         holds[#holds + 1] = day .. ':' .. string.format('%d', reserved)
@@ -92,7 +96,7 @@ for i = 1, #leases do
 end
 -- The day's reservations are written back as a number: one that cannot be read is an
 -- error before anything is written, never replaced by a guess.
-if #holds > 0 and held_text and not tonumber(held_text) then
+if #holds > 0 and held_garbled then
   return redis.error_reply('reserved:' .. day .. ' is not a number')
 end
 if took then
@@ -155,9 +159,10 @@ return out
 // atomic); the token hash's TTL as in admit_tenant_lua.
 constexpr std::string_view finish_tenant_lua = R"lua(
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local secs = t[1] + 0
+local now = secs * 1000000 + t[2]
 local day = ARGV[1]
-local today = tonumber(day) == math.floor(tonumber(t[1]) / 86400)
+local today = day + 0 == math.floor(secs / 86400)
 local releases, seen, reserved, unreserved = {}, {}, {}, {}
 for i = 2, #ARGV, 4 do
   if ARGV[i] ~= '' then releases[#releases + 1] = ARGV[i] end
@@ -165,7 +170,7 @@ for i = 2, #ARGV, 4 do
   if lease ~= '' and not seen[lease] then
     seen[lease] = true
     local list = ARGV[i + 3] == '1' and reserved or unreserved
-    list[#list + 1] = {lease, tonumber(ARGV[i + 2])}
+    list[#list + 1] = {lease, ARGV[i + 2] + 0}
   end
 end
 if #releases > 0 then redis.call('ZREM', KEYS[1], unpack(releases)) end
@@ -181,19 +186,20 @@ for i, r in ipairs(reserved) do
     done[#done + 1] = fields[i]
     local held_day, held = string.match(values[i], '^(%d+):(%d+)$')
     if held_day == day then
-      back_today = back_today + tonumber(held)
+      back_today = back_today + held
     elseif held then
-      back[held_day] = (back[held_day] or 0) + tonumber(held)
+      back[held_day] = (back[held_day] or 0) + held
     end
     charged, any = charged + r[2], true
   end
 end
 -- The counters this settlement writes back must read as numbers (checked before any write).
-local held_today, used_today = tonumber(values[n + 1]) or 0, tonumber(values[n + 2]) or 0
-if back_today > 0 and values[n + 1] and not tonumber(values[n + 1]) then
+local held_number, used_number = tonumber(values[n + 1]), tonumber(values[n + 2])
+local held_today, used_today = held_number or 0, used_number or 0
+if back_today > 0 and values[n + 1] and not held_number then
   return redis.error_reply('reserved:' .. day .. ' is not a number')
 end
-if today and (any or #unreserved > 0) and values[n + 2] and not tonumber(values[n + 2]) then
+if today and (any or #unreserved > 0) and values[n + 2] and not used_number then
   return redis.error_reply('used:' .. day .. ' is not a number')
 end
 if #done > 0 then redis.call('HDEL', KEYS[2], unpack(done)) end
