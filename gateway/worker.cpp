@@ -56,16 +56,14 @@ std::string worker::new_request_id()
 void worker::begin_drain(std::chrono::milliseconds idle_grace)
 {
     draining_ = true;
-    // Connections that become idle from now on wait at most idle_grace themselves
-    // (wait_for_request); those idle already close once they have waited as long.
-    const auto began = std::chrono::steady_clock::now();
-    drain_idle_timer_.emplace(ctx_, began + idle_grace);
-    drain_idle_timer_->async_wait([this, began](error_code ec) {
-        if (ec) return;
-        error_code ignored;
-        for (auto& s : sessions_)
-            if (s.idle && s.stream && s.idle_since <= began) s.stream->cancel(ignored);
-    });
+    // Connections idle now close once they have waited idle_grace more (or at their own
+    // limit, if sooner); those that become idle from now on wait at most idle_grace
+    // themselves (wait_for_request). The idle sweep closes both.
+    const auto until = std::chrono::steady_clock::now() + idle_grace;
+    for (auto& s : sessions_)
+        if (s.idle && s.stream && s.idle_until != std::chrono::steady_clock::time_point::max()) // max: cut off already
+            s.idle_until = std::min(s.idle_until, until);
+    if (until < idle_sweep_at_) arm_idle_sweep(until);
 }
 
 void worker::watch_idle(const session_entry& entry, std::chrono::milliseconds limit)

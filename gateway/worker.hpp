@@ -31,8 +31,8 @@ struct session_entry
 {
     client_socket* stream = nullptr;
     bool idle = true; // waiting for the next request
-    std::chrono::steady_clock::time_point idle_since{};
-    // When the wait must end (watch_idle); max once the sweep has cut it off.
+    // When the wait must end (watch_idle; a drain brings it forward); max once the sweep
+    // has cut it off.
     std::chrono::steady_clock::time_point idle_until = std::chrono::steady_clock::time_point::max();
 };
 
@@ -162,7 +162,6 @@ private:
     std::shared_ptr<quota_store> quotas_;
     bool draining_ = false;
     bool aborting_ = false;
-    std::optional<net::steady_timer> drain_idle_timer_; // after ctx_: destroyed before it
     void sweep_idle();
     void arm_idle_sweep(std::chrono::steady_clock::time_point at);
     std::optional<net::steady_timer> idle_sweep_; // after ctx_: destroyed before it

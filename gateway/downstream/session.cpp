@@ -39,9 +39,8 @@ net::awaitable<error_code> wait_for_request(worker& w, client_socket& stream, be
 {
     if (buffer.size() > 0) co_return error_code{}; // pipelined bytes already here
     entry.idle = true;
-    entry.idle_since = std::chrono::steady_clock::now();
     const auto limit = w.draining() ? std::min(limits.idle, limits.drain_grace) : limits.idle;
-    entry.idle_until = entry.idle_since + limit;
+    entry.idle_until = std::chrono::steady_clock::now() + limit;
     w.watch_idle(entry, limit); // the worker's sweep cancels the read once the limit passes
     auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
     buffer.commit(n);
