@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 
@@ -32,6 +33,21 @@ bool transient(const redis_value& reply)
     for (const char* prefix : {"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "NOSCRIPT", "MOVED", "ASK"})
         if (reply.str.starts_with(prefix)) return true;
     return false;
+}
+
+// Takes a folded settlement's reply out of its admission's reply (redis_scripts::
+// fold_settlement): the last element, after which the admission's reply is as it would
+// have been alone. A reply of another shape (the script could not run) is both's.
+redis_value take_settlement_reply(redis_value& admission)
+{
+    if (admission.type != redis_value::kind::array || admission.elements.empty()) return admission;
+    redis_value settlement = std::move(admission.elements.back());
+    admission.elements.pop_back();
+    if (admission.elements.size() == 1 && admission.elements[0].is_error()) {
+        redis_value error = std::move(admission.elements[0]); // the admission's own error reply
+        admission = std::move(error);
+    }
+    return settlement;
 }
 
 } // namespace
@@ -121,12 +137,32 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_link::run
     if (riders.empty()) co_return co_await run_scripts(calls, deadline);
     in_flight_ += riders.size();
     auto merged = merge_writes(riders);
-    const auto ahead = static_cast<std::ptrdiff_t>(merged.calls.size());
-    merged.calls.insert(merged.calls.end(), std::make_move_iterator(calls.begin()), std::make_move_iterator(calls.end()));
-    auto [ec, replies] = co_await run_scripts(merged.calls, deadline);
+    // A settlement of a tenant this pipeline admits for goes in that admission's script run.
+    std::vector<std::optional<std::size_t>> folded_into(merged.calls.size());
+    for (std::size_t c = 0; c < merged.calls.size(); ++c)
+        for (std::size_t k = 0; k < calls.size() && !folded_into[c]; ++k)
+            if (redis_scripts::fold_settlement(calls[k], merged.calls[c])) folded_into[c] = k;
+    std::vector<command> wire; // the other riders, then the calls
+    wire.reserve(merged.calls.size() + calls.size());
+    for (std::size_t c = 0; c < merged.calls.size(); ++c)
+        if (!folded_into[c]) wire.push_back(std::move(merged.calls[c]));
+    const auto ahead = wire.size();
+    wire.insert(wire.end(), std::make_move_iterator(calls.begin()), std::make_move_iterator(calls.end()));
+    auto [ec, replies] = co_await run_scripts(wire, deadline);
     in_flight_ -= riders.size();
-    settle_writes(std::move(riders), merged, ec, replies, false); // the caller counts its own failure
-    if (!ec) replies.erase(replies.begin(), replies.begin() + ahead);
+    // Each rider call back in place (a retry takes its writes from there) with its reply; a
+    // folded settlement's reply is the last element of its admission's.
+    std::vector<redis_value> rider_replies(merged.calls.size());
+    for (std::size_t c = 0, at = 0; c < merged.calls.size(); ++c) {
+        if (folded_into[c]) continue;
+        merged.calls[c] = std::move(wire[at]);
+        if (!ec) rider_replies[c] = std::move(replies[at]);
+        ++at;
+    }
+    for (std::size_t c = 0; c < merged.calls.size() && !ec; ++c)
+        if (folded_into[c]) rider_replies[c] = take_settlement_reply(replies[ahead + *folded_into[c]]);
+    settle_writes(std::move(riders), merged, ec, rider_replies, false); // the caller counts its own failure
+    if (!ec) replies.erase(replies.begin(), replies.begin() + static_cast<std::ptrdiff_t>(ahead));
     co_return std::tuple{ec, std::move(replies)};
 }
 

@@ -5,7 +5,8 @@
 //
 // Background writes (settlements, lease releases, ownership records, lease renewals) leave
 // the request path: they are queued (core::write_queue) and ride along with the next
-// admission this worker sends (same pipeline, no round trip or write of their own). While
+// admission this worker sends (same pipeline, no round trip or write of their own; a
+// settlement of the admitted tenant even runs in the admission's script run). While
 // admissions flow (one in the last `limits.delay`, 1 ms) a write waits up to that long for
 // one; otherwise the flusher coroutine sends it at once, with whatever else queued while
 // its previous batch was in flight. A release is never held back longer: it would refuse a

@@ -29,8 +29,23 @@ local secs = t[1] + 0
 local now = secs * 1000000 + t[2]
 local rate, burst, max_conc = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0
 local limit, ttl = ARGV[4] + 0, ARGV[5] + 0
+-- A settlement folded in goes first, as it would have in its own run ahead of this one,
+-- and fails alone: an error it raises (a command Redis refused) is its reply, and the
+-- admissions are decided all the same.
+local settled_args, settled = ARGV[6] + 0, nil
+if settled_args > 0 then
+  local ok, r = pcall(settle, KEYS[2], KEYS[3], KEYS[5], ARGV[7], 8, 6 + settled_args, now, secs)
+  settled = (ok or type(r) == 'table') and r or redis.error_reply(tostring(r))
+end
+local function reply(r)
+  if settled_args == 0 then return r end
+  if r.err then r = {r} end
+  r[#r + 1] = settled
+  return r
+end
+local first = 7 + settled_args
 local leases, count = {}, 0
-for i = 6, #ARGV, 3 do count = count + 1; leases[count] = ARGV[i] end
+for i = first, #ARGV, 3 do count = count + 1; leases[count] = ARGV[i] end
 local cancelled = redis.call('HMGET', KEYS[4], unpack(leases))
 local tokens, took, bucket_time, bucket_ttl_ms = -1, false, now, nil
 if rate > 0 then
@@ -66,7 +81,7 @@ if limit > 0 then
 end
 local out, members, holds = {}, {}, {}
 for i = 1, count do
-  local at = 6 + (i - 1) * 3
+  local at = first + (i - 1) * 3
   local verdict, reserved = 0, 0
   if cancelled[i] then
     verdict = 4
@@ -97,7 +112,7 @@ end
 -- The day's reservations are written back as a number: one that cannot be read is an
 -- error before anything is written, never replaced by a guess.
 if #holds > 0 and held_garbled then
-  return redis.error_reply('reserved:' .. day .. ' is not a number')
+  return reply(redis.error_reply('reserved:' .. day .. ' is not a number'))
 end
 if took then
   -- 'ts' as whole microseconds (tostring keeps 14 digits: a 100 us step here)
@@ -117,7 +132,7 @@ if #members > 0 then
   redis.call('ZADD', KEYS[2], unpack(members))
   redis.call('PEXPIRE', KEYS[2], ARGV[5])
 end
-return out
+return reply(out)
 )lua";
 
 constexpr std::string_view admit_app_lua = R"lua(
@@ -151,20 +166,20 @@ end
 return out
 )lua";
 
-// Settlements of one tenant and day, one group of four arguments per request. Usage of a
-// reservation made on an earlier UTC day is not charged to today. Usage without a
-// reservation (admitted while Redis was away) is marked done in a per-day hash (KEYS[3])
-// so that a retried settlement charges it once; a lease named twice is settled once.
-// The day's counters are read with the holds and written back as one HSET (the script is
-// atomic); the token hash's TTL as in admit_tenant_lua.
-constexpr std::string_view finish_tenant_lua = R"lua(
-local t = redis.call('TIME')
-local secs = t[1] + 0
-local now = secs * 1000000 + t[2]
-local day = ARGV[1]
+// Settlements of one tenant and day, one group of four arguments per request: a function
+// that finish_tenant runs alone and admit_tenant runs before its admissions (the link
+// folds a waiting settlement into the admission it sends: one script run, one TIME).
+// Usage of a reservation made on an earlier UTC day is not charged to today. Usage
+// without a reservation (admitted while Redis was away) is marked done in a per-day hash
+// (`settled`) so that a retried settlement charges it once; a lease named twice is
+// settled once. The day's counters are read with the holds and written back as one HSET
+// (the script is atomic); the token hash's TTL as in admit_tenant_lua. Returns the tokens
+// charged, or an error reply (checked before any write but the releases').
+constexpr std::string_view settle_lua = R"lua(
+local function settle(active, tokens, settled, day, first, last, now, secs)
 local today = day + 0 == math.floor(secs / 86400)
 local releases, seen, reserved, unreserved = {}, {}, {}, {}
-for i = 2, #ARGV, 4 do
+for i = first, last, 4 do
   if ARGV[i] ~= '' then releases[#releases + 1] = ARGV[i] end
   local lease = ARGV[i + 1]
   if lease ~= '' and not seen[lease] then
@@ -173,13 +188,13 @@ for i = 2, #ARGV, 4 do
     list[#list + 1] = {lease, ARGV[i + 2] + 0}
   end
 end
-if #releases > 0 then redis.call('ZREM', KEYS[1], unpack(releases)) end
+if #releases > 0 then redis.call('ZREM', active, unpack(releases)) end
 if #reserved == 0 and #unreserved == 0 then return 0 end
 local fields = {}
 for i, r in ipairs(reserved) do fields[i] = 'hold:' .. r[1] end
 local n = #fields
 fields[n + 1], fields[n + 2], fields[n + 3] = 'reserved:' .. day, 'used:' .. day, 'ttl_until'
-local values = redis.call('HMGET', KEYS[2], unpack(fields))
+local values = redis.call('HMGET', tokens, unpack(fields))
 local charged, any, done, back, back_today = 0, false, {}, {}, 0
 for i, r in ipairs(reserved) do
   if values[i] then
@@ -202,15 +217,15 @@ end
 if today and (any or #unreserved > 0) and values[n + 2] and not used_number then
   return redis.error_reply('used:' .. day .. ' is not a number')
 end
-if #done > 0 then redis.call('HDEL', KEYS[2], unpack(done)) end
+if #done > 0 then redis.call('HDEL', tokens, unpack(done)) end
 for held_day, amount in pairs(back) do
-  if amount > 0 then redis.call('HINCRBY', KEYS[2], 'reserved:' .. held_day, -amount) end
+  if amount > 0 then redis.call('HINCRBY', tokens, 'reserved:' .. held_day, -amount) end
 end
 if #unreserved > 0 then
   for _, r in ipairs(unreserved) do
-    if redis.call('HSETNX', KEYS[3], r[1], '1') == 1 then charged, any = charged + r[2], true end
+    if redis.call('HSETNX', settled, r[1], '1') == 1 then charged, any = charged + r[2], true end
   end
-  redis.call('EXPIRE', KEYS[3], '172800')
+  redis.call('EXPIRE', settled, '172800')
 end
 local writes = {}
 if back_today > 0 then writes = {'reserved:' .. day, string.format('%d', held_today - back_today)} end
@@ -220,9 +235,16 @@ if today and any then
   ttl_old = (tonumber(values[n + 3]) or 0) < now + 169200000000
   if ttl_old then writes[#writes + 1], writes[#writes + 2] = 'ttl_until', string.format('%d', now + 172800000000) end
 end
-if #writes > 0 then redis.call('HSET', KEYS[2], unpack(writes)) end
-if ttl_old then redis.call('EXPIRE', KEYS[2], '172800') end
+if #writes > 0 then redis.call('HSET', tokens, unpack(writes)) end
+if ttl_old then redis.call('EXPIRE', tokens, '172800') end
 return charged
+end
+)lua";
+
+constexpr std::string_view finish_tenant_lua = R"lua(
+local t = redis.call('TIME')
+local secs = t[1] + 0
+return settle(KEYS[1], KEYS[2], KEYS[3], ARGV[1], 2, #ARGV, secs * 1000000 + t[2], secs)
 )lua";
 
 // The give-back of an admission whose caller saw it fail: marked cancelled first, so the
@@ -270,16 +292,30 @@ std::string sha1_hex(std::string_view s)
 
 struct script
 {
-    std::string_view body;
+    std::string body;
     std::string sha = sha1_hex(body);
 };
 
+std::string with_settle(std::string_view body)
+{
+    return std::string(settle_lua).append(body);
+}
+
+// In the order the functions below name them.
 const std::vector<script>& scripts()
 {
-    static const std::vector<script> all{{admit_tenant_lua}, {admit_app_lua},   {finish_tenant_lua},
-                                         {renew_leases_lua}, {cancel_tenant_lua}, {cancel_app_lua}};
+    static const std::vector<script> all{{with_settle(admit_tenant_lua)}, {std::string(admit_app_lua)},
+                                         {with_settle(finish_tenant_lua)}, {std::string(renew_leases_lua)},
+                                         {std::string(cancel_tenant_lua)}, {std::string(cancel_app_lua)}};
     return all;
 }
+
+// An admit_tenant call's layout: EVALSHA sha numkeys, the keys, then ARGV; ARGV[6] counts
+// the settlement arguments after it.
+constexpr std::size_t admit_keys = 4;
+constexpr std::size_t admit_settle_count_at = 3 + admit_keys + 5;
+// A finish_tenant call's: EVALSHA sha 3, active, tokens, settled, day, then the groups.
+constexpr std::size_t finish_day_at = 6;
 
 command evalsha(std::size_t which, std::vector<std::string> keys, std::vector<std::string> args)
 {
@@ -333,6 +369,23 @@ bool merge_into(command& into, const command& next, std::size_t max_args)
     if (prefix == 0 || merge_prefix(next) != prefix || into.size() + next.size() - prefix > max_args) return false;
     if (!std::equal(into.begin(), into.begin() + static_cast<std::ptrdiff_t>(prefix), next.begin())) return false;
     into.insert(into.end(), next.begin() + static_cast<std::ptrdiff_t>(prefix), next.end());
+    return true;
+}
+
+bool fold_settlement(command& admission, const command& settlement)
+{
+    const bool admits = admission.size() > admit_settle_count_at && admission[0] == "EVALSHA" &&
+                        admission[1] == scripts()[0].sha && admission[2] == std::to_string(admit_keys) &&
+                        admission[admit_settle_count_at] == "0";
+    const bool settles = settlement.size() > finish_day_at && settlement[0] == "EVALSHA" && settlement[1] == scripts()[2].sha &&
+                         settlement[2] == "3";
+    // The same tenant: its leases and token hash.
+    if (!admits || !settles || admission[4] != settlement[3] || admission[5] != settlement[4]) return false;
+    admission[2] = std::to_string(admit_keys + 1);
+    admission.insert(admission.begin() + 3 + admit_keys, settlement[5]); // the day's settled marks: KEYS[5]
+    const auto count_at = admission.begin() + static_cast<std::ptrdiff_t>(admit_settle_count_at + 1);
+    *count_at = std::to_string(settlement.size() - finish_day_at);
+    admission.insert(count_at + 1, settlement.begin() + finish_day_at, settlement.end());
     return true;
 }
 

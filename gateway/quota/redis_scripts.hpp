@@ -21,10 +21,11 @@ using command = std::vector<std::string>;
 
 // A batch of one tenant's admissions, decided in order as separate calls would be.
 // KEYS: rate bucket (hash), leases (zset), tokens (hash), cancelled leases (hash).
-// ARGV: rate, burst, max_concurrent, tokens_per_day, lease ttl ms, then per admission:
-// lease id, estimate, generates (1/0). Returns per admission {verdict, bucket tokens
-// (string), unix seconds, reserved}; verdict 0 admitted, 1 rate, 2 concurrency, 3 tokens,
-// 4 cancelled (the gateway gave this admission up already: it takes nothing).
+// ARGV: rate, burst, max_concurrent, tokens_per_day, lease ttl ms, "0" (no settlement
+// folded in: see fold_settlement), then per admission: lease id, estimate, generates
+// (1/0). Returns per admission {verdict, bucket tokens (string), unix seconds, reserved};
+// verdict 0 admitted, 1 rate, 2 concurrency, 3 tokens, 4 cancelled (the gateway gave this
+// admission up already: it takes nothing).
 command admit_tenant(std::vector<std::string> keys, std::vector<std::string> args);
 // A batch of one app's admissions. KEYS: leases (zset), cancelled leases (hash). ARGV:
 // max_concurrent, lease ttl ms, then the lease ids. Returns per lease 0 admitted, 2 full,
@@ -52,6 +53,16 @@ std::size_t merge_prefix(const command& cmd);
 // Appends `next`'s per-item arguments to `into` when both have the same merge prefix and
 // `into` stays within `max_args`; false (nothing changed) otherwise.
 bool merge_into(command& into, const command& next, std::size_t max_args = 1024);
+
+// Folds a finish_tenant call of the same tenant into an admit_tenant call that has none
+// yet: the admission's script run settles first, as the settlement's own run ahead of it
+// would have, and saves a run (its set-up, TIME, the call). The admission gains KEYS[5]
+// (the settlement's day marks) and the settlement's day and groups after its ARGV[6],
+// which counts them; its reply gains one last element, the settlement's own reply (the
+// tokens charged, or its error: one the settlement raises does not stop the admissions),
+// and an error reply of the admission becomes an array of that error and the
+// settlement's. False (nothing changed) when the two do not fit.
+bool fold_settlement(command& admission, const command& settlement);
 
 // `calls` with every EVALSHA whose reply was NOSCRIPT turned into an EVAL of the same
 // script; `which` gets their positions. Empty when no reply was NOSCRIPT.

@@ -230,8 +230,9 @@ net::awaitable<void> redis_quota_store::send_admission_batch(const std::string& 
     if (batch.empty()) co_return;
     const auto& names = names_of_tenant(tenant);
     std::vector<std::string> args;
-    args.reserve(names.limits.size() + 3 * batch.size());
+    args.reserve(names.limits.size() + 1 + 3 * batch.size());
     args.insert(args.end(), names.limits.begin(), names.limits.end());
+    args.emplace_back("0"); // no settlement in it (the link may fold one in)
     std::map<std::string, std::vector<std::size_t>> by_app; // apps with a concurrency limit -> their admissions
     auto until = batch.front().deadline;
     for (std::size_t i = 0; i < batch.size(); ++i) {

@@ -159,6 +159,36 @@ TEST(RedisScripts, ATenantsSettlementsOfOneDayMergeIntoOneScriptRun)
     EXPECT_FALSE(redis_scripts::merge_into(first, finish("20000", "l5", "5"), first.size() + 3)) << "bounded in size";
 }
 
+TEST(RedisScripts, ASettlementFoldsIntoAnAdmissionOfItsTenantOnce)
+{
+    auto admit = [](std::string tenant) {
+        const auto k = "{t:" + tenant + "}:";
+        return redis_scripts::admit_tenant({k + "rate", k + "active", k + "tokens", k + "cancelled"},
+                                           {"5", "10", "3", "1000", "60000", "0", "l9", "100", "1"});
+    };
+    auto finish = [](std::string tenant, std::string lease) {
+        const auto k = "{t:" + tenant + "}:";
+        return redis_scripts::finish_tenant({k + "active", k + "tokens", k + "settled:20000"}, {"20000", lease, lease, "20", "1"});
+    };
+    auto admission = admit("a");
+    const auto sha = admission[1];
+    ASSERT_TRUE(redis_scripts::fold_settlement(admission, finish("a", "l1")));
+    // The settlement's day marks become KEYS[5]; ARGV[6] counts the settlement's day and
+    // group, which come before the admission's own lease.
+    EXPECT_EQ(admission, (redis_scripts::command{"EVALSHA", sha, "5", "{t:a}:rate", "{t:a}:active", "{t:a}:tokens",
+                                                 "{t:a}:cancelled", "{t:a}:settled:20000", "5", "10", "3", "1000", "60000",
+                                                 "5", "20000", "l1", "l1", "20", "1", "l9", "100", "1"}));
+    const auto folded = admission;
+    EXPECT_FALSE(redis_scripts::fold_settlement(admission, finish("a", "l2"))) << "one settlement per run";
+    EXPECT_EQ(admission, folded);
+    auto other = admit("a");
+    EXPECT_FALSE(redis_scripts::fold_settlement(other, finish("b", "l3"))) << "another tenant's keys";
+    EXPECT_FALSE(redis_scripts::fold_settlement(other, {"ZREM", "{t:a}:active", "l4"})) << "not a settlement";
+    auto app = redis_scripts::admit_app({"{a:x}:active", "{a:x}:cancelled"}, {"2", "60000", "l1"});
+    EXPECT_FALSE(redis_scripts::fold_settlement(app, finish("a", "l5"))) << "an app's admission settles nothing";
+    EXPECT_EQ(other, admit("a"));
+}
+
 TEST(RedisScripts, ReleasesFromOneSetMergeAndOtherCommandsNever)
 {
     redis_scripts::command zrem{"ZREM", "{a:x}:active", "l1"};

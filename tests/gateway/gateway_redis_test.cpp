@@ -3,9 +3,13 @@
 // fallback, and on_error = allow / deny / local when Redis dies, then recovery.
 #include "core/text.hpp"
 #include "gateway/ops/spawn.hpp"
+#include "gateway/quota/redis_link.hpp"
+#include "gateway/quota/redis_scripts.hpp"
 #include "tests/emulator/emulator_test_util.hpp"
 #include "tests/support/gateway_fixture.hpp"
 #include "tests/support/process.hpp"
+
+#include <boost/asio/co_spawn.hpp>
 
 #include <gtest/gtest.h>
 
@@ -544,6 +548,109 @@ TEST(GatewayRedis, AGarbledReservationCountRefusesAdmissionAndIsNotOverwritten)
     EXPECT_EQ(core::trim(redis.cli("HGET 'dify-gateway:{t:alpha}:tokens' reserved:" + day)), "12x");
     EXPECT_EQ(core::trim(redis.cli("HEXISTS 'dify-gateway:{t:alpha}:tokens' ttl_until")), "0") << "refused before any write";
     EXPECT_EQ(status_of(gw), 200) << "a request that reserves nothing does not write the count";
+}
+
+// One call of a link's pipeline (the test's coroutine: its arguments are its own).
+gateway::net::awaitable<void> run_on_link(std::shared_ptr<gateway::redis_link> link, std::vector<gateway::redis_link::command> calls,
+                                 std::tuple<gateway::error_code, std::vector<gateway::redis_value>>* out, bool* done)
+{
+    *out = co_await link->run(std::move(calls), gateway::redis_link::clock::now() + 5s);
+    *done = true;
+}
+
+// A settlement waiting when the worker sends an admission of the same tenant runs in that
+// admission's script run: one EVALSHA for both, each with the outcome it would have had in
+// a run of its own.
+TEST(GatewayRedis, ASettlementWaitingForAnAdmissionRunsInItsScript)
+{
+    running_redis redis;
+    gateway::net::io_context io;
+    config::quota_store_config store;
+    store.url = redis.url();
+    auto counters = std::make_shared<gateway::store_counters>();
+    // Its flusher is not started: a write waits for an admission to carry it.
+    auto link = std::make_shared<gateway::redis_link>(io.get_executor(), gateway::redis_options(store, nullptr), 60s, counters);
+    const std::string key = "dify-gateway:{t:alpha}:";
+    auto admit = [&](const std::string& lease) { // 10 at once, 1,000 tokens a day, 100 estimated
+        return gateway::redis_scripts::admit_tenant({key + "rate", key + "active", key + "tokens", key + "cancelled"},
+                                                    {"0", "0", "10", "1000", "60000", "0", lease, "100", "1"});
+    };
+    // A request's end: its lease released, its usage settled against its reservation (or,
+    // reserved = "0", charged as usage admitted while Redis was away).
+    auto settle = [&](const std::string& day, const std::string& lease, const std::string& used, const std::string& reserved = "1") {
+        link->write(gateway::redis_scripts::finish_tenant({key + "active", key + "tokens", key + "settled:" + day},
+                                                          {day, lease, lease, used, reserved}));
+    };
+    auto run = [&](std::vector<gateway::redis_link::command> calls) {
+        std::tuple<gateway::error_code, std::vector<gateway::redis_value>> out;
+        bool done = false;
+        gateway::net::co_spawn(io, run_on_link(link, std::move(calls), &out, &done), gateway::log_failure("test pipeline"));
+        while (!done) io.run_one();
+        return out;
+    };
+    auto script_runs = [&] {
+        const auto stats = redis.cli("INFO commandstats");
+        const auto at = stats.find("cmdstat_evalsha:calls=");
+        return at == std::string::npos ? 0 : std::stoi(stats.substr(at + 22));
+    };
+    auto field = [&](const std::string& f) { return std::string(core::trim(redis.cli("HGET '" + key + "tokens' " + f))); };
+    // The verdict of the only admission in a reply that must look as it would alone.
+    auto verdict = [](const std::vector<gateway::redis_value>& replies) {
+        EXPECT_EQ(replies.size(), 1u);
+        EXPECT_EQ(replies.at(0).elements.size(), 1u) << "one element per admission, nothing more";
+        return replies.at(0).elements.at(0).elements.at(0).integer;
+    };
+
+    auto [ec1, first] = run({admit("l1")});
+    ASSERT_FALSE(ec1);
+    ASSERT_EQ(verdict(first), 0);
+    const auto day = std::to_string(first[0].elements[0].elements[2].integer / 86400);
+    settle(day, "l1", "19");
+    const int before = script_runs();
+    auto [ec2, second] = run({admit("l2")});
+    ASSERT_FALSE(ec2);
+    EXPECT_EQ(script_runs() - before, 1) << "the settlement ran in the admission's run";
+    EXPECT_EQ(verdict(second), 0);
+    EXPECT_EQ(field("used:" + day), "19") << "l1 charged what it used";
+    EXPECT_EQ(field("hold:l1"), "") << "and its hold settled";
+    EXPECT_EQ(field("reserved:" + day), "100") << "l2's reservation only";
+    EXPECT_EQ(core::trim(redis.cli("ZCARD '" + key + "active'")), "1") << "l1 released, l2 held";
+    EXPECT_EQ(counters->errors.load(), 0u);
+
+    // A settlement Redis refuses (its day's usage is not a number) fails alone: the admission
+    // it rode with is decided as it would be without it, and the refusal is counted.
+    redis.cli("HSET '" + key + "tokens' used:" + day + " garbled");
+    settle(day, "l2", "7");
+    auto [ec3, third] = run({admit("l3")});
+    ASSERT_FALSE(ec3);
+    EXPECT_EQ(verdict(third), 0);
+    EXPECT_EQ(counters->writes_dropped.load(), 1u);
+    EXPECT_EQ(field("hold:l2"), day + ":100") << "nothing of the refused settlement written but its release";
+    EXPECT_EQ(field("used:" + day), "garbled");
+
+    // So does one whose command Redis refuses midway (an earlier day's reservations are not
+    // a number, so giving back that day's hold fails): the error it raises is its own reply.
+    const auto yesterday = std::to_string(std::stoll(day) - 1);
+    redis.cli("HSET '" + key + "tokens' used:" + day + " 19 hold:old " + yesterday + ":50 reserved:" + yesterday + " garbled");
+    settle(day, "old", "10");
+    auto [ec4, fourth] = run({admit("l4")});
+    ASSERT_FALSE(ec4);
+    EXPECT_EQ(verdict(fourth), 0);
+    EXPECT_EQ(counters->writes_dropped.load(), 2u);
+    EXPECT_EQ(field("used:" + day), "19") << "not charged: the settlement stopped at the refused command";
+
+    // An admission Redis refuses (its day's reservations are not a number) fails alone too:
+    // the settlement in its run is applied and its reply counts as such.
+    redis.cli("HSET '" + key + "tokens' reserved:" + day + " garbled");
+    settle(day, "unreserved", "5", "0");
+    auto [ec5, fifth] = run({admit("l5")});
+    ASSERT_FALSE(ec5);
+    ASSERT_EQ(fifth.size(), 1u);
+    EXPECT_TRUE(fifth[0].is_error()) << "the admission's own error reply, as alone";
+    EXPECT_NE(fifth[0].str.find("is not a number"), std::string::npos) << fifth[0].str;
+    EXPECT_EQ(field("used:" + day), "24") << "the usage charged";
+    EXPECT_EQ(counters->writes_dropped.load(), 2u) << "no further write refused";
+    link->stop();
 }
 
 } // namespace
