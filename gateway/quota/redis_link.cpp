@@ -37,7 +37,11 @@ bool transient(const redis_value& reply)
 
 // Takes a folded settlement's reply out of its admission's reply (redis_scripts::
 // fold_settlement): the last element, after which the admission's reply is as it would
-// have been alone. A reply of another shape (the script could not run) is both's.
+// have been alone. A reply of another shape is an error that stopped the whole script:
+// before the settlement ran (NOSCRIPT is resent before this), or in the admission's part
+// after it (a command Redis refused there, such as a key of the wrong type). Either way
+// the settlement takes that error: a transient one (READONLY, BUSY...) retries it, which
+// settlements allow, and another counts it as refused, even when it was applied first.
 redis_value take_settlement_reply(redis_value& admission)
 {
     if (admission.type != redis_value::kind::array || admission.elements.empty()) return admission;
@@ -77,9 +81,9 @@ redis_link::merged_writes redis_link::merge_writes(entries& batch)
     out.calls.reserve(batch.size());
     out.call_of.reserve(batch.size());
     out.moved.reserve(batch.size());
-    // Per merge prefix, the call still taking more, found by the prefix's last element (a
-    // ZREM's key, a settlement's day key: it names the prefix) and then checked whole.
-    // The views are into the batch's items, which stay in place meanwhile.
+    // Per merge prefix, the call still taking more, found by the element that names the
+    // prefix (redis_scripts::merge_group) and then checked whole. The views are into the
+    // batch's items, which stay in place meanwhile.
     std::unordered_map<std::string_view, std::size_t> open;
     for (auto& e : batch) {
         const auto prefix = redis_scripts::merge_prefix(e.item);
@@ -90,7 +94,7 @@ redis_link::merged_writes redis_link::merge_writes(entries& batch)
             out.calls.push_back(std::move(e.item));
             continue;
         }
-        auto [it, opened] = open.try_emplace(e.item[prefix - 1], out.calls.size());
+        auto [it, opened] = open.try_emplace(redis_scripts::merge_group(e.item), out.calls.size());
         if (!opened && redis_scripts::merge_into(out.calls[it->second], e.item)) {
             out.call_of.push_back(it->second);
             continue;

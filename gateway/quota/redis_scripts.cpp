@@ -363,6 +363,12 @@ std::size_t merge_prefix(const command& cmd)
     return 0;
 }
 
+std::string_view merge_group(const command& cmd)
+{
+    const auto prefix = merge_prefix(cmd);
+    return prefix == 2 ? cmd[1] : prefix == 7 ? cmd[5] : std::string_view{};
+}
+
 bool merge_into(command& into, const command& next, std::size_t max_args)
 {
     auto prefix = merge_prefix(into);

@@ -156,6 +156,12 @@ TEST(RedisScripts, ATenantsSettlementsOfOneDayMergeIntoOneScriptRun)
     auto other_tenant = redis_scripts::finish_tenant({"{t:b}:active", "{t:b}:tokens", "{t:b}:settled:20000"},
                                                      {"20000", "l4", "l4", "1", "1"});
     EXPECT_FALSE(redis_scripts::merge_into(first, other_tenant)) << "another tenant's keys";
+    // A batch finds the call a write may merge into by its group: the tenant's and the day's,
+    // so that two tenants' settlements of one day, alternating in a batch, still merge.
+    EXPECT_EQ(redis_scripts::merge_group(first), "{t:a}:settled:20000");
+    EXPECT_NE(redis_scripts::merge_group(first), redis_scripts::merge_group(other_tenant));
+    EXPECT_EQ(redis_scripts::merge_group(finish("20000", "l6", "1")), redis_scripts::merge_group(first));
+    EXPECT_EQ(redis_scripts::merge_group({"ZREM", "{a:x}:active", "l1"}), "{a:x}:active");
     EXPECT_FALSE(redis_scripts::merge_into(first, finish("20000", "l5", "5"), first.size() + 3)) << "bounded in size";
 }
 

@@ -621,20 +621,26 @@ TEST(GatewayRedis, ASettlementWaitingForAnAdmissionRunsInItsScript)
     // it rode with is decided as it would be without it, and the refusal is counted.
     redis.cli("HSET '" + key + "tokens' used:" + day + " garbled");
     settle(day, "l2", "7");
+    int runs = script_runs();
     auto [ec3, third] = run({admit("l3")});
     ASSERT_FALSE(ec3);
+    EXPECT_EQ(script_runs() - runs, 1) << "folded";
     EXPECT_EQ(verdict(third), 0);
     EXPECT_EQ(counters->writes_dropped.load(), 1u);
     EXPECT_EQ(field("hold:l2"), day + ":100") << "nothing of the refused settlement written but its release";
     EXPECT_EQ(field("used:" + day), "garbled");
+    EXPECT_EQ(core::trim(redis.cli("ZSCORE '" + key + "active' l2")), "") << "l2 released";
+    EXPECT_NE(core::trim(redis.cli("ZSCORE '" + key + "active' l3")), "") << "l3 held";
 
     // So does one whose command Redis refuses midway (an earlier day's reservations are not
     // a number, so giving back that day's hold fails): the error it raises is its own reply.
     const auto yesterday = std::to_string(std::stoll(day) - 1);
     redis.cli("HSET '" + key + "tokens' used:" + day + " 19 hold:old " + yesterday + ":50 reserved:" + yesterday + " garbled");
     settle(day, "old", "10");
+    runs = script_runs();
     auto [ec4, fourth] = run({admit("l4")});
     ASSERT_FALSE(ec4);
+    EXPECT_EQ(script_runs() - runs, 1) << "folded";
     EXPECT_EQ(verdict(fourth), 0);
     EXPECT_EQ(counters->writes_dropped.load(), 2u);
     EXPECT_EQ(field("used:" + day), "19") << "not charged: the settlement stopped at the refused command";
@@ -643,8 +649,10 @@ TEST(GatewayRedis, ASettlementWaitingForAnAdmissionRunsInItsScript)
     // the settlement in its run is applied and its reply counts as such.
     redis.cli("HSET '" + key + "tokens' reserved:" + day + " garbled");
     settle(day, "unreserved", "5", "0");
+    runs = script_runs();
     auto [ec5, fifth] = run({admit("l5")});
     ASSERT_FALSE(ec5);
+    EXPECT_EQ(script_runs() - runs, 1) << "folded";
     ASSERT_EQ(fifth.size(), 1u);
     EXPECT_TRUE(fifth[0].is_error()) << "the admission's own error reply, as alone";
     EXPECT_NE(fifth[0].str.find("is not a number"), std::string::npos) << fifth[0].str;
