@@ -317,43 +317,63 @@ constexpr std::size_t admit_settle_count_at = 3 + admit_keys + 5;
 // A finish_tenant call's: EVALSHA sha 3, active, tokens, settled, day, then the groups.
 constexpr std::size_t finish_day_at = 6;
 
-command evalsha(std::size_t which, std::vector<std::string> keys, std::vector<std::string> args)
+// EVALSHA, the script's digest, the keys; room for `args` more.
+command evalsha_head(std::size_t which, words keys, std::size_t args)
 {
     command c;
-    c.reserve(3 + keys.size() + args.size());
+    c.reserve(3 + keys.size() + args);
     c.emplace_back("EVALSHA");
     c.push_back(scripts()[which].sha);
     c.push_back(std::to_string(keys.size()));
-    c.insert(c.end(), std::make_move_iterator(keys.begin()), std::make_move_iterator(keys.end()));
+    for (auto k : keys) c.emplace_back(k);
+    return c;
+}
+command evalsha(std::size_t which, words keys, std::vector<std::string> args)
+{
+    auto c = evalsha_head(which, keys, args.size());
     c.insert(c.end(), std::make_move_iterator(args.begin()), std::make_move_iterator(args.end()));
+    return c;
+}
+command evalsha(std::size_t which, words keys, words args)
+{
+    auto c = evalsha_head(which, keys, args.size());
+    for (auto a : args) c.emplace_back(a);
     return c;
 }
 
 } // namespace
 
-command admit_tenant(std::vector<std::string> keys, std::vector<std::string> args)
+command admit_tenant(words keys, std::vector<std::string> args)
 {
-    return evalsha(0, std::move(keys), std::move(args));
+    return evalsha(0, keys, std::move(args));
 }
-command admit_app(std::vector<std::string> keys, std::vector<std::string> args)
+command admit_app(words keys, std::vector<std::string> args)
 {
-    return evalsha(1, std::move(keys), std::move(args));
+    return evalsha(1, keys, std::move(args));
 }
-command finish_tenant(std::vector<std::string> keys, std::vector<std::string> args)
+command finish_tenant(words keys, words args)
 {
-    return evalsha(2, std::move(keys), std::move(args));
+    return evalsha(2, keys, args);
 }
-command renew_leases(std::vector<std::string> keys, std::vector<std::string> args)
+command renew_leases(words keys, std::vector<std::string> args)
 {
-    return evalsha(3, std::move(keys), std::move(args));
+    return evalsha(3, keys, std::move(args));
 }
-command cancel_tenant(std::vector<std::string> keys, std::vector<std::string> args)
+command cancel_tenant(words keys, words args)
 {
-    return evalsha(4, std::move(keys), std::move(args));
+    return evalsha(4, keys, args);
 }
-command cancel_app(std::vector<std::string> keys, std::vector<std::string> args)
+command cancel_app(words keys, words args)
 {
-    return evalsha(5, std::move(keys), std::move(args));
+    return evalsha(5, keys, args);
+}
+
+command plain(words parts)
+{
+    command c;
+    c.reserve(parts.size());
+    for (auto p : parts) c.emplace_back(p);
+    return c;
 }
 
 std::size_t merge_prefix(const command& cmd)

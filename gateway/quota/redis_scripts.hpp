@@ -11,6 +11,7 @@
 // charges once, and giving it back lowers the day it was taken from.
 #pragma once
 
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,9 @@
 namespace gw::gateway::redis_scripts {
 
 using command = std::vector<std::string>;
+// Keys and arguments named where they are: each is copied once, into the command (a braced
+// list of strings would be copied into the list, then again into a vector).
+using words = std::initializer_list<std::string_view>;
 
 // A batch of one tenant's admissions, decided in order as separate calls would be.
 // KEYS: rate bucket (hash), leases (zset), tokens (hash), cancelled leases (hash).
@@ -26,25 +30,28 @@ using command = std::vector<std::string>;
 // (1/0). Returns per admission {verdict, bucket tokens (string), unix seconds, reserved};
 // verdict 0 admitted, 1 rate, 2 concurrency, 3 tokens, 4 cancelled (the gateway gave this
 // admission up already: it takes nothing).
-command admit_tenant(std::vector<std::string> keys, std::vector<std::string> args);
+command admit_tenant(words keys, std::vector<std::string> args);
 // A batch of one app's admissions. KEYS: leases (zset), cancelled leases (hash). ARGV:
 // max_concurrent, lease ttl ms, then the lease ids. Returns per lease 0 admitted, 2 full,
 // 4 cancelled.
-command admit_app(std::vector<std::string> keys, std::vector<std::string> args);
+command admit_app(words keys, std::vector<std::string> args);
 // Settlements of one tenant and day. KEYS: leases (zset), tokens (hash),
 // settled-without-reservation marks of the day (hash). ARGV: day, then per request: lease
 // to release ('' = none), lease whose usage to settle ('' = none), tokens used, 1 =
 // settles the lease's reservation / 0 = charges usage admitted without one (Redis was
 // away). Idempotent. Returns the tokens charged.
-command finish_tenant(std::vector<std::string> keys, std::vector<std::string> args);
+command finish_tenant(words keys, words args);
 // KEYS: leases (zset). ARGV: lease ttl ms, then the leases to extend (those still held).
-command renew_leases(std::vector<std::string> keys, std::vector<std::string> args);
+command renew_leases(words keys, std::vector<std::string> args);
 // Gives back what an admission the caller saw fail may have taken, and marks its lease
 // cancelled (kept 10 minutes) so that the admission, if Redis runs it only later, takes
 // nothing. KEYS: leases (zset), tokens (hash), cancelled leases (hash). ARGV: lease.
-command cancel_tenant(std::vector<std::string> keys, std::vector<std::string> args);
+command cancel_tenant(words keys, words args);
 // The same for an app's lease. KEYS: leases (zset), cancelled leases (hash). ARGV: lease.
-command cancel_app(std::vector<std::string> keys, std::vector<std::string> args);
+command cancel_app(words keys, words args);
+
+// A command of other words (ZREM, SET...), each copied once.
+command plain(words parts);
 
 // How many leading elements of `cmd` must be equal for another command to be merged into
 // it (the rest are per-item arguments that can be appended): finish_tenant (its keys and

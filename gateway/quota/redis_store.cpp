@@ -286,12 +286,14 @@ void redis_quota_store::finish(quota_ticket& t, std::int64_t tokens)
     if (t.holds_tenant_slot || t.reservation.admitted || unreserved_usage) {
         auto day = t.reservation.admitted ? t.reservation.day : local_->today();
         const auto& names = names_of_tenant(t.tenant());
+        const bool settles = t.reservation.admitted || unreserved_usage;
+        const std::string_view none;
         link_->write(redis_scripts::finish_tenant(
             {names.active, names.tokens, tenant_key(t.tenant(), "settled:" + std::to_string(day))},
-            {std::to_string(day), t.holds_tenant_slot ? t.lease : "", t.reservation.admitted || unreserved_usage ? t.lease : "",
-             std::to_string(t.reservation.admitted || unreserved_usage ? tokens : 0), t.reservation.admitted ? "1" : "0"}));
+            {std::to_string(day), t.holds_tenant_slot ? t.lease : none, settles ? t.lease : none,
+             std::to_string(settles ? tokens : 0), t.reservation.admitted ? "1" : "0"}));
     }
-    if (t.holds_app_slot) link_->write({"ZREM", names_of_app(t.app()).active, t.lease});
+    if (t.holds_app_slot) link_->write(redis_scripts::plain({"ZREM", names_of_app(t.app()).active, t.lease}));
     t.holds_tenant_slot = t.holds_app_slot = false;
 }
 
@@ -353,7 +355,7 @@ void redis_quota_store::remember_conversation(
 )
 {
     local_->remember_conversation(tenant, key, conversation_id);
-    link_->write({"SET", conversation_key(key), conversation_id, "EX", ownership_ttl_});
+    link_->write(redis_scripts::plain({"SET", conversation_key(key), conversation_id, "EX", ownership_ttl_}));
 }
 
 net::awaitable<std::optional<std::string>> redis_quota_store::conversation_of(const std::string& key)
