@@ -81,27 +81,24 @@ redis_link::merged_writes redis_link::merge_writes(entries& batch)
     out.calls.reserve(batch.size());
     out.call_of.reserve(batch.size());
     out.moved.reserve(batch.size());
-    // Per merge prefix, the call still taking more, found by the element that names the
-    // prefix (redis_scripts::merge_group) and then checked whole. The views are into the
-    // batch's items, which stay in place meanwhile.
-    std::unordered_map<std::string_view, std::size_t> open;
+    out.own_size.reserve(batch.size());
+    // Per merge group (redis_scripts::merge_group), by its hash, the call still taking more:
+    // merge_into checks the whole prefix, so a hash two groups share only costs a merge.
+    std::unordered_map<std::size_t, std::size_t> open;
     for (auto& e : batch) {
-        const auto prefix = redis_scripts::merge_prefix(e.item);
-        const bool mergeable = prefix > 0;
-        out.moved.push_back(!mergeable);
-        if (!mergeable) {
-            out.call_of.push_back(out.calls.size());
-            out.calls.push_back(std::move(e.item));
-            continue;
+        if (redis_scripts::merge_prefix(e.item) > 0) {
+            auto [it, opened] = open.try_emplace(std::hash<std::string_view>{}(redis_scripts::merge_group(e.item)), out.calls.size());
+            if (!opened && redis_scripts::merge_into(out.calls[it->second], e.item)) {
+                out.moved.push_back(false);
+                out.call_of.push_back(it->second);
+                continue;
+            }
+            it->second = out.calls.size(); // a new call: the first of its group, or the last one was full
         }
-        auto [it, opened] = open.try_emplace(redis_scripts::merge_group(e.item), out.calls.size());
-        if (!opened && redis_scripts::merge_into(out.calls[it->second], e.item)) {
-            out.call_of.push_back(it->second);
-            continue;
-        }
-        it->second = out.calls.size(); // a new call: the first of its prefix, or the last one was full
+        out.moved.push_back(true);
         out.call_of.push_back(out.calls.size());
-        out.calls.push_back(e.item);
+        out.own_size.push_back(e.item.size());
+        out.calls.push_back(std::move(e.item));
     }
     return out;
 }
@@ -281,7 +278,10 @@ void redis_link::settle_writes(entries batch, merged_writes& merged, error_code 
 {
     const auto& call_of = merged.call_of;
     auto take_back = [&](std::size_t i) { // write i as it was queued, for a retry or the log
-        if (merged.moved[i]) batch[i].item = std::move(merged.calls[call_of[i]]);
+        if (!merged.moved[i]) return;
+        auto& call = merged.calls[call_of[i]];
+        call.resize(merged.own_size[call_of[i]]); // what merged writes appended is theirs: they keep their own
+        batch[i].item = std::move(call);
     };
     entries failed;
     if (ec) {

@@ -81,14 +81,16 @@ private:
     using entries = std::vector<core::write_queue<command>::entry>;
     // A batch's writes as calls, merged where Redis can take them as one (a tenant's
     // settlements of one day in one script run, lease releases of one key in one ZREM):
-    // write i is carried by calls[call_of[i]]. A write nothing was merged with is moved
-    // into its call (moved[i]) and taken back only for a retry; one that later writes may
-    // be merged into is copied, since its call grows. Calls may follow (an admission's).
+    // write i is carried by calls[call_of[i]]. The first write of each call is moved into
+    // it (moved[i]; the call's first own_size elements) and taken back only for a retry;
+    // the per-item arguments of writes merged into it are copied, and those writes keep
+    // their own commands. Calls may follow (an admission's).
     struct merged_writes
     {
         std::vector<command> calls;
         std::vector<std::size_t> call_of;
         std::vector<bool> moved;
+        std::vector<std::size_t> own_size; // per call
     };
     static merged_writes merge_writes(entries& batch);
     // The outcome of writes sent: failures (and "not now" replies) are retried later.

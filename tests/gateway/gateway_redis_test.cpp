@@ -661,5 +661,46 @@ TEST(GatewayRedis, ASettlementWaitingForAnAdmissionRunsInItsScript)
     link->stop();
 }
 
+// Settlements merged into one call and sent while Redis hangs are retried once it is back,
+// each as it was queued: every one applied, none twice, none lost.
+TEST(GatewayRedis, MergedSettlementsThatFailAreRetriedEachAsQueued)
+{
+    running_redis redis;
+    gateway::net::io_context io;
+    config::quota_store_config store;
+    store.url = redis.url();
+    auto counters = std::make_shared<gateway::store_counters>();
+    auto link = std::make_shared<gateway::redis_link>(io.get_executor(), gateway::redis_options(store, nullptr), 60s, counters);
+    const std::string key = "dify-gateway:{t:alpha}:";
+    std::tuple<gateway::error_code, std::vector<gateway::redis_value>> admitted;
+    bool done = false;
+    gateway::net::co_spawn(io,
+                           run_on_link(link,
+                                       {gateway::redis_scripts::admit_tenant({key + "rate", key + "active", key + "tokens", key + "cancelled"},
+                                                                             {"0", "0", "10", "1000", "60000", "0", "l1", "100", "1", "l2",
+                                                                              "100", "1", "l3", "100", "1"})},
+                                       &admitted, &done),
+                           gateway::log_failure("test pipeline"));
+    while (!done) io.run_one();
+    ASSERT_FALSE(std::get<0>(admitted));
+    const auto day = std::to_string(std::get<1>(admitted).at(0).elements.at(0).elements.at(2).integer / 86400);
+    auto field = [&](const std::string& f) { return std::string(core::trim(redis.cli("HGET '" + key + "tokens' " + f))); };
+    ASSERT_EQ(field("reserved:" + day), "300");
+
+    link->start(); // the flusher sends the writes (no admission comes to carry them)
+    redis.pause();
+    for (auto [lease, used] : {std::pair{"l1", "10"}, std::pair{"l2", "20"}, std::pair{"l3", "40"}})
+        link->write(gateway::redis_scripts::finish_tenant({key + "active", key + "tokens", key + "settled:" + day}, {day, lease, lease, used, "1"}));
+    for (int i = 0; i < 400 && counters->writes_retried.load() == 0; ++i) io.run_for(10ms); // the batch's deadline passes
+    EXPECT_EQ(counters->writes_retried.load(), 3u) << "the merged call failed: each of its writes waits for a retry";
+    redis.resume();
+    for (int i = 0; i < 400 && (field("used:" + day) != "70" || counters->writes_pending.load() != 0); ++i) io.run_for(10ms);
+    EXPECT_EQ(field("used:" + day), "70") << "each settlement charged once";
+    EXPECT_EQ(field("reserved:" + day), "0");
+    EXPECT_EQ(core::trim(redis.cli("ZCARD '" + key + "active'")), "0") << "every lease released";
+    EXPECT_EQ(counters->writes_dropped.load(), 0u);
+    link->stop();
+}
+
 } // namespace
 } // namespace gw::test
