@@ -552,10 +552,65 @@ TEST(GatewayRedis, AGarbledReservationCountRefusesAdmissionAndIsNotOverwritten)
 
 // One call of a link's pipeline (the test's coroutine: its arguments are its own).
 gateway::net::awaitable<void> run_on_link(std::shared_ptr<gateway::redis_link> link, std::vector<gateway::redis_link::command> calls,
-                                 std::tuple<gateway::error_code, std::vector<gateway::redis_value>>* out, bool* done)
+                                          std::tuple<gateway::error_code, std::vector<gateway::redis_value>>* out, bool* done)
 {
     *out = co_await link->run(std::move(calls), gateway::redis_link::clock::now() + 5s);
     *done = true;
+}
+
+// A worker's redis_link to `redis`, driven by the test's own io_context. Its flusher is not
+// started until the test starts it: until then a write waits for an admission to carry it.
+// One tenant, "alpha": 10 at once, 1,000 tokens a day, 100 estimated per admission.
+class tenant_link
+{
+public:
+    explicit tenant_link(const running_redis& redis) : redis_(redis)
+    {
+        config::quota_store_config store;
+        store.url = redis.url();
+        link = std::make_shared<gateway::redis_link>(io.get_executor(), gateway::redis_options(store, nullptr), 60s, counters);
+    }
+    ~tenant_link() { link->stop(); }
+
+    // An admission of `leases`, each generating.
+    gateway::redis_link::command admit(std::initializer_list<std::string> leases) const
+    {
+        std::vector<std::string> args{"0", "0", "10", "1000", "60000", "0"};
+        for (const auto& lease : leases) args.insert(args.end(), {lease, "100", "1"});
+        return gateway::redis_scripts::admit_tenant({key + "rate", key + "active", key + "tokens", key + "cancelled"}, std::move(args));
+    }
+    // A request's end, queued: its lease released, its usage settled against its
+    // reservation (or, reserved = "0", charged as usage admitted while Redis was away).
+    void settle(const std::string& day, const std::string& lease, const std::string& used, const std::string& reserved = "1")
+    {
+        link->write(gateway::redis_scripts::finish_tenant({key + "active", key + "tokens", key + "settled:" + day},
+                                                          {day, lease, lease, used, reserved}));
+    }
+    // Runs `calls` through the link's pipeline (with the writes that ride along).
+    std::tuple<gateway::error_code, std::vector<gateway::redis_value>> run(std::vector<gateway::redis_link::command> calls)
+    {
+        std::tuple<gateway::error_code, std::vector<gateway::redis_value>> out;
+        bool done = false;
+        gateway::net::co_spawn(io, run_on_link(link, std::move(calls), &out, &done), gateway::log_failure("test pipeline"));
+        while (!done) io.run_one();
+        return out;
+    }
+    std::string field(const std::string& f) const { return std::string(core::trim(redis_.cli("HGET '" + key + "tokens' " + f))); }
+    std::string active_count() const { return std::string(core::trim(redis_.cli("ZCARD '" + key + "active'"))); }
+
+    gateway::net::io_context io;
+    std::shared_ptr<gateway::store_counters> counters = std::make_shared<gateway::store_counters>();
+    std::shared_ptr<gateway::redis_link> link;
+    const std::string key = "dify-gateway:{t:alpha}:";
+
+private:
+    const running_redis& redis_;
+};
+
+// The UTC day an admission reply names (its unix seconds).
+std::string day_of(const std::vector<gateway::redis_value>& replies)
+{
+    return std::to_string(replies.at(0).elements.at(0).elements.at(2).integer / 86400);
 }
 
 // A settlement waiting when the worker sends an admission of the same tenant runs in that
@@ -564,36 +619,12 @@ gateway::net::awaitable<void> run_on_link(std::shared_ptr<gateway::redis_link> l
 TEST(GatewayRedis, ASettlementWaitingForAnAdmissionRunsInItsScript)
 {
     running_redis redis;
-    gateway::net::io_context io;
-    config::quota_store_config store;
-    store.url = redis.url();
-    auto counters = std::make_shared<gateway::store_counters>();
-    // Its flusher is not started: a write waits for an admission to carry it.
-    auto link = std::make_shared<gateway::redis_link>(io.get_executor(), gateway::redis_options(store, nullptr), 60s, counters);
-    const std::string key = "dify-gateway:{t:alpha}:";
-    auto admit = [&](const std::string& lease) { // 10 at once, 1,000 tokens a day, 100 estimated
-        return gateway::redis_scripts::admit_tenant({key + "rate", key + "active", key + "tokens", key + "cancelled"},
-                                                    {"0", "0", "10", "1000", "60000", "0", lease, "100", "1"});
-    };
-    // A request's end: its lease released, its usage settled against its reservation (or,
-    // reserved = "0", charged as usage admitted while Redis was away).
-    auto settle = [&](const std::string& day, const std::string& lease, const std::string& used, const std::string& reserved = "1") {
-        link->write(gateway::redis_scripts::finish_tenant({key + "active", key + "tokens", key + "settled:" + day},
-                                                          {day, lease, lease, used, reserved}));
-    };
-    auto run = [&](std::vector<gateway::redis_link::command> calls) {
-        std::tuple<gateway::error_code, std::vector<gateway::redis_value>> out;
-        bool done = false;
-        gateway::net::co_spawn(io, run_on_link(link, std::move(calls), &out, &done), gateway::log_failure("test pipeline"));
-        while (!done) io.run_one();
-        return out;
-    };
+    tenant_link t(redis);
     auto script_runs = [&] {
         const auto stats = redis.cli("INFO commandstats");
         const auto at = stats.find("cmdstat_evalsha:calls=");
         return at == std::string::npos ? 0 : std::stoi(stats.substr(at + 22));
     };
-    auto field = [&](const std::string& f) { return std::string(core::trim(redis.cli("HGET '" + key + "tokens' " + f))); };
     // The verdict of the only admission in a reply that must look as it would alone.
     auto verdict = [](const std::vector<gateway::redis_value>& replies) {
         EXPECT_EQ(replies.size(), 1u);
@@ -601,64 +632,57 @@ TEST(GatewayRedis, ASettlementWaitingForAnAdmissionRunsInItsScript)
         return replies.at(0).elements.at(0).elements.at(0).integer;
     };
 
-    auto [ec1, first] = run({admit("l1")});
+    // The admission of `lease`, which carries the settlement queued before it.
+    auto admit_carrying = [&](const std::string& lease) {
+        const int runs = script_runs();
+        auto [ec, replies] = t.run({t.admit({lease})});
+        EXPECT_FALSE(ec);
+        EXPECT_EQ(script_runs() - runs, 1) << "the settlement ran in the admission's run";
+        return replies;
+    };
+
+    auto [ec1, first] = t.run({t.admit({"l1"})});
     ASSERT_FALSE(ec1);
     ASSERT_EQ(verdict(first), 0);
-    const auto day = std::to_string(first[0].elements[0].elements[2].integer / 86400);
-    settle(day, "l1", "19");
-    const int before = script_runs();
-    auto [ec2, second] = run({admit("l2")});
-    ASSERT_FALSE(ec2);
-    EXPECT_EQ(script_runs() - before, 1) << "the settlement ran in the admission's run";
-    EXPECT_EQ(verdict(second), 0);
-    EXPECT_EQ(field("used:" + day), "19") << "l1 charged what it used";
-    EXPECT_EQ(field("hold:l1"), "") << "and its hold settled";
-    EXPECT_EQ(field("reserved:" + day), "100") << "l2's reservation only";
-    EXPECT_EQ(core::trim(redis.cli("ZCARD '" + key + "active'")), "1") << "l1 released, l2 held";
-    EXPECT_EQ(counters->errors.load(), 0u);
+    const auto day = day_of(first);
+    t.settle(day, "l1", "19");
+    EXPECT_EQ(verdict(admit_carrying("l2")), 0);
+    EXPECT_EQ(t.field("used:" + day), "19") << "l1 charged what it used";
+    EXPECT_EQ(t.field("hold:l1"), "") << "and its hold settled";
+    EXPECT_EQ(t.field("reserved:" + day), "100") << "l2's reservation only";
+    EXPECT_EQ(t.active_count(), "1") << "l1 released, l2 held";
+    EXPECT_EQ(t.counters->errors.load(), 0u);
 
     // A settlement Redis refuses (its day's usage is not a number) fails alone: the admission
     // it rode with is decided as it would be without it, and the refusal is counted.
-    redis.cli("HSET '" + key + "tokens' used:" + day + " garbled");
-    settle(day, "l2", "7");
-    int runs = script_runs();
-    auto [ec3, third] = run({admit("l3")});
-    ASSERT_FALSE(ec3);
-    EXPECT_EQ(script_runs() - runs, 1) << "folded";
-    EXPECT_EQ(verdict(third), 0);
-    EXPECT_EQ(counters->writes_dropped.load(), 1u);
-    EXPECT_EQ(field("hold:l2"), day + ":100") << "nothing of the refused settlement written but its release";
-    EXPECT_EQ(field("used:" + day), "garbled");
-    EXPECT_EQ(core::trim(redis.cli("ZSCORE '" + key + "active' l2")), "") << "l2 released";
-    EXPECT_NE(core::trim(redis.cli("ZSCORE '" + key + "active' l3")), "") << "l3 held";
+    redis.cli("HSET '" + t.key + "tokens' used:" + day + " garbled");
+    t.settle(day, "l2", "7");
+    EXPECT_EQ(verdict(admit_carrying("l3")), 0);
+    EXPECT_EQ(t.counters->writes_dropped.load(), 1u);
+    EXPECT_EQ(t.field("hold:l2"), day + ":100") << "nothing of the refused settlement written but its release";
+    EXPECT_EQ(t.field("used:" + day), "garbled");
+    EXPECT_EQ(core::trim(redis.cli("ZSCORE '" + t.key + "active' l2")), "") << "l2 released";
+    EXPECT_NE(core::trim(redis.cli("ZSCORE '" + t.key + "active' l3")), "") << "l3 held";
 
     // So does one whose command Redis refuses midway (an earlier day's reservations are not
     // a number, so giving back that day's hold fails): the error it raises is its own reply.
     const auto yesterday = std::to_string(std::stoll(day) - 1);
-    redis.cli("HSET '" + key + "tokens' used:" + day + " 19 hold:old " + yesterday + ":50 reserved:" + yesterday + " garbled");
-    settle(day, "old", "10");
-    runs = script_runs();
-    auto [ec4, fourth] = run({admit("l4")});
-    ASSERT_FALSE(ec4);
-    EXPECT_EQ(script_runs() - runs, 1) << "folded";
-    EXPECT_EQ(verdict(fourth), 0);
-    EXPECT_EQ(counters->writes_dropped.load(), 2u);
-    EXPECT_EQ(field("used:" + day), "19") << "not charged: the settlement stopped at the refused command";
+    redis.cli("HSET '" + t.key + "tokens' used:" + day + " 19 hold:old " + yesterday + ":50 reserved:" + yesterday + " garbled");
+    t.settle(day, "old", "10");
+    EXPECT_EQ(verdict(admit_carrying("l4")), 0);
+    EXPECT_EQ(t.counters->writes_dropped.load(), 2u);
+    EXPECT_EQ(t.field("used:" + day), "19") << "not charged: the settlement stopped at the refused command";
 
     // An admission Redis refuses (its day's reservations are not a number) fails alone too:
     // the settlement in its run is applied and its reply counts as such.
-    redis.cli("HSET '" + key + "tokens' reserved:" + day + " garbled");
-    settle(day, "unreserved", "5", "0");
-    runs = script_runs();
-    auto [ec5, fifth] = run({admit("l5")});
-    ASSERT_FALSE(ec5);
-    EXPECT_EQ(script_runs() - runs, 1) << "folded";
+    redis.cli("HSET '" + t.key + "tokens' reserved:" + day + " garbled");
+    t.settle(day, "unreserved", "5", "0");
+    const auto fifth = admit_carrying("l5");
     ASSERT_EQ(fifth.size(), 1u);
     EXPECT_TRUE(fifth[0].is_error()) << "the admission's own error reply, as alone";
     EXPECT_NE(fifth[0].str.find("is not a number"), std::string::npos) << fifth[0].str;
-    EXPECT_EQ(field("used:" + day), "24") << "the usage charged";
-    EXPECT_EQ(counters->writes_dropped.load(), 2u) << "no further write refused";
-    link->stop();
+    EXPECT_EQ(t.field("used:" + day), "24") << "the usage charged";
+    EXPECT_EQ(t.counters->writes_dropped.load(), 2u) << "no further write refused";
 }
 
 // Settlements merged into one call and sent while Redis hangs are retried once it is back,
@@ -666,40 +690,25 @@ TEST(GatewayRedis, ASettlementWaitingForAnAdmissionRunsInItsScript)
 TEST(GatewayRedis, MergedSettlementsThatFailAreRetriedEachAsQueued)
 {
     running_redis redis;
-    gateway::net::io_context io;
-    config::quota_store_config store;
-    store.url = redis.url();
-    auto counters = std::make_shared<gateway::store_counters>();
-    auto link = std::make_shared<gateway::redis_link>(io.get_executor(), gateway::redis_options(store, nullptr), 60s, counters);
-    const std::string key = "dify-gateway:{t:alpha}:";
-    std::tuple<gateway::error_code, std::vector<gateway::redis_value>> admitted;
-    bool done = false;
-    gateway::net::co_spawn(io,
-                           run_on_link(link,
-                                       {gateway::redis_scripts::admit_tenant({key + "rate", key + "active", key + "tokens", key + "cancelled"},
-                                                                             {"0", "0", "10", "1000", "60000", "0", "l1", "100", "1", "l2",
-                                                                              "100", "1", "l3", "100", "1"})},
-                                       &admitted, &done),
-                           gateway::log_failure("test pipeline"));
-    while (!done) io.run_one();
-    ASSERT_FALSE(std::get<0>(admitted));
-    const auto day = std::to_string(std::get<1>(admitted).at(0).elements.at(0).elements.at(2).integer / 86400);
-    auto field = [&](const std::string& f) { return std::string(core::trim(redis.cli("HGET '" + key + "tokens' " + f))); };
-    ASSERT_EQ(field("reserved:" + day), "300");
+    tenant_link t(redis);
+    auto [ec, admitted] = t.run({t.admit({"l1", "l2", "l3"})});
+    ASSERT_FALSE(ec);
+    const auto day = day_of(admitted);
+    ASSERT_EQ(t.field("reserved:" + day), "300");
 
-    link->start(); // the flusher sends the writes (no admission comes to carry them)
+    t.link->start(); // the flusher sends the writes (no admission comes to carry them)
     redis.pause();
-    for (auto [lease, used] : {std::pair{"l1", "10"}, std::pair{"l2", "20"}, std::pair{"l3", "40"}})
-        link->write(gateway::redis_scripts::finish_tenant({key + "active", key + "tokens", key + "settled:" + day}, {day, lease, lease, used, "1"}));
-    for (int i = 0; i < 400 && counters->writes_retried.load() == 0; ++i) io.run_for(10ms); // the batch's deadline passes
-    EXPECT_EQ(counters->writes_retried.load(), 3u) << "the merged call failed: each of its writes waits for a retry";
+    t.settle(day, "l1", "10");
+    t.settle(day, "l2", "20");
+    t.settle(day, "l3", "40");
+    for (int i = 0; i < 400 && t.counters->writes_retried.load() == 0; ++i) t.io.run_for(10ms); // the batch's deadline passes
+    EXPECT_EQ(t.counters->writes_retried.load(), 3u) << "the merged call failed: each of its writes waits for a retry";
     redis.resume();
-    for (int i = 0; i < 400 && (field("used:" + day) != "70" || counters->writes_pending.load() != 0); ++i) io.run_for(10ms);
-    EXPECT_EQ(field("used:" + day), "70") << "each settlement charged once";
-    EXPECT_EQ(field("reserved:" + day), "0");
-    EXPECT_EQ(core::trim(redis.cli("ZCARD '" + key + "active'")), "0") << "every lease released";
-    EXPECT_EQ(counters->writes_dropped.load(), 0u);
-    link->stop();
+    for (int i = 0; i < 400 && (t.field("used:" + day) != "70" || t.counters->writes_pending.load() != 0); ++i) t.io.run_for(10ms);
+    EXPECT_EQ(t.field("used:" + day), "70") << "each settlement charged once";
+    EXPECT_EQ(t.field("reserved:" + day), "0");
+    EXPECT_EQ(t.active_count(), "0") << "every lease released";
+    EXPECT_EQ(t.counters->writes_dropped.load(), 0u);
 }
 
 } // namespace
