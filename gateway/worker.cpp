@@ -1,10 +1,9 @@
 #include "gateway/worker.hpp"
 
-#include <algorithm>
-
 #include "core/trace_context.hpp"
 #include "gateway/ops/metric_names.hpp"
 
+#include <algorithm>
 
 namespace gw::gateway {
 

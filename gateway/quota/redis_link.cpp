@@ -86,8 +86,8 @@ redis_link::merged_writes redis_link::merge_writes(entries& batch)
     // merge_into checks the whole prefix, so a hash two groups share only costs a merge.
     std::unordered_map<std::size_t, std::size_t> open;
     for (auto& e : batch) {
-        if (redis_scripts::merge_prefix(e.item) > 0) {
-            auto [it, opened] = open.try_emplace(std::hash<std::string_view>{}(redis_scripts::merge_group(e.item)), out.calls.size());
+        if (const auto group = redis_scripts::merge_group(e.item); !group.empty()) {
+            auto [it, opened] = open.try_emplace(std::hash<std::string_view>{}(group), out.calls.size());
             if (!opened && redis_scripts::merge_into(out.calls[it->second], e.item)) {
                 out.moved.push_back(false);
                 out.call_of.push_back(it->second);

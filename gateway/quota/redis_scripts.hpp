@@ -57,9 +57,10 @@ command plain(words parts);
 // it (the rest are per-item arguments that can be appended): finish_tenant (its keys and
 // day) and ZREM (its key); 0 for every other command.
 std::size_t merge_prefix(const command& cmd);
-// The element of a command with a merge prefix that names its group: a ZREM's key, a
+// The element of a command that names the group it merges with: a ZREM's key, a
 // settlement's day marks key (its tenant and day; its day alone would put every tenant's
 // settlements in one group, and tenants whose settlements alternate would not merge).
+// Empty for a command that merges with none.
 std::string_view merge_group(const command& cmd);
 // Appends `next`'s per-item arguments to `into` when both have the same merge prefix and
 // `into` stays within `max_args`; false (nothing changed) otherwise.
