@@ -41,6 +41,11 @@ TEST(JsonWalk, AcceptsAndRejectsWhatBoostJsonDoes)
         R"("\"\\\/\b\f\n\r\t")", R"("\u0041\u00e9\u20AC\ud83d\ude00")", R"("\u0000")", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"",
         "\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\"",
         R"({"k\u0065y": "v", "a": "long string with no escapes at all, longer than eight bytes"})",
+        // separators as Python's json writes them (", " and ": "), and near them
+        R"({"a": 1, "b": [1, 2], "c": {"d": "e"}})", R"({"a":  1,  "b" :2})", "{\"a\": \t1, \n\"b\": 2}",
+        "[1, \r\n2]", R"({"a": "x"})", R"([1, 2])",
+        R"({"a": 1, })", R"([1, ])", R"([1,  ])", R"({"a": })", R"({"a":  })", R"([1, )", R"([1,)", R"({"a": )",
+        R"({"a":)", R"([1, ,2])", R"({"a": 1, , "b": 2})", "[1, \x01]", "{\"a\": \x7f}",
         // not documents
         "", " ", R"({)", R"({"a")", R"({"a":})", R"({"a":1,})", R"([1,])", R"([,1])", R"({,})", R"({"a" 1})",
         R"({1: 2})", R"([1 2])", R"(01)", R"(-)", R"(1.)", R"(.5)", R"(1e)", R"(1e+)", R"(+1)", R"(0x10)", R"(tru)",
