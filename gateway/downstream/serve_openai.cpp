@@ -261,7 +261,7 @@ net::awaitable<bool> send_turn(
 )
 {
     if (!turn.conversation_id.empty())
-        headers.emplace_back(std::string(conversation_header), turn.conversation_id);
+        headers.emplace_back(conversation_header, turn.conversation_id);
     std::optional<exchange> slot;
     auto& x = make_exchange(slot, d, req, keep_alive, plan, ticket, std::move(headers));
     x.body = json::serialize(body);

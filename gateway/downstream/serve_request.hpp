@@ -43,7 +43,10 @@ net::awaitable<bool> serve_request(worker& w, client_socket& down, beast::flat_b
 // upstream connection reusable}.
 net::awaitable<std::pair<bool, bool>> relay_handed_stream(handed_stream stream);
 
-using header_list = std::vector<std::pair<std::string, std::string>>;
+// Headers the gateway adds to a response (rate limits, Retry-After, the OpenAI front's
+// conversation): names are the gateway's own constants, never read from a request or
+// reply, so they are held as views (most are longer than a string keeps inline).
+using header_list = std::vector<std::pair<std::string_view, std::string>>;
 
 // Parses what `buffer` already holds into `p`, as Beast's asynchronous reads would, until
 // `done(p)` (its head, or the whole message) or the bytes run out. The usual request comes
