@@ -1,7 +1,7 @@
 // Redis Cluster routing facts (sans-io): the hash slot of a key (CRC16 of its hash tag, as
 // the cluster specification defines it), MOVED/ASK redirections, and the slot map read from
-// CLUSTER SLOTS. The store's keys carry hash tags ({t:<tenant>}, {a:<app>}, {o}) so that
-// every script touches one slot.
+// CLUSTER SLOTS. The store's keys carry hash tags ({t:<tenant>}, {a:<app>}) so that every
+// script touches one slot; ownership records ({o:<kind>:<id>}) are hashed on themselves.
 #pragma once
 
 #include "gateway/quota/resp_reader.hpp"

@@ -299,14 +299,25 @@ void redis_quota_store::finish(quota_ticket& t, std::int64_t tokens)
 
 namespace {
 
+// A record's key, hashed on the record itself: records spread over a Cluster's masters,
+// as the ids do. (Two or three records per generating request, kept for days, are the
+// store's largest share: under one hash tag they would all load one master.)
 std::string owner_key(core::owned_kind kind, std::string_view id)
 {
-    constexpr std::string_view prefix = "dify-gateway:{o}:";
+    constexpr std::string_view prefix = "dify-gateway:{o:";
     const std::string_view kind_name = core::kind_name(kind);
     std::string key;
-    key.reserve(prefix.size() + kind_name.size() + 1 + id.size());
-    key.append(prefix).append(kind_name).append(1, ':').append(id);
+    key.reserve(prefix.size() + kind_name.size() + 1 + id.size() + 1);
+    key.append(prefix).append(kind_name).append(1, ':').append(id).append(1, '}');
     return key; // not the reference append returns: that would be copied
+}
+
+// Where gateways built before December 2026 kept a record (one hash tag for all records).
+// Read when a record is not under its own key, so that an upgrade keeps enforcing the
+// records made before it until they expire (quota_store.ownership_ttl_s); never written.
+std::string shared_tag_owner_key(core::owned_kind kind, std::string_view id)
+{
+    return "dify-gateway:{o}:" + std::string(core::kind_name(kind)) + ":" + std::string(id);
 }
 
 } // namespace
@@ -330,14 +341,21 @@ void redis_quota_store::record_owner(core::owned_kind kind, std::string_view id,
 net::awaitable<std::optional<std::string>> redis_quota_store::owner_of(core::owned_kind kind, const std::string& id)
 {
     auto self = shared_from_this(); // a reload may replace this store while the call waits
-    std::vector<redis_client::command> query{{"GET", owner_key(kind, id)}};
-    auto [ec, replies] = co_await link_->client().exec(query, deadline()); // named: no braced temporaries in co_await (g++ 12)
-    if (ec || replies.size() != 1 || replies[0].is_error()) {
-        ++counters_->store_errors();
-        co_return local_->owner_now(kind, id);
+    const auto until = deadline();
+    // The record's own key; when it has none, the key earlier gateways wrote (a second
+    // round trip only for ids no record names: ids from before the gateway, expired or
+    // made up).
+    std::string keys[] = {owner_key(kind, id), shared_tag_owner_key(kind, id)};
+    for (auto& key : keys) {
+        std::vector<redis_client::command> query{{"GET", std::move(key)}};
+        auto [ec, replies] = co_await link_->client().exec(query, until); // named: no braced temporaries in co_await (g++ 12)
+        if (ec || replies.size() != 1 || replies[0].is_error()) {
+            ++counters_->store_errors();
+            co_return local_->owner_now(kind, id);
+        }
+        if (replies[0].type == redis_value::kind::string) co_return replies[0].str;
     }
-    if (replies[0].type != redis_value::kind::string) co_return local_->owner_now(kind, id); // a record still being written
-    co_return replies[0].str;
+    co_return local_->owner_now(kind, id); // none, or a record still being written
 }
 
 namespace {

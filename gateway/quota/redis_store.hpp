@@ -30,8 +30,10 @@ public:
                       std::shared_ptr<usage_counters> counters, std::shared_ptr<memory_quota_store> local);
 
     net::awaitable<admission> admit(const std::string& tenant, const std::string& app, bool generates) override;
-    // Ownership lives under dify-gateway:{o}:<kind>:<id> (SET NX EX); every record is also
-    // kept in the local store, which answers while Redis cannot.
+    // Ownership lives under dify-gateway:{o:<kind>:<id>} (SET NX EX), each record hashed on
+    // itself; a lookup that finds none there reads the key earlier gateways wrote
+    // (dify-gateway:{o}:<kind>:<id>). Every record is also kept in the local store, which
+    // answers while Redis cannot.
     void record_owner(core::owned_kind kind, std::string_view id, const std::string& tenant) override;
     net::awaitable<std::optional<std::string>> owner_of(core::owned_kind kind, const std::string& id) override;
     void remember_conversation(const std::string& tenant, const std::string& key, const std::string& conversation_id) override;

@@ -362,7 +362,7 @@ TEST(GatewayRedis, OwnershipRecordsAreSharedAcrossGateways)
     ASSERT_EQ(run.status, 200) << run.body;
     std::string run_id(run.json().at("workflow_run_id").as_string());
     // The record is written off the request path: wait for it to land in Redis.
-    const std::string key = "dify-gateway:{o}:workflow_run:" + run_id;
+    const std::string key = "dify-gateway:{o:workflow_run:" + run_id + "}";
     std::string owner;
     for (int i = 0; i < 500 && owner != "alpha"; ++i) owner = std::string(core::trim(redis.cli("GET " + key)));
     ASSERT_EQ(owner, "alpha");
@@ -372,6 +372,39 @@ TEST(GatewayRedis, OwnershipRecordsAreSharedAcrossGateways)
 
     EXPECT_EQ(get(*cb, "/apps/workflow/v1/workflows/run/" + run_id, tenant_keys::beta).status, 404) << "the other replica knows";
     EXPECT_EQ(get(*cb, "/apps/workflow/v1/workflows/run/" + run_id, tenant_keys::alpha).status, 200);
+}
+
+TEST(GatewayRedis, ARecordUnderTheKeyEarlierGatewaysWroteIsStillEnforced)
+{
+    // Earlier gateways kept every record under one hash tag (dify-gateway:{o}:<kind>:<id>).
+    // After an upgrade such a record still refuses another tenant until it expires; a
+    // record is read there only when none is under its own key.
+    running_redis redis;
+    running_emulator emu;
+    std::string run_id;
+    {
+        running_gateway a(emu, with_redis(redis));
+        auto c = a.client();
+        auto run = post_json(*c, "/apps/workflow/v1/workflows/run", tenant_keys::alpha,
+                             json::object{{"inputs", json::object{{"topic", "tea"}}}, {"response_mode", "blocking"}, {"user", "u"}});
+        ASSERT_EQ(run.status, 200) << run.body;
+        run_id = std::string(run.json().at("workflow_run_id").as_string());
+        const std::string key = "'dify-gateway:{o:workflow_run:" + run_id + "}'";
+        std::string owner;
+        for (int i = 0; i < 500 && owner != "alpha"; ++i) owner = std::string(core::trim(redis.cli("GET " + key)));
+        ASSERT_EQ(owner, "alpha");
+        redis.cli("DEL " + key);
+    }
+    const std::string earlier_key = "'dify-gateway:{o}:workflow_run:" + run_id + "'";
+    redis.cli("SET " + earlier_key + " alpha EX 3600");
+    running_gateway b(emu, with_redis(redis)); // a new process: nothing in its local mirror
+    auto c = b.client();
+    const auto path = "/apps/workflow/v1/workflows/run/" + run_id;
+    EXPECT_EQ(get(*c, path, tenant_keys::beta).status, 404) << "the record an earlier gateway wrote";
+    EXPECT_EQ(get(*c, path, tenant_keys::alpha).status, 200);
+    redis.cli("DEL " + earlier_key);
+    EXPECT_EQ(get(*c, path, tenant_keys::beta).status, 200) << "no record anywhere: Dify decides, as for ids the gateway never saw";
+    EXPECT_EQ(std::stoi(redis.cli("EXISTS " + earlier_key)), 0) << "never written again";
 }
 
 TEST(GatewayRedis, ABlockingMessageRecordsNoTaskButAWorkflowRunRecordsItsTask)
@@ -389,7 +422,7 @@ TEST(GatewayRedis, ABlockingMessageRecordsNoTaskButAWorkflowRunRecordsItsTask)
                          json::object{{"inputs", json::object{{"topic", "tea"}}}, {"response_mode", "blocking"}, {"user", "u"}});
     ASSERT_EQ(run.status, 200) << run.body;
     auto owner = [&](const std::string& kind, const json::value& id) {
-        return std::string(core::trim(redis.cli("GET 'dify-gateway:{o}:" + kind + ":" + std::string(id.as_string()) + "'")));
+        return std::string(core::trim(redis.cli("GET 'dify-gateway:{o:" + kind + ":" + std::string(id.as_string()) + "}'")));
     };
     // Records are written off the request path: wait until they are in Redis.
     auto landed = [&] {

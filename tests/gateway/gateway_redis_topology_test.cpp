@@ -1,7 +1,7 @@
 // The Redis store against the deployments teams run: TLS (certificates made by the test,
 // a client certificate, a wrong CA), a 3-master Redis Cluster made with `redis-cli
 // --cluster create` (limits shared by two gateways before and after a slot migration under
-// load and a master restart), and saturating load (no refusals a limit does not call for,
+// load and a master restart; ownership records spread over the masters), and saturating load (no refusals a limit does not call for,
 // no leases left behind). Every redis-server runs on loopback and stops with its test.
 #include "core/text.hpp"
 #include "tests/emulator/emulator_test_util.hpp"
@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <ctime>
@@ -205,6 +206,19 @@ public:
             if (i != to) expect_ok(nodes_[i]->cli("CLUSTER SETSLOT " + slot + " NODE " + to_id));
     }
 
+    // How many keys matching `pattern` each node holds.
+    std::vector<long> keys_per_node(const std::string& pattern) const
+    {
+        std::vector<long> out;
+        for (const auto& node : nodes_) {
+            std::istringstream keys(node->cli("--scan --pattern '" + pattern + "'"));
+            long n = 0;
+            for (std::string key; std::getline(keys, key);) n += core::trim(key).empty() ? 0 : 1;
+            out.push_back(n);
+        }
+        return out;
+    }
+
     // Leases still held anywhere in the cluster.
     long leases() const
     {
@@ -280,6 +294,42 @@ TEST(GatewayRedisCluster, TwoGatewaysShareLimitsThroughASlotMigrationUnderLoadAn
         if (left != 0) std::this_thread::sleep_for(10ms);
     }
     EXPECT_EQ(left, 0) << "no lease outlives its request";
+}
+
+TEST(GatewayRedisCluster, OwnershipRecordsSpreadOverTheMastersAndAreSharedByGateways)
+{
+    // Each record hashes on itself: the records of many runs land on every master (under
+    // one hash tag, one master would hold the whole fleet's records and take all their
+    // writes), and a second gateway reads them wherever they are.
+    cluster c;
+    running_emulator emu;
+    running_gateway a(emu, store_at(c.url())), b(emu, store_at(c.url()));
+    auto client = a.client();
+    std::vector<std::string> runs;
+    constexpr long count = 40; // random ids: every master gets one unless (2/3)^40 strikes
+    for (long i = 0; i < count; ++i) {
+        auto run = post_json(*client, "/apps/workflow/v1/workflows/run", tenant_keys::alpha,
+                             json::object{{"inputs", json::object{{"topic", "tea"}}}, {"response_mode", "blocking"}, {"user", "u"}});
+        ASSERT_EQ(run.status, 200) << run.body;
+        runs.emplace_back(run.json().at("workflow_run_id").as_string());
+    }
+    // Written off the request path: wait until every run's record is in the cluster.
+    std::vector<long> per_node;
+    long total = 0;
+    for (int i = 0; i < 300 && total < count; ++i) {
+        per_node = c.keys_per_node("dify-gateway:{o:workflow_run:*");
+        total = per_node[0] + per_node[1] + per_node[2];
+        if (total < count) std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_EQ(total, count);
+    EXPECT_EQ(std::count(per_node.begin(), per_node.end(), 0), 0)
+        << "records on every master: " << per_node[0] << ", " << per_node[1] << ", " << per_node[2];
+    auto other = b.client();
+    for (const auto& id : runs) {
+        EXPECT_EQ(get(*other, "/apps/workflow/v1/workflows/run/" + id, tenant_keys::beta).status, 404) << id;
+        EXPECT_EQ(get(*other, "/apps/workflow/v1/workflows/run/" + id, tenant_keys::alpha).status, 200) << id;
+    }
+    EXPECT_EQ(store_errors(a) + store_errors(b), 0);
 }
 
 // ---- Load --------------------------------------------------------------------------
@@ -413,7 +463,7 @@ TEST(GatewayRedisOutage, UsageAdmittedWhileRedisHangsIsSettledWhenItAnswersAgain
     for (const auto& id : conversations) { // ownership records, retried as they were written
         std::string owner; // the last batch may still be on its way
         for (int i = 0; i < 100 && owner != "alpha"; ++i) {
-            owner = std::string(core::trim(redis.cli("GET dify-gateway:{o}:conversation:" + id)));
+            owner = std::string(core::trim(redis.cli("GET 'dify-gateway:{o:conversation:" + id + "}'")));
             if (owner != "alpha") std::this_thread::sleep_for(10ms);
         }
         EXPECT_EQ(owner, "alpha") << id;
