@@ -184,6 +184,13 @@ struct quota_store_config
     std::string tls_server_name;
     std::string cert_file;
     std::string key_file;
+    // Redis Sentinel: the sentinels to ask ("HOST:PORT", tried in turn). With them the URL's
+    // host is the master's name as the sentinels know it (its port is not used); the URL's
+    // credentials, database and scheme are the master's, and the sentinels are reached the
+    // same way (rediss:// = TLS, with the settings above) with credentials of their own.
+    std::vector<std::string> sentinels;
+    std::string sentinel_username; // "" = the default user
+    std::string sentinel_password; // "" = no AUTH
     bool operator==(const quota_store_config&) const = default;
 };
 

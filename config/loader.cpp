@@ -148,6 +148,9 @@ void read_quota_store(json_reader r, quota_store_config& c)
     r.get("tls_server_name", c.tls_server_name);
     r.get("cert_file", c.cert_file);
     r.get("key_file", c.key_file);
+    r.get("sentinels", c.sentinels);
+    r.get("sentinel_username", c.sentinel_username);
+    r.get("sentinel_password", c.sentinel_password);
     r.finish();
 }
 

@@ -144,8 +144,19 @@ void check_quota_store(quota_store_config& q, problems& out)
         }
         if (q.cert_file.empty() != q.key_file.empty())
             out.add("quota_store.cert_file", "and quota_store.key_file go together (a client certificate and its key)");
-    } else if (!q.url.empty()) {
-        out.add("quota_store.url", "is only used when type is \"redis\"");
+        for (std::size_t i = 0; i < q.sentinels.size(); ++i) {
+            auto address = core::parse_host_port(q.sentinels[i]);
+            if (!address || address->port == 0 || address->host.empty())
+                out.add("quota_store.sentinels[" + std::to_string(i) + "]", quoted(q.sentinels[i]) + " is not HOST:PORT");
+        }
+        if (q.sentinels.empty() && (!q.sentinel_username.empty() || !q.sentinel_password.empty()))
+            out.add("quota_store.sentinel_password", "and quota_store.sentinel_username are only used with quota_store.sentinels");
+        if (!q.sentinel_username.empty() && q.sentinel_password.empty())
+            out.add("quota_store.sentinel_username", "needs quota_store.sentinel_password (AUTH takes both)");
+    } else {
+        for (auto [key, set] : {std::pair{"url", !q.url.empty()}, {"sentinels", !q.sentinels.empty()},
+                                {"sentinel_username", !q.sentinel_username.empty()}, {"sentinel_password", !q.sentinel_password.empty()}})
+            if (set) out.add(std::string("quota_store.") + key, "is only used when type is \"redis\"");
     }
 }
 

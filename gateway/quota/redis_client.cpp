@@ -1,5 +1,6 @@
 #include "gateway/quota/redis_client.hpp"
 
+#include "core/text.hpp"
 #include "gateway/ops/spawn.hpp"
 #include "gateway/upstream/tls_socket.hpp"
 
@@ -23,6 +24,12 @@ constexpr auto min_refresh_interval = 100ms;
 // fifth of a second of Redis' return; a refused loopback or LAN connect costs little.
 constexpr auto min_backoff = std::chrono::milliseconds(50);
 constexpr auto max_backoff = std::chrono::milliseconds(200);
+// Sentinel: how often the sentinels are asked for the master (at most, and while it is
+// trusted), and how long one sentinel gets to answer.
+constexpr auto min_sentinel_interval = 100ms;
+constexpr auto max_sentinel_interval = 2000ms; // while none names the master
+constexpr auto sentinel_poll_interval = 1000ms;
+constexpr auto sentinel_answer_time = 1000ms;
 
 // The key a command is routed by (its first key); nullptr for commands without keys.
 const std::string* first_key(const redis_client::command& cmd)
@@ -64,6 +71,13 @@ redis_client_options redis_options(const config::quota_store_config& cfg, std::s
     o.tls_name = cfg.tls_server_name;
     o.verify_tls = cfg.verify_tls;
     o.timeout = cfg.timeout_ms;
+    for (const auto& s : cfg.sentinels) {
+        auto address = core::parse_host_port(s).value(); // validated
+        o.sentinels.push_back({address.host, address.port});
+    }
+    o.sentinel_session.username = cfg.sentinel_username;
+    o.sentinel_session.password = cfg.sentinel_password;
+    o.sentinel_session.tls = o.target.tls;
     return o;
 }
 
@@ -79,6 +93,14 @@ redis_client::~redis_client()
 
 void redis_client::close()
 {
+    closed_ = true;
+    if (sentinel_wake_) sentinel_wake_->cancel();
+    if (sentinel_connection_) sentinel_connection_->close();
+    for (auto& waiter : std::exchange(master_waiters_, {})) { // callers waiting for a master: none will come
+        waiter->ec = redis_errc::closed;
+        waiter->done = true;
+        if (waiter->on_done) waiter->on_done();
+    }
     for (auto& n : nodes_)
         if (n.connection) n.connection->close();
 }
@@ -115,7 +137,10 @@ std::shared_ptr<redis_connection> redis_client::connection(int node, error_code&
     e.port = address.port;
     e.session = options_.target;
     e.tls = options_.tls;
-    e.tls_name = !options_.tls_name.empty() ? options_.tls_name : node == 0 ? options_.target.host : address.host;
+    // The URL's host, or the address a sentinel or the cluster named.
+    e.tls_name = !options_.tls_name.empty()            ? options_.tls_name
+                 : node == 0 && !with_sentinels() ? options_.target.host
+                                                  : address.host;
     e.verify = options_.verify_tls;
     e.connect_timeout = std::max(options_.timeout, std::chrono::milliseconds(2000));
     s.connection = redis_connection::open(ex_, std::move(e));
@@ -142,6 +167,7 @@ void redis_client::note_failure(redis_connection& conn, error_code ec)
     if (ec == beast::error::timeout && conn.stalled(clock::now(), std::max(options_.timeout, std::chrono::milliseconds(1000))))
         conn.close(redis_errc::unresponsive); // dead peer or a stalled server: the next call connects anew
     if (mode_ == mode::cluster) request_refresh(); // a master may have failed over
+    if (with_sentinels()) doubt_master();
 }
 
 net::awaitable<error_code> redis_client::discover(clock::time_point deadline)
@@ -183,8 +209,14 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::e
     std::vector<redis_value> replies(commands.size());
     for (const auto& cmd : commands)
         if (cmd.empty()) co_return std::tuple{error_code(redis_errc::protocol), std::move(replies)};
-    if (mode_ == mode::unknown)
-        if (auto ec = co_await discover(deadline)) co_return std::tuple{ec, std::move(replies)};
+    if (mode_ == mode::unknown) {
+        error_code ec;
+        if (with_sentinels())
+            ec = co_await await_master(deadline);
+        else
+            ec = co_await discover(deadline);
+        if (ec) co_return std::tuple{ec, std::move(replies)};
+    }
     // One pipelined call per node, all in flight before any is waited for.
     struct group
     {
@@ -218,8 +250,14 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::e
         for (std::size_t k = 0; k < g.positions.size(); ++k) replies[g.positions[k]] = std::move(g.call->replies[k]);
     }
     if (mode_ == mode::standalone) {
-        for (const auto& r : replies)
-            if (r.is_error() && r.str.starts_with("MOVED")) mode_ = mode::unknown; // it became a cluster: ask again
+        for (const auto& r : replies) {
+            if (!r.is_error()) continue;
+            if (with_sentinels()) {
+                if (r.str.find("READONLY") != std::string::npos) doubt_master(); // a former master, now a replica
+            } else if (r.str.starts_with("MOVED")) {
+                mode_ = mode::unknown; // it became a cluster: ask again
+            }
+        }
     } else {
         for (std::size_t i = 0; i < commands.size(); ++i)
             if (replies[i].is_error())
@@ -288,6 +326,130 @@ net::awaitable<void> redis_client::refresh(std::shared_ptr<redis_client> self)
     }
     self->refreshing_ = false;
     self->next_refresh_ = clock::now() + min_refresh_interval;
+}
+
+// ---- Sentinel ----------------------------------------------------------------------
+
+net::awaitable<error_code> redis_client::await_master(clock::time_point deadline)
+{
+    if (!sentinel_wake_) {
+        sentinel_wake_ = std::make_shared<net::steady_timer>(ex_);
+        net::co_spawn(ex_, watch_sentinels(weak_from_this(), sentinel_wake_), log_failure("redis sentinel watch"));
+    }
+    // Calls that gave up are dropped here, so that an outage of every sentinel does not
+    // pile them up.
+    std::erase_if(master_waiters_, [](const std::shared_ptr<redis_call>& c) { return c.use_count() == 1; });
+    auto mine = std::make_shared<redis_call>();
+    master_waiters_.push_back(mine);
+    auto ec = co_await wait_for(*mine, deadline);
+    if (ec == beast::error::timeout && sentinels_failing_) ec = redis_errc::no_master; // the cause, not the wait
+    co_return ec;
+}
+
+void redis_client::doubt_master()
+{
+    master_doubted_ = true;
+    if (sentinel_polling_ && sentinel_wake_) sentinel_wake_->cancel();
+}
+
+net::awaitable<void> redis_client::watch_sentinels(std::weak_ptr<redis_client> client, std::shared_ptr<net::steady_timer> wake)
+{
+    auto pause = min_sentinel_interval; // grows while no sentinel names the master
+    for (;;) {
+        {
+            auto self = client.lock();
+            if (!self || self->closed_) co_return;
+            const bool doubted = std::exchange(self->master_doubted_, false);
+            auto master = co_await self->ask_sentinels();
+            if (self->closed_) co_return;
+            const auto& name = self->options_.target.host;
+            if (master) {
+                if (std::exchange(self->sentinels_failing_, false)) spdlog::info("quota store: a sentinel names master {} again", name);
+                // The master failed or refused a write, and this sentinel still names it: it
+                // may be behind (a partition's minority). The next sentinel is asked next.
+                if (doubted && self->mode_ == mode::standalone && self->slots_.nodes()[0] == *master) self->next_sentinel();
+                self->use_master(*master);
+                pause = min_sentinel_interval;
+            } else {
+                if (!std::exchange(self->sentinels_failing_, true))
+                    spdlog::warn("quota store: no sentinel of {} names a master called {}; asking again", self->options_.sentinels.size(), name);
+                pause = std::min(pause * 2, max_sentinel_interval);
+            }
+        }
+        // At most every `pause`; then, while the master is known and no call doubts it,
+        // wait out the second (a doubt cancels that wait).
+        wake->expires_after(pause);
+        co_await wake->async_wait(use_nothrow);
+        {
+            auto self = client.lock();
+            if (!self || self->closed_) co_return;
+            if (self->sentinels_failing_ || self->master_doubted_) continue;
+            self->sentinel_polling_ = true;
+        }
+        wake->expires_after(sentinel_poll_interval - min_sentinel_interval);
+        co_await wake->async_wait(use_nothrow);
+        if (auto self = client.lock()) self->sentinel_polling_ = false;
+    }
+}
+
+net::awaitable<std::optional<redis_node_address>> redis_client::ask_sentinels()
+{
+    const auto& name = options_.target.host;
+    for (std::size_t tried = 0; tried < options_.sentinels.size() && !closed_; ++tried) {
+        const auto& at = options_.sentinels[sentinel_index_];
+        if (!sentinel_connection_ || sentinel_connection_->failed()) {
+            redis_endpoint e;
+            e.host = at.host;
+            e.port = at.port;
+            e.session = options_.sentinel_session;
+            e.tls = options_.tls;
+            e.tls_name = at.host; // as configured (tls_server_name is the master's)
+            e.verify = options_.verify_tls;
+            e.connect_timeout = sentinel_answer_time;
+            sentinel_connection_ = redis_connection::open(ex_, std::move(e));
+        }
+        auto connection = sentinel_connection_; // the call's, whatever close() does meanwhile
+        auto call = connection->submit(format_redis_command({"SENTINEL", "get-master-addr-by-name", name}), 1);
+        auto ec = co_await wait_for(*call, clock::now() + sentinel_answer_time);
+        if (!ec) {
+            if (auto master = parse_sentinel_master(call->replies[0])) co_return master;
+            spdlog::debug("quota store: sentinel {} names no master called {}", at.text(), name);
+        } else {
+            spdlog::debug("quota store: sentinel {}: {}", at.text(), ec.message());
+        }
+        // This sentinel failed or knows no such master: the next one.
+        if (sentinel_connection_ == connection) next_sentinel();
+    }
+    co_return std::nullopt;
+}
+
+void redis_client::next_sentinel()
+{
+    if (sentinel_connection_) sentinel_connection_->close();
+    sentinel_connection_.reset();
+    sentinel_index_ = (sentinel_index_ + 1) % options_.sentinels.size();
+}
+
+void redis_client::use_master(const redis_node_address& master)
+{
+    const bool known = mode_ == mode::standalone;
+    if (known && slots_.nodes()[0] == master) return;
+    const auto& name = options_.target.host;
+    if (known)
+        spdlog::warn("quota store: master {} moved from {} to {} (Sentinel)", name, slots_.nodes()[0].text(), master.text());
+    else
+        spdlog::info("quota store: master {} is at {} (Sentinel)", name, master.text());
+    slots_.set_node(0, master);
+    if (!nodes_.empty()) {
+        if (nodes_[0].connection) nodes_[0].connection->close(); // calls on it fail; the next connect goes to the new master
+        nodes_[0] = node_state{};
+    }
+    mode_ = mode::standalone;
+    for (auto& waiter : master_waiters_) {
+        waiter->done = true;
+        if (waiter->on_done) waiter->on_done();
+    }
+    master_waiters_.clear();
 }
 
 } // namespace gw::gateway

@@ -11,6 +11,17 @@
 // briefly and resends. A redirected command was not executed, so resending it cannot count
 // anything twice. A failed node connect backs off (50 ms growing to 200 ms) and calls to
 // it fail fast meanwhile.
+//
+// With Redis Sentinel (options.sentinels) the client is standalone, and its node is the
+// master the sentinels name: a watcher coroutine asks them (in turn, until one answers)
+// when the first call comes (calls wait for the answer within their deadlines), then every
+// second, and at once (at most every 100 ms) when a call to the master fails or is refused
+// as READONLY (a former master that became a replica); a sentinel that still names the
+// doubted master hands the next question to the next sentinel. While none names a master
+// the questions slow down to one every 2 s. A new address closes the old connection; calls
+// meanwhile fail and the store's on_error decides. Sentinels are verified by their
+// configured host names, the master by tls_server_name or the address a sentinel gave.
+// The watcher holds the client weakly and ends with close().
 #pragma once
 
 #include "config/gateway_config.hpp"
@@ -20,6 +31,7 @@
 #include "gateway/quota/redis_slots.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -38,6 +50,10 @@ struct redis_client_options
     std::string tls_name;                   // verified and sent as SNI for every node ("" = each node's host)
     bool verify_tls = true;
     std::chrono::milliseconds timeout{20};  // a call's deadline when it names none
+    // Redis Sentinel: the sentinels to ask for the master named target.host, and their
+    // credentials (db unused). Empty: target is the node itself.
+    std::vector<redis_node_address> sentinels;
+    config::redis_target sentinel_session;
 };
 
 // The client TLS context for `cfg` (nullptr for redis://); throws on unreadable files.
@@ -90,6 +106,19 @@ private:
     void request_refresh();
     static net::awaitable<void> refresh(std::shared_ptr<redis_client> self);
 
+    // Sentinel.
+    bool with_sentinels() const { return !options_.sentinels.empty(); }
+    // Waits (up to `deadline`) until the watcher has found the master; starts it first.
+    net::awaitable<error_code> await_master(clock::time_point deadline);
+    // Asks the watcher to ask the sentinels now (a call to the master failed or was refused).
+    void doubt_master();
+    static net::awaitable<void> watch_sentinels(std::weak_ptr<redis_client> client, std::shared_ptr<net::steady_timer> wake);
+    // The master's address from the first sentinel that names it (each gets a second).
+    net::awaitable<std::optional<redis_node_address>> ask_sentinels();
+    void use_master(const redis_node_address& master);
+    // Closes the connection to the sentinel asked last; the next one is asked next.
+    void next_sentinel();
+
     net::any_io_executor ex_;
     redis_client_options options_;
     mode mode_ = mode::unknown;
@@ -97,6 +126,16 @@ private:
     std::vector<node_state> nodes_;
     bool refreshing_ = false;
     clock::time_point next_refresh_{};
+    bool closed_ = false;
+    // Sentinel: the watcher's timer (cancelled to wake it), the calls waiting until the
+    // master is first known, the connection to the sentinel that answered last.
+    std::shared_ptr<net::steady_timer> sentinel_wake_;
+    std::vector<std::shared_ptr<redis_call>> master_waiters_;
+    std::shared_ptr<redis_connection> sentinel_connection_;
+    std::size_t sentinel_index_ = 0;
+    bool master_doubted_ = false;   // a call failed on the master since the sentinels were asked
+    bool sentinel_polling_ = false; // the watcher waits out its second: a doubt may wake it
+    bool sentinels_failing_ = false; // none named the master last time (logged once)
 };
 
 } // namespace gw::gateway

@@ -33,6 +33,7 @@ struct redis_category_t : boost::system::error_category
         case redis_errc::redirected: return "redis cluster redirected the command too many times";
         case redis_errc::stalled: return "redis not answering (calls waiting past their deadline)";
         case redis_errc::partial: return "redis failed part of a pipeline (on one of several nodes)";
+        case redis_errc::no_master: return "no redis sentinel names the master";
         }
         return "redis error";
     }

@@ -38,6 +38,7 @@ enum class redis_errc
     redirected,      // Redis Cluster kept redirecting the command
     stalled,         // not sent: calls on the connection got no reply within a deadline
     partial,         // some of the calls failed after others were sent (they may have run)
+    no_master,       // not sent: no sentinel named the master (yet)
 };
 error_code make_error_code(redis_errc e);
 

@@ -43,6 +43,17 @@ std::string redis_node_address::text() const
     return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
+std::optional<redis_node_address> parse_sentinel_master(const redis_value& reply)
+{
+    if (reply.type != redis_value::kind::array || reply.elements.size() != 2) return std::nullopt;
+    const auto& host = reply.elements[0];
+    const auto& port = reply.elements[1];
+    if (host.type != redis_value::kind::string || host.str.empty() || port.type != redis_value::kind::string) return std::nullopt;
+    auto p = number<std::uint16_t>(port.str);
+    if (!p || *p == 0) return std::nullopt;
+    return redis_node_address{host.str, *p};
+}
+
 std::optional<redis_redirect> parse_redis_redirect(std::string_view error)
 {
     redis_redirect r;

@@ -38,6 +38,10 @@ struct redis_redirect
 };
 std::optional<redis_redirect> parse_redis_redirect(std::string_view error);
 
+// A sentinel's answer to SENTINEL get-master-addr-by-name: the master's address, or
+// nullopt when it is not [host, port] (nil: the sentinel knows no master of that name).
+std::optional<redis_node_address> parse_sentinel_master(const redis_value& reply);
+
 class redis_slot_map
 {
 public:
@@ -50,6 +54,8 @@ public:
     int move(std::uint16_t slot, const redis_node_address& to);
     // The node index of `address`, added if new.
     int node_index(const redis_node_address& address);
+    // Node `index` is at `address` from now on (Sentinel: the master moved).
+    void set_node(int index, const redis_node_address& address) { nodes_.at(static_cast<std::size_t>(index)) = address; }
     const std::vector<redis_node_address>& nodes() const { return nodes_; }
     bool empty() const { return nodes_.empty(); }
 

@@ -262,6 +262,29 @@ TEST(ConfigLoader, ListenAndQuotaStoreRules)
     EXPECT_TRUE(has_problem(r, "quota_store.url: \"redis://h/x1\" has a database that is not a number (expected redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB])")) << all(r);
     r = load_config_text(minimal(R"(, "quota_store": {"url": "redis://x"})"), fake_env({}));
     EXPECT_TRUE(has_problem(r, "quota_store.url: is only used when type is \"redis\"")) << all(r);
+    // Sentinel: the sentinels' addresses, their own credentials, only with type redis.
+    r = load_config_text(minimal(R"(, "quota_store": {"type": "redis", "url": "redis://:pw@mymaster/0",
+        "sentinels": ["10.0.0.5:26379", "[::1]:26380"], "sentinel_password": "${SENTINEL_PASSWORD}"})"),
+                         fake_env({{"SENTINEL_PASSWORD", "s"}}));
+    ASSERT_TRUE(r.ok()) << all(r);
+    EXPECT_EQ(r.config->quota_store.sentinels, (std::vector<std::string>{"10.0.0.5:26379", "[::1]:26380"}));
+    EXPECT_EQ(r.config->quota_store.sentinel_password, "s");
+    r = load_config_text(minimal(R"(, "quota_store": {"type": "redis", "url": "redis://mymaster",
+        "sentinels": ["10.0.0.5", "h:0", ":26379"]})"), fake_env({}));
+    EXPECT_TRUE(has_problem(r, "quota_store.sentinels[0]: \"10.0.0.5\" is not HOST:PORT")) << all(r);
+    EXPECT_TRUE(has_problem(r, "quota_store.sentinels[1]: \"h:0\" is not HOST:PORT")) << all(r);
+    EXPECT_TRUE(has_problem(r, "quota_store.sentinels[2]: \":26379\" is not HOST:PORT")) << all(r);
+    r = load_config_text(minimal(R"(, "quota_store": {"type": "redis", "url": "redis://h", "sentinel_password": "s"})"), fake_env({}));
+    EXPECT_TRUE(has_problem(r, "quota_store.sentinel_password: and quota_store.sentinel_username are only used with quota_store.sentinels")) << all(r);
+    r = load_config_text(minimal(R"(, "quota_store": {"type": "redis", "url": "redis://h", "sentinels": ["h:1"], "sentinel_username": "u"})"),
+                         fake_env({}));
+    EXPECT_TRUE(has_problem(r, "quota_store.sentinel_username: needs quota_store.sentinel_password (AUTH takes both)")) << all(r);
+    r = load_config_text(minimal(R"(, "quota_store": {"url": "redis://h", "sentinels": ["h:1"], "sentinel_password": "s"})"), fake_env({}));
+    EXPECT_TRUE(has_problem(r, "quota_store.url: is only used when type is \"redis\"")) << all(r);
+    EXPECT_TRUE(has_problem(r, "quota_store.sentinels: is only used when type is \"redis\"")) << all(r);
+    EXPECT_TRUE(has_problem(r, "quota_store.sentinel_password: is only used when type is \"redis\"")) << all(r);
+    r = load_config_text(minimal(R"(, "quota_store": {"sentinels": "h:1"})"), fake_env({}));
+    EXPECT_FALSE(r.ok()) << "not a list";
 }
 
 TEST(ConfigLoader, MissingFileIsAProblem)

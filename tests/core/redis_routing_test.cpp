@@ -96,6 +96,26 @@ TEST(RedisSlots, RedirectionsAndTheirBadForms)
         EXPECT_FALSE(parse_redis_redirect(bad)) << bad;
 }
 
+TEST(RedisSlots, ASentinelsMasterAddressAndItsBadForms)
+{
+    redis_value reply{redis_value::kind::array, "", 0, {}};
+    reply.elements = {{redis_value::kind::string, "10.0.0.7", 0, {}}, {redis_value::kind::string, "6380", 0, {}}};
+    EXPECT_EQ(parse_sentinel_master(reply), (redis_node_address{"10.0.0.7", 6380}));
+    EXPECT_FALSE(parse_sentinel_master(redis_value{})) << "nil: no master of that name";
+    EXPECT_FALSE(parse_sentinel_master(redis_value{redis_value::kind::error, "ERR unknown", 0, {}}));
+    for (const char* port : {"0", "65536", "x", "", "6380 "}) {
+        auto bad = reply;
+        bad.elements[1].str = port;
+        EXPECT_FALSE(parse_sentinel_master(bad)) << port;
+    }
+    auto no_host = reply;
+    no_host.elements[0].str.clear();
+    EXPECT_FALSE(parse_sentinel_master(no_host));
+    auto three = reply;
+    three.elements.push_back(reply.elements[1]);
+    EXPECT_FALSE(parse_sentinel_master(three));
+}
+
 redis_value integer(long long v)
 {
     redis_value r;

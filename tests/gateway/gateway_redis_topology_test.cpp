@@ -1,7 +1,8 @@
 // The Redis store against the deployments teams run: TLS (certificates made by the test,
 // a client certificate, a wrong CA), a 3-master Redis Cluster made with `redis-cli
 // --cluster create` (limits shared by two gateways before and after a slot migration under
-// load and a master restart; ownership records spread over the masters), and saturating load (no refusals a limit does not call for,
+// load and a master restart; ownership records spread over the masters), a master and
+// replica behind Redis Sentinel (a failover followed), and saturating load (no refusals a limit does not call for,
 // no leases left behind). Every redis-server runs on loopback and stops with its test.
 #include "core/text.hpp"
 #include "tests/emulator/emulator_test_util.hpp"
@@ -330,6 +331,87 @@ TEST(GatewayRedisCluster, OwnershipRecordsSpreadOverTheMastersAndAreSharedByGate
         EXPECT_EQ(get(*other, "/apps/workflow/v1/workflows/run/" + id, tenant_keys::alpha).status, 200) << id;
     }
     EXPECT_EQ(store_errors(a) + store_errors(b), 0);
+}
+
+// ---- Sentinel ----------------------------------------------------------------------
+
+TEST(GatewayRedisSentinel, FollowsTheMasterThroughAFailover)
+{
+    // A master and its replica, both with a password, watched by a sentinel with a password
+    // of its own. The gateway knows only the sentinel and the master's name; after a
+    // failover its admissions run on the new master.
+    // Replicas load a full sync from memory: no dump.rdb is written anywhere.
+    const std::vector<std::string> secured{"--requirepass", "m-secret", "--masterauth", "m-secret", "--repl-diskless-load", "swapdb"};
+    running_redis master(redis_setup{.tls_dir = {}, .client_certs = false, .cluster_dir = {}, .extra_args = secured});
+    auto replica_args = secured;
+    replica_args.insert(replica_args.end(), {"--replicaof", "127.0.0.1", std::to_string(master.port())});
+    running_redis replica(redis_setup{.tls_dir = {}, .client_certs = false, .cluster_dir = {}, .extra_args = replica_args});
+    running_sentinel sentinel("gw-master", master.port(), "m-secret", "s-secret");
+    running_emulator emu;
+    running_gateway gw(emu, [&](config::gateway_config& c) {
+        c.quota_store.type = gw::config::store_kind::redis;
+        c.quota_store.url = "redis://:m-secret@gw-master/0";
+        c.quota_store.sentinels = {sentinel.address()};
+        c.quota_store.sentinel_password = "s-secret";
+        c.quota_store.timeout_ms = std::chrono::milliseconds(1000);
+        c.quota_store.on_error = gw::config::store_error_policy::deny;
+        c.tenants["alpha"].max_concurrent = 5; // admissions run the tenant's script
+        c.server.threads = 1; // one client: the one that knew the old master follows the failover
+    });
+    auto admissions_on = [](const running_redis& node) {
+        auto stats = node.cli("-a m-secret --no-auth-warning INFO commandstats");
+        auto at = stats.find("cmdstat_evalsha:calls=");
+        return at == std::string::npos ? 0L : std::stol(stats.substr(at + 22));
+    };
+    EXPECT_EQ(status_of_parameters(gw), 200);
+    EXPECT_GT(admissions_on(master), 0) << "decided on the master the sentinel named";
+
+    // The sentinel learns of the replica from the master (INFO, every few seconds) first.
+    std::string failover;
+    for (int i = 0; i < 1500 && failover.find("OK") == std::string::npos; ++i) {
+        failover = sentinel.cli("SENTINEL FAILOVER gw-master");
+        if (failover.find("OK") == std::string::npos) std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_NE(failover.find("OK"), std::string::npos) << failover;
+    const auto promoted = std::to_string(replica.port());
+    bool switched = false;
+    for (int i = 0; i < 1000 && !switched; ++i) {
+        switched = sentinel.cli("SENTINEL get-master-addr-by-name gw-master").find(promoted) != std::string::npos;
+        if (!switched) std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_TRUE(switched) << "the sentinel promoted the replica";
+    // The gateway asks the sentinel every second: within a few, requests are decided on
+    // the new master.
+    const long before = admissions_on(replica);
+    int status = 0;
+    for (int i = 0; i < 300 && !(status == 200 && admissions_on(replica) > before); ++i) {
+        status = status_of_parameters(gw);
+        if (status != 200 || admissions_on(replica) == before) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(status, 200);
+    EXPECT_GT(admissions_on(replica), before) << "admissions follow the failover";
+}
+
+TEST(GatewayRedisSentinel, AWrongSentinelPasswordOrMasterNameIsAStoreErrorNeverAHang)
+{
+    running_redis master;
+    running_sentinel sentinel("gw-master", master.port(), "", "s-secret");
+    running_emulator emu;
+    for (auto [name, password] : {std::pair{"gw-master", "wrong"}, {"no-such-master", "s-secret"}}) {
+        running_gateway gw(emu, [&](config::gateway_config& c) {
+            c.quota_store.type = gw::config::store_kind::redis;
+            c.quota_store.url = std::string("redis://") + name + "/0";
+            c.quota_store.sentinels = {sentinel.address()};
+            c.quota_store.sentinel_password = password;
+            c.quota_store.timeout_ms = std::chrono::milliseconds(200);
+            c.quota_store.on_error = gw::config::store_error_policy::deny;
+            c.tenants["alpha"].max_concurrent = 5;
+        });
+        EXPECT_EQ(status_of_parameters(gw), 503) << name << ": deny, as for any store error";
+        EXPECT_GE(store_errors(gw), 1) << name;
+        http_client admin(gw.server().admin_endpoint(), false);
+        EXPECT_EQ(admin.request("GET", "/healthz").status, 200) << "still serving";
+    }
 }
 
 // ---- Load --------------------------------------------------------------------------

@@ -91,6 +91,22 @@ std::uint16_t free_port()
     return a.local_endpoint().port();
 }
 
+namespace {
+
+// What `cmd` (a shell command line) prints.
+std::string output_of(const std::string& cmd)
+{
+    std::string out;
+    FILE* f = ::popen(cmd.c_str(), "r");
+    if (!f) return out;
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, f)) out += buf;
+    ::pclose(f);
+    return out;
+}
+
+} // namespace
+
 running_redis::running_redis(redis_setup setup) : setup_(std::move(setup)), port_(free_port())
 {
     if (!setup_.cluster_dir.empty())
@@ -144,13 +160,32 @@ std::string running_redis::cli(const std::string& args) const
         tls = "--tls --cacert " + d + "/ca.pem " + (setup_.client_certs ? "--cert " + d + "/server.pem --key " + d + "/server.key " : "");
     }
     std::string cmd = "redis-cli " + tls + "-p " + std::to_string(port_) + " " + args + " 2>&1";
-    std::string out;
-    FILE* f = ::popen(cmd.c_str(), "r");
-    if (!f) return out;
-    char buf[256];
-    while (std::fgets(buf, sizeof buf, f)) out += buf;
-    ::pclose(f);
-    return out;
+    return output_of(cmd);
+}
+
+running_sentinel::running_sentinel(const std::string& name, std::uint16_t master_port, const std::string& master_password,
+                                   const std::string& password)
+    : port_(free_port()), password_(password)
+{
+    const auto conf = dir_.path() + "/sentinel.conf"; // the sentinel rewrites it as it learns
+    std::ofstream out(conf);
+    out << "port " << port_ << "\nbind 127.0.0.1\ndir " << dir_.path() << "\n"
+        << "sentinel monitor " << name << " 127.0.0.1 " << master_port << " 1\n"
+        << "sentinel down-after-milliseconds " << name << " 1000\n"
+        << "sentinel failover-timeout " << name << " 5000\n";
+    if (!master_password.empty()) out << "sentinel auth-pass " << name << " " << master_password << "\n";
+    if (!password.empty()) out << "requirepass " << password << "\n";
+    out.close();
+    proc_ = std::make_unique<child_process>(std::vector<std::string>{"redis-server", conf, "--sentinel"}, "+monitor master");
+}
+
+running_sentinel::~running_sentinel() = default;
+
+std::string running_sentinel::cli(const std::string& args) const
+{
+    std::string auth = password_.empty() ? "" : "-a " + password_ + " --no-auth-warning ";
+    std::string cmd = "redis-cli -p " + std::to_string(port_) + " " + auth + args + " 2>&1";
+    return output_of(cmd);
 }
 
 temp_dir::temp_dir()

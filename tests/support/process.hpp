@@ -78,6 +78,26 @@ private:
     std::string path_;
 };
 
+// A Redis Sentinel (redis-server --sentinel) on a free loopback port, monitoring the master
+// on `master_port` as `name` (quorum 1, down after 1 s), its config file in a directory of
+// its own. `master_password`: the master's (auth-pass); `password`: the sentinel's own.
+class running_sentinel
+{
+public:
+    running_sentinel(const std::string& name, std::uint16_t master_port, const std::string& master_password = "",
+                     const std::string& password = "");
+    ~running_sentinel();
+    std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+    // Runs redis-cli with `args` against this sentinel (with its password); returns its output.
+    std::string cli(const std::string& args) const;
+
+private:
+    temp_dir dir_;
+    std::uint16_t port_;
+    std::string password_;
+    std::unique_ptr<child_process> proc_;
+};
+
 // Writes the test PKI (tests/support/test_certs) as ca.pem, server.pem and server.key into `dir`.
 void write_test_pki(const std::string& dir);
 
