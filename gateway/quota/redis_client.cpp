@@ -77,7 +77,6 @@ redis_client_options redis_options(const config::quota_store_config& cfg, std::s
     }
     o.sentinel_session.username = cfg.sentinel_username;
     o.sentinel_session.password = cfg.sentinel_password;
-    o.sentinel_session.tls = o.target.tls;
     return o;
 }
 
