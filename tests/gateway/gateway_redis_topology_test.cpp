@@ -392,6 +392,32 @@ TEST(GatewayRedisSentinel, FollowsTheMasterThroughAFailover)
     EXPECT_GT(admissions_on(replica), before) << "admissions follow the failover";
 }
 
+TEST(GatewayRedisSentinel, OverTlsTheSentinelAndTheMasterAreVerified)
+{
+    // rediss://: the sentinel is reached over TLS and verified by its configured host name,
+    // the master by the address the sentinel gives (the test certificate names 127.0.0.1).
+    temp_dir dir;
+    write_test_pki(dir.path());
+    running_redis master(redis_setup{.tls_dir = dir.path(), .client_certs = false, .cluster_dir = {}, .extra_args = {}});
+    running_sentinel sentinel("gw-master", master.port(), "", "", dir.path());
+    running_emulator emu;
+    for (const auto& ca : {dir.path() + "/ca.pem", std::string("/etc/ssl/certs/ca-certificates.crt")}) {
+        running_gateway gw(emu, [&](config::gateway_config& c) {
+            c.quota_store.type = gw::config::store_kind::redis;
+            c.quota_store.url = "rediss://gw-master/0";
+            c.quota_store.sentinels = {sentinel.address()};
+            c.quota_store.ca_file = ca;
+            c.quota_store.timeout_ms = std::chrono::milliseconds(1000);
+            c.quota_store.on_error = gw::config::store_error_policy::deny;
+            c.tenants["alpha"].rate = config::rate_config{1000, 1000}; // a key that outlives the request
+        });
+        const bool trusted = ca == dir.path() + "/ca.pem";
+        EXPECT_EQ(status_of_parameters(gw), trusted ? 200 : 503) << ca;
+        EXPECT_EQ(store_errors(gw) > 0, !trusted) << ca << ": another CA is a store error";
+    }
+    EXPECT_NE(master.cli("KEYS '*'").find("{t:alpha}"), std::string::npos) << "the state lives in the master the sentinel named";
+}
+
 TEST(GatewayRedisSentinel, AWrongSentinelPasswordOrMasterNameIsAStoreErrorNeverAHang)
 {
     running_redis master;

@@ -164,12 +164,17 @@ std::string running_redis::cli(const std::string& args) const
 }
 
 running_sentinel::running_sentinel(const std::string& name, std::uint16_t master_port, const std::string& master_password,
-                                   const std::string& password)
-    : port_(free_port()), password_(password)
+                                   const std::string& password, const std::string& tls_dir)
+    : port_(free_port()), password_(password), tls_dir_(tls_dir)
 {
     const auto conf = dir_.path() + "/sentinel.conf"; // the sentinel rewrites it as it learns
     std::ofstream out(conf);
-    out << "port " << port_ << "\nbind 127.0.0.1\ndir " << dir_.path() << "\n"
+    if (tls_dir.empty())
+        out << "port " << port_ << "\n";
+    else
+        out << "port 0\ntls-port " << port_ << "\ntls-cert-file " << tls_dir << "/server.pem\ntls-key-file " << tls_dir
+            << "/server.key\ntls-ca-cert-file " << tls_dir << "/ca.pem\ntls-auth-clients no\ntls-replication yes\n";
+    out << "bind 127.0.0.1\ndir " << dir_.path() << "\n"
         << "sentinel monitor " << name << " 127.0.0.1 " << master_port << " 1\n"
         << "sentinel down-after-milliseconds " << name << " 1000\n"
         << "sentinel failover-timeout " << name << " 5000\n";
@@ -184,7 +189,8 @@ running_sentinel::~running_sentinel() = default;
 std::string running_sentinel::cli(const std::string& args) const
 {
     std::string auth = password_.empty() ? "" : "-a " + password_ + " --no-auth-warning ";
-    std::string cmd = "redis-cli -p " + std::to_string(port_) + " " + auth + args + " 2>&1";
+    std::string tls = tls_dir_.empty() ? "" : "--tls --cacert " + tls_dir_ + "/ca.pem ";
+    std::string cmd = "redis-cli " + tls + "-p " + std::to_string(port_) + " " + auth + args + " 2>&1";
     return output_of(cmd);
 }
 

@@ -80,12 +80,13 @@ private:
 
 // A Redis Sentinel (redis-server --sentinel) on a free loopback port, monitoring the master
 // on `master_port` as `name` (quorum 1, down after 1 s), its config file in a directory of
-// its own. `master_password`: the master's (auth-pass); `password`: the sentinel's own.
+// its own. `master_password`: the master's (auth-pass); `password`: the sentinel's own;
+// `tls_dir`: TLS only, to clients and to the master, as running_redis's.
 class running_sentinel
 {
 public:
     running_sentinel(const std::string& name, std::uint16_t master_port, const std::string& master_password = "",
-                     const std::string& password = "");
+                     const std::string& password = "", const std::string& tls_dir = "");
     ~running_sentinel();
     std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
     // Runs redis-cli with `args` against this sentinel (with its password); returns its output.
@@ -95,6 +96,7 @@ private:
     temp_dir dir_;
     std::uint16_t port_;
     std::string password_;
+    std::string tls_dir_;
     std::unique_ptr<child_process> proc_;
 };
 
