@@ -343,12 +343,10 @@ net::awaitable<std::optional<std::string>> redis_quota_store::owner_of(core::own
 {
     auto self = shared_from_this(); // a reload may replace this store while the call waits
     const auto until = deadline();
-    // The record's own key; when it has none, the key earlier gateways wrote (a second
-    // round trip only for ids no record names: ids from before the gateway, expired or
-    // made up).
-    std::string keys[] = {owner_key(kind, id), shared_tag_owner_key(kind, id)};
-    for (auto& key : keys) {
-        std::vector<redis_client::command> query{{"GET", std::move(key)}};
+    // The record's own key; when it has none, the key earlier gateways wrote (made and
+    // asked only for ids no record names: ids from before the gateway, expired or made up).
+    for (const bool earlier : {false, true}) {
+        std::vector<redis_client::command> query{{"GET", earlier ? shared_tag_owner_key(kind, id) : owner_key(kind, id)}};
         auto [ec, replies] = co_await link_->client().exec(query, until); // named: no braced temporaries in co_await (g++ 12)
         if (ec || replies.size() != 1 || replies[0].is_error()) {
             ++counters_->store_errors();
