@@ -329,12 +329,16 @@ net::awaitable<void> redis_client::refresh(std::shared_ptr<redis_client> self)
 
 // ---- Sentinel ----------------------------------------------------------------------
 
+void redis_client::start()
+{
+    if (!with_sentinels() || sentinel_wake_ || closed_) return;
+    sentinel_wake_ = std::make_shared<net::steady_timer>(ex_);
+    net::co_spawn(ex_, watch_sentinels(weak_from_this(), sentinel_wake_), log_failure("redis sentinel watch"));
+}
+
 net::awaitable<error_code> redis_client::await_master(clock::time_point deadline)
 {
-    if (!sentinel_wake_) {
-        sentinel_wake_ = std::make_shared<net::steady_timer>(ex_);
-        net::co_spawn(ex_, watch_sentinels(weak_from_this(), sentinel_wake_), log_failure("redis sentinel watch"));
-    }
+    start(); // if nothing did yet
     // Calls that gave up are dropped here, so that an outage of every sentinel does not
     // pile them up.
     std::erase_if(master_waiters_, [](const std::shared_ptr<redis_call>& c) { return c.use_count() == 1; });

@@ -14,7 +14,7 @@
 //
 // With Redis Sentinel (options.sentinels) the client is standalone, and its node is the
 // master the sentinels name: a watcher coroutine asks them (in turn, until one answers)
-// when the first call comes (calls wait for the answer within their deadlines), then every
+// from start() or the first call (calls wait for the answer within their deadlines), then every
 // second, and at once (at most every 100 ms) when a call to the master fails or is refused
 // as READONLY (a former master that became a replica); a sentinel that still names the
 // doubted master hands the next question to the next sentinel. While none names a master
@@ -77,6 +77,9 @@ public:
     net::awaitable<std::tuple<error_code, std::vector<redis_value>>> exec(const std::vector<command>& commands);
     net::awaitable<std::tuple<error_code, std::vector<redis_value>>> exec(const std::vector<command>& commands, clock::time_point deadline);
 
+    // With Sentinel, starts asking the sentinels for the master now rather than when the
+    // first call comes (once; after construction, as it needs the client's shared_ptr).
+    void start();
     // Ends every connection (calls in flight fail).
     void close();
     bool in_cluster() const { return mode_ == mode::cluster; }

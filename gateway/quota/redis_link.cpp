@@ -106,6 +106,7 @@ redis_link::merged_writes redis_link::merge_writes(entries& batch)
 void redis_link::start()
 {
     net::co_spawn(ex_, flush_loop(shared_from_this()), log_failure("quota store write flusher"));
+    client_->start(); // with Sentinel, the master is asked for before the first request
 }
 
 void redis_link::stop()
