@@ -28,7 +28,6 @@ constexpr auto max_backoff = std::chrono::milliseconds(200);
 // trusted), and how long one sentinel gets to answer.
 constexpr auto min_sentinel_interval = 100ms;
 constexpr auto max_sentinel_interval = 2000ms; // while none names the master
-constexpr auto sentinel_poll_interval = 1000ms;
 constexpr auto sentinel_answer_time = 1000ms;
 
 // The key a command is routed by (its first key); nullptr for commands without keys.
@@ -95,6 +94,7 @@ void redis_client::close()
     closed_ = true;
     if (sentinel_wake_) sentinel_wake_->cancel();
     if (sentinel_connection_) sentinel_connection_->close();
+    if (switch_subscription_) switch_subscription_->close();
     for (auto& waiter : std::exchange(master_waiters_, {})) { // callers waiting for a master: none will come
         waiter->ec = redis_errc::closed;
         waiter->done = true;
@@ -358,6 +358,8 @@ void redis_client::doubt_master()
 net::awaitable<void> redis_client::watch_sentinels(std::weak_ptr<redis_client> client, std::shared_ptr<net::steady_timer> wake)
 {
     auto pause = min_sentinel_interval; // grows while no sentinel names the master
+    std::chrono::milliseconds poll{};
+    if (auto self = client.lock()) poll = self->options_.sentinel_poll;
     for (;;) {
         {
             auto self = client.lock();
@@ -370,8 +372,10 @@ net::awaitable<void> redis_client::watch_sentinels(std::weak_ptr<redis_client> c
                 if (std::exchange(self->sentinels_failing_, false)) spdlog::info("quota store: a sentinel names master {} again", name);
                 // The master failed or refused a write, and this sentinel still names it: it
                 // may be behind (a partition's minority). The next sentinel is asked next.
-                if (doubted && self->mode_ == mode::standalone && self->slots_.nodes()[0] == *master) self->next_sentinel();
-                self->use_master(*master);
+                const bool still_named = doubted && self->mode_ == mode::standalone && self->slots_.nodes()[0] == *master;
+                self->use_master(*master, "named by a sentinel");
+                self->keep_switch_subscription(); // on the sentinel that answered
+                if (still_named) self->next_sentinel();
                 pause = min_sentinel_interval;
             } else {
                 if (!std::exchange(self->sentinels_failing_, true))
@@ -380,7 +384,7 @@ net::awaitable<void> redis_client::watch_sentinels(std::weak_ptr<redis_client> c
             }
         }
         // At most every `pause`; then, while the master is known and no call doubts it,
-        // wait out the second (a doubt cancels that wait).
+        // wait out the poll interval (a doubt cancels that wait).
         wake->expires_after(pause);
         co_await wake->async_wait(use_nothrow);
         {
@@ -389,7 +393,7 @@ net::awaitable<void> redis_client::watch_sentinels(std::weak_ptr<redis_client> c
             if (self->sentinels_failing_ || self->master_doubted_) continue;
             self->sentinel_polling_ = true;
         }
-        wake->expires_after(sentinel_poll_interval - min_sentinel_interval);
+        wake->expires_after(poll - min_sentinel_interval);
         co_await wake->async_wait(use_nothrow);
         if (auto self = client.lock()) self->sentinel_polling_ = false;
     }
@@ -400,17 +404,7 @@ net::awaitable<std::optional<redis_node_address>> redis_client::ask_sentinels()
     const auto& name = options_.target.host;
     for (std::size_t tried = 0; tried < options_.sentinels.size() && !closed_; ++tried) {
         const auto& at = options_.sentinels[sentinel_index_];
-        if (!sentinel_connection_ || sentinel_connection_->failed()) {
-            redis_endpoint e;
-            e.host = at.host;
-            e.port = at.port;
-            e.session = options_.sentinel_session;
-            e.tls = options_.tls;
-            e.tls_name = at.host; // as configured (tls_server_name is the master's)
-            e.verify = options_.verify_tls;
-            e.connect_timeout = sentinel_answer_time;
-            sentinel_connection_ = redis_connection::open(ex_, std::move(e));
-        }
+        if (!sentinel_connection_ || sentinel_connection_->failed()) sentinel_connection_ = redis_connection::open(ex_, sentinel_endpoint(at));
         auto connection = sentinel_connection_; // the call's, whatever close() does meanwhile
         auto call = connection->submit(format_redis_command({"SENTINEL", "get-master-addr-by-name", name}), 1);
         auto ec = co_await wait_for(*call, clock::now() + sentinel_answer_time);
@@ -426,6 +420,19 @@ net::awaitable<std::optional<redis_node_address>> redis_client::ask_sentinels()
     co_return std::nullopt;
 }
 
+redis_endpoint redis_client::sentinel_endpoint(const redis_node_address& at) const
+{
+    redis_endpoint e;
+    e.host = at.host;
+    e.port = at.port;
+    e.session = options_.sentinel_session;
+    e.tls = options_.tls;
+    e.tls_name = at.host; // as configured (tls_server_name is the master's)
+    e.verify = options_.verify_tls;
+    e.connect_timeout = sentinel_answer_time;
+    return e;
+}
+
 void redis_client::next_sentinel()
 {
     if (sentinel_connection_) sentinel_connection_->close();
@@ -433,15 +440,35 @@ void redis_client::next_sentinel()
     sentinel_index_ = (sentinel_index_ + 1) % options_.sentinels.size();
 }
 
-void redis_client::use_master(const redis_node_address& master)
+void redis_client::keep_switch_subscription()
+{
+    if (switch_subscription_ && !switch_subscription_->failed()) {
+        // Answers to PING keep a live subscription's reads recent; a silent one is replaced.
+        if (!switch_subscription_->stalled(clock::now(), 3 * options_.sentinel_poll)) {
+            switch_subscription_->send_subscribed(format_redis_command({"PING"}));
+            return;
+        }
+        switch_subscription_->close(redis_errc::unresponsive);
+    }
+    switch_subscription_ = redis_connection::open(ex_, sentinel_endpoint(options_.sentinels[sentinel_index_]));
+    auto on_message = [client = weak_from_this()](const redis_value& message) {
+        auto self = client.lock();
+        if (!self || self->closed_) return;
+        if (auto master = parse_switch_master(message, self->options_.target.host))
+            self->use_master(*master, "announced by a sentinel");
+    };
+    switch_subscription_->subscribe(format_redis_command({"SUBSCRIBE", "+switch-master"}), std::move(on_message));
+}
+
+void redis_client::use_master(const redis_node_address& master, std::string_view how)
 {
     const bool known = mode_ == mode::standalone;
     if (known && slots_.nodes()[0] == master) return;
     const auto& name = options_.target.host;
     if (known)
-        spdlog::warn("quota store: master {} moved from {} to {} (Sentinel)", name, slots_.nodes()[0].text(), master.text());
+        spdlog::warn("quota store: master {} moved from {} to {} ({})", name, slots_.nodes()[0].text(), master.text(), how);
     else
-        spdlog::info("quota store: master {} is at {} (Sentinel)", name, master.text());
+        spdlog::info("quota store: master {} is at {} ({})", name, master.text(), how);
     slots_.set_node(0, master);
     if (!nodes_.empty()) {
         if (nodes_[0].connection) nodes_[0].connection->close(); // calls on it fail; the next connect goes to the new master

@@ -18,7 +18,12 @@
 // second, and at once (at most every 100 ms) when a call to the master fails or is refused
 // as READONLY (a former master that became a replica); a sentinel that still names the
 // doubted master hands the next question to the next sentinel. While none names a master
-// the questions slow down to one every 2 s. A new address closes the old connection; calls
+// the questions slow down to one every 2 s. The client also subscribes to +switch-master
+// on the sentinel that answered (a connection of its own, PINGed each poll and replaced
+// when it fails or stalls), so a failover is followed as the sentinels announce it, not
+// up to a poll later: writes meant for the new master stop reaching the old one, which
+// keeps taking them until Sentinel turns it into a replica and then loses them.
+// A new address closes the old connection; calls
 // meanwhile fail and the store's on_error decides. Sentinels are verified by their
 // configured host names, the master by tls_server_name or the address a sentinel gave.
 // The watcher holds the client weakly and ends with close().
@@ -54,6 +59,7 @@ struct redis_client_options
     // credentials (db unused). Empty: target is the node itself.
     std::vector<redis_node_address> sentinels;
     config::redis_target sentinel_session;
+    std::chrono::milliseconds sentinel_poll{1000}; // how often they are asked besides announcements
 };
 
 // The client TLS context for `cfg` (nullptr for redis://); throws on unreadable files.
@@ -118,7 +124,12 @@ private:
     static net::awaitable<void> watch_sentinels(std::weak_ptr<redis_client> client, std::shared_ptr<net::steady_timer> wake);
     // The master's address from the first sentinel that names it (each gets a second).
     net::awaitable<std::optional<redis_node_address>> ask_sentinels();
-    void use_master(const redis_node_address& master);
+    // `how`: the log's word on where the address came from.
+    void use_master(const redis_node_address& master, std::string_view how);
+    // Subscribes to +switch-master on the sentinel asked last unless a live subscription
+    // exists; PINGs a live one, and replaces one that stalled.
+    void keep_switch_subscription();
+    redis_endpoint sentinel_endpoint(const redis_node_address& at) const;
     // Closes the connection to the sentinel asked last; the next one is asked next.
     void next_sentinel();
 
@@ -135,6 +146,7 @@ private:
     std::shared_ptr<net::steady_timer> sentinel_wake_;
     std::vector<std::shared_ptr<redis_call>> master_waiters_;
     std::shared_ptr<redis_connection> sentinel_connection_;
+    std::shared_ptr<redis_connection> switch_subscription_;
     std::size_t sentinel_index_ = 0;
     bool master_doubted_ = false;   // a call failed on the master since the sentinels were asked
     bool sentinel_polling_ = false; // the watcher waits out its second: a doubt may wake it

@@ -157,16 +157,43 @@ std::shared_ptr<redis_call> redis_connection::submit(std::string_view wire, std:
 {
     auto call = std::make_shared<redis_call>();
     call->expected = replies;
+    return queue(std::move(call), wire);
+}
+
+std::shared_ptr<redis_call> redis_connection::subscribe(std::string_view wire, std::function<void(const redis_value&)> on_message)
+{
+    auto call = std::make_shared<redis_call>();
+    call->expected = 1;
+    call->on_message = std::move(on_message);
+    call = queue(std::move(call), wire);
+    if (!call->done) subscribed_ = true;
+    return call;
+}
+
+std::shared_ptr<redis_call> redis_connection::queue(std::shared_ptr<redis_call> call, std::string_view wire)
+{
     call->submitted = clock::now();
-    if (failed_) {
-        call->ec = error_;
+    if (failed_ || subscribed_) { // after a subscription, its replies would go to it
+        call->ec = failed_ ? error_ : make_error_code(redis_errc::protocol);
         call->done = true;
         return call;
     }
     pipeline_.submit(call, wire);
+    output_queued();
+    return call;
+}
+
+void redis_connection::send_subscribed(std::string_view wire)
+{
+    if (failed_ || !subscribed_) return;
+    pipeline_.append_output(wire);
+    output_queued();
+}
+
+void redis_connection::output_queued()
+{
     if (writer_idle_ && !tls_) write_now(); // no wake-up of the writer to wait for
     if (pipeline_.has_output()) wake_writer_.cancel(); // the writer sends it (now, or once connected)
-    return call;
 }
 
 net::ip::tcp::socket& redis_connection::socket()

@@ -20,6 +20,7 @@
 
 #include <array>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -74,6 +75,13 @@ public:
     // Queues formatted commands expecting `replies` replies; the call completes when they
     // have all arrived, or with the connection's error.
     std::shared_ptr<redis_call> submit(std::string_view wire, std::size_t replies);
+    // Subscribes the connection (RESP2): `wire` is the SUBSCRIBE command, and every reply
+    // from then on (its confirmation, the messages, PING's answers) goes to `on_message`,
+    // on this connection's executor, until the connection ends; the call then ends with its
+    // error. Calls submitted after it end at once with redis_errc::protocol.
+    std::shared_ptr<redis_call> subscribe(std::string_view wire, std::function<void(const redis_value&)> on_message);
+    // After subscribe(): commands whose replies go to `on_message` (PING).
+    void send_subscribed(std::string_view wire);
     // Ends the connection: calls in flight fail with `why`.
     void close(error_code why = redis_errc::closed);
 
@@ -92,6 +100,9 @@ private:
     net::awaitable<error_code> connect();
     net::awaitable<error_code> write(std::string_view bytes);
     void fail(error_code ec);
+    std::shared_ptr<redis_call> queue(std::shared_ptr<redis_call> call, std::string_view wire);
+    // Bytes were queued: writes them now if it can, else wakes the writer.
+    void output_queued();
     // Plain TCP with the writer idle: writes the queued bytes now, as far as the socket
     // takes them without blocking (the writer sends any rest).
     void write_now();
@@ -107,6 +118,7 @@ private:
     std::shared_ptr<redis_call> setup_;
     std::size_t setup_bytes_ = 0; // written alone, before any caller's command
     bool ready_ = false;
+    bool subscribed_ = false;
     bool writer_idle_ = false; // the writer waits for output (set-up done, nothing being written)
     bool failed_ = false;
     error_code error_;

@@ -11,7 +11,7 @@ void redis_pipeline::submit(std::shared_ptr<redis_call> call, std::string_view w
         return;
     }
     output_.append(wire);
-    call->replies.reserve(call->expected); // the replies land in place, one by one
+    if (!call->on_message) call->replies.reserve(call->expected); // the replies land in place, one by one
     pending_.push_back(std::move(call));
 }
 
@@ -32,6 +32,12 @@ bool redis_pipeline::feed(const char* data, std::size_t size)
     reader_.feed(data, size);
     while (auto reply = reader_.next()) {
         if (pending_.empty()) return false; // unasked: Redis and this side disagree on the stream
+        if (pending_.front()->on_message) {
+            auto subscription = pending_.front(); // kept alive should the handler end the connection
+            subscription->on_message(*reply);
+            if (pending_.empty()) break; // it ended the connection: the rest is not read
+            continue;
+        }
         auto& call = *pending_.front();
         call.replies.push_back(std::move(*reply));
         if (call.replies.size() == call.expected) {

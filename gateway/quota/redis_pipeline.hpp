@@ -29,6 +29,9 @@ struct redis_call
     bool done = false;
     std::function<void()> on_done;         // the waiting caller's wake-up; cleared if it gave up
     std::chrono::steady_clock::time_point submitted{};
+    // A subscription (RESP2 SUBSCRIBE): every reply from its first on is handed here as it
+    // comes, and the call ends only with the connection. It must be the last call queued.
+    std::function<void(const redis_value&)> on_message;
 };
 
 class redis_pipeline
@@ -38,6 +41,8 @@ public:
     // everything submitted before. A call expecting replies for no bytes ends at once
     // with a protocol error: it would take the replies of the calls behind it.
     void submit(std::shared_ptr<redis_call> call, std::string_view wire);
+    // Commands whose replies the subscription (the last call queued) takes: PING.
+    void append_output(std::string_view wire) { output_.append(wire); }
     // When the oldest call still waiting for replies was submitted (max() when none).
     std::chrono::steady_clock::time_point oldest_submitted() const;
     // The bytes to write next: everything submitted since the last take.

@@ -69,6 +69,71 @@ TEST(RedisPipeline, UnaskedOrMalformedRepliesAndFailuresEndEveryCall)
     EXPECT_EQ(woken, 2);
 }
 
+TEST(RedisPipeline, ASubscriptionTakesEveryReplyAsItComesUntilTheConnectionEnds)
+{
+    redis_pipeline p;
+    auto sub = call_for(1);
+    std::vector<std::string> seen;
+    sub->on_message = [&seen](const redis_value& m) { seen.push_back(m.elements.empty() ? m.str : m.elements[0].str); };
+    p.submit(sub, "SUB");
+    p.append_output("PING");
+    EXPECT_EQ(p.take_output(), "SUBPING") << "PING goes out behind SUBSCRIBE, with no call of its own";
+    const std::string wire = "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n"
+                             "*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+                             "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n";
+    for (char c : wire) ASSERT_TRUE(p.feed(&c, 1)); // a byte at a time
+    EXPECT_EQ(seen, (std::vector<std::string>{"subscribe", "pong", "message"}));
+    EXPECT_FALSE(sub->done) << "a subscription is never answered in full";
+    EXPECT_TRUE(sub->replies.empty());
+    EXPECT_EQ(p.in_flight(), 1u);
+    p.fail_all(boost::system::errc::make_error_code(boost::system::errc::connection_reset));
+    EXPECT_TRUE(sub->done && sub->ec) << "the connection's end ends it";
+
+    // A handler that ends the connection (fail_all) stops the reading: what follows is not
+    // handed out, and the pipeline is no longer fed.
+    redis_pipeline q;
+    auto ended = call_for(1);
+    int messages = 0;
+    ended->on_message = [&](const redis_value&) {
+        ++messages;
+        q.fail_all(boost::system::errc::make_error_code(boost::system::errc::operation_canceled));
+    };
+    q.submit(ended, "SUB");
+    q.feed(":1\r\n:2\r\n", 8);
+    EXPECT_EQ(messages, 1);
+    EXPECT_TRUE(ended->done);
+}
+
+TEST(RedisSlots, ASentinelsSwitchAnnouncementAndWhatIsNotOne)
+{
+    auto message = [](std::string channel, std::string payload) {
+        redis_value m{redis_value::kind::array, "", 0, {}};
+        m.elements = {{redis_value::kind::string, "message", 0, {}},
+                      {redis_value::kind::string, std::move(channel), 0, {}},
+                      {redis_value::kind::string, std::move(payload), 0, {}}};
+        return m;
+    };
+    EXPECT_EQ(parse_switch_master(message("+switch-master", "gw-master 10.0.0.7 6379 10.0.0.8 6380"), "gw-master"),
+              (redis_node_address{"10.0.0.8", 6380}));
+    EXPECT_EQ(parse_switch_master(message("+switch-master", "m ::1 6379 fe80::2 6380"), "m"), (redis_node_address{"fe80::2", 6380}));
+    EXPECT_FALSE(parse_switch_master(message("+switch-master", "other 10.0.0.7 6379 10.0.0.8 6380"), "gw-master"))
+        << "another master's failover";
+    EXPECT_FALSE(parse_switch_master(message("+switch-master", "gw 10.0.0.7 6379 10.0.0.8 6380"), "gw-master")) << "a prefix of the name";
+    EXPECT_FALSE(parse_switch_master(message("+sdown", "gw-master 10.0.0.7 6379 10.0.0.8 6380"), "gw-master")) << "another channel";
+    for (const char* bad : {"gw-master 10.0.0.7 6379 10.0.0.8", "gw-master 10.0.0.7 6379 10.0.0.8 6380 x", "gw-master 10.0.0.7 6379 10.0.0.8 0",
+                            "gw-master 10.0.0.7 6379 10.0.0.8 65536", "gw-master 10.0.0.7 6379  6380", "gw-master 10.0.0.7 6379 10.0.0.8 63x0",
+                            "", "gw-master"})
+        EXPECT_FALSE(parse_switch_master(message("+switch-master", bad), "gw-master")) << bad;
+    auto confirmation = message("+switch-master", "");
+    confirmation.elements[0].str = "subscribe";
+    confirmation.elements[2] = {redis_value::kind::integer, "", 1, {}};
+    EXPECT_FALSE(parse_switch_master(confirmation, "gw-master")) << "the subscription's confirmation";
+    redis_value pong{redis_value::kind::array, "", 0, {}};
+    pong.elements = {{redis_value::kind::string, "pong", 0, {}}, {redis_value::kind::string, "", 0, {}}};
+    EXPECT_FALSE(parse_switch_master(pong, "gw-master"));
+    EXPECT_FALSE(parse_switch_master(redis_value{redis_value::kind::error, "ERR", 0, {}}, "gw-master"));
+}
+
 TEST(RedisSlots, KeySlotsFollowHashTagsAsTheClusterSpecSays)
 {
     EXPECT_EQ(redis_key_slot("123456789"), 12739) << "the specification's CRC16 check value";

@@ -2,9 +2,15 @@
 // a client certificate, a wrong CA), a 3-master Redis Cluster made with `redis-cli
 // --cluster create` (limits shared by two gateways before and after a slot migration under
 // load and a master restart; ownership records spread over the masters), a master and
-// replica behind Redis Sentinel (a failover followed), and saturating load (no refusals a limit does not call for,
+// replica behind Redis Sentinel (a failover followed, also as the sentinel announces it), and saturating load (no refusals a limit does not call for,
 // no leases left behind). Every redis-server runs on loopback and stops with its test.
 #include "core/text.hpp"
+#include "gateway/quota/redis_client.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include "tests/emulator/emulator_test_util.hpp"
 #include "tests/support/gateway_fixture.hpp"
 #include "tests/support/process.hpp"
@@ -15,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <ctime>
+#include <future>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -24,6 +31,8 @@ namespace gw::test {
 namespace {
 
 using namespace std::chrono_literals;
+namespace net = boost::asio;
+using gateway::error_code;
 
 std::function<void(config::gateway_config&)> store_at(const std::string& url, std::function<void(config::gateway_config&)> more = {})
 {
@@ -380,7 +389,7 @@ TEST(GatewayRedisSentinel, FollowsTheMasterThroughAFailover)
         if (!switched) std::this_thread::sleep_for(10ms);
     }
     ASSERT_TRUE(switched) << "the sentinel promoted the replica";
-    // The gateway asks the sentinel every second: within a few, requests are decided on
+    // The gateway hears of the switch (or asks the sentinel, every second): requests are decided on
     // the new master.
     const long before = admissions_on(replica);
     int status = 0;
@@ -390,6 +399,68 @@ TEST(GatewayRedisSentinel, FollowsTheMasterThroughAFailover)
     }
     EXPECT_EQ(status, 200);
     EXPECT_GT(admissions_on(replica), before) << "admissions follow the failover";
+}
+
+// One command through `client` on its executor (the client is not thread-safe).
+net::awaitable<std::tuple<error_code, std::vector<gateway::redis_value>>> exec_one(std::shared_ptr<gateway::redis_client> client,
+                                                                                   gateway::redis_client::command cmd)
+{
+    const std::vector<gateway::redis_client::command> commands{std::move(cmd)};
+    co_return co_await client->exec(commands, gateway::redis_client::clock::now() + 2s);
+}
+
+net::awaitable<void> close_client(std::shared_ptr<gateway::redis_client> client)
+{
+    client->close();
+    co_return;
+}
+
+TEST(GatewayRedisSentinel, AFailoverTheSentinelsAnnounceIsFollowedAtOnce)
+{
+    // The client subscribes to the sentinel's +switch-master: asked only once an hour here,
+    // and with no call failing (reads, which a former master still answers), it follows a
+    // failover only because the sentinel announced it.
+    const std::vector<std::string> diskless{"--repl-diskless-load", "swapdb"};
+    running_redis master(redis_setup{.tls_dir = {}, .client_certs = false, .cluster_dir = {}, .extra_args = diskless});
+    auto replica_args = diskless;
+    replica_args.insert(replica_args.end(), {"--replicaof", "127.0.0.1", std::to_string(master.port())});
+    running_redis replica(redis_setup{.tls_dir = {}, .client_certs = false, .cluster_dir = {}, .extra_args = replica_args});
+    running_sentinel sentinel("gw-master", master.port());
+
+    config::quota_store_config store;
+    store.type = config::store_kind::redis;
+    store.url = "redis://gw-master/0";
+    store.sentinels = {sentinel.address()};
+    auto options = gateway::redis_options(store, nullptr);
+    options.sentinel_poll = std::chrono::hours(1);
+    net::io_context io;
+    auto work = net::make_work_guard(io);
+    std::thread runner([&io] { io.run(); });
+    auto client = std::make_shared<gateway::redis_client>(io.get_executor(), options);
+    auto port_of_node = [&] {
+        auto [ec, replies] = net::co_spawn(io, exec_one(client, {"CONFIG", "GET", "port"}), net::use_future).get();
+        return !ec && replies.size() == 1 && replies[0].elements.size() == 2 ? replies[0].elements[1].str : ec.message();
+    };
+    EXPECT_EQ(port_of_node(), std::to_string(master.port())) << "the master the sentinel named";
+
+    std::string failover;
+    for (int i = 0; i < 1500 && failover.find("OK") == std::string::npos; ++i) {
+        failover = sentinel.cli("SENTINEL FAILOVER gw-master");
+        if (failover.find("OK") == std::string::npos) std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_NE(failover.find("OK"), std::string::npos) << failover;
+    const auto promoted = std::to_string(replica.port());
+    std::string on;
+    for (int i = 0; i < 1000 && on != promoted; ++i) {
+        on = port_of_node();
+        if (on != promoted) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(on, promoted) << "the announced master, with no question asked since the start";
+
+    net::co_spawn(io, close_client(client), net::use_future).get();
+    client.reset();
+    work.reset();
+    runner.join();
 }
 
 TEST(GatewayRedisSentinel, OverTlsTheSentinelAndTheMasterAreVerified)
