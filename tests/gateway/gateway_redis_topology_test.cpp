@@ -344,6 +344,19 @@ TEST(GatewayRedisCluster, OwnershipRecordsSpreadOverTheMastersAndAreSharedByGate
 
 // ---- Sentinel ----------------------------------------------------------------------
 
+// Has the sentinel fail gw-master over, asking until it takes the command: it first learns
+// of the replica from the master (INFO, every few seconds).
+::testing::AssertionResult fail_over(const running_sentinel& sentinel)
+{
+    std::string answer;
+    for (int i = 0; i < 1500; ++i) {
+        answer = sentinel.cli("SENTINEL FAILOVER gw-master");
+        if (answer.find("OK") != std::string::npos) return ::testing::AssertionSuccess();
+        std::this_thread::sleep_for(10ms);
+    }
+    return ::testing::AssertionFailure() << "SENTINEL FAILOVER: " << answer;
+}
+
 TEST(GatewayRedisSentinel, FollowsTheMasterThroughAFailover)
 {
     // A master and its replica, both with a password, watched by a sentinel with a password
@@ -375,13 +388,7 @@ TEST(GatewayRedisSentinel, FollowsTheMasterThroughAFailover)
     EXPECT_EQ(status_of_parameters(gw), 200);
     EXPECT_GT(admissions_on(master), 0) << "decided on the master the sentinel named";
 
-    // The sentinel learns of the replica from the master (INFO, every few seconds) first.
-    std::string failover;
-    for (int i = 0; i < 1500 && failover.find("OK") == std::string::npos; ++i) {
-        failover = sentinel.cli("SENTINEL FAILOVER gw-master");
-        if (failover.find("OK") == std::string::npos) std::this_thread::sleep_for(10ms);
-    }
-    ASSERT_NE(failover.find("OK"), std::string::npos) << failover;
+    ASSERT_TRUE(fail_over(sentinel));
     const auto promoted = std::to_string(replica.port());
     bool switched = false;
     for (int i = 0; i < 1000 && !switched; ++i) {
@@ -443,12 +450,7 @@ TEST(GatewayRedisSentinel, AFailoverTheSentinelsAnnounceIsFollowedAtOnce)
     };
     EXPECT_EQ(port_of_node(), std::to_string(master.port())) << "the master the sentinel named";
 
-    std::string failover;
-    for (int i = 0; i < 1500 && failover.find("OK") == std::string::npos; ++i) {
-        failover = sentinel.cli("SENTINEL FAILOVER gw-master");
-        if (failover.find("OK") == std::string::npos) std::this_thread::sleep_for(10ms);
-    }
-    ASSERT_NE(failover.find("OK"), std::string::npos) << failover;
+    ASSERT_TRUE(fail_over(sentinel));
     const auto promoted = std::to_string(replica.port());
     std::string on;
     for (int i = 0; i < 1000 && on != promoted; ++i) {
