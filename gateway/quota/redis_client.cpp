@@ -2,6 +2,7 @@
 
 #include "core/text.hpp"
 #include "gateway/ops/spawn.hpp"
+#include "gateway/quota/sentinel_follower.hpp"
 #include "gateway/upstream/tls_socket.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -29,6 +30,7 @@ constexpr auto max_backoff = std::chrono::milliseconds(200);
 constexpr auto min_sentinel_interval = 100ms;
 constexpr auto max_sentinel_interval = 2000ms; // while none names the master
 constexpr auto sentinel_answer_time = 1000ms;
+constexpr auto subscription_retry_interval = std::chrono::minutes(1); // after a sentinel refused SUBSCRIBE
 
 // The key a command is routed by (its first key); nullptr for commands without keys.
 const std::string* first_key(const redis_client::command& cmd)
@@ -79,7 +81,8 @@ redis_client_options redis_options(const config::quota_store_config& cfg, std::s
     return o;
 }
 
-redis_client::redis_client(net::any_io_executor ex, redis_client_options options) : ex_(ex), options_(std::move(options))
+redis_client::redis_client(net::any_io_executor ex, redis_client_options options)
+    : ex_(ex), options_(std::move(options)), follower_(std::make_unique<sentinel_follower>(options_.sentinels.size()))
 {
     slots_.node_index({options_.target.host, options_.target.port});
 }
@@ -355,6 +358,12 @@ void redis_client::doubt_master()
     if (sentinel_polling_ && sentinel_wake_) sentinel_wake_->cancel();
 }
 
+void redis_client::ask_sentinels_soon()
+{
+    ask_soon_ = true;
+    if (sentinel_polling_ && sentinel_wake_) sentinel_wake_->cancel();
+}
+
 net::awaitable<void> redis_client::watch_sentinels(std::weak_ptr<redis_client> client, std::shared_ptr<net::steady_timer> wake)
 {
     auto pause = min_sentinel_interval; // grows while no sentinel names the master
@@ -372,10 +381,18 @@ net::awaitable<void> redis_client::watch_sentinels(std::weak_ptr<redis_client> c
                 if (std::exchange(self->sentinels_failing_, false)) spdlog::info("quota store: a sentinel names master {} again", name);
                 // The master failed or refused a write, and this sentinel still names it: it
                 // may be behind (a partition's minority). The next sentinel is asked next.
-                const bool still_named = doubted && self->mode_ == mode::standalone && self->slots_.nodes()[0] == *master;
-                self->use_master(*master, "named by a sentinel");
-                self->keep_switch_subscription(); // on the sentinel that answered
-                if (still_named) self->next_sentinel();
+                const bool still_named = doubted && self->mode_ == mode::standalone && self->slots_.nodes()[0] == master->address;
+                if (self->follower_->on_answer(*master) == sentinel_follower::verdict::follow) {
+                    self->use_master(master->address, "named by a sentinel");
+                    self->keep_switch_subscription(); // on the sentinel that answered
+                    if (still_named) self->next_sentinel();
+                } else { // behind the configuration followed: another sentinel is asked soon
+                    spdlog::info("quota store: sentinel {} names master {} at {} under epoch {}, older than the {} followed; asking the next",
+                                 self->options_.sentinels[self->sentinel_index_].text(), name, master->address.text(), master->epoch,
+                                 self->follower_->epoch());
+                    self->next_sentinel();
+                    self->ask_soon_ = true;
+                }
                 pause = min_sentinel_interval;
             } else {
                 if (!std::exchange(self->sentinels_failing_, true))
@@ -390,7 +407,7 @@ net::awaitable<void> redis_client::watch_sentinels(std::weak_ptr<redis_client> c
         {
             auto self = client.lock();
             if (!self || self->closed_) co_return;
-            if (self->sentinels_failing_ || self->master_doubted_) continue;
+            if (self->sentinels_failing_ || self->master_doubted_ || std::exchange(self->ask_soon_, false)) continue;
             self->sentinel_polling_ = true;
         }
         wake->expires_after(poll - min_sentinel_interval);
@@ -399,14 +416,14 @@ net::awaitable<void> redis_client::watch_sentinels(std::weak_ptr<redis_client> c
     }
 }
 
-net::awaitable<std::optional<redis_node_address>> redis_client::ask_sentinels()
+net::awaitable<std::optional<sentinel_master>> redis_client::ask_sentinels()
 {
     const auto& name = options_.target.host;
     for (std::size_t tried = 0; tried < options_.sentinels.size() && !closed_; ++tried) {
         const auto& at = options_.sentinels[sentinel_index_];
         if (!sentinel_connection_ || sentinel_connection_->failed()) sentinel_connection_ = redis_connection::open(ex_, sentinel_endpoint(at));
         auto connection = sentinel_connection_; // the call's, whatever close() does meanwhile
-        auto call = connection->submit(format_redis_command({"SENTINEL", "get-master-addr-by-name", name}), 1);
+        auto call = connection->submit(format_redis_command({"SENTINEL", "MASTER", name}), 1);
         auto ec = co_await wait_for(*call, clock::now() + sentinel_answer_time);
         if (!ec) {
             if (auto master = parse_sentinel_master(call->replies[0])) co_return master;
@@ -442,22 +459,51 @@ void redis_client::next_sentinel()
 
 void redis_client::keep_switch_subscription()
 {
-    if (switch_subscription_ && !switch_subscription_->failed()) {
+    if (switch_subscription_ && !switch_subscription_->failed() && subscription_index_ == sentinel_index_) {
         // Answers to PING keep a live subscription's reads recent; a silent one is replaced.
         if (!switch_subscription_->stalled(clock::now(), 3 * options_.sentinel_poll)) {
             switch_subscription_->send_subscribed(format_redis_command({"PING"}));
             return;
         }
-        switch_subscription_->close(redis_errc::unresponsive);
+        spdlog::info("quota store: sentinel {} stopped answering on the +switch-master subscription; subscribing again",
+                     options_.sentinels[subscription_index_].text());
     }
-    switch_subscription_ = redis_connection::open(ex_, sentinel_endpoint(options_.sentinels[sentinel_index_]));
+    // None yet, a failed or silent one, or one on a sentinel no longer asked: a new one on
+    // the sentinel that answered.
+    if (switch_subscription_) switch_subscription_->close();
+    switch_subscription_.reset();
+    if (clock::now() < subscription_retry_at_) return;
+    subscription_index_ = sentinel_index_;
+    subscription_confirmed_ = false;
+    switch_subscription_ = redis_connection::open(ex_, sentinel_endpoint(options_.sentinels[subscription_index_]));
     auto on_message = [client = weak_from_this()](const redis_value& message) {
-        auto self = client.lock();
-        if (!self || self->closed_) return;
-        if (auto master = parse_switch_master(message, self->options_.target.host))
-            self->use_master(*master, "announced by a sentinel");
+        if (auto self = client.lock(); self && !self->closed_) self->on_switch_message(message);
     };
     switch_subscription_->subscribe(format_redis_command({"SUBSCRIBE", "+switch-master"}), std::move(on_message));
+}
+
+void redis_client::on_switch_message(const redis_value& message)
+{
+    if (!subscription_confirmed_) {
+        if (is_switch_subscription(message)) {
+            subscription_confirmed_ = true;
+            return;
+        }
+        // An ACL user without the channel (NOPERM), or no Pub/Sub at all: polling only.
+        spdlog::warn("quota store: sentinel {} refused SUBSCRIBE +switch-master ({}); failovers are followed by asking every {} ms, "
+                     "and the subscription is tried again in a minute",
+                     options_.sentinels[subscription_index_].text(), message.str.empty() ? "unexpected reply" : message.str,
+                     options_.sentinel_poll.count());
+        subscription_retry_at_ = clock::now() + subscription_retry_interval;
+        switch_subscription_->close(); // from within its reader: the reading stops
+        return;
+    }
+    auto announced = parse_switch_master(message, options_.target.host);
+    if (!announced) return; // PING's answers, another master's failovers
+    if (follower_->on_announcement(*announced) == sentinel_follower::verdict::follow)
+        use_master(announced->to, "announced by a sentinel");
+    else
+        ask_sentinels_soon(); // about an address not in use: out of date or out of order
 }
 
 void redis_client::use_master(const redis_node_address& master, std::string_view how)

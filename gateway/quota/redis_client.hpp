@@ -18,11 +18,15 @@
 // second, and at once (at most every 100 ms) when a call to the master fails or is refused
 // as READONLY (a former master that became a replica); a sentinel that still names the
 // doubted master hands the next question to the next sentinel. While none names a master
-// the questions slow down to one every 2 s. The client also subscribes to +switch-master
-// on the sentinel that answered (a connection of its own, PINGed each poll and replaced
-// when it fails or stalls), so a failover is followed as the sentinels announce it, not
-// up to a poll later: writes meant for the new master stop reaching the old one, which
-// keeps taking them until Sentinel turns it into a replica and then loses them.
+// the questions slow down to one every 2 s. Questions are SENTINEL MASTER, whose answer
+// carries the configuration epoch: an answer from a sentinel behind the configuration
+// followed is not followed (sentinel_follower). The client also subscribes to
+// +switch-master on the sentinel that answered (a connection of its own, PINGed each poll
+// and replaced when it fails, stalls, or the questions moved to another sentinel), so a
+// failover is followed as the sentinels announce it, not up to a poll later: writes meant
+// for the new master stop reaching the old one, which keeps taking them until Sentinel
+// turns it into a replica and then loses them. A sentinel that refuses the subscription
+// (an ACL user without the channel) is logged, and failovers are followed by polling.
 // A new address closes the old connection; calls
 // meanwhile fail and the store's on_error decides. Sentinels are verified by their
 // configured host names, the master by tls_server_name or the address a sentinel gave.
@@ -47,6 +51,8 @@
 namespace gw::gateway {
 
 using config::redis_target;
+class sentinel_follower;
+struct sentinel_master;
 
 struct redis_client_options
 {
@@ -122,13 +128,20 @@ private:
     // Asks the watcher to ask the sentinels now (a call to the master failed or was refused).
     void doubt_master();
     static net::awaitable<void> watch_sentinels(std::weak_ptr<redis_client> client, std::shared_ptr<net::steady_timer> wake);
-    // The master's address from the first sentinel that names it (each gets a second).
-    net::awaitable<std::optional<redis_node_address>> ask_sentinels();
+    // The master and its epoch from the first sentinel that names it (each gets a second).
+    net::awaitable<std::optional<sentinel_master>> ask_sentinels();
+    // Asks the watcher to ask a sentinel now (not doubting the master: no rotation).
+    void ask_sentinels_soon();
     // `how`: the log's word on where the address came from.
     void use_master(const redis_node_address& master, std::string_view how);
     // Subscribes to +switch-master on the sentinel asked last unless a live subscription
-    // exists; PINGs a live one, and replaces one that stalled.
+    // to it exists (PINGed then); replaces one that failed, stalled or is on another
+    // sentinel; after a refusal, not again for a minute.
     void keep_switch_subscription();
+    // A reply on the subscription: its confirmation first (anything else: a refusal, logged,
+    // and the subscription closed), then the messages, of which announcements of the
+    // master's switch are followed as sentinel_follower says.
+    void on_switch_message(const redis_value& message);
     redis_endpoint sentinel_endpoint(const redis_node_address& at) const;
     // Closes the connection to the sentinel asked last; the next one is asked next.
     void next_sentinel();
@@ -146,7 +159,12 @@ private:
     std::shared_ptr<net::steady_timer> sentinel_wake_;
     std::vector<std::shared_ptr<redis_call>> master_waiters_;
     std::shared_ptr<redis_connection> sentinel_connection_;
+    std::unique_ptr<sentinel_follower> follower_;
     std::shared_ptr<redis_connection> switch_subscription_;
+    std::size_t subscription_index_ = 0; // the sentinel it is on
+    bool subscription_confirmed_ = false;
+    clock::time_point subscription_retry_at_{};
+    bool ask_soon_ = false; // an answer or announcement that did not fit: ask again without waiting the poll out
     std::size_t sentinel_index_ = 0;
     bool master_doubted_ = false;   // a call failed on the master since the sentinels were asked
     bool sentinel_polling_ = false; // the watcher waits out its second: a doubt may wake it

@@ -43,37 +43,6 @@ std::string redis_node_address::text() const
     return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
-std::optional<redis_node_address> parse_sentinel_master(const redis_value& reply)
-{
-    if (reply.type != redis_value::kind::array || reply.elements.size() != 2) return std::nullopt;
-    const auto& host = reply.elements[0];
-    const auto& port = reply.elements[1];
-    if (host.type != redis_value::kind::string || host.str.empty() || port.type != redis_value::kind::string) return std::nullopt;
-    auto p = number<std::uint16_t>(port.str);
-    if (!p || *p == 0) return std::nullopt;
-    return redis_node_address{host.str, *p};
-}
-
-std::optional<redis_node_address> parse_switch_master(const redis_value& message, std::string_view name)
-{
-    const auto& m = message.elements;
-    if (message.type != redis_value::kind::array || m.size() != 3) return std::nullopt;
-    for (const auto& e : m)
-        if (e.type != redis_value::kind::string) return std::nullopt;
-    if (m[0].str != "message" || m[1].str != "+switch-master") return std::nullopt;
-    std::vector<std::string_view> words;
-    std::string_view rest = m[2].str;
-    while (!rest.empty() && words.size() <= 5) {
-        auto space = rest.find(' ');
-        words.push_back(rest.substr(0, space));
-        rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space + 1);
-    }
-    if (words.size() != 5 || words[0] != name || words[3].empty()) return std::nullopt;
-    auto port = number<std::uint16_t>(words[4]);
-    if (!port || *port == 0) return std::nullopt;
-    return redis_node_address{std::string(words[3]), *port};
-}
-
 std::optional<redis_redirect> parse_redis_redirect(std::string_view error)
 {
     redis_redirect r;

@@ -38,16 +38,6 @@ struct redis_redirect
 };
 std::optional<redis_redirect> parse_redis_redirect(std::string_view error);
 
-// A sentinel's answer to SENTINEL get-master-addr-by-name: the master's address, or
-// nullopt when it is not [host, port] (nil: the sentinel knows no master of that name).
-std::optional<redis_node_address> parse_sentinel_master(const redis_value& reply);
-
-// A message a sentinel publishes on +switch-master (["message", "+switch-master",
-// "<name> <old host> <old port> <new host> <new port>"]): the new address when it is about
-// master `name`, nullopt for anything else (another master, the subscription's
-// confirmation, PING's answer, a malformed message).
-std::optional<redis_node_address> parse_switch_master(const redis_value& message, std::string_view name);
-
 class redis_slot_map
 {
 public:

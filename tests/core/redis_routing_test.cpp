@@ -1,9 +1,11 @@
 // The sans-io halves of the Redis client: replies matched to the calls of one multiplexed
-// connection (redis_pipeline), Redis Cluster routing facts (redis_slots), and which
-// background writes merge into one command (redis_scripts).
+// connection (redis_pipeline), Redis Cluster routing facts (redis_slots), which master a
+// Sentinel client follows (sentinel_follower), and which background writes merge into one
+// command (redis_scripts).
 #include "gateway/quota/redis_pipeline.hpp"
 #include "gateway/quota/redis_scripts.hpp"
 #include "gateway/quota/redis_slots.hpp"
+#include "gateway/quota/sentinel_follower.hpp"
 
 #include <gtest/gtest.h>
 
@@ -104,36 +106,6 @@ TEST(RedisPipeline, ASubscriptionTakesEveryReplyAsItComesUntilTheConnectionEnds)
     EXPECT_TRUE(ended->done);
 }
 
-TEST(RedisSlots, ASentinelsSwitchAnnouncementAndWhatIsNotOne)
-{
-    auto message = [](std::string channel, std::string payload) {
-        redis_value m{redis_value::kind::array, "", 0, {}};
-        m.elements = {{redis_value::kind::string, "message", 0, {}},
-                      {redis_value::kind::string, std::move(channel), 0, {}},
-                      {redis_value::kind::string, std::move(payload), 0, {}}};
-        return m;
-    };
-    EXPECT_EQ(parse_switch_master(message("+switch-master", "gw-master 10.0.0.7 6379 10.0.0.8 6380"), "gw-master"),
-              (redis_node_address{"10.0.0.8", 6380}));
-    EXPECT_EQ(parse_switch_master(message("+switch-master", "m ::1 6379 fe80::2 6380"), "m"), (redis_node_address{"fe80::2", 6380}));
-    EXPECT_FALSE(parse_switch_master(message("+switch-master", "other 10.0.0.7 6379 10.0.0.8 6380"), "gw-master"))
-        << "another master's failover";
-    EXPECT_FALSE(parse_switch_master(message("+switch-master", "gw 10.0.0.7 6379 10.0.0.8 6380"), "gw-master")) << "a prefix of the name";
-    EXPECT_FALSE(parse_switch_master(message("+sdown", "gw-master 10.0.0.7 6379 10.0.0.8 6380"), "gw-master")) << "another channel";
-    for (const char* bad : {"gw-master 10.0.0.7 6379 10.0.0.8", "gw-master 10.0.0.7 6379 10.0.0.8 6380 x", "gw-master 10.0.0.7 6379 10.0.0.8 0",
-                            "gw-master 10.0.0.7 6379 10.0.0.8 65536", "gw-master 10.0.0.7 6379  6380", "gw-master 10.0.0.7 6379 10.0.0.8 63x0",
-                            "", "gw-master"})
-        EXPECT_FALSE(parse_switch_master(message("+switch-master", bad), "gw-master")) << bad;
-    auto confirmation = message("+switch-master", "");
-    confirmation.elements[0].str = "subscribe";
-    confirmation.elements[2] = {redis_value::kind::integer, "", 1, {}};
-    EXPECT_FALSE(parse_switch_master(confirmation, "gw-master")) << "the subscription's confirmation";
-    redis_value pong{redis_value::kind::array, "", 0, {}};
-    pong.elements = {{redis_value::kind::string, "pong", 0, {}}, {redis_value::kind::string, "", 0, {}}};
-    EXPECT_FALSE(parse_switch_master(pong, "gw-master"));
-    EXPECT_FALSE(parse_switch_master(redis_value{redis_value::kind::error, "ERR", 0, {}}, "gw-master"));
-}
-
 TEST(RedisSlots, KeySlotsFollowHashTagsAsTheClusterSpecSays)
 {
     EXPECT_EQ(redis_key_slot("123456789"), 12739) << "the specification's CRC16 check value";
@@ -159,26 +131,6 @@ TEST(RedisSlots, RedirectionsAndTheirBadForms)
     EXPECT_EQ(parse_redis_redirect("MOVED 5 :7001")->to.host, "") << "the answering node's own host";
     for (const char* bad : {"ERR x", "MOVED", "MOVED 16384 h:1", "MOVED x h:1", "MOVED 1 h", "MOVED 1 h:0", "ASK 1 h:99999"})
         EXPECT_FALSE(parse_redis_redirect(bad)) << bad;
-}
-
-TEST(RedisSlots, ASentinelsMasterAddressAndItsBadForms)
-{
-    redis_value reply{redis_value::kind::array, "", 0, {}};
-    reply.elements = {{redis_value::kind::string, "10.0.0.7", 0, {}}, {redis_value::kind::string, "6380", 0, {}}};
-    EXPECT_EQ(parse_sentinel_master(reply), (redis_node_address{"10.0.0.7", 6380}));
-    EXPECT_FALSE(parse_sentinel_master(redis_value{})) << "nil: no master of that name";
-    EXPECT_FALSE(parse_sentinel_master(redis_value{redis_value::kind::error, "ERR unknown", 0, {}}));
-    for (const char* port : {"0", "65536", "x", "", "6380 "}) {
-        auto bad = reply;
-        bad.elements[1].str = port;
-        EXPECT_FALSE(parse_sentinel_master(bad)) << port;
-    }
-    auto no_host = reply;
-    no_host.elements[0].str.clear();
-    EXPECT_FALSE(parse_sentinel_master(no_host));
-    auto three = reply;
-    three.elements.push_back(reply.elements[1]);
-    EXPECT_FALSE(parse_sentinel_master(three));
 }
 
 redis_value integer(long long v)
@@ -291,6 +243,119 @@ TEST(RedisScripts, ReleasesFromOneSetMergeAndOtherCommandsNever)
     EXPECT_FALSE(redis_scripts::merge_into(set, {"SET", "{o}:k1", "alpha", "NX", "EX", "60"})) << "SET NX EX has no multi-key form";
     auto admit = redis_scripts::admit_app({"{a:x}:active", "{a:x}:cancelled"}, {"2", "60000", "l1"});
     EXPECT_EQ(redis_scripts::merge_prefix(admit), 0u) << "admissions are batched by their callers, not merged as writes";
+}
+
+redis_value sentinel_master_reply(std::vector<std::pair<std::string, std::string>> fields)
+{
+    std::vector<redis_value> flat;
+    for (auto& [k, v] : fields) {
+        flat.push_back(string(k));
+        flat.push_back(string(v));
+    }
+    return array(std::move(flat));
+}
+
+TEST(SentinelFollower, TheMastersAddressAndEpochFromSentinelMasterAndTheBadForms)
+{
+    // As a sentinel answers SENTINEL MASTER (more fields between, in any order).
+    auto reply = sentinel_master_reply({{"name", "gw-master"}, {"ip", "10.0.0.7"}, {"port", "6380"}, {"flags", "master"}, {"config-epoch", "3"}});
+    auto m = parse_sentinel_master(reply);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->address, (redis_node_address{"10.0.0.7", 6380}));
+    EXPECT_EQ(m->epoch, 3);
+    EXPECT_FALSE(parse_sentinel_master(redis_value{redis_value::kind::error, "ERR No such master with that name", 0, {}}));
+    EXPECT_FALSE(parse_sentinel_master(redis_value{})) << "nil";
+    for (const char* port : {"0", "65536", "x", "", "6380 "}) {
+        EXPECT_FALSE(parse_sentinel_master(sentinel_master_reply({{"ip", "10.0.0.7"}, {"port", port}, {"config-epoch", "3"}}))) << port;
+    }
+    for (const char* epoch : {"", "-1", "x", "1.5"}) {
+        EXPECT_FALSE(parse_sentinel_master(sentinel_master_reply({{"ip", "10.0.0.7"}, {"port", "6380"}, {"config-epoch", epoch}}))) << epoch;
+    }
+    EXPECT_FALSE(parse_sentinel_master(sentinel_master_reply({{"ip", ""}, {"port", "6380"}, {"config-epoch", "3"}}))) << "no host";
+    EXPECT_FALSE(parse_sentinel_master(sentinel_master_reply({{"ip", "10.0.0.7"}, {"port", "6380"}}))) << "no epoch";
+    auto odd = reply;
+    odd.elements.pop_back();
+    EXPECT_FALSE(parse_sentinel_master(odd)) << "a field without its value";
+    auto nested = reply;
+    nested.elements[1] = array({});
+    EXPECT_FALSE(parse_sentinel_master(nested));
+}
+
+redis_value published(std::string channel, std::string payload)
+{
+    return array({string("message"), string(std::move(channel)), string(std::move(payload))});
+}
+
+TEST(SentinelFollower, ASwitchAnnouncementAndWhatIsNotOne)
+{
+    auto s = parse_switch_master(published("+switch-master", "gw-master 10.0.0.7 6379 10.0.0.8 6380"), "gw-master");
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->from, (redis_node_address{"10.0.0.7", 6379}));
+    EXPECT_EQ(s->to, (redis_node_address{"10.0.0.8", 6380}));
+    auto v6 = parse_switch_master(published("+switch-master", "m ::1 6379 fe80::2 6380"), "m");
+    ASSERT_TRUE(v6);
+    EXPECT_EQ(v6->to, (redis_node_address{"fe80::2", 6380}));
+    EXPECT_FALSE(parse_switch_master(published("+switch-master", "other 10.0.0.7 6379 10.0.0.8 6380"), "gw-master"))
+        << "another master's failover";
+    EXPECT_FALSE(parse_switch_master(published("+switch-master", "gw 10.0.0.7 6379 10.0.0.8 6380"), "gw-master")) << "a prefix of the name";
+    EXPECT_FALSE(parse_switch_master(published("+sdown", "gw-master 10.0.0.7 6379 10.0.0.8 6380"), "gw-master")) << "another channel";
+    for (const char* bad : {"gw-master 10.0.0.7 6379 10.0.0.8", "gw-master 10.0.0.7 6379 10.0.0.8 6380 x", "gw-master 10.0.0.7 6379 10.0.0.8 0",
+                            "gw-master 10.0.0.7 6379 10.0.0.8 65536", "gw-master 10.0.0.7 6379  6380", "gw-master 10.0.0.7 6379 10.0.0.8 63x0",
+                            "gw-master 10.0.0.7 0 10.0.0.8 6380", "", "gw-master"})
+        EXPECT_FALSE(parse_switch_master(published("+switch-master", bad), "gw-master")) << bad;
+    const auto confirmation = array({string("subscribe"), string("+switch-master"), integer(1)});
+    EXPECT_FALSE(parse_switch_master(confirmation, "gw-master")) << "the subscription's confirmation";
+    EXPECT_TRUE(is_switch_subscription(confirmation));
+    const auto pong = array({string("pong"), string("")});
+    EXPECT_FALSE(parse_switch_master(pong, "gw-master"));
+    EXPECT_FALSE(is_switch_subscription(pong));
+    const redis_value refused{redis_value::kind::error, "NOPERM User gw has no permissions to access the '+switch-master' channel", 0, {}};
+    EXPECT_FALSE(parse_switch_master(refused, "gw-master"));
+    EXPECT_FALSE(is_switch_subscription(refused)) << "a refusal is not the confirmation";
+}
+
+TEST(SentinelFollower, AnAnswerBehindTheEpochFollowedIsStaleUntilEverySentinelGivesOne)
+{
+    const redis_node_address m1{"10.0.0.1", 6379}, m2{"10.0.0.2", 6379};
+    sentinel_follower f(3);
+    EXPECT_EQ(f.on_answer({m1, 4}), sentinel_follower::verdict::follow);
+    EXPECT_EQ(f.master(), m1);
+    EXPECT_EQ(f.on_answer({m2, 5}), sentinel_follower::verdict::follow) << "a failover: a higher epoch";
+    EXPECT_EQ(f.master(), m2);
+    EXPECT_EQ(f.on_answer({m1, 4}), sentinel_follower::verdict::ask_next) << "a sentinel that has not heard of it";
+    EXPECT_EQ(f.master(), m2);
+    EXPECT_EQ(f.on_answer({m2, 5}), sentinel_follower::verdict::follow) << "the next one has";
+    // Every sentinel in turn below the epoch followed: their state was reset (epochs start
+    // again at 0), and the third such answer in a row is followed.
+    EXPECT_EQ(f.on_answer({m1, 0}), sentinel_follower::verdict::ask_next);
+    EXPECT_EQ(f.on_answer({m1, 0}), sentinel_follower::verdict::ask_next);
+    EXPECT_EQ(f.on_answer({m1, 0}), sentinel_follower::verdict::follow);
+    EXPECT_EQ(f.master(), m1);
+    EXPECT_EQ(f.epoch(), 0);
+    sentinel_follower one(1);
+    EXPECT_EQ(one.on_answer({m2, 7}), sentinel_follower::verdict::follow);
+    EXPECT_EQ(one.on_answer({m1, 2}), sentinel_follower::verdict::follow) << "a single sentinel is never stale against itself";
+}
+
+TEST(SentinelFollower, AnAnnouncementMovesTheMasterInUseAndRaisesTheEpochAboveStaleAnswers)
+{
+    const redis_node_address m1{"10.0.0.1", 6379}, m2{"10.0.0.2", 6379}, m3{"10.0.0.3", 6379};
+    sentinel_follower f(3);
+    EXPECT_EQ(f.on_announcement({m1, m2}), sentinel_follower::verdict::follow) << "before any answer";
+    EXPECT_EQ(f.master(), m2);
+    EXPECT_EQ(f.epoch(), -1);
+    EXPECT_EQ(f.on_answer({m2, 4}), sentinel_follower::verdict::follow);
+    EXPECT_EQ(f.on_announcement({m2, m3}), sentinel_follower::verdict::follow);
+    EXPECT_EQ(f.master(), m3);
+    EXPECT_EQ(f.epoch(), 5) << "a failover's epoch is above the one it replaced";
+    EXPECT_EQ(f.on_answer({m2, 4}), sentinel_follower::verdict::ask_next)
+        << "a sentinel still naming the master the announcement moved away from is behind";
+    EXPECT_EQ(f.master(), m3);
+    EXPECT_EQ(f.on_answer({m3, 6}), sentinel_follower::verdict::follow);
+    EXPECT_EQ(f.on_announcement({m1, m2}), sentinel_follower::verdict::ask_now) << "about a master not in use: out of date";
+    EXPECT_EQ(f.master(), m3);
+    EXPECT_EQ(f.on_announcement({m2, m3}), sentinel_follower::verdict::follow) << "late, to where the client already is";
+    EXPECT_EQ(f.epoch(), 6) << "and not counted as another failover";
 }
 
 } // namespace

@@ -11,6 +11,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include "tests/emulator/emulator_test_util.hpp"
 #include "tests/support/gateway_fixture.hpp"
 #include "tests/support/process.hpp"
@@ -21,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <ctime>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -422,47 +425,126 @@ net::awaitable<void> close_client(std::shared_ptr<gateway::redis_client> client)
     co_return;
 }
 
+// What the process logs while it lives (a sink added to the default logger). Read it only
+// once the threads that log have ended.
+class captured_log
+{
+public:
+    captured_log() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)) { spdlog::default_logger()->sinks().push_back(sink_); }
+    ~captured_log()
+    {
+        auto& sinks = spdlog::default_logger()->sinks();
+        sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+    }
+    std::string text() const { return out_.str(); }
+
+private:
+    std::ostringstream out_;
+    std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+};
+
+// A master, its replica and a sentinel watching them as gw-master, and a Redis client of
+// the sentinel on a thread of its own; the test drives the client through node_port().
+class sentinel_client_fixture
+{
+public:
+    explicit sentinel_client_fixture(std::function<void(config::quota_store_config&, running_sentinel&)> setup,
+                                     std::chrono::milliseconds poll)
+        : master_(redis_setup{.tls_dir = {}, .client_certs = false, .cluster_dir = {}, .extra_args = diskless()}),
+          replica_(redis_setup{.tls_dir = {}, .client_certs = false, .cluster_dir = {}, .extra_args = replica_args(master_.port())}),
+          sentinel_("gw-master", master_.port())
+    {
+        config::quota_store_config store;
+        store.type = config::store_kind::redis;
+        store.url = "redis://gw-master/0";
+        store.sentinels = {sentinel_.address()};
+        setup(store, sentinel_);
+        auto options = gateway::redis_options(store, nullptr);
+        options.sentinel_poll = poll;
+        client_ = std::make_shared<gateway::redis_client>(io_.get_executor(), options);
+        runner_ = std::thread([this] { io_.run(); });
+    }
+    ~sentinel_client_fixture()
+    {
+        net::co_spawn(io_, close_client(client_), net::use_future).get(); // the client's watcher ends
+        work_.reset();
+        runner_.join();
+    }
+    // The port of the node the client's calls go to (CONFIG GET port: a read, which a
+    // former master still answers), or the call's error.
+    std::string node_port()
+    {
+        auto [ec, replies] = net::co_spawn(io_, exec_one(client_, {"CONFIG", "GET", "port"}), net::use_future).get();
+        return !ec && replies.size() == 1 && replies[0].elements.size() == 2 ? replies[0].elements[1].str : ec.message();
+    }
+    // Waits (up to 10 s) until the client's calls go to the replica the failover promoted.
+    bool follows_to_replica()
+    {
+        const auto promoted = std::to_string(replica_.port());
+        for (int i = 0; i < 1000; ++i) {
+            if (node_port() == promoted) return true;
+            std::this_thread::sleep_for(10ms);
+        }
+        return false;
+    }
+    const running_redis& master() const { return master_; }
+    const running_sentinel& sentinel() const { return sentinel_; }
+
+private:
+    static std::vector<std::string> diskless() { return {"--repl-diskless-load", "swapdb"}; }
+    static std::vector<std::string> replica_args(std::uint16_t master_port)
+    {
+        auto args = diskless();
+        args.insert(args.end(), {"--replicaof", "127.0.0.1", std::to_string(master_port)});
+        return args;
+    }
+    running_redis master_;
+    running_redis replica_;
+    running_sentinel sentinel_;
+    net::io_context io_;
+    net::executor_work_guard<net::io_context::executor_type> work_ = net::make_work_guard(io_);
+    std::shared_ptr<gateway::redis_client> client_;
+    std::thread runner_;
+};
+
 TEST(GatewayRedisSentinel, AFailoverTheSentinelsAnnounceIsFollowedAtOnce)
 {
-    // The client subscribes to the sentinel's +switch-master: asked only once an hour here,
-    // and with no call failing (reads, which a former master still answers), it follows a
-    // failover only because the sentinel announced it.
-    const std::vector<std::string> diskless{"--repl-diskless-load", "swapdb"};
-    running_redis master(redis_setup{.tls_dir = {}, .client_certs = false, .cluster_dir = {}, .extra_args = diskless});
-    auto replica_args = diskless;
-    replica_args.insert(replica_args.end(), {"--replicaof", "127.0.0.1", std::to_string(master.port())});
-    running_redis replica(redis_setup{.tls_dir = {}, .client_certs = false, .cluster_dir = {}, .extra_args = replica_args});
-    running_sentinel sentinel("gw-master", master.port());
-
-    config::quota_store_config store;
-    store.type = config::store_kind::redis;
-    store.url = "redis://gw-master/0";
-    store.sentinels = {sentinel.address()};
-    auto options = gateway::redis_options(store, nullptr);
-    options.sentinel_poll = std::chrono::hours(1);
-    net::io_context io;
-    auto work = net::make_work_guard(io);
-    std::thread runner([&io] { io.run(); });
-    auto client = std::make_shared<gateway::redis_client>(io.get_executor(), options);
-    auto port_of_node = [&] {
-        auto [ec, replies] = net::co_spawn(io, exec_one(client, {"CONFIG", "GET", "port"}), net::use_future).get();
-        return !ec && replies.size() == 1 && replies[0].elements.size() == 2 ? replies[0].elements[1].str : ec.message();
-    };
-    EXPECT_EQ(port_of_node(), std::to_string(master.port())) << "the master the sentinel named";
-
-    ASSERT_TRUE(fail_over(sentinel));
-    const auto promoted = std::to_string(replica.port());
-    std::string on;
-    for (int i = 0; i < 1000 && on != promoted; ++i) {
-        on = port_of_node();
-        if (on != promoted) std::this_thread::sleep_for(10ms);
+    // The client subscribes to the sentinel's +switch-master. Asked only once an hour here,
+    // and with no call failing (reads, which a former master still answers), it follows the
+    // failover as the sentinel announces it.
+    captured_log log;
+    {
+        sentinel_client_fixture redis([](config::quota_store_config&, running_sentinel&) {}, std::chrono::hours(1));
+        EXPECT_EQ(redis.node_port(), std::to_string(redis.master().port())) << "the master the sentinel named";
+        ASSERT_TRUE(fail_over(redis.sentinel()));
+        EXPECT_TRUE(redis.follows_to_replica()) << "the announced master, with no question asked since the start";
     }
-    EXPECT_EQ(on, promoted) << "the announced master, with no question asked since the start";
+    EXPECT_NE(log.text().find("(announced by a sentinel)"), std::string::npos) << log.text();
+}
 
-    net::co_spawn(io, close_client(client), net::use_future).get();
-    client.reset();
-    work.reset();
-    runner.join();
+TEST(GatewayRedisSentinel, ASentinelThatRefusesTheSubscriptionIsLoggedAndAskingStillFollows)
+{
+    // An ACL user of the sentinel without channel permissions (Redis 7's default for new
+    // users): SUBSCRIBE is refused NOPERM. The client says so once and follows the failover
+    // by asking (every 200 ms here).
+    captured_log log;
+    {
+        sentinel_client_fixture redis(
+            [](config::quota_store_config& store, running_sentinel& sentinel) {
+                ASSERT_NE(sentinel.cli("ACL SETUSER gw on '>gw-secret' +@all").find("OK"), std::string::npos);
+                store.sentinel_username = "gw";
+                store.sentinel_password = "gw-secret";
+            },
+            200ms);
+        EXPECT_EQ(redis.node_port(), std::to_string(redis.master().port()));
+        ASSERT_TRUE(fail_over(redis.sentinel()));
+        EXPECT_TRUE(redis.follows_to_replica());
+    }
+    const auto text = log.text();
+    EXPECT_NE(text.find("refused SUBSCRIBE +switch-master (NOPERM"), std::string::npos) << text;
+    EXPECT_EQ(text.find("refused SUBSCRIBE", text.find("refused SUBSCRIBE") + 1), std::string::npos) << "once, not at every question";
+    EXPECT_NE(text.find("(named by a sentinel)"), std::string::npos) << text;
+    EXPECT_EQ(text.find("(announced by a sentinel)"), std::string::npos) << text;
 }
 
 TEST(GatewayRedisSentinel, OverTlsTheSentinelAndTheMasterAreVerified)
