@@ -65,7 +65,9 @@ struct redis_client_options
     // credentials (db unused). Empty: target is the node itself.
     std::vector<redis_node_address> sentinels;
     config::redis_target sentinel_session;
-    std::chrono::milliseconds sentinel_poll{1000}; // how often they are asked besides announcements
+    // How often the sentinels are asked besides announcements (a subscription silent for
+    // three of these is replaced). Not configurable: tests lengthen or shorten it.
+    std::chrono::milliseconds sentinel_poll{1000};
 };
 
 // The client TLS context for `cfg` (nullptr for redis://); throws on unreadable files.

@@ -31,6 +31,8 @@ struct redis_call
     std::chrono::steady_clock::time_point submitted{};
     // A subscription (RESP2 SUBSCRIBE): every reply from its first on is handed here as it
     // comes, and the call ends only with the connection. It must be the last call queued.
+    // Runs inside feed(), on the connection's reader: it must not block or submit on this
+    // connection; it may end the connection (fail_all), and then no more is handed out.
     std::function<void(const redis_value&)> on_message;
 };
 
