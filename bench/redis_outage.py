@@ -9,8 +9,11 @@ counted twice; with `local`, usage admitted by the local store stays in that rep
 own count by design).
 
 Outages:
-  hung  Redis is stopped (SIGSTOP) and continued (SIGCONT): calls time out, data stays.
-  down  Redis is killed (SIGKILL) and started again from its append-only file.
+  hung      Redis is stopped (SIGSTOP) and continued (SIGCONT): calls time out, data stays.
+  down      Redis is killed (SIGKILL) and started again from its append-only file.
+  failover  Redis Sentinel fails the master over to its replica (SENTINEL FAILOVER); the
+            gateway knows only the sentinel. "During" is from the command to the sentinel
+            naming the new master; the settlement check reads the new master.
 
   bench/redis_outage.py [--build build] [--outage 10] [--out bench/results/redis-outage.json]
 
@@ -30,6 +33,39 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import compare  # noqa: E402  (the stack helpers: processes, configs, /proc readings)
+
+
+def sentinel_cli(port, *args):
+    return subprocess.run(['redis-cli', '-p', str(port), *args], capture_output=True, text=True).stdout
+
+
+def wait_until(what, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if what():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def with_sentinel(b, master, mode):
+    """A replica of `master` and a sentinel watching both as gw-master (once it knows the replica)."""
+    replica_port, sentinel_port = compare.free_port(), compare.free_port()
+    replica = b.start('redis-replica', ['redis-server', '--port', str(replica_port), '--bind', '127.0.0.1', '--save', '',
+                                        '--appendonly', 'no', '--replicaof', '127.0.0.1', str(master.port),
+                                        '--repl-diskless-load', 'swapdb'], replica_port)
+    conf = os.path.join(b.dir, f'sentinel-{mode}.conf')
+    with open(conf, 'w') as f:
+        f.write(f'port {sentinel_port}\nbind 127.0.0.1\ndir {b.dir}\n'
+                f'sentinel monitor gw-master 127.0.0.1 {master.port} 1\n')
+    sentinel = b.start('sentinel', ['redis-server', conf, '--sentinel'], sentinel_port)
+    # The replica's first full sync (a diskless one waits 5 s for other replicas), then the
+    # sentinel learning of it from the master's INFO (every 10 s at most).
+    if not wait_until(lambda: 'master_link_status:up' in sentinel_cli(replica_port, 'INFO', 'replication'), 30):
+        raise RuntimeError('the replica did not sync')
+    if not wait_until(lambda: str(replica_port) in sentinel_cli(sentinel_port, 'SENTINEL', 'REPLICAS', 'gw-master'), 30):
+        raise RuntimeError('the sentinel did not learn of the replica')
+    return replica, sentinel
 
 
 def redis_used(port):
@@ -84,21 +120,33 @@ def one_run(b, emu, mode, kind, outage):
     port = compare.free_port()
     redis = b.start('redis', ['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes',
                               '--appendfsync', 'everysec', '--dir', b.dir, '--appendfilename', f'{mode}-{kind}.aof'], port)
+    store = {'on_error': mode}
+    if kind == 'failover':
+        replica, sentinel = with_sentinel(b, redis, mode)
+        store.update({'url': 'redis://gw-master/0', 'sentinels': [f'127.0.0.1:{sentinel.port}']})
     gw = b.gateway(f'gateway-{mode}-{kind}', emu.port, quota='redis', redis_port=redis.port,
-                   tenant_extra={'max_concurrent': 1000}, store_extra={'on_error': mode})
+                   tenant_extra={'max_concurrent': 1000}, store_extra=store)
     load = Load(gw.port, 8)
     time.sleep(3)
     lost_at = time.monotonic()
-    if kind == 'hung':
+    if kind == 'failover':
+        if not wait_until(lambda: 'OK' in sentinel_cli(sentinel.port, 'SENTINEL', 'FAILOVER', 'gw-master'), 30):
+            raise RuntimeError('SENTINEL FAILOVER was not taken')
+        lost_at = time.monotonic()
+        if not wait_until(lambda: str(replica.port) in sentinel_cli(sentinel.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'gw-master'), 30):
+            raise RuntimeError('the sentinel did not promote the replica')
+        back_at = time.monotonic()
+    elif kind == 'hung':
         redis.proc.send_signal(signal.SIGSTOP)
     else:
         redis.proc.kill()
         redis.proc.wait()
-    time.sleep(outage)
-    back_at = time.monotonic()
+    if kind != 'failover':
+        time.sleep(outage)
+        back_at = time.monotonic()
     if kind == 'hung':
         redis.proc.send_signal(signal.SIGCONT)
-    else:
+    elif kind == 'down':
         b.services.remove(redis)
         redis = b.start('redis', redis.cmd, redis.port)
     # Recovery: the first request decided in Redis again (the store's error count stops
@@ -121,8 +169,9 @@ def one_run(b, emu, mode, kind, outage):
     after = [r for r in load.results if r[0] >= back_at]
     s = store_figures(gw)
     reported = sum(r[2] for r in load.results)
+    counted_on = replica if kind == 'failover' else redis
     row = {
-        'on_error': mode, 'outage': kind, 'seconds': outage,
+        'on_error': mode, 'outage': kind, 'seconds': back_at - lost_at if kind == 'failover' else outage,
         'requests': len(load.results),
         'during_ok': sum(1 for r in during if r[1] == 200), 'during_refused': sum(1 for r in during if r[1] == 503),
         'during_other': sum(1 for r in during if r[1] not in (200, 503)),
@@ -130,10 +179,17 @@ def one_run(b, emu, mode, kind, outage):
         'after_statuses': {str(s): sum(1 for r in after if r[1] == s) for s in sorted({r[1] for r in after})},
         'examples': load.examples,
         'recovery_first_decided_s': first_decided, 'recovery_writes_landed_s': writes_landed,
-        'tokens_reported': reported, 'tokens_in_redis': redis_used(redis.port),
+        'tokens_reported': reported, 'tokens_in_redis': redis_used(counted_on.port),
         'store_errors': s['errors'], 'retried_writes': s['retried_writes'], 'dropped_writes': s['dropped_writes'],
         'pending_writes': s['pending_writes'],
     }
+    if kind == 'failover':
+        with open(gw.log.name, errors='replace') as f:
+            moved = [line for line in f if 'moved from' in line]
+        row['followed'] = 'announced' if any('announced by a sentinel' in m for m in moved) else \
+            'asked' if moved else 'never'
+        b.stop(sentinel)
+        b.stop(replica)
     b.stop(gw)
     b.stop(redis)
     return row
@@ -145,7 +201,7 @@ def main():
     p.add_argument('--outage', type=float, default=10.0)
     p.add_argument('--out', help='write the rows as JSON here')
     p.add_argument('--modes', default='allow,deny,local', help='on_error modes to run')
-    p.add_argument('--kinds', default='hung,down', help='outages to run')
+    p.add_argument('--kinds', default='hung,down,failover', help='outages to run')
     args = p.parse_args()
     args.workers = 1
     b = compare.Bench(args)
@@ -164,9 +220,14 @@ def main():
     print('|---|---|---:|---:|---:|---:|---:|---:|---:|')
     for r in rows:
         fmt = lambda v: f'{v:.2f} s' if v is not None else 'never'  # noqa: E731
-        print(f"| {r['outage']} {r['seconds']:.0f} s | {r['on_error']} | {r['during_ok']} | {r['during_refused']} | "
+        seconds = f"{r['seconds']:.2f}" if r['outage'] == 'failover' else f"{r['seconds']:.0f}"
+        print(f"| {r['outage']} {seconds} s | {r['on_error']} | {r['during_ok']} | {r['during_refused']} | "
               f"{r['after_not_ok']} | {fmt(r['recovery_first_decided_s'])} | {fmt(r['recovery_writes_landed_s'])} | "
               f"{r['tokens_reported']} / {r['tokens_in_redis']} | {r['retried_writes']} / {r['dropped_writes']} |")
+    for r in rows:
+        if r['outage'] == 'failover':
+            print(f"failover with on_error {r['on_error']}: the gateway followed it as the sentinel "
+                  f"{'announced it' if r['followed'] == 'announced' else 'answered a question' if r['followed'] == 'asked' else 'never followed it'}")
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(rows, f, indent=1)

@@ -211,7 +211,7 @@ net::awaitable<std::tuple<error_code, std::vector<redis_value>>> redis_client::e
     std::vector<redis_value> replies(commands.size());
     for (const auto& cmd : commands)
         if (cmd.empty()) co_return std::tuple{error_code(redis_errc::protocol), std::move(replies)};
-    if (mode_ == mode::unknown) {
+    if (mode_ == mode::unknown || (with_sentinels() && follower_->fenced(clock::now()))) {
         error_code ec;
         if (with_sentinels())
             ec = co_await await_master(deadline);
@@ -345,10 +345,12 @@ net::awaitable<error_code> redis_client::await_master(clock::time_point deadline
     // Calls that gave up are dropped here, so that an outage of every sentinel does not
     // pile them up.
     std::erase_if(master_waiters_, [](const std::shared_ptr<redis_call>& c) { return c.use_count() == 1; });
+    const bool fenced = follower_->fenced(clock::now());
     auto mine = std::make_shared<redis_call>();
     master_waiters_.push_back(mine);
     auto ec = co_await wait_for(*mine, deadline);
-    if (ec == beast::error::timeout && sentinels_failing_) ec = redis_errc::no_master; // the cause, not the wait
+    // The cause, not the wait (nothing was sent).
+    if (ec == beast::error::timeout) ec = fenced ? redis_errc::failing_over : redis_errc::no_master;
     co_return ec;
 }
 
@@ -479,7 +481,8 @@ void redis_client::keep_switch_subscription()
     auto on_message = [client = weak_from_this()](const redis_value& message) {
         if (auto self = client.lock(); self && !self->closed_) self->on_switch_message(message);
     };
-    switch_subscription_->subscribe(format_redis_command({"SUBSCRIBE", "+switch-master"}), std::move(on_message));
+    switch_subscription_->subscribe(format_redis_command({"SUBSCRIBE", "+switch-master", "+failover-state-send-slaveof-noone"}),
+                                    std::move(on_message));
 }
 
 void redis_client::on_switch_message(const redis_value& message)
@@ -498,8 +501,15 @@ void redis_client::on_switch_message(const redis_value& message)
         switch_subscription_->close(); // from within its reader: the reading stops
         return;
     }
+    if (is_promotion_of_replica(message, options_.target.host)) {
+        if (!follower_->fenced(clock::now()))
+            spdlog::warn("quota store: a sentinel is promoting a replica of master {}: nothing is sent to {} until the new master is announced",
+                         options_.target.host, slots_.nodes()[0].text());
+        follower_->on_promotion(clock::now());
+        return;
+    }
     auto announced = parse_switch_master(message, options_.target.host);
-    if (!announced) return; // PING's answers, another master's failovers
+    if (!announced) return; // PING's answers, the second channel's confirmation, other masters' failovers
     if (follower_->on_announcement(*announced) == sentinel_follower::verdict::follow)
         use_master(announced->to, "announced by a sentinel");
     else

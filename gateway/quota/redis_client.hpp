@@ -25,8 +25,12 @@
 // and replaced when it fails, stalls, or the questions moved to another sentinel), so a
 // failover is followed as the sentinels announce it, not up to a poll later: writes meant
 // for the new master stop reaching the old one, which keeps taking them until Sentinel
-// turns it into a replica and then loses them. A sentinel that refuses the subscription
-// (an ACL user without the channel) is logged, and failovers are followed by polling.
+// turns it into a replica and then loses them. The subscription also hears a sentinel
+// start promoting a replica (+failover-state-send-slaveof-noone): from then until the new
+// master is followed (at most 5 s), nothing is sent to the old one, whose writes the new
+// master would never see; calls wait for the new master within their deadlines and fail
+// with failing_over (nothing sent). A sentinel that refuses the subscription
+// (an ACL user without the channels) is logged, and failovers are followed by polling.
 // A new address closes the old connection; calls
 // meanwhile fail and the store's on_error decides. Sentinels are verified by their
 // configured host names, the master by tls_server_name or the address a sentinel gave.
@@ -125,7 +129,9 @@ private:
 
     // Sentinel.
     bool with_sentinels() const { return !options_.sentinels.empty(); }
-    // Waits (up to `deadline`) until the watcher has found the master; starts it first.
+    // Waits (up to `deadline`) until the watcher has found the master, or the new one while
+    // a failover fences the old; starts it first. Fails with no_master or failing_over:
+    // nothing was sent.
     net::awaitable<error_code> await_master(clock::time_point deadline);
     // Asks the watcher to ask the sentinels now (a call to the master failed or was refused).
     void doubt_master();

@@ -34,6 +34,7 @@ struct redis_category_t : boost::system::error_category
         case redis_errc::stalled: return "redis not answering (calls waiting past their deadline)";
         case redis_errc::partial: return "redis failed part of a pipeline (on one of several nodes)";
         case redis_errc::no_master: return "no redis sentinel names the master";
+        case redis_errc::failing_over: return "redis master being failed over (waiting for the new one)";
         }
         return "redis error";
     }

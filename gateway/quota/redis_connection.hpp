@@ -40,6 +40,7 @@ enum class redis_errc
     stalled,         // not sent: calls on the connection got no reply within a deadline
     partial,         // some of the calls failed after others were sent (they may have run)
     no_master,       // not sent: no sentinel named the master (yet)
+    failing_over,    // not sent: a sentinel is promoting a replica of the master
 };
 error_code make_error_code(redis_errc e);
 

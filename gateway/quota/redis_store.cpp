@@ -27,7 +27,7 @@ std::string number(double v)
 // there to carry them.
 bool might_have_run(const error_code& ec)
 {
-    return ec != redis_errc::backing_off && ec != redis_errc::stalled && ec != redis_errc::no_master &&
+    return ec != redis_errc::backing_off && ec != redis_errc::stalled && ec != redis_errc::no_master && ec != redis_errc::failing_over &&
            ec != net::error::connection_refused && ec != net::error::host_not_found &&
            ec != net::error::host_unreachable && ec != net::error::network_unreachable;
 }

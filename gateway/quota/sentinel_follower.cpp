@@ -22,6 +22,19 @@ std::optional<redis_node_address> address(std::string_view host, std::string_vie
     return redis_node_address{std::string(host), *p};
 }
 
+// The space-separated words of a message, up to one more than `expected` (enough to tell
+// that there are too many).
+std::vector<std::string_view> words_of(std::string_view text, std::size_t expected)
+{
+    std::vector<std::string_view> words;
+    while (!text.empty() && words.size() <= expected) {
+        auto space = text.find(' ');
+        words.push_back(text.substr(0, space));
+        text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
+    }
+    return words;
+}
+
 bool all_strings(const redis_value& v)
 {
     for (const auto& e : v.elements)
@@ -53,13 +66,7 @@ std::optional<master_switch> parse_switch_master(const redis_value& message, std
     const auto& m = message.elements;
     if (message.type != redis_value::kind::array || m.size() != 3 || !all_strings(message)) return std::nullopt;
     if (m[0].str != "message" || m[1].str != "+switch-master") return std::nullopt;
-    std::vector<std::string_view> words;
-    std::string_view rest = m[2].str;
-    while (!rest.empty() && words.size() <= 5) {
-        auto space = rest.find(' ');
-        words.push_back(rest.substr(0, space));
-        rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space + 1);
-    }
+    const auto words = words_of(m[2].str, 5);
     if (words.size() != 5 || words[0] != name) return std::nullopt;
     auto from = address(words[1], words[2]);
     auto to = address(words[3], words[4]);
@@ -74,11 +81,21 @@ bool is_switch_subscription(const redis_value& reply)
            e[0].str == "subscribe" && e[1].type == redis_value::kind::string && e[1].str == "+switch-master";
 }
 
+bool is_promotion_of_replica(const redis_value& message, std::string_view name)
+{
+    const auto& m = message.elements;
+    if (message.type != redis_value::kind::array || m.size() != 3 || !all_strings(message)) return false;
+    if (m[0].str != "message" || m[1].str != "+failover-state-send-slaveof-noone") return false;
+    const auto words = words_of(m[2].str, 8);
+    return words.size() == 8 && words[0] == "slave" && words[4] == "@" && words[5] == name;
+}
+
 sentinel_follower::verdict sentinel_follower::on_answer(const sentinel_master& answer)
 {
     if (answer.epoch < epoch_ && ++stale_in_a_row_ < sentinels_) return verdict::ask_next;
     stale_in_a_row_ = 0;
     epoch_ = answer.epoch;
+    if (master_ != answer.address) fenced_until_ = {}; // a new master: the fence is over
     master_ = answer.address;
     return verdict::follow;
 }
@@ -88,6 +105,7 @@ sentinel_follower::verdict sentinel_follower::on_announcement(const master_switc
     if (master_ == s.to) return verdict::follow; // late: polling got there first
     if (master_ && *master_ != s.from) return verdict::ask_now;
     master_ = s.to;
+    fenced_until_ = {};
     if (epoch_ >= 0) ++epoch_;
     return verdict::follow;
 }

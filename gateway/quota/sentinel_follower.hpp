@@ -11,10 +11,18 @@
 // uses (or none is known yet), and then the epoch followed rises by one (a failover's
 // epoch is above the one it replaces); an announcement about another address is out of
 // date or out of order, and makes the client ask.
+//
+// A failover fences the master: when a sentinel starts promoting one of its replicas
+// (+failover-state-send-slaveof-noone, published before the replica is told REPLICAOF NO
+// ONE), the replica stops taking the master's writes, so whatever the master runs from
+// then on is lost once it becomes a replica itself. Until a new master is followed, or
+// `failover_fence` passes (a failover that stalls or is aborted), nothing is sent: calls
+// wait for the new master within their deadlines, and on_error decides for admissions.
 #pragma once
 
 #include "gateway/quota/redis_slots.hpp"
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -42,6 +50,11 @@ struct master_switch
 std::optional<master_switch> parse_switch_master(const redis_value& message, std::string_view name);
 // The reply SUBSCRIBE +switch-master gets when it is taken (["subscribe", channel, count]).
 bool is_switch_subscription(const redis_value& reply);
+// A message published on +failover-state-send-slaveof-noone ("slave <host:port> <host>
+// <port> @ <name> <master host> <master port>") about a replica of master `name`.
+bool is_promotion_of_replica(const redis_value& message, std::string_view name);
+
+inline constexpr auto failover_fence = std::chrono::seconds(5);
 
 class sentinel_follower
 {
@@ -52,10 +65,15 @@ public:
         ask_next, // stale: ask the next sentinel, soon
         ask_now,  // an announcement that does not fit: ask a sentinel now
     };
+    using clock = std::chrono::steady_clock;
     explicit sentinel_follower(std::size_t sentinels) : sentinels_(sentinels) {}
 
     verdict on_answer(const sentinel_master& answer);
     verdict on_announcement(const master_switch& s);
+    // A replica of the master is being promoted: nothing goes to the master until another
+    // is followed, or until `now + failover_fence`.
+    void on_promotion(clock::time_point now) { fenced_until_ = now + failover_fence; }
+    bool fenced(clock::time_point now) const { return now < fenced_until_; }
     const std::optional<redis_node_address>& master() const { return master_; }
     std::int64_t epoch() const { return epoch_; } // -1 until an answer came
 
@@ -64,6 +82,7 @@ private:
     std::optional<redis_node_address> master_;
     std::int64_t epoch_ = -1;
     std::size_t stale_in_a_row_ = 0;
+    clock::time_point fenced_until_{};
 };
 
 } // namespace gw::gateway

@@ -358,5 +358,38 @@ TEST(SentinelFollower, AnAnnouncementMovesTheMasterInUseAndRaisesTheEpochAboveSt
     EXPECT_EQ(f.epoch(), 6) << "and not counted as another failover";
 }
 
+TEST(SentinelFollower, APromotionFencesTheMasterUntilANewOneIsFollowedOrTheFenceEnds)
+{
+    EXPECT_TRUE(is_promotion_of_replica(
+        published("+failover-state-send-slaveof-noone", "slave 10.0.0.2:6379 10.0.0.2 6379 @ gw-master 10.0.0.1 6379"), "gw-master"));
+    EXPECT_FALSE(is_promotion_of_replica(
+        published("+failover-state-send-slaveof-noone", "slave 10.0.0.2:6379 10.0.0.2 6379 @ other 10.0.0.1 6379"), "gw-master"))
+        << "another master's replica";
+    EXPECT_FALSE(is_promotion_of_replica(published("+switch-master", "slave 10.0.0.2:6379 10.0.0.2 6379 @ gw-master 10.0.0.1 6379"), "gw-master"))
+        << "another channel";
+    for (const char* bad : {"slave 10.0.0.2:6379 10.0.0.2 6379 @ gw-master 10.0.0.1", "master gw-master 10.0.0.1 6379",
+                            "slave 10.0.0.2:6379 10.0.0.2 6379 # gw-master 10.0.0.1 6379", "slave 10.0.0.2:6379 10.0.0.2 6379 @ gw-master 10.0.0.1 6379 x", ""})
+        EXPECT_FALSE(is_promotion_of_replica(published("+failover-state-send-slaveof-noone", bad), "gw-master")) << bad;
+
+    using namespace std::chrono_literals;
+    const redis_node_address m1{"10.0.0.1", 6379}, m2{"10.0.0.2", 6379};
+    const sentinel_follower::clock::time_point t0{};
+    sentinel_follower f(2);
+    EXPECT_EQ(f.on_answer({m1, 1}), sentinel_follower::verdict::follow);
+    EXPECT_FALSE(f.fenced(t0));
+    f.on_promotion(t0);
+    EXPECT_TRUE(f.fenced(t0 + 1s));
+    EXPECT_EQ(f.on_answer({m1, 2}), sentinel_follower::verdict::follow) << "a sentinel still names the old master meanwhile";
+    EXPECT_TRUE(f.fenced(t0 + 1s)) << "which does not end the fence";
+    EXPECT_EQ(f.on_announcement({m1, m2}), sentinel_follower::verdict::follow);
+    EXPECT_FALSE(f.fenced(t0 + 1s)) << "the new master ends it";
+    f.on_promotion(t0);
+    EXPECT_EQ(f.on_answer({m1, 3}), sentinel_follower::verdict::follow) << "asked: the master moved back";
+    EXPECT_FALSE(f.fenced(t0 + 1s)) << "an answer naming another master ends it too";
+    f.on_promotion(t0);
+    EXPECT_TRUE(f.fenced(t0 + failover_fence - 1ms));
+    EXPECT_FALSE(f.fenced(t0 + failover_fence)) << "a failover that stalls or was aborted: the master is used again";
+}
+
 } // namespace
 } // namespace gw::gateway

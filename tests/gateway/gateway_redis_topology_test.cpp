@@ -6,6 +6,9 @@
 // no leases left behind). Every redis-server runs on loopback and stops with its test.
 #include "core/text.hpp"
 #include "gateway/quota/redis_client.hpp"
+#include "tests/emulator/emulator_test_util.hpp"
+#include "tests/support/gateway_fixture.hpp"
+#include "tests/support/process.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -13,9 +16,6 @@
 #include <boost/asio/use_future.hpp>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
-#include "tests/emulator/emulator_test_util.hpp"
-#include "tests/support/gateway_fixture.hpp"
-#include "tests/support/process.hpp"
 
 #include <gtest/gtest.h>
 
@@ -545,6 +545,65 @@ TEST(GatewayRedisSentinel, ASentinelThatRefusesTheSubscriptionIsLoggedAndAskingS
     EXPECT_EQ(text.find("refused SUBSCRIBE", text.find("refused SUBSCRIBE") + 1), std::string::npos) << "once, not at every question";
     EXPECT_NE(text.find("(named by a sentinel)"), std::string::npos) << text;
     EXPECT_EQ(text.find("(announced by a sentinel)"), std::string::npos) << text;
+}
+
+TEST(GatewayRedisSentinel, ThroughAFailoverUnderLoadNoUsageIsLost)
+{
+    // Requests flow while the sentinel fails the master over. The old master keeps taking
+    // writes after its replica was promoted, and loses them once it becomes a replica
+    // itself; the gateway sends it nothing from the moment a sentinel starts the promotion
+    // (admissions meanwhile are unchecked under `allow`, and settled once on the new
+    // master), so the new master counts every token Dify reported.
+    const std::vector<std::string> diskless{"--repl-diskless-load", "swapdb"};
+    running_redis master(redis_setup{.tls_dir = {}, .client_certs = false, .cluster_dir = {}, .extra_args = diskless});
+    auto replica_args = diskless;
+    replica_args.insert(replica_args.end(), {"--replicaof", "127.0.0.1", std::to_string(master.port())});
+    running_redis replica(redis_setup{.tls_dir = {}, .client_certs = false, .cluster_dir = {}, .extra_args = replica_args});
+    // The replica's first full sync (diskless: the master waits 5 s for more replicas to
+    // join it) before the load: a replica promoted before it lacks the usage for another reason.
+    for (int i = 0; i < 1500 && replica.cli("INFO replication").find("master_link_status:up") == std::string::npos; ++i)
+        std::this_thread::sleep_for(10ms);
+    running_sentinel sentinel("gw-master", master.port());
+    running_emulator emu;
+    running_gateway gw(emu, [&](config::gateway_config& c) {
+        c.quota_store.type = gw::config::store_kind::redis;
+        c.quota_store.url = "redis://gw-master/0";
+        c.quota_store.sentinels = {sentinel.address()};
+        c.quota_store.timeout_ms = std::chrono::milliseconds(1000);
+        c.quota_store.on_error = gw::config::store_error_policy::allow;
+        c.tenants["alpha"].tokens_per_day = 1'000'000'000;
+        c.server.threads = 1;
+    });
+    std::atomic<bool> stop{false};
+    std::atomic<std::int64_t> reported{0};
+    std::atomic<int> answered{0};
+    std::vector<std::thread> load;
+    for (int t = 0; t < 4; ++t)
+        load.emplace_back([&] {
+            auto c = gw.client();
+            while (!stop) {
+                auto r = post_json(*c, "/v1/chat-messages", tenant_keys::alpha, chat_body("load", "u"));
+                if (r.status != 200) continue;
+                reported += r.json().at("metadata").at("usage").at("total_tokens").as_int64();
+                ++answered;
+            }
+        });
+    while (answered < 50) std::this_thread::sleep_for(1ms);
+    const bool failed_over = fail_over(sentinel);
+    const auto promoted = std::to_string(replica.port());
+    for (int i = 0; i < 1000 && sentinel.cli("SENTINEL get-master-addr-by-name gw-master").find(promoted) == std::string::npos; ++i)
+        std::this_thread::sleep_for(10ms);
+    const int at_switch = answered;
+    while (answered < at_switch + 50) std::this_thread::sleep_for(1ms);
+    stop = true;
+    for (auto& t : load) t.join();
+    ASSERT_TRUE(failed_over);
+
+    const auto used = [&] {
+        return core::trim(replica.cli("HGET 'dify-gateway:{t:alpha}:tokens' used:" + std::to_string(std::time(nullptr) / 86'400)));
+    };
+    for (int i = 0; i < 500 && used() != std::to_string(reported.load()); ++i) std::this_thread::sleep_for(10ms); // settlements land
+    EXPECT_EQ(used(), std::to_string(reported.load())) << answered << " requests answered";
 }
 
 TEST(GatewayRedisSentinel, OverTlsTheSentinelAndTheMasterAreVerified)
