@@ -97,7 +97,8 @@ void redis_client::close()
     closed_ = true;
     if (sentinel_wake_) sentinel_wake_->cancel();
     if (sentinel_connection_) sentinel_connection_->close();
-    if (switch_subscription_) switch_subscription_->close();
+    for (auto& sub : subscriptions_)
+        if (sub.connection) sub.connection->close();
     for (auto& waiter : std::exchange(master_waiters_, {})) { // callers waiting for a master: none will come
         waiter->ec = redis_errc::closed;
         waiter->done = true;
@@ -348,7 +349,11 @@ net::awaitable<error_code> redis_client::await_master(clock::time_point deadline
     const bool fenced = follower_->fenced(clock::now());
     auto mine = std::make_shared<redis_call>();
     master_waiters_.push_back(mine);
-    auto ec = co_await wait_for(*mine, deadline);
+    // While fenced, until the fence ends at the latest: a failover that stalled or was
+    // aborted leaves the master in use again.
+    auto ec = co_await wait_for(*mine, fenced ? std::min(deadline, follower_->fence_end()) : deadline);
+    if (ec == beast::error::timeout && fenced && mode_ == mode::standalone && !follower_->fenced(clock::now()) && clock::now() < deadline)
+        co_return error_code{};
     // The cause, not the wait (nothing was sent).
     if (ec == beast::error::timeout) ec = fenced ? redis_errc::failing_over : redis_errc::no_master;
     co_return ec;
@@ -357,12 +362,17 @@ net::awaitable<error_code> redis_client::await_master(clock::time_point deadline
 void redis_client::doubt_master()
 {
     master_doubted_ = true;
-    if (sentinel_polling_ && sentinel_wake_) sentinel_wake_->cancel();
+    wake_watcher();
 }
 
 void redis_client::ask_sentinels_soon()
 {
     ask_soon_ = true;
+    wake_watcher();
+}
+
+void redis_client::wake_watcher()
+{
     if (sentinel_polling_ && sentinel_wake_) sentinel_wake_->cancel();
 }
 
@@ -384,17 +394,18 @@ net::awaitable<void> redis_client::watch_sentinels(std::weak_ptr<redis_client> c
                 // The master failed or refused a write, and this sentinel still names it: it
                 // may be behind (a partition's minority). The next sentinel is asked next.
                 const bool still_named = doubted && self->mode_ == mode::standalone && self->slots_.nodes()[0] == master->address;
-                if (self->follower_->on_answer(*master) == sentinel_follower::verdict::follow) {
-                    self->use_master(master->address, "named by a sentinel");
-                    self->keep_switch_subscription(); // on the sentinel that answered
+                if (self->follower_->on_answer(*master, self->sentinel_index_) == sentinel_follower::verdict::follow) {
+                    self->use_master(*self->follower_->master(), "named by a sentinel");
                     if (still_named) self->next_sentinel();
                 } else { // behind the configuration followed: another sentinel is asked soon
-                    spdlog::info("quota store: sentinel {} names master {} at {} under epoch {}, older than the {} followed; asking the next",
+                    spdlog::info("quota store: sentinel {} names master {} at {} under epoch {}, behind the configuration followed "
+                                 "(epoch {}); asking the next",
                                  self->options_.sentinels[self->sentinel_index_].text(), name, master->address.text(), master->epoch,
                                  self->follower_->epoch());
                     self->next_sentinel();
                     self->ask_soon_ = true;
                 }
+                self->keep_subscriptions();
                 pause = min_sentinel_interval;
             } else {
                 if (!std::exchange(self->sentinels_failing_, true))
@@ -425,11 +436,23 @@ net::awaitable<std::optional<sentinel_master>> redis_client::ask_sentinels()
         const auto& at = options_.sentinels[sentinel_index_];
         if (!sentinel_connection_ || sentinel_connection_->failed()) sentinel_connection_ = redis_connection::open(ex_, sentinel_endpoint(at));
         auto connection = sentinel_connection_; // the call's, whatever close() does meanwhile
-        auto call = connection->submit(format_redis_command({"SENTINEL", "MASTER", name}), 1);
+        auto call = connection->submit(format_redis_command({"SENTINEL", "get-master-addr-by-name", name}) +
+                                           format_redis_command({"SENTINEL", "MASTER", name}),
+                                       2);
         auto ec = co_await wait_for(*call, clock::now() + sentinel_answer_time);
         if (!ec) {
-            if (auto master = parse_sentinel_master(call->replies[0])) co_return master;
-            spdlog::debug("quota store: sentinel {} names no master called {}", at.text(), name);
+            if (auto master = parse_sentinel_answer(call->replies[0], call->replies[1])) {
+                if (master->epoch < 0 && !epochs_refused_) {
+                    epochs_refused_ = true;
+                    spdlog::warn("quota store: sentinel {} does not answer SENTINEL MASTER ({}): configuration epochs are not compared",
+                                 at.text(), call->replies[1].str.empty() ? "no epoch" : call->replies[1].str);
+                }
+                co_return master;
+            }
+            if (call->replies[0].is_error())
+                spdlog::warn("quota store: sentinel {} refused SENTINEL get-master-addr-by-name: {}", at.text(), call->replies[0].str);
+            else
+                spdlog::debug("quota store: sentinel {} names no master called {}", at.text(), name);
         } else {
             spdlog::debug("quota store: sentinel {}: {}", at.text(), ec.message());
         }
@@ -459,59 +482,64 @@ void redis_client::next_sentinel()
     sentinel_index_ = (sentinel_index_ + 1) % options_.sentinels.size();
 }
 
-void redis_client::keep_switch_subscription()
+void redis_client::keep_subscriptions()
 {
-    if (switch_subscription_ && !switch_subscription_->failed() && subscription_index_ == sentinel_index_) {
-        // Answers to PING keep a live subscription's reads recent; a silent one is replaced.
-        if (!switch_subscription_->stalled(clock::now(), 3 * options_.sentinel_poll)) {
-            switch_subscription_->send_subscribed(format_redis_command({"PING"}));
-            return;
+    subscriptions_.resize(options_.sentinels.size());
+    const auto now = clock::now();
+    for (std::size_t i = 0; i < subscriptions_.size(); ++i) {
+        auto& sub = subscriptions_[i];
+        if (sub.connection && !sub.connection->failed()) {
+            // Answers to PING keep a live subscription's reads recent; a silent one is replaced.
+            if (!sub.connection->stalled(now, 3 * options_.sentinel_poll)) {
+                sub.connection->send_subscribed(format_redis_command({"PING"}));
+                continue;
+            }
+            spdlog::info("quota store: sentinel {} stopped answering on its subscription; subscribing again", options_.sentinels[i].text());
+            sub.connection->close();
         }
-        spdlog::info("quota store: sentinel {} stopped answering on the +switch-master subscription; subscribing again",
-                     options_.sentinels[subscription_index_].text());
+        if (now < sub.retry_at) continue;
+        sub.retry_at = now + min_sentinel_interval * 10; // a sentinel that is down is not dialled at every question
+        sub.confirmed = false;
+        sub.connection = redis_connection::open(ex_, sentinel_endpoint(options_.sentinels[i]));
+        auto on_message = [client = weak_from_this(), i](const redis_value& message) {
+            if (auto self = client.lock(); self && !self->closed_) self->on_sentinel_message(i, message);
+        };
+        redis_client::command subscribe{"SUBSCRIBE"};
+        for (auto channel : sentinel_channels) subscribe.emplace_back(channel);
+        sub.connection->subscribe(format_redis_command(subscribe), std::move(on_message));
     }
-    // None yet, a failed or silent one, or one on a sentinel no longer asked: a new one on
-    // the sentinel that answered.
-    if (switch_subscription_) switch_subscription_->close();
-    switch_subscription_.reset();
-    if (clock::now() < subscription_retry_at_) return;
-    subscription_index_ = sentinel_index_;
-    subscription_confirmed_ = false;
-    switch_subscription_ = redis_connection::open(ex_, sentinel_endpoint(options_.sentinels[subscription_index_]));
-    auto on_message = [client = weak_from_this()](const redis_value& message) {
-        if (auto self = client.lock(); self && !self->closed_) self->on_switch_message(message);
-    };
-    switch_subscription_->subscribe(format_redis_command({"SUBSCRIBE", "+switch-master", "+failover-state-send-slaveof-noone"}),
-                                    std::move(on_message));
 }
 
-void redis_client::on_switch_message(const redis_value& message)
+void redis_client::on_sentinel_message(std::size_t sentinel, const redis_value& message)
 {
-    if (!subscription_confirmed_) {
-        if (is_switch_subscription(message)) {
-            subscription_confirmed_ = true;
+    auto& sub = subscriptions_[sentinel];
+    const auto& at = options_.sentinels[sentinel];
+    if (!sub.confirmed) {
+        if (is_subscription_confirmed(message)) {
+            sub.confirmed = true;
             return;
         }
-        // An ACL user without the channel (NOPERM), or no Pub/Sub at all: polling only.
-        spdlog::warn("quota store: sentinel {} refused SUBSCRIBE +switch-master ({}); failovers are followed by asking every {} ms, "
-                     "and the subscription is tried again in a minute",
-                     options_.sentinels[subscription_index_].text(), message.str.empty() ? "unexpected reply" : message.str,
-                     options_.sentinel_poll.count());
-        subscription_retry_at_ = clock::now() + subscription_retry_interval;
-        switch_subscription_->close(); // from within its reader: the reading stops
+        // An ACL user without the channels (NOPERM), or no Pub/Sub at all: polling only.
+        spdlog::warn("quota store: sentinel {} refused SUBSCRIBE to its failover events ({}); failovers it leads are followed by "
+                     "asking every {} ms, and the subscription is tried again in a minute",
+                     at.text(), message.str.empty() ? "unexpected reply" : message.str, options_.sentinel_poll.count());
+        sub.retry_at = clock::now() + subscription_retry_interval;
+        sub.connection->close(); // from within its reader: the reading stops
         return;
     }
-    if (is_promotion_of_replica(message, options_.target.host)) {
+    auto event = parse_sentinel_event(message, options_.target.host);
+    if (!event) return; // PING's answers, the other channels' confirmations, other masters' events
+    if (event->what == sentinel_event::kind::promotion_starts) {
+        // Only a promotion of a replica of the master in use fences it.
+        if (mode_ != mode::standalone || slots_.nodes()[0] != event->from) return;
         if (!follower_->fenced(clock::now()))
-            spdlog::warn("quota store: a sentinel is promoting a replica of master {}: nothing is sent to {} until the new master is announced",
-                         options_.target.host, slots_.nodes()[0].text());
-        follower_->on_promotion(clock::now());
+            spdlog::warn("quota store: sentinel {} is promoting {} to master {}: nothing is sent to {} until it is the master",
+                         at.text(), event->to.text(), options_.target.host, event->from.text());
+        follower_->on_promotion_start(clock::now());
         return;
     }
-    auto announced = parse_switch_master(message, options_.target.host);
-    if (!announced) return; // PING's answers, the second channel's confirmation, other masters' failovers
-    if (follower_->on_announcement(*announced) == sentinel_follower::verdict::follow)
-        use_master(announced->to, "announced by a sentinel");
+    if (follower_->on_announcement(event->from, event->to) == sentinel_follower::verdict::follow)
+        use_master(event->to, "announced by a sentinel");
     else
         ask_sentinels_soon(); // about an address not in use: out of date or out of order
 }

@@ -18,19 +18,18 @@
 // second, and at once (at most every 100 ms) when a call to the master fails or is refused
 // as READONLY (a former master that became a replica); a sentinel that still names the
 // doubted master hands the next question to the next sentinel. While none names a master
-// the questions slow down to one every 2 s. Questions are SENTINEL MASTER, whose answer
-// carries the configuration epoch: an answer from a sentinel behind the configuration
-// followed is not followed (sentinel_follower). The client also subscribes to
-// +switch-master on the sentinel that answered (a connection of its own, PINGed each poll
-// and replaced when it fails, stalls, or the questions moved to another sentinel), so a
-// failover is followed as the sentinels announce it, not up to a poll later: writes meant
-// for the new master stop reaching the old one, which keeps taking them until Sentinel
-// turns it into a replica and then loses them. The subscription also hears a sentinel
-// start promoting a replica (+failover-state-send-slaveof-noone): from then until the new
-// master is followed (at most 5 s), nothing is sent to the old one, whose writes the new
-// master would never see; calls wait for the new master within their deadlines and fail
-// with failing_over (nothing sent). A sentinel that refuses the subscription
-// (an ACL user without the channels) is logged, and failovers are followed by polling.
+// the questions slow down to one every 2 s. A question asks for the master's address
+// and its configuration epoch (SENTINEL get-master-addr-by-name and SENTINEL MASTER, one
+// round trip): an answer from a sentinel behind the configuration followed is passed over
+// (sentinel_follower). The client also subscribes to every sentinel's failover events
+// (a connection each, PINGed at each question, replaced when it fails or stalls): it
+// follows +promoted-slave (from the sentinel leading the failover) and +switch-master as
+// they come rather than up to a poll later, and from +failover-state-send-slaveof-noone
+// (the leader is about to promote a replica of the master in use) until the new master is
+// followed, at most 5 s, it sends nothing to the old one, whose writes the new master would
+// never see: calls wait for the new master within their deadlines and fail with
+// failing_over (nothing sent). A sentinel that refuses the subscription (an ACL user
+// without the channels) is logged, and the failovers it leads are followed by asking.
 // A new address closes the old connection; calls
 // meanwhile fail and the store's on_error decides. Sentinels are verified by their
 // configured host names, the master by tls_server_name or the address a sentinel gave.
@@ -142,14 +141,15 @@ private:
     void ask_sentinels_soon();
     // `how`: the log's word on where the address came from.
     void use_master(const redis_node_address& master, std::string_view how);
-    // Subscribes to +switch-master on the sentinel asked last unless a live subscription
-    // to it exists (PINGed then); replaces one that failed, stalled or is on another
-    // sentinel; after a refusal, not again for a minute.
-    void keep_switch_subscription();
-    // A reply on the subscription: its confirmation first (anything else: a refusal, logged,
-    // and the subscription closed), then the messages, of which announcements of the
-    // master's switch are followed as sentinel_follower says.
-    void on_switch_message(const redis_value& message);
+    // Subscribes to every sentinel's failover events (sentinel_channels): PINGs live
+    // subscriptions, replaces failed or stalled ones (a sentinel that is down at most once
+    // a second; after a refusal, once a minute).
+    void keep_subscriptions();
+    // A reply on sentinel `sentinel`'s subscription: the confirmation first (anything else:
+    // a refusal, logged, and the subscription closed), then the events, followed as
+    // sentinel_follower says. Runs inside that connection's reader: it submits nothing on it.
+    void on_sentinel_message(std::size_t sentinel, const redis_value& message);
+    void wake_watcher();
     redis_endpoint sentinel_endpoint(const redis_node_address& at) const;
     // Closes the connection to the sentinel asked last; the next one is asked next.
     void next_sentinel();
@@ -168,10 +168,14 @@ private:
     std::vector<std::shared_ptr<redis_call>> master_waiters_;
     std::shared_ptr<redis_connection> sentinel_connection_;
     std::unique_ptr<sentinel_follower> follower_;
-    std::shared_ptr<redis_connection> switch_subscription_;
-    std::size_t subscription_index_ = 0; // the sentinel it is on
-    bool subscription_confirmed_ = false;
-    clock::time_point subscription_retry_at_{};
+    struct subscription
+    {
+        std::shared_ptr<redis_connection> connection;
+        bool confirmed = false;
+        clock::time_point retry_at{};
+    };
+    std::vector<subscription> subscriptions_; // one per sentinel
+    bool epochs_refused_ = false;             // a sentinel did not answer SENTINEL MASTER (logged once)
     bool ask_soon_ = false; // an answer or announcement that did not fit: ask again without waiting the poll out
     std::size_t sentinel_index_ = 0;
     bool master_doubted_ = false;   // a call failed on the master since the sentinels were asked

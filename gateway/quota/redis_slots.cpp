@@ -18,13 +18,6 @@ std::uint16_t crc16(std::string_view data)
     return crc;
 }
 
-template <typename Int> std::optional<Int> number(std::string_view s)
-{
-    Int v{};
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-    return v;
-}
 
 } // namespace
 
@@ -55,11 +48,11 @@ std::optional<redis_redirect> parse_redis_redirect(std::string_view error)
         return std::nullopt;
     auto space = error.find(' ');
     if (space == std::string_view::npos) return std::nullopt;
-    auto slot = number<std::uint16_t>(error.substr(0, space));
+    auto slot = parse_decimal<std::uint16_t>(error.substr(0, space));
     auto endpoint = error.substr(space + 1);
     auto colon = endpoint.rfind(':');
     if (!slot || *slot >= redis_slot_count || colon == std::string_view::npos) return std::nullopt;
-    auto port = number<std::uint16_t>(endpoint.substr(colon + 1));
+    auto port = parse_decimal<std::uint16_t>(endpoint.substr(colon + 1));
     if (!port || *port == 0) return std::nullopt;
     auto host = endpoint.substr(0, colon);
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);

@@ -7,6 +7,7 @@
 #include "gateway/quota/resp_reader.hpp"
 
 #include <array>
+#include <charconv>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -16,6 +17,16 @@
 namespace gw::gateway {
 
 inline constexpr std::uint16_t redis_slot_count = 16384;
+
+// A whole string of decimal digits as `Int`; nullopt for anything else (empty, a sign
+// where Int has none, trailing bytes, out of range).
+template <typename Int> std::optional<Int> parse_decimal(std::string_view s)
+{
+    Int v{};
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+    return v;
+}
 
 std::uint16_t redis_key_slot(std::string_view key);
 

@@ -1,26 +1,10 @@
 #include "gateway/quota/sentinel_follower.hpp"
 
-#include <charconv>
-#include <vector>
+#include <algorithm>
 
 namespace gw::gateway {
 
 namespace {
-
-template <typename Int> std::optional<Int> number(std::string_view s)
-{
-    Int v{};
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-    return v;
-}
-
-std::optional<redis_node_address> address(std::string_view host, std::string_view port)
-{
-    auto p = number<std::uint16_t>(port);
-    if (host.empty() || !p || *p == 0) return std::nullopt;
-    return redis_node_address{std::string(host), *p};
-}
 
 // The space-separated words of a message, up to one more than `expected` (enough to tell
 // that there are too many).
@@ -35,79 +19,100 @@ std::vector<std::string_view> words_of(std::string_view text, std::size_t expect
     return words;
 }
 
-bool all_strings(const redis_value& v)
+std::optional<redis_node_address> address(std::string_view host, std::string_view port)
 {
-    for (const auto& e : v.elements)
-        if (e.type != redis_value::kind::string) return false;
-    return true;
+    auto p = parse_decimal<std::uint16_t>(port);
+    if (host.empty() || !p || *p == 0) return std::nullopt;
+    return redis_node_address{std::string(host), *p};
+}
+
+bool strings(const redis_value& v, std::size_t count)
+{
+    if (v.type != redis_value::kind::array || v.elements.size() != count) return false;
+    return std::all_of(v.elements.begin(), v.elements.end(), [](const redis_value& e) { return e.type == redis_value::kind::string; });
 }
 
 } // namespace
 
-std::optional<sentinel_master> parse_sentinel_master(const redis_value& reply)
+std::optional<sentinel_master> parse_sentinel_answer(const redis_value& addr, const redis_value& master)
 {
-    const auto& f = reply.elements;
-    if (reply.type != redis_value::kind::array || f.size() % 2 != 0 || !all_strings(reply)) return std::nullopt;
-    const std::string *ip = nullptr, *port = nullptr, *epoch = nullptr;
-    for (std::size_t i = 0; i < f.size(); i += 2) {
-        if (f[i].str == "ip") ip = &f[i + 1].str;
-        else if (f[i].str == "port") port = &f[i + 1].str;
-        else if (f[i].str == "config-epoch") epoch = &f[i + 1].str;
+    if (!strings(addr, 2)) return std::nullopt; // nil: no master of that name; an error
+    auto at = address(addr.elements[0].str, addr.elements[1].str);
+    if (!at) return std::nullopt;
+    sentinel_master answer{*at, -1};
+    const auto& f = master.elements;
+    if (master.type == redis_value::kind::array && f.size() % 2 == 0 && strings(master, f.size()))
+        for (std::size_t i = 0; i < f.size(); i += 2)
+            if (f[i].str == "config-epoch")
+                if (auto e = parse_decimal<std::int64_t>(f[i + 1].str); e && *e >= 0) answer.epoch = *e;
+    return answer;
+}
+
+std::optional<sentinel_event> parse_sentinel_event(const redis_value& message, std::string_view name)
+{
+    if (!strings(message, 3) || message.elements[0].str != "message") return std::nullopt;
+    const auto& channel = message.elements[1].str;
+    if (channel == "+switch-master") {
+        // <name> <old host> <old port> <new host> <new port>
+        const auto w = words_of(message.elements[2].str, 5);
+        if (w.size() != 5 || w[0] != name) return std::nullopt;
+        auto from = address(w[1], w[2]), to = address(w[3], w[4]);
+        if (!from || !to) return std::nullopt;
+        return sentinel_event{sentinel_event::kind::switched, *from, *to};
     }
-    if (!ip || !port || !epoch) return std::nullopt;
-    auto at = address(*ip, *port);
-    auto e = number<std::int64_t>(*epoch);
-    if (!at || !e || *e < 0) return std::nullopt;
-    return sentinel_master{*at, *e};
-}
-
-std::optional<master_switch> parse_switch_master(const redis_value& message, std::string_view name)
-{
-    const auto& m = message.elements;
-    if (message.type != redis_value::kind::array || m.size() != 3 || !all_strings(message)) return std::nullopt;
-    if (m[0].str != "message" || m[1].str != "+switch-master") return std::nullopt;
-    const auto words = words_of(m[2].str, 5);
-    if (words.size() != 5 || words[0] != name) return std::nullopt;
-    auto from = address(words[1], words[2]);
-    auto to = address(words[3], words[4]);
+    const bool starts = channel == "+failover-state-send-slaveof-noone";
+    if (!starts && channel != "+promoted-slave") return std::nullopt;
+    // slave <host:port> <host> <port> @ <name> <master host> <master port>
+    const auto w = words_of(message.elements[2].str, 8);
+    if (w.size() != 8 || w[0] != "slave" || w[4] != "@" || w[5] != name) return std::nullopt;
+    auto to = address(w[2], w[3]), from = address(w[6], w[7]);
     if (!from || !to) return std::nullopt;
-    return master_switch{*from, *to};
+    return sentinel_event{starts ? sentinel_event::kind::promotion_starts : sentinel_event::kind::promoted, *from, *to};
 }
 
-bool is_switch_subscription(const redis_value& reply)
+bool is_subscription_confirmed(const redis_value& reply)
 {
     const auto& e = reply.elements;
     return reply.type == redis_value::kind::array && e.size() == 3 && e[0].type == redis_value::kind::string &&
-           e[0].str == "subscribe" && e[1].type == redis_value::kind::string && e[1].str == "+switch-master";
+           e[0].str == "subscribe";
 }
 
-bool is_promotion_of_replica(const redis_value& message, std::string_view name)
+sentinel_follower::verdict sentinel_follower::on_answer(const sentinel_master& answer, std::size_t index)
 {
-    const auto& m = message.elements;
-    if (message.type != redis_value::kind::array || m.size() != 3 || !all_strings(message)) return false;
-    if (m[0].str != "message" || m[1].str != "+failover-state-send-slaveof-noone") return false;
-    const auto words = words_of(m[2].str, 8);
-    return words.size() == 8 && words[0] == "slave" && words[4] == "@" && words[5] == name;
-}
-
-sentinel_follower::verdict sentinel_follower::on_answer(const sentinel_master& answer)
-{
-    if (answer.epoch < epoch_ && ++stale_in_a_row_ < sentinels_) return verdict::ask_next;
-    stale_in_a_row_ = 0;
-    epoch_ = answer.epoch;
-    if (master_ != answer.address) fenced_until_ = {}; // a new master: the fence is over
-    master_ = answer.address;
+    const bool stale = (answer.epoch >= 0 && answer.epoch < epoch_) || (moved_from_ && answer.address == *moved_from_ && answer.epoch <= epoch_);
+    if (stale && index < stale_from_.size()) {
+        stale_from_[index] = true;
+        if (!best_stale_ || answer.epoch > best_stale_->epoch) best_stale_ = answer;
+        if (!std::all_of(stale_from_.begin(), stale_from_.end(), [](bool b) { return b; })) return verdict::ask_next;
+        // Every sentinel in turn: their state was reset. The best of them is followed.
+        epoch_ = best_stale_->epoch;
+        moved_from_.reset();
+        use(best_stale_->address);
+        return verdict::follow;
+    }
+    if (answer.epoch > epoch_) {
+        epoch_ = answer.epoch;
+        if (moved_from_ && answer.address != *moved_from_) moved_from_.reset(); // a newer configuration settles it
+    }
+    use(answer.address);
     return verdict::follow;
 }
 
-sentinel_follower::verdict sentinel_follower::on_announcement(const master_switch& s)
+sentinel_follower::verdict sentinel_follower::on_announcement(const redis_node_address& from, const redis_node_address& to)
 {
-    if (master_ == s.to) return verdict::follow; // late: polling got there first
-    if (master_ && *master_ != s.from) return verdict::ask_now;
-    master_ = s.to;
-    fenced_until_ = {};
-    if (epoch_ >= 0) ++epoch_;
+    if (master_ == to) return verdict::follow; // late: already there
+    if (master_ && *master_ != from) return verdict::ask_now;
+    moved_from_ = from;
+    use(to);
     return verdict::follow;
+}
+
+void sentinel_follower::use(const redis_node_address& master)
+{
+    if (master_ != master) fenced_until_ = {}; // a new master: the fence is over
+    master_ = master;
+    std::fill(stale_from_.begin(), stale_from_.end(), false);
+    best_stale_.reset();
 }
 
 } // namespace gw::gateway

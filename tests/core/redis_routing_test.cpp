@@ -255,30 +255,32 @@ redis_value sentinel_master_reply(std::vector<std::pair<std::string, std::string
     return array(std::move(flat));
 }
 
-TEST(SentinelFollower, TheMastersAddressAndEpochFromSentinelMasterAndTheBadForms)
+TEST(SentinelFollower, AnAnswerIsTheAddressAndTheEpochAndItsBadForms)
 {
+    const auto addr = array({string("10.0.0.7"), string("6380")});
     // As a sentinel answers SENTINEL MASTER (more fields between, in any order).
-    auto reply = sentinel_master_reply({{"name", "gw-master"}, {"ip", "10.0.0.7"}, {"port", "6380"}, {"flags", "master"}, {"config-epoch", "3"}});
-    auto m = parse_sentinel_master(reply);
-    ASSERT_TRUE(m);
-    EXPECT_EQ(m->address, (redis_node_address{"10.0.0.7", 6380}));
-    EXPECT_EQ(m->epoch, 3);
-    EXPECT_FALSE(parse_sentinel_master(redis_value{redis_value::kind::error, "ERR No such master with that name", 0, {}}));
-    EXPECT_FALSE(parse_sentinel_master(redis_value{})) << "nil";
-    for (const char* port : {"0", "65536", "x", "", "6380 "}) {
-        EXPECT_FALSE(parse_sentinel_master(sentinel_master_reply({{"ip", "10.0.0.7"}, {"port", port}, {"config-epoch", "3"}}))) << port;
-    }
-    for (const char* epoch : {"", "-1", "x", "1.5"}) {
-        EXPECT_FALSE(parse_sentinel_master(sentinel_master_reply({{"ip", "10.0.0.7"}, {"port", "6380"}, {"config-epoch", epoch}}))) << epoch;
-    }
-    EXPECT_FALSE(parse_sentinel_master(sentinel_master_reply({{"ip", ""}, {"port", "6380"}, {"config-epoch", "3"}}))) << "no host";
-    EXPECT_FALSE(parse_sentinel_master(sentinel_master_reply({{"ip", "10.0.0.7"}, {"port", "6380"}}))) << "no epoch";
-    auto odd = reply;
+    const auto master = sentinel_master_reply({{"name", "gw-master"}, {"ip", "10.0.0.5"}, {"port", "6379"}, {"config-epoch", "3"}});
+    auto a = parse_sentinel_answer(addr, master);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->address, (redis_node_address{"10.0.0.7", 6380})) << "the address from get-master-addr-by-name";
+    EXPECT_EQ(a->epoch, 3);
+    const redis_value refused{redis_value::kind::error, "NOPERM this user has no permissions to run the 'sentinel|master' command", 0, {}};
+    auto no_epoch = parse_sentinel_answer(addr, refused);
+    ASSERT_TRUE(no_epoch) << "an ACL user allowed only get-master-addr-by-name";
+    EXPECT_EQ(no_epoch->epoch, -1);
+    for (const char* epoch : {"", "-1", "x", "1.5"})
+        EXPECT_EQ(parse_sentinel_answer(addr, sentinel_master_reply({{"config-epoch", epoch}}))->epoch, -1) << epoch;
+    auto odd = master;
     odd.elements.pop_back();
-    EXPECT_FALSE(parse_sentinel_master(odd)) << "a field without its value";
-    auto nested = reply;
-    nested.elements[1] = array({});
-    EXPECT_FALSE(parse_sentinel_master(nested));
+    EXPECT_EQ(parse_sentinel_answer(addr, odd)->epoch, -1) << "a field without its value";
+
+    EXPECT_FALSE(parse_sentinel_answer(redis_value{}, master)) << "nil: no master of that name";
+    EXPECT_FALSE(parse_sentinel_answer(refused, master));
+    for (const char* port : {"0", "65536", "x", "", "6380 "})
+        EXPECT_FALSE(parse_sentinel_answer(array({string("10.0.0.7"), string(port)}), master)) << port;
+    EXPECT_FALSE(parse_sentinel_answer(array({string(""), string("6380")}), master)) << "no host";
+    EXPECT_FALSE(parse_sentinel_answer(array({string("10.0.0.7"), string("6380"), string("6380")}), master));
+    EXPECT_FALSE(parse_sentinel_answer(array({string("10.0.0.7"), integer(6380)}), master));
 }
 
 redis_value published(std::string channel, std::string payload)
@@ -286,107 +288,125 @@ redis_value published(std::string channel, std::string payload)
     return array({string("message"), string(std::move(channel)), string(std::move(payload))});
 }
 
-TEST(SentinelFollower, ASwitchAnnouncementAndWhatIsNotOne)
+TEST(SentinelFollower, TheEventsOfAFailoverAndWhatIsNotOne)
 {
-    auto s = parse_switch_master(published("+switch-master", "gw-master 10.0.0.7 6379 10.0.0.8 6380"), "gw-master");
-    ASSERT_TRUE(s);
-    EXPECT_EQ(s->from, (redis_node_address{"10.0.0.7", 6379}));
-    EXPECT_EQ(s->to, (redis_node_address{"10.0.0.8", 6380}));
-    auto v6 = parse_switch_master(published("+switch-master", "m ::1 6379 fe80::2 6380"), "m");
+    using kind = sentinel_event::kind;
+    const redis_node_address m1{"10.0.0.1", 6379}, r1{"10.0.0.2", 6380};
+    auto e = parse_sentinel_event(published("+switch-master", "gw-master 10.0.0.1 6379 10.0.0.2 6380"), "gw-master");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->what, kind::switched);
+    EXPECT_EQ(e->from, m1);
+    EXPECT_EQ(e->to, r1);
+    const std::string replica = "slave 10.0.0.2:6380 10.0.0.2 6380 @ gw-master 10.0.0.1 6379";
+    e = parse_sentinel_event(published("+failover-state-send-slaveof-noone", replica), "gw-master");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->what, kind::promotion_starts);
+    EXPECT_EQ(e->from, m1);
+    EXPECT_EQ(e->to, r1);
+    e = parse_sentinel_event(published("+promoted-slave", replica), "gw-master");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->what, kind::promoted);
+    auto v6 = parse_sentinel_event(published("+switch-master", "m ::1 6379 fe80::2 6380"), "m");
     ASSERT_TRUE(v6);
     EXPECT_EQ(v6->to, (redis_node_address{"fe80::2", 6380}));
-    EXPECT_FALSE(parse_switch_master(published("+switch-master", "other 10.0.0.7 6379 10.0.0.8 6380"), "gw-master"))
-        << "another master's failover";
-    EXPECT_FALSE(parse_switch_master(published("+switch-master", "gw 10.0.0.7 6379 10.0.0.8 6380"), "gw-master")) << "a prefix of the name";
-    EXPECT_FALSE(parse_switch_master(published("+sdown", "gw-master 10.0.0.7 6379 10.0.0.8 6380"), "gw-master")) << "another channel";
-    for (const char* bad : {"gw-master 10.0.0.7 6379 10.0.0.8", "gw-master 10.0.0.7 6379 10.0.0.8 6380 x", "gw-master 10.0.0.7 6379 10.0.0.8 0",
-                            "gw-master 10.0.0.7 6379 10.0.0.8 65536", "gw-master 10.0.0.7 6379  6380", "gw-master 10.0.0.7 6379 10.0.0.8 63x0",
-                            "gw-master 10.0.0.7 0 10.0.0.8 6380", "", "gw-master"})
-        EXPECT_FALSE(parse_switch_master(published("+switch-master", bad), "gw-master")) << bad;
+
+    EXPECT_FALSE(parse_sentinel_event(published("+switch-master", "other 10.0.0.1 6379 10.0.0.2 6380"), "gw-master")) << "another master";
+    EXPECT_FALSE(parse_sentinel_event(published("+switch-master", "gw 10.0.0.1 6379 10.0.0.2 6380"), "gw-master")) << "a prefix of the name";
+    EXPECT_FALSE(parse_sentinel_event(published("+promoted-slave", "slave 10.0.0.2:6380 10.0.0.2 6380 @ other 10.0.0.1 6379"), "gw-master"));
+    EXPECT_FALSE(parse_sentinel_event(published("+sdown", "gw-master 10.0.0.1 6379 10.0.0.2 6380"), "gw-master")) << "another channel";
+    for (const char* bad : {"gw-master 10.0.0.1 6379 10.0.0.2", "gw-master 10.0.0.1 6379 10.0.0.2 6380 x", "gw-master 10.0.0.1 6379 10.0.0.2 0",
+                            "gw-master 10.0.0.1 6379 10.0.0.2 65536", "gw-master 10.0.0.1 6379  6380", "gw-master 10.0.0.1 0 10.0.0.2 6380", "",
+                            "gw-master"})
+        EXPECT_FALSE(parse_sentinel_event(published("+switch-master", bad), "gw-master")) << bad;
+    for (const char* bad : {"slave 10.0.0.2:6380 10.0.0.2 6380 @ gw-master 10.0.0.1", "master gw-master 10.0.0.1 6379",
+                            "slave 10.0.0.2:6380 10.0.0.2 6380 # gw-master 10.0.0.1 6379", "slave 10.0.0.2:6380 10.0.0.2 6380 @ gw-master 10.0.0.1 6379 x",
+                            "slave 10.0.0.2:6380 10.0.0.2 0 @ gw-master 10.0.0.1 6379", ""})
+        EXPECT_FALSE(parse_sentinel_event(published("+failover-state-send-slaveof-noone", bad), "gw-master")) << bad;
+
     const auto confirmation = array({string("subscribe"), string("+switch-master"), integer(1)});
-    EXPECT_FALSE(parse_switch_master(confirmation, "gw-master")) << "the subscription's confirmation";
-    EXPECT_TRUE(is_switch_subscription(confirmation));
+    EXPECT_TRUE(is_subscription_confirmed(confirmation));
+    EXPECT_FALSE(parse_sentinel_event(confirmation, "gw-master"));
     const auto pong = array({string("pong"), string("")});
-    EXPECT_FALSE(parse_switch_master(pong, "gw-master"));
-    EXPECT_FALSE(is_switch_subscription(pong));
-    const redis_value refused{redis_value::kind::error, "NOPERM User gw has no permissions to access the '+switch-master' channel", 0, {}};
-    EXPECT_FALSE(parse_switch_master(refused, "gw-master"));
-    EXPECT_FALSE(is_switch_subscription(refused)) << "a refusal is not the confirmation";
+    EXPECT_FALSE(parse_sentinel_event(pong, "gw-master"));
+    EXPECT_FALSE(is_subscription_confirmed(pong));
+    const redis_value refused{redis_value::kind::error, "NOPERM this user has no permissions to access one of the channels", 0, {}};
+    EXPECT_FALSE(is_subscription_confirmed(refused)) << "a refusal is not the confirmation";
+    EXPECT_FALSE(parse_sentinel_event(refused, "gw-master"));
 }
 
-TEST(SentinelFollower, AnAnswerBehindTheEpochFollowedIsStaleUntilEverySentinelGivesOne)
+TEST(SentinelFollower, AStaleAnswerIsPassedOverUntilEverySentinelGivesOne)
 {
+    using verdict = sentinel_follower::verdict;
     const redis_node_address m1{"10.0.0.1", 6379}, m2{"10.0.0.2", 6379};
     sentinel_follower f(3);
-    EXPECT_EQ(f.on_answer({m1, 4}), sentinel_follower::verdict::follow);
+    EXPECT_EQ(f.on_answer({m1, 4}, 0), verdict::follow);
     EXPECT_EQ(f.master(), m1);
-    EXPECT_EQ(f.on_answer({m2, 5}), sentinel_follower::verdict::follow) << "a failover: a higher epoch";
+    EXPECT_EQ(f.on_answer({m2, 5}, 1), verdict::follow) << "a failover: a higher epoch";
+    EXPECT_EQ(f.on_answer({m1, 4}, 2), verdict::ask_next) << "a sentinel that has not heard of it";
     EXPECT_EQ(f.master(), m2);
-    EXPECT_EQ(f.on_answer({m1, 4}), sentinel_follower::verdict::ask_next) << "a sentinel that has not heard of it";
-    EXPECT_EQ(f.master(), m2);
-    EXPECT_EQ(f.on_answer({m2, 5}), sentinel_follower::verdict::follow) << "the next one has";
-    // Every sentinel in turn below the epoch followed: their state was reset (epochs start
-    // again at 0), and the third such answer in a row is followed.
-    EXPECT_EQ(f.on_answer({m1, 0}), sentinel_follower::verdict::ask_next);
-    EXPECT_EQ(f.on_answer({m1, 0}), sentinel_follower::verdict::ask_next);
-    EXPECT_EQ(f.on_answer({m1, 0}), sentinel_follower::verdict::follow);
-    EXPECT_EQ(f.master(), m1);
-    EXPECT_EQ(f.epoch(), 0);
+    // The only sentinel that answers is behind (a partition): answering again and again, it
+    // is still one sentinel, and is never followed.
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(f.on_answer({m1, 4}, 2), verdict::ask_next);
+    EXPECT_EQ(f.on_answer({m2, 5}, 0), verdict::follow) << "one that has heard";
+    // Every sentinel in turn below the epoch followed: their state was reset. The best of
+    // their answers is followed.
+    EXPECT_EQ(f.on_answer({m1, 0}, 0), verdict::ask_next);
+    EXPECT_EQ(f.on_answer({m1, 1}, 1), verdict::ask_next);
+    EXPECT_EQ(f.on_answer({m2, 0}, 2), verdict::follow);
+    EXPECT_EQ(f.master(), m1) << "the answer under the highest epoch";
+    EXPECT_EQ(f.epoch(), 1);
     sentinel_follower one(1);
-    EXPECT_EQ(one.on_answer({m2, 7}), sentinel_follower::verdict::follow);
-    EXPECT_EQ(one.on_answer({m1, 2}), sentinel_follower::verdict::follow) << "a single sentinel is never stale against itself";
+    EXPECT_EQ(one.on_answer({m2, 7}, 0), verdict::follow);
+    EXPECT_EQ(one.on_answer({m1, 2}, 0), verdict::follow) << "a single sentinel is never stale against itself";
+    sentinel_follower unknown(2);
+    EXPECT_EQ(unknown.on_answer({m1, -1}, 0), verdict::follow) << "no epoch (SENTINEL MASTER refused): compared with none";
+    EXPECT_EQ(unknown.on_answer({m2, -1}, 1), verdict::follow);
 }
 
-TEST(SentinelFollower, AnAnnouncementMovesTheMasterInUseAndRaisesTheEpochAboveStaleAnswers)
+TEST(SentinelFollower, AfterAnAnnouncementTheMasterItLeftIsStaleUnlessANewerEpochNamesIt)
 {
+    using verdict = sentinel_follower::verdict;
     const redis_node_address m1{"10.0.0.1", 6379}, m2{"10.0.0.2", 6379}, m3{"10.0.0.3", 6379};
     sentinel_follower f(3);
-    EXPECT_EQ(f.on_announcement({m1, m2}), sentinel_follower::verdict::follow) << "before any answer";
+    EXPECT_EQ(f.on_announcement(m1, m2), verdict::follow) << "before any answer";
     EXPECT_EQ(f.master(), m2);
-    EXPECT_EQ(f.epoch(), -1);
-    EXPECT_EQ(f.on_answer({m2, 4}), sentinel_follower::verdict::follow);
-    EXPECT_EQ(f.on_announcement({m2, m3}), sentinel_follower::verdict::follow);
-    EXPECT_EQ(f.master(), m3);
-    EXPECT_EQ(f.epoch(), 5) << "a failover's epoch is above the one it replaced";
-    EXPECT_EQ(f.on_answer({m2, 4}), sentinel_follower::verdict::ask_next)
-        << "a sentinel still naming the master the announcement moved away from is behind";
-    EXPECT_EQ(f.master(), m3);
-    EXPECT_EQ(f.on_answer({m3, 6}), sentinel_follower::verdict::follow);
-    EXPECT_EQ(f.on_announcement({m1, m2}), sentinel_follower::verdict::ask_now) << "about a master not in use: out of date";
-    EXPECT_EQ(f.master(), m3);
-    EXPECT_EQ(f.on_announcement({m2, m3}), sentinel_follower::verdict::follow) << "late, to where the client already is";
-    EXPECT_EQ(f.epoch(), 6) << "and not counted as another failover";
+    sentinel_follower g(3);
+    EXPECT_EQ(g.on_answer({m1, 4}, 0), verdict::follow);
+    // The leader, mid-failover, names the old master under the new epoch; then announces.
+    EXPECT_EQ(g.on_answer({m1, 5}, 0), verdict::follow);
+    EXPECT_EQ(g.on_announcement(m1, m2), verdict::follow);
+    EXPECT_EQ(g.master(), m2);
+    EXPECT_EQ(g.on_answer({m2, 5}, 0), verdict::follow) << "the new configuration's own epoch is not stale";
+    EXPECT_EQ(g.on_answer({m1, 4}, 1), verdict::ask_next) << "a sentinel that has not heard";
+    EXPECT_EQ(g.on_answer({m1, 5}, 2), verdict::ask_next) << "the old master under no higher epoch";
+    EXPECT_EQ(g.master(), m2);
+    EXPECT_EQ(g.on_answer({m1, 6}, 1), verdict::follow) << "a failover back: a newer epoch";
+    EXPECT_EQ(g.master(), m1);
+    EXPECT_EQ(g.on_announcement(m2, m3), verdict::ask_now) << "moves a master not in use: out of date";
+    EXPECT_EQ(g.master(), m1);
+    EXPECT_EQ(g.on_announcement(m2, m1), verdict::follow) << "late, to where the client already is";
 }
 
 TEST(SentinelFollower, APromotionFencesTheMasterUntilANewOneIsFollowedOrTheFenceEnds)
 {
-    EXPECT_TRUE(is_promotion_of_replica(
-        published("+failover-state-send-slaveof-noone", "slave 10.0.0.2:6379 10.0.0.2 6379 @ gw-master 10.0.0.1 6379"), "gw-master"));
-    EXPECT_FALSE(is_promotion_of_replica(
-        published("+failover-state-send-slaveof-noone", "slave 10.0.0.2:6379 10.0.0.2 6379 @ other 10.0.0.1 6379"), "gw-master"))
-        << "another master's replica";
-    EXPECT_FALSE(is_promotion_of_replica(published("+switch-master", "slave 10.0.0.2:6379 10.0.0.2 6379 @ gw-master 10.0.0.1 6379"), "gw-master"))
-        << "another channel";
-    for (const char* bad : {"slave 10.0.0.2:6379 10.0.0.2 6379 @ gw-master 10.0.0.1", "master gw-master 10.0.0.1 6379",
-                            "slave 10.0.0.2:6379 10.0.0.2 6379 # gw-master 10.0.0.1 6379", "slave 10.0.0.2:6379 10.0.0.2 6379 @ gw-master 10.0.0.1 6379 x", ""})
-        EXPECT_FALSE(is_promotion_of_replica(published("+failover-state-send-slaveof-noone", bad), "gw-master")) << bad;
-
     using namespace std::chrono_literals;
+    using verdict = sentinel_follower::verdict;
     const redis_node_address m1{"10.0.0.1", 6379}, m2{"10.0.0.2", 6379};
     const sentinel_follower::clock::time_point t0{};
     sentinel_follower f(2);
-    EXPECT_EQ(f.on_answer({m1, 1}), sentinel_follower::verdict::follow);
+    EXPECT_EQ(f.on_answer({m1, 1}, 0), verdict::follow);
     EXPECT_FALSE(f.fenced(t0));
-    f.on_promotion(t0);
+    f.on_promotion_start(t0);
     EXPECT_TRUE(f.fenced(t0 + 1s));
-    EXPECT_EQ(f.on_answer({m1, 2}), sentinel_follower::verdict::follow) << "a sentinel still names the old master meanwhile";
+    EXPECT_EQ(f.fence_end(), t0 + failover_fence);
+    EXPECT_EQ(f.on_answer({m1, 2}, 0), verdict::follow) << "a sentinel still names the old master meanwhile";
     EXPECT_TRUE(f.fenced(t0 + 1s)) << "which does not end the fence";
-    EXPECT_EQ(f.on_announcement({m1, m2}), sentinel_follower::verdict::follow);
+    EXPECT_EQ(f.on_announcement(m1, m2), verdict::follow);
     EXPECT_FALSE(f.fenced(t0 + 1s)) << "the new master ends it";
-    f.on_promotion(t0);
-    EXPECT_EQ(f.on_answer({m1, 3}), sentinel_follower::verdict::follow) << "asked: the master moved back";
+    f.on_promotion_start(t0);
+    EXPECT_EQ(f.on_answer({m1, 3}, 1), verdict::follow) << "asked: the master moved back under a newer epoch";
     EXPECT_FALSE(f.fenced(t0 + 1s)) << "an answer naming another master ends it too";
-    f.on_promotion(t0);
+    f.on_promotion_start(t0);
     EXPECT_TRUE(f.fenced(t0 + failover_fence - 1ms));
     EXPECT_FALSE(f.fenced(t0 + failover_fence)) << "a failover that stalls or was aborted: the master is used again";
 }
