@@ -612,7 +612,7 @@ TEST(GatewayRedisSentinel, ThroughAFailoverUnderLoadNoUsageIsLost)
     ASSERT_TRUE(failed_over);
 
     const auto used = [&] {
-        return core::trim(replica.cli("HGET 'dify-gateway:{t:alpha}:tokens' used:" + std::to_string(std::time(nullptr) / 86'400)));
+        return std::string(core::trim(replica.cli("HGET 'dify-gateway:{t:alpha}:tokens' used:" + std::to_string(std::time(nullptr) / 86'400))));
     };
     for (int i = 0; i < 500 && used() != std::to_string(reported.load()); ++i) std::this_thread::sleep_for(10ms); // settlements land
     EXPECT_EQ(used(), std::to_string(reported.load())) << answered << " requests answered";
