@@ -35,7 +35,7 @@ sys.path.insert(0, HERE)
 import compare  # noqa: E402  (the stack helpers: processes, configs, /proc readings)
 
 
-def sentinel_cli(port, *args):
+def cli(port, *args):
     return subprocess.run(['redis-cli', '-p', str(port), *args], capture_output=True, text=True).stdout
 
 
@@ -61,17 +61,16 @@ def with_sentinel(b, master, mode):
     sentinel = b.start('sentinel', ['redis-server', conf, '--sentinel'], sentinel_port)
     # The replica's first full sync (a diskless one waits 5 s for other replicas), then the
     # sentinel learning of it from the master's INFO (every 10 s at most).
-    if not wait_until(lambda: 'master_link_status:up' in sentinel_cli(replica_port, 'INFO', 'replication'), 30):
+    if not wait_until(lambda: 'master_link_status:up' in cli(replica_port, 'INFO', 'replication'), 30):
         raise RuntimeError('the replica did not sync')
-    if not wait_until(lambda: str(replica_port) in sentinel_cli(sentinel_port, 'SENTINEL', 'REPLICAS', 'gw-master'), 30):
+    if not wait_until(lambda: str(replica_port) in cli(sentinel_port, 'SENTINEL', 'REPLICAS', 'gw-master'), 30):
         raise RuntimeError('the sentinel did not learn of the replica')
     return replica, sentinel
 
 
 def redis_used(port):
     day = int(time.time()) // 86400
-    out = subprocess.run(['redis-cli', '-p', str(port), 'HGET', 'dify-gateway:{t:bench}:tokens', f'used:{day}'],
-                         capture_output=True, text=True).stdout.strip()
+    out = cli(port, 'HGET', 'dify-gateway:{t:bench}:tokens', f'used:{day}').strip()
     return int(out) if out.isdigit() else 0
 
 
@@ -116,6 +115,34 @@ class Load:
             t.join()
 
 
+def fail_over(sentinel, replica):
+    """SENTINEL FAILOVER: (when the sentinel took the command, when it named the replica)."""
+    if not wait_until(lambda: 'OK' in cli(sentinel.port, 'SENTINEL', 'FAILOVER', 'gw-master'), 30):
+        raise RuntimeError('SENTINEL FAILOVER was not taken')
+    lost_at = time.monotonic()
+    if not wait_until(lambda: str(replica.port) in cli(sentinel.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'gw-master'), 30):
+        raise RuntimeError('the sentinel did not promote the replica')
+    return lost_at, time.monotonic()
+
+
+def take_away(b, redis, kind, outage):
+    """Redis hung or down for `outage` seconds, then back: (lost at, back at, the Redis now running)."""
+    lost_at = time.monotonic()
+    if kind == 'hung':
+        redis.proc.send_signal(signal.SIGSTOP)
+    else:
+        redis.proc.kill()
+        redis.proc.wait()
+    time.sleep(outage)
+    back_at = time.monotonic()
+    if kind == 'hung':
+        redis.proc.send_signal(signal.SIGCONT)
+    else:
+        b.services.remove(redis)
+        redis = b.start('redis', redis.cmd, redis.port)
+    return lost_at, back_at, redis
+
+
 def one_run(b, emu, mode, kind, outage):
     port = compare.free_port()
     redis = b.start('redis', ['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes',
@@ -128,27 +155,10 @@ def one_run(b, emu, mode, kind, outage):
                    tenant_extra={'max_concurrent': 1000}, store_extra=store)
     load = Load(gw.port, 8)
     time.sleep(3)
-    lost_at = time.monotonic()
     if kind == 'failover':
-        if not wait_until(lambda: 'OK' in sentinel_cli(sentinel.port, 'SENTINEL', 'FAILOVER', 'gw-master'), 30):
-            raise RuntimeError('SENTINEL FAILOVER was not taken')
-        lost_at = time.monotonic()
-        if not wait_until(lambda: str(replica.port) in sentinel_cli(sentinel.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'gw-master'), 30):
-            raise RuntimeError('the sentinel did not promote the replica')
-        back_at = time.monotonic()
-    elif kind == 'hung':
-        redis.proc.send_signal(signal.SIGSTOP)
+        lost_at, back_at = fail_over(sentinel, replica)
     else:
-        redis.proc.kill()
-        redis.proc.wait()
-    if kind != 'failover':
-        time.sleep(outage)
-        back_at = time.monotonic()
-    if kind == 'hung':
-        redis.proc.send_signal(signal.SIGCONT)
-    elif kind == 'down':
-        b.services.remove(redis)
-        redis = b.start('redis', redis.cmd, redis.port)
+        lost_at, back_at, redis = take_away(b, redis, kind, outage)
     # Recovery: the first request decided in Redis again (the store's error count stops
     # growing), and the last background write landing.
     first_decided = writes_landed = None

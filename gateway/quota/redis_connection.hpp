@@ -101,6 +101,8 @@ private:
     net::awaitable<error_code> connect();
     net::awaitable<error_code> write(std::string_view bytes);
     void fail(error_code ec);
+    // Stamps `call` and queues it behind everything submitted; ends it at once instead when
+    // the connection failed or is subscribed (its replies would go to the subscription).
     std::shared_ptr<redis_call> queue(std::shared_ptr<redis_call> call, std::string_view wire);
     // Bytes were queued: writes them now if it can, else wakes the writer.
     void output_queued();
